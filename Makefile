@@ -1,0 +1,60 @@
+# gw — build, test, install. `make run` and `make test` are the two commands
+# a newcomer needs; see README.md.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO      ?= go
+LDFLAGS  = -X gw/lib/program.Version=$(VERSION)
+PROGRAMS = $(notdir $(wildcard cmd/*))
+MANPAGES = $(wildcard man/*.[1-8])
+FUZZTIME ?= 10s
+
+.PHONY: all test unit e2e check fuzz install bench run clean peers
+
+all:
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+# The test peers (ucspi-tcp, strace, …) are Debian packages the tests drive
+# for real; scripts/test-peers.sh installs the missing ones.
+peers:
+	sh scripts/test-peers.sh
+
+test: peers all check
+	$(GO) test -race -count=1 ./lib/... ./cmd/...
+	$(GO) test -count=1 -timeout 40m ./tests/...
+
+check:
+	@out=$$(gofmt -l cmd lib tests); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v mandoc >/dev/null; then \
+		for m in $(MANPAGES); do mandoc -Tlint -Wwarning $$m || exit 1; done; \
+	else echo "check: mandoc missing, run make peers" >&2; exit 1; fi
+	$(MAKE) fuzz FUZZTIME=3s
+
+# A short run of every fuzz target; the corpus lives in testdata/fuzz/.
+fuzz:
+	@for pkg in $$($(GO) list ./lib/... ./cmd/...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
+		done; \
+	done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man5 \
+		$(DESTDIR)$(PREFIX)/share/man/man7 $(DESTDIR)$(PREFIX)/share/man/man8
+	for p in $(PROGRAMS); do install -m 0755 bin/$$p $(DESTDIR)$(PREFIX)/bin/; done
+	for m in $(MANPAGES); do \
+		s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; \
+	done
+
+bench: all
+	$(GO) run ./tests/bench -bin $(CURDIR)/bin
+
+run: all
+	sh scripts/run.sh
+
+clean:
+	rm -rf bin

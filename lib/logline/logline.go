@@ -1,0 +1,93 @@
+// Package logline writes gw's log lines: one event a line, one write each,
+// for multilog or svlogd to stamp.
+//
+// A line is the severity, the event name, then key=value fields in the order
+// given:
+//
+//	info queued qid=0669a1b2c3d4e size=10240 rcpts=2
+//
+// Values are quoted when they hold a space, a quote, '=' or are empty, and
+// every byte outside printable ASCII is escaped, because peers choose the
+// bytes that end up in logs.
+package logline
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Logger writes log lines to one writer; it is safe for concurrent use.
+type Logger struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// New returns a Logger writing to w.
+func New(w io.Writer) *Logger { return &Logger{w: w} }
+
+// Stderr is the logger every gw daemon uses by default: run scripts send
+// stderr to the service's logger with exec 2>&1.
+var Stderr = New(os.Stderr)
+
+// Info logs an event of severity info; kv holds alternating keys and values.
+func (l *Logger) Info(event string, kv ...any) { l.Log("info", event, kv...) }
+
+// Warning logs a survivable problem.
+func (l *Logger) Warning(event string, kv ...any) { l.Log("warning", event, kv...) }
+
+// Alert logs a problem that needs the sysadmin.
+func (l *Logger) Alert(event string, kv ...any) { l.Log("alert", event, kv...) }
+
+// Log writes one line of the given severity.
+func (l *Logger) Log(severity, event string, kv ...any) {
+	line := Format(severity, event, kv...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	io.WriteString(l.w, line)
+}
+
+// Format returns the line Log would write, newline included.
+func Format(severity, event string, kv ...any) string {
+	var b strings.Builder
+	b.WriteString(severity)
+	b.WriteByte(' ')
+	b.WriteString(event)
+	for i := 0; i+1 < len(kv); i += 2 {
+		b.WriteByte(' ')
+		b.WriteString(toString(kv[i]))
+		b.WriteByte('=')
+		b.WriteString(Quote(toString(kv[i+1])))
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
+
+func toString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case error:
+		return x.Error()
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// Quote returns v as a field value: bare when it is a plain token, else in
+// double quotes with Go escapes, so a value never spans lines or fields.
+func Quote(v string) string {
+	if v == "" {
+		return `""`
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c <= ' ' || c >= 0x7f || c == '"' || c == '=' || c == '\\' {
+			return strconv.QuoteToASCII(v)
+		}
+	}
+	return v
+}

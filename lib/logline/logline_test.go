@@ -1,0 +1,24 @@
+package logline
+
+import "testing"
+
+func TestFormat(t *testing.T) {
+	cases := []struct {
+		name string
+		kv   []any
+		want string
+	}{
+		{"plain", []any{"qid", "0669a1b2c3d4e", "size", 10240}, "info ev qid=0669a1b2c3d4e size=10240\n"},
+		{"space", []any{"err", "no such file"}, "info ev err=\"no such file\"\n"},
+		{"empty", []any{"from", ""}, "info ev from=\"\"\n"},
+		{"control bytes", []any{"helo", "a\r\nb\x00"}, "info ev helo=\"a\\r\\nb\\x00\"\n"},
+		{"equals", []any{"x", "a=b"}, "info ev x=\"a=b\"\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := Format("info", "ev", c.kv...); got != c.want {
+				t.Errorf("Format(%q) = %q, want %q", c.kv, got, c.want)
+			}
+		})
+	}
+}

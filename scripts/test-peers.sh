@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the Debian packages gw's tests drive as real peers. Idempotent:
+# packages already present are not fetched again. Needs root (CI runs as
+# root); without root it only reports what is missing.
+set -eu
+
+# One package a peer; each line says which tests need it.
+packages="
+strace          # crash tests: fault injection at chosen syscalls
+util-linux      # unshare: private mount namespaces for disk-full tests
+mandoc          # make check: man page lint
+ucspi-tcp       # tcprules/tcprulescheck/tcpserver: ACL differential tests
+"
+
+want=$(printf '%s\n' "$packages" | sed 's/#.*//' | tr -s ' \n' '\n' | sed '/^$/d')
+missing=""
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "test-peers: missing packages:$missing (run as root to install)" >&2
+	exit 111
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null || apt-get update
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
+	apt-get install -y --no-install-recommends $missing
