@@ -1,0 +1,104 @@
+package acl
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// The database layout, documented for other readers in gw-tcprules(5).
+// Changing any of it means a new layoutVersion.
+//
+//	bucket "meta"   "version" -> layoutVersion
+//	                "cidr4"   -> the IPv4 CIDR lengths in use, one byte each, longest first
+//	                "cidr6"   -> the same for IPv6
+//	bucket "keys"   tcprules key -> record
+//	bucket "cidr"   family (4 or 6), length, masked address (4 or 16 bytes) -> record
+//	bucket "lines"  line number (4 bytes, big-endian) -> the rules line as written
+//
+// A record is the rules line number (4 bytes, big-endian) followed by
+// tcprules' own data bytes: "D\0" first for a deny rule, then one
+// "+NAME=VALUE\0" per assignment, in the order written; a bare allow has
+// no data bytes.
+var (
+	bucketMeta  = []byte("meta")
+	bucketKeys  = []byte("keys")
+	bucketCIDR  = []byte("cidr")
+	bucketLines = []byte("lines")
+
+	metaVersion = []byte("version")
+	metaCIDR4   = []byte("cidr4")
+	metaCIDR6   = []byte("cidr6")
+)
+
+// layoutVersion names this layout; a reader refuses any other.
+const layoutVersion = "gw-tcprules 1"
+
+// encodeRecord returns the stored value for a rule.
+func encodeRecord(r Rule) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(r.Line))
+	if r.Deny {
+		b = append(b, 'D', 0)
+	}
+	for _, item := range r.Env {
+		b = append(b, '+')
+		b = append(b, item...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+// record is a stored rule, decoded the way tcprulescheck reads it.
+type record struct {
+	line int
+	deny bool
+	env  []string
+}
+
+// decodeRecord walks the NUL-terminated items as tcprulescheck does: "D"
+// denies at once, "+" adds an item, anything else is passed over, and a
+// last item without its NUL is ignored. A NUL inside a quoted value thus
+// splits it exactly as it does for tcpserver.
+func decodeRecord(v []byte) (record, bool) {
+	if len(v) < 4 {
+		return record{}, false
+	}
+	rec := record{line: int(binary.BigEndian.Uint32(v))}
+	data := v[4:]
+	for {
+		i := indexNUL(data)
+		if i < 0 {
+			return rec, true
+		}
+		switch {
+		case i > 0 && data[0] == 'D':
+			rec.deny = true
+			return rec, true
+		case i > 0 && data[0] == '+':
+			rec.env = append(rec.env, string(data[1:i]))
+		}
+		data = data[i+1:]
+	}
+}
+
+func indexNUL(b []byte) int {
+	for i, c := range b {
+		if c == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// cidrKey returns the "cidr" bucket key for a masked prefix.
+func cidrKey(p netip.Prefix) []byte {
+	a := p.Addr()
+	if a.Is4() {
+		b := a.As4()
+		return append([]byte{4, byte(p.Bits())}, b[:]...)
+	}
+	b := a.As16()
+	return append([]byte{6, byte(p.Bits())}, b[:]...)
+}
+
+// lineKey returns the "lines" bucket key for line n.
+func lineKey(n int) []byte { return binary.BigEndian.AppendUint32(nil, uint32(n)) }

@@ -1,0 +1,250 @@
+package acl
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// MaxLineBytes is the longest rules line Parse accepts. tcprules has no
+// limit; a line this long is a mistake (a file without line ends), and the
+// limit keeps a wrong input from eating memory.
+const MaxLineBytes = 1 << 20
+
+// Rule is one rules line that says allow or deny.
+type Rule struct {
+	Line    int      // 1-based line number in the rules text
+	Text    string   // the line after trailing blanks were stripped
+	Address string   // the bytes before the separating colon, verbatim
+	Deny    bool     // deny (assignments are kept but never applied)
+	Env     []string // "NAME=VALUE" items in the order written
+}
+
+// ParseError is a rules line that tcprules would refuse. Its Error names
+// the line number, what is wrong and the line itself.
+type ParseError struct {
+	Line   int
+	Text   string // the line after trailing blanks were stripped
+	Reason string
+}
+
+func (e *ParseError) Error() string {
+	return fmt.Sprintf("unable to parse line %d: %s: %s", e.Line, e.Reason, quoteLine(e.Text))
+}
+
+// Temporary reports false: a bad rules file stays bad until edited.
+func (e *ParseError) Temporary() bool { return false }
+
+// errLineTooLong is the reason for a line over MaxLineBytes.
+var errLineTooLong = fmt.Errorf("line longer than %d bytes", MaxLineBytes)
+
+// Parse reads rules text from r and calls emit for every rule line in
+// order. It stops at the first bad line with a *ParseError, at a read
+// error, or at the first error emit returns.
+func Parse(r io.Reader, emit func(Rule) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for n := 1; ; n++ {
+		line, err := readLine(br)
+		if len(line) == 0 && err == io.EOF {
+			return nil
+		}
+		if errors.Is(err, errLineTooLong) {
+			return &ParseError{Line: n, Text: string(line[:80]) + "...", Reason: err.Error()}
+		}
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("unable to read input: %w", err)
+		}
+		rule, ok, perr := parseLine(n, line)
+		if perr != nil {
+			return perr
+		}
+		if ok {
+			if err := emit(rule); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// readLine returns the next line with its "\n", or the unterminated last
+// line with io.EOF.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > MaxLineBytes {
+			return line, errLineTooLong
+		}
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
+	}
+}
+
+// ParseLine parses one line (with or without its "\n") as line number n.
+// ok is false for the lines tcprules passes over in silence: comments
+// ("#" in column 1), empty and blank lines, and lines without a colon.
+func ParseLine(n int, line []byte) (rule Rule, ok bool, err error) {
+	r, ok, perr := parseLine(n, line)
+	if perr != nil {
+		return Rule{}, false, perr
+	}
+	return r, ok, nil
+}
+
+func parseLine(n int, line []byte) (Rule, bool, *ParseError) {
+	if len(line) == 0 || line[0] == '#' || line[0] == '\n' {
+		return Rule{}, false, nil
+	}
+	line = bytes.TrimRight(line, "\n \t")
+	text := string(line)
+	fail := func(format string, args ...any) (Rule, bool, *ParseError) {
+		return Rule{}, false, &ParseError{Line: n, Text: text, Reason: fmt.Sprintf(format, args...)}
+	}
+	first := strings.IndexByte(text, ':')
+	if first < 0 {
+		return Rule{}, false, nil
+	}
+	sep := separator(text, first)
+	if sep < 0 {
+		rest := text[first+1:]
+		if w := leadingWord(rest); strings.EqualFold(w, "allow") || strings.EqualFold(w, "deny") {
+			return fail("%q must be written in lower case", w)
+		}
+		if strings.HasPrefix(strings.TrimLeft(rest, " \t"), "allow") || strings.HasPrefix(strings.TrimLeft(rest, " \t"), "deny") {
+			return fail("blank between the colon and allow or deny")
+		}
+		return fail("the first colon is not followed by allow or deny")
+	}
+	rule := Rule{Line: n, Text: text, Address: text[:sep]}
+	rest := text[sep+1:]
+	if strings.HasPrefix(rest, "deny") {
+		rule.Deny, rest = true, rest[len("deny"):]
+	} else {
+		rest = rest[len("allow"):]
+	}
+	verb := text[sep+1 : len(text)-len(rest)]
+	after := verb // what the next byte follows, for messages
+	for rest != "" {
+		if rest[0] != ',' {
+			if rest == "\r" {
+				return fail("the line ends with a carriage return (DOS line ends?)")
+			}
+			return fail("after %s comes %q where a comma or the end of the line belongs", after, clip(rest))
+		}
+		rest = rest[1:]
+		if rest == "" {
+			return fail("nothing follows the last comma")
+		}
+		eq := strings.IndexByte(rest, '=')
+		if eq < 0 {
+			return fail("assignment %q has no \"=\"", clip(rest))
+		}
+		name := rest[:eq]
+		rest = rest[eq+1:]
+		if rest == "" {
+			return fail("%s= has no value: write %s=\"\" for the empty string", name, name)
+		}
+		quote := rest[0]
+		end := strings.IndexByte(rest[1:], quote)
+		if end < 0 {
+			return fail("the value of %s has no closing %s (a value ends at the next copy of the byte that follows \"=\")", name, showByte(quote))
+		}
+		rule.Env = append(rule.Env, name+"="+rest[1:1+end])
+		rest = rest[1+end+1:]
+		after = "the value of " + name
+	}
+	if err := checkAddress(rule.Address); err != "" {
+		return fail("%s", err)
+	}
+	return rule, true, nil
+}
+
+// separator returns the index of the colon that ends the address, or -1.
+// tcprules uses the first colon. ucspi-tcp6 uses the first colon followed
+// by allow or deny, so that "2001:db8::1:allow" has address "2001:db8::1";
+// that reading is taken here only when the address looks like an IPv6
+// address, so that every line tcprules refuses for another reason is still
+// refused.
+func separator(text string, first int) int {
+	if verbAt(text, first) {
+		return first
+	}
+	for i := first + 1; i < len(text); i++ {
+		if text[i] == ':' && verbAt(text, i) {
+			if looksIPv6(text[:i]) {
+				return i
+			}
+			return -1
+		}
+	}
+	return -1
+}
+
+func verbAt(text string, colon int) bool {
+	rest := text[colon+1:]
+	return strings.HasPrefix(rest, "allow") || strings.HasPrefix(rest, "deny")
+}
+
+// looksIPv6 reports whether addr, after an optional "info@", is made of
+// hex digits, colons, dots, and the "-" of a range or the "/" of a CIDR
+// prefix: the shapes an IPv6 rule address takes.
+func looksIPv6(addr string) bool {
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		addr = addr[at+1:]
+	}
+	if !strings.Contains(addr, ":") {
+		return false
+	}
+	for i := 0; i < len(addr); i++ {
+		c := addr[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' ||
+			c == ':' || c == '.' || c == '-' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+func leadingWord(s string) string {
+	i := 0
+	for i < len(s) && (s[i] >= 'a' && s[i] <= 'z' || s[i] >= 'A' && s[i] <= 'Z') {
+		i++
+	}
+	return s[:i]
+}
+
+// showByte shows a quote byte in a message.
+func showByte(c byte) string {
+	if c > ' ' && c < 0x7f {
+		return string(c)
+	}
+	return fmt.Sprintf("byte 0x%02x", c)
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// quoteLine shows a rules line in a message: as written when it is plain
+// printable text, Go-quoted when it holds a control byte (a CR, a NUL).
+func quoteLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
