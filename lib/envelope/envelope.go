@@ -1,0 +1,162 @@
+// Package envelope is the qmail-queue envelope: its wire form on fd 1,
+// 'F' sender NUL ('T' recipient NUL)* NUL, and the checks every address
+// passes before gw queues it.
+//
+// The stored form, kept in the queue, is the same bytes without the final
+// extra NUL: that NUL is how a caller says the envelope is complete, and an
+// envelope cut before it is refused whole (qmail_fail's way to abort).
+package envelope
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Limits on what an envelope may hold. qmail-queue's only limit is the
+// address length; the others bound memory against a hostile caller.
+const (
+	MaxAddress    = 1002  // bytes in one address (qmail-queue's limit)
+	MaxDomain     = 255   // bytes after the last '@' (RFC 5321 4.5.3.1.2)
+	MaxRecipients = 10000 // recipients in one envelope
+)
+
+// Envelope is a sender and its recipients. The null sender is "".
+type Envelope struct {
+	Sender     string
+	Recipients []string
+}
+
+// Error is an envelope refusal; Code is the qmail-queue exit code it maps to.
+type Error struct {
+	Code int
+	What string
+}
+
+func (e *Error) Error() string { return e.What }
+
+// Exit codes of qmail-queue(8) that envelope problems map to.
+const (
+	codeAddressTooLong = 11
+	codeReadError      = 54
+	codeBadEnvelope    = 91
+)
+
+var errTruncated = &Error{codeReadError, "envelope ends before its final NUL"}
+
+// Read reads one wire-form envelope from r, through its final NUL, and
+// checks every address. Nothing after the final NUL is read. An *Error says
+// which qmail-queue code the problem maps to; other errors are read errors.
+func Read(r io.ByteReader) (Envelope, error) {
+	var env Envelope
+	first, err := readItem(r)
+	if err != nil {
+		return env, err
+	}
+	if len(first) == 0 || first[0] != 'F' {
+		return env, &Error{codeBadEnvelope, "envelope does not begin with F"}
+	}
+	env.Sender = string(first[1:])
+	if err := CheckAddress(env.Sender); err != nil {
+		return env, err
+	}
+	for {
+		item, err := readItem(r)
+		if err != nil {
+			return env, err
+		}
+		if len(item) == 0 {
+			return env, nil
+		}
+		if item[0] != 'T' {
+			return env, &Error{codeBadEnvelope, fmt.Sprintf("envelope item %d does not begin with T", len(env.Recipients)+1)}
+		}
+		if len(env.Recipients) == MaxRecipients {
+			return env, &Error{codeBadEnvelope, fmt.Sprintf("more than %d recipients", MaxRecipients)}
+		}
+		rcpt := string(item[1:])
+		if err := CheckAddress(rcpt); err != nil {
+			return env, err
+		}
+		env.Recipients = append(env.Recipients, rcpt)
+	}
+}
+
+// readItem reads up to and including a NUL and returns what came before it.
+// An item longer than an address can be is refused as soon as it is seen.
+func readItem(r io.ByteReader) ([]byte, error) {
+	var item []byte
+	for {
+		c, err := r.ReadByte()
+		if err == io.EOF {
+			return nil, errTruncated
+		}
+		if err != nil {
+			return nil, err
+		}
+		if c == 0 {
+			return item, nil
+		}
+		if len(item) > MaxAddress { // the F or T byte is not part of the address
+			return nil, &Error{codeAddressTooLong, fmt.Sprintf("address longer than %d bytes", MaxAddress)}
+		}
+		item = append(item, c)
+	}
+}
+
+// CheckAddress refuses an address gw will not queue: over-long, over-long
+// domain, or holding CR or LF (which no SMTP or QMTP peer can have sent, and
+// which would split a header or a log line later).
+func CheckAddress(a string) error {
+	if len(a) > MaxAddress {
+		return &Error{codeAddressTooLong, fmt.Sprintf("address longer than %d bytes", MaxAddress)}
+	}
+	if at := bytes.LastIndexByte([]byte(a), '@'); at >= 0 && len(a)-at-1 > MaxDomain {
+		return &Error{codeAddressTooLong, fmt.Sprintf("domain longer than %d bytes", MaxDomain)}
+	}
+	for i := 0; i < len(a); i++ {
+		switch a[i] {
+		case '\r', '\n':
+			return &Error{codeBadEnvelope, "address holds CR or LF"}
+		case 0:
+			return &Error{codeBadEnvelope, "address holds NUL"}
+		}
+	}
+	return nil
+}
+
+// Stored returns the stored form: the wire form without its final NUL.
+func (e Envelope) Stored() []byte {
+	n := len(e.Sender) + 2
+	for _, r := range e.Recipients {
+		n += len(r) + 2
+	}
+	b := make([]byte, 0, n+1)
+	b = append(b, 'F')
+	b = append(b, e.Sender...)
+	b = append(b, 0)
+	for _, r := range e.Recipients {
+		b = append(b, 'T')
+		b = append(b, r...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+// Wire returns the form a caller writes on fd 1, final NUL included.
+func (e Envelope) Wire() []byte { return append(e.Stored(), 0) }
+
+// ParseStored parses a stored-form envelope, as kept in the queue.
+func ParseStored(b []byte) (Envelope, error) {
+	r := bufio.NewReader(io.MultiReader(bytes.NewReader(b), bytes.NewReader([]byte{0})))
+	env, err := Read(r)
+	if err != nil {
+		return env, err
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		return env, errors.New("bytes after the stored envelope")
+	}
+	return env, nil
+}

@@ -1,0 +1,91 @@
+package envelope
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestRead(t *testing.T) {
+	long := strings.Repeat("a", MaxAddress+1)
+	cases := []struct {
+		name string
+		wire string
+		want Envelope
+		code int // 0: no error
+	}{
+		{"two recipients", "Fa@example.org\x00Tb@example.net\x00Tc@example.net\x00\x00",
+			Envelope{"a@example.org", []string{"b@example.net", "c@example.net"}}, 0},
+		{"null sender", "F\x00Tpostmaster@example.net\x00\x00", Envelope{"", []string{"postmaster@example.net"}}, 0},
+		{"no recipients", "Fa@b\x00\x00", Envelope{"a@b", nil}, 0},
+		{"double bounce sender", "F#@[]\x00Tx@y\x00\x00", Envelope{"#@[]", []string{"x@y"}}, 0},
+		{"empty input", "", Envelope{}, 54},
+		{"no final NUL", "Fa@b\x00Tc@d\x00", Envelope{}, 54},
+		{"cut inside address", "Fa@b\x00Tc@", Envelope{}, 54},
+		{"not F first", "Ta@b\x00\x00", Envelope{}, 91},
+		{"empty first item", "\x00", Envelope{}, 91},
+		{"recipient not T", "Fa@b\x00Xc@d\x00\x00", Envelope{}, 91},
+		{"CR in recipient", "Fa@b\x00Tc\r@d\x00\x00", Envelope{}, 91},
+		{"LF in sender", "Fa\n@b\x00Tc@d\x00\x00", Envelope{}, 91},
+		{"long sender", "F" + long + "\x00\x00", Envelope{}, 11},
+		{"long recipient", "Fa@b\x00T" + long + "\x00\x00", Envelope{}, 11},
+		{"long domain", "Fa@" + strings.Repeat("d", 256) + "\x00\x00", Envelope{}, 11},
+		{"longest address", "F" + long[1:] + "\x00\x00", Envelope{long[1:], nil}, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Read(bufio.NewReader(strings.NewReader(c.wire)))
+			if c.code != 0 {
+				var e *Error
+				if !errors.As(err, &e) || e.Code != c.code {
+					t.Fatalf("Read(%q) error = %v, want code %d", c.wire, err, c.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Read(%q) error = %v", c.wire, err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("Read(%q) = %#v, want %#v", c.wire, got, c.want)
+			}
+			if w := string(got.Wire()); w != c.wire {
+				t.Errorf("Wire() = %q, want %q", w, c.wire)
+			}
+		})
+	}
+}
+
+func TestReadStopsAtFinalNUL(t *testing.T) {
+	r := bufio.NewReader(strings.NewReader("Fa@b\x00\x00trailing"))
+	if _, err := Read(r); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := r.ReadString(0)
+	if rest != "trailing" {
+		t.Errorf("after the envelope %q is left, want %q", rest, "trailing")
+	}
+}
+
+func FuzzReadEnvelope(f *testing.F) {
+	f.Add([]byte("Fa@example.org\x00Tb@example.net\x00\x00"))
+	f.Add([]byte("F\x00\x00"))
+	f.Add([]byte("Fa\x00Tb\x00"))
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		env, err := Read(bufio.NewReader(bytes.NewReader(wire)))
+		if err != nil {
+			return
+		}
+		// What was accepted re-encodes to a prefix of the input and parses
+		// back to itself from its stored form.
+		if w := env.Wire(); !bytes.HasPrefix(wire, w) {
+			t.Fatalf("Wire() = %q is not a prefix of input %q", w, wire)
+		}
+		back, err := ParseStored(env.Stored())
+		if err != nil || !reflect.DeepEqual(back, env) && !(len(back.Recipients) == 0 && len(env.Recipients) == 0) {
+			t.Fatalf("ParseStored(Stored()) = %#v, %v; want %#v", back, err, env)
+		}
+	})
+}

@@ -1,0 +1,303 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"gw/lib/envelope"
+)
+
+// Committer writes messages of many concurrent injections into shared
+// segments and makes them durable together: every message waiting when a
+// flush starts is covered by that one fdatasync, and each caller returns
+// only after the flush that covers its message (group commit, as a
+// database's write-ahead log does). This is the path of gw-queued; see
+// gw-queue.5 for why it beats a file per message on this kind of disk.
+type Committer struct {
+	q    *Queue
+	reqs chan *commitReq
+	done chan struct{}
+
+	// MaxSegmentSize and MaxSegmentAge bound a segment: past either, it is
+	// sealed and a new one begins. A sealed segment can be removed by the
+	// runner as soon as its messages are delivered; an unsealed one only
+	// after Ossified, so MaxSegmentAge must stay far below Ossified.
+	MaxSegmentSize int64
+	MaxSegmentAge  time.Duration
+
+	// owned by the loop goroutine
+	seg      *os.File
+	segSize  int64
+	segCount uint32
+	segBorn  time.Time
+}
+
+type commitReq struct {
+	rec  []byte
+	id   ID
+	done chan error
+}
+
+// maxBatchBytes bounds the bytes one flush covers, so that one flush never
+// waits on an unbounded write.
+const maxBatchBytes = 16 << 20
+
+// NewCommitter starts a committer on q. Close it to seal its segment.
+func (q *Queue) NewCommitter() *Committer {
+	c := &Committer{
+		q:              q,
+		reqs:           make(chan *commitReq, 1024),
+		done:           make(chan struct{}),
+		MaxSegmentSize: 64 << 20,
+		MaxSegmentAge:  5 * time.Minute,
+	}
+	go c.loop()
+	return c
+}
+
+// Incoming is a message being received into memory for a Committer.
+type Incoming struct {
+	id  ID
+	buf bytes.Buffer
+}
+
+// incomingBodyAt is where the body starts in a Incoming's buffer: kind,
+// header length, header, chunk length.
+const incomingBodyAt = 1 + 4 + minHeader + 4
+
+// NewIncoming starts a message from uid/pid to be committed by c.
+func (c *Committer) NewIncoming(uid, pid uint32) *Incoming {
+	p := &Incoming{id: c.q.NewID()}
+	p.buf.Grow(16 << 10)
+	p.buf.WriteByte(kindMessage)
+	h := header{ID: p.id, Arrival: time.Now(), UID: uid, PID: pid}.bytes()
+	p.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(h))))
+	p.buf.Write(h)
+	p.buf.Write([]byte{0, 0, 0, 0}) // the one chunk's length, set by finish
+	return p
+}
+
+// ID returns the message's queue ID.
+func (p *Incoming) ID() ID { return p.id }
+
+// Size returns the body bytes received so far.
+func (p *Incoming) Size() int64 { return int64(p.buf.Len() - incomingBodyAt) }
+
+// Write appends body bytes.
+func (p *Incoming) Write(b []byte) (int, error) { return p.buf.Write(b) }
+
+// Bytes returns the body received so far, to hand over to a MessageWriter
+// when the message outgrows memory.
+func (p *Incoming) Bytes() []byte { return p.buf.Bytes()[incomingBodyAt:] }
+
+// finish closes the record: body length, envelope, checksum.
+func (p *Incoming) finish(env envelope.Envelope) []byte {
+	b := p.buf.Bytes()
+	n := len(b) - incomingBodyAt
+	if n > maxChunk {
+		panic("queue.Incoming.finish: body larger than one chunk")
+	}
+	binary.BigEndian.PutUint32(b[incomingBodyAt-4:], uint32(n))
+	if n > 0 {
+		p.buf.Write([]byte{0, 0, 0, 0}) // end of body
+	} else {
+		// An empty body has no chunk: the length just written is the end mark.
+		p.buf.Truncate(incomingBodyAt)
+	}
+	e := env.Stored()
+	p.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(e))))
+	p.buf.Write(e)
+	b = p.buf.Bytes()
+	p.buf.Write(binary.BigEndian.AppendUint32(nil, crc32.Checksum(b, castagnoli)))
+	return p.buf.Bytes()
+}
+
+// MaxIncoming is the largest body a Incoming should hold; a caller moves a
+// larger message to a MessageWriter (NewMessage) and streams the rest.
+const MaxIncoming = 1 << 20
+
+// ErrCommitterClosed is returned for a message committed after Close.
+var ErrCommitterClosed = errors.New("committer closed")
+
+// Commit adds env to p and returns once p is durable in the queue, or with
+// the error that kept it out (an *InjectError).
+func (c *Committer) Commit(p *Incoming, env envelope.Envelope) error {
+	req := &commitReq{rec: p.finish(env), id: p.id, done: make(chan error, 1)}
+	select {
+	case c.reqs <- req:
+	case <-c.done:
+		return ErrCommitterClosed
+	}
+	return <-req.done
+}
+
+// Close seals the current segment after the messages already handed in.
+func (c *Committer) Close() error {
+	close(c.reqs)
+	<-c.done
+	return nil
+}
+
+func (c *Committer) loop() {
+	defer close(c.done)
+	idle := time.NewTicker(time.Minute)
+	defer idle.Stop()
+	for {
+		var first *commitReq
+		select {
+		case r, ok := <-c.reqs:
+			if !ok {
+				c.seal()
+				return
+			}
+			first = r
+		case <-idle.C:
+			if c.seg != nil && time.Since(c.segBorn) > c.MaxSegmentAge {
+				c.seal()
+			}
+			continue
+		}
+		batch := []*commitReq{first}
+		size := len(first.rec)
+	drain:
+		for size < maxBatchBytes {
+			select {
+			case r, ok := <-c.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+				size += len(r.rec)
+			default:
+				break drain
+			}
+		}
+		err := c.write(batch)
+		for _, r := range batch {
+			r.done <- err
+		}
+		if err == nil {
+			c.q.Pull()
+		}
+	}
+}
+
+// write appends batch to the current segment with one write and one flush.
+// On failure the segment is cut back to where the batch began and given up,
+// so no reader ever sees a record of a batch that was not acknowledged.
+func (c *Committer) write(batch []*commitReq) error {
+	if c.seg != nil && (c.segSize >= c.MaxSegmentSize || time.Since(c.segBorn) > c.MaxSegmentAge) {
+		c.seal()
+	}
+	if c.seg == nil {
+		if err := c.newSegment(); err != nil {
+			return err
+		}
+	}
+	bufs := make([][]byte, len(batch))
+	for i, r := range batch {
+		bufs[i] = r.rec
+	}
+	before := c.segSize
+	n, err := writev(c.seg, bufs)
+	if err == nil {
+		err = fdatasync(c.seg)
+		if err != nil {
+			err = &InjectError{StepSync, err}
+		}
+	} else {
+		err = &InjectError{StepWrite, err}
+	}
+	if err != nil {
+		c.abandon(before, batch)
+		return err
+	}
+	c.segSize += n
+	c.segCount += uint32(len(batch))
+	return nil
+}
+
+func (c *Committer) newSegment() error {
+	name := c.q.NewID().String()
+	path := c.q.path(dirSeg, name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		return &InjectError{StepCreate, err}
+	}
+	if _, err := f.WriteString(segMagic); err != nil {
+		f.Close()
+		os.Remove(path)
+		return &InjectError{StepWrite, err}
+	}
+	if err := syncDir(c.q.path(dirSeg)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return &InjectError{StepSync, err}
+	}
+	c.seg, c.segSize, c.segCount, c.segBorn = f, int64(len(segMagic)), 0, time.Now()
+	return nil
+}
+
+// seal ends the current segment with a seal record. The seal is not
+// flushed: if it is lost, the runner treats the segment as ended once it is
+// older than Ossified, as it does for a segment whose writer died.
+func (c *Committer) seal() {
+	if c.seg == nil {
+		return
+	}
+	c.seg.Write(sealRecord(c.segCount))
+	c.seg.Close()
+	c.seg = nil
+}
+
+// abandon cuts the segment back to size and stops writing it. If the cut
+// fails, cancel records withdraw the batch's messages instead.
+func (c *Committer) abandon(size int64, batch []*commitReq) {
+	if err := c.seg.Truncate(size); err != nil {
+		for _, r := range batch {
+			c.seg.Write(cancelRecord(r.id))
+		}
+	}
+	fdatasync(c.seg)
+	c.seg.Close()
+	c.seg = nil
+}
+
+// writev writes every buffer, looping over short writes.
+func writev(f *os.File, bufs [][]byte) (int64, error) {
+	var total int64
+	fd := int(f.Fd())
+	for len(bufs) > 0 {
+		chunk := bufs
+		if len(chunk) > 1024 { // IOV_MAX
+			chunk = chunk[:1024]
+		}
+		n, err := unix.Writev(fd, chunk)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		total += int64(n)
+		for n > 0 {
+			if n >= len(bufs[0]) {
+				n -= len(bufs[0])
+				bufs = bufs[1:]
+			} else {
+				bufs[0] = bufs[0][n:]
+				n = 0
+			}
+		}
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+		}
+	}
+	return total, nil
+}

@@ -1,0 +1,36 @@
+// Package queue is gw's durable message queue: segment files that
+// injectors append messages to, and a journal in which the one runner
+// records what became of each recipient.
+//
+// Implementation summary (gw-queue.5 is the full description):
+//
+//   - seg/ID holds message records, each self-delimiting and checksummed.
+//     An injector either streams one message into a segment of its own
+//     (MessageWriter: gw-queue, a process a message) or appends the messages
+//     of many concurrent injections to a shared segment and covers them all
+//     with one fdatasync (Committer: gw-queued). A message exists for
+//     readers from the moment its whole record can be read back; the
+//     injector acknowledges it only after the record and, for a new file,
+//     the directory entry are flushed.
+//   - journal/N holds the runner's records: picked up, per-recipient state
+//     (pending, delivered, failed; attempts; next try; last error), held,
+//     removed. Each states a whole value, so the last one wins.
+//   - lock/clock is a shared counter that IDs are drawn from; lock/trigger
+//     a FIFO an injector writes a byte to after each commit.
+//
+// States of a message, in the manner of qmail's INTERNALS:
+//
+//	state  seg record        journal          meaning
+//	S1     incomplete        -                being injected, or injector died
+//	S2     whole, unflushed  -                written; not yet acknowledged
+//	S3     whole, flushed    -                queued (acknowledged), not picked up
+//	S4     whole             P [R...] [H]     picked up by the runner
+//	S5     whole             X                finished; bytes go with the segment
+//
+// A crash in S1 or S2 leaves bytes that readers refuse (S1) or a message
+// that nobody acknowledged (S2: the one duplicate window, as qmail's);
+// never a partial message. The runner removes S1 leftovers after Ossified.
+//
+// Readers (gw-qstat) take no lock and write nothing: Snapshot reads the
+// journal, then the segments, tolerating files that vanish meanwhile.
+package queue

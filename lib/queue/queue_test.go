@@ -1,0 +1,469 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"gw/lib/envelope"
+)
+
+func newQueue(t *testing.T) *Queue {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "queue")
+	if err := Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+func env(rcpts ...string) envelope.Envelope {
+	return envelope.Envelope{Sender: "alice@example.org", Recipients: rcpts}
+}
+
+// inject streams body through a MessageWriter, as gw-queue does.
+func inject(t *testing.T, q *Queue, body []byte, e envelope.Envelope) ID {
+	t.Helper()
+	w, err := q.NewMessage(1000, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(body) > 0 { // odd-sized writes cross chunk boundaries
+		n := 7000
+		if n > len(body) {
+			n = len(body)
+		}
+		if _, err := w.Write(body[:n]); err != nil {
+			t.Fatal(err)
+		}
+		body = body[n:]
+	}
+	if err := w.Commit(e); err != nil {
+		t.Fatal(err)
+	}
+	return w.ID()
+}
+
+func readBody(t *testing.T, q *Queue, m *Message) []byte {
+	t.Helper()
+	rc, err := q.OpenBody(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("reading body of %s: %v", m.ID, err)
+	}
+	return b
+}
+
+func TestIDText(t *testing.T) {
+	for _, id := range []ID{0, 1, 0x669a1b2c3d4e5, 1<<52 - 1} {
+		s := id.String()
+		back, err := ParseID(s)
+		if err != nil || back != id || len(s) != idDigits {
+			t.Errorf("ParseID(%q) = %v, %v; want %v", s, back, err, id)
+		}
+	}
+	for _, bad := range []string{"", "123", "0669A1B2C3D4E", "0669a1b2c3d4g", "00669a1b2c3d4e"} {
+		if _, err := ParseID(bad); err == nil {
+			t.Errorf("ParseID(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+func TestClockUniqueAcrossOpeners(t *testing.T) {
+	q := newQueue(t)
+	q2, err := Open(q.Dir) // a second process maps the same counter
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	var mu sync.Mutex
+	seen := make(map[ID]bool)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			src := q
+			if g%2 == 1 {
+				src = q2
+			}
+			last := ID(0)
+			for i := 0; i < 2000; i++ {
+				id := src.NewID()
+				if id <= last {
+					t.Errorf("ID went backwards: %v after %v", id, last)
+				}
+				last = id
+				mu.Lock()
+				if seen[id] {
+					t.Errorf("ID %v handed out twice", id)
+				}
+				seen[id] = true
+				mu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+	// A clock far ahead (as after the system clock stepped back) still
+	// yields larger IDs.
+	ahead := ID(time.Now().Add(time.Hour).UnixMicro())
+	q.clock.Seed(ahead)
+	if id := q2.NewID(); id <= ahead {
+		t.Errorf("after Seed(%v) NewID() = %v", ahead, id)
+	}
+}
+
+func TestInjectAndSnapshot(t *testing.T) {
+	q := newQueue(t)
+	sizes := []int{0, 1, bodyChunk - 1, bodyChunk, bodyChunk + 1, 300 << 10}
+	bodies := make(map[ID][]byte)
+	for i, n := range sizes {
+		body := make([]byte, n)
+		rand.New(rand.NewSource(int64(i))).Read(body)
+		id := inject(t, q, body, env(fmt.Sprintf("r%d@example.net", i), "x@example.com"))
+		bodies[id] = body
+	}
+	snap, err := q.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != len(sizes) || len(snap.Problems) != 0 || snap.InProgress != 0 {
+		t.Fatalf("snapshot: %d messages, problems %v, in progress %d; want %d, none, 0",
+			len(snap.Messages), snap.Problems, snap.InProgress, len(sizes))
+	}
+	for _, m := range snap.Messages {
+		want := bodies[m.ID]
+		if m.Size != int64(len(want)) || m.Sender != "alice@example.org" || len(m.Recipients) != 2 {
+			t.Errorf("message %s: size %d sender %q rcpts %v", m.ID, m.Size, m.Sender, m.Recipients)
+		}
+		if got := readBody(t, q, m); !bytes.Equal(got, want) {
+			t.Errorf("message %s: body of %d bytes differs from the %d injected", m.ID, len(got), len(want))
+		}
+	}
+}
+
+func TestAbortLeavesNothing(t *testing.T) {
+	q := newQueue(t)
+	w, err := q.NewMessage(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: x\n\nhalf a message"))
+	w.Abort()
+	ents, _ := os.ReadDir(q.path(dirSeg))
+	if len(ents) != 0 {
+		t.Errorf("after Abort seg/ holds %d files", len(ents))
+	}
+}
+
+func TestUncommittedIsInProgressNotListed(t *testing.T) {
+	q := newQueue(t)
+	w, err := q.NewMessage(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	w.Write(bytes.Repeat([]byte("x"), 200<<10)) // some chunks reach the file
+	w.bw.Flush()
+	snap, err := q.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != 0 || snap.InProgress != 1 {
+		t.Errorf("snapshot during an injection: %d messages, %d in progress; want 0, 1", len(snap.Messages), snap.InProgress)
+	}
+}
+
+// TestTornSegmentNeverYieldsPartialMessage cuts a segment of three
+// messages at every length and flips bytes: a reader lists exactly the
+// messages wholly before the cut and never one that is damaged.
+func TestTornSegmentNeverYieldsPartialMessage(t *testing.T) {
+	q := newQueue(t)
+	c := q.NewCommitter()
+	var ends []int64
+	for i := 0; i < 3; i++ {
+		in := c.NewIncoming(0, 0)
+		fmt.Fprintf(in, "Subject: %d\n\n%s", i, bytes.Repeat([]byte("b"), 100*i))
+		if err := c.Commit(in, env("bob@example.net")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	names, _, _ := q.segmentNames()
+	whole, err := os.ReadFile(q.path(dirSeg, names[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ReadSegment(bytes.NewReader(whole), func(r Record) error {
+		if r.Kind == kindMessage {
+			ends = append(ends, r.Offset+r.Length)
+		}
+		return nil
+	})
+	if len(ends) != 3 {
+		t.Fatalf("found %d messages in the segment, want 3", len(ends))
+	}
+	for cut := 0; cut < len(whole); cut++ {
+		var n int
+		_, _, err := ReadSegment(bytes.NewReader(whole[:cut]), func(r Record) error {
+			if r.Kind == kindMessage {
+				n++
+			}
+			return nil
+		})
+		want := 0
+		for _, e := range ends {
+			if int64(cut) >= e {
+				want++
+			}
+		}
+		if err != nil || n != want {
+			t.Fatalf("cut at %d: %d messages (err %v), want %d", cut, n, err, want)
+		}
+	}
+	for pos := len(segMagic); pos < len(whole); pos++ {
+		damaged := bytes.Clone(whole)
+		damaged[pos] ^= 0x20
+		var n int
+		_, p, _ := ReadSegment(bytes.NewReader(damaged), func(r Record) error {
+			if r.Kind == kindMessage && r.Offset+r.Length > int64(pos) {
+				t.Fatalf("byte %d flipped: message record %d..%d still accepted", pos, r.Offset, r.Offset+r.Length)
+			}
+			n++
+			return nil
+		})
+		if p == nil {
+			t.Fatalf("byte %d flipped: no problem reported", pos)
+		}
+	}
+}
+
+func TestCommitterConcurrent(t *testing.T) {
+	q := newQueue(t)
+	c := q.NewCommitter()
+	const workers, each = 16, 50
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	want := make(map[ID]string)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				in := c.NewIncoming(0, uint32(w))
+				body := fmt.Sprintf("Subject: %d/%d\n\n%s", w, i, bytes.Repeat([]byte{'a' + byte(i%26)}, i*37))
+				in.Write([]byte(body))
+				if err := c.Commit(in, env(fmt.Sprintf("w%d@example.net", w))); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				want[in.ID()] = body
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	snap, err := q.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != workers*each {
+		t.Fatalf("%d messages listed, want %d", len(snap.Messages), workers*each)
+	}
+	for _, m := range snap.Messages {
+		if got := string(readBody(t, q, m)); got != want[m.ID] {
+			t.Fatalf("message %s body %q, want %q", m.ID, got, want[m.ID])
+		}
+	}
+	c.Close()
+	snap2, _ := q.Snapshot()
+	if len(snap2.Messages) != workers*each || len(snap2.Problems) != 0 {
+		t.Errorf("after Close: %d messages, problems %v", len(snap2.Messages), snap2.Problems)
+	}
+}
+
+func TestRunnerLifecycle(t *testing.T) {
+	q := newQueue(t)
+	a := inject(t, q, []byte("Subject: a\n\nA\n"), env("one@example.net", "two@example.net", "three@example.net"))
+	b := inject(t, q, []byte("Subject: b\n\nB\n"), env("four@example.net"))
+	r, err := q.OpenRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.OpenRunner(); !errors.Is(err, ErrRunnerActive) {
+		t.Fatalf("second OpenRunner: %v, want ErrRunnerActive", err)
+	}
+	if got := r.Messages(); len(got) != 2 {
+		t.Fatalf("runner sees %d messages, want 2", len(got))
+	}
+	c := inject(t, q, []byte("Subject: c\n\nC\n"), env("five@example.net"))
+	select {
+	case <-r.Wake():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wake-up after an injection")
+	}
+	fresh, err := r.Refresh()
+	if err != nil || len(fresh) != 1 || fresh[0].ID != c {
+		t.Fatalf("Refresh() = %v, %v; want message %s", fresh, err, c)
+	}
+	if _, err := r.Claim(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Claim(a); !errors.Is(err, ErrClaimed) {
+		t.Errorf("second Claim: %v, want ErrClaimed", err)
+	}
+	next := time.Now().Add(time.Hour).Truncate(time.Second)
+	must(t, r.Delivered(a, 0))
+	must(t, r.Failed(a, 1, "550 5.1.1 no such user"))
+	must(t, r.Deferred(a, 2, next, "421 4.7.0 try later"))
+	r.Unclaim(a)
+	must(t, r.Hold(b))
+	if _, err := r.Claim(b); !errors.Is(err, ErrHeld) {
+		t.Errorf("Claim of a held message: %v, want ErrHeld", err)
+	}
+	must(t, r.Remove(c))
+	must(t, r.Sync())
+
+	// A lock-free reader sees the same states.
+	check := func(when string) {
+		snap, err := q.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snap.Messages) != 2 {
+			t.Fatalf("%s: %d messages listed, want 2", when, len(snap.Messages))
+		}
+		ma, mb := snap.Messages[0], snap.Messages[1]
+		got := fmt.Sprintf("%v/%d %v/%d %v/%d/%q/%v held=%v", ma.Recipients[0].State, ma.Recipients[0].Attempts,
+			ma.Recipients[1].State, ma.Recipients[1].Attempts, ma.Recipients[2].State, ma.Recipients[2].Attempts,
+			ma.Recipients[2].LastError, ma.Recipients[2].NextTry.Equal(next), mb.Held)
+		want := `delivered/1 failed/1 pending/1/"421 4.7.0 try later"/true held=true`
+		if got != want {
+			t.Errorf("%s: states %s, want %s", when, got, want)
+		}
+	}
+	check("while the runner runs")
+	must(t, r.Close())
+
+	// A new runner rebuilds the same state from the files.
+	r, err = q.OpenRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("after a restart")
+	must(t, r.Release(b))
+	must(t, r.Delivered(b, 0))
+	must(t, r.Remove(b))
+	must(t, r.Delivered(a, 2))
+	must(t, r.Remove(a))
+	st, err := r.Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments != 3 {
+		t.Errorf("Collect removed %d segments, want 3", st.Segments)
+	}
+	must(t, r.Close())
+	if ents, _ := os.ReadDir(q.path(dirSeg)); len(ents) != 0 {
+		t.Errorf("seg/ still holds %d files", len(ents))
+	}
+	snap, _ := q.Snapshot()
+	if len(snap.Messages) != 0 {
+		t.Errorf("%d messages listed after all were removed", len(snap.Messages))
+	}
+}
+
+func TestCollectLeftoversByAge(t *testing.T) {
+	q := newQueue(t)
+	w, err := q.NewMessage(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("never finished"))
+	w.bw.Flush() // the injector dies here
+	r, err := q.OpenRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if st, _ := r.Collect(); st.Leftovers != 0 {
+		t.Fatalf("a young leftover was removed: %+v", st)
+	}
+	old := time.Now().Add(-Ossified - time.Minute)
+	os.Chtimes(w.path, old, old)
+	if st, _ := r.Collect(); st.Leftovers != 1 {
+		t.Fatalf("an ossified leftover was not removed: %+v", st)
+	}
+	if _, err := os.Stat(w.path); !os.IsNotExist(err) {
+		t.Errorf("leftover %s still there", w.path)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzReadSegment(f *testing.F) {
+	var seg bytes.Buffer
+	seg.WriteString(segMagic)
+	e := encoder{w: &seg}
+	e.begin(header{ID: 1, Arrival: time.Unix(1, 0)})
+	e.chunk([]byte("Subject: x\n\nbody\n"))
+	e.finish(env("b@example.net").Stored())
+	seg.Write(sealRecord(1))
+	f.Add(seg.Bytes())
+	f.Add([]byte(segMagic + "C\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00"))
+	f.Add([]byte("gwqseg1"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		end, p, err := ReadSegment(bytes.NewReader(data), func(r Record) error {
+			if r.Offset+r.Length > int64(len(data)) {
+				t.Fatalf("record %d..%d beyond the input's %d bytes", r.Offset, r.Offset+r.Length, len(data))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("read error from memory: %v", err)
+		}
+		if end > int64(len(data)) || p == nil && end != int64(len(data)) {
+			t.Fatalf("end %d, problem %v, for %d bytes", end, p, len(data))
+		}
+	})
+}
+
+func FuzzReadJournal(f *testing.F) {
+	b := []byte(jnlMagic)
+	b = jrec{Kind: jRecipient, ID: 5, Index: 1, State: Failed, Attempts: 3, Next: 99, Err: "550 no"}.encode(b)
+	b = jrec{Kind: jRemoved, ID: 5}.encode(b)
+	f.Add(b)
+	f.Add([]byte(jnlMagic + "\x00\x00\x00\x09"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		readJournal(bytes.NewReader(data), func(r jrec) {
+			if r.Kind == jRecipient && r.State >= stateCount {
+				t.Fatalf("accepted state %d", r.State)
+			}
+			if again, err := decodeJrec(r.encode(nil)[4 : len(r.encode(nil))-4]); err != nil || again != r {
+				t.Fatalf("record %+v does not survive encoding: %+v, %v", r, again, err)
+			}
+		})
+	})
+}

@@ -1,0 +1,562 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Runner is the one process that owns a queue's committed messages: it
+// finds new ones, records delivery outcomes in the journal, and removes
+// what is finished. gw-send and the queue control tools act only through
+// it. One runner a queue: OpenRunner takes lock/runner.
+type Runner struct {
+	q    *Queue
+	lock *os.File
+	fifo *os.File // read end of the trigger
+	keep *os.File // write end, held so the read end never sees EOF
+	wake chan struct{}
+
+	mu      sync.Mutex
+	msgs    map[ID]*Message
+	segs    map[string]*runSeg
+	claimed map[ID]bool
+	jw      *journalWriter
+	jnum    uint64
+	jlive   int64 // journal size right after the last compaction
+}
+
+// runSeg is what the runner knows of one segment.
+type runSeg struct {
+	sealed  bool
+	end     int64
+	size    int64
+	problem *Problem
+	modTime time.Time
+	ids     []ID        // messages still live
+	removed map[ID]bool // messages removed whose record is still in the file
+}
+
+// Errors of the runner API.
+var (
+	ErrRunnerActive = errors.New("another runner holds the queue")
+	ErrNoMessage    = errors.New("no such message")
+	ErrClaimed      = errors.New("message is being delivered")
+	ErrHeld         = errors.New("message is held")
+)
+
+// OpenRunner takes the runner lock, reads the whole queue, rewrites the
+// journal compactly and starts listening to the trigger.
+func (q *Queue) OpenRunner() (*Runner, error) {
+	lock, err := os.OpenFile(q.path(fileRunner), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, ErrRunnerActive
+		}
+		return nil, fmt.Errorf("lock %s: %w", fileRunner, err)
+	}
+	r := &Runner{q: q, lock: lock, msgs: make(map[ID]*Message), segs: make(map[string]*runSeg),
+		claimed: make(map[ID]bool), wake: make(chan struct{}, 1)}
+	if err := r.load(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := r.openTrigger(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Runner) load() error {
+	states, jnames, _, err := r.q.loadJournal()
+	if err != nil {
+		return err
+	}
+	for _, n := range jnames {
+		var v uint64
+		fmt.Sscanf(n, "%x", &v)
+		if v > r.jnum {
+			r.jnum = v
+		}
+	}
+	names, _, err := r.q.segmentNames()
+	if err != nil {
+		return err
+	}
+	var maxID ID
+	for _, name := range names {
+		id, _ := ParseID(name)
+		if id > maxID {
+			maxID = id
+		}
+		s, err := r.q.scanSegment(name, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		rs := r.addSegment(s)
+		for _, m := range s.messages {
+			if m.ID > maxID {
+				maxID = m.ID
+			}
+			st := states[m.ID]
+			if st != nil && st.removed {
+				rs.removed[m.ID] = true
+				continue
+			}
+			if st != nil {
+				st.applyTo(m)
+			}
+			r.msgs[m.ID] = m
+			rs.ids = append(rs.ids, m.ID)
+		}
+	}
+	r.q.clock.Seed(maxID)
+	return r.compact(jnames)
+}
+
+func (r *Runner) addSegment(s *segScan) *runSeg {
+	rs := r.segs[s.name]
+	if rs == nil {
+		rs = &runSeg{removed: make(map[ID]bool)}
+		r.segs[s.name] = rs
+	}
+	rs.sealed = rs.sealed || s.sealed
+	rs.end, rs.problem, rs.modTime = s.end, s.problem, s.modTime
+	return rs
+}
+
+// compact writes the live state into a new journal file and removes the
+// older files. Call with r.mu held or before the runner is shared.
+func (r *Runner) compact(old []string) error {
+	r.jnum++
+	dir := r.q.path(dirJournal)
+	path := dir + "/" + journalName(r.jnum)
+	jw, err := createJournal(path)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	for _, m := range r.msgs {
+		for _, rec := range stateRecords(m) {
+			jw.append(rec)
+		}
+	}
+	for _, rs := range r.segs {
+		for id := range rs.removed {
+			jw.append(jrec{Kind: jRemoved, ID: id})
+		}
+	}
+	if err := jw.sync(jw.queued); err != nil {
+		jw.close()
+		os.Remove(path)
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		jw.close()
+		return err
+	}
+	if old := r.jw; old != nil {
+		// The new file holds all the old one did: a Sync still waiting on
+		// the old writer finds its records durable and returns.
+		old.syncMu.Lock()
+		old.synced = old.queued
+		old.close()
+		old.syncMu.Unlock()
+	}
+	r.jw, r.jlive = jw, jw.size
+	for _, n := range old {
+		os.Remove(dir + "/" + n)
+	}
+	return nil
+}
+
+// stateRecords are the journal records that restate m's state.
+func stateRecords(m *Message) []jrec {
+	var recs []jrec
+	if m.Picked {
+		recs = append(recs, jrec{Kind: jPicked, ID: m.ID})
+	}
+	if m.Held {
+		recs = append(recs, jrec{Kind: jHold, ID: m.ID})
+	}
+	for i, rc := range m.Recipients {
+		if rc.State != Pending || rc.Attempts != 0 {
+			recs = append(recs, recipientRecord(m.ID, i, rc))
+		}
+	}
+	return recs
+}
+
+func recipientRecord(id ID, i int, rc Recipient) jrec {
+	var next int64
+	if !rc.NextTry.IsZero() {
+		next = rc.NextTry.Unix()
+	}
+	return jrec{Kind: jRecipient, ID: id, Index: uint32(i), State: rc.State,
+		Attempts: uint32(rc.Attempts), Next: next, Err: rc.LastError}
+}
+
+func (r *Runner) openTrigger() error {
+	path := r.q.path(fileTrig)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("trigger: %w", err)
+	}
+	r.fifo = os.NewFile(uintptr(fd), path)
+	keep, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("trigger: %w", err)
+	}
+	r.keep = keep
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			if _, err := r.fifo.Read(buf); err != nil {
+				return
+			}
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return nil
+}
+
+// Wake returns a channel that receives when an injector pulled the trigger.
+func (r *Runner) Wake() <-chan struct{} { return r.wake }
+
+// Refresh reads what injectors committed since the last call: new
+// segments, and what grew in unsealed ones. It returns the new messages in
+// ID order and marks them picked up in the journal (flushed by the next
+// Sync; losing the mark costs nothing).
+func (r *Runner) Refresh() ([]Message, error) {
+	names, _, err := r.q.segmentNames()
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var fresh []Message
+	for _, name := range names {
+		rs := r.segs[name]
+		from := int64(0)
+		if rs != nil {
+			if rs.sealed {
+				continue
+			}
+			st, err := os.Stat(r.q.path(dirSeg, name))
+			if err != nil || st.Size() == rs.end && !rs.modTime.Before(st.ModTime()) {
+				continue
+			}
+			from = rs.end
+		}
+		s, err := r.q.scanSegment(name, from)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fresh, err
+		}
+		rs = r.addSegment(s)
+		for _, m := range s.messages {
+			if _, dup := r.msgs[m.ID]; dup || rs.removed[m.ID] {
+				continue
+			}
+			m.Picked = true
+			r.jw.append(jrec{Kind: jPicked, ID: m.ID})
+			r.msgs[m.ID] = m
+			rs.ids = append(rs.ids, m.ID)
+			fresh = append(fresh, cloneMessage(m))
+		}
+	}
+	sort.Slice(fresh, func(i, j int) bool { return fresh[i].ID < fresh[j].ID })
+	return fresh, nil
+}
+
+func cloneMessage(m *Message) Message {
+	c := *m
+	c.Recipients = append([]Recipient(nil), m.Recipients...)
+	return c
+}
+
+// Messages returns a copy of every live message, in ID order.
+func (r *Runner) Messages() []Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Message, 0, len(r.msgs))
+	for _, m := range r.msgs {
+		out = append(out, cloneMessage(m))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Message returns a copy of message id.
+func (r *Runner) Message(id ID) (Message, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.msgs[id]
+	if m == nil {
+		return Message{}, ErrNoMessage
+	}
+	return cloneMessage(m), nil
+}
+
+// Claim marks message id as being delivered, so that no second delivery,
+// hold or removal acts on it until Unclaim. A held message is not claimed.
+func (r *Runner) Claim(id ID) (Message, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.msgs[id]
+	switch {
+	case m == nil:
+		return Message{}, ErrNoMessage
+	case r.claimed[id]:
+		return Message{}, ErrClaimed
+	case m.Held:
+		return Message{}, ErrHeld
+	}
+	r.claimed[id] = true
+	return cloneMessage(m), nil
+}
+
+// Unclaim ends a Claim.
+func (r *Runner) Unclaim(id ID) {
+	r.mu.Lock()
+	delete(r.claimed, id)
+	r.mu.Unlock()
+}
+
+// Delivered records that recipient i of message id was delivered.
+func (r *Runner) Delivered(id ID, i int) error {
+	return r.setRecipient(id, i, func(rc *Recipient) {
+		rc.State, rc.NextTry = Delivered, time.Time{}
+	})
+}
+
+// Failed records that recipient i of message id failed permanently.
+func (r *Runner) Failed(id ID, i int, reason string) error {
+	return r.setRecipient(id, i, func(rc *Recipient) {
+		rc.State, rc.LastError, rc.NextTry = Failed, reason, time.Time{}
+	})
+}
+
+// Deferred records a temporary failure of recipient i of message id, to be
+// tried again at next.
+func (r *Runner) Deferred(id ID, i int, next time.Time, reason string) error {
+	return r.setRecipient(id, i, func(rc *Recipient) {
+		rc.LastError, rc.NextTry = reason, next
+	})
+}
+
+// setRecipient applies change to a pending recipient, counts the attempt
+// and journals the result.
+func (r *Runner) setRecipient(id ID, i int, change func(*Recipient)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.msgs[id]
+	if m == nil {
+		return ErrNoMessage
+	}
+	if i < 0 || i >= len(m.Recipients) {
+		return fmt.Errorf("message %s has no recipient %d", id, i)
+	}
+	rc := &m.Recipients[i]
+	if rc.State != Pending {
+		return fmt.Errorf("message %s recipient %d is already %s", id, i, rc.State)
+	}
+	change(rc)
+	rc.Attempts++
+	r.jw.append(recipientRecord(id, i, *rc))
+	return nil
+}
+
+// Hold keeps message id from delivery until Release.
+func (r *Runner) Hold(id ID) error { return r.setHeld(id, true) }
+
+// Release ends a Hold.
+func (r *Runner) Release(id ID) error { return r.setHeld(id, false) }
+
+func (r *Runner) setHeld(id ID, held bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.msgs[id]
+	if m == nil {
+		return ErrNoMessage
+	}
+	if held && r.claimed[id] {
+		return ErrClaimed
+	}
+	m.Held = held
+	kind := byte(jRelease)
+	if held {
+		kind = jHold
+	}
+	r.jw.append(jrec{Kind: kind, ID: id})
+	return nil
+}
+
+// Remove takes message id out of the queue: delivered, bounced or deleted.
+// Its bytes go when its whole segment does (Collect).
+func (r *Runner) Remove(id ID) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.msgs[id]
+	if m == nil {
+		return ErrNoMessage
+	}
+	if r.claimed[id] {
+		return ErrClaimed
+	}
+	delete(r.msgs, id)
+	r.jw.append(jrec{Kind: jRemoved, ID: id})
+	if rs := r.segs[m.Segment]; rs != nil {
+		rs.removed[id] = true
+		for k, x := range rs.ids {
+			if x == id {
+				rs.ids = append(rs.ids[:k], rs.ids[k+1:]...)
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// Sync makes every journal record made so far durable. Concurrent calls
+// share one flush.
+func (r *Runner) Sync() error {
+	r.mu.Lock()
+	seq := r.jw.queued
+	jw := r.jw
+	r.mu.Unlock()
+	return jw.sync(seq)
+}
+
+// Body opens the stored message id for reading (see Queue.OpenBody).
+func (r *Runner) Body(id ID) (io.ReadCloser, error) {
+	m, err := r.Message(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.q.OpenBody(&m)
+}
+
+// CollectStats counts what one Collect removed.
+type CollectStats struct {
+	Segments  int // finished segments removed
+	SetAside  int // finished segments with a bad tail, moved to bad/
+	Leftovers int // dead injections and spool files removed
+}
+
+// Collect removes what is finished: segments all of whose messages are
+// removed, once sealed or older than Ossified (their writer is dead), and
+// injection leftovers older than Ossified. A segment with a corrupt tail is
+// moved to bad/ rather than removed. The journal is flushed first, so a
+// segment is never gone while the records saying its messages are done
+// could still be lost; and compacted when it has grown.
+func (r *Runner) Collect() (CollectStats, error) {
+	var st CollectStats
+	if err := r.Sync(); err != nil {
+		return st, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := now()
+	segDir := r.q.path(dirSeg)
+	changed := false
+	for name, rs := range r.segs {
+		if len(rs.ids) != 0 {
+			continue
+		}
+		if !rs.sealed {
+			fi, err := os.Stat(r.q.path(dirSeg, name))
+			if err != nil || t.Sub(fi.ModTime()) < Ossified {
+				continue
+			}
+		}
+		var err error
+		if rs.problem != nil && !rs.problem.Incomplete {
+			err = os.Rename(r.q.path(dirSeg, name), r.q.path(dirBad, name))
+			st.SetAside++
+		} else {
+			err = os.Remove(r.q.path(dirSeg, name))
+			if len(rs.removed) == 0 {
+				st.Leftovers++
+			} else {
+				st.Segments++
+			}
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return st, err
+		}
+		delete(r.segs, name)
+		changed = true
+	}
+	if changed {
+		if err := syncDir(segDir); err != nil {
+			return st, err
+		}
+	}
+	st.Leftovers += removeOlder(r.q.path(dirTmp), t.Add(-Ossified))
+	if r.jw.size > 4<<20 && r.jw.size > 2*r.jlive {
+		names, err := journalFiles(r.q.path(dirJournal))
+		if err != nil {
+			return st, err
+		}
+		if err := r.jw.sync(r.jw.queued); err != nil {
+			return st, err
+		}
+		if err := r.compact(names); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// removeOlder removes the files of dir last changed before cutoff.
+func removeOlder(dir string, cutoff time.Time) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			if os.Remove(dir+"/"+e.Name()) == nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Close flushes the journal and lets the queue go.
+func (r *Runner) Close() error {
+	var err error
+	if r.jw != nil {
+		err = r.Sync()
+		r.jw.close()
+	}
+	if r.fifo != nil {
+		r.fifo.Close()
+	}
+	if r.keep != nil {
+		r.keep.Close()
+	}
+	r.lock.Close()
+	return err
+}

@@ -1,0 +1,173 @@
+package queue
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"gw/lib/envelope"
+)
+
+// Step names the point of the commit protocol where an injection failed,
+// so that gw-queue can answer with qmail-queue's code for it.
+type Step string
+
+// Steps of the commit protocol, in order.
+const (
+	StepCreate Step = "create" // making the segment file
+	StepWrite  Step = "write"  // writing its bytes
+	StepSync   Step = "sync"   // flushing file and directory
+)
+
+// InjectError is an injection that failed at Step; nothing of it is
+// visible in the queue.
+type InjectError struct {
+	Step Step
+	Err  error
+}
+
+func (e *InjectError) Error() string { return fmt.Sprintf("%s: %v", e.Step, e.Err) }
+func (e *InjectError) Unwrap() error { return e.Err }
+
+// DiskFull reports whether the failure was a full disk or quota.
+func (e *InjectError) DiskFull() bool {
+	return errors.Is(e.Err, unix.ENOSPC) || errors.Is(e.Err, unix.EDQUOT)
+}
+
+// MessageWriter streams one message into a segment of its own: the path of
+// gw-queue, one process a message, and of messages too large to hold in
+// memory. Nothing is visible to readers as a message until Commit returns
+// nil: until then the segment ends inside a record, which readers skip.
+//
+// If the writer dies before Commit, the runner removes the file once it is
+// older than Ossified (see Runner.Collect); gw-queue gives up long before
+// that (its 24-hour alarm, DeathAfter).
+type MessageWriter struct {
+	q    *Queue
+	id   ID
+	path string
+	f    *os.File
+	bw   *bufio.Writer
+	enc  encoder
+	buf  []byte // body bytes not yet written as a chunk
+	size int64
+}
+
+// NewMessage starts a message from the process uid/pid (recorded for the
+// trace and the listing) in a new segment named after its ID.
+func (q *Queue) NewMessage(uid, pid uint32) (*MessageWriter, error) {
+	id := q.NewID()
+	path := q.path(dirSeg, id.String())
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		return nil, &InjectError{StepCreate, err}
+	}
+	w := &MessageWriter{q: q, id: id, path: path, f: f, bw: bufio.NewWriterSize(f, 128<<10)}
+	w.enc.w = w.bw
+	if _, err := w.bw.WriteString(segMagic); err != nil {
+		w.Abort()
+		return nil, &InjectError{StepWrite, err}
+	}
+	w.enc.begin(header{ID: id, Arrival: time.Now(), UID: uid, PID: pid})
+	w.buf = make([]byte, 0, bodyChunk)
+	return w, nil
+}
+
+// ID returns the message's queue ID.
+func (w *MessageWriter) ID() ID { return w.id }
+
+// Size returns the body bytes written so far.
+func (w *MessageWriter) Size() int64 { return w.size }
+
+// Write appends body bytes.
+func (w *MessageWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		room := cap(w.buf) - len(w.buf)
+		if room > len(p) {
+			room = len(p)
+		}
+		w.buf = append(w.buf, p[:room]...)
+		p = p[room:]
+		if len(w.buf) == cap(w.buf) {
+			w.enc.chunk(w.buf)
+			w.buf = w.buf[:0]
+		}
+	}
+	w.size += int64(n)
+	if w.enc.err != nil {
+		return 0, &InjectError{StepWrite, w.enc.err}
+	}
+	return n, nil
+}
+
+// Commit ends the message with env and makes it durable: the record and a
+// seal are written, the file is flushed (fdatasync), then the segment
+// directory, so that the new name survives a crash too. Only then does it
+// return nil, and only then may the caller say the message is accepted.
+// On error the file is removed and the message is not in the queue.
+func (w *MessageWriter) Commit(env envelope.Envelope) error {
+	w.enc.chunk(w.buf)
+	w.enc.finish(env.Stored())
+	if w.enc.err == nil {
+		_, w.enc.err = w.bw.Write(sealRecord(1))
+	}
+	if w.enc.err == nil {
+		w.enc.err = w.bw.Flush()
+	}
+	if w.enc.err != nil {
+		err := w.enc.err
+		w.Abort()
+		return &InjectError{StepWrite, err}
+	}
+	if err := fdatasync(w.f); err != nil {
+		w.Abort()
+		return &InjectError{StepSync, err}
+	}
+	if err := w.f.Close(); err != nil {
+		w.f = nil
+		w.Abort()
+		return &InjectError{StepSync, err}
+	}
+	w.f = nil
+	if err := syncDir(filepath.Dir(w.path)); err != nil {
+		w.Abort()
+		return &InjectError{StepSync, err}
+	}
+	w.q.Pull()
+	return nil
+}
+
+// Abort gives the message up and removes its file. Should the removal fail,
+// the file is cut to nothing, so no reader can see a message in it; what is
+// left the runner removes by age.
+func (w *MessageWriter) Abort() {
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
+	if err := os.Remove(w.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		os.Truncate(w.path, 0)
+	}
+}
+
+// fdatasync flushes f's data and the metadata needed to read it back.
+// XXX: after a failed fdatasync Linux may mark the pages clean while the
+// data never reached the disk; callers treat the whole write as failed and
+// never retry the flush to call it good.
+func fdatasync(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err != unix.EINTR {
+			if err != nil {
+				return fmt.Errorf("fdatasync %s: %w", f.Name(), err)
+			}
+			return nil
+		}
+	}
+}
