@@ -1,0 +1,72 @@
+// Command gw-queue puts one message into a gw queue with qmail-queue's
+// interface: the message on fd 0, then the envelope on fd 1, and an exit
+// code that is 0 only once the message is durable. See gw-queue(8).
+package main
+
+import (
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"gw/lib/inject"
+	"gw/lib/logline"
+	"gw/lib/program"
+	"gw/lib/qq"
+	"gw/lib/queue"
+)
+
+// defaultQueue is the queue used when GW_QUEUE is not set.
+const defaultQueue = "/var/gw/main/queue"
+
+func main() {
+	app := program.New("gw-queue", "put a message into a gw queue (qmail-queue's interface)")
+	app.HideHelp = false
+	app.Flags = []cli.Flag{
+		&cli.StringFlag{Name: "init", Usage: "create the queue `DIR` and exit (idempotent)"},
+	}
+	app.Action = func(c *cli.Context) error {
+		if dir := c.String("init"); dir != "" {
+			if err := queue.Init(dir); err != nil {
+				return program.Fail(program.ExitTemporary, "unable to create queue %s: %v", dir, err)
+			}
+			return nil
+		}
+		if c.NArg() > 0 {
+			return program.Fail(program.ExitPermanent, "usage: gw-queue takes no arguments")
+		}
+		os.Exit(run())
+		return nil
+	}
+	program.Run(app)
+}
+
+// run is qmail-queue: it never writes to fd 1 (the envelope pipe) and logs
+// one line to stderr for each outcome.
+func run() int {
+	log := logline.Stderr
+	// qmail-queue's alarm: an injection that takes a day is given up; what
+	// it leaves the runner removes after queue.Ossified.
+	time.AfterFunc(queue.DeathAfter, func() {
+		log.Warning("timeout", "after", queue.DeathAfter)
+		os.Exit(qq.Timeout)
+	})
+	dir := os.Getenv("GW_QUEUE")
+	if dir == "" {
+		dir = defaultQueue
+	}
+	q, err := queue.Open(dir)
+	if err != nil {
+		log.Warning("refused", "code", qq.HomeTrouble, "queue", dir, "err", err)
+		return qq.HomeTrouble
+	}
+	uid, pid := uint32(os.Getuid()), uint32(os.Getpid())
+	id, err := inject.Stream(q, uid, pid, inject.Trace("gw-queue", pid, uid, time.Now()), os.Stdin, os.Stdout)
+	if err != nil {
+		code := inject.Code(err)
+		log.Warning("refused", "code", code, "reply", qq.Reply(code), "err", err)
+		return code
+	}
+	log.Info("queued", "qid", id, "uid", uid)
+	return qq.OK
+}

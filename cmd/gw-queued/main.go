@@ -1,0 +1,67 @@
+// Command gw-queued is gw-queue as a long-running server: listeners send
+// it messages over a unix socket, and every message that arrives while a
+// flush is under way shares the next one. See gw-queued(8).
+package main
+
+import (
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"gw/lib/inject"
+	"gw/lib/logline"
+	"gw/lib/program"
+	"gw/lib/queue"
+)
+
+func main() {
+	var queueDir, socket string
+	var mode int
+	app := program.New("gw-queued", "put messages into a gw queue for listeners on a unix socket")
+	app.Flags = []cli.Flag{
+		&cli.StringFlag{Name: "queue", Usage: "the queue `DIR`", EnvVars: []string{"GW_QUEUE"},
+			Value: "/var/gw/main/queue", Destination: &queueDir},
+		&cli.StringFlag{Name: "socket", Usage: "listen on `PATH` (default: DIR/lock/inject.sock)", Destination: &socket},
+		&cli.IntFlag{Name: "mode", Usage: "permissions of the socket, octal `MODE`", Value: 0o660, Destination: &mode},
+	}
+	app.Action = func(c *cli.Context) error {
+		if socket == "" {
+			socket = filepath.Join(queueDir, "lock", "inject.sock")
+		}
+		return serve(queueDir, socket, os.FileMode(mode))
+	}
+	program.Run(app)
+}
+
+func serve(dir, socket string, mode os.FileMode) error {
+	log := logline.Stderr
+	q, err := queue.Open(dir)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "unable to open queue %s: %v", dir, err)
+	}
+	l, err := inject.Listen(socket, mode)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "unable to listen on %s: %v", socket, err)
+	}
+	committer := q.NewCommitter()
+	srv := &inject.Server{Queue: q, Committer: committer, Log: log, Program: "gw-queued"}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sig
+		log.Info("stopping", "signal", s)
+		l.Close() // Serve returns once the sessions under way are done
+	}()
+	log.Info("listening", "socket", socket, "queue", dir)
+	err = srv.Serve(l)
+	committer.Close()
+	os.Remove(socket)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "accept: %v", err)
+	}
+	log.Info("stopped")
+	return nil
+}

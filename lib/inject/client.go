@@ -1,0 +1,66 @@
+package inject
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+
+	"gw/lib/envelope"
+)
+
+// Client sends messages to gw-queued over its unix socket; one Client is
+// one connection and carries one message at a time.
+type Client struct {
+	conn net.Conn
+	w    *bufio.Writer
+	buf  []byte
+}
+
+// Dial connects to the gw-queued socket at path.
+func Dial(path string) (*Client, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{conn: c, w: bufio.NewWriterSize(c, 64<<10), buf: make([]byte, 64<<10)}, nil
+}
+
+// Inject sends the message msg with envelope env and returns qmail-queue's
+// exit code from the server: 0 only once the message is durable. An error
+// means the outcome is unknown: treat it as temporary (qq.ReadError) and
+// drop the connection.
+func (c *Client) Inject(msg io.Reader, env envelope.Envelope) (int, error) {
+	var hdr [4]byte
+	for {
+		n, rerr := msg.Read(c.buf)
+		if n > 0 {
+			binary.BigEndian.PutUint32(hdr[:], uint32(n))
+			c.w.Write(hdr[:])
+			if _, err := c.w.Write(c.buf[:n]); err != nil {
+				return 0, err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return 0, fmt.Errorf("reading the message: %w", rerr)
+		}
+	}
+	binary.BigEndian.PutUint32(hdr[:], 0)
+	c.w.Write(hdr[:])
+	c.w.Write(env.Wire())
+	if err := c.w.Flush(); err != nil {
+		return 0, err
+	}
+	var code [1]byte
+	if _, err := io.ReadFull(c.conn, code[:]); err != nil {
+		return 0, fmt.Errorf("no reply from the injector: %w", err)
+	}
+	return int(code[0]), nil
+}
+
+// Close closes the connection; a message under way is aborted.
+func (c *Client) Close() error { return c.conn.Close() }

@@ -1,0 +1,233 @@
+package inject
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"gw/lib/envelope"
+	"gw/lib/logline"
+	"gw/lib/qq"
+	"gw/lib/queue"
+)
+
+// The socket protocol of gw-queued (gw-queued.8 documents it): for each
+// message the client sends the message as chunks, each a 4-byte
+// big-endian length and that many bytes, a zero length to end it, then the
+// envelope exactly as on qmail-queue's fd 1 (F…\0T…\0\0). The server
+// answers one byte, qmail-queue's exit code, only once the message is
+// durable or refused; the connection then carries the next message. A
+// client aborts a message by closing the connection: nothing of it is
+// queued, as with a truncated envelope.
+const maxSocketChunk = 1 << 20
+
+// Limits on a session, so a stuck client holds nothing forever. A message
+// takes at most queue.DeathAfter in all, as with gw-queue's alarm; the
+// runner's Ossified outlasts both.
+const (
+	idleTimeout = 20 * time.Minute
+)
+
+// Server accepts injections on a unix socket and commits them in groups.
+type Server struct {
+	Queue     *queue.Queue
+	Committer *queue.Committer
+	Log       *logline.Logger
+	Program   string // name in the trace line
+
+	wg sync.WaitGroup
+}
+
+// Serve accepts connections on l until it is closed, then waits for the
+// sessions under way.
+func (s *Server) Serve(l *net.UnixListener) error {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				s.wg.Wait()
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.wg.Wait()
+			return err
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.session(c)
+		}()
+	}
+}
+
+// session serves one client connection, message after message.
+func (s *Server) session(c *net.UnixConn) {
+	defer c.Close()
+	uid, pid := peer(c)
+	r := bufio.NewReaderSize(&deadlineReader{c: c}, 64<<10)
+	for {
+		if _, err := r.Peek(1); err != nil {
+			return // the client is done (or gone) between messages
+		}
+		start := time.Now()
+		id, size, rcpts, err := s.message(r, uid, pid)
+		code := Code(err)
+		if err != nil && errors.Is(err, errClientGone) {
+			s.Log.Info("aborted", "uid", uid, "pid", pid, "reason", err)
+			return
+		}
+		if _, werr := c.Write([]byte{byte(code)}); werr != nil {
+			// The client will not learn the outcome; if the message was
+			// queued it stays queued (a duplicate if the client retries,
+			// as with qmail-queue killed after its commit).
+			s.Log.Warning("reply_lost", "qid", id, "uid", uid, "err", werr)
+			return
+		}
+		if err != nil {
+			s.Log.Warning("refused", "code", code, "uid", uid, "pid", pid, "reply", qq.Reply(code), "err", err)
+			if code == qq.ReadError || code == qq.BadEnvelope || code == qq.AddressTooLong {
+				return // the stream is out of step
+			}
+			continue
+		}
+		s.Log.Info("queued", "qid", id, "size", size, "rcpts", rcpts, "uid", uid, "pid", pid,
+			"ms", time.Since(start).Milliseconds())
+	}
+}
+
+// errClientGone is a connection closed inside a message: an abort.
+var errClientGone = errors.New("connection closed inside a message")
+
+// message reads and commits one message. Small ones are held in memory and
+// committed with others; one that outgrows queue.MaxIncoming is moved to a
+// segment of its own and streamed.
+func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int, error) {
+	in := s.Committer.NewIncoming(uid, pid)
+	io.WriteString(in, Trace(s.Program, pid, uid, time.Now()))
+	var big *queue.MessageWriter
+	defer func() {
+		if big != nil { // given up before its commit
+			big.Abort()
+		}
+	}()
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return 0, 0, 0, errClientGone
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n == 0 {
+			break
+		}
+		if n > maxSocketChunk {
+			return 0, 0, 0, &readError{fmt.Errorf("chunk of %d bytes, over %d", n, maxSocketChunk)}
+		}
+		if big == nil && in.Size()+int64(n) > queue.MaxIncoming {
+			w, err := s.Queue.NewMessage(uid, pid)
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			if _, err := w.Write(in.Bytes()); err != nil {
+				w.Abort()
+				return 0, 0, 0, err
+			}
+			big = w
+		}
+		var dst io.Writer = in
+		if big != nil {
+			dst = big
+		}
+		if _, err := io.CopyN(dst, r, int64(n)); err != nil {
+			var ierr *queue.InjectError
+			if errors.As(err, &ierr) {
+				return 0, 0, 0, err
+			}
+			return 0, 0, 0, errClientGone
+		}
+	}
+	e, err := envelope.Read(r)
+	if err != nil {
+		if errors.Is(err, io.EOF) || isTruncated(err) {
+			return 0, 0, 0, errClientGone
+		}
+		return 0, 0, 0, wrapRead(err)
+	}
+	if big != nil {
+		w := big
+		big = nil // Commit removes the file itself when it fails
+		if err := w.Commit(e); err != nil {
+			return 0, 0, 0, err
+		}
+		return w.ID(), w.Size(), len(e.Recipients), nil
+	}
+	if err := s.Committer.Commit(in, e); err != nil {
+		return 0, 0, 0, err
+	}
+	return in.ID(), in.Size(), len(e.Recipients), nil
+}
+
+// isTruncated reports an envelope cut before its final NUL.
+func isTruncated(err error) bool {
+	var envErr *envelope.Error
+	return errors.As(err, &envErr) && envErr.Code == qq.ReadError
+}
+
+// deadlineReader gives every read of a session a deadline, so that a
+// client that stops sending cannot hold a session for ever.
+type deadlineReader struct{ c *net.UnixConn }
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	d.c.SetReadDeadline(time.Now().Add(idleTimeout))
+	return d.c.Read(p)
+}
+
+// peer returns the uid and pid of the process at the other end of c, for
+// the trace line; the kernel vouches for them (SO_PEERCRED).
+func peer(c *net.UnixConn) (uid, pid uint32) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0
+	}
+	raw.Control(func(fd uintptr) {
+		cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err == nil {
+			uid, pid = cred.Uid, uint32(cred.Pid)
+		}
+	})
+	return uid, pid
+}
+
+// Listen makes the unix socket at path, readable and writable by the
+// owner and group only (mode), replacing a stale socket left by a dead
+// server. Listeners that may inject belong to the socket's group.
+func Listen(path string, mode os.FileMode) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another server is listening", path)
+		}
+		os.Remove(path)
+	}
+	old := unix.Umask(0o177)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	unix.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
