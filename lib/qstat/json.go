@@ -1,0 +1,69 @@
+package qstat
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+
+	"gw/lib/queue"
+)
+
+// jsonMessage is one line of JSON output. Its members follow Postfix's
+// postqueue -j, whose consumers then need only the gw additions; like
+// Postfix's, the list may grow, and readers must ignore members they do
+// not know. gw-qstat.8 documents every member; keep the two together.
+type jsonMessage struct {
+	Instance    string          `json:"instance,omitempty"` // only when chosen by --root
+	QueueName   string          `json:"queue_name"`         // the state: incoming, active, …
+	QueueID     string          `json:"queue_id"`           // 13 hex digits
+	ArrivalTime int64           `json:"arrival_time"`       // seconds since the epoch
+	MessageSize int64           `json:"message_size"`       // bytes as stored
+	Sender      string          `json:"sender"`             // "" for the null sender
+	Recipients  []jsonRecipient `json:"recipients"`
+	Held        bool            `json:"held"`
+}
+
+type jsonRecipient struct {
+	Address     string `json:"address"`
+	State       string `json:"state"` // pending, delivered, failed
+	Attempts    int    `json:"attempts"`
+	NextTry     int64  `json:"next_try,omitempty"`     // seconds since the epoch; absent: as soon as possible
+	DelayReason string `json:"delay_reason,omitempty"` // the last delivery error, if any
+}
+
+// JSON writes one JSON object a message, one a line, with no enclosing
+// array: the shape of postqueue -j, so that a consumer can stream it.
+// Strings keep the bytes the queue holds, except that invalid UTF-8 reads
+// as U+FFFD: JSON cannot carry it.
+func JSON(w io.Writer, reps []Report) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	// A message without recipients still prints "recipients": [], not null.
+	jm := jsonMessage{Recipients: []jsonRecipient{}}
+	for _, r := range reps {
+		for _, m := range r.Messages {
+			jm = jsonMessage{
+				Instance:    r.Instance,
+				QueueName:   StateOf(m).String(),
+				QueueID:     m.ID.String(),
+				ArrivalTime: m.Arrival.Unix(),
+				MessageSize: m.Size,
+				Sender:      m.Sender,
+				Recipients:  jm.Recipients[:0],
+				Held:        m.Held,
+			}
+			for _, rc := range m.Recipients {
+				jr := jsonRecipient{Address: rc.Address, State: rc.State.String(), Attempts: rc.Attempts, DelayReason: rc.LastError}
+				if rc.State == queue.Pending && !rc.NextTry.IsZero() {
+					jr.NextTry = rc.NextTry.Unix()
+				}
+				jm.Recipients = append(jm.Recipients, jr)
+			}
+			if err := enc.Encode(&jm); err != nil {
+				return err
+			}
+		}
+	}
+	return bw.Flush()
+}
