@@ -55,7 +55,7 @@ func appendMessage(b []byte, m *queue.Message) []byte {
 	b = append(b, "  <"...)
 	b = append(b, safe(m.Sender)...)
 	b = append(b, "> "...)
-	if !m.Picked {
+	if !seen(m) {
 		b = append(b, " todo"...)
 	}
 	if m.Held {

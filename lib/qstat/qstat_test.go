@@ -193,6 +193,8 @@ func TestStateOf(t *testing.T) {
 		{"held wins over deferred", queue.Message{Picked: true, Held: true, Recipients: []queue.Recipient{{Attempts: 1}}}, Hold},
 		{"all finished", queue.Message{Picked: true, Recipients: []queue.Recipient{{State: queue.Failed}, {State: queue.Delivered}}}, Done},
 		{"no recipients", queue.Message{Picked: true}, Done},
+		{"tried, no pick mark", queue.Message{Recipients: []queue.Recipient{{Attempts: 1}}}, Deferred},
+		{"finished, no pick mark", queue.Message{Recipients: []queue.Recipient{{State: queue.Delivered}}}, Done},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

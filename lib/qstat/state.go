@@ -31,7 +31,7 @@ func StateOf(m *queue.Message) MsgState {
 	switch {
 	case m.Held:
 		return Hold
-	case !m.Picked:
+	case !seen(m):
 		return Incoming
 	}
 	pending, tried := false, false
@@ -97,4 +97,21 @@ func (c *Counts) add(o Counts) {
 	}
 	c.InProgress += o.InProgress
 	c.Problems += o.Problems
+}
+
+// seen reports whether the runner has taken up m: its journal says picked
+// up, or records a state only the runner writes. The second half matters
+// because a runner marks picked up only what it finds after it started
+// (Runner.Refresh), not what it finds at start, and a message it has
+// tried or held is not waiting to be preprocessed whatever the mark says.
+func seen(m *queue.Message) bool {
+	if m.Picked || m.Held {
+		return true
+	}
+	for _, r := range m.Recipients {
+		if r.State != queue.Pending || r.Attempts > 0 {
+			return true
+		}
+	}
+	return false
 }
