@@ -326,3 +326,12 @@ func Explain(d Decision) string {
 	}
 	return fmt.Sprintf("decided by line %d: %s\n", d.Line, quoteLine(d.Text))
 }
+
+// RemoteIP returns addr as the text tcpserver puts in TCPREMOTEIP and the
+// rules are written against: dotted IPv4, also for an IPv4 client on an
+// IPv6 socket, and compressed lower-case IPv6 without a zone.
+// XXX: RFC 5952 text (Go's) leaves a single zero group uncompressed; the
+// IPv6 tcpserver's formatter has not been checked on that case.
+func RemoteIP(addr netip.Addr) string {
+	return addr.Unmap().WithZone("").String()
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"net/netip"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -172,5 +173,19 @@ func TestOpenRefusesOtherFiles(t *testing.T) {
 	if db, err := Open(junk); err == nil {
 		db.Close()
 		t.Error("Open(junk) succeeded")
+	}
+}
+
+func TestRemoteIP(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1":        "127.0.0.1",
+		"::ffff:127.0.0.1": "127.0.0.1",
+		"2001:DB8:0:0::1":  "2001:db8::1",
+		"fe80::1%eth0":     "fe80::1",
+		"::1":              "::1",
+	} {
+		if got := RemoteIP(netip.MustParseAddr(in)); got != want {
+			t.Errorf("RemoteIP(%s) = %s; want %s", in, got, want)
+		}
 	}
 }
