@@ -23,7 +23,7 @@ func main() {
 	app.Writer = os.Stdout
 	app.UsageText = "gw-qstat [selection] [--json] [list | shape | metrics]"
 	app.Flags = flags(jsonFlag())
-	app.Action = show(func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
+	app.Action = show(true, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 		if lookup(c, "json") != nil {
 			return qstat.JSON(w, reps)
 		}
@@ -31,7 +31,7 @@ func main() {
 	})
 	app.Commands = []*cli.Command{
 		{Name: "list", Usage: "list messages and recipients as qmail-qread does", Flags: flags(jsonFlag()),
-			Action: show(func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
+			Action: show(true, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 				if lookup(c, "json") != nil {
 					return qstat.JSON(w, reps)
 				}
@@ -39,7 +39,7 @@ func main() {
 			})},
 		{Name: "shape", Usage: "pending recipients by domain and age, as qshape shows them",
 			Flags: flags(&cli.BoolFlag{Name: "by-sender", Usage: "count messages by sender domain"}),
-			Action: show(func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
+			Action: show(false, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 				by := qstat.ByRecipient
 				if lookup(c, "by-sender") != nil {
 					by = qstat.BySender
@@ -47,7 +47,7 @@ func main() {
 				return qstat.Shape(w, reps, time.Now(), by)
 			})},
 		{Name: "metrics", Usage: "Prometheus text format for node_exporter's textfile collector", Flags: flags(),
-			Action: show(func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
+			Action: show(false, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 				return qstat.Metrics(w, reps, time.Now())
 			})},
 	}
@@ -94,11 +94,15 @@ type format func(w io.Writer, reps []qstat.Report, c *cli.Context) error
 
 // show reads the selected queues, reports their problem files as warnings
 // and writes them in format. A queue that cannot be read at all makes the
-// exit 111, after the others were shown.
-func show(f format) cli.ActionFunc {
+// exit 111, after the others were shown. A --json given before a command
+// without a JSON form is bad usage, not something to ignore.
+func show(jsonOK bool, f format) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.NArg() > 0 {
 			return program.Fail(program.ExitPermanent, "usage: unexpected argument %q", c.Args().First())
+		}
+		if !jsonOK && lookup(c, "json") != nil {
+			return program.Fail(program.ExitPermanent, "usage: --json goes with the summary or list only")
 		}
 		sel := qstat.Selection{Queue: str(c, "queue"), Root: str(c, "root"), Instance: str(c, "instance"),
 			All: lookup(c, "all") != nil, EnvQueue: os.Getenv("GW_QUEUE")}
