@@ -37,8 +37,8 @@ func TestTcprulesCommandLine(t *testing.T) {
 			[]string{bin("gw-tcprulescheck"), filepath.Join(dir, "none.db")}, "", 111},
 	}
 	for _, tc := range tests {
-		djb := run(t, nil, tc.stdin, tc.djb[0], tc.djb[1:]...)
-		gw := run(t, nil, tc.stdin, tc.gw[0], tc.gw[1:]...)
+		djb := rulesRun(t, nil, tc.stdin, tc.djb[0], tc.djb[1:]...)
+		gw := rulesRun(t, nil, tc.stdin, tc.gw[0], tc.gw[1:]...)
 		if djb.code != tc.wantCode || gw.code != tc.wantCode {
 			t.Errorf("%s: tcprules family exit %d (%q), gw exit %d (%q); want %d", tc.name, djb.code, djb.stderr, gw.code, gw.stderr, tc.wantCode)
 		}
@@ -47,10 +47,10 @@ func TestTcprulesCommandLine(t *testing.T) {
 		}
 	}
 	// A tcprules CDB is not a gw database: refused as unreadable.
-	if r := run(t, nil, good, "tcprules", filepath.Join(dir, "c.cdb"), filepath.Join(dir, "c.tmp")); r.code != 0 {
+	if r := rulesRun(t, nil, good, "tcprules", filepath.Join(dir, "c.cdb"), filepath.Join(dir, "c.tmp")); r.code != 0 {
 		t.Fatal(r)
 	}
-	if r := run(t, nil, "", bin("gw-tcprulescheck"), filepath.Join(dir, "c.cdb")); r.code != 111 {
+	if r := rulesRun(t, nil, "", bin("gw-tcprulescheck"), filepath.Join(dir, "c.cdb")); r.code != 111 {
 		t.Errorf("gw-tcprulescheck on a CDB: %+v; want exit 111", r)
 	}
 }
@@ -61,17 +61,17 @@ func TestTcprulesExplain(t *testing.T) {
 	dir := workDir(t)
 	db := filepath.Join(dir, "r.db")
 	rules := "# office\n10.1.:allow,RELAYCLIENT=\"\"\n10.0.0.0/8:deny\n:deny\n"
-	if r := run(t, nil, rules, bin("gw-tcprules"), db, db+".tmp"); r.code != 0 {
+	if r := rulesRun(t, nil, rules, bin("gw-tcprules"), db, db+".tmp"); r.code != 0 {
 		t.Fatal(r)
 	}
-	got := run(t, []string{"TCPREMOTEIP=10.1.2.3", "TCPREMOTEHOST=a.example"}, "", bin("gw-tcprulescheck"), "--explain", db)
+	got := rulesRun(t, []string{"TCPREMOTEIP=10.1.2.3", "TCPREMOTEHOST=a.example"}, "", bin("gw-tcprulescheck"), "--explain", db)
 	want := "try 10.1.2.3: no rule\ntry =a.example: no rule\ntry 10.1.2.: no rule\ntry 10.1.: found, line 2\n" +
 		"rule 10.1.:\nset environment variable RELAYCLIENT=\nallow connection\n" +
 		"decided by line 2: 10.1.:allow,RELAYCLIENT=\"\"\n"
 	if got.code != 0 || got.stdout != want {
 		t.Errorf("--explain: exit %d\ngot  %q\nwant %q", got.code, got.stdout, want)
 	}
-	got = run(t, []string{"TCPREMOTEIP=10.9.9.9"}, "", bin("gw-tcprulescheck"), "--explain", db)
+	got = rulesRun(t, []string{"TCPREMOTEIP=10.9.9.9"}, "", bin("gw-tcprulescheck"), "--explain", db)
 	if !strings.Contains(got.stdout, "try 10.0.0.0/8: found, line 3\nrule 10.0.0.0/8:\ndeny connection\ndecided by line 3: 10.0.0.0/8:deny\n") {
 		t.Errorf("--explain for a CIDR rule: %q", got.stdout)
 	}
@@ -83,7 +83,7 @@ func TestTcprulesManOptions(t *testing.T) {
 	flagRe := regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z][a-z-]*)`)
 	manRe := regexp.MustCompile(`(?m)^\.It Fl (?:\w , Fl )?-([a-z][a-z-]*)`)
 	for _, prog := range []string{"gw-tcprules", "gw-tcprulescheck"} {
-		help := run(t, nil, "", bin(prog), "--help")
+		help := rulesRun(t, nil, "", bin(prog), "--help")
 		page, err := os.ReadFile(filepath.Join("..", "man", prog+".8"))
 		if err != nil {
 			t.Fatal(err)
@@ -96,13 +96,13 @@ func TestTcprulesManOptions(t *testing.T) {
 		for _, m := range manRe.FindAllStringSubmatch(string(page), -1) {
 			documented[m[1]] = true
 		}
-		if len(flags) == 0 || !equalSets(flags, documented) {
+		if len(flags) == 0 || !rulesSameSet(flags, documented) {
 			t.Errorf("%s: flags %v, manual page documents %v", prog, flags, documented)
 		}
 	}
 }
 
-func equalSets(a, b map[string]bool) bool {
+func rulesSameSet(a, b map[string]bool) bool {
 	if len(a) != len(b) {
 		return false
 	}

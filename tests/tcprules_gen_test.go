@@ -224,14 +224,14 @@ func (g *rulesGen) file() string {
 	return b.String()
 }
 
-// probe is one client for the check programs; "" fields with has* false
+// rulesProbe is one client for the check programs; "" fields with has* false
 // are left out of the environment.
-type probe struct {
+type rulesProbe struct {
 	ip, host, info          string
 	hasIP, hasHost, hasInfo bool
 }
 
-func (p probe) env() []string {
+func (p rulesProbe) env() []string {
 	var env []string
 	if p.hasIP {
 		env = append(env, "TCPREMOTEIP="+p.ip)
@@ -245,8 +245,8 @@ func (p probe) env() []string {
 	return env
 }
 
-func (g *rulesGen) probe() probe {
-	p := probe{hasIP: !g.chance(0.03), hasHost: g.chance(0.5), hasInfo: g.chance(0.3)}
+func (g *rulesGen) probe() rulesProbe {
+	p := rulesProbe{hasIP: !g.chance(0.03), hasHost: g.chance(0.5), hasInfo: g.chance(0.3)}
 	switch g.r.IntN(20) {
 	case 0:
 		p.ip = ""

@@ -53,7 +53,7 @@ func TestTcprulesSwap(t *testing.T) {
 	}
 	for _, gen := range []string{"x", "y"} {
 		path := filepath.Join(dir, gen+".db")
-		if r := run(t, nil, swapRules(gen), bin("gw-tcprules"), path, path+".tmp"); r.code != 0 {
+		if r := rulesRun(t, nil, swapRules(gen), bin("gw-tcprules"), path, path+".tmp"); r.code != 0 {
 			t.Fatalf("gw-tcprules: %+v", r)
 		}
 		d, err := acl.Open(path)
@@ -74,7 +74,7 @@ func TestTcprulesSwap(t *testing.T) {
 			t.Fatalf("client %+v gets the same answer from both rule sets: %q", clients[i], w)
 		}
 	}
-	if r := run(t, nil, swapRules("x"), bin("gw-tcprules"), db, db+".tmp"); r.code != 0 {
+	if r := rulesRun(t, nil, swapRules("x"), bin("gw-tcprules"), db, db+".tmp"); r.code != 0 {
 		t.Fatalf("gw-tcprules: %+v", r)
 	}
 
@@ -98,7 +98,7 @@ func TestTcprulesSwap(t *testing.T) {
 		defer wg.Done()
 		for n := 0; !stop.Load(); n++ {
 			gen := []string{"y", "x"}[n%2]
-			if r := run(t, nil, swapRules(gen), bin("gw-tcprules"), db, db+".tmp"); r.code != 0 {
+			if r := rulesRun(t, nil, swapRules(gen), bin("gw-tcprules"), db, db+".tmp"); r.code != 0 {
 				t.Errorf("gw-tcprules: %+v", r)
 				stop.Store(true)
 			}
@@ -139,7 +139,7 @@ func TestTcprulesSwap(t *testing.T) {
 				if clients[i].HasHost {
 					env = append(env, "TCPREMOTEHOST="+clients[i].Host)
 				}
-				r := run(t, env, "", bin("gw-tcprulescheck"), db)
+				r := rulesRun(t, env, "", bin("gw-tcprulescheck"), db)
 				if r.code != 0 {
 					t.Errorf("gw-tcprulescheck during a swap: %+v", r)
 					stop.Store(true)

@@ -23,15 +23,15 @@ import (
 // shared/specs/tcprules.md; lib/acl's unit tests read them too.
 const vectorsDir = "../lib/acl/testdata/vectors"
 
-// result is what one program run left behind.
-type result struct {
+// rulesResult is what one program run left behind.
+type rulesResult struct {
 	code   int
 	stdout string
 	stderr string
 }
 
-// run runs prog with args, env (the whole environment) and stdin.
-func run(t *testing.T, env []string, stdin string, prog string, args ...string) result {
+// rulesRun runs prog with args, env (the whole environment) and stdin.
+func rulesRun(t *testing.T, env []string, stdin string, prog string, args ...string) rulesResult {
 	t.Helper()
 	cmd := exec.Command(prog, args...)
 	cmd.Env = env
@@ -46,15 +46,15 @@ func run(t *testing.T, env []string, stdin string, prog string, args ...string) 
 	} else if err != nil {
 		t.Fatalf("running %s: %v", prog, err)
 	}
-	return result{code, out.String(), errb.String()}
+	return rulesResult{code, out.String(), errb.String()}
 }
 
 // compileBoth compiles rules with tcprules into base.cdb and with
 // gw-tcprules into base.db.
-func compileBoth(t *testing.T, base, rules string) (djb, gw result) {
+func compileBoth(t *testing.T, base, rules string) (djb, gw rulesResult) {
 	t.Helper()
-	djb = run(t, nil, rules, "tcprules", base+".cdb", base+".cdb.tmp")
-	gw = run(t, nil, rules, bin("gw-tcprules"), base+".db", base+".db.tmp")
+	djb = rulesRun(t, nil, rules, "tcprules", base+".cdb", base+".cdb.tmp")
+	gw = rulesRun(t, nil, rules, bin("gw-tcprules"), base+".db", base+".db.tmp")
 	return djb, gw
 }
 
@@ -103,12 +103,12 @@ func TestTcprulesVectors(t *testing.T) {
 				env = append(env, name+"="+f[1+i])
 			}
 		}
-		gw := run(t, env, "", bin("gw-tcprulescheck"), base+".db")
+		gw := rulesRun(t, env, "", bin("gw-tcprulescheck"), base+".db")
 		if gw.stdout != want || gw.code != 0 {
 			t.Errorf("set %s env %q: gw-tcprulescheck exit %d:\ngot  %q\nwant %q", set, env, gw.code, gw.stdout, want)
 		}
 		if !ipv6 {
-			djb := run(t, env, "", "tcprulescheck", base+".cdb")
+			djb := rulesRun(t, env, "", "tcprulescheck", base+".cdb")
 			if djb.stdout != want {
 				t.Errorf("set %s env %q: tcprulescheck itself says %q, the spec %q", set, env, djb.stdout, want)
 			}
@@ -129,7 +129,7 @@ var (
 // sameRejection checks that tcprules and gw-tcprules agree on rules: both
 // accept it, or both refuse it with 100 and gw-tcprules names the line
 // that tcprules prints.
-func sameRejection(t *testing.T, name, rules string, djb, gw result) bool {
+func sameRejection(t *testing.T, name, rules string, djb, gw rulesResult) bool {
 	t.Helper()
 	if djb.code != gw.code {
 		t.Errorf("%s: tcprules exit %d (%q), gw-tcprules exit %d (%q)\nrules %q", name, djb.code, djb.stderr, gw.code, gw.stderr, rules)
@@ -150,14 +150,14 @@ func sameRejection(t *testing.T, name, rules string, djb, gw result) bool {
 	n, _ := strconv.Atoi(gm[1])
 	lines := strings.Split(rules, "\n")
 	// tcprules prints the line as a C string: up to its first NUL.
-	if n < 1 || n > len(lines) || cString(strings.TrimRight(lines[n-1], "\n \t")) != dm[1] {
+	if n < 1 || n > len(lines) || rulesCString(strings.TrimRight(lines[n-1], "\n \t")) != dm[1] {
 		t.Errorf("%s: gw-tcprules blames line %d, tcprules blames %q\nrules %q", name, n, dm[1], rules)
 		return false
 	}
 	return true
 }
 
-func cString(s string) string {
+func rulesCString(s string) string {
 	if i := strings.IndexByte(s, 0); i >= 0 {
 		return s[:i]
 	}
@@ -232,7 +232,7 @@ func TestTcprulesDifferential(t *testing.T) {
 
 	type job struct {
 		base string
-		p    probe
+		p    rulesProbe
 	}
 	var jobs []job
 	accepted, refused := 0, 0
@@ -273,8 +273,8 @@ func TestTcprulesDifferential(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				djb := run(t, j.p.env(), "", "tcprulescheck", j.base+".cdb")
-				gw := run(t, j.p.env(), "", bin("gw-tcprulescheck"), j.base+".db")
+				djb := rulesRun(t, j.p.env(), "", "tcprulescheck", j.base+".cdb")
+				gw := rulesRun(t, j.p.env(), "", bin("gw-tcprulescheck"), j.base+".db")
 				mu.Lock()
 				kinds[decidingKind(djb.stdout)]++
 				mu.Unlock()

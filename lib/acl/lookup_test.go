@@ -3,8 +3,8 @@ package acl
 import (
 	"errors"
 	"fmt"
-	"os"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
