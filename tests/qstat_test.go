@@ -435,3 +435,48 @@ func qstatParseMetrics(t *testing.T, out string) map[string]float64 {
 	}
 	return series
 }
+
+// TestQstatExitCodes: 100 for bad usage, 111 when a queue cannot be read
+// at all — after showing the instances that could be.
+func TestQstatExitCodes(t *testing.T) {
+	root := workDir(t)
+	for _, name := range []string{"good", "broken"} {
+		if out, err := exec.Command(bin("gw-queue"), "--init", filepath.Join(root, name, "queue")).CombinedOutput(); err != nil {
+			t.Fatalf("gw-queue --init: %v: %s", err, out)
+		}
+	}
+	if _, err := qstatInject(filepath.Join(root, "good", "queue"), "", "postmaster@example.net", "Subject: x\n\nx\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Unreadable for any user, root included: not a queue of a known format.
+	if err := os.WriteFile(filepath.Join(root, "broken", "queue", "format"), []byte("gw-queue 99\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // a line the output must hold
+		stderr string // a pattern stderr must match
+	}{
+		{"unknown argument", []string{"--queue", root, "frobnicate"}, 100, "", `^gw-qstat: fatal: usage: `},
+		{"queue and instance", []string{"--queue", root, "--instance", "good"}, 100, "", `fatal: usage: `},
+		{"json with metrics", []string{"--root", root, "--json", "metrics"}, 100, "", `fatal: usage: `},
+		{"not a queue", []string{"--queue", root}, 111, "", `fatal: .*not a gw queue`},
+		{"missing root", []string{"--root", filepath.Join(root, "nowhere")}, 111, "", `fatal: unable to list instances`},
+		{"one good instance", []string{"--root", root, "--instance", "good"}, 0, "messages in queue: 1", `^$`},
+		{"a broken instance among others", []string{"--root", root}, 111, "good: messages in queue: 1", `fatal: unable to read queue: .*broken`},
+		{"empty root", []string{"--root", filepath.Join(root, "good", "queue", "journal")}, 0, "messages in queue: 0", `warning: no instances under`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errs := qstatRun(t, nil, tc.code, tc.args...)
+			if tc.stdout != "" && !slices.Contains(strings.Split(out, "\n"), tc.stdout) {
+				t.Errorf("gw-qstat %v: no line %q in:\n%s", tc.args, tc.stdout, out)
+			}
+			if !regexp.MustCompile(tc.stderr).MatchString(errs) {
+				t.Errorf("gw-qstat %v: stderr %q does not match %q", tc.args, errs, tc.stderr)
+			}
+		})
+	}
+}

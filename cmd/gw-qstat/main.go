@@ -116,7 +116,13 @@ func show(jsonOK bool, f format) cli.ActionFunc {
 		if len(srcs) == 0 {
 			warn("no instances under " + sel.RootDir())
 		}
-		reps, errs := qstat.Load(srcs)
+		reps := qstat.Load(srcs)
+		var errs []error
+		for _, r := range reps {
+			if r.Err != nil {
+				errs = append(errs, r.Err)
+			}
+		}
 		for _, p := range qstat.Problems(reps) {
 			warn(p)
 		}

@@ -17,6 +17,15 @@ import (
 // and would rename ours to exported_instance.
 func Metrics(w io.Writer, reps []Report, now time.Time) error {
 	bw := bufio.NewWriter(w)
+	// An unreadable instance has no series rather than zeros: absent()
+	// alerts on it, and zeros would say its queue is empty.
+	var ok []Report
+	for _, r := range reps {
+		if r.Err == nil {
+			ok = append(ok, r)
+		}
+	}
+	reps = ok
 	counts := make([]Counts, len(reps))
 	labels := make([]string, len(reps))
 	for i, r := range reps {

@@ -3,6 +3,7 @@ package qstat
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -63,13 +64,14 @@ func fixture() *queue.Snapshot {
 	}
 }
 
-func one() []Report { return []Report{{Source{Dir: "/var/gw/main/queue"}, fixture()}} }
+func one() []Report { return []Report{{Source{Dir: "/var/gw/main/queue"}, fixture(), nil}} }
 
+// several is an empty instance, a broken one and the fixture.
 func several() []Report {
-	empty := &queue.Snapshot{}
 	return []Report{
-		{Source{Instance: "bounce", Dir: "/var/gw/bounce/queue"}, empty},
-		{Source{Instance: "main", Dir: "/var/gw/main/queue"}, fixture()},
+		{Source{Instance: "bounce", Dir: "/var/gw/bounce/queue"}, &queue.Snapshot{}, nil},
+		{Source{Instance: "broken", Dir: "/var/gw/broken/queue"}, &queue.Snapshot{}, errors.New("unknown queue format")},
+		{Source{Instance: "main", Dir: "/var/gw/main/queue"}, fixture(), nil},
 	}
 }
 
@@ -101,7 +103,7 @@ func TestGolden(t *testing.T) {
 		{"empty-summary", func(b *bytes.Buffer) error { return Summary(b, nil) }},
 		{"empty-list", func(b *bytes.Buffer) error { return List(b, nil) }},
 		{"empty-shape", func(b *bytes.Buffer) error {
-			return Shape(b, []Report{{Source{Dir: "q"}, &queue.Snapshot{}}}, now, ByRecipient)
+			return Shape(b, []Report{{Source{Dir: "q"}, &queue.Snapshot{}, nil}}, now, ByRecipient)
 		}},
 	}
 	for _, tc := range tests {

@@ -39,7 +39,9 @@ func Shape(w io.Writer, reps []Report, now time.Time, by ShapeBy) error {
 			}
 			bw.WriteString("instance: " + safe(r.Label()) + "\n")
 		}
-		writeShape(bw, shapeRows(r.Messages, now, by))
+		if r.Err == nil {
+			writeShape(bw, shapeRows(r.Messages, now, by))
+		}
 	}
 	return bw.Flush()
 }

@@ -107,29 +107,39 @@ func Instances(root string) ([]Source, error) {
 type Report struct {
 	Source
 	*queue.Snapshot
+	// Err is why the source could not be read at all; the Snapshot is
+	// then empty and the formats leave the source out where a zero would
+	// read as a count. It stays in the list so that output made for
+	// several instances keeps its shape when one of them is broken.
+	Err error
 }
 
-// Load reads every source. A source that cannot be read at all is left
-// out and its error returned with the others, so that one broken instance
-// does not hide the rest; the caller reports them and exits 111.
-func Load(srcs []Source) ([]Report, []error) {
-	var reps []Report
-	var errs []error
+// Load reads every source, one report each. A source that cannot be read
+// at all gets a report with Err set, so that one broken instance does not
+// hide the rest; the caller reports it and exits 111.
+func Load(srcs []Source) []Report {
+	reps := make([]Report, 0, len(srcs))
 	for _, s := range srcs {
-		q, err := queue.OpenReadOnly(s.Dir)
+		snap, err := load(s.Dir)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			snap = &queue.Snapshot{}
 		}
-		snap, err := q.Snapshot()
-		q.Close()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.Dir, err))
-			continue
-		}
-		reps = append(reps, Report{s, snap})
+		reps = append(reps, Report{s, snap, err})
 	}
-	return reps, errs
+	return reps
+}
+
+func load(dir string) (*queue.Snapshot, error) {
+	q, err := queue.OpenReadOnly(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	snap, err := q.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return snap, nil
 }
 
 // Problems lists, one line each, the files of the reports that a reader

@@ -110,12 +110,12 @@ func TestLoadRealQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reps, errs := Load(srcs)
-	if len(errs) != 1 || len(reps) != 1 || reps[0].Instance != "main" {
-		t.Fatalf("Load: %d reports, errors %v; want main and one error for broken", len(reps), errs)
+	reps := Load(srcs)
+	if len(reps) != 2 || reps[0].Instance != "broken" || reps[0].Err == nil || reps[1].Err != nil {
+		t.Fatalf("Load: %+v; want broken with an error, then main", reps)
 	}
 	got := map[queue.ID]MsgState{}
-	for _, m := range reps[0].Messages {
+	for _, m := range reps[1].Messages {
 		got[m.ID] = StateOf(m)
 	}
 	want := map[queue.ID]MsgState{deferred: Deferred, held: Hold, done: Done, incoming: Incoming}

@@ -24,7 +24,8 @@ import (
 //
 // "Not yet preprocessed" counts the incoming state. With several reports
 // the lines above are the totals, and the same lines follow for each
-// instance, prefixed by its name and ": ", so that grep finds either.
+// instance, prefixed by its name and ": ", so that grep finds either; an
+// instance that could not be read has no lines rather than zeros.
 func Summary(w io.Writer, reps []Report) error {
 	bw := bufio.NewWriter(w)
 	var total Counts
@@ -36,7 +37,9 @@ func Summary(w io.Writer, reps []Report) error {
 	writeCounts(bw, "", total)
 	if len(reps) > 1 {
 		for i, r := range reps {
-			writeCounts(bw, safe(r.Label())+": ", each[i])
+			if r.Err == nil {
+				writeCounts(bw, safe(r.Label())+": ", each[i])
+			}
 		}
 	}
 	return bw.Flush()
