@@ -189,3 +189,30 @@ func TestRemoteIP(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOpenLookup measures what a listener pays a connection: open
+// the database, look one client up through every step, close it.
+func BenchmarkOpenLookup(b *testing.B) {
+	var rules strings.Builder
+	for i := 0; i < 100000; i++ {
+		fmt.Fprintf(&rules, "10.%d.%d.%d:allow,N=\"%d\"\n", i>>16&255, i>>8&255, i&255, i)
+	}
+	rules.WriteString("192.168.0.0/16:deny\n=.example.com:allow\n:deny\n")
+	dir := b.TempDir()
+	path := filepath.Join(dir, "r.db")
+	if err := Build(strings.NewReader(rules.String()), path, path+".tmp", nil); err != nil {
+		b.Fatal(err)
+	}
+	r := Remote{IP: "11.1.2.3", Host: "a.b.example.org", HasHost: true}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		db, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.Lookup(r); err != nil {
+			b.Fatal(err)
+		}
+		db.Close()
+	}
+}
