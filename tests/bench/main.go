@@ -1,0 +1,297 @@
+// Command bench measures gw's queue on this machine and prints each figure
+// beside the rate the same disk sustains for the bare file-per-message
+// protocol, measured in the same run: ratios taken in one run are what can
+// be compared, absolute figures from different runs cannot.
+//
+// It runs the real programs from -bin: gw-queue (a process a message) and
+// gw-queued (long-running, group commit, over its unix socket). While
+// injectors run, a runner removes what they committed, as gw-send would, so
+// the queue is measured in its steady state, deletes included.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gw/lib/envelope"
+	"gw/lib/inject"
+	"gw/lib/queue"
+)
+
+var (
+	binDir   = flag.String("bin", "bin", "directory of the built programs")
+	duration = flag.Duration("duration", 3*time.Second, "measuring time of each figure")
+	qstatN   = flag.Int("qstat-messages", 100000, "queue size for the gw-qstat timing (0: skip)")
+)
+
+var env = envelope.Envelope{Sender: "bench@example.org", Recipients: []string{"sink@example.net"}}
+
+func main() {
+	flag.Parse()
+	work, err := os.MkdirTemp("", "gw-bench-")
+	check(err)
+	defer os.RemoveAll(work)
+	fmt.Printf("gw queue bench: %s per figure, work dir %s\n\n", *duration, work)
+	fmt.Printf("%-26s %6s %5s %10s %12s %7s\n", "method", "size", "conc", "msg/s", "bare msg/s", "ratio")
+	for _, size := range []int{1 << 10, 10 << 10, 100 << 10} {
+		for _, conc := range []int{1, 8, 32} {
+			bare := measureBare(work, size, conc)
+			row := func(name string, rate float64) {
+				fmt.Printf("%-26s %5dK %5d %10.0f %12.0f %6.2fx\n", name, size>>10, conc, rate, bare, rate/bare)
+			}
+			row("bare file-per-message", bare)
+			row("gw-queued (socket)", measureQueued(work, size, conc))
+			row("gw-queue (process)", measureProcess(work, size, conc))
+		}
+	}
+	if *qstatN > 0 {
+		timeQstat(work, *qstatN)
+	}
+}
+
+// measureBare runs the file-per-message commit protocol of qmail and
+// Postfix with fsync: create a temporary file, write, fsync, rename into
+// place, fsync the directory; a deleter removes files as a queue manager
+// would, keeping about a thousand.
+func measureBare(work string, size, conc int) float64 {
+	dir := filepath.Join(work, fmt.Sprintf("bare-%d-%d", size, conc))
+	check(os.MkdirAll(dir+"/tmp", 0o755))
+	check(os.MkdirAll(dir+"/q", 0o755))
+	defer os.RemoveAll(dir)
+	body := bytes.Repeat([]byte("x"), size)
+	var seq atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan string, 1<<16)
+	go func() { // the deleter
+		var pending []string
+		for name := range done {
+			pending = append(pending, name)
+			if len(pending) > 1000 {
+				os.Remove(pending[0])
+				pending = pending[1:]
+			}
+		}
+	}()
+	rate := run(conc, stop, func() error {
+		n := seq.Add(1)
+		tmp := fmt.Sprintf("%s/tmp/%d", dir, n)
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(body); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		f.Close()
+		final := fmt.Sprintf("%s/q/%d", dir, n)
+		if err := os.Rename(tmp, final); err != nil {
+			return err
+		}
+		d, err := os.Open(dir + "/q")
+		if err != nil {
+			return err
+		}
+		err = d.Sync()
+		d.Close()
+		done <- final
+		return err
+	})
+	close(done)
+	return rate
+}
+
+// withQueue makes a queue with a runner that removes what is committed and
+// collects finished segments, as gw-send does after delivery.
+func withQueue(work, name string, fn func(dir string) float64) float64 {
+	dir := filepath.Join(work, name)
+	check(queue.Init(dir))
+	defer os.RemoveAll(dir)
+	q, err := queue.Open(dir)
+	check(err)
+	defer q.Close()
+	r, err := q.OpenRunner()
+	check(err)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-r.Wake():
+			case <-tick.C:
+				r.Collect()
+			}
+			fresh, _ := r.Refresh()
+			for _, m := range fresh {
+				r.Remove(m.ID)
+			}
+		}
+	}()
+	rate := fn(dir)
+	close(stop)
+	wg.Wait()
+	r.Close()
+	return rate
+}
+
+func measureQueued(work string, size, conc int) float64 {
+	return withQueue(work, fmt.Sprintf("queued-%d-%d", size, conc), func(dir string) float64 {
+		sock := filepath.Join(dir, "lock", "inject.sock")
+		cmd := exec.Command(filepath.Join(*binDir, "gw-queued"), "--queue", dir, "--socket", sock)
+		var logs bytes.Buffer
+		cmd.Stderr = &logs
+		check(cmd.Start())
+		defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
+		for i := 0; i < 100; i++ {
+			if _, err := os.Stat(sock); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		body := message(size)
+		clients := make(chan *inject.Client, conc)
+		for i := 0; i < conc; i++ {
+			c, err := inject.Dial(sock)
+			check(err)
+			clients <- c
+		}
+		return run(conc, make(chan struct{}), func() error {
+			c := <-clients
+			defer func() { clients <- c }()
+			code, err := c.Inject(bytes.NewReader(body), env)
+			if err == nil && code != 0 {
+				err = fmt.Errorf("gw-queued exit code %d", code)
+			}
+			return err
+		})
+	})
+}
+
+func measureProcess(work string, size, conc int) float64 {
+	return withQueue(work, fmt.Sprintf("process-%d-%d", size, conc), func(dir string) float64 {
+		body := message(size)
+		wire := env.Wire()
+		return run(conc, make(chan struct{}), func() error {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return err
+			}
+			w.Write(wire)
+			w.Close()
+			cmd := exec.Command(filepath.Join(*binDir, "gw-queue"))
+			cmd.Env = append(os.Environ(), "GW_QUEUE="+dir)
+			cmd.Stdin = bytes.NewReader(body)
+			cmd.Stdout = r
+			err = cmd.Run()
+			r.Close()
+			return err
+		})
+	})
+}
+
+func message(size int) []byte {
+	head := "From: bench@example.org\nTo: sink@example.net\nSubject: bench\n\n"
+	return append([]byte(head), bytes.Repeat([]byte("0123456789abcdef\n")[:16], (size-len(head))/16)...)
+}
+
+// run calls op from conc goroutines for the measuring time and returns the
+// completed operations a second.
+func run(conc int, _ chan struct{}, op func() error) float64 {
+	var n atomic.Int64
+	var failed atomic.Value
+	deadline := time.Now().Add(*duration)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if err := op(); err != nil {
+					failed.Store(err)
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: operation failed:", err)
+		os.Exit(1)
+	}
+	return float64(n.Load()) / time.Since(start).Seconds()
+}
+
+// timeQstat fills a queue with n messages through gw-queued and times
+// gw-qstat's summary and JSON listing over it.
+func timeQstat(work string, n int) {
+	qstat := filepath.Join(*binDir, "gw-qstat")
+	if _, err := os.Stat(qstat); err != nil {
+		fmt.Println("\ngw-qstat: not built, skipped")
+		return
+	}
+	dir := filepath.Join(work, "qstat")
+	check(queue.Init(dir))
+	defer os.RemoveAll(dir)
+	q, err := queue.Open(dir)
+	check(err)
+	c := q.NewCommitter()
+	body := message(2 << 10)
+	var wg sync.WaitGroup
+	per := n / 32
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				in := c.NewIncoming(0, 0)
+				in.Write(body)
+				e := envelope.Envelope{Sender: "bench@example.org", Recipients: []string{fmt.Sprintf("u%d@d%d.example.net", i, g)}}
+				check(c.Commit(in, e))
+			}
+		}(g)
+	}
+	wg.Wait()
+	c.Close()
+	q.Close()
+	fmt.Printf("\ngw-qstat over %d messages (median of 3):\n", per*32)
+	for _, args := range [][]string{{}, {"list"}, {"--json"}} {
+		var times []time.Duration
+		for i := 0; i < 3; i++ {
+			cmd := exec.Command(qstat, append([]string{"--queue", dir}, args...)...)
+			start := time.Now()
+			out, err := cmd.Output()
+			times = append(times, time.Since(start))
+			if err != nil {
+				fmt.Printf("  gw-qstat %s: %v (%d bytes out)\n", strings.Join(args, " "), err, len(out))
+			}
+		}
+		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+		fmt.Printf("  gw-qstat %-8s %8.2f s\n", strings.Join(args, " "), times[1].Seconds())
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
