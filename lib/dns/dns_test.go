@@ -1,0 +1,38 @@
+package dns
+
+import (
+	"context"
+	"testing"
+
+	"gw/lib/dns/dnstest"
+)
+
+func TestResolverAgainstLoopbackServer(t *testing.T) {
+	srv := dnstest.Start(t)
+	srv.Add(t, "example.net. MX 10 mx1.example.net.", "example.net. MX 10 mx2.example.net.",
+		"example.net. MX 20 backup.example.net.", "mx1.example.net. A 127.0.0.2",
+		"2.0.0.127.zen.example. A 127.0.0.2", "2.0.0.127.zen.example. TXT \"listed\"",
+		"nullmx.example. MX 0 .")
+	srv.Fail("broken.example.")
+	r := New(srv.Addr)
+	ctx := context.Background()
+	mx, err := r.LookupMX(ctx, "example.net")
+	if err != nil || len(mx) != 3 || mx[2].Host != "backup.example.net." {
+		t.Fatalf("LookupMX = %v, %v", mx, err)
+	}
+	if ips, err := r.LookupHost(ctx, "mx1.example.net"); err != nil || len(ips) != 1 || ips[0] != "127.0.0.2" {
+		t.Errorf("LookupHost = %v, %v", ips, err)
+	}
+	if txt, err := r.LookupTXT(ctx, "2.0.0.127.zen.example"); err != nil || len(txt) != 1 || txt[0] != "listed" {
+		t.Errorf("LookupTXT = %v, %v", txt, err)
+	}
+	if mx, err := r.LookupMX(ctx, "nullmx.example"); err != nil || len(mx) != 1 || mx[0].Host != "." {
+		t.Errorf("null MX: %v, %v", mx, err)
+	}
+	if _, err := r.LookupHost(ctx, "nowhere.example"); !NotFound(err) {
+		t.Errorf("unknown name: %v, want not found", err)
+	}
+	if _, err := r.LookupMX(ctx, "broken.example"); !Temporary(err) || NotFound(err) {
+		t.Errorf("SERVFAIL: %v, want temporary", err)
+	}
+}
