@@ -480,3 +480,43 @@ func TestQstatExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestQstatManPageOptions keeps gw-qstat.8 and the program together: every
+// flag of every command is in the page's OPTIONS, and every option there
+// is a flag.
+func TestQstatManPageOptions(t *testing.T) {
+	page, err := os.ReadFile("../man/gw-qstat.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\.It Fl -([a-z-]+)`).FindAllSubmatch(page, -1) {
+		documented[string(m[1])] = true
+	}
+	flagRE := regexp.MustCompile(`(?m)^\s+--([a-z][a-z-]*)`)
+	have := map[string]bool{}
+	for _, cmd := range [][]string{{"--help"}, {"list", "--help"}, {"shape", "--help"}, {"metrics", "--help"}} {
+		out, _, _, err := qstatExec(nil, cmd...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range flagRE.FindAllStringSubmatch(out, -1) {
+			if m[1] != "help" && m[1] != "version" {
+				have[m[1]] = true
+			}
+		}
+	}
+	for f := range have {
+		if !documented[f] {
+			t.Errorf("--%s is not in gw-qstat.8 OPTIONS", f)
+		}
+	}
+	for f := range documented {
+		if !have[f] {
+			t.Errorf("gw-qstat.8 documents --%s, which no command has", f)
+		}
+	}
+	if len(have) == 0 {
+		t.Error("found no flags in gw-qstat --help")
+	}
+}
