@@ -112,6 +112,12 @@ var errClientGone = errors.New("connection closed inside a message")
 // message reads and commits one message. Small ones are held in memory and
 // committed with others; one that outgrows queue.MaxIncoming is moved to a
 // segment of its own and streamed.
+//
+// A queue error half way through the body (disk full) does not end the
+// reading: the rest of the message and its envelope are read and dropped,
+// and only then is the message refused. Answering at once would leave the
+// rest of the body in the stream to be read as the next message, under an
+// envelope of the sender's choosing.
 func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int, error) {
 	in := s.Committer.NewIncoming(uid, pid)
 	io.WriteString(in, Trace(s.Program, pid, uid, time.Now()))
@@ -121,6 +127,7 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 			big.Abort()
 		}
 	}()
+	body := &refusingWriter{w: in}
 	var hdr [4]byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -133,26 +140,15 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 		if n > maxSocketChunk {
 			return 0, 0, 0, &readError{fmt.Errorf("chunk of %d bytes, over %d", n, maxSocketChunk)}
 		}
-		if big == nil && in.Size()+int64(n) > queue.MaxIncoming {
+		if big == nil && body.err == nil && in.Size()+int64(n) > queue.MaxIncoming {
 			w, err := s.Queue.NewMessage(uid, pid)
-			if err != nil {
-				return 0, 0, 0, err
+			if err == nil {
+				big, body.w = w, w
+				_, err = w.Write(in.Bytes())
 			}
-			if _, err := w.Write(in.Bytes()); err != nil {
-				w.Abort()
-				return 0, 0, 0, err
-			}
-			big = w
+			body.err = err
 		}
-		var dst io.Writer = in
-		if big != nil {
-			dst = big
-		}
-		if _, err := io.CopyN(dst, r, int64(n)); err != nil {
-			var ierr *queue.InjectError
-			if errors.As(err, &ierr) {
-				return 0, 0, 0, err
-			}
+		if _, err := io.CopyN(body, r, int64(n)); err != nil {
 			return 0, 0, 0, errClientGone
 		}
 	}
@@ -162,6 +158,9 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 			return 0, 0, 0, errClientGone
 		}
 		return 0, 0, 0, wrapRead(err)
+	}
+	if body.err != nil {
+		return 0, 0, 0, body.err
 	}
 	if big != nil {
 		w := big
@@ -175,6 +174,21 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 		return 0, 0, 0, err
 	}
 	return in.ID(), in.Size(), len(e.Recipients), nil
+}
+
+// refusingWriter passes a body to w until w fails, then keeps the first
+// error and swallows the rest, so the reader goes on to the end of the
+// message (see Server.message).
+type refusingWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (b *refusingWriter) Write(p []byte) (int, error) {
+	if b.err == nil {
+		_, b.err = b.w.Write(p)
+	}
+	return len(p), nil
 }
 
 // isTruncated reports an envelope cut before its final NUL.
