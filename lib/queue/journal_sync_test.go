@@ -1,0 +1,70 @@
+package queue
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gw/lib/envelope"
+)
+
+// TestJournalSyncKeepsRecordsAfterWriteFailure makes one journal flush
+// fail in its write (a full disk) and checks that the records it carried
+// are neither lost nor reported durable by the next flush: the runner's
+// Sync must not say "delivered" is on disk when it is not.
+func TestJournalSyncKeepsRecordsAfterWriteFailure(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "queue")
+	if err := Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	w, err := q.NewMessage(1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: t\n\nbody\n"))
+	if err := w.Commit(envelope.Envelope{Sender: "a@example.org", Recipients: []string{"b@example.net"}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := q.OpenRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := w.ID()
+	if err := r.Delivered(id, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Writes to a read-only descriptor of the journal fail, as on a full disk.
+	good := r.jw.f
+	ro, err := os.Open(good.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.jw.f = ro
+	if err := r.Sync(); err == nil {
+		t.Fatal("Sync with a failing write returned nil")
+	}
+	r.jw.f = good
+	ro.Close()
+	if err := r.Sync(); err != nil {
+		t.Fatalf("Sync once writes work again: %v", err)
+	}
+	r.Close()
+
+	r, err = q.OpenRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m, err := r.Message(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Recipients[0].State; got != Delivered {
+		t.Errorf("after a failed then a good Sync and a restart: recipient %s, want %s", got, Delivered)
+	}
+}
