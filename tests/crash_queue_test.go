@@ -154,6 +154,31 @@ func injectQueue(t *testing.T, dir string, l *ledger, m *sent, wrap ...string) (
 	return code, stderr
 }
 
+// newCrashQueue returns a working directory and a queue made in it.
+func newCrashQueue(t *testing.T) (dir, qdir string) {
+	t.Helper()
+	dir = workDir(t)
+	qdir = filepath.Join(dir, "queue")
+	initQueue(t, qdir)
+	return dir, qdir
+}
+
+// openRunner opens the queue at dir and takes its runner, as gw-send
+// does; done releases both.
+func openRunner(t *testing.T, dir string) (r *queue.Runner, done func()) {
+	t.Helper()
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = q.OpenRunner()
+	if err != nil {
+		q.Close()
+		t.Fatalf("runner on %s: %v", dir, err)
+	}
+	return r, func() { r.Close(); q.Close() }
+}
+
 // initQueue makes a queue at dir with gw-queue --init.
 func initQueue(t *testing.T, dir string) {
 	t.Helper()
@@ -190,16 +215,8 @@ type queueState struct {
 func checkQueue(t *testing.T, dir string, l *ledger) queueState {
 	t.Helper()
 	st := checkListing(t, dir, l)
-	q, err := queue.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	r, err := q.OpenRunner()
-	if err != nil {
-		t.Fatalf("runner: %v", err)
-	}
-	defer r.Close()
+	r, done := openRunner(t, dir)
+	defer done()
 	delivered := 0
 	for _, m := range r.Messages() {
 		id := m.ID
@@ -313,16 +330,8 @@ func ossify(t *testing.T, dir string) {
 // the messages whose recipients remove returns true.
 func collect(t *testing.T, dir string, remove func(rcpt string) bool) queue.CollectStats {
 	t.Helper()
-	q, err := queue.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	r, err := q.OpenRunner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, done := openRunner(t, dir)
+	defer done()
 	for _, m := range r.Messages() {
 		if remove != nil && remove(m.Recipients[0].Address) {
 			if err := r.Remove(m.ID); err != nil {

@@ -21,7 +21,6 @@ import (
 
 	"gw/lib/inject"
 	"gw/lib/qq"
-	"gw/lib/queue"
 )
 
 // TestCrashQueueKillEachStep kills gw-queue at every syscall of its commit
@@ -54,9 +53,7 @@ import (
 // queue.Ossified.
 func TestCrashQueueKillEachStep(t *testing.T) {
 	need(t, "strace")
-	dir := workDir(t)
-	qdir := filepath.Join(dir, "queue")
-	initQueue(t, qdir)
+	dir, qdir := newCrashQueue(t)
 	// Hold the trigger's read end, as a runner does, so that gw-queue's
 	// pull of the trigger gets as far as its write.
 	trig, err := os.OpenFile(filepath.Join(qdir, "lock", "trigger"), os.O_RDONLY|unix.O_NONBLOCK, 0)
@@ -184,9 +181,7 @@ type queuedKill struct {
 // takes more. Finally the runner removes the dead segments' leftovers.
 func TestCrashQueuedKill(t *testing.T) {
 	straceBin := need(t, "strace")
-	dir := workDir(t)
-	qdir := filepath.Join(dir, "queue")
-	initQueue(t, qdir)
+	dir, qdir := newCrashQueue(t)
 	sock := filepath.Join(dir, "inject.sock")
 	l := newLedger()
 	rounds := []queuedKill{
@@ -356,20 +351,7 @@ func TestCrashDiskFull(t *testing.T) {
 	initQueue(t, qdir)
 	l := newLedger()
 	rng := rand.New(rand.NewSource(3))
-	q, err := queue.Open(qdir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	runner, err := q.OpenRunner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if runner != nil {
-			runner.Close()
-		}
-	}()
+	runner, closeRunner := openRunner(t, qdir)
 
 	// gw-queue: large messages until the disk is full, then a huge one and
 	// a small one, which must be refused or fit whole.
@@ -447,8 +429,7 @@ func TestCrashDiskFull(t *testing.T) {
 	if err != nil || st.Segments != removed {
 		t.Fatalf("collect on a full disk: %d segments removed (%v), want %d", st.Segments, err, removed)
 	}
-	runner.Close()
-	runner = nil
+	closeRunner()
 	l.forget(func(rcpt string) bool { return strings.HasPrefix(rcpt, "queue-") })
 
 	// Both injectors work again.
@@ -491,9 +472,7 @@ func repeat(v, n int) []int {
 // segment back to before the batch), and take the next message.
 func TestCrashFsyncEIO(t *testing.T) {
 	straceBin := need(t, "strace")
-	dir := workDir(t)
-	qdir := filepath.Join(dir, "queue")
-	initQueue(t, qdir)
+	dir, qdir := newCrashQueue(t)
 	l := newLedger()
 	rng := rand.New(rand.NewSource(4))
 
