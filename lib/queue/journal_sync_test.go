@@ -2,7 +2,6 @@ package queue
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"gw/lib/envelope"
@@ -13,15 +12,7 @@ import (
 // are neither lost nor reported durable by the next flush: the runner's
 // Sync must not say "delivered" is on disk when it is not.
 func TestJournalSyncKeepsRecordsAfterWriteFailure(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "queue")
-	if err := Init(dir); err != nil {
-		t.Fatal(err)
-	}
-	q, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := newQueue(t)
 	w, err := q.NewMessage(1, 2)
 	if err != nil {
 		t.Fatal(err)
