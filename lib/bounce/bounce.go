@@ -1,0 +1,185 @@
+// Package bounce writes delivery status notifications (RFC 3464): a
+// multipart/report with a human-readable part, a message/delivery-status
+// part with one group of fields for each recipient, and the original
+// message's headers (text/rfc822-headers).
+package bounce
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Recipient is one recipient's outcome for the report.
+type Recipient struct {
+	Address    string
+	Action     string // "failed" or "delayed"
+	Status     string // enhanced code, e.g. "5.1.1"
+	RemoteMTA  string // host name, when a server answered
+	Diagnostic string // the server's reply or gw-send's own reason
+}
+
+// Report is one DSN.
+type Report struct {
+	ReportingMTA string    // control/me
+	From         string    // bouncefrom@bouncehost
+	To           string    // the original sender (or the double-bounce address)
+	QueueID      string    // the original message's queue id
+	Arrival      time.Time // when the original was queued
+	Date         time.Time
+	Recipients   []Recipient
+	Double       bool   // a bounce that bounced: the report goes to the postmaster
+	Headers      []byte // the original message's header section
+	Boundary     string // MIME boundary; derived from QueueID when empty
+}
+
+// MaxHeaders bounds how much of the original's header section is attached.
+const MaxHeaders = 64 << 10
+
+// ReadHeaders returns the header section of a stored message (up to the
+// first empty line), at most MaxHeaders bytes; the rest of r is left.
+func ReadHeaders(r io.Reader) ([]byte, error) {
+	br := bufio.NewReader(io.LimitReader(r, MaxHeaders))
+	var out []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			out = append(out, line...)
+			continue
+		}
+		if len(line) == 0 || string(line) == "\n" || string(line) == "\r\n" {
+			return out, nil
+		}
+		out = append(out, line...)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+}
+
+var enhanced = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
+
+// Status returns the enhanced status code in text (a reply's "5.1.1" or
+// qmail's "(#5.1.1)"), whose class agrees with perm; else 5.0.0 or 4.0.0.
+func Status(text string, perm bool) string {
+	class := "4"
+	if perm {
+		class = "5"
+	}
+	if m := enhanced.FindStringSubmatch(text); m != nil && m[1] == class {
+		return m[0]
+	}
+	return class + ".0.0"
+}
+
+// Message returns the DSN with LF line ends, as messages are stored.
+func (r *Report) Message() []byte {
+	bd := r.Boundary
+	if bd == "" {
+		bd = "gw-dsn-" + r.QueueID
+	}
+	var b strings.Builder
+	failed, delayed := false, false
+	for _, rc := range r.Recipients {
+		if rc.Action == "delayed" {
+			delayed = true
+		} else {
+			failed = true
+		}
+	}
+	subject := "Delivery Status Notification (Failure)"
+	if delayed && !failed {
+		subject = "Delivery Status Notification (Delay)"
+	}
+	if r.Double {
+		subject = "Double bounce: " + subject
+	}
+	fmt.Fprintf(&b, "From: Mail Delivery System <%s>\n", r.From)
+	fmt.Fprintf(&b, "To: <%s>\n", r.To)
+	fmt.Fprintf(&b, "Subject: %s\n", subject)
+	fmt.Fprintf(&b, "Date: %s\n", r.Date.UTC().Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Message-ID: <%s.%d.dsn@%s>\n", r.QueueID, r.Date.UnixNano(), r.ReportingMTA)
+	fmt.Fprintf(&b, "Auto-Submitted: auto-replied\n")
+	fmt.Fprintf(&b, "MIME-Version: 1.0\n")
+	fmt.Fprintf(&b, "Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"%s\"\n", bd)
+	b.WriteString("\nThis is a MIME-encapsulated message.\n\n")
+
+	fmt.Fprintf(&b, "--%s\nContent-Type: text/plain; charset=us-ascii\nContent-Description: Notification\n\n", bd)
+	fmt.Fprintf(&b, "This is the mail system at %s.\n\n", clean(r.ReportingMTA))
+	switch {
+	case r.Double:
+		b.WriteString("A delivery status notification could not be delivered to the\nsender of the original message. Its details follow.\n\n")
+	case failed:
+		b.WriteString("I'm sorry to have to tell you that your message could not be\ndelivered to one or more recipients. This is a permanent error;\nI've given up.\n\n")
+	default:
+		b.WriteString("Your message could not yet be delivered to one or more recipients.\nI will keep trying; you need not send it again.\n\n")
+	}
+	for _, rc := range r.Recipients {
+		fmt.Fprintf(&b, "<%s>: %s\n", clean(rc.Address), clean(rc.Diagnostic))
+	}
+	b.WriteString("\n")
+
+	fmt.Fprintf(&b, "--%s\nContent-Type: message/delivery-status\nContent-Description: Delivery report\n\n", bd)
+	fmt.Fprintf(&b, "Reporting-MTA: dns; %s\n", clean(r.ReportingMTA))
+	fmt.Fprintf(&b, "X-Gw-Queue-ID: %s\n", r.QueueID)
+	if !r.Arrival.IsZero() {
+		fmt.Fprintf(&b, "Arrival-Date: %s\n", r.Arrival.UTC().Format(time.RFC1123Z))
+	}
+	for _, rc := range r.Recipients {
+		b.WriteString("\n")
+		fmt.Fprintf(&b, "Final-Recipient: rfc822; %s\n", clean(rc.Address))
+		fmt.Fprintf(&b, "Action: %s\n", rc.Action)
+		fmt.Fprintf(&b, "Status: %s\n", rc.Status)
+		if rc.RemoteMTA != "" {
+			fmt.Fprintf(&b, "Remote-MTA: dns; %s\n", clean(rc.RemoteMTA))
+		}
+		diag := "x-gw; "
+		if looksLikeReply(rc.Diagnostic) {
+			diag = "smtp; "
+		}
+		fmt.Fprintf(&b, "Diagnostic-Code: %s%s\n", diag, clean(rc.Diagnostic))
+	}
+	b.WriteString("\n")
+
+	fmt.Fprintf(&b, "--%s\nContent-Type: text/rfc822-headers\nContent-Description: Undelivered message headers\n\n", bd)
+	h := strings.ReplaceAll(string(r.Headers), "\r\n", "\n")
+	h = strings.ReplaceAll(h, "--"+bd, "- -"+bd)
+	b.WriteString(h)
+	if !strings.HasSuffix(h, "\n") {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "\n--%s--\n", bd)
+	return []byte(b.String())
+}
+
+var replyStart = regexp.MustCompile(`^[245]\d\d `)
+
+// looksLikeReply reports text that is a server's reply (RFC 3464 2.3.6
+// "smtp" diagnostic type), possibly after "host said: ".
+func looksLikeReply(s string) bool {
+	if i := strings.Index(s, " said: "); i >= 0 {
+		s = s[i+7:]
+	}
+	return replyStart.MatchString(s)
+}
+
+// clean keeps a field to one printable ASCII line: peers choose these
+// bytes, and a DSN field must not grow a second line.
+func clean(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	if len(b) > 900 {
+		b = append(b[:900], "..."...)
+	}
+	return string(b)
+}

@@ -1,0 +1,92 @@
+package bounce
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStatus(t *testing.T) {
+	cases := []struct {
+		text string
+		perm bool
+		want string
+	}{
+		{"mx said: 550 5.1.1 no such user", true, "5.1.1"},
+		{"no mail host (#5.1.2)", true, "5.1.2"},
+		{"451 4.3.0 later", false, "4.3.0"},
+		{"451 4.3.0 later", true, "5.0.0"}, // a lifetime expiry: the class is ours
+		{"connection refused", false, "4.0.0"},
+		{"version 1.2.3.4", true, "5.0.0"},
+	}
+	for _, c := range cases {
+		if got := Status(c.text, c.perm); got != c.want {
+			t.Errorf("Status(%q, %v) = %q, want %q", c.text, c.perm, got, c.want)
+		}
+	}
+}
+
+func TestReportParses(t *testing.T) {
+	r := Report{
+		ReportingMTA: "gw.test", From: "MAILER-DAEMON@gw.test", To: "a@x.test", QueueID: "0123456789abc",
+		Arrival: time.Unix(1e9, 0), Date: time.Unix(1e9+60, 0),
+		Recipients: []Recipient{
+			{Address: "b@y.test", Action: "failed", Status: "5.1.1", RemoteMTA: "mx.y.test", Diagnostic: "mx.y.test said: 550 5.1.1 no\r\nInjected: yes"},
+			{Address: "c@y.test", Action: "failed", Status: "5.4.7", Diagnostic: "message too old"},
+		},
+		Headers: []byte("Received: x\nSubject: hello\n"),
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(r.Message()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("content type %q %v %v", mt, params, err)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	var types []string
+	var status string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, p.Header.Get("Content-Type"))
+		b, _ := io.ReadAll(p)
+		if strings.HasPrefix(p.Header.Get("Content-Type"), "message/delivery-status") {
+			status = string(b)
+		}
+	}
+	if len(types) != 3 || types[1] != "message/delivery-status" || types[2] != "text/rfc822-headers" {
+		t.Fatalf("parts %q", types)
+	}
+	for _, want := range []string{"Reporting-MTA: dns; gw.test", "Final-Recipient: rfc822; b@y.test", "Status: 5.1.1",
+		"Diagnostic-Code: smtp; mx.y.test said: 550 5.1.1 no??Injected: yes", "Final-Recipient: rfc822; c@y.test", "Action: failed"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("delivery-status lacks %q:\n%s", want, status)
+		}
+	}
+	if strings.Contains(status, "\nInjected:") {
+		t.Error("a diagnostic grew a field")
+	}
+}
+
+func TestReadHeaders(t *testing.T) {
+	h, err := ReadHeaders(strings.NewReader("A: 1\nB: 2\n\nbody\n"))
+	if err != nil || string(h) != "A: 1\nB: 2\n" {
+		t.Fatalf("%q %v", h, err)
+	}
+	h, _ = ReadHeaders(strings.NewReader(strings.Repeat("X: y\n", 1<<15)))
+	if len(h) > MaxHeaders {
+		t.Fatalf("%d bytes of headers", len(h))
+	}
+}
