@@ -1,0 +1,127 @@
+// Command gw-smtpd is gw's SMTP receiver: the gateway's whole before-queue
+// policy, then each message to the queue injector. It listens itself
+// (--listen) or serves one session on fds 0 and 1 under tcpserver. See
+// gw-smtpd(8).
+package main
+
+import (
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"gw/lib/checkpassword"
+	"gw/lib/control"
+	"gw/lib/dns"
+	"gw/lib/greylist"
+	"gw/lib/logline"
+	"gw/lib/privilege"
+	"gw/lib/program"
+	"gw/lib/rbl"
+	"gw/lib/smtpd"
+)
+
+type config struct {
+	controlDir, acl, localHost, user, checkpw, greylistDB string
+	listen                                                cli.StringSlice
+	concurrency, perIP                                    int
+	implicitTLS                                           bool
+}
+
+func main() {
+	var c config
+	app := program.New("gw-smtpd", "SMTP receiver with the gateway's before-queue policy")
+	app.Flags = []cli.Flag{
+		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR`", Value: "/var/gw/main/control", Destination: &c.controlDir},
+		&cli.StringSliceFlag{Name: "listen", Usage: "listen on `HOST:PORT` (repeatable); without it, serve one session on fds 0 and 1", Destination: &c.listen},
+		&cli.StringFlag{Name: "acl", Aliases: []string{"x"}, Usage: "apply the compiled tcprules `FILE` to each client (standalone)", Destination: &c.acl},
+		&cli.IntFlag{Name: "concurrency", Usage: "at most `N` sessions at once (standalone)", Value: 200, Destination: &c.concurrency},
+		&cli.IntFlag{Name: "per-ip", Usage: "at most `N` sessions at once from one address (standalone)", Value: 20, Destination: &c.perIP},
+		&cli.StringFlag{Name: "local-host", Usage: "TCPLOCALHOST for standalone sessions (default: control/me)", Destination: &c.localHost},
+		&cli.StringFlag{Name: "user", Usage: "after binding, run as `USER` (standalone, started as root)", Destination: &c.user},
+		&cli.BoolFlag{Name: "tls", Usage: "implicit TLS from the first byte (port 465)", Destination: &c.implicitTLS},
+		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
+		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
+	}
+	app.Action = func(*cli.Context) error { return run(&c) }
+	program.Run(app)
+}
+
+func run(c *config) error {
+	log := logline.Stderr
+	dir := control.Dir(c.controlDir)
+	cfg, err := smtpd.Load(dir, log)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
+	}
+	cfg.ImplicitTLS = c.implicitTLS
+	if c.implicitTLS && cfg.TLS == nil {
+		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem")
+	}
+	if c.checkpw != "" {
+		cfg.Auth = &checkpassword.Checker{Argv: strings.Fields(c.checkpw)}
+	}
+	zones, _, err := dir.List("rblzones")
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
+	}
+	if z := rbl.Parse(zones); len(z) > 0 {
+		cfg.RBL = &rbl.Checker{Zones: z, Resolver: dns.FromEnv()}
+	}
+	if c.greylistDB != "" {
+		g, err := greylist.Load(dir, c.greylistDB)
+		if err != nil {
+			return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
+		}
+		g.Keep = len(c.listen.Value()) > 0 // the one writer while it runs
+		cfg.Greylist = g
+	}
+	if len(c.listen.Value()) == 0 {
+		if c.user != "" {
+			return program.Fail(program.ExitPermanent, "--user is for standalone mode; under tcpserver use setuidgid")
+		}
+		smtpd.Serve(smtpd.StdioConn(), cfg, smtpd.ClientFromEnv(os.LookupEnv))
+		return nil
+	}
+	var lns []net.Listener
+	for _, a := range c.listen.Value() {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return program.Fail(program.ExitTemporary, "unable to listen on %s: %v", a, err)
+		}
+		lns = append(lns, ln)
+		log.Info("listening", "addr", ln.Addr())
+	}
+	if c.user != "" {
+		if err := privilege.Drop(c.user); err != nil {
+			return program.Fail(program.ExitTemporary, "unable to drop privileges: %v", err)
+		}
+	}
+	l := &smtpd.Listener{Cfg: cfg, ACL: c.acl, LocalHost: c.localHost, MaxConns: c.concurrency, MaxPerIP: c.perIP, Getenv: os.Getenv}
+	if l.LocalHost == "" {
+		l.LocalHost = cfg.Hostname
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sig
+		log.Info("shutdown")
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	errs := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errs <- l.Serve(ln, 30*time.Second) }()
+	}
+	for range lns {
+		if err := <-errs; err != nil {
+			return program.Fail(program.ExitTemporary, "accept: %v", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package smtpd
+
+import (
+	"bufio"
+	"errors"
+	"io"
+)
+
+// DATA's line-ending policy is qmail's, extended to bare CR: the message
+// ends only at <CRLF>.<CRLF> (or ".<CRLF>" as its first line); a LF not
+// preceded by CR, or a CR followed by anything but CR or LF, ends the
+// session with a temporary error, so no smuggled end-of-data variant can
+// be read either as data or as a boundary. One exception keeps senders
+// working: CRs that directly precede a CRLF ("text<CR><CR><LF>") are data,
+// kept as qmail and Postfix keep them, and the line ends at the CRLF. The
+// stored form has LF line ends and leading dots unstuffed.
+var (
+	errBareLF = errors.New("bare LF in DATA")
+	errBareCR = errors.New("bare CR in DATA")
+)
+
+// Reader states at the position after the last byte consumed.
+const (
+	stLineStart = iota // after CRLF or at the start
+	stDot              // "." at the start of a line
+	stDotCR            // ".<CR>" at the start of a line
+	stInLine           // inside a line
+	stCR               // one or more CRs inside a line (count in crs)
+)
+
+// dataReader copies one DATA body from br to w in stored form.
+type dataReader struct {
+	br    *bufio.Reader
+	w     io.Writer
+	state int
+	crs   int // CRs pending in stCR
+}
+
+var crs = []byte("\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r")
+
+// readData reads the body from br up to and including the end marker and
+// writes it to w, unstuffed, with LF line ends. It stops at the end marker
+// and leaves what follows in br (pipelined commands). Errors are errBareLF,
+// errBareCR, or br's read error; w's errors are ignored (w must keep
+// accepting: the client's message is read to its end whatever happens).
+func readData(br *bufio.Reader, w io.Writer) error {
+	d := dataReader{br: br, w: w}
+	for {
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err != nil {
+				return err
+			}
+		}
+		b, _ := br.Peek(br.Buffered())
+		n, done, err := d.scan(b)
+		br.Discard(n)
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// scan consumes b and returns how much it consumed and whether the end
+// marker was found.
+func (d *dataReader) scan(b []byte) (int, bool, error) {
+	start := 0 // beginning of the current span of plain data to copy
+	flush := func(end int) {
+		if end > start {
+			d.w.Write(b[start:end])
+		}
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch d.state {
+		case stInLine:
+			if c != '\r' && c != '\n' {
+				continue
+			}
+			flush(i)
+			start = i + 1
+			if c == '\n' {
+				return i + 1, false, errBareLF
+			}
+			d.state, d.crs = stCR, 1
+		case stLineStart:
+			switch c {
+			case '.':
+				d.state = stDot
+				start = i + 1
+			case '\r':
+				d.state, d.crs = stCR, 1
+				start = i + 1
+			case '\n':
+				return i + 1, false, errBareLF
+			default:
+				d.state = stInLine
+				start = i
+			}
+		case stDot:
+			switch c {
+			case '\r':
+				d.state = stDotCR
+				start = i + 1
+			case '\n':
+				return i + 1, false, errBareLF
+			default: // ".x": the first dot is dropped (RFC 5321 4.5.2)
+				d.state = stInLine
+				start = i
+			}
+		case stDotCR:
+			if c == '\n' {
+				return i + 1, true, nil
+			}
+			return i + 1, false, errBareCR
+		case stCR:
+			switch c {
+			case '\r':
+				d.crs++
+				start = i + 1
+			case '\n':
+				for k := d.crs - 1; k > 0; k -= len(crs) {
+					d.w.Write(crs[:min(k, len(crs))])
+				}
+				d.w.Write(lf)
+				d.state = stLineStart
+				start = i + 1
+			default:
+				return i + 1, false, errBareCR
+			}
+		}
+	}
+	if d.state == stInLine {
+		flush(len(b))
+	}
+	return len(b), false, nil
+}
+
+var lf = []byte("\n")
