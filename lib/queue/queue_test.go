@@ -313,6 +313,9 @@ func TestRunnerLifecycle(t *testing.T) {
 	if got := r.Messages(); len(got) != 2 {
 		t.Fatalf("runner sees %d messages, want 2", len(got))
 	}
+	if snap, _ := q.Snapshot(); !snap.Messages[0].Picked || !snap.Messages[1].Picked {
+		t.Errorf("messages queued before the runner started are not marked picked up")
+	}
 	c := inject(t, q, []byte("Subject: c\n\nC\n"), env("five@example.net"))
 	select {
 	case <-r.Wake():

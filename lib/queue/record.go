@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
 	"time"
 
 	"gw/lib/envelope"
@@ -221,7 +222,8 @@ func (d *decoder) checkCRC() error {
 // record, and a Problem when something other than a clean end of file
 // stopped it. An error from fn or a read error is returned as err.
 func ReadSegment(r io.Reader, fn func(Record) error) (end int64, problem *Problem, err error) {
-	d := &decoder{r: bufio.NewReaderSize(r, 256<<10)}
+	d := newDecoder(r, 0)
+	defer d.release()
 	magic, err := d.read(len(segMagic))
 	if err == errIncomplete {
 		return 0, &Problem{0, true, "no segment header yet"}, nil
@@ -239,8 +241,25 @@ func ReadSegment(r io.Reader, fn func(Record) error) (end int64, problem *Proble
 // readRecords reads records from r, which is positioned at offset base of
 // its segment, just past the magic or a record; see ReadSegment.
 func readRecords(r io.Reader, base int64, fn func(Record) error) (end int64, problem *Problem, err error) {
-	d := &decoder{r: bufio.NewReaderSize(r, 256<<10), off: base}
+	d := newDecoder(r, base)
+	defer d.release()
 	return d.records(fn)
+}
+
+// segReaders recycles the decoders' read buffers: a reader of a queue
+// filled by gw-queue opens a segment a message, and a fresh buffer each
+// would be gigabytes to allocate and clear over a large queue.
+var segReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 256<<10) }}
+
+func newDecoder(r io.Reader, base int64) *decoder {
+	br := segReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &decoder{r: br, off: base}
+}
+
+func (d *decoder) release() {
+	d.r.Reset(nil)
+	segReaders.Put(d.r)
 }
 
 func (d *decoder) records(fn func(Record) error) (end int64, problem *Problem, err error) {
@@ -367,17 +386,28 @@ func (d *decoder) message(rec *Record) error {
 	return nil
 }
 
-// skip reads n bytes into the checksum without keeping them.
+// skip reads n bytes into the checksum without keeping them, straight
+// from the read buffer.
 func (d *decoder) skip(n int64) error {
 	for n > 0 {
-		step := n
-		if step > 64<<10 {
-			step = 64 << 10
+		step := d.r.Size()
+		if int64(step) > n {
+			step = int(n)
 		}
-		if _, err := d.read(int(step)); err != nil {
+		b, err := d.r.Peek(step)
+		if len(b) > 0 {
+			d.crc = crc32.Update(d.crc, castagnoli, b)
+			d.r.Discard(len(b))
+			d.off += int64(len(b))
+			n -= int64(len(b))
+			continue
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return errIncomplete
+		}
+		if err != nil {
 			return err
 		}
-		n -= step
 	}
 	return nil
 }

@@ -120,6 +120,7 @@ func (r *Runner) load() error {
 			if st != nil {
 				st.applyTo(m)
 			}
+			m.Picked = true // compact records it
 			r.msgs[m.ID] = m
 			rs.ids = append(rs.ids, m.ID)
 		}

@@ -54,7 +54,8 @@ func main() {
 		}
 	}
 	if *qstatN > 0 {
-		timeQstat(work, *qstatN)
+		timeQstat(work, *qstatN, false)
+		timeQstat(work, *qstatN, true)
 	}
 }
 
@@ -240,9 +241,10 @@ func run(conc int, _ chan struct{}, op func() error) float64 {
 	return float64(n.Load()) / time.Since(start).Seconds()
 }
 
-// timeQstat fills a queue with n messages through gw-queued and times
-// gw-qstat's summary and JSON listing over it.
-func timeQstat(work string, n int) {
+// timeQstat fills a queue with n messages and times gw-qstat's summary,
+// listing and JSON over it: in shared segments as gw-queued writes them, or
+// with perMessage a segment a message as gw-queue writes them.
+func timeQstat(work string, n int, perMessage bool) {
 	qstat := filepath.Join(*binDir, "gw-qstat")
 	if _, err := os.Stat(qstat); err != nil {
 		fmt.Println("\ngw-qstat: not built, skipped")
@@ -262,9 +264,16 @@ func timeQstat(work string, n int) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < per; i++ {
+				e := envelope.Envelope{Sender: "bench@example.org", Recipients: []string{fmt.Sprintf("u%d@d%d.example.net", i, g)}}
+				if perMessage {
+					w, err := q.NewMessage(0, 0)
+					check(err)
+					w.Write(body)
+					check(w.Commit(e))
+					continue
+				}
 				in := c.NewIncoming(0, 0)
 				in.Write(body)
-				e := envelope.Envelope{Sender: "bench@example.org", Recipients: []string{fmt.Sprintf("u%d@d%d.example.net", i, g)}}
 				check(c.Commit(in, e))
 			}
 		}(g)
@@ -272,7 +281,11 @@ func timeQstat(work string, n int) {
 	wg.Wait()
 	c.Close()
 	q.Close()
-	fmt.Printf("\ngw-qstat over %d messages (median of 3):\n", per*32)
+	layout := "shared segments (gw-queued)"
+	if perMessage {
+		layout = "a segment a message (gw-queue)"
+	}
+	fmt.Printf("\ngw-qstat over %d messages in %s, median of 3:\n", per*32, layout)
 	for _, args := range [][]string{{}, {"list"}, {"--json"}} {
 		var times []time.Duration
 		for i := 0; i < 3; i++ {
