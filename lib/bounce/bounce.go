@@ -72,8 +72,10 @@ func Status(text string, perm bool) string {
 	if perm {
 		class = "5"
 	}
-	if m := enhanced.FindStringSubmatch(text); m != nil && m[1] == class {
-		return m[0]
+	for _, m := range enhanced.FindAllStringSubmatch(text, -1) {
+		if m[1] == class {
+			return m[0]
+		}
 	}
 	return class + ".0.0"
 }

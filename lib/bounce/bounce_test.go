@@ -21,6 +21,7 @@ func TestStatus(t *testing.T) {
 		{"no mail host (#5.1.2)", true, "5.1.2"},
 		{"451 4.3.0 later", false, "4.3.0"},
 		{"451 4.3.0 later", true, "5.0.0"}, // a lifetime expiry: the class is ours
+		{"451 4.2.0 later; too long in the queue (#5.4.7)", true, "5.4.7"},
 		{"connection refused", false, "4.0.0"},
 		{"version 1.2.3.4", true, "5.0.0"},
 	}

@@ -40,8 +40,9 @@ type Delivery interface {
 	// Body sends the message; r's error aborts the transaction so that
 	// nothing the receiver could take for a whole message reaches it.
 	Body(r io.Reader) error
-	// Commit ends the message and returns the server's outcome for each
-	// recipient AddRcpt accepted, in order: nil for accepted.
+	// Commit ends the message and returns the outcome for each AddRcpt
+	// call, in order: nil for delivered. When every recipient was refused,
+	// Body sent nothing and Commit returns the refusals.
 	Commit() ([]error, error)
 	// Abort gives up the transaction; the session stays usable when it can.
 	Abort()

@@ -293,6 +293,7 @@ type smtpDelivery struct {
 	outcome     []error // per AddRcpt call
 	accepted    []int   // indexes into outcome of accepted recipients
 	inData      bool
+	noData      bool // every recipient refused: no DATA was sent
 	done        bool
 }
 
@@ -340,10 +341,6 @@ func (d *smtpDelivery) readRcpt(i int) error {
 	return nil
 }
 
-// Outcomes returns, after Body, the result of each AddRcpt (for pipelined
-// sessions where AddRcpt could not know).
-func (d *smtpDelivery) Outcomes() []error { return d.outcome }
-
 func (d *smtpDelivery) Body(r io.Reader) error {
 	if d.mailPending {
 		if err := d.checkMail(); err != nil {
@@ -365,7 +362,8 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	}
 	d.pending = 0
 	if len(d.accepted) == 0 {
-		return errNoRecipients
+		d.noData = true // Commit reports the refusals
+		return nil
 	}
 	rp, err := d.s.cmd("DATA")
 	if err != nil {
@@ -393,9 +391,6 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	return nil
 }
 
-// errNoRecipients ends a transaction whose every recipient was refused.
-var errNoRecipients = errors.New("no recipient accepted")
-
 func isReply(err error) bool {
 	var rp *Reply
 	return errors.As(err, &rp)
@@ -408,6 +403,12 @@ func (d *smtpDelivery) Commit() ([]error, error) {
 	d.done = true
 	res := make([]error, len(d.outcome))
 	copy(res, d.outcome)
+	if d.noData {
+		if rp, err := d.s.cmd("RSET"); err != nil || rp.Code != 250 {
+			d.s.Kill()
+		}
+		return res, nil
+	}
 	if !d.s.cfg.LMTP {
 		rp, err := d.s.reply()
 		if err != nil {

@@ -104,8 +104,10 @@ func (d *Dests) Start(name string) {
 
 // Done ends a delivery to name. reachable says whether the destination
 // answered (whatever it said about the message); when it did not, the
-// destination is backed off as a whole.
-func (d *Dests) Done(name string, reachable bool, now time.Time, errText string) {
+// destination is backed off as a whole. Deliveries that were started
+// before a backoff and fail during it do not lengthen it: backedOff is
+// true only for the failure that started a backoff.
+func (d *Dests) Done(name string, reachable bool, now time.Time, errText string) (backedOff bool) {
 	st := d.m[name]
 	if st == nil {
 		panic("schedule.Dests.Done: destination " + name + " was not started")
@@ -114,14 +116,16 @@ func (d *Dests) Done(name string, reachable bool, now time.Time, errText string)
 	d.active--
 	if reachable {
 		st.Failures, st.Until, st.LastErr = 0, time.Time{}, ""
-	} else {
+	} else if !now.Before(st.Until) {
 		st.Failures++
 		st.LastErr = errText
 		st.Until = now.Add(d.backoff(st.Failures))
+		backedOff = true
 	}
 	if st.Active == 0 && st.Failures == 0 {
 		delete(d.m, name)
 	}
+	return backedOff
 }
 
 func (d *Dests) backoff(failures int) time.Duration {

@@ -1,0 +1,78 @@
+// Command gw-send runs one queue: it schedules, delivers over SMTP or
+// LMTP, retries, bounces and removes. See gw-send(8).
+package main
+
+import (
+	"errors"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"gw/lib/logline"
+	"gw/lib/program"
+	"gw/lib/qstat"
+	"gw/lib/queue"
+	"gw/lib/send"
+)
+
+type config struct {
+	queue, control, root, instance string
+	grace                          time.Duration
+}
+
+func main() {
+	var c config
+	app := program.New("gw-send", "deliver the messages of a gw queue")
+	app.UsageText = "gw-send [--instance NAME [--root DIR]] [--queue DIR] [--control-dir DIR]"
+	app.Flags = []cli.Flag{
+		&cli.StringFlag{Name: "queue", Usage: "run the queue directory `DIR` (default ./queue)", Destination: &c.queue},
+		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR` (default ./control)", Destination: &c.control},
+		&cli.StringFlag{Name: "root", Usage: "instances live under `DIR`", Value: qstat.DefaultRoot, Destination: &c.root},
+		&cli.StringFlag{Name: "instance", Usage: "run the instance `NAME` under the root", Destination: &c.instance},
+		&cli.DurationFlag{Name: "stop-grace", Usage: "on SIGTERM, let deliveries run this long before aborting them",
+			Value: 30 * time.Second, Destination: &c.grace},
+	}
+	app.Action = func(*cli.Context) error { return run(c) }
+	program.Run(app)
+}
+
+func run(c config) error {
+	base := "."
+	if c.instance != "" {
+		base = filepath.Join(c.root, c.instance)
+	}
+	if c.queue == "" {
+		c.queue = filepath.Join(base, "queue")
+	}
+	if c.control == "" {
+		c.control = filepath.Join(base, "control")
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGALRM, syscall.SIGTERM, syscall.SIGINT)
+	out := make(chan send.Signal, 4)
+	go func() {
+		for sg := range sigs {
+			switch sg {
+			case syscall.SIGHUP:
+				out <- send.Reload
+			case syscall.SIGALRM:
+				out <- send.RetryAll
+			default:
+				out <- send.Stop
+			}
+		}
+	}()
+	err := send.Run(send.Options{QueueDir: c.queue, ControlDir: c.control, Log: logline.Stderr,
+		Signals: out, StopGrace: c.grace})
+	if errors.Is(err, queue.ErrRunnerActive) {
+		return program.Fail(program.ExitTemporary, "%s: %v", c.queue, err)
+	}
+	if errors.Is(err, queue.ErrNotQueue) {
+		return program.Fail(program.ExitPermanent, "%v", err)
+	}
+	return err
+}

@@ -1,0 +1,142 @@
+package send
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"gw/lib/control"
+	"gw/lib/route"
+)
+
+// Config is what gw-send reads from control files, at start and on SIGHUP.
+// gw-send.8 tabulates them; keep the two together.
+type Config struct {
+	Me               string
+	Helo             string        // helohost, else me
+	Routes           route.Routes  // lmtproutes, qmtproutes, smtproutes
+	Overall          int           // concurrencyremote (20)
+	PerDest          int           // concurrencydest (10)
+	Lifetime         time.Duration // queuelifetime (604800 s)
+	Timeout          time.Duration // timeoutremote (1200 s)
+	ConnectTimeout   time.Duration // timeoutconnect (60 s)
+	SMTPPort         int           // smtpport (25)
+	BounceFrom       string        // bouncefrom@bouncehost
+	DoubleBounceTo   string        // doublebounceto@doublebouncehost
+	BounceQueue      string        // bouncequeue: the queue bounces go to ("" = this one)
+	DNSServer        string        // dnsserver: host:port ("" = GW_DNS or the system's)
+	BackoffMin       time.Duration // backoffmin (60 s)
+	BackoffMax       time.Duration // backoffmax (3600 s)
+	TLS              bool          // tlsremote (1): STARTTLS when offered
+}
+
+// MaxConcurrency caps concurrencyremote, as qmail's conf-spawn does.
+const MaxConcurrency = 1000
+
+// ReadConfig reads the control files of dir.
+func ReadConfig(dir string) (*Config, error) {
+	d := control.Dir(dir)
+	me, ok, err := d.Me()
+	if err != nil {
+		return nil, err
+	}
+	if !ok || me == "" {
+		return nil, fmt.Errorf("%s: control/me is missing", dir)
+	}
+	c := &Config{Me: me}
+	if c.Helo, err = d.LineOrMe("helohost", me); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		name  string
+		proto route.Proto
+	}{{"lmtproutes", route.LMTP}, {"qmtproutes", route.QMTP}, {"smtproutes", route.SMTP}} {
+		lines, _, err := d.List(f.name)
+		if err != nil {
+			return nil, err
+		}
+		t, err := route.Parse(f.proto, lines)
+		if err != nil {
+			return nil, fmt.Errorf("control/%s: %w", f.name, err)
+		}
+		c.Routes = append(c.Routes, t)
+	}
+	ints := []struct {
+		name string
+		def  int64
+		min  int64
+		max  int64
+		dst  *int
+	}{
+		{"concurrencyremote", 20, 0, MaxConcurrency, &c.Overall},
+		{"concurrencydest", 10, 1, MaxConcurrency, &c.PerDest},
+		{"smtpport", 25, 1, 65535, &c.SMTPPort},
+	}
+	for _, f := range ints {
+		v, err := d.Int(f.name, f.def)
+		if err != nil {
+			return nil, err
+		}
+		*f.dst = int(min(max(v, f.min), f.max))
+	}
+	durs := []struct {
+		name string
+		def  int64
+		dst  *time.Duration
+	}{
+		{"queuelifetime", 604800, &c.Lifetime},
+		{"timeoutremote", 1200, &c.Timeout},
+		{"timeoutconnect", 60, &c.ConnectTimeout},
+		{"backoffmin", 60, &c.BackoffMin},
+		{"backoffmax", 3600, &c.BackoffMax},
+	}
+	for _, f := range durs {
+		v, err := d.Int(f.name, f.def)
+		if err != nil {
+			return nil, err
+		}
+		*f.dst = time.Duration(max(v, 1)) * time.Second
+	}
+	if c.BackoffMax < c.BackoffMin {
+		c.BackoffMax = c.BackoffMin
+	}
+	tlsOn, err := d.Int("tlsremote", 1)
+	if err != nil {
+		return nil, err
+	}
+	c.TLS = tlsOn != 0
+	from, _, err := d.Line("bouncefrom")
+	if err != nil {
+		return nil, err
+	}
+	if from == "" {
+		from = "MAILER-DAEMON"
+	}
+	host, err := d.LineOrMe("bouncehost", "bouncehost")
+	if err != nil {
+		return nil, err
+	}
+	c.BounceFrom = from + "@" + host
+	to, _, err := d.Line("doublebounceto")
+	if err != nil {
+		return nil, err
+	}
+	if to == "" {
+		to = "postmaster"
+	}
+	dhost, err := d.LineOrMe("doublebouncehost", "doublebouncehost")
+	if err != nil {
+		return nil, err
+	}
+	c.DoubleBounceTo = to + "@" + dhost
+	if c.BounceQueue, _, err = d.Line("bouncequeue"); err != nil {
+		return nil, err
+	}
+	if c.BounceQueue != "" && !filepath.IsAbs(c.BounceQueue) {
+		c.BounceQueue = filepath.Join(dir, "..", c.BounceQueue)
+	}
+	if c.DNSServer, _, err = d.Line("dnsserver"); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,119 @@
+package send
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+
+	"gw/lib/bounce"
+	"gw/lib/envelope"
+	"gw/lib/inject"
+	"gw/lib/queue"
+)
+
+// DoubleBounceSender is qmail's envelope sender of a double bounce; a
+// bounce of a message from it is dropped (qmail's "triple bounce").
+const DoubleBounceSender = "#@[]"
+
+// finish starts the end of message id, all of whose recipients are done:
+// bounce what failed, then remove it.
+func (s *Sender) finish(id queue.ID) {
+	if _, busy := s.flight[id]; busy {
+		return
+	}
+	j := &job{id: id, finishing: true}
+	s.claimJob(j)
+	go func() {
+		if err := s.bounceAndRemove(id); err != nil {
+			j.lastErr = err.Error()
+			s.log.Warning("finish", "qid", id, "error", err)
+		}
+		s.done <- j
+	}()
+}
+
+// bounceAndRemove injects the bounce (durably) before it removes the
+// message, so a crash in between gives a duplicate bounce, never none.
+func (s *Sender) bounceAndRemove(id queue.ID) error {
+	m, err := s.r.Message(id)
+	if err != nil {
+		return nil
+	}
+	var failed []queue.Recipient
+	delivered := 0
+	for _, rc := range m.Recipients {
+		switch rc.State {
+		case queue.Failed:
+			failed = append(failed, rc)
+		case queue.Delivered:
+			delivered++
+		}
+	}
+	if len(failed) > 0 {
+		if err := s.bounce(&m, failed); err != nil {
+			return err
+		}
+	}
+	// The message is still claimed by the finish job: Remove refuses a
+	// claimed message, so let go just before.
+	s.r.Unclaim(id)
+	if err := s.r.Remove(id); err != nil {
+		return err
+	}
+	if err := s.r.Sync(); err != nil {
+		return err
+	}
+	s.log.Info("end", "qid", id, "delivered", delivered, "failed", len(failed))
+	return nil
+}
+
+func (s *Sender) bounce(m *queue.Message, failed []queue.Recipient) error {
+	cfg := s.config()
+	if m.Sender == DoubleBounceSender {
+		s.log.Warning("bounce_dropped", "qid", m.ID, "reason", "double bounce failed", "rcpts", len(failed))
+		return nil
+	}
+	to, from, double := m.Sender, "", false
+	if m.Sender == "" {
+		to, from, double = cfg.DoubleBounceTo, DoubleBounceSender, true
+	}
+	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: to, QueueID: m.ID.String(),
+		Arrival: m.Arrival, Date: s.now(), Double: double}
+	for _, rc := range failed {
+		host := ""
+		if i := strings.Index(rc.LastError, " said: "); i > 0 {
+			host = rc.LastError[:i]
+		}
+		rep.Recipients = append(rep.Recipients, bounce.Recipient{Address: rc.Address, Action: "failed",
+			Status: bounce.Status(rc.LastError, true), RemoteMTA: host, Diagnostic: rc.LastError})
+	}
+	if body, err := s.r.Body(m.ID); err == nil {
+		rep.Headers, _ = bounce.ReadHeaders(body)
+		body.Close()
+	}
+	q := s.q
+	if cfg.BounceQueue != "" {
+		bq, err := queue.Open(cfg.BounceQueue)
+		if err != nil {
+			return fmt.Errorf("bounce queue: %w", err)
+		}
+		defer bq.Close()
+		q = bq
+	}
+	env := envelope.Envelope{Sender: from, Recipients: []string{to}}
+	pid := uint32(os.Getpid())
+	uid := uint32(os.Getuid())
+	trace := inject.Trace("gw-send", pid, uid, s.now())
+	bid, err := inject.Stream(q, uid, pid, trace, bytes.NewReader(rep.Message()), bytes.NewReader(env.Wire()))
+	if err != nil {
+		return fmt.Errorf("injecting the bounce: %w", err)
+	}
+	q.Pull()
+	kind := "bounce"
+	if double {
+		kind = "doublebounce"
+	}
+	s.log.Info(kind, "qid", m.ID, "bounce", bid, "to", to, "rcpts", len(failed))
+	return nil
+}
