@@ -315,13 +315,15 @@ func checkListed(t *testing.T, l *ledger, who string, m *queue.Message, open fun
 func ossify(t *testing.T, dir string) {
 	t.Helper()
 	old := time.Now().Add(-queue.Ossified - time.Hour)
-	ents, err := os.ReadDir(filepath.Join(dir, "seg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if err := os.Chtimes(filepath.Join(dir, "seg", e.Name()), old, old); err != nil {
+	for _, sub := range []string{"seg", "tmp"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
 			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if err := os.Chtimes(filepath.Join(dir, sub, e.Name()), old, old); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

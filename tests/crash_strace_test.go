@@ -14,7 +14,7 @@ import (
 // straceSet is the syscalls the crash suite traces and counts: every step
 // of the commit protocol (create, write, flush, close, directory flush,
 // trigger) and the process's exit. execve marks the start of the log.
-const straceSet = "execve,openat,write,writev,fdatasync,fsync,close,exit_group"
+const straceSet = "execve,openat,write,writev,fdatasync,fsync,close,rename,renameat,renameat2,exit_group"
 
 // step is one syscall of gw-queue: the nth call of name in the whole
 // process (as strace's when= counts it, if all calls come from one
@@ -88,6 +88,17 @@ func segWrites(steps []step) int {
 	return n
 }
 
+// segCommitted reports whether steps include the rename of gw-queue's
+// segment from tmp/ into seg/: its commit point.
+func segCommitted(steps []step) bool {
+	for _, s := range steps {
+		if s.what == "commit" {
+			return true
+		}
+	}
+	return false
+}
+
 // segCreated reports whether steps include the segment's creation.
 func segCreated(steps []step) bool {
 	for _, s := range steps {
@@ -108,6 +119,11 @@ func stepWhat(name, args string) string {
 		path, _, _ = strings.Cut(p, "\"")
 	case "execve", "exit_group":
 		return "process"
+	case "rename", "renameat", "renameat2":
+		if strings.Contains(args, "/queue/tmp/") && strings.Contains(args, "/queue/seg/") {
+			return "commit"
+		}
+		return "other"
 	default:
 		fd, p, ok := strings.Cut(args, "<")
 		if !ok {
@@ -119,7 +135,7 @@ func stepWhat(name, args string) string {
 		}
 	}
 	switch {
-	case strings.Contains(path, "/seg/"):
+	case strings.Contains(path, "/queue/seg/"), strings.Contains(path, "/queue/tmp/"):
 		return "segment"
 	case strings.HasSuffix(path, "/seg"):
 		return "seg dir"
@@ -149,12 +165,12 @@ func commitSteps(t *testing.T, steps []step) (protocol []step, lastWrite int) {
 	protocol = steps[start:]
 	lastWrite = -1
 	for i, s := range protocol {
-		if (s.name == "write" || s.name == "writev") && s.what == "segment" {
-			lastWrite = i
+		if s.what == "commit" {
+			lastWrite = i // the message is queued once the rename ran
 		}
 	}
 	if lastWrite < 0 {
-		t.Fatalf("dry run: gw-queue wrote nothing into its segment: %v", protocol)
+		t.Fatalf("dry run: gw-queue never renamed its segment into seg/: %v", protocol)
 	}
 	return protocol, lastWrite
 }

@@ -30,15 +30,14 @@ import (
 // strace -e inject=<syscall>:signal=KILL:when=<n>, which kills it on
 // entering that call, before the kernel runs it:
 //
-//	openat seg/ID (O_EXCL)  nothing exists yet: nothing may be listed
-//	write #k                the segment ends inside the record (the sweep
-//	                        "killed after the (k-1)th write"): readers must
-//	                        skip it as an injection in progress
-//	fdatasync, close        every byte is written, none flushed: the record
-//	                        is whole in the page cache, so the message is
-//	                        listed, complete (state S2 of lib/queue/doc.go:
-//	                        unacknowledged, the caller retries, a duplicate)
-//	openat seg, fsync,      flushed, directory entry being flushed: listed,
+//	openat tmp/ID (O_EXCL)  nothing exists yet: nothing may be listed
+//	write #k                the file in tmp/ ends inside the record (the
+//	                        sweep "killed after the (k-1)th write"): an
+//	                        injection in progress, never listed
+//	fdatasync, close        every byte is written, not yet renamed: still
+//	                        an injection in progress, never listed
+//	rename tmp/ID seg/ID    the commit point, as qmail's link intd → todo
+//	openat seg, fsync,      renamed, directory entry being flushed: listed,
 //	close                   complete
 //	openat/write/close      trigger pulled or not: listed, complete; the
 //	  lock/trigger          runner finds it on its next scan anyway
@@ -46,8 +45,8 @@ import (
 //	exit_group              saying so: listed, complete (qmail's window)
 //
 // After each kill every acknowledged message is listed and reads back
-// whole, the killed one is listed exactly when its last write ran, and the
-// segments it left count as injections in progress, never as messages or
+// whole, the killed one is listed exactly when its rename ran, and the
+// files it left in tmp/ count as injections in progress, never as messages or
 // corruption. At the end a fresh injection works, and the runner's
 // Collect removes the dead injections' leftovers once they are older than
 // queue.Ossified.
@@ -81,8 +80,7 @@ func TestCrashQueueKillEachStep(t *testing.T) {
 				t.Fatalf("dry run: exit %d\n%s", code, stderr)
 			}
 			protocol, lastWrite := commitSteps(t, logSteps(t, dryLog))
-			writes := segWrites(protocol)
-			t.Logf("%d steps from the segment's creation to exit %v; the record is whole after step %d (%s)",
+			t.Logf("%d steps from the segment's creation to exit %v; the message is queued after step %d (%s)",
 				len(protocol), protocol, lastWrite, protocol[lastWrite])
 			for i, s := range protocol {
 				// A kill that lands elsewhere (the goroutine changed
@@ -102,7 +100,7 @@ func TestCrashQueueKillEachStep(t *testing.T) {
 					case -1:
 						// Everything before the step it landed on ran.
 						done := ran[:len(ran)-1]
-						whole = segWrites(done) == writes
+						whole = segCommitted(done)
 						partial = segCreated(done) && !whole
 						kills++
 					default:

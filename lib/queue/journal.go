@@ -278,7 +278,7 @@ type journalWriter struct {
 	syncMu  sync.Mutex
 	synced  uint64 // records known durable
 	size    int64
-	lastErr error
+	broken  error // a flush failed: the file can no longer be trusted
 }
 
 func createJournal(path string) (*journalWriter, error) {
@@ -308,6 +308,9 @@ func (w *journalWriter) sync(seq uint64) error {
 	if w.synced >= seq {
 		return nil
 	}
+	if w.broken != nil {
+		return w.broken
+	}
 	w.mu.Lock()
 	buf, upto := w.buf, w.queued
 	w.buf = nil
@@ -327,6 +330,10 @@ func (w *journalWriter) sync(seq uint64) error {
 		w.size += int64(len(buf))
 	}
 	if err := fdatasync(w.f); err != nil {
+		// After a failed flush the kernel may have dropped the pages and
+		// a later flush may succeed without them: this file can no longer
+		// be trusted. The runner restates everything in a new one.
+		w.broken = err
 		return err
 	}
 	w.synced = upto

@@ -13,16 +13,17 @@ import (
 // The directories and files of a queue, relative to its root. gw-queue.5
 // documents them; keep the two together.
 const (
-	dirSeg     = "seg"          // message segments, written only by injectors
-	dirJournal = "journal"      // delivery state, written only by the runner
-	dirBad     = "bad"          // torn or foreign files the runner set aside
-	dirTmp     = "tmp"          // injectors' spool files for large messages
-	dirLock    = "lock"         // clock, trigger, runner lock
-	fileFormat = "format"       // "gw-queue 1": the layout version
-	fileClock  = "lock/clock"   // the shared ID counter (see clock)
-	fileTrig   = "lock/trigger" // FIFO: a byte written wakes the runner
-	fileRunner = "lock/runner"  // flock held by the one runner
-	formatLine = "gw-queue 1\n"
+	dirSeg      = "seg"          // message segments, written only by injectors
+	dirJournal  = "journal"      // delivery state, written only by the runner
+	dirBad      = "bad"          // torn or foreign files the runner set aside
+	dirTmp      = "tmp"          // injectors' spool files for large messages
+	dirLock     = "lock"         // clock, trigger, runner lock
+	fileFormat  = "format"       // "gw-queue 1": the layout version
+	fileClock   = "lock/clock"   // the shared ID counter (see clock)
+	fileTrig    = "lock/trigger" // FIFO: a byte written wakes the runner
+	fileRunner  = "lock/runner"  // flock held by the one runner
+	fileReserve = "lock/reserve" // space kept for the runner's journal
+	formatLine  = "gw-queue 1\n"
 )
 
 // Queue is one queue directory. Its methods are safe for concurrent use.

@@ -470,3 +470,35 @@ func FuzzReadJournal(f *testing.F) {
 		})
 	})
 }
+
+// TestRunnerSurvivesFailedFlush: after a journal flush failed, the file is
+// never trusted again, and the runner restates its state in a new one.
+func TestRunnerSurvivesFailedFlush(t *testing.T) {
+	q := newQueue(t)
+	id := inject(t, q, []byte("Subject: x\n\n"), env("a@example.net", "b@example.net"))
+	r, err := q.OpenRunner()
+	must(t, err)
+	must(t, r.Delivered(id, 0))
+	r.jw.broken = errors.New("fdatasync: input/output error") // as after an EIO
+	old := r.jw
+	if err := old.sync(old.queued); err == nil {
+		t.Fatal("a broken journal file accepted a flush")
+	}
+	must(t, r.Sync())
+	if r.jw == old {
+		t.Fatal("Sync kept writing the broken journal file")
+	}
+	must(t, r.Failed(id, 1, "550 no"))
+	must(t, r.Close())
+	r, err = q.OpenRunner()
+	must(t, err)
+	defer r.Close()
+	m, err := r.Message(id)
+	must(t, err)
+	if m.Recipients[0].State != Delivered || m.Recipients[1].State != Failed {
+		t.Errorf("after restart: %v, %v; want delivered, failed", m.Recipients[0].State, m.Recipients[1].State)
+	}
+	if _, err := os.Stat(q.path(fileReserve)); err != nil {
+		t.Errorf("no space reserve for the journal: %v", err)
+	}
+}

@@ -75,6 +75,7 @@ func (q *Queue) OpenRunner() (*Runner, error) {
 		r.Close()
 		return nil, err
 	}
+	r.keepReserve()
 	return r, nil
 }
 
@@ -140,9 +141,43 @@ func (r *Runner) addSegment(s *segScan) *runSeg {
 	return rs
 }
 
+// reserveSize is the space the runner keeps in lock/reserve for its own
+// journal: injectors fill a disk to the last block, and without a reserve
+// the runner could then neither record deliveries nor remove anything.
+const reserveSize = 1 << 20
+
+// keepReserve makes lock/reserve if it is missing; failing is fine (the
+// disk is full): it is tried again at the next Collect.
+func (r *Runner) keepReserve() {
+	path := r.q.path(fileReserve)
+	if fi, err := os.Stat(path); err == nil && fi.Size() == reserveSize {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o640)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, reserveSize); err != nil {
+		f.Close()
+		os.Remove(path)
+	}
+}
+
 // compact writes the live state into a new journal file and removes the
-// older files. Call with r.mu held or before the runner is shared.
+// older files. Should the disk be full, it gives up the reserve and tries
+// once more. Call with r.mu held or before the runner is shared.
 func (r *Runner) compact(old []string) error {
+	err := r.compactOnce(old)
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		if os.Remove(r.q.path(fileReserve)) == nil {
+			err = r.compactOnce(old)
+		}
+	}
+	return err
+}
+
+func (r *Runner) compactOnce(old []string) error {
 	r.jnum++
 	dir := r.q.path(dirJournal)
 	path := dir + "/" + journalName(r.jnum)
@@ -438,13 +473,30 @@ func (r *Runner) Remove(id ID) error {
 }
 
 // Sync makes every journal record made so far durable. Concurrent calls
-// share one flush.
+// share one flush. When the journal file fails, the runner restates the
+// whole state, which it holds in memory, in a new journal file.
 func (r *Runner) Sync() error {
 	r.mu.Lock()
 	seq := r.jw.queued
 	jw := r.jw
 	r.mu.Unlock()
-	return jw.sync(seq)
+	err := jw.sync(seq)
+	if err == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.jw != jw {
+		return nil // another Sync restated the state, ours included
+	}
+	names, lerr := journalFiles(r.q.path(dirJournal))
+	if lerr != nil {
+		return err
+	}
+	if cerr := r.compact(names); cerr != nil {
+		return fmt.Errorf("%v; restating the journal: %w", err, cerr)
+	}
+	return nil
 }
 
 // Body opens the stored message id for reading (see Queue.OpenBody).
@@ -513,6 +565,7 @@ func (r *Runner) Collect() (CollectStats, error) {
 		}
 	}
 	st.Leftovers += removeOlder(r.q.path(dirTmp), t.Add(-Ossified))
+	r.keepReserve()
 	if r.jw.size > 4<<20 && r.jw.size > 2*r.jlive {
 		names, err := journalFiles(r.q.path(dirJournal))
 		if err != nil {

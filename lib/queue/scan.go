@@ -72,7 +72,7 @@ type FileProblem struct {
 // Snapshot is the queue as one lock-free pass over its files found it.
 type Snapshot struct {
 	Messages   []*Message // in ID order
-	InProgress int        // injections under way (young incomplete segments)
+	InProgress int        // injections under way: files in tmp/, young incomplete segments
 	Problems   []FileProblem
 	SetAside   []string // files in bad/
 }
@@ -212,6 +212,13 @@ func (q *Queue) Snapshot() (*Snapshot, error) {
 		}
 	}
 	sort.Slice(snap.Messages, func(i, j int) bool { return snap.Messages[i].ID < snap.Messages[j].ID })
+	if ents, err := os.ReadDir(q.path(dirTmp)); err == nil {
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && t.Sub(fi.ModTime()) < Ossified {
+				snap.InProgress++
+			}
+		}
+	}
 	if ents, err := os.ReadDir(q.path(dirBad)); err == nil {
 		for _, e := range ents {
 			snap.SetAside = append(snap.SetAside, e.Name())

@@ -41,16 +41,17 @@ func (e *InjectError) DiskFull() bool {
 
 // MessageWriter streams one message into a segment of its own: the path of
 // gw-queue, one process a message, and of messages too large to hold in
-// memory. Nothing is visible to readers as a message until Commit returns
-// nil: until then the segment ends inside a record, which readers skip.
+// memory. The segment is written as tmp/ID and renamed to seg/ID only once
+// it is flushed, so readers never see it before it is durable: the rename
+// is the commit point, as qmail's link of intd to todo is.
 //
-// If the writer dies before Commit, the runner removes the file once it is
-// older than Ossified (see Runner.Collect); gw-queue gives up long before
-// that (its 24-hour alarm, DeathAfter).
+// If the writer dies before Commit, the runner removes the file in tmp/
+// once it is older than Ossified (see Runner.Collect); gw-queue gives up
+// long before that (its 24-hour alarm, DeathAfter).
 type MessageWriter struct {
 	q    *Queue
 	id   ID
-	path string
+	path string // in tmp/ until the commit, then in seg/
 	f    *os.File
 	bw   *bufio.Writer
 	enc  encoder
@@ -62,7 +63,7 @@ type MessageWriter struct {
 // trace and the listing) in a new segment named after its ID.
 func (q *Queue) NewMessage(uid, pid uint32) (*MessageWriter, error) {
 	id := q.NewID()
-	path := q.path(dirSeg, id.String())
+	path := q.path(dirTmp, id.String())
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o640)
 	if err != nil {
 		return nil, &InjectError{StepCreate, err}
@@ -107,10 +108,13 @@ func (w *MessageWriter) Write(p []byte) (int, error) {
 }
 
 // Commit ends the message with env and makes it durable: the record and a
-// seal are written, the file is flushed (fdatasync), then the segment
-// directory, so that the new name survives a crash too. Only then does it
-// return nil, and only then may the caller say the message is accepted.
-// On error the file is removed and the message is not in the queue.
+// seal are written, the file is flushed (fdatasync), renamed into seg/,
+// and seg/ is flushed so that the new name survives a crash too. Only then
+// does it return nil, and only then may the caller say the message is
+// accepted. On error the file is removed and the message is not in the
+// queue. (A crash between the rename and the directory flush leaves the
+// message queued or not, never partial: the file was whole before its
+// name appeared.)
 func (w *MessageWriter) Commit(env envelope.Envelope) error {
 	w.enc.chunk(w.buf)
 	w.enc.finish(env.Stored())
@@ -135,7 +139,13 @@ func (w *MessageWriter) Commit(env envelope.Envelope) error {
 		return &InjectError{StepSync, err}
 	}
 	w.f = nil
-	if err := syncDir(filepath.Dir(w.path)); err != nil {
+	final := w.q.path(dirSeg, w.id.String())
+	if err := os.Rename(w.path, final); err != nil {
+		w.Abort()
+		return &InjectError{StepSync, err}
+	}
+	w.path = final
+	if err := syncDir(filepath.Dir(final)); err != nil {
 		w.Abort()
 		return &InjectError{StepSync, err}
 	}
