@@ -59,8 +59,9 @@ func TestServerRefusalMidMessageKeepsStep(t *testing.T) {
 		t.Fatalf("first message: code %d", code)
 	}
 
-	// The queue can no longer create segments; the shared one stays open.
-	seg := filepath.Join(q.Dir, "seg")
+	// The queue can no longer create segments of their own (they are
+	// written in tmp/); the shared one stays open.
+	seg := filepath.Join(q.Dir, "tmp")
 	if err := os.Rename(seg, seg+".away"); err != nil {
 		t.Fatal(err)
 	}
