@@ -38,7 +38,12 @@ func TestDests(t *testing.T) {
 		{"other dest after a's failure", func() {}, "c", true},
 		{"after backoff: one probe", func() { now = now.Add(time.Minute) }, "a", false},
 		{"probe slot free", func() { d.Done("a", false, now, "refused") }, "a", false},
-		{"a late failure in the backoff", func() { d.Start("a"); now = now.Add(-time.Minute); d.Done("a", false, now, "late"); now = now.Add(time.Minute) }, "a", false},
+		{"a late failure in the backoff", func() {
+			d.Start("a")
+			now = now.Add(-time.Minute)
+			d.Done("a", false, now, "late")
+			now = now.Add(time.Minute)
+		}, "a", false},
 		{"second backoff is longer", func() { now = now.Add(time.Minute) }, "a", false},
 		{"after 2 min", func() { now = now.Add(time.Minute) }, "a", true},
 		{"probe running", func() { d.Start("a") }, "a", false},

@@ -12,22 +12,22 @@ import (
 // Config is what gw-send reads from control files, at start and on SIGHUP.
 // gw-send.8 tabulates them; keep the two together.
 type Config struct {
-	Me               string
-	Helo             string        // helohost, else me
-	Routes           route.Routes  // lmtproutes, qmtproutes, smtproutes
-	Overall          int           // concurrencyremote (20)
-	PerDest          int           // concurrencydest (10)
-	Lifetime         time.Duration // queuelifetime (604800 s)
-	Timeout          time.Duration // timeoutremote (1200 s)
-	ConnectTimeout   time.Duration // timeoutconnect (60 s)
-	SMTPPort         int           // smtpport (25)
-	BounceFrom       string        // bouncefrom@bouncehost
-	DoubleBounceTo   string        // doublebounceto@doublebouncehost
-	BounceQueue      string        // bouncequeue: the queue bounces go to ("" = this one)
-	DNSServer        string        // dnsserver: host:port ("" = GW_DNS or the system's)
-	BackoffMin       time.Duration // backoffmin (60 s)
-	BackoffMax       time.Duration // backoffmax (3600 s)
-	TLS              bool          // tlsremote (1): STARTTLS when offered
+	Me             string
+	Helo           string        // helohost, else me
+	Routes         route.Routes  // lmtproutes, qmtproutes, smtproutes
+	Overall        int           // concurrencyremote (20)
+	PerDest        int           // concurrencydest (10)
+	Lifetime       time.Duration // queuelifetime (604800 s)
+	Timeout        time.Duration // timeoutremote (1200 s)
+	ConnectTimeout time.Duration // timeoutconnect (60 s)
+	SMTPPort       int           // smtpport (25)
+	BounceFrom     string        // bouncefrom@bouncehost
+	DoubleBounceTo string        // doublebounceto@doublebouncehost
+	BounceQueue    string        // bouncequeue: the queue bounces go to ("" = this one)
+	DNSServer      string        // dnsserver: host:port ("" = GW_DNS or the system's)
+	BackoffMin     time.Duration // backoffmin (60 s)
+	BackoffMax     time.Duration // backoffmax (3600 s)
+	TLS            bool          // tlsremote (1): STARTTLS when offered
 }
 
 // MaxConcurrency caps concurrencyremote, as qmail's conf-spawn does.
