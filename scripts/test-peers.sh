@@ -10,6 +10,7 @@ strace          # crash tests: fault injection at chosen syscalls
 util-linux      # unshare: private mount namespaces for disk-full tests
 mandoc          # make check: man page lint
 ucspi-tcp       # tcprules/tcprulescheck/tcpserver: ACL differential tests
+postfix         # smtp-sink: the fast receiver of gw-send's e2e tests and of make bench
 "
 
 want=$(printf '%s\n' "$packages" | sed 's/#.*//' | tr -s ' \n' '\n' | sed '/^$/d')
@@ -25,6 +26,8 @@ if [ "$(id -u)" != 0 ]; then
 	exit 111
 fi
 export DEBIAN_FRONTEND=noninteractive
+# postfix: install the binaries only, never a running mail system.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq >/dev/null || apt-get update
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
