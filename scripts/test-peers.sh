@@ -10,6 +10,10 @@ strace          # crash tests: fault injection at chosen syscalls
 util-linux      # unshare: private mount namespaces for disk-full tests
 mandoc          # make check: man page lint
 ucspi-tcp       # tcprules/tcprulescheck/tcpserver: ACL differential tests
+swaks           # gw-smtpd e2e tests: the SMTP client
+libnet-ssleay-perl # swaks --tls: STARTTLS and implicit TLS tests of gw-smtpd
+openssl         # gw-smtpd e2e tests: openssl s_client -starttls smtp
+python3         # gw-smtpd e2e tests: Python's smtplib as a second client
 postfix         # smtp-sink: the fast receiver of gw-send's e2e tests and of make bench
 "
 

@@ -139,20 +139,24 @@ func swaks(t *testing.T, addr string, args ...string) string {
 	return string(out)
 }
 
-// lastReply returns the last server reply in a swaks transcript that
-// matches prefix (e.g. "<** " for errors, "<-  " for successes).
+// replyTo returns the server's reply to the last command in a swaks
+// transcript that begins with command, plain or over TLS.
 func replyTo(transcript, command string) string {
 	lines := strings.Split(transcript, "\n")
+	reply := ""
 	for i, l := range lines {
-		if strings.HasPrefix(l, " -> "+command) || strings.HasPrefix(l, "~> "+command) {
-			for _, r := range lines[i+1:] {
-				if strings.HasPrefix(r, "<") || strings.HasPrefix(r, "<~") {
-					return strings.TrimSpace(r[3:])
-				}
+		l = strings.TrimSpace(l)
+		if !strings.HasPrefix(l, "-> "+command) && !strings.HasPrefix(l, "~> "+command) {
+			continue
+		}
+		for _, r := range lines[i+1:] {
+			if r = strings.TrimSpace(r); strings.HasPrefix(r, "<") {
+				reply = strings.TrimSpace(strings.TrimLeft(r, "<-~* "))
+				break
 			}
 		}
 	}
-	return ""
+	return reply
 }
 
 func (in *smtpdInstance) messages(t *testing.T) []*queue.Message {
