@@ -50,11 +50,7 @@ func (s *Sender) deliver(j *job) {
 	dying := start.Sub(m.Arrival) > cfg.Lifetime
 	out := make([]outcome, len(j.rcpts))
 	if j.expired {
-		d := s.dests.Get(j.dest)
-		reason := "destination unreachable"
-		if d != nil && d.LastErr != "" {
-			reason = d.LastErr
-		}
+		reason := j.lastErr // set by the loop: the destination's last error
 		for k := range out {
 			out[k].err = errors.New(reason)
 		}

@@ -415,6 +415,10 @@ func (s *Sender) expireWaiting(dest string) {
 		m, err := s.r.Message(j.id)
 		if err == nil && t.Sub(m.Arrival) > s.config().Lifetime {
 			j.expired = true
+			j.lastErr = "destination unreachable"
+			if d := s.dests.Get(dest); d != nil && d.LastErr != "" {
+				j.lastErr = d.LastErr
+			}
 			go func() { s.deliver(j); s.done <- j }() // no network: see deliver
 			continue
 		}
