@@ -478,3 +478,36 @@ s.quit()
 		t.Errorf("smtplib: %v\n%s", err, out)
 	}
 }
+
+// TestSMTPDManPageOptions keeps gw-smtpd.8 and the program together: every
+// flag is in the page's OPTIONS, and every option there is a flag.
+func TestSMTPDManPageOptions(t *testing.T) {
+	page, err := os.ReadFile("../man/gw-smtpd.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\.It Fl -([a-z-]+)`).FindAllSubmatch(page, -1) {
+		documented[string(m[1])] = true
+	}
+	out, _ := exec.Command(bin("gw-smtpd"), "--help").CombinedOutput()
+	have := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+--([a-z][a-z-]*)`).FindAllStringSubmatch(string(out), -1) {
+		if m[1] != "help" && m[1] != "version" {
+			have[m[1]] = true
+		}
+	}
+	if len(have) == 0 {
+		t.Fatalf("no flags in gw-smtpd --help:\n%s", out)
+	}
+	for f := range have {
+		if !documented[f] {
+			t.Errorf("--%s is not in gw-smtpd.8 OPTIONS", f)
+		}
+	}
+	for f := range documented {
+		if !have[f] {
+			t.Errorf("gw-smtpd.8 documents --%s, which the program lacks", f)
+		}
+	}
+}
