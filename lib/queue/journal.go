@@ -272,13 +272,13 @@ func (q *Queue) loadJournal() (map[ID]*msgState, []string, []fileProblem, error)
 type journalWriter struct {
 	f *os.File
 
-	mu      sync.Mutex
-	buf     []byte
-	queued  uint64 // records appended
-	syncMu  sync.Mutex
-	synced  uint64 // records known durable
-	size    int64
-	broken  error // a flush failed: the file can no longer be trusted
+	mu     sync.Mutex
+	buf    []byte
+	queued uint64 // records appended
+	syncMu sync.Mutex
+	synced uint64 // records known durable
+	size   int64
+	broken error // a flush failed: the file can no longer be trusted
 }
 
 func createJournal(path string) (*journalWriter, error) {

@@ -41,14 +41,18 @@ func main() {
 	check(err)
 	defer os.RemoveAll(work)
 	fmt.Printf("gw queue bench: %s per figure, work dir %s\n\n", *duration, work)
-	fmt.Printf("%-26s %6s %5s %10s %12s %7s\n", "method", "size", "conc", "msg/s", "bare msg/s", "ratio")
+	fmt.Printf("%-24s %5s %5s %9s %11s %7s %12s\n", "method", "size", "conc", "msg/s", "bare msg/s", "ratio", "CPU ms/msg")
 	for _, size := range []int{1 << 10, 10 << 10, 100 << 10} {
 		for _, conc := range []int{1, 8, 32} {
 			bare := measureBare(work, size, conc)
-			row := func(name string, rate float64) {
-				fmt.Printf("%-26s %5dK %5d %10.0f %12.0f %6.2fx\n", name, size>>10, conc, rate, bare, rate/bare)
+			row := func(name string, r result) {
+				cpu := "-"
+				if r.cpuPerMsg > 0 {
+					cpu = fmt.Sprintf("%.3f", r.cpuPerMsg.Seconds()*1000)
+				}
+				fmt.Printf("%-24s %4dK %5d %9.0f %11.0f %6.2fx %12s\n", name, size>>10, conc, r.rate, bare, r.rate/bare, cpu)
 			}
-			row("bare file-per-message", bare)
+			row("bare file-per-message", result{rate: bare})
 			row("gw-queued (socket)", measureQueued(work, size, conc))
 			row("gw-queue (process)", measureProcess(work, size, conc))
 		}
@@ -113,9 +117,30 @@ func measureBare(work string, size, conc int) float64 {
 	return rate
 }
 
+// result is one figure: messages a second, and the injector's CPU time a
+// message (user + system), which does not depend on how busy the machine is.
+type result struct {
+	rate      float64
+	cpuPerMsg time.Duration
+}
+
+// processCPU returns the user + system time pid has used so far.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
 // withQueue makes a queue with a runner that removes what is committed and
 // collects finished segments, as gw-send does after delivery.
-func withQueue(work, name string, fn func(dir string) float64) float64 {
+func withQueue(work, name string, fn func(dir string) result) result {
 	dir := filepath.Join(work, name)
 	check(queue.Init(dir))
 	defer os.RemoveAll(dir)
@@ -152,8 +177,8 @@ func withQueue(work, name string, fn func(dir string) float64) float64 {
 	return rate
 }
 
-func measureQueued(work string, size, conc int) float64 {
-	return withQueue(work, fmt.Sprintf("queued-%d-%d", size, conc), func(dir string) float64 {
+func measureQueued(work string, size, conc int) result {
+	return withQueue(work, fmt.Sprintf("queued-%d-%d", size, conc), func(dir string) result {
 		sock := filepath.Join(dir, "lock", "inject.sock")
 		cmd := exec.Command(filepath.Join(*binDir, "gw-queued"), "--queue", dir, "--socket", sock)
 		var logs bytes.Buffer
@@ -173,23 +198,29 @@ func measureQueued(work string, size, conc int) float64 {
 			check(err)
 			clients <- c
 		}
-		return run(conc, make(chan struct{}), func() error {
+		var n atomic.Int64
+		cpu0 := processCPU(cmd.Process.Pid)
+		rate := run(conc, make(chan struct{}), func() error {
 			c := <-clients
 			defer func() { clients <- c }()
 			code, err := c.Inject(bytes.NewReader(body), env)
 			if err == nil && code != 0 {
 				err = fmt.Errorf("gw-queued exit code %d", code)
 			}
+			n.Add(1)
 			return err
 		})
+		cpu := processCPU(cmd.Process.Pid) - cpu0
+		return result{rate: rate, cpuPerMsg: cpu / time.Duration(max(n.Load(), 1))}
 	})
 }
 
-func measureProcess(work string, size, conc int) float64 {
-	return withQueue(work, fmt.Sprintf("process-%d-%d", size, conc), func(dir string) float64 {
+func measureProcess(work string, size, conc int) result {
+	return withQueue(work, fmt.Sprintf("process-%d-%d", size, conc), func(dir string) result {
 		body := message(size)
 		wire := env.Wire()
-		return run(conc, make(chan struct{}), func() error {
+		var cpu, n atomic.Int64
+		rate := run(conc, make(chan struct{}), func() error {
 			r, w, err := os.Pipe()
 			if err != nil {
 				return err
@@ -202,8 +233,13 @@ func measureProcess(work string, size, conc int) float64 {
 			cmd.Stdout = r
 			err = cmd.Run()
 			r.Close()
+			if err == nil {
+				cpu.Add(int64(cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()))
+				n.Add(1)
+			}
 			return err
 		})
+		return result{rate: rate, cpuPerMsg: time.Duration(cpu.Load() / max(n.Load(), 1))}
 	})
 }
 
