@@ -57,6 +57,9 @@ type execTx struct {
 	werr     error // the first write error: the injector stopped reading
 }
 
+// SetEnvelope replaces the envelope given to Begin (handoff.Late).
+func (t *execTx) SetEnvelope(env envelope.Envelope) { t.envelope = env }
+
 func (t *execTx) Write(p []byte) (int, error) {
 	if t.werr == nil {
 		if _, err := t.w.Write(p); err != nil {

@@ -44,6 +44,15 @@ type Tx interface {
 	Abort()
 }
 
+// Late is a Tx whose envelope may be given after the message, the order
+// QMTP sends them in: begun with a zero envelope, it takes the one given to
+// SetEnvelope before Commit. Both injectors are Late, since both write the
+// envelope only once the message is complete (qmail-queue reads fd 1 after
+// fd 0's end).
+type Late interface {
+	SetEnvelope(env envelope.Envelope)
+}
+
 // Select returns the injector a listener uses, given its environment:
 // QMAILQUEUE when set (a wrapper chain such as gw-scan), else gw-queued's
 // socket when GW_QUEUED names it, else gw-queue found next to the running

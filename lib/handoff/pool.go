@@ -88,9 +88,11 @@ func (p *Pool) Begin(env envelope.Envelope) (Tx, error) {
 		return nil, fmt.Errorf("%w: gw-queued at %s: %v", errStarted, p.sock, err)
 	}
 	pr, pw := io.Pipe()
-	t := &poolTx{pool: p, c: c, pw: pw, w: bufio.NewWriterSize(pw, 64<<10), done: make(chan result, 1)}
+	t := &poolTx{pool: p, c: c, pw: pw, w: bufio.NewWriterSize(pw, 64<<10), done: make(chan result, 1), env: env}
 	go func() {
-		code, err := c.Inject(pr, env)
+		// t.env is read after pr's EOF, that is after Commit closed pw:
+		// the pipe orders SetEnvelope before this read.
+		code, err := c.InjectLate(pr, func() envelope.Envelope { return t.env })
 		pr.CloseWithError(errAborted) // unblock a writer the injector left
 		t.done <- result{code, err}
 	}()
@@ -109,7 +111,11 @@ type poolTx struct {
 	w    *bufio.Writer
 	done chan result
 	werr error
+	env  envelope.Envelope
 }
+
+// SetEnvelope replaces the envelope given to Begin (handoff.Late).
+func (t *poolTx) SetEnvelope(env envelope.Envelope) { t.env = env }
 
 var errAborted = errors.New("message aborted")
 

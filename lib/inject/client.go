@@ -32,6 +32,12 @@ func Dial(path string) (*Client, error) {
 // means the outcome is unknown: treat it as temporary (qq.ReadError) and
 // drop the connection.
 func (c *Client) Inject(msg io.Reader, env envelope.Envelope) (int, error) {
+	return c.InjectLate(msg, func() envelope.Envelope { return env })
+}
+
+// InjectLate is Inject with the envelope asked for only once msg is read
+// to its end, for a listener that learns it after the message (QMTP).
+func (c *Client) InjectLate(msg io.Reader, env func() envelope.Envelope) (int, error) {
 	var hdr [4]byte
 	for {
 		n, rerr := msg.Read(c.buf)
@@ -51,7 +57,7 @@ func (c *Client) Inject(msg io.Reader, env envelope.Envelope) (int, error) {
 	}
 	binary.BigEndian.PutUint32(hdr[:], 0)
 	c.w.Write(hdr[:])
-	c.w.Write(env.Wire())
+	c.w.Write(env().Wire())
 	if err := c.w.Flush(); err != nil {
 		return 0, err
 	}
