@@ -24,6 +24,7 @@ all:
 # for real; scripts/test-peers.sh installs the missing ones.
 peers:
 	sh scripts/test-peers.sh
+	sh scripts/ucspi-tcp-ipv6.sh
 
 test: peers all check
 	$(GO) test -race -count=1 ./lib/... ./cmd/...

@@ -49,6 +49,21 @@ func rulesRun(t *testing.T, env []string, stdin string, prog string, args ...str
 	return rulesResult{code, out.String(), errb.String()}
 }
 
+// ucspi6 returns the directory of the IPv6 build's tcprules and
+// tcprulescheck, unpacked by scripts/ucspi-tcp-ipv6.sh.
+func ucspi6(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("GW_UCSPI6")
+	if dir == "" {
+		dir = "/var/cache/gw-tests/ucspi-tcp-ipv6"
+	}
+	dir = filepath.Join(dir, "usr", "bin")
+	if _, err := os.Stat(filepath.Join(dir, "tcprulescheck")); err != nil {
+		t.Fatalf("the IPv6 build of ucspi-tcp is not unpacked (run make peers): %v", err)
+	}
+	return dir
+}
+
 // compileBoth compiles rules with tcprules into base.cdb and with
 // gw-tcprules into base.db.
 func compileBoth(t *testing.T, base, rules string) (djb, gw rulesResult) {
@@ -58,11 +73,13 @@ func compileBoth(t *testing.T, base, rules string) (djb, gw rulesResult) {
 	return djb, gw
 }
 
-// TestTcprulesVectors runs the verified vectors through both tcprulescheck
-// (for the IPv4 sets, which djb's tcprules compiles) and gw-tcprulescheck.
+// TestTcprulesVectors runs the verified vectors through tcprulescheck (the
+// IPv4 build for the IPv4 sets, which djb's tcprules compiles; Debian's
+// IPv6 build for the IPv6 sets) and gw-tcprulescheck.
 func TestTcprulesVectors(t *testing.T) {
 	need(t, "tcprules")
 	need(t, "tcprulescheck")
+	v6 := ucspi6(t)
 	dir := workDir(t)
 	data, err := os.ReadFile(filepath.Join(vectorsDir, "vectors.txt"))
 	if err != nil {
@@ -95,6 +112,14 @@ func TestTcprulesVectors(t *testing.T) {
 			if wantCode := map[bool]int{false: 0, true: 100}[ipv6]; djb.code != wantCode {
 				t.Fatalf("set %s: tcprules exit %d, want %d: %s", set, djb.code, wantCode, djb.stderr)
 			}
+			if ipv6 {
+				// Every line of these sets has allow or deny after a
+				// colon: the IPv6 build's endless loop is not reached.
+				r := rulesRun(t, nil, string(rules), filepath.Join(v6, "tcprules"), base+".cdb6", base+".cdb6.tmp")
+				if r.code != 0 {
+					t.Fatalf("set %s: the IPv6 tcprules: exit %d: %s", set, r.code, r.stderr)
+				}
+			}
 			compiled[set] = true
 		}
 		var env []string
@@ -111,6 +136,11 @@ func TestTcprulesVectors(t *testing.T) {
 			djb := rulesRun(t, env, "", "tcprulescheck", base+".cdb")
 			if djb.stdout != want {
 				t.Errorf("set %s env %q: tcprulescheck itself says %q, the spec %q", set, env, djb.stdout, want)
+			}
+		} else {
+			djb := rulesRun(t, env, "", filepath.Join(v6, "tcprulescheck"), base+".cdb6")
+			if djb.stdout != want {
+				t.Errorf("set %s env %q: the IPv6 tcprulescheck says %q, the spec %q", set, env, djb.stdout, want)
 			}
 		}
 		n++
