@@ -265,39 +265,14 @@ func (in *sendInstance) messages(t *testing.T) []*queue.Message {
 	return snap.Messages
 }
 
+// dnsFor starts a loopback DNS server with records (dnstest.Start finds
+// a port free for both UDP and TCP).
 func dnsFor(t *testing.T, records ...string) *dnstest.Server {
 	t.Helper()
-	var srv *dnstest.Server
-	for try := 0; srv == nil; try++ {
-		srv = startDNSOnce(t, try == 9)
-	}
+	srv := dnstest.Start(t)
 	srv.Add(t, records...)
 	return srv
 }
-
-// startDNSOnce starts dnstest's server, which binds TCP to the port the
-// kernel gave its UDP socket: when the machine is short of ephemeral
-// ports (a benchmark's TIME_WAITs) that port can be taken for TCP, so
-// the start is retried rather than failed, except the last time.
-func startDNSOnce(t *testing.T, last bool) (srv *dnstest.Server) {
-	if last {
-		return dnstest.Start(t)
-	}
-	defer func() {
-		if r := recover(); r != nil && r != errRetryDNS {
-			panic(r)
-		}
-	}()
-	return dnstest.Start(retryTB{t})
-}
-
-var errRetryDNS = fmt.Errorf("retry")
-
-// retryTB turns a fatal failure into a panic that startDNSOnce recovers.
-type retryTB struct{ *testing.T }
-
-func (r retryTB) Fatal(args ...any)                 { panic(errRetryDNS) }
-func (r retryTB) Fatalf(format string, args ...any) { panic(errRetryDNS) }
 
 // TestSendPerRecipientOutcomesAndBounce: one message, four recipients of
 // one domain found by MX: one delivered, one refused (5xx), one deferred

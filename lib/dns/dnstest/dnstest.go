@@ -24,16 +24,37 @@ type Server struct {
 }
 
 // Start starts a server on a free loopback port; it stops with the test.
+// The kernel picks the UDP port and TCP must then bind the same number,
+// which another socket may already hold for TCP (ephemeral ports are
+// scarce after a benchmark's TIME_WAITs): Start then tries a new port.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	for try := 0; try < maxBindTries; try++ {
+		var pc net.PacketConn
+		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			continue
+		}
+		var l net.Listener
+		l, err = listenTCP("tcp", pc.LocalAddr().String())
+		if err != nil {
+			pc.Close()
+			continue
+		}
+		return serve(t, pc, l)
 	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Fatalf("dnstest: no loopback port free for both UDP and TCP after %d tries: %v", maxBindTries, err)
+	return nil
+}
+
+// listenTCP is net.Listen, a variable so a test can make the port taken.
+var listenTCP = net.Listen
+
+// maxBindTries bounds Start's search for a port free for UDP and TCP.
+const maxBindTries = 20
+
+func serve(t testing.TB, pc net.PacketConn, l net.Listener) *Server {
 	s := &Server{Addr: pc.LocalAddr().String(), records: map[string][]dns.RR{}, fail: map[string]bool{}}
 	s.udp = &dns.Server{PacketConn: pc, Handler: s}
 	s.tcp = &dns.Server{Listener: l, Handler: s}
