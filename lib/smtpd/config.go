@@ -2,12 +2,11 @@ package smtpd
 
 import (
 	"crypto/tls"
-	"strconv"
 	"time"
 
-	"gw/lib/handoff"
 	"gw/lib/logline"
 	"gw/lib/relay"
+	"gw/lib/tcpserver"
 )
 
 // Config is what a listener knows before a client connects: control files
@@ -70,51 +69,11 @@ type Authenticator interface {
 	Check(user, password string) (bool, error)
 }
 
-// Client is what a listener knows about one connection: the environment
-// tcpserver sets (or the standalone listener computes the same way), with
-// the ACL rule's assignments applied.
-type Client struct {
-	RemoteIP      string // TCPREMOTEIP
-	RemotePort    string // TCPREMOTEPORT
-	RemoteHost    string // TCPREMOTEHOST, when HasRemoteHost
-	HasRemoteHost bool
-	RemoteInfo    string // TCPREMOTEINFO, when HasRemoteInfo
-	HasRemoteInfo bool
-	LocalIP       string // TCPLOCALIP
-	LocalHost     string // TCPLOCALHOST
+// Client is what a listener knows about one connection (tcpserver.Client).
+type Client = tcpserver.Client
 
-	Relay        bool   // RELAYCLIENT is set (even empty)
-	RelayAppend  string // its value, appended to every recipient (qmail)
-	RBLSMTPD     string // rblsmtpd's variable, when HasRBLSMTPD
-	HasRBLSMTPD  bool
-	Databytes    int64 // DATABYTES, when HasDatabytes
-	HasDatabytes bool
-	NoGreylist   bool // GW_NOGREYLIST is set
-
-	Rule     string           // the ACL rule that applied, for the log
-	Injector handoff.Injector // nil: chosen from the environment
-}
-
-// ClientFromEnv builds a Client from environment lookups (os.LookupEnv
-// under tcpserver; the computed environment when standalone).
+// ClientFromEnv builds a Client from environment lookups
+// (tcpserver.ClientFromEnv).
 func ClientFromEnv(lookup func(string) (string, bool)) Client {
-	get := func(k string) string { v, _ := lookup(k); return v }
-	var c Client
-	c.RemoteIP = get("TCPREMOTEIP")
-	c.RemotePort = get("TCPREMOTEPORT")
-	c.RemoteHost, c.HasRemoteHost = lookup("TCPREMOTEHOST")
-	c.RemoteInfo, c.HasRemoteInfo = lookup("TCPREMOTEINFO")
-	c.LocalIP = get("TCPLOCALIP")
-	c.LocalHost = get("TCPLOCALHOST")
-	c.RelayAppend, c.Relay = lookup("RELAYCLIENT")
-	c.RBLSMTPD, c.HasRBLSMTPD = lookup("RBLSMTPD")
-	if v, ok := lookup("DATABYTES"); ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-			c.Databytes, c.HasDatabytes = n, true
-		}
-	}
-	_, c.NoGreylist = lookup("GW_NOGREYLIST")
-	c.Rule = get("GW_ACLRULE")
-	c.Injector = handoff.Select(get)
-	return c
+	return tcpserver.ClientFromEnv(lookup)
 }

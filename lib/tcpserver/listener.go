@@ -1,0 +1,202 @@
+package tcpserver
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"gw/lib/acl"
+	"gw/lib/logline"
+)
+
+// Refusal is why a connection is turned away before its session.
+type Refusal int
+
+// Refusals, each answered by the protocol's own words (Listener.Refuse).
+const (
+	TooBusy    Refusal = iota // MaxConns sessions under way
+	TooManyIP                 // MaxPerIP sessions from this address
+	ACLTrouble                // the ACL database could not be read
+)
+
+// Listener runs Session for each connection of a listening socket.
+type Listener struct {
+	ACL       string // compiled rules (gw-tcprules); "" = every client allowed, no env
+	LocalHost string // TCPLOCALHOST, as tcpserver -l gives it
+	MaxConns  int    // sessions at once; 0 = no limit
+	MaxPerIP  int    // sessions at once from one address; 0 = no limit
+	// Getenv reads the process's environment for what it may still
+	// decide when the rule did not: QMAILQUEUE and GW_QUEUED only.
+	Getenv func(string) string
+	Log    *logline.Logger
+	// Session serves one connection whose environment lookup gives;
+	// it closes c.
+	Session func(c net.Conn, lookup func(string) (string, bool))
+	// Refuse tells a client it is turned away, logs it and closes c;
+	// nil closes without a word. The client's address is c.RemoteAddr().
+	Refuse func(c net.Conn, why Refusal)
+
+	mu    sync.Mutex
+	total int
+	perIP map[netip.Addr]int
+	wg    sync.WaitGroup
+}
+
+// Serve accepts connections on ln until it is closed, then waits for the
+// sessions under way to end, at most grace.
+func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
+	var tempDelay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporaryAccept(err) {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				time.Sleep(tempDelay)
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				l.wait(grace)
+				return nil
+			}
+			return err
+		}
+		tempDelay = 0
+		l.wg.Add(1)
+		go l.handle(c)
+	}
+}
+
+func isTemporaryAccept(err error) bool {
+	// EMFILE, ENFILE, ECONNABORTED: survive them as net/http does.
+	var se *os.SyscallError
+	return errors.As(err, &se)
+}
+
+func (l *Listener) wait(grace time.Duration) {
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		l.mu.Lock()
+		left := l.total
+		l.mu.Unlock()
+		l.Log.Warning("shutdown", "sessions_left", left)
+	}
+}
+
+func (l *Listener) refuse(c net.Conn, why Refusal) {
+	if l.Refuse == nil {
+		c.Close()
+		return
+	}
+	l.Refuse(c, why)
+}
+
+func (l *Listener) handle(c net.Conn) {
+	defer l.wg.Done()
+	remote := AddrPort(c.RemoteAddr())
+	local := AddrPort(c.LocalAddr())
+	ip := remote.Addr().Unmap()
+	if why, busy := l.admit(ip); busy {
+		l.refuse(c, why) // Refuse logs it, in the protocol's terms
+		return
+	}
+	defer l.release(ip)
+
+	env := map[string]string{
+		"PROTO":         "TCP",
+		"TCPLOCALIP":    acl.RemoteIP(local.Addr()),
+		"TCPLOCALPORT":  strconv.Itoa(int(local.Port())),
+		"TCPREMOTEIP":   acl.RemoteIP(remote.Addr()),
+		"TCPREMOTEPORT": strconv.Itoa(int(remote.Port())),
+	}
+	if ip.Is6() {
+		env["PROTO"] = "TCP6"
+	}
+	if l.LocalHost != "" {
+		env["TCPLOCALHOST"] = l.LocalHost
+	}
+	if l.ACL != "" {
+		d, err := lookupACL(l.ACL, acl.Remote{IP: env["TCPREMOTEIP"]})
+		if err != nil {
+			// tcpserver drops the client when its rules cannot be read;
+			// a temporary refusal tells a legitimate sender to come back.
+			l.Log.Warning("acl", "ip", env["TCPREMOTEIP"], "err", err)
+			l.refuse(c, ACLTrouble)
+			return
+		}
+		if d.Found {
+			env["GW_ACLRULE"] = strconv.Itoa(d.Line)
+		}
+		if d.Deny {
+			l.Log.Info("deny", "ip", env["TCPREMOTEIP"], "rule", d.Line)
+			c.Close()
+			return
+		}
+		for _, kv := range d.Assignments() {
+			env[kv[0]] = kv[1]
+		}
+	}
+	lookup := func(k string) (string, bool) {
+		if v, ok := env[k]; ok {
+			return v, true
+		}
+		if (k == "QMAILQUEUE" || k == "GW_QUEUED") && l.Getenv != nil {
+			v := l.Getenv(k)
+			return v, v != ""
+		}
+		return "", false
+	}
+	l.Session(c, lookup)
+}
+
+func lookupACL(path string, r acl.Remote) (acl.Decision, error) {
+	db, err := acl.Open(path)
+	if err != nil {
+		return acl.Decision{}, err
+	}
+	defer db.Close()
+	return db.Lookup(r)
+}
+
+// admit counts a session in, or says why it may not start.
+func (l *Listener) admit(ip netip.Addr) (Refusal, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perIP == nil {
+		l.perIP = map[netip.Addr]int{}
+	}
+	if l.MaxConns > 0 && l.total >= l.MaxConns {
+		return TooBusy, true
+	}
+	if l.MaxPerIP > 0 && l.perIP[ip] >= l.MaxPerIP {
+		return TooManyIP, true
+	}
+	l.total++
+	l.perIP[ip]++
+	return 0, false
+}
+
+func (l *Listener) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+}
+
+// AddrPort returns a connection's address as an address and a port.
+func AddrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
