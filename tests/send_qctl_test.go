@@ -82,3 +82,35 @@ func TestQctlWithoutSend(t *testing.T) {
 	}
 	waitFor(t, "the released message", 5*time.Second, func() bool { return len(rv.received()) == 2 })
 }
+
+// TestQctlRetryWithoutSend: with gw-send stopped, gw-qctl retry records a
+// next try of now for a deferred recipient (attempts and last error
+// kept), and gw-send, started again, tries it at once rather than at the
+// schedule's 400 s.
+func TestQctlRetryWithoutSend(t *testing.T) {
+	rv := startReceiver(t)
+	d := dnsFor(t, "good.test. MX 10 mx.good.test.", "mx.good.test. A 127.0.0.1")
+	in := newSendInstance(t, map[string]string{"smtpport": fmt.Sprint(rv.port), "dnsserver": d.Addr})
+	id := in.inject(t, "a@good.test", []string{"later@good.test"}, "Subject: deferred\n\nx\n")
+	in.start(t)
+	waitFor(t, "the deferral", 5*time.Second, func() bool {
+		return len(in.lines("delivery", "qid="+id, "result=deferred")) == 1
+	})
+	in.stop()
+	before := in.messages(t)[0].Recipients[0]
+	if wait := time.Until(before.NextTry); wait < 5*time.Minute {
+		t.Fatalf("deferred recipient due in %v, want the schedule's ~400 s", wait)
+	}
+	if out, code := qctl(t, in.queue, "retry", id); code != 0 || !strings.Contains(out, id+" ok") {
+		t.Fatalf("gw-qctl retry: exit %d, %q", code, out)
+	}
+	after := in.messages(t)[0].Recipients[0]
+	if time.Until(after.NextTry) > time.Second || after.Attempts != before.Attempts || after.LastError != before.LastError {
+		t.Fatalf("after retry: next %v (in %v), attempts %d (was %d), error %q (was %q)",
+			after.NextTry, time.Until(after.NextTry), after.Attempts, before.Attempts, after.LastError, before.LastError)
+	}
+	in.start(t)
+	waitFor(t, "the second attempt", 5*time.Second, func() bool {
+		return len(in.lines("delivery", "qid="+id, "result=deferred")) == 2
+	})
+}

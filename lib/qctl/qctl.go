@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"gw/lib/queue"
 )
@@ -160,9 +161,21 @@ func Apply(r *queue.Runner, action string, id queue.ID) error {
 	return fmt.Errorf("unknown action %q", action)
 }
 
-// retryNow without a running gw-send: it tries every message at start
-// anyway, unless deferred; nothing to record but that the message exists.
+// retryNow without a running gw-send: every pending recipient becomes due
+// now, which gw-send finds in the journal when it starts. Attempts and
+// last errors stay.
 func retryNow(r *queue.Runner, id queue.ID) error {
-	_, err := r.Message(id)
-	return err
+	m, err := r.Message(id)
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	for i, rc := range m.Recipients {
+		if rc.State == queue.Pending {
+			if err := r.Reschedule(id, i, t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -399,6 +399,28 @@ func (r *Runner) Deferred(id ID, i int, next time.Time, reason string) error {
 	})
 }
 
+// Reschedule makes pending recipient i of message id due at next, without
+// counting an attempt: its attempts and last error stay (gw-qctl retry
+// with no gw-send running; gw-send finds it due when it starts).
+func (r *Runner) Reschedule(id ID, i int, next time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.msgs[id]
+	if m == nil {
+		return ErrNoMessage
+	}
+	if i < 0 || i >= len(m.Recipients) {
+		return fmt.Errorf("message %s has no recipient %d", id, i)
+	}
+	rc := &m.Recipients[i]
+	if rc.State != Pending {
+		return fmt.Errorf("message %s recipient %d is already %s", id, i, rc.State)
+	}
+	rc.NextTry = next
+	r.jw.append(recipientRecord(id, i, *rc))
+	return nil
+}
+
 // setRecipient applies change to a pending recipient, counts the attempt
 // and journals the result.
 func (r *Runner) setRecipient(id ID, i int, change func(*Recipient)) error {
