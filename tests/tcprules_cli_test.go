@@ -1,9 +1,7 @@
 package tests
 
 import (
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -75,41 +73,4 @@ func TestTcprulesExplain(t *testing.T) {
 	if !strings.Contains(got.stdout, "try 10.0.0.0/8: found, line 3\nrule 10.0.0.0/8:\ndeny connection\ndecided by line 3: 10.0.0.0/8:deny\n") {
 		t.Errorf("--explain for a CIDR rule: %q", got.stdout)
 	}
-}
-
-// TestTcprulesManOptions keeps each program's flags and the OPTIONS
-// section of its manual page together.
-func TestTcprulesManOptions(t *testing.T) {
-	flagRe := regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z][a-z-]*)`)
-	manRe := regexp.MustCompile(`(?m)^\.It Fl (?:\w , Fl )?-([a-z][a-z-]*)`)
-	for _, prog := range []string{"gw-tcprules", "gw-tcprulescheck"} {
-		help := rulesRun(t, nil, "", bin(prog), "--help")
-		page, err := os.ReadFile(filepath.Join("..", "man", prog+".8"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		flags := map[string]bool{}
-		for _, m := range flagRe.FindAllStringSubmatch(help.stdout+help.stderr, -1) {
-			flags[m[1]] = true
-		}
-		documented := map[string]bool{}
-		for _, m := range manRe.FindAllStringSubmatch(string(page), -1) {
-			documented[m[1]] = true
-		}
-		if len(flags) == 0 || !rulesSameSet(flags, documented) {
-			t.Errorf("%s: flags %v, manual page documents %v", prog, flags, documented)
-		}
-	}
-}
-
-func rulesSameSet(a, b map[string]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if !b[k] {
-			return false
-		}
-	}
-	return true
 }

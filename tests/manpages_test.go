@@ -1,0 +1,96 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+var (
+	// helpFlag finds a flag in urfave/cli's help: "   --queue DIR  …" or
+	// "   -x value, --acl value".
+	helpFlag = regexp.MustCompile(`(?m)^\s+(?:-\w(?: \S+)?, )?--([a-z][a-z0-9-]*)`)
+	// manFlag finds a flag in an mdoc OPTIONS list: ".It Fl -queue Ar dir"
+	// or ".It Fl x , Fl -acl Ar file".
+	manFlag = regexp.MustCompile(`(?m)^\.It Fl (?:\w+ , Fl )?-([a-z][a-z0-9-]*)`)
+	// helpCommand finds a subcommand under "COMMANDS:".
+	helpCommand = regexp.MustCompile(`(?m)^\s{3}([a-z][a-z0-9-]*)(?:, [a-z]+)?\s{2,}`)
+)
+
+// TestManPagesMatchFlags keeps every program and its man page together:
+// each program under cmd/ has man/<program>.8, every flag its --help shows
+// (its subcommands' too) is in the page's OPTIONS, and the page documents
+// no flag the program lacks.
+func TestManPagesMatchFlags(t *testing.T) {
+	programs, err := os.ReadDir("../cmd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range programs {
+		prog := p.Name()
+		t.Run(prog, func(t *testing.T) {
+			page, err := os.ReadFile(filepath.Join("..", "man", prog+".8"))
+			if err != nil {
+				t.Fatalf("no man page: %v", err)
+			}
+			documented := map[string]bool{}
+			for _, m := range manFlag.FindAllStringSubmatch(string(page), -1) {
+				if m[1] != "help" && m[1] != "version" {
+					documented[m[1]] = true
+				}
+			}
+			have := map[string]bool{}
+			help := programHelp(t, prog)
+			collectFlags(help, have)
+			if _, cmds, ok := strings.Cut(help, "COMMANDS:"); ok {
+				cmds, _, _ = strings.Cut(cmds, "OPTIONS:")
+				for _, m := range helpCommand.FindAllStringSubmatch(cmds, -1) {
+					if m[1] != "help" {
+						collectFlags(programHelp(t, prog, m[1]), have)
+					}
+				}
+			}
+			var missing, extra []string
+			for f := range have {
+				if !documented[f] {
+					missing = append(missing, "--"+f)
+				}
+			}
+			for f := range documented {
+				if !have[f] {
+					extra = append(extra, "--"+f)
+				}
+			}
+			sort.Strings(missing)
+			sort.Strings(extra)
+			if len(missing) > 0 {
+				t.Errorf("%s.8 does not document %v", prog, missing)
+			}
+			if len(extra) > 0 {
+				t.Errorf("%s.8 documents %v, which %s lacks", prog, extra, prog)
+			}
+		})
+	}
+}
+
+// programHelp returns what prog [command] --help prints, on either stream.
+func programHelp(t *testing.T, prog string, command ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin(prog), append(command, "--help")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v --help: %v\n%s", prog, command, err, out)
+	}
+	return string(out)
+}
+
+func collectFlags(help string, into map[string]bool) {
+	for _, m := range helpFlag.FindAllStringSubmatch(help, -1) {
+		if m[1] != "help" && m[1] != "version" {
+			into[m[1]] = true
+		}
+	}
+}
