@@ -8,28 +8,23 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"gw/lib/checkpassword"
-	"gw/lib/control"
-	"gw/lib/dns"
-	"gw/lib/greylist"
 	"gw/lib/logline"
 	"gw/lib/privilege"
 	"gw/lib/program"
-	"gw/lib/rbl"
 	"gw/lib/smtpd"
+	"gw/lib/tcpserver"
 )
 
 type config struct {
-	controlDir, acl, localHost, user, checkpw, greylistDB string
-	listen                                                cli.StringSlice
-	concurrency, perIP                                    int
-	implicitTLS                                           bool
+	controlDir, acl, localHost, user, checkpw, greylistDB, calloutCache string
+	listen                                                              cli.StringSlice
+	concurrency, perIP                                                  int
+	implicitTLS                                                         bool
 }
 
 func main() {
@@ -46,6 +41,7 @@ func main() {
 		&cli.BoolFlag{Name: "tls", Usage: "implicit TLS from the first byte (port 465)", Destination: &c.implicitTLS},
 		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
+		&cli.StringFlag{Name: "callout-cache", Usage: "cache recipient callout answers in the bbolt `FILE`", Destination: &c.calloutCache},
 	}
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
@@ -53,38 +49,19 @@ func main() {
 
 func run(c *config) error {
 	log := logline.Stderr
-	dir := control.Dir(c.controlDir)
-	cfg, err := smtpd.Load(dir, log)
+	keep := &lasting{}
+	cfg, err := configure(c, keep)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
 	}
-	cfg.ImplicitTLS = c.implicitTLS
 	if c.implicitTLS && cfg.TLS == nil {
 		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem")
-	}
-	if c.checkpw != "" {
-		cfg.Auth = &checkpassword.Checker{Argv: strings.Fields(c.checkpw)}
-	}
-	zones, _, err := dir.List("rblzones")
-	if err != nil {
-		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
-	}
-	if z := rbl.Parse(zones); len(z) > 0 {
-		cfg.RBL = &rbl.Checker{Zones: z, Resolver: dns.FromEnv()}
-	}
-	if c.greylistDB != "" {
-		g, err := greylist.Load(dir, c.greylistDB)
-		if err != nil {
-			return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
-		}
-		g.Keep = len(c.listen.Value()) > 0 // the one writer while it runs
-		cfg.Greylist = g
 	}
 	if len(c.listen.Value()) == 0 {
 		if c.user != "" {
 			return program.Fail(program.ExitPermanent, "--user is for standalone mode; under tcpserver use setuidgid")
 		}
-		smtpd.Serve(smtpd.StdioConn(), cfg, smtpd.ClientFromEnv(os.LookupEnv))
+		smtpd.Serve(tcpserver.StdioConn(), cfg, tcpserver.ClientFromEnv(os.LookupEnv))
 		return nil
 	}
 	var lns []net.Listener
@@ -106,12 +83,18 @@ func run(c *config) error {
 		l.LocalHost = cfg.Hostname
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	go func() {
-		<-sig
-		log.Info("shutdown")
-		for _, ln := range lns {
-			ln.Close()
+		for s := range sig {
+			if s == syscall.SIGHUP {
+				reload(c, keep, l)
+				continue
+			}
+			log.Info("shutdown")
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return
 		}
 	}()
 	errs := make(chan error, len(lns))
@@ -124,4 +107,20 @@ func run(c *config) error {
 		}
 	}
 	return nil
+}
+
+// reload reads the control files again for the sessions to come; on any
+// error the configuration in force stays, as a half-read policy must
+// never serve.
+func reload(c *config, keep *lasting, l *smtpd.Listener) {
+	cfg, err := configure(c, keep)
+	if err == nil && c.implicitTLS && cfg.TLS == nil {
+		err = os.ErrNotExist
+	}
+	if err != nil {
+		logline.Stderr.Warning("reload", "result", "failed", "err", err)
+		return
+	}
+	l.SetConfig(cfg)
+	logline.Stderr.Info("reload", "result", "ok")
 }

@@ -69,6 +69,17 @@ func Load(dir control.Dir, path string) (*List, error) {
 	return l, nil
 }
 
+// SetTimings takes Delay, Expiry and Whitelist from o (control files read
+// again) for the checks from now on.
+func (l *List) SetTimings(o *List) {
+	if o == l {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Delay, l.Expiry, l.Whitelist = o.Delay, o.Expiry, o.Whitelist
+}
+
 // Network returns the part of ip that greylisting keys on.
 func Network(ip string) string {
 	a, err := netip.ParseAddr(ip)

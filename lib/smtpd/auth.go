@@ -3,7 +3,9 @@ package smtpd
 import (
 	"bytes"
 	"encoding/base64"
+	"net/netip"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -13,6 +15,111 @@ const (
 	authFailDelay   = 2 * time.Second // wait after each failure, times the count
 	maxAuthLine     = 1024            // bytes of one base64 line
 )
+
+// Defaults of the control files for AUTH failures across sessions,
+// documented in gw-smtpd(8).
+const (
+	DefaultMaxAuthFail    = 10  // maxauthfail: failures an address in the window
+	DefaultAuthFailWindow = 900 // authfailwindow, seconds
+	maxAuthTracked        = 100000
+)
+
+// AuthLimiter counts AUTH failures by client address across the sessions
+// of one process, so a guesser cannot reset the per-session limit by
+// reconnecting: at Max failures within Window the address is refused AUTH
+// until its oldest failure leaves the window. Only a standalone listener
+// sees all sessions; under tcpserver each process has its own, and the
+// per-session limit is all there is. IPv6 clients count by /64.
+type AuthLimiter struct {
+	Max    int
+	Window time.Duration
+	Now    func() time.Time
+
+	mu    sync.Mutex
+	fails map[netip.Prefix][]time.Time
+}
+
+func authKey(ip string) (netip.Prefix, bool) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	a = a.Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, err := a.Prefix(bits)
+	return p, err == nil
+}
+
+func (l *AuthLimiter) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+// recent drops failures older than the window; l.mu is held.
+func (l *AuthLimiter) recent(k netip.Prefix, now time.Time) []time.Time {
+	f := l.fails[k]
+	i := 0
+	for i < len(f) && now.Sub(f[i]) >= l.Window {
+		i++
+	}
+	f = f[i:]
+	if len(f) == 0 {
+		delete(l.fails, k)
+		return nil
+	}
+	l.fails[k] = f
+	return f
+}
+
+// SetLimits changes Max and Window (control files read again).
+func (l *AuthLimiter) SetLimits(max int, window time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Max, l.Window = max, window
+}
+
+// Blocked reports whether ip has used up its failures.
+func (l *AuthLimiter) Blocked(ip string) bool {
+	k, ok := authKey(ip)
+	if !ok {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Max > 0 && len(l.recent(k, l.now())) >= l.Max
+}
+
+// Failed records a failure from ip.
+func (l *AuthLimiter) Failed(ip string) {
+	k, ok := authKey(ip)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.Max <= 0 {
+		return
+	}
+	now := l.now()
+	if l.fails == nil {
+		l.fails = map[netip.Prefix][]time.Time{}
+	}
+	if len(l.fails) >= maxAuthTracked { // bounded memory: forget the idle
+		for p := range l.fails {
+			l.recent(p, now)
+		}
+	}
+	f := append(l.recent(k, now), now)
+	if len(f) > l.Max {
+		f = f[len(f)-l.Max:]
+	}
+	l.fails[k] = f
+}
 
 // authDelay is a variable so tests need not wait.
 var authDelay = authFailDelay
@@ -32,6 +139,12 @@ func (s *session) auth(arg string) {
 		return
 	case s.inMail:
 		s.protocolError(errNestedMail)
+		return
+	}
+	if s.cfg.AuthLimit != nil && s.cfg.AuthLimit.Blocked(s.cl.RemoteIP) {
+		s.log("warning", "auth", "result", "blocked", "reason", "maxauthfail")
+		s.write(errAuthBlocked)
+		s.quit = true
 		return
 	}
 	mech, initial, _ := strings.Cut(arg, " ")
@@ -88,6 +201,9 @@ func (s *session) auth(arg string) {
 
 func (s *session) authFailed(user, reason string) {
 	s.authFail++
+	if s.cfg.AuthLimit != nil {
+		s.cfg.AuthLimit.Failed(s.cl.RemoteIP)
+	}
 	s.log("info", "auth", "user", user, "result", "failed", "reason", reason, "failures", s.authFail)
 	time.Sleep(time.Duration(s.authFail) * authDelay) // slows down guessing on one connection
 	if s.authFail >= MaxAuthFailures {

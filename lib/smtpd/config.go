@@ -20,11 +20,14 @@ type Config struct {
 	MaxErrors   int           // syntax and sequence errors a session; 0 = no limit
 	MaxBadRcpt  int           // refused recipients a session; 0 = no limit
 	Timeout     time.Duration // control/timeoutsmtpd, per read and write
+	GreetDelay  time.Duration // control/greetdelay: wait this long for a client that talks first
+	AuthLimit   *AuthLimiter  // AUTH failures an address across sessions; nil = per session only
 
 	Domains     *relay.Domains // rcpthosts + morercpthosts
 	BadMailFrom *Patterns      // control/badmailfrom
 	BadRcptTo   *Patterns      // control/badrcptto
 	Recipients  Recipients     // nil: recipients are not checked
+	Verifier    Verifier       // nil: no recipient callouts
 	RBL         RBL            // nil: no DNSBL
 	Greylist    Greylist       // nil: no greylisting
 	Auth        Authenticator  // nil: no SMTP AUTH
@@ -41,6 +44,26 @@ type Recipients interface {
 	// accepts every local part.
 	Valid(local, domain string) (bool, error)
 }
+
+// Verifier asks the internal host that owns a domain whether a
+// recipient exists (a callout; lib/callout).
+type Verifier interface {
+	// Verify returns the verdict on local@domain and, for the log, where
+	// it came from (the host's reply, "cached", or why it is unverified).
+	Verify(local, domain string) (Verdict, string)
+}
+
+// Verdict is a Verifier's answer.
+type Verdict byte
+
+// Verdicts. Only Exists and Unknown are final; Unverified is answered
+// with a temporary error.
+const (
+	NotVerified Verdict = iota // the domain is not verified by callout
+	Exists
+	Unknown
+	Unverified
+)
 
 // RBL looks a client up in DNS block lists.
 type RBL interface {

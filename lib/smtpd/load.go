@@ -49,6 +49,11 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 		return nil, err
 	}
 	c.Timeout = time.Duration(max(t, 1)) * time.Second
+	g, err := dir.Int("greetdelay", 0)
+	if err != nil {
+		return nil, err
+	}
+	c.GreetDelay = time.Duration(min(max(g, 0), 300)) * time.Second
 	ints := []struct {
 		name string
 		def  int64
@@ -65,6 +70,15 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 		}
 		*i.to = int(min(v, 1<<30))
 	}
+	maxAuth, err := dir.Int("maxauthfail", DefaultMaxAuthFail)
+	if err != nil {
+		return nil, err
+	}
+	window, err := dir.Int("authfailwindow", DefaultAuthFailWindow)
+	if err != nil {
+		return nil, err
+	}
+	c.AuthLimit = &AuthLimiter{Max: int(min(max(maxAuth, 0), 1<<20)), Window: time.Duration(max(window, 1)) * time.Second}
 	if c.Domains, err = relay.Load(dir); err != nil {
 		return nil, err
 	}

@@ -35,6 +35,7 @@ var (
 	errBadMailFrom   = reply(553, "5.7.1", "sorry, your envelope sender is in my badmailfrom list")
 	errBadRcptTo     = reply(553, "5.7.1", "sorry, that recipient is in my badrcptto list")
 	errUnknownUser   = reply(550, "5.1.1", "no such user here")
+	errUnverified    = reply(450, "4.1.1", "unable to verify the recipient now, try again later")
 	errGreylisted    = reply(451, "4.7.1", "greylisted, please try again later")
 	errLooping       = reply(554, "5.4.6", "too many hops, this message is looping")
 	errBareLine      = reply(451, "4.5.2", "bare LF or CR in message, see https://cr.yp.to/docs/smtplf.html")
@@ -50,6 +51,8 @@ var (
 	errAuthCancelled = reply(501, "5.0.0", "authentication cancelled")
 	errAuthSyntax    = reply(501, "5.5.2", "cannot decode authentication data")
 	errTooManyAuth   = reply(421, "4.7.0", "too many authentication failures, closing connection")
+	errPregreet      = reply(554, "5.5.0", "SMTP protocol synchronization error, talk after the greeting")
+	errAuthBlocked   = reply(421, "4.7.0", "too many authentication failures from your address, closing connection")
 	errShutdown      = reply(421, "4.3.2", "service shutting down")
 )
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -16,14 +17,29 @@ import (
 // environment, the ACL rule and the limits); a client over a limit gets
 // errTooBusy or errTooManyIP.
 type Listener struct {
-	Cfg       *Config
-	ACL       string // compiled rules (gw-tcprules); "" = every client allowed, no env
-	LocalHost string // TCPLOCALHOST, as tcpserver -l gives it
-	MaxConns  int    // sessions at once; over it a client gets errTooBusy
-	MaxPerIP  int    // sessions at once from one address; 0 = no limit
+	Cfg       *Config // the configuration at start; see SetConfig
+	ACL       string  // compiled rules (gw-tcprules); "" = every client allowed, no env
+	LocalHost string  // TCPLOCALHOST, as tcpserver -l gives it
+	MaxConns  int     // sessions at once; over it a client gets errTooBusy
+	MaxPerIP  int     // sessions at once from one address; 0 = no limit
 	// Getenv reads the process's environment for what it may still
 	// decide when the rule did not: QMAILQUEUE and GW_QUEUED only.
 	Getenv func(string) string
+
+	cfg atomic.Pointer[Config] // the current one, once SetConfig was called
+}
+
+// SetConfig replaces the configuration for the sessions that start from
+// now on (control files read again on SIGHUP); sessions under way keep
+// the one they started with.
+func (l *Listener) SetConfig(c *Config) { l.cfg.Store(c) }
+
+// Config returns the configuration new sessions get.
+func (l *Listener) Config() *Config {
+	if c := l.cfg.Load(); c != nil {
+		return c
+	}
+	return l.Cfg
 }
 
 var (
@@ -39,12 +55,12 @@ func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
 		ACL: l.ACL, LocalHost: l.LocalHost, MaxConns: l.MaxConns, MaxPerIP: l.MaxPerIP,
 		Getenv: l.Getenv, Log: l.Cfg.Log,
 		Session: func(c net.Conn, lookup func(string) (string, bool)) {
-			Serve(c, l.Cfg, ClientFromEnv(lookup))
+			Serve(c, l.Config(), ClientFromEnv(lookup))
 		},
 		Refuse: func(c net.Conn, why tcpserver.Refusal) {
 			r := []*smtp.SMTPError{errTooBusy, errTooManyIP, errACLTrouble}[why]
 			if why != tcpserver.ACLTrouble {
-				l.Cfg.Log.Info("busy", "ip", tcpserver.AddrPort(c.RemoteAddr()).Addr().Unmap(), "code", r.Code)
+				l.Config().Log.Info("busy", "ip", tcpserver.AddrPort(c.RemoteAddr()).Addr().Unmap(), "code", r.Code)
 			}
 			writeAndClose(c, r)
 		},

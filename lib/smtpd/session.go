@@ -12,9 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"golang.org/x/sys/unix"
 
 	"gw/lib/envelope"
 	"gw/lib/handoff"
@@ -114,6 +116,14 @@ func (s *session) run() string {
 			return "tls_failed"
 		}
 	}
+	if !s.cfg.ImplicitTLS && !s.cl.Relay && s.pregreet() {
+		// A client that talks before the greeting is not waiting for
+		// replies: a spam engine (Postfix postscreen's PREGREET).
+		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
+		s.write(errPregreet)
+		s.bw.Flush()
+		return "pregreet"
+	}
 	s.bw.WriteString("220 " + s.cfg.Greeting + " ESMTP\r\n")
 	for !s.quit {
 		if s.br.Buffered() == 0 { // PIPELINING: answer a whole group at once
@@ -140,6 +150,38 @@ func (s *session) run() string {
 	}
 	s.bw.Flush()
 	return "quit"
+}
+
+// pregreet reports whether the client sent anything before the greeting:
+// during control/greetdelay when it is set, else already by now (a look
+// at the socket that does not wait).
+func (s *session) pregreet() bool {
+	tc, ok := s.conn.(*timeoutConn)
+	if !ok {
+		return false
+	}
+	if d := s.cfg.GreetDelay; d > 0 {
+		saved := tc.timeout
+		tc.timeout = d
+		_, err := s.br.Peek(1)
+		tc.timeout = saved
+		return err == nil
+	}
+	sc, ok := tc.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, _ = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return true
+	})
+	return n > 0
 }
 
 var (
@@ -417,8 +459,9 @@ func (s *session) refuseRcpt(to string, r *smtp.SMTPError, reason string) {
 }
 
 // decide is the recipient policy, in order: badmailfrom, postmaster,
-// relay control, badrcptto, DNSBL, unknown users, greylisting. It may
-// rewrite a (postmaster, localiphost). A nil reply accepts.
+// relay control, badrcptto, DNSBL, unknown users (the list, then the
+// callout), greylisting. It may rewrite a (postmaster, localiphost). A
+// nil reply accepts.
 func (s *session) decide(a *mailbox.Address) (*smtp.SMTPError, string) {
 	if s.badFrom {
 		return errBadMailFrom, "badmailfrom"
@@ -462,6 +505,19 @@ func (s *session) decide(a *mailbox.Address) (*smtp.SMTPError, string) {
 		}
 		if !ok && !strings.EqualFold(a.Local, "postmaster") && !strings.EqualFold(a.Local, "abuse") {
 			return errUnknownUser, "unknown_user"
+		}
+	}
+	if s.cfg.Verifier != nil && s.cfg.Domains.Accepts(a.Domain) && !strings.EqualFold(a.Local, "postmaster") {
+		v, detail := s.cfg.Verifier.Verify(a.Local, a.Domain)
+		switch v {
+		case Unknown:
+			s.log("info", "callout", "to", a.String(), "result", "unknown", "detail", detail)
+			return errUnknownUser, "callout_unknown"
+		case Unverified:
+			s.log("warning", "callout", "to", a.String(), "result", "unverified", "detail", detail)
+			return errUnverified, "callout_unverified"
+		case Exists:
+			s.log("info", "callout", "to", a.String(), "result", "exists", "detail", detail)
 		}
 	}
 	if !s.relays() && s.cfg.Greylist != nil && !s.cl.NoGreylist {

@@ -79,10 +79,14 @@ func converse(t testing.TB, cfg *Config, cl Client, in string) ([]string, *recor
 	server, client := tcpPair(t)
 	done := make(chan struct{})
 	go func() { Serve(server, cfg, cl); close(done) }()
-	go func() { io.WriteString(client, in); client.CloseWrite() }()
 	var replies []string
 	br := bufio.NewReader(client)
 	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The greeting first: a client that talks before it is refused.
+	if line, err := br.ReadString('\n'); err == nil {
+		replies = append(replies, strings.TrimRight(line, "\r\n"))
+	}
+	go func() { io.WriteString(client, in); client.CloseWrite() }()
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -330,8 +334,9 @@ func TestLimits(t *testing.T) {
 		cfg.Timeout = 200 * time.Millisecond
 		server, client := tcpPair(t)
 		go Serve(server, cfg, Client{Injector: &recordingInjector{}})
-		io.WriteString(client, "NOOP\r\n") // and then nothing, without closing
 		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		bufio.NewReader(io.LimitReader(client, 1)).ReadByte() // the greeting has begun
+		io.WriteString(client, "NOOP\r\n") // and then nothing, without closing
 		out, _ := io.ReadAll(client)
 		if !strings.HasSuffix(string(out), "250 2.0.0 ok\r\n451 4.4.2 timeout, closing connection\r\n") {
 			t.Errorf("silent client got %q", out)

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"strings"
+
+	"gw/lib/callout"
+	"gw/lib/checkpassword"
+	"gw/lib/control"
+	"gw/lib/dns"
+	"gw/lib/greylist"
+	"gw/lib/logline"
+	"gw/lib/rbl"
+	"gw/lib/smtpd"
+)
+
+// lasting holds what outlives a reload: the bbolt files a standalone
+// listener keeps open (a reload must not open a second writer of the same
+// file) and the AUTH failures counted across sessions.
+type lasting struct {
+	greylist  *greylist.List
+	cache     *callout.Cache
+	authLimit *smtpd.AuthLimiter
+}
+
+// configure reads the control files into a listener configuration, at
+// start and again on SIGHUP.
+func configure(c *config, keep *lasting) (*smtpd.Config, error) {
+	dir := control.Dir(c.controlDir)
+	standalone := len(c.listen.Value()) > 0
+	cfg, err := smtpd.Load(dir, logline.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ImplicitTLS = c.implicitTLS
+	if c.checkpw != "" {
+		cfg.Auth = &checkpassword.Checker{Argv: strings.Fields(c.checkpw)}
+	}
+	zones, _, err := dir.List("rblzones")
+	if err != nil {
+		return nil, err
+	}
+	if z := rbl.Parse(zones); len(z) > 0 {
+		cfg.RBL = &rbl.Checker{Zones: z, Resolver: dns.FromEnv()}
+	}
+	if c.greylistDB != "" {
+		g, err := greylist.Load(dir, c.greylistDB)
+		if err != nil {
+			return nil, err
+		}
+		g.Keep = standalone // the one writer while it runs
+		if keep.greylist == nil {
+			keep.greylist = g
+		}
+		keep.greylist.SetTimings(g)
+		cfg.Greylist = keep.greylist
+	}
+	v, err := callout.Load(dir, c.calloutCache, standalone)
+	if err != nil {
+		return nil, err
+	}
+	if v != nil {
+		if keep.cache == nil {
+			keep.cache = v.Cache
+		}
+		v.Cache = keep.cache
+		cfg.Verifier = v
+	}
+	if !standalone {
+		cfg.AuthLimit = nil // one session a process: nothing to count across
+	} else if keep.authLimit == nil {
+		keep.authLimit = cfg.AuthLimit
+	} else {
+		keep.authLimit.SetLimits(cfg.AuthLimit.Max, cfg.AuthLimit.Window)
+		cfg.AuthLimit = keep.authLimit
+	}
+	return cfg, nil
+}

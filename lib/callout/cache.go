@@ -1,0 +1,159 @@
+package callout
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"gw/lib/smtpd"
+)
+
+// Cache keeps callout answers in a bbolt file (state/callout.db by
+// convention): key "domain\0local", value one verdict byte and the
+// expiry in Unix seconds.
+//
+// bbolt allows one writing process per file. A standalone gw-smtpd sets
+// Keep and is that writer for as long as it runs. Under tcpserver, with a
+// process a connection, nothing is kept open: a lookup opens the file
+// read-only (a shared lock, so sessions read side by side) and an answer
+// is stored by opening it for writing just for that transaction; the file
+// is never held while a callout is under way. Every open waits at most
+// lockTimeout for the lock; past it the cache is skipped and the host is
+// asked (a cache failure costs a callout, never a wrong answer). Do not
+// share one file between a standalone listener and tcpserver-run ones:
+// the standalone one holds the write lock and the others would always
+// miss.
+type Cache struct {
+	Path string
+	Keep bool
+
+	mu sync.Mutex
+	db *bolt.DB
+}
+
+const (
+	lockTimeout = time.Second
+	sweepOneIn  = 1000 // one store in this many removes expired records
+)
+
+var bucketAnswers = []byte("answers")
+
+// Get returns the cached verdict for key, if there is one not expired.
+func (c *Cache) Get(key string, now time.Time) (smtpd.Verdict, bool, error) {
+	var v smtpd.Verdict
+	var ok bool
+	err := c.with(true, func(db *bolt.DB) error {
+		return db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketAnswers)
+			if b == nil {
+				return nil
+			}
+			v, ok = decode(b.Get([]byte(key)), now)
+			return nil
+		})
+	})
+	return v, ok, err
+}
+
+// Put stores verdict v for key until the given time.
+func (c *Cache) Put(key string, v smtpd.Verdict, until time.Time) error {
+	return c.with(false, func(db *bolt.DB) error {
+		return db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(bucketAnswers)
+			if err != nil {
+				return err
+			}
+			if rand.IntN(sweepOneIn) == 0 {
+				sweep(b, time.Now())
+			}
+			val := binary.BigEndian.AppendUint64([]byte{byte(v)}, uint64(until.Unix()))
+			return b.Put([]byte(key), val)
+		})
+	})
+}
+
+// with runs fn on the database: the kept one, or one opened for fn alone
+// (read-only when readOnly; a missing file then reads as empty).
+func (c *Cache) with(readOnly bool, fn func(*bolt.DB) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.Keep {
+		if c.db == nil {
+			db, err := bolt.Open(c.Path, 0o600, &bolt.Options{Timeout: lockTimeout})
+			if err != nil {
+				return fmt.Errorf("callout cache %s: %w", c.Path, err)
+			}
+			c.db = db
+		}
+		return wrap(c.Path, fn(c.db))
+	}
+	if readOnly {
+		if _, err := os.Stat(c.Path); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+	}
+	db, err := bolt.Open(c.Path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly})
+	if err != nil {
+		return fmt.Errorf("callout cache %s: %w", c.Path, err)
+	}
+	err = fn(db)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return wrap(c.Path, err)
+}
+
+func wrap(path string, err error) error {
+	if err != nil {
+		return fmt.Errorf("callout cache %s: %w", path, err)
+	}
+	return nil
+}
+
+// Close closes a kept-open database.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.db == nil {
+		return nil
+	}
+	err := c.db.Close()
+	c.db = nil
+	return err
+}
+
+// decode returns the verdict of a stored value, if it is well formed and
+// not expired. Only the two final verdicts are ever believed from disk.
+func decode(val []byte, now time.Time) (smtpd.Verdict, bool) {
+	if len(val) != 9 {
+		return 0, false
+	}
+	v := smtpd.Verdict(val[0])
+	if v != smtpd.Exists && v != smtpd.Unknown {
+		return 0, false
+	}
+	until := time.Unix(int64(binary.BigEndian.Uint64(val[1:])), 0)
+	if !now.Before(until) {
+		return 0, false
+	}
+	return v, true
+}
+
+func sweep(b *bolt.Bucket, now time.Time) {
+	var old [][]byte
+	b.ForEach(func(k, v []byte) error {
+		if _, ok := decode(v, now); !ok {
+			old = append(old, k)
+		}
+		return nil
+	})
+	for _, k := range old {
+		b.Delete(k)
+	}
+}
