@@ -1,0 +1,501 @@
+package qmtp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"gw/lib/control"
+	"gw/lib/envelope"
+	"gw/lib/handoff"
+	"gw/lib/inject"
+	"gw/lib/logline"
+	"gw/lib/mailbox"
+	"gw/lib/qq"
+	"gw/lib/relay"
+	"gw/lib/tcpserver"
+)
+
+// Defaults of the control files and limits of a session, documented in
+// gw-qmtpd(8).
+const (
+	DefaultTimeout = 1200      // timeoutqmtpd, seconds: each read and write
+	MaxSession     = time.Hour // qmail-qmtpd's alarm(3600) on the whole connection
+	readBuffer     = 64 << 10
+	writeBuffer    = 4 << 10
+)
+
+// Config is what gw-qmtpd knows before a client connects.
+type Config struct {
+	Hostname  string         // control/me, for the log
+	Databytes int64          // control/databytes; 0 = no limit
+	Timeout   time.Duration  // control/timeoutqmtpd, per read and write
+	Session   time.Duration  // the whole connection; 0 = MaxSession
+	Domains   *relay.Domains // rcpthosts + morercpthosts
+	Log       *logline.Logger
+}
+
+// Load reads gw-qmtpd's control files from dir. A file that exists but
+// cannot be read is an error: the listener must not serve with a policy
+// it did not fully read.
+func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
+	c := &Config{Log: log, Session: MaxSession}
+	me, ok, err := dir.Me()
+	if err != nil {
+		return nil, err
+	}
+	if !ok || me == "" {
+		return nil, errors.New("control/me is missing: the host needs a name")
+	}
+	c.Hostname = me
+	if c.Databytes, err = dir.Int("databytes", 0); err != nil {
+		return nil, err
+	}
+	t, err := dir.Int("timeoutqmtpd", DefaultTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c.Timeout = time.Duration(max(t, 1)) * time.Second
+	if c.Domains, err = relay.Load(dir); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Responses, qmail-qmtpd's texts where it has one.
+const (
+	respTooBig      = "Dsorry, that message size exceeds my databytes limit (#5.3.4)"
+	respBadSender   = "Dunacceptable sender (#5.1.7)"
+	respBadRcpt     = "Dsorry, I can't handle that recipient (#5.1.3)"
+	respNoRelay     = "Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+	respRouted      = "Dsender-specified routing is not allowed (#5.7.1)"
+	respTooManyRcpt = "Dtoo many recipients (#5.5.3)"
+	respNoInjector  = "Zunable to exec qq (#4.3.0)"
+)
+
+// session is one QMTP connection: packages one after the other.
+type session struct {
+	cfg  *Config
+	cl   tcpserver.Client
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	lr   *bufio.Reader // the recipient list, within its declared length
+	id   string
+	msgs int
+	out  []byte
+}
+
+var sessionSeq atomic.Uint64
+
+func newSessionID() string {
+	return strconv.FormatUint(uint64(time.Now().UnixNano())/1000, 36) + strconv.FormatUint(sessionSeq.Add(1)%1296, 36)
+}
+
+// Serve runs one QMTP session on conn for client cl and closes conn: the
+// part standalone and tcpserver modes share.
+func Serve(conn net.Conn, cfg *Config, cl tcpserver.Client) {
+	s := &session{cfg: cfg, cl: cl, id: newSessionID()}
+	limit := cfg.Session
+	if limit <= 0 {
+		limit = MaxSession
+	}
+	dc := &deadlineConn{Conn: conn, timeout: cfg.Timeout, end: time.Now().Add(limit)}
+	s.br = bufio.NewReaderSize(dc, readBuffer)
+	s.bw = bufio.NewWriterSize(dc, writeBuffer)
+	s.lr = bufio.NewReaderSize(nil, 512)
+	defer func() {
+		if r := recover(); r != nil {
+			s.log("alert", "panic", "err", fmt.Sprint(r))
+		}
+		conn.Close()
+	}()
+	kv := []any{"ip", cl.RemoteIP, "port", cl.RemotePort}
+	if cl.HasRemoteHost {
+		kv = append(kv, "host", cl.RemoteHost)
+	}
+	if cl.Rule != "" {
+		kv = append(kv, "rule", cl.Rule)
+	}
+	s.log("info", "connect", append(kv, "relay", cl.Relay)...)
+	reason := s.run()
+	s.log("info", "end", "msgs", s.msgs, "reason", reason)
+}
+
+func (s *session) log(sev, event string, kv ...any) {
+	s.cfg.Log.Log(sev, event, append([]any{"sid", s.id}, kv...)...)
+}
+
+// run reads packages until the client closes. Responses wait in bw and are
+// flushed when no more input is already at hand (the spec's deadlock rule,
+// and qmail-qmtpd's way: flush when about to block on a read).
+func (s *session) run() string {
+	for {
+		if s.br.Buffered() == 0 {
+			if err := s.bw.Flush(); err != nil {
+				return "write_error"
+			}
+		}
+		if _, err := s.br.Peek(1); err != nil {
+			if err == io.EOF {
+				return "quit"
+			}
+			return readReason(err)
+		}
+		if reason := s.pkg(); reason != "" {
+			// The packages answered before stay answered: a K the
+			// client never reads would make it send the message twice.
+			s.bw.Flush()
+			return reason
+		}
+	}
+}
+
+func readReason(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, ErrTooLong):
+		return "too_long"
+	case errors.Is(err, ErrSyntax):
+		return "protocol_error"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "disconnect"
+	}
+	return "read_error"
+}
+
+// pkg reads one package, hands its message to the injector while it
+// arrives, and queues one response a recipient. A non-empty result ends
+// the session (the package is then abandoned: nothing of it is queued).
+func (s *session) pkg() string {
+	s.msgs++
+	msgID := s.id + "." + strconv.Itoa(s.msgs)
+	n, err := ReadLength(s.br, MaxMessage)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("%w: empty message netstring", ErrSyntax)
+	}
+	if err != nil {
+		return s.drop(msgID, nil, err)
+	}
+	enc, err := s.br.ReadByte()
+	if err == nil && enc != '\n' && enc != '\r' {
+		err = fmt.Errorf("%w: message encoding byte %q", ErrSyntax, enc)
+	}
+	if err != nil {
+		return s.drop(msgID, nil, noEOF(err))
+	}
+	inj := s.cl.Injector
+	if inj == nil {
+		inj = handoff.Select(os.Getenv)
+	}
+	tx, txErr := inj.Begin(envelope.Envelope{})
+	if txErr == nil {
+		if _, ok := tx.(handoff.Late); !ok {
+			tx.Abort()
+			tx, txErr = nil, errors.New("injector cannot take the envelope after the message")
+		}
+	}
+	m := &sizeWriter{tx: tx, limit: s.databytes()}
+	if tx != nil {
+		io.WriteString(tx, s.received())
+	}
+	if enc == '\n' && m.limit > 0 && n-1 > m.limit {
+		m.over = true // known from the declared length: pass nothing on
+	}
+	if err := copyBody(s.br, m, n-1, enc == '\r'); err != nil {
+		return s.drop(msgID, tx, err)
+	}
+	if err := ReadComma(s.br); err != nil {
+		return s.drop(msgID, tx, err)
+	}
+	sender, long, err := ReadString(s.br, MaxAddress-1, MaxRecipientList)
+	if err != nil {
+		return s.drop(msgID, tx, err)
+	}
+	badSender := long || bytes.IndexByte(sender, 0) >= 0
+	rcpts, resp, err := s.recipients()
+	if err != nil {
+		return s.drop(msgID, tx, err)
+	}
+	if len(rcpts) == 0 {
+		// qmail-qmtpd answers such a package with nothing, and its
+		// client would wait for ever: closing tells it sooner.
+		return s.drop(msgID, tx, fmt.Errorf("%w: no recipients", ErrSyntax))
+	}
+	var accepted []string
+	for i, r := range rcpts {
+		switch {
+		case resp[i] != "":
+		case badSender:
+			resp[i] = respBadSender
+		case m.over:
+			resp[i] = respTooBig
+		case tx == nil:
+			resp[i] = respNoInjector
+		default:
+			accepted = append(accepted, r)
+		}
+	}
+	final := ""
+	switch {
+	case len(accepted) == 0:
+		if tx != nil {
+			tx.Abort()
+		}
+		reason := "no_recipients"
+		switch {
+		case badSender:
+			reason = "bad_sender"
+		case m.over:
+			reason = "databytes"
+		case tx == nil:
+			reason = "no_injector"
+			s.log("warning", "injector", "msg", msgID, "err", txErr)
+		}
+		s.log("info", "refused", "msg", msgID, "reason", reason, "size", m.size)
+	default:
+		env := envelope.Envelope{Sender: string(sender), Recipients: accepted}
+		tx.(handoff.Late).SetEnvelope(env)
+		code, err := tx.Commit()
+		if code == qq.OK {
+			final = "Kok " + strconv.FormatInt(time.Now().Unix(), 10) + " qp " + msgID
+			s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(accepted), "size", m.size)
+		} else {
+			final = "Z" + qq.Reply(code)
+			if qq.Permanent(code) {
+				final = "D" + qq.Reply(code)
+			}
+			s.log("warning", "refused", "msg", msgID, "qq", code, "err", err)
+		}
+	}
+	for i := range rcpts {
+		if resp[i] == "" {
+			resp[i] = final
+		}
+		s.out = Append(s.out[:0], resp[i])
+		s.bw.Write(s.out)
+	}
+	return ""
+}
+
+// drop abandons the package under way: the injector queues nothing.
+func (s *session) drop(msgID string, tx handoff.Tx, err error) string {
+	if tx != nil {
+		tx.Abort()
+	}
+	reason := readReason(err)
+	sev := "warning"
+	if reason == "disconnect" {
+		sev = "info"
+	}
+	s.log(sev, "dropped", "msg", msgID, "reason", reason, "err", err)
+	return reason
+}
+
+// recipients reads the recipient list: a netstring of netstrings. It
+// returns each address and its refusal ("" for none yet).
+func (s *session) recipients() ([]string, []string, error) {
+	n, err := ReadLength(s.br, MaxRecipientList)
+	if err != nil {
+		return nil, nil, noEOF(err)
+	}
+	lim := &io.LimitedReader{R: s.br, N: n}
+	s.lr.Reset(lim)
+	var rcpts, resp []string
+	maxLen := int64(MaxAddress - 1 - len(s.cl.RelayAppend))
+	for lim.N > 0 || s.lr.Buffered() > 0 {
+		a, long, err := ReadString(s.lr, max(maxLen, 0), MaxRecipientList)
+		if err != nil {
+			if lim.N == 0 && errors.Is(err, io.ErrUnexpectedEOF) {
+				err = fmt.Errorf("%w: recipient beyond the list's length", ErrSyntax)
+			}
+			return nil, nil, err
+		}
+		addr := string(a)
+		r := ""
+		switch {
+		case long || strings.IndexByte(addr, 0) >= 0:
+			r = respBadRcpt
+		case len(rcpts) >= envelope.MaxRecipients:
+			r = respTooManyRcpt
+		case s.cl.Relay:
+			addr += s.cl.RelayAppend
+		default:
+			r = s.decide(addr)
+		}
+		if r != "" {
+			s.log("info", "rcpt", "to", addr, "result", "reject", "reason", r[1:])
+		}
+		rcpts, resp = append(rcpts, addr), append(resp, r)
+	}
+	if err := ReadComma(s.br); err != nil {
+		return nil, nil, err
+	}
+	return rcpts, resp, nil
+}
+
+// decide is gw-smtpd's relay control for a client without RELAYCLIENT,
+// on the domain after the last '@' (QMTP addresses travel raw, unquoted).
+func (s *session) decide(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	a := mailbox.Address{Local: addr}
+	if at >= 0 {
+		a.Local = addr[:at]
+		a.Domain = strings.TrimSuffix(strings.ToLower(addr[at+1:]), ".")
+		a.Literal = strings.HasPrefix(a.Domain, "[")
+	}
+	switch s.cfg.Domains.Decide(a) {
+	case relay.Local:
+		return ""
+	case relay.Routed:
+		return respRouted
+	}
+	return respNoRelay
+}
+
+func (s *session) databytes() int64 {
+	if s.cl.HasDatabytes {
+		return s.cl.Databytes
+	}
+	return s.cfg.Databytes
+}
+
+// received returns qmail-qmtpd's trace line:
+//
+//	Received: from HOST (info@IP)
+//	  by LOCALHOST with QMTP; DATE
+func (s *session) received() string {
+	host := "unknown"
+	if s.cl.HasRemoteHost {
+		host = sanitize(s.cl.RemoteHost)
+	}
+	info := ""
+	if s.cl.HasRemoteInfo {
+		info = sanitize(s.cl.RemoteInfo) + "@"
+	}
+	local := s.cl.LocalHost
+	if local == "" {
+		local = s.cl.LocalIP
+	}
+	return "Received: from " + host + " (" + info + sanitize(orUnknown(s.cl.RemoteIP)) + ")\n  by " +
+		sanitize(orUnknown(local)) + " with QMTP; " + inject.Date822(time.Now()) + "\n"
+}
+
+func orUnknown(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	return v
+}
+
+// sanitize keeps what qmail's received.c keeps (letters, digits and
+// ".@%+/=:-[]"); every other byte becomes '?'.
+func sanitize(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".@%+/=:-[]", r)) {
+			return r
+		}
+		return '?'
+	}, v)
+}
+
+// sizeWriter passes the stored message to the injector, counting its size
+// (databytes counts the stored form), and stops passing once over limit.
+type sizeWriter struct {
+	tx    handoff.Tx // nil: count only
+	limit int64
+	size  int64
+	over  bool
+}
+
+func (m *sizeWriter) Write(p []byte) (int, error) {
+	m.size += int64(len(p))
+	if m.limit > 0 && m.size > m.limit {
+		m.over = true
+	}
+	if !m.over && m.tx != nil {
+		m.tx.Write(p)
+	}
+	return len(p), nil
+}
+
+var cr = []byte{'\r'}
+
+// copyBody copies n message bytes from br to w in the reader's buffer,
+// never holding the message. With crlf (encoding #1), CR LF becomes LF and
+// a CR not followed by LF is kept, as qmail-qmtpd stores it.
+func copyBody(br *bufio.Reader, w io.Writer, n int64, crlf bool) error {
+	pendingCR := false
+	for n > 0 {
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err != nil {
+				return noEOF(err)
+			}
+		}
+		b, _ := br.Peek(int(min(int64(br.Buffered()), n)))
+		if !crlf {
+			w.Write(b)
+		} else {
+			for len(b) > 0 {
+				if pendingCR {
+					pendingCR = false
+					if b[0] != '\n' {
+						w.Write(cr)
+					}
+				}
+				i := bytes.IndexByte(b, '\r')
+				if i < 0 {
+					w.Write(b)
+					break
+				}
+				w.Write(b[:i])
+				pendingCR = true
+				b = b[i+1:]
+			}
+			b, _ = br.Peek(int(min(int64(br.Buffered()), n)))
+		}
+		br.Discard(len(b))
+		n -= int64(len(b))
+	}
+	if pendingCR {
+		w.Write(cr)
+	}
+	return nil
+}
+
+// deadlineConn puts a fresh deadline on every read and write, never past
+// the end of the session.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+	end     time.Time
+}
+
+func (c *deadlineConn) deadline() time.Time {
+	d := c.end
+	if c.timeout > 0 {
+		if t := time.Now().Add(c.timeout); t.Before(d) {
+			d = t
+		}
+	}
+	return d
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(c.deadline())
+	return c.Conn.Read(p)
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(c.deadline())
+	return c.Conn.Write(p)
+}
