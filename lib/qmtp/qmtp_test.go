@@ -76,7 +76,7 @@ type recordingTx struct {
 func (i *recordingInjector) Begin(env envelope.Envelope) (handoff.Tx, error) {
 	return &recordingTx{inj: i, env: env}, nil
 }
-func (t *recordingTx) Write(p []byte) (int, error)         { return t.buf.Write(p) }
+func (t *recordingTx) Write(p []byte) (int, error)       { return t.buf.Write(p) }
 func (t *recordingTx) SetEnvelope(env envelope.Envelope) { t.env = env }
 func (t *recordingTx) Abort()                            {}
 func (t *recordingTx) Commit() (int, error) {
