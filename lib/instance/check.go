@@ -1,0 +1,278 @@
+package instance
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"gw/lib/control"
+	"gw/lib/qstat"
+	"gw/lib/route"
+)
+
+// Counts is the queue of an instance reduced to numbers, for list.
+func (in *Instance) Counts() (qstat.Counts, error) {
+	reps := qstat.Load([]qstat.Source{{Instance: in.Name, Dir: in.Queue()}})
+	if reps[0].Err != nil {
+		return qstat.Counts{}, reps[0].Err
+	}
+	return qstat.Count(reps[0]), nil
+}
+
+func (in *Instance) queueMessages() (int, error) {
+	c, err := in.Counts()
+	return c.Messages, err
+}
+
+// Check lints the instance and returns one sentence a problem: control
+// files that are missing or do not parse, routes to instances that do not
+// take the domain, ACL databases older than their source, a certificate
+// that does not load or expires, permissions that let the wrong users in,
+// service directories that differ from what the settings give.
+func (in *Instance) Check() []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	d := control.Dir(in.Control())
+
+	s, err := in.Settings()
+	if err != nil {
+		add("%v", err)
+		return p
+	}
+	if me, ok, err := d.Me(); err != nil {
+		add("control/me: %v", err)
+	} else if !ok || me == "" {
+		add("control/me is missing: every daemon needs the host's name")
+	}
+	if hosts, ok, err := d.List("rcpthosts"); err != nil {
+		add("control/rcpthosts: %v", err)
+	} else if !ok || len(hosts) == 0 {
+		if len(s.Listeners) > 0 {
+			add("control/rcpthosts is empty: the listeners accept mail for no domain")
+		}
+	}
+	for _, f := range []string{"databytes", "concurrencyremote", "concurrencydest", "queuelifetime",
+		"timeoutremote", "timeoutconnect", "timeoutsmtpd", "smtpport", "backoffmin", "backoffmax"} {
+		if line, ok, err := d.Line(f); err != nil {
+			add("control/%s: %v", f, err)
+		} else if ok && (line == "" || strings.Trim(line, "0123456789") != "") {
+			add("control/%s: %q is not a number", f, line)
+		}
+	}
+	for _, proto := range []route.Proto{route.SMTP, route.QMTP, route.LMTP} {
+		name := string(proto) + "routes"
+		lines, ok, err := d.List(name)
+		if err != nil {
+			add("control/%s: %v", name, err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if _, err := route.Parse(proto, lines); err != nil {
+			add("control/%s: %v", name, err)
+		}
+	}
+	p = append(p, in.checkQMTPRoutes()...)
+	if bq, ok, err := d.Line("bouncequeue"); err != nil {
+		add("control/bouncequeue: %v", err)
+	} else if ok && bq != "" {
+		if !filepath.IsAbs(bq) {
+			bq = filepath.Join(in.Dir(), bq)
+		}
+		if _, err := os.Stat(filepath.Join(bq, "format")); err != nil {
+			add("control/bouncequeue: %s is not a queue: %v", bq, err)
+		}
+	}
+
+	// ACLs: each listener's database must exist and be newer than its source.
+	for _, l := range s.Listeners {
+		src, db := in.Path("acl", l.ACL), in.Path("acl", l.ACL+".db")
+		ss, err := os.Stat(src)
+		ds, err2 := os.Stat(db)
+		switch {
+		case err2 != nil:
+			add("listener %s: %s: %v (compile it: gw-tcprules %s %s.tmp < %s)", l.Face, db, errors.Unwrap(err2), db, db, src)
+		case err == nil && ds.ModTime().Before(ss.ModTime()):
+			add("listener %s: %s is older than %s: recompile it with gw-tcprules", l.Face, db, src)
+		}
+	}
+	if dup := duplicateAddrs(s.Listeners); dup != "" {
+		add("control/listeners: address %s is used twice", dup)
+	}
+	if err := checkCert(in.Path("control", "servercert.pem")); err != "" {
+		add("control/servercert.pem: %s", err)
+	}
+	p = append(p, in.checkPermissions(s)...)
+	p = append(p, in.checkServices(s)...)
+	return p
+}
+
+func duplicateAddrs(ls []Listener) string {
+	seen := map[string]bool{}
+	for _, l := range ls {
+		if seen[l.Addr] {
+			return l.Addr
+		}
+		seen[l.Addr] = true
+	}
+	return ""
+}
+
+// checkCert returns what is wrong with the certificate file, or "".
+func checkCert(path string) string {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	pair, err := tls.LoadX509KeyPair(path, path)
+	if err != nil {
+		return err.Error()
+	}
+	c, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return err.Error()
+	}
+	switch now := time.Now(); {
+	case now.After(c.NotAfter):
+		return fmt.Sprintf("expired on %s", c.NotAfter.UTC().Format(time.DateOnly))
+	case now.Add(14 * 24 * time.Hour).After(c.NotAfter):
+		return fmt.Sprintf("expires on %s, in less than 14 days", c.NotAfter.UTC().Format(time.DateOnly))
+	}
+	return ""
+}
+
+func (in *Instance) checkPermissions(s *Settings) []string {
+	var p []string
+	for _, dir := range []string{"control", "acl", "service"} {
+		st, err := os.Stat(in.Path(dir))
+		if err != nil {
+			p = append(p, fmt.Sprintf("%s/: %v", dir, err))
+			continue
+		}
+		if st.Mode().Perm()&0o022 != 0 {
+			p = append(p, fmt.Sprintf("%s/ is writable by group or others (mode %04o): anyone there can change how the gateway works", dir, st.Mode().Perm()))
+		}
+	}
+	if st, err := os.Stat(in.Queue()); err != nil {
+		p = append(p, fmt.Sprintf("queue/: %v", err))
+	} else if st.Mode().Perm()&0o007 != 0 {
+		p = append(p, fmt.Sprintf("queue/ is open to others (mode %04o)", st.Mode().Perm()))
+	}
+	if _, err := os.Stat(filepath.Join(in.Queue(), "format")); err != nil {
+		p = append(p, fmt.Sprintf("queue/ is not a gw queue: %v (gw-queue --init %s)", err, in.Queue()))
+	}
+	if s.Users.Queue != "" {
+		uid, _, err := lookupIDs(s.Users.Queue)
+		if err != nil {
+			p = append(p, fmt.Sprintf("control/users: queue user %s: %v", s.Users.Queue, err))
+		} else if st, err := os.Stat(in.Queue()); err == nil {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != uid {
+				p = append(p, fmt.Sprintf("queue/ is not owned by %s (uid %d) but by uid %d", s.Users.Queue, uid, sys.Uid))
+			}
+		}
+	}
+	for _, u := range []string{s.Users.SMTPD, s.Users.QMTPD, s.Users.Log} {
+		if u == "" {
+			continue
+		}
+		if _, _, err := lookupIDs(u); err != nil {
+			p = append(p, fmt.Sprintf("control/users: %s: %v", u, err))
+		}
+	}
+	return p
+}
+
+// checkServices compares each service directory with what the settings
+// make of it now.
+func (in *Instance) checkServices(s *Settings) []string {
+	var p []string
+	for _, d := range in.Daemons(s) {
+		run := in.Path("service", d.Name, "run")
+		b, err := os.ReadFile(run)
+		if err != nil {
+			p = append(p, fmt.Sprintf("service %s: %v (gw-instance services %s)", d.Name, err, in.Name))
+			continue
+		}
+		if string(b) != in.runScript(d, s.Flavour) {
+			p = append(p, fmt.Sprintf("service %s: run differs from the settings (gw-instance services %s)", d.Name, in.Name))
+		}
+		if st, err := os.Stat(run); err == nil && st.Mode().Perm()&0o100 == 0 {
+			p = append(p, fmt.Sprintf("service %s: run is not executable", d.Name))
+		}
+		if _, err := os.Stat(d.Argv[0]); filepath.IsAbs(d.Argv[0]) && err != nil {
+			p = append(p, fmt.Sprintf("service %s: %v", d.Name, err))
+		}
+	}
+	return p
+}
+
+// checkQMTPRoutes checks that each QMTP route to a local instance's
+// listener reaches an instance that accepts the domain.
+func (in *Instance) checkQMTPRoutes() []string {
+	var p []string
+	rs, err := in.qmtpRoutes()
+	if err != nil {
+		return []string{fmt.Sprintf("control/qmtproutes: %v", err)}
+	}
+	for _, r := range rs {
+		sec, err := FindByListener(in.Root, r.relay)
+		if err != nil || sec == nil {
+			continue // another host: nothing to check here
+		}
+		hosts, _, _ := control.Dir(sec.Control()).List("rcpthosts")
+		if r.domain != "" && r.domain != ":" && !control.NewHosts(hosts).Match(strings.TrimPrefix(r.domain, ".")) {
+			p = append(p, fmt.Sprintf("control/qmtproutes: %s goes to instance %s, whose rcpthosts lacks it (gw-instance route %s %s)", r.domain, sec.Name, r.domain, sec.Name))
+		}
+	}
+	return p
+}
+
+// hostPort normalises a relay written host:port for comparison with a
+// listener address.
+func hostPort(s string) string {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return s
+	}
+	return net.JoinHostPort(strings.Trim(h, "[]"), p)
+}
+
+// Describe is the instance's line in gw-instance list: its name, its queue
+// in numbers and each service's state, as key=value fields.
+func Describe(in *Instance) string {
+	var b strings.Builder
+	b.WriteString(in.Name)
+	if c, err := in.Counts(); err != nil {
+		b.WriteString(" queue=unreadable")
+	} else {
+		fmt.Fprintf(&b, " messages=%d", c.Messages)
+		for st, n := range c.Msg {
+			fmt.Fprintf(&b, " %s=%d", qstat.MsgState(st), n)
+		}
+	}
+	st := in.Status()
+	var svcs []string
+	for _, s := range st.Services {
+		state := "unsupervised"
+		switch {
+		case s.Up:
+			state = "up"
+		case s.Supervised:
+			state = "down"
+		}
+		svcs = append(svcs, s.Name+":"+state)
+	}
+	fmt.Fprintf(&b, " services=%s", strings.Join(svcs, ","))
+	if st.Running != 0 {
+		fmt.Fprintf(&b, " run=%d", st.Running)
+	}
+	return b.String()
+}

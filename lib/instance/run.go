@@ -1,0 +1,179 @@
+package instance
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Supervision timing of Run, as supervise and runsv do it.
+const (
+	restartDelay = time.Second      // between a daemon's exit and its restart
+	socketWait   = 10 * time.Second // for gw-queued's socket before the listeners start
+	stopWait     = 40 * time.Second // after SIGTERM (gw-send's --stop-grace is 30s) before SIGKILL
+)
+
+// Run runs every daemon of the instance in the foreground until ctx ends,
+// restarting each one a second after it exits, with each line of its output
+// written to out behind the daemon's name. It is the embedded supervisor
+// for a first try and for make run; production uses svscan or runsvdir on
+// the service directories. The daemons run the commands the run scripts
+// exec, minus envdir and setuidgid: Run sets the environment itself and,
+// as root, the queue user's credentials.
+func (in *Instance) Run(ctx context.Context, out io.Writer) error {
+	s, err := in.Settings()
+	if err != nil {
+		return err
+	}
+	if pid := in.runPID(); pid != 0 && pid != os.Getpid() {
+		return usagef("instance %s runs already (gw-instance run, pid %d)", in.Name, pid)
+	}
+	for _, svc := range in.Status().Services {
+		if svc.Supervised {
+			return usagef("instance %s: service %s is supervised already (svscan or runsvdir)", in.Name, svc.Name)
+		}
+	}
+	pidFile := in.Path("state", "run.pid")
+	if err := writeFile(pidFile, strconv.Itoa(os.Getpid())+"\n", 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(pidFile)
+
+	// Each daemon has its own context so that they stop in the reverse of
+	// start order: listeners first, so that nothing new arrives, then the
+	// runner, the injector last, once nobody can hand it a message.
+	w := &prefixWriter{out: out}
+	ds := in.Daemons(s)
+	for _, d := range ds {
+		if _, err := in.command(d, s); err != nil {
+			return err
+		}
+	}
+	cancels := make([]context.CancelFunc, len(ds))
+	dones := make([]chan struct{}, len(ds))
+	for i, d := range ds {
+		var dctx context.Context
+		dctx, cancels[i] = context.WithCancel(context.Background())
+		dones[i] = make(chan struct{})
+		go func() {
+			defer close(dones[i])
+			in.supervise(dctx, d, s, w)
+		}()
+		if i == 0 {
+			waitForFile(ctx, filepath.Join(in.Queue(), "lock", "inject.sock"), socketWait)
+		}
+	}
+	<-ctx.Done()
+	for i := len(ds) - 1; i >= 0; i-- {
+		cancels[i]()
+		<-dones[i]
+	}
+	return nil
+}
+
+// supervise runs d until ctx ends.
+func (in *Instance) supervise(ctx context.Context, d Daemon, s *Settings, w *prefixWriter) {
+	for ctx.Err() == nil {
+		cmd, err := in.command(d, s)
+		if err != nil {
+			w.line("gw-instance", fmt.Sprintf("fatal: %s: %v", d.Name, err))
+			return
+		}
+		pr, pw := io.Pipe()
+		cmd.Stdout, cmd.Stderr = pw, pw
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sc := bufio.NewScanner(pr)
+			sc.Buffer(make([]byte, 64*1024), 1024*1024)
+			for sc.Scan() {
+				w.line(d.Name, sc.Text())
+			}
+			io.Copy(io.Discard, pr)
+		}()
+		if err := cmd.Start(); err != nil {
+			pw.Close()
+			<-done
+			w.line("gw-instance", fmt.Sprintf("warning: %s: unable to start: %v", d.Name, err))
+		} else {
+			w.line("gw-instance", fmt.Sprintf("info start service=%s pid=%d", d.Name, cmd.Process.Pid))
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			var werr error
+			select {
+			case werr = <-exited:
+			case <-ctx.Done():
+				cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case werr = <-exited:
+				case <-time.After(stopWait):
+					cmd.Process.Kill()
+					werr = <-exited
+				}
+			}
+			pw.Close()
+			<-done
+			status := "0"
+			if werr != nil {
+				status = werr.Error()
+			}
+			w.line("gw-instance", fmt.Sprintf("info exit service=%s pid=%d status=%q", d.Name, cmd.Process.Pid, status))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(restartDelay):
+		}
+	}
+}
+
+// command builds d's process: the run script's command, in the instance's
+// directory, with the run script's environment.
+func (in *Instance) command(d Daemon, s *Settings) (*exec.Cmd, error) {
+	cmd := exec.Command(d.Argv[0], d.Argv[1:]...)
+	cmd.Dir = in.Dir()
+	cmd.Env = os.Environ()
+	for k, v := range d.environment(s) {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	// Own process group: a Ctrl-C on the terminal reaches Run, which
+	// then stops the daemons in order, not all of them at once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if d.User != "" && os.Geteuid() == 0 {
+		uid, gid, err := lookupIDs(d.User)
+		if err != nil {
+			return nil, fmt.Errorf("user %s: %w", d.User, err)
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	return cmd, nil
+}
+
+func waitForFile(ctx context.Context, path string, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// prefixWriter writes whole lines behind a daemon's name, one write each.
+type prefixWriter struct {
+	mu  sync.Mutex
+	out io.Writer
+}
+
+func (p *prefixWriter) line(name, text string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, "%s: %s\n", name, text)
+}

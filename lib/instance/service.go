@@ -1,0 +1,347 @@
+package instance
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Daemon is one long-running program of an instance: one service
+// directory under daemontools or runit, one child of run.
+type Daemon struct {
+	Name string            // the service's name: queued, send, or a listener's face
+	Argv []string          // absolute program path first
+	Env  map[string]string // besides control/environment
+	User string            // run as this user (setuidgid / chpst -u); "" for none
+}
+
+// Daemons returns the daemons of the instance in start order: the
+// injector first, then the runner, then each listener.
+func (in *Instance) Daemons(s *Settings) []Daemon {
+	prog := func(name string) string {
+		if s.BinDir == "" {
+			return name
+		}
+		return filepath.Join(s.BinDir, name)
+	}
+	q, c := in.Queue(), in.Control()
+	ds := []Daemon{
+		{Name: "queued", Argv: []string{prog("gw-queued"), "--queue", q}, User: s.Users.Queue},
+		{Name: "send", Argv: []string{prog("gw-send"), "--queue", q, "--control-dir", c}, User: s.Users.Queue},
+	}
+	for _, l := range s.Listeners {
+		p, user := "gw-smtpd", s.Users.SMTPD
+		if l.Proto == "qmtp" {
+			p, user = "gw-qmtpd", s.Users.QMTPD
+		}
+		argv := []string{prog(p), "--listen", l.Addr, "--acl", in.Path("acl", l.ACL+".db"), "--control-dir", c}
+		if user != "" {
+			// The listener binds (port 25 needs root) and then drops to
+			// user itself, checking that the drop took (gw-smtpd(8)).
+			argv = append(argv, "--user", user)
+		}
+		argv = append(argv, l.Args...)
+		ds = append(ds, Daemon{Name: l.Face, Argv: argv,
+			Env: map[string]string{"GW_QUEUED": filepath.Join(q, "lock", "inject.sock")}})
+	}
+	return ds
+}
+
+// environment is what a daemon gets besides the supervisor's environment:
+// control/environment, then the daemon's own.
+func (d Daemon) environment(s *Settings) map[string]string {
+	env := map[string]string{}
+	for _, kv := range s.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	for k, v := range d.Env {
+		env[k] = v
+	}
+	return env
+}
+
+// quote quotes s for sh.
+func quote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+[]") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func quoteAll(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = quote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// runScript renders d's ./run for flavour: exec, environment through envdir
+// (chpst -e), privilege drop through setuidgid (chpst -u).
+func (in *Instance) runScript(d Daemon, flavour string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#!/bin/sh\n# %s of gw instance %s, written by gw-instance(8) from control/: edit\n", d.Name, in.Name)
+	fmt.Fprintf(&b, "# control/listeners, users, environment, then run gw-instance services %s.\n", in.Name)
+	b.WriteString("exec 2>&1\n")
+	fmt.Fprintf(&b, "cd %s || exit 111\n", quote(in.Dir()))
+	env := quote(filepath.Join("service", d.Name, "env"))
+	if flavour == "daemontools" {
+		fmt.Fprintf(&b, "exec envdir %s ", env)
+		if d.User != "" {
+			fmt.Fprintf(&b, "setuidgid %s ", quote(d.User))
+		}
+	} else {
+		fmt.Fprintf(&b, "exec chpst -e %s ", env)
+		if d.User != "" {
+			fmt.Fprintf(&b, "-u %s ", quote(d.User))
+		}
+	}
+	b.WriteString(quoteAll(d.Argv) + "\n")
+	return b.String()
+}
+
+// logScript renders log/run: multilog or svlogd into log/main, stamped.
+func logScript(flavour, user string) string {
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n")
+	if flavour == "daemontools" {
+		b.WriteString("exec ")
+		if user != "" {
+			fmt.Fprintf(&b, "setuidgid %s ", quote(user))
+		}
+		b.WriteString("multilog t s1000000 n20 ./main\n")
+	} else {
+		b.WriteString("exec ")
+		if user != "" {
+			fmt.Fprintf(&b, "chpst -u %s ", quote(user))
+		}
+		b.WriteString("svlogd -tt ./main\n")
+	}
+	return b.String()
+}
+
+// WriteServices (re)writes the service directory of every daemon from the
+// instance's settings: run, log/run, env/ and log/main/. Files a supervisor
+// created (supervise/, the logs) are left alone; a changed run script takes
+// effect at the service's next restart.
+func (in *Instance) WriteServices() error {
+	s, err := in.Settings()
+	if err != nil {
+		return err
+	}
+	for _, d := range in.Daemons(s) {
+		dir := in.Path("service", d.Name)
+		if err := os.MkdirAll(filepath.Join(dir, "log", "main"), 0o755); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "env"), 0o755); err != nil {
+			return err
+		}
+		if err := writeEnvDir(filepath.Join(dir, "env"), d.environment(s)); err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(dir, "run"), in.runScript(d, s.Flavour), 0o755); err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(dir, "log", "run"), logScript(s.Flavour, s.Users.Log), 0o755); err != nil {
+			return err
+		}
+		if s.Users.Log != "" && os.Geteuid() == 0 {
+			if err := chownTo(filepath.Join(dir, "log", "main"), s.Users.Log); err != nil {
+				return err
+			}
+		}
+	}
+	if s.Users.Queue != "" && os.Geteuid() == 0 {
+		if err := chownTree(in.Queue(), s.Users.Queue); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeEnvDir makes dir hold exactly env, one file a variable, as envdir
+// and chpst -e read them.
+func writeEnvDir(dir string, env map[string]string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if _, ok := env[e.Name()]; !ok {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	for k, v := range env {
+		if err := writeFile(filepath.Join(dir, k), v+"\n", 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func lookupIDs(name string) (int, int, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return uid, gid, nil
+}
+
+func chownTo(path, name string) error {
+	uid, gid, err := lookupIDs(name)
+	if err != nil {
+		return err
+	}
+	return os.Chown(path, uid, gid)
+}
+
+func chownTree(root, name string) error {
+	uid, gid, err := lookupIDs(name)
+	if err != nil {
+		return err
+	}
+	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
+// LinkName is the name of daemon's link in a supervisor's scan directory.
+func (in *Instance) LinkName(daemon string) string { return in.Name + "-" + daemon }
+
+// Link makes svscan's or runsvdir's directory scan hold a symbolic link
+// to each of the instance's service directories, named instance-daemon.
+// The scanner starts them within five seconds. Links that exist already
+// are left as they are.
+func (in *Instance) Link(scan string) ([]string, error) {
+	s, err := in.Settings()
+	if err != nil {
+		return nil, err
+	}
+	var made []string
+	for _, d := range in.Daemons(s) {
+		link := filepath.Join(scan, in.LinkName(d.Name))
+		target := in.Path("service", d.Name)
+		if cur, err := os.Readlink(link); err == nil && cur == target {
+			continue
+		}
+		if err := os.Symlink(target, link); err != nil {
+			return made, err
+		}
+		made = append(made, link)
+	}
+	return made, nil
+}
+
+// Unlink removes the instance's links from scan. The scanner then stops the
+// services (runsvdir sends TERM to the runsv of a vanished directory;
+// under daemontools, svc -dx the service directories as well).
+func (in *Instance) Unlink(scan string) ([]string, error) {
+	ents, err := os.ReadDir(scan)
+	if err != nil {
+		return nil, err
+	}
+	var gone []string
+	prefix := in.Dir() + string(filepath.Separator)
+	for _, e := range ents {
+		link := filepath.Join(scan, e.Name())
+		if t, err := os.Readlink(link); err == nil && strings.HasPrefix(t, prefix) {
+			if err := os.Remove(link); err != nil {
+				return gone, err
+			}
+			gone = append(gone, link)
+		}
+	}
+	return gone, nil
+}
+
+// Service is what a supervisor says of one service directory.
+type Service struct {
+	Name       string
+	Supervised bool // a supervise or runsv holds the directory
+	Up         bool
+	PID        int
+}
+
+// ServiceStatus reads dir/supervise/status as svstat does: the first 18
+// bytes, common to daemontools and runit, pid little-endian at 12. A
+// supervisor runs when its supervise/ok FIFO has a reader (svok).
+func ServiceStatus(dir string) Service {
+	s := Service{Name: filepath.Base(dir)}
+	ok, err := os.OpenFile(filepath.Join(dir, "supervise", "ok"), os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return s
+	}
+	ok.Close()
+	s.Supervised = true
+	b, err := os.ReadFile(filepath.Join(dir, "supervise", "status"))
+	if err != nil || len(b) < 18 {
+		return s
+	}
+	s.PID = int(binary.LittleEndian.Uint32(b[12:16]))
+	s.Up = s.PID != 0
+	return s
+}
+
+// Status is an instance at a glance, for list and remove.
+type Status struct {
+	Messages int
+	Services []Service
+	Running  int // pid of gw-instance run, 0 if none
+}
+
+// Status reads the supervisors' view of every service directory of the
+// instance, and whether gw-instance run runs it.
+func (in *Instance) Status() Status {
+	var st Status
+	st.Messages, _ = in.queueMessages()
+	ents, _ := os.ReadDir(in.Path("service"))
+	names := []string{}
+	for _, e := range ents {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		st.Services = append(st.Services, ServiceStatus(in.Path("service", n)))
+	}
+	st.Running = in.runPID()
+	if st.Running != 0 {
+		for i := range st.Services {
+			st.Services[i].Up = true
+		}
+	}
+	return st
+}
+
+// runPID returns the pid in state/run.pid when that process lives.
+func (in *Instance) runPID() int {
+	b, err := os.ReadFile(in.Path("state", "run.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return 0
+	}
+	return pid
+}
