@@ -342,16 +342,30 @@ func (d *smtpDelivery) readRcpt(i int) error {
 }
 
 func (d *smtpDelivery) Body(r io.Reader) error {
+	// With pipelining DATA ends the group of MAIL and RCPTs (RFC 2920
+	// 3.1): one round trip for the whole envelope.
+	dataPending := false
+	if d.pipe && (d.mailPending || d.pending > 0) {
+		if err := d.s.send("DATA"); err != nil {
+			return err
+		}
+		dataPending = true
+	}
 	if d.mailPending {
 		if err := d.checkMail(); err != nil {
-			// The RCPT replies still come; read them so the session
-			// stays in step.
+			// The RCPT (and DATA) replies still come; read them so the
+			// session stays in step.
 			for i := len(d.outcome) - d.pending; i < len(d.outcome); i++ {
 				if _, err2 := d.s.reply(); err2 != nil {
 					return err2
 				}
 			}
 			d.pending = 0
+			if dataPending {
+				if err2 := d.skipData(); err2 != nil {
+					return err2
+				}
+			}
 			return err
 		}
 	}
@@ -363,9 +377,18 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	d.pending = 0
 	if len(d.accepted) == 0 {
 		d.noData = true // Commit reports the refusals
+		if dataPending {
+			return d.skipData()
+		}
 		return nil
 	}
-	rp, err := d.s.cmd("DATA")
+	var rp reply
+	var err error
+	if dataPending {
+		rp, err = d.s.reply()
+	} else {
+		rp, err = d.s.cmd("DATA")
+	}
 	if err != nil {
 		return err
 	}
@@ -390,6 +413,29 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	}
 	return nil
 }
+
+// skipData reads the reply to a pipelined DATA that must carry nothing
+// (MAIL or every RCPT was refused). A server that says 354 all the same
+// gets an empty message, ended at once, and its verdict is ignored.
+func (d *smtpDelivery) skipData() error {
+	rp, err := d.s.reply()
+	if err != nil || rp.Code != 354 {
+		return err
+	}
+	if err := d.s.send("."); err != nil {
+		return err
+	}
+	if err := d.s.flush(); err != nil {
+		return err
+	}
+	_, err = d.s.reply()
+	return err
+}
+
+// DataSent reports whether the message body began to go out: from then
+// on a lost connection may have delivered it, so gw-send must not send it
+// again at once (over another connection or host).
+func (d *smtpDelivery) DataSent() bool { return d.inData }
 
 func isReply(err error) bool {
 	var rp *Reply

@@ -168,3 +168,59 @@ func TestTimeoutOnSilentServer(t *testing.T) {
 		t.Fatalf("Dial to a silent server: %v after %v", err, time.Since(start))
 	}
 }
+
+// TestSMTPPipelinedAllRefusedAndReuse: with PIPELINING, DATA ends the
+// envelope group; when every RCPT is refused no body goes out, even to a
+// server that says 354 all the same, and the session carries the next
+// message.
+func TestSMTPPipelinedAllRefusedAndReuse(t *testing.T) {
+	var cmds []string
+	h, bodies := scriptedServer(t, "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n", func(cmd string) string {
+		cmds = append(cmds, cmd)
+		if strings.Contains(cmd, "<bad") {
+			return "550 5.1.1 no such user"
+		}
+		return "250 ok"
+	}, nil)
+	s, err := Dial(context.Background(), h, Config{Helo: "gw.test", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d, _ := s.Start("a@x.test", 0, false)
+	d.AddRcpt("bad@y.test")
+	d.AddRcpt("bad2@y.test")
+	if err := d.Body(strings.NewReader("never sent\n")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Commit()
+	if err != nil || len(res) != 2 || !Permanent(res[0]) || !Permanent(res[1]) {
+		t.Fatalf("all refused: %v, %v", res, err)
+	}
+	if got := <-bodies; got != "" {
+		t.Errorf("a body went out after every RCPT was refused: %q", got)
+	}
+	if dd, ok := d.(interface{ DataSent() bool }); !ok || dd.DataSent() {
+		t.Errorf("DataSent after no body")
+	}
+	if !s.Reusable() {
+		t.Fatal("session not reusable after a refused transaction")
+	}
+	d, err = s.Start("a@x.test", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.AddRcpt("good@y.test")
+	if err := d.Body(strings.NewReader("second\n")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Commit(); err != nil || res[0] != nil {
+		t.Fatalf("second message: %v, %v", res, err)
+	}
+	if got := <-bodies; got != "second\r\n" {
+		t.Errorf("second body %q", got)
+	}
+	if !strings.Contains(cmds[0], "BODY=8BITMIME") {
+		t.Errorf("MAIL without BODY=8BITMIME to a server offering it: %q", cmds[0])
+	}
+}

@@ -77,6 +77,9 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		j.reachable, j.lastErr = true, "no QMTP transport"
 		return "", false
 	}
+	if host, tlsOn, done := s.reuse(j, m, out); done {
+		return host, tlsOn
+	}
 	ctx, cancel := context.WithTimeout(j.ctx, cfg.ConnectTimeout+10*time.Second)
 	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort)
 	cancel()
@@ -94,22 +97,20 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			lastErr = errStopped
 			break
 		}
-		sess, err := deliver.Dial(j.ctx, h, dcfg)
+		sctx, scancel := context.WithCancel(context.Background())
+		stop := context.AfterFunc(j.ctx, scancel)
+		sess, err := deliver.Dial(sctx, h, dcfg)
+		stop()
 		if err != nil {
+			scancel()
+			// A 5xx greeting or EHLO is an answer about this host, not
+			// the message: the next one is tried as for no answer.
 			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
 			lastErr = err
-			var rp *deliver.Reply
-			if errors.As(err, &rp) && rp.Code != 421 && rp.Code/100 == 5 {
-				// A 5xx greeting or EHLO is an answer about this host, not
-				// the message: try the next one.
-				continue
-			}
 			continue
 		}
-		done := s.session(j, m, sess, h, out)
-		tlsOn := sess.TLS()
-		sess.Close()
-		if done {
+		ps := &pooled{sess: sess, cancel: scancel, host: h, opened: s.now()}
+		if done, tlsOn := s.carry(j, m, ps, out); done {
 			j.reachable = true
 			return h.String(), tlsOn
 		}
@@ -124,9 +125,51 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 	return "", false
 }
 
+// reuse carries j's message over an idle session to its destination, if
+// there is one. It reports false when there was none, or when the session
+// failed before any of the message went out (the server closed it while
+// idle): the caller then dials as if there had been none.
+func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tlsOn, done bool) {
+	for {
+		ps := s.pool.get(j.dest, s.now())
+		if ps == nil {
+			return "", false, false
+		}
+		if done, tlsOn := s.carry(j, m, ps, out); done {
+			j.reachable = true
+			return ps.host.String(), tlsOn, true
+		}
+		if j.ctx.Err() != nil {
+			return "", false, false
+		}
+		s.log.Info("reuse_failed", "qid", j.id, "host", ps.host.String(), "error", out[0].err)
+	}
+}
+
+// carry runs j's transaction over session ps and then gives the session
+// back to the pool or closes it. done is false when the host failed as a
+// whole before any of the message went out, so another may be tried.
+func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome) (done, tlsOn bool) {
+	stop := context.AfterFunc(j.ctx, ps.cancel) // an abort drops the connection
+	done = s.session(j, m, ps.sess, ps.host, out)
+	stop()
+	tlsOn = ps.sess.TLS()
+	ps.uses++
+	if done && ps.sess.Reusable() && j.ctx.Err() == nil {
+		cfg := s.config()
+		s.pool.put(j.dest, ps, s.now(), cfg.PerDest, max(cfg.Overall, 1))
+	} else {
+		ps.close()
+	}
+	return done, tlsOn
+}
+
 // session carries the message over one session. It returns false when the
 // host failed as a whole (connection lost before an answer about the
-// message), so the next host is tried.
+// message and before any of the body went out), so the next host is
+// tried; once the body has begun to go out, a lost connection may have
+// delivered the message, and it is deferred rather than sent again at
+// once (RFC 5321 6.1: duplicates only in that window).
 func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route.Host, out []outcome) bool {
 	host := h.String()
 	setAll := func(err error) {
@@ -154,24 +197,29 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 	body.Close()
 	if err != nil {
 		if errors.Is(err, queue.ErrCorrupt) {
-			setAll(fmt.Errorf("queued message is corrupt (#5.3.0): %w", err))
-			out[0].err = permanent{out[0].err}
-			for k := range out {
-				out[k].err = out[0].err
-			}
+			setAll(permanent{fmt.Errorf("queued message is corrupt (#5.3.0): %w", err)})
 			return true
 		}
 		d.Abort()
 		setAll(err)
-		return isAnswer(err)
+		return isAnswer(err) || dataSent(d)
 	}
 	res, err := d.Commit()
 	if err != nil {
 		setAll(err)
-		return isAnswer(err)
+		return isAnswer(err) || dataSent(d)
 	}
 	for k := range out {
 		out[k] = outcome{err: res[k], host: host}
+	}
+	return true
+}
+
+// dataSent reports whether d's body began to go out; a transport that
+// cannot tell is taken to have sent it.
+func dataSent(d deliver.Delivery) bool {
+	if ds, ok := d.(interface{ DataSent() bool }); ok {
+		return ds.DataSent()
 	}
 	return true
 }

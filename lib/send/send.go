@@ -64,6 +64,7 @@ type Sender struct {
 	cfgMu sync.RWMutex
 	res   route.Resolver
 	dests *schedule.Dests
+	pool  *pool
 	now   func() time.Time
 
 	due     dueHeap
@@ -104,7 +105,7 @@ func Run(opt Options) error {
 	}
 	defer r.Close()
 	os.MkdirAll(filepath.Join(opt.QueueDir, qctl.Dir), 0o750)
-	s := &Sender{opt: opt, q: q, r: r, log: opt.Log, cfg: cfg, now: now,
+	s := &Sender{opt: opt, q: q, r: r, log: opt.Log, cfg: cfg, now: now, pool: newPool(),
 		dueAt: map[queue.ID]time.Time{}, flight: map[queue.ID]*inflight{},
 		waiting: map[string][]*job{}, forced: map[queue.ID]bool{}, done: make(chan *job, 64), ctlReqs: map[string]*ctlReq{}}
 	s.applyConfig(cfg)
@@ -151,7 +152,9 @@ func (s *Sender) loop() error {
 		if !stopping {
 			s.dispatch()
 		}
+		s.pool.expire(s.now())
 		if stopping && s.dests.Active() == 0 && len(s.flight) == 0 {
+			s.pool.closeAll(2 * time.Second)
 			err := s.r.Sync()
 			s.log.Info("stop")
 			return err
@@ -292,7 +295,7 @@ func (s *Sender) dispatch() {
 	}
 }
 
-// plan cuts message id's due recipients into jobs, one a domain, and
+// plan cuts message id's due recipients into jobs, one a destination, and
 // starts them or puts them in their destination's line.
 func (s *Sender) plan(id queue.ID, t time.Time) {
 	m, err := s.r.Message(id)
@@ -307,7 +310,7 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 	forced := s.forced[id]
 	delete(s.forced, id)
 	cfg := s.config()
-	byDomain := map[string]*job{}
+	byDest := map[string]*job{}
 	var order []*job
 	var later time.Time
 	for i, rc := range m.Recipients {
@@ -320,12 +323,15 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 			}
 			continue
 		}
+		// One transaction a destination: recipients of several domains
+		// that a route sends to one relay share it.
 		domain := strings.ToLower(route.Domain(rc.Address))
-		j := byDomain[domain]
+		rt := cfg.Routes.Lookup(domain)
+		dest := rt.Destination(domain)
+		j := byDest[dest]
 		if j == nil {
-			rt := cfg.Routes.Lookup(domain)
-			j = &job{id: id, domain: domain, route: rt, dest: rt.Destination(domain)}
-			byDomain[domain] = j
+			j = &job{id: id, domain: domain, route: rt, dest: dest}
+			byDest[dest] = j
 			order = append(order, j)
 		}
 		j.rcpts = append(j.rcpts, i)
