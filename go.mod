@@ -3,6 +3,7 @@ module gw
 go 1.26.8
 
 require (
+	github.com/emersion/go-message v0.18.2
 	github.com/emersion/go-smtp v0.25.1
 	github.com/miekg/dns v1.1.73
 	github.com/urfave/cli/v2 v2.27.7

@@ -1,0 +1,90 @@
+// Command gw-scan is gw's content filter: clamd, spamd and built-in MIME
+// rules. Run with no command it is a $QMAILQUEUE wrapper in front of
+// gw-queue; "proxy" relays SMTP from one port to the next hop after the
+// scan; "quarantine" lists, shows, releases and removes held messages.
+// See gw-scan(8).
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"gw/lib/control"
+	"gw/lib/handoff"
+	"gw/lib/logline"
+	"gw/lib/program"
+	"gw/lib/qq"
+	"gw/lib/scan"
+)
+
+type config struct {
+	controlDir, quarantine, queueProgram string
+	listen, nextHop                      string
+}
+
+func main() {
+	var c config
+	app := program.New("gw-scan", "content filter: clamd, spamd and MIME rules, as a QMAILQUEUE wrapper or an SMTP proxy")
+	app.Flags = []cli.Flag{
+		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR`", EnvVars: []string{"GW_CONTROL_DIR"}, Value: "/var/gw/main/control", Destination: &c.controlDir},
+		&cli.StringFlag{Name: "quarantine", Usage: "hold messages in `DIR` (default: quarantine beside the control directory)", EnvVars: []string{"GW_QUARANTINE"}, Destination: &c.quarantine},
+		&cli.StringFlag{Name: "queue-program", Usage: "hand scanned mail to `PROGRAM` (default: gw-queue beside gw-scan, or on PATH)", EnvVars: []string{"GW_SCAN_QUEUE"}, Destination: &c.queueProgram},
+	}
+	app.Action = func(*cli.Context) error { os.Exit(wrap(&c)); return nil }
+	app.Commands = []*cli.Command{
+		{
+			Name: "proxy", Usage: "relay SMTP to the next hop after scanning",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "listen", Usage: "listen on `HOST:PORT`", Value: "127.0.0.1:10024", Destination: &c.listen},
+				&cli.StringFlag{Name: "next-hop", Usage: "relay to `HOST:PORT`", Value: "127.0.0.1:10025", Destination: &c.nextHop},
+			},
+			Action: func(*cli.Context) error { return proxy(&c) },
+		},
+		{
+			Name: "quarantine", Usage: "list, show, release or remove held messages",
+			Subcommands: []*cli.Command{
+				{Name: "list", Usage: "list held messages", Action: func(*cli.Context) error { return qlist(&c) }},
+				{Name: "show", Usage: "print held message `ID`", ArgsUsage: "ID", Action: func(x *cli.Context) error { return qshow(&c, x.Args().Slice()) }},
+				{Name: "release", Usage: "queue held messages for their recipients", ArgsUsage: "ID...", Action: func(x *cli.Context) error { return qrelease(&c, x.Args().Slice()) }},
+				{Name: "remove", Usage: "delete held messages", ArgsUsage: "ID...", Action: func(x *cli.Context) error { return qremove(&c, x.Args().Slice()) }},
+			},
+		},
+	}
+	program.Run(app)
+}
+
+func (c *config) quarantineDir() *scan.QuarantineDir {
+	if c.quarantine != "" {
+		return &scan.QuarantineDir{Dir: c.quarantine}
+	}
+	return &scan.QuarantineDir{Dir: filepath.Join(filepath.Dir(filepath.Clean(c.controlDir)), "quarantine")}
+}
+
+func (c *config) queue() string {
+	if c.queueProgram != "" {
+		return c.queueProgram
+	}
+	return handoff.DefaultQueue()
+}
+
+// wrap is qmail-queue's interface: it never writes to fd 1 and exits with
+// qmail-queue's codes, or execs the queue program.
+func wrap(c *config) int {
+	log := logline.Stderr
+	s, err := scan.Load(control.Dir(c.controlDir), log)
+	if err != nil {
+		log.Warning("refused", "code", qq.ConfigError, "err", err)
+		return qq.ConfigError
+	}
+	w := &scan.Wrapper{Scanner: s, Quarantine: c.quarantineDir()}
+	code, d := w.Wrap(context.Background(), os.Stdin, os.Stdout)
+	if d == nil {
+		return code
+	}
+	err = scan.ExecQueue(c.queue(), d, os.Environ())
+	log.Warning("refused", "code", qq.InternalBug, "err", err)
+	return qq.InternalBug
+}

@@ -1,0 +1,7 @@
+package main
+
+import "gw/lib/program"
+
+func proxy(c *config) error {
+	return program.Fail(program.ExitPermanent, "proxy: not yet")
+}

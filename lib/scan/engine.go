@@ -1,0 +1,319 @@
+// Package scan is gw-scan's engine: it checks a spooled message with clamd,
+// spamd and the built-in MIME rules, decides an action for each recipient
+// from the instance's policy, and rewrites the header (strip what outsiders
+// may forge, add what the scan found).
+//
+// Implementation summary. A message is scanned from a seekable spool file,
+// never from memory: clamd (INSTREAM), spamd (SYMBOLS) and the MIME walk
+// each read their own section of the file, concurrently. Their results
+// become classes (virus, banned, bomb, spamkill, spam, badmime, fail); the
+// Policy turns classes into one Action per recipient (verdict.go). Two
+// front ends use the engine: Wrap, qmail-queue's interface for $QMAILQUEUE
+// (wrapper.go), and Proxy, an SMTP relay from 10024 to 10025 (proxy.go).
+// Quarantined messages are files in the instance's quarantine directory
+// (quarantine.go).
+package scan
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"gw/lib/logline"
+)
+
+// Scanner is the configured engine.
+type Scanner struct {
+	Clamd    *Clamd // nil: no virus scan but the built-in rules
+	Spamd    *Spamd // nil: no spam check
+	MIME     *MIMERules
+	Policy   *Policy
+	SpamKill float64 // score at or over which class spamkill applies; 0: never
+	Hostname string  // for X-Virus-Scanned
+	Log      *logline.Logger
+	Trust    *Trust // nil: no "checked once" token
+}
+
+// Report is what one scan found.
+type Report struct {
+	ID       string // the scan's id: quarantine file name, log key
+	Size     int64
+	Clamd    *ClamdResult
+	ClamdMs  int64
+	ClamdErr error
+	Spam     *SpamResult
+	SpamMs   int64
+	SpamErr  error
+	MIME     *Finding
+	MIMEErr  error
+	Trusted  bool     // a valid token: not scanned again
+	Classes  []string // strongest first
+}
+
+// Scan checks the size bytes of spool. Scanner errors become class fail;
+// a message over a scanner's size limit is not sent to it, and says so in
+// the log (skipped), as spamc passes large mail.
+func (s *Scanner) Scan(ctx context.Context, spool io.ReaderAt, size int64, id string) *Report {
+	rep := &Report{ID: id, Size: size}
+	if s.Trust != nil && s.Trust.Verify(io.NewSectionReader(spool, 0, size)) {
+		rep.Trusted = true
+		return rep
+	}
+	var wg sync.WaitGroup
+	if s.Clamd != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			res, err := s.Clamd.Scan(ctx, io.NewSectionReader(spool, 0, size), size)
+			rep.ClamdMs = time.Since(t).Milliseconds()
+			if err != nil {
+				rep.ClamdErr = err
+				return
+			}
+			rep.Clamd = &res
+		}()
+	}
+	if s.Spamd != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			res, err := s.Spamd.Check(ctx, io.NewSectionReader(spool, 0, size), size)
+			rep.SpamMs = time.Since(t).Milliseconds()
+			if err != nil {
+				rep.SpamErr = err
+				return
+			}
+			rep.Spam = &res
+		}()
+	}
+	if s.MIME != nil {
+		rep.MIME, rep.MIMEErr = s.MIME.Inspect(io.NewSectionReader(spool, 0, size))
+	}
+	wg.Wait()
+	found := map[string]bool{}
+	if rep.Clamd != nil && rep.Clamd.Infected {
+		found[ClassVirus] = true
+	}
+	if rep.MIME != nil {
+		found[rep.MIME.Class] = true
+	}
+	if rep.Spam != nil && rep.Spam.Spam {
+		found[ClassSpam] = true
+	}
+	if rep.Spam != nil && s.SpamKill > 0 && rep.Spam.Score >= s.SpamKill {
+		found[ClassSpamKill] = true
+	}
+	if failed(rep.ClamdErr) || failed(rep.SpamErr) || rep.MIMEErr != nil {
+		found[ClassFail] = true
+	}
+	for _, c := range classes {
+		if found[c] {
+			rep.Classes = append(rep.Classes, c)
+		}
+	}
+	return rep
+}
+
+// failed reports whether a scanner error is a failure (too big is not: it
+// is a documented limit, logged as skipped).
+func failed(err error) bool { return err != nil && err != ErrTooBig }
+
+// LogVerdict writes the one line a message gets: the scan id, the
+// session's message id when known, what each engine said and how long it
+// took, and the actions.
+func (s *Scanner) LogVerdict(rep *Report, msgID string, rcpts []string, acts []Action, extra ...any) {
+	kv := []any{"scan", rep.ID}
+	if msgID != "" {
+		kv = append(kv, "msg", msgID)
+	}
+	kv = append(kv, "size", rep.Size, "rcpts", len(rcpts), "action", summarize(acts))
+	if len(rep.Classes) > 0 {
+		kv = append(kv, "classes", strings.Join(rep.Classes, ","))
+	}
+	if rep.Trusted {
+		kv = append(kv, "trusted", "yes")
+	}
+	if s.Clamd != nil && !rep.Trusted {
+		kv = append(kv, "clamd", clamdWord(rep), "clamd_ms", rep.ClamdMs)
+	}
+	if s.Spamd != nil && !rep.Trusted {
+		kv = append(kv, "spamd", spamdWord(rep), "spamd_ms", rep.SpamMs)
+		if rep.Spam != nil {
+			kv = append(kv, "score", fmt.Sprintf("%.1f/%.1f", rep.Spam.Score, rep.Spam.Threshold), "tests", strings.Join(rep.Spam.Symbols, ","))
+		}
+	}
+	if rep.MIME != nil {
+		kv = append(kv, "mime", rep.MIME.String())
+	}
+	kv = append(kv, extra...)
+	sev := "info"
+	if len(rep.Classes) > 0 && rep.Classes[len(rep.Classes)-1] == ClassFail {
+		sev = "warning"
+		if rep.ClamdErr != nil {
+			kv = append(kv, "clamd_err", rep.ClamdErr)
+		}
+		if rep.SpamErr != nil {
+			kv = append(kv, "spamd_err", rep.SpamErr)
+		}
+		if rep.MIMEErr != nil {
+			kv = append(kv, "mime_err", rep.MIMEErr)
+		}
+	}
+	s.Log.Log(sev, "verdict", kv...)
+}
+
+func clamdWord(rep *Report) string {
+	switch {
+	case rep.ClamdErr == ErrTooBig:
+		return "skipped"
+	case rep.ClamdErr != nil:
+		return "error"
+	case rep.Clamd.Infected:
+		return rep.Clamd.Name
+	}
+	return "clean"
+}
+
+func spamdWord(rep *Report) string {
+	switch {
+	case rep.SpamErr == ErrTooBig:
+		return "skipped"
+	case rep.SpamErr != nil:
+		return "error"
+	case rep.Spam.Spam:
+		return "spam"
+	}
+	return "ham"
+}
+
+// summarize names the actions: "reject", or "tag,quarantine" for mixed.
+func summarize(acts []Action) string {
+	seen := map[Action]bool{}
+	var names []string
+	for _, a := range acts {
+		if !seen[a] {
+			seen[a] = true
+			names = append(names, a.String())
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ",")
+}
+
+// Strongest returns the strongest of acts.
+func Strongest(acts []Action) Action {
+	var s Action
+	for _, a := range acts {
+		s = max(s, a)
+	}
+	return s
+}
+
+// Headers returns the header lines the scan adds, each ending in LF:
+// X-Virus-Scanned when clamd or the rules looked, X-Spam-Status, X-Spam-Score
+// and X-Spam-Level when spamd answered, X-Spam-Flag when tagging spam,
+// X-GW-Alert for other tagged classes and for mail passed unscanned.
+func (s *Scanner) Headers(rep *Report, act Action) []string {
+	var h []string
+	if rep.Trusted {
+		return nil
+	}
+	if s.Clamd != nil && rep.Clamd != nil || s.MIME != nil {
+		h = append(h, "X-Virus-Scanned: gw-scan at "+s.Hostname+"\n")
+	}
+	if sp := rep.Spam; sp != nil {
+		yes := "No"
+		if sp.Spam {
+			yes = "Yes"
+		}
+		h = append(h, fmt.Sprintf("X-Spam-Status: %s, score=%.1f required=%.1f tests=%s\n", yes, sp.Score, sp.Threshold, foldList(sp.Symbols)))
+		h = append(h, "X-Spam-Score: "+strconv.FormatFloat(sp.Score, 'f', 1, 64)+"\n")
+		h = append(h, "X-Spam-Level: "+strings.Repeat("*", min(50, max(0, int(sp.Score))))+"\n")
+	}
+	if act >= Tag {
+		for _, c := range rep.Classes {
+			switch c {
+			case ClassSpam, ClassSpamKill:
+				if !hasPrefix(h, "X-Spam-Flag:") {
+					h = append(h, "X-Spam-Flag: YES\n")
+				}
+			case ClassVirus:
+				h = append(h, "X-GW-Alert: virus "+virusName(rep)+"\n")
+			case ClassBanned, ClassBomb, ClassBadMIME:
+				h = append(h, "X-GW-Alert: "+c+" "+sanitize(rep.MIME.String())+"\n")
+			}
+		}
+	}
+	if failed(rep.ClamdErr) || failed(rep.SpamErr) || rep.MIMEErr != nil {
+		h = append(h, "X-GW-Alert: unscanned (scanner unavailable)\n")
+	}
+	return h
+}
+
+func hasPrefix(h []string, p string) bool {
+	for _, l := range h {
+		if strings.HasPrefix(l, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func virusName(rep *Report) string {
+	if rep.Clamd != nil && rep.Clamd.Infected {
+		return sanitize(rep.Clamd.Name)
+	}
+	if rep.MIME != nil {
+		return sanitize(rep.MIME.String())
+	}
+	return "unknown"
+}
+
+// sanitize keeps printable ASCII, for text that goes into a header.
+func sanitize(s string) string {
+	b := []byte(truncate(s, 200))
+	for i, c := range b {
+		if c < ' ' || c > '~' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+// foldList joins symbols, folding the header line before 78 columns.
+func foldList(syms []string) string {
+	if len(syms) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	col := 40
+	for i, s := range syms {
+		s = sanitize(s)
+		if i > 0 {
+			b.WriteByte(',')
+			col++
+			if col+len(s) > 76 {
+				b.WriteString("\n\t")
+				col = 8
+			}
+		}
+		b.WriteString(s)
+		col += len(s)
+	}
+	return b.String()
+}
+
+// NewID returns a scan id: the time in nanoseconds and the pid, in hex,
+// unique on this host and a safe file name.
+func NewID() string {
+	return strconv.FormatInt(time.Now().UnixNano(), 16) + "." + strconv.FormatInt(int64(os.Getpid()), 16)
+}

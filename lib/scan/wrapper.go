@@ -1,0 +1,271 @@
+package scan
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"gw/lib/envelope"
+	"gw/lib/qq"
+)
+
+// Wrapper is gw-scan as $QMAILQUEUE: qmail-queue's interface in front of
+// gw-queue. It reads the message (fd 0) to its end into a spool file, then
+// the envelope (fd 1), scans, and either exits with a qmail-queue code
+// (31 reject, 71 tempfail, 0 when nothing is left to queue) or hands the
+// possibly tagged message and the remaining recipients to gw-queue.
+type Wrapper struct {
+	Scanner    *Scanner
+	TmpDir     string // spool files; "" is os.TempDir
+	Quarantine *QuarantineDir
+}
+
+// Delivery is what is left to queue after a scan: the message and its
+// envelope (wire form, with the final NUL), each an unlinked file at
+// offset 0, ready to become gw-queue's fds 0 and 1.
+type Delivery struct {
+	Message, Envelope *os.File
+}
+
+// Close closes both files.
+func (d *Delivery) Close() {
+	d.Message.Close()
+	d.Envelope.Close()
+}
+
+// spool copies r into a new unlinked file in dir and returns it and the
+// bytes copied.
+func spool(dir string, r io.Reader) (*os.File, int64, error) {
+	f, err := os.CreateTemp(dir, "gw-scan-")
+	if err != nil {
+		return nil, 0, err
+	}
+	os.Remove(f.Name())
+	if r == nil {
+		return f, 0, nil
+	}
+	n, err := io.Copy(f, r)
+	if err != nil {
+		f.Close()
+		return nil, n, err
+	}
+	return f, n, nil
+}
+
+// spoolError tells a read error of the input from a write error of the
+// spool: 54 or 53.
+type readErr struct{ error }
+
+type srcReader struct{ r io.Reader }
+
+func (s srcReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readErr{err}
+	}
+	return n, err
+}
+
+// receivedID finds gw-smtpd's (or qmail-smtpd's) id in the first
+// Received line, to tie the verdict to the listener's log.
+var receivedID = regexp.MustCompile(`^Received: [^\n]*(?:\n[ \t][^\n]*)*? id ([!-:<-~]{1,64});`)
+
+func msgID(spool io.ReaderAt) string {
+	b := make([]byte, 2048)
+	n, _ := spool.ReadAt(b, 0)
+	if m := receivedID.FindSubmatch(b[:n]); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+// Wrap runs one message. With d nil, exit with code; otherwise hand d to
+// gw-queue (ExecQueue) and let its exit code be the answer.
+func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *Delivery) {
+	log := w.Scanner.Log
+	f, size, err := spool(w.TmpDir, srcReader{msg})
+	if err != nil {
+		var re readErr
+		if errors.As(err, &re) {
+			log.Warning("refused", "code", qq.ReadError, "err", err)
+			return qq.ReadError, nil
+		}
+		log.Warning("refused", "code", qq.WriteError, "err", err)
+		return qq.WriteError, nil
+	}
+	keep := false // f becomes the Delivery of a trusted message
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
+	e, err := envelope.Read(bufio.NewReader(env))
+	if err != nil {
+		var ee *envelope.Error
+		code := qq.ReadError
+		if errors.As(err, &ee) {
+			code = ee.Code
+		}
+		log.Warning("refused", "code", code, "err", err)
+		return code, nil
+	}
+	id := NewID()
+	rep := w.Scanner.Scan(ctx, f, size, id)
+	acts := w.Scanner.Policy.Decide(e.Recipients, rep.Classes)
+	if rep.Trusted {
+		for i := range acts {
+			acts[i] = Pass
+		}
+	}
+	mid := msgID(f)
+	switch Strongest(acts) {
+	case Reject:
+		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.Refused)
+		return qq.Refused, nil
+	case Tempfail:
+		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.TemporaryRefusal)
+		return qq.TemporaryRefusal, nil
+	}
+	deliver := envelope.Envelope{Sender: e.Sender}
+	held := envelope.Envelope{Sender: e.Sender}
+	tag := Pass
+	for i, a := range acts {
+		switch a {
+		case Quarantine:
+			held.Recipients = append(held.Recipients, e.Recipients[i])
+		case Pass, Tag:
+			deliver.Recipients = append(deliver.Recipients, e.Recipients[i])
+			tag = max(tag, a)
+		}
+	}
+	if len(held.Recipients) > 0 {
+		out, err := w.rewrite(f, size, rep, Quarantine)
+		if err == nil {
+			err = w.Quarantine.Put(id, reason(rep), held, out)
+			out.Close()
+		}
+		if err != nil {
+			w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.WriteError, "err", err)
+			return qq.WriteError, nil
+		}
+	}
+	if len(deliver.Recipients) == 0 {
+		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.OK)
+		return qq.OK, nil
+	}
+	if rep.Trusted {
+		// Byte for byte: the token covers what the first scanner wrote.
+		ef, err := envFile(w.TmpDir, deliver)
+		if err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
+			return qq.WriteError, nil
+		}
+		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts)
+		keep = true
+		return qq.OK, &Delivery{Message: f, Envelope: ef}
+	}
+	out, err := w.rewrite(f, size, rep, tag)
+	if err != nil {
+		log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
+		return qq.WriteError, nil
+	}
+	ef, err := envFile(w.TmpDir, deliver)
+	if err != nil {
+		out.Close()
+		log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
+		return qq.WriteError, nil
+	}
+	w.Scanner.LogVerdict(rep, mid, e.Recipients, acts)
+	return qq.OK, &Delivery{Message: out, Envelope: ef}
+}
+
+// rewrite writes the message as act delivers it into a new spool file:
+// the scan's headers (and the trust token) on top, forged ones stripped.
+func (w *Wrapper) rewrite(f *os.File, size int64, rep *Report, act Action) (*os.File, error) {
+	add := w.Scanner.Headers(rep, act)
+	if t := w.Scanner.Trust; t != nil && !Forgeable(rep) {
+		h, err := t.Header(io.NewSectionReader(f, 0, size))
+		if err != nil {
+			return nil, err
+		}
+		add = append(add, h)
+	}
+	out, _, err := spool(w.TmpDir, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := Rewrite(out, io.NewSectionReader(f, 0, size), add); err != nil {
+		out.Close()
+		return nil, err
+	}
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return out, nil
+}
+
+// Forgeable reports whether a message must not get a trust token: it was
+// not fully scanned.
+func Forgeable(rep *Report) bool {
+	return failed(rep.ClamdErr) || failed(rep.SpamErr) || rep.MIMEErr != nil ||
+		rep.ClamdErr == ErrTooBig || rep.SpamErr == ErrTooBig
+}
+
+func envFile(dir string, e envelope.Envelope) (*os.File, error) {
+	f, _, err := spool(dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(e.Wire()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// reason is the text a quarantine file and its listing give.
+func reason(rep *Report) string {
+	if len(rep.Classes) == 0 {
+		return "policy"
+	}
+	switch rep.Classes[0] {
+	case ClassVirus:
+		return "virus " + virusName(rep)
+	case ClassBanned, ClassBomb, ClassBadMIME:
+		return rep.Classes[0] + " " + rep.MIME.String()
+	case ClassSpam, ClassSpamKill:
+		return fmt.Sprintf("%s score=%.1f", rep.Classes[0], rep.Spam.Score)
+	}
+	return rep.Classes[0]
+}
+
+// ExecQueue replaces the process with the queue program, its fd 0 the
+// message and its fd 1 the envelope, as qmail-queue wrappers end. It
+// returns only on failure.
+func ExecQueue(path string, d *Delivery, environ []string) error {
+	if err := unix.Dup2(int(d.Message.Fd()), 0); err != nil {
+		return fmt.Errorf("dup2 message: %w", err)
+	}
+	if err := unix.Dup2(int(d.Envelope.Fd()), 1); err != nil {
+		return fmt.Errorf("dup2 envelope: %w", err)
+	}
+	if err := syscall.Exec(path, []string{path}, environ); err != nil {
+		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
+}
