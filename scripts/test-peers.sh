@@ -15,6 +15,8 @@ libnet-ssleay-perl # swaks --tls: STARTTLS and implicit TLS tests of gw-smtpd
 openssl         # gw-smtpd e2e tests: openssl s_client -starttls smtp
 python3         # gw-smtpd e2e tests: Python's smtplib as a second client
 postfix         # smtp-sink: the fast receiver of gw-send's e2e tests and of make bench
+clamav-daemon   # gw-scan e2e tests: clamd, run by the tests with a signature file they write
+spamd           # gw-scan e2e tests: spamd with Debian's shipped rules (GTUBE), no sa-update
 runit           # runsvdir/runsv/sv/svlogd/chpst: the scenario tests supervise gw-instance's service dirs
 daemontools     # svscan/supervise/svc/multilog/setuidgid/envdir: one scenario under daemontools
 "

@@ -1,0 +1,173 @@
+package tests
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The scanners' test markers. clamd knows markerVirus by a signature the
+// tests write (no freshclam, no downloaded database); spamd knows GTUBE
+// from Debian's shipped rules.
+const (
+	markerVirus = "GATEWAY-TEST-MARKER-12345"
+	markerSig   = "Test.Gateway.Marker.UNOFFICIAL"
+	gtube       = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+)
+
+// scanPeers are one clamd and one spamd for the whole test binary, on
+// loopback, in a directory of their own.
+type scanPeers struct {
+	dir       string
+	clamdSock string // unix socket
+	spamdAddr string // 127.0.0.1:port
+	err       error
+}
+
+var (
+	peersOnce sync.Once
+	peers     scanPeers
+)
+
+// scanners starts clamd and spamd once and returns them; it fails the test
+// if either is missing or does not come up.
+func scanners(t *testing.T) *scanPeers {
+	t.Helper()
+	need(t, "clamd")
+	need(t, "spamd")
+	peersOnce.Do(func() { peers.err = peers.start() })
+	if peers.err != nil {
+		t.Fatalf("scanners: %v (files in %s)", peers.err, peers.dir)
+	}
+	return &peers
+}
+
+// start runs both daemons from one locked OS thread that never exits, so
+// Pdeathsig ends them when the test binary does (Pdeathsig follows the
+// thread that forked, not the process).
+func (p *scanPeers) start() error {
+	dir, err := os.MkdirTemp("", "gw-e2e-scanners-")
+	if err != nil {
+		return err
+	}
+	p.dir = dir
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		done <- p.startClamd()
+		done <- p.startSpamd()
+		select {} // keep the thread: its death would signal the daemons
+	}()
+	if err := <-done; err != nil {
+		return err
+	}
+	return <-done
+}
+
+func daemonAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+}
+
+func (p *scanPeers) startClamd() error {
+	db := filepath.Join(p.dir, "clamdb")
+	if err := os.MkdirAll(db, 0o755); err != nil {
+		return err
+	}
+	sig := fmt.Sprintf("Test.Gateway.Marker:0:*:%s\n", hex.EncodeToString([]byte(markerVirus)))
+	if err := os.WriteFile(filepath.Join(db, "custom.ndb"), []byte(sig), 0o644); err != nil {
+		return err
+	}
+	p.clamdSock = filepath.Join(p.dir, "clamd.sock")
+	conf := fmt.Sprintf("LogFile %[1]s/clamd.log\nDatabaseDirectory %[2]s\nLocalSocket %[3]s\nForeground yes\nStreamMaxLength 2M\nMaxThreads 4\n", p.dir, db, p.clamdSock)
+	cf := filepath.Join(p.dir, "clamd.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.Command("clamd", "-c", cf)
+	cmd.SysProcAttr = daemonAttr()
+	out, _ := os.Create(filepath.Join(p.dir, "clamd.out"))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("clamd: %w", err)
+	}
+	go cmd.Wait()
+	return pollUntil(func() error {
+		c, err := net.Dial("unix", p.clamdSock)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte("zPING\x00"))
+		r, err := bufio.NewReader(c).ReadString(0)
+		if r != "PONG\x00" {
+			return fmt.Errorf("clamd PING: %q %v", r, err)
+		}
+		return nil
+	}, 60*time.Second)
+}
+
+func (p *scanPeers) startSpamd() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	p.spamdAddr = l.Addr().String()
+	l.Close()
+	home := filepath.Join(p.dir, "sa")
+	if err := os.MkdirAll(home, 0o777); err != nil {
+		return err
+	}
+	os.Chmod(home, 0o777)
+	argv := []string{"-x", "-L", "--listen=" + p.spamdAddr, "--max-children=2", "--min-children=1",
+		"--helper-home-dir=" + home, "-s", filepath.Join(p.dir, "spamd.log")}
+	if os.Geteuid() == 0 {
+		argv = append(argv, "-u", "debian-spamd")
+	}
+	cmd := exec.Command("spamd", argv...)
+	cmd.SysProcAttr = daemonAttr()
+	out, _ := os.Create(filepath.Join(p.dir, "spamd.out"))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("spamd: %w", err)
+	}
+	go cmd.Wait()
+	return pollUntil(func() error {
+		c, err := net.Dial("tcp", p.spamdAddr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("PING SPAMC/1.5\r\n\r\n"))
+		r, err := bufio.NewReader(c).ReadString('\n')
+		if !strings.Contains(r, "PONG") {
+			return fmt.Errorf("spamd PING: %q %v", r, err)
+		}
+		return nil
+	}, 90*time.Second)
+}
+
+func pollUntil(try func() error, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := try()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
