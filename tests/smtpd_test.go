@@ -21,6 +21,8 @@ import (
 // stderr.
 type smtpdInstance struct {
 	dir, control, queue, log string
+	cmd                      *exec.Cmd // the last process start started
+	seen                     []byte    // the log as a test last read it
 }
 
 func newSMTPDInstance(t *testing.T, files map[string]string) *smtpdInstance {
@@ -63,6 +65,7 @@ func (in *smtpdInstance) start(t *testing.T, cmd *exec.Cmd) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	in.cmd = cmd
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
