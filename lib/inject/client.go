@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"gw/lib/envelope"
 )
@@ -66,6 +69,28 @@ func (c *Client) InjectLate(msg io.Reader, env func() envelope.Envelope) (int, e
 		return 0, fmt.Errorf("no reply from the injector: %w", err)
 	}
 	return int(code[0]), nil
+}
+
+// Stale reports, without waiting, whether the server closed the
+// connection (or sent bytes nobody asked for) while it sat idle: a
+// connection kept open across a restart of gw-queued.
+func (c *Client) Stale() bool {
+	sc, ok := c.conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	stale := false
+	raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		stale = n > 0 || err == nil || err != unix.EAGAIN // n == 0 and no error: end of file
+		return true
+	})
+	return stale
 }
 
 // Close closes the connection; a message under way is aborted.
