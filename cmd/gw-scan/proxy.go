@@ -1,7 +1,45 @@
 package main
 
-import "gw/lib/program"
+import (
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
+	"gw/lib/control"
+	"gw/lib/logline"
+	"gw/lib/program"
+	"gw/lib/scan"
+)
+
+// proxy serves SMTP on --listen and relays scanned mail to --next-hop.
 func proxy(c *config) error {
-	return program.Fail(program.ExitPermanent, "proxy: not yet")
+	log := logline.Stderr
+	dir := control.Dir(c.controlDir)
+	s, err := scan.Load(dir, log)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
+	}
+	databytes, err := dir.Int("databytes", 0)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "unable to listen on %s: %v", c.listen, err)
+	}
+	log.Info("listening", "addr", ln.Addr(), "next_hop", c.nextHop)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sig
+		log.Info("shutdown")
+		ln.Close()
+	}()
+	p := &scan.Proxy{Scanner: s, Quarantine: c.quarantineDir(), NextHop: c.nextHop, Timeout: 5 * time.Minute, MaxBytes: databytes}
+	if err := p.Serve(ln); err != nil {
+		return program.Fail(program.ExitTemporary, "serving: %v", err)
+	}
+	return nil
 }

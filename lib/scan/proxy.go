@@ -1,0 +1,245 @@
+package scan
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"gw/lib/envelope"
+)
+
+// Proxy is gw-scan as an SMTP content filter, amavisd-new's place: it
+// receives on its port (10024 by tradition), scans, and relays what passes
+// to the next hop (gw-smtpd on 10025, which trusts only the scanner). It
+// answers the client's DATA only after the next hop answered, so accepted
+// means accepted downstream or quarantined, never held in memory here.
+type Proxy struct {
+	Scanner    *Scanner
+	Quarantine *QuarantineDir
+	TmpDir     string
+	NextHop    string        // host:port
+	Timeout    time.Duration // each exchange with the next hop, and idle clients
+	MaxBytes   int64         // 0: no limit of our own
+}
+
+// Replies a proxy gives for its own verdicts.
+var (
+	errContentRejected = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "message content rejected"}
+	errScanTempfail    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "content scan unavailable, try again later"}
+	errLocal           = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "local error, try again later"}
+	errNextHop         = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "next hop unavailable, try again later"}
+)
+
+// Serve accepts sessions on l until it is closed.
+func (p *Proxy) Serve(l net.Listener) error {
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &proxySession{p: p, remote: c.Conn().RemoteAddr().String()}, nil
+	}))
+	s.Domain = p.Scanner.Hostname
+	s.ReadTimeout = p.Timeout
+	s.WriteTimeout = p.Timeout
+	s.MaxMessageBytes = p.MaxBytes
+	s.MaxRecipients = envelope.MaxRecipients
+	s.MaxLineLength = 4096
+	err := s.Serve(l)
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+type proxySession struct {
+	p      *Proxy
+	remote string
+	from   string
+	rcpts  []string
+}
+
+func (s *proxySession) Reset() { s.from, s.rcpts = "", nil }
+
+func (s *proxySession) Logout() error { return nil }
+
+func (s *proxySession) Mail(from string, _ *smtp.MailOptions) error {
+	if err := envelope.CheckAddress(from); err != nil {
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "sender address refused"}
+	}
+	s.from, s.rcpts = from, nil
+	return nil
+}
+
+func (s *proxySession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := envelope.CheckAddress(to); err != nil || to == "" {
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "recipient address refused"}
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+// Data spools the message in stored form (LF line ends), scans it and
+// either refuses it, holds it, or relays it and gives the next hop's
+// answer.
+func (s *proxySession) Data(r io.Reader) error {
+	p := s.p
+	log := p.Scanner.Log
+	f, size, err := spool(p.TmpDir, &lfReader{br: bufio.NewReaderSize(r, 64<<10)})
+	if err != nil {
+		var re readErr
+		if errors.As(err, &re) {
+			return err // the client's trouble: go-smtp answers it
+		}
+		log.Warning("refused", "remote", s.remote, "code", 451, "err", err)
+		return errLocal
+	}
+	defer f.Close()
+	env := envelope.Envelope{Sender: s.from, Recipients: s.rcpts}
+	id := NewID()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
+	defer cancel()
+	rep := p.Scanner.Scan(ctx, f, size, id)
+	acts := p.Scanner.Policy.Decide(env.Recipients, rep.Classes)
+	if rep.Trusted {
+		for i := range acts {
+			acts[i] = Pass
+		}
+	}
+	mid := msgID(f)
+	switch Strongest(acts) {
+	case Reject:
+		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 554)
+		return errContentRejected
+	case Tempfail:
+		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 451)
+		return errScanTempfail
+	}
+	deliver := envelope.Envelope{Sender: env.Sender}
+	held := envelope.Envelope{Sender: env.Sender}
+	tag := Pass
+	for i, a := range acts {
+		switch a {
+		case Quarantine:
+			held.Recipients = append(held.Recipients, env.Recipients[i])
+		case Pass, Tag:
+			deliver.Recipients = append(deliver.Recipients, env.Recipients[i])
+			tag = max(tag, a)
+		}
+	}
+	w := &Wrapper{Scanner: p.Scanner, TmpDir: p.TmpDir, Quarantine: p.Quarantine}
+	// Relay first, hold after: if the relay fails, the client retries the
+	// whole message and nothing was held twice.
+	if len(deliver.Recipients) > 0 {
+		// A trusted message goes on byte for byte: its token covers it.
+		var msg io.Reader = io.NewSectionReader(f, 0, size)
+		if !rep.Trusted {
+			out, err := w.rewrite(f, size, rep, tag)
+			if err != nil {
+				log.Warning("refused", "scan", id, "code", 451, "err", err)
+				return errLocal
+			}
+			defer out.Close()
+			msg = out
+		}
+		reply, err := p.relay(deliver, msg)
+		if err != nil {
+			p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "next_hop", p.NextHop, "err", err)
+			var se *smtp.SMTPError
+			if errors.As(err, &se) && se.Code >= 500 {
+				return &smtp.SMTPError{Code: 554, EnhancedCode: se.EnhancedCode, Message: "next hop refused the message"}
+			}
+			return errNextHop
+		}
+		defer p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "next_hop", p.NextHop, "reply", reply)
+	}
+	if len(held.Recipients) > 0 {
+		out, err := w.rewrite(f, size, rep, Quarantine)
+		if err == nil {
+			err = p.Quarantine.Put(id, reason(rep), held, out)
+			out.Close()
+		}
+		if err != nil {
+			p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 451, "err", err)
+			return errLocal
+		}
+		if len(deliver.Recipients) == 0 {
+			p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 250)
+		}
+	}
+	if len(deliver.Recipients) == 0 && len(held.Recipients) == 0 {
+		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 250)
+	}
+	return nil
+}
+
+// relay sends the message to the next hop and returns its final reply.
+func (p *Proxy) relay(env envelope.Envelope, msg io.Reader) (string, error) {
+	d := net.Dialer{Timeout: p.Timeout}
+	conn, err := d.Dial("tcp", p.NextHop)
+	if err != nil {
+		return "", err
+	}
+	conn.SetDeadline(time.Now().Add(4 * p.Timeout))
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Hello(p.Scanner.Hostname); err != nil {
+		return "", fmt.Errorf("EHLO: %w", err)
+	}
+	if err := c.Mail(env.Sender, nil); err != nil {
+		return "", fmt.Errorf("MAIL: %w", err)
+	}
+	for _, r := range env.Recipients {
+		if err := c.Rcpt(r, nil); err != nil {
+			return "", fmt.Errorf("RCPT %s: %w", r, err)
+		}
+	}
+	wc, err := c.Data()
+	if err != nil {
+		return "", fmt.Errorf("DATA: %w", err)
+	}
+	if _, err := io.Copy(wc, msg); err != nil {
+		return "", fmt.Errorf("DATA: %w", err)
+	}
+	resp, err := wc.CloseWithResponse()
+	if err != nil {
+		return "", fmt.Errorf("end of DATA: %w", err)
+	}
+	c.Quit()
+	return strings.TrimSpace(resp.StatusText), nil
+}
+
+// lfReader turns CRLF into LF (the stored form); other CRs stay.
+type lfReader struct {
+	br *bufio.Reader
+}
+
+func (l *lfReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c, err := l.br.ReadByte()
+		if err != nil {
+			if n > 0 && err == io.EOF {
+				return n, nil
+			}
+			if err != io.EOF {
+				err = readErr{err}
+			}
+			return n, err
+		}
+		if c == '\r' {
+			if next, err := l.br.Peek(1); err == nil && next[0] == '\n' {
+				continue
+			}
+		}
+		p[n] = c
+		n++
+		if l.br.Buffered() == 0 && n > 0 {
+			return n, nil
+		}
+	}
+	return n, nil
+}

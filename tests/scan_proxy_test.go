@@ -1,0 +1,144 @@
+package tests
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scanProxy runs "gw-scan proxy" on a free loopback port in front of
+// nextHop, with control files of its own, and returns its address, its
+// control directory and its log file.
+func scanProxy(t *testing.T, nextHop string, files map[string]string) (addr, control, logPath string) {
+	t.Helper()
+	dir := workDir(t)
+	control = filepath.Join(dir, "control")
+	os.MkdirAll(control, 0o755)
+	files["me"] = "scanner.example.net\n"
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(control, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	logPath = filepath.Join(dir, "proxy.log")
+	logf, _ := os.Create(logPath)
+	cmd := exec.Command(bin("gw-scan"), "--control-dir", control, "proxy", "--listen", addr, "--next-hop", nextHop)
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("gw-scan proxy log:\n%s", b)
+		}
+	})
+	if err := pollUntil(func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}, 10*time.Second); err != nil {
+		t.Fatalf("gw-scan proxy does not listen: %v", err)
+	}
+	return addr, control, logPath
+}
+
+func TestScanProxy(t *testing.T) {
+	p := scanners(t)
+	inside := newSMTPDInstance(t, nil)
+	insideAddr := inside.standalone(t, nil)
+	addr, control, logPath := scanProxy(t, insideAddr, map[string]string{
+		"clamd": p.clamdSock + "\n", "spamd": p.spamdAddr + "\n",
+		"scanpolicy": ":virus:quarantine\n",
+	})
+
+	orig := "X-Spam-Flag: NO\nFrom: a@sender.example\nTo: u@example.com\nSubject: proxied\nDate: Sun, 22 Nov 2026 05:00:00 +0000\nMessage-ID: <proxied@sender.example>\n\nline one\n.dot line\n"
+	want := "From: a@sender.example\nTo: u@example.com\nSubject: proxied\nDate: Sun, 22 Nov 2026 05:00:00 +0000\nMessage-ID: <proxied@sender.example>\n\nline one\n.dot line\n"
+	if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, orig); !strings.HasPrefix(r, "250") {
+		t.Fatalf("clean mail through the proxy: %q", r)
+	}
+	ms := inside.messages(t)
+	if len(ms) != 1 {
+		t.Fatalf("inside queue has %d messages, want 1", len(ms))
+	}
+	body := inside.body(t, ms[0])
+	if !strings.HasSuffix(body, want) || !strings.Contains(body, "X-Virus-Scanned: gw-scan at scanner.example.net\n") || strings.Contains(body, "X-Spam-Flag") {
+		t.Errorf("relayed message:\n%s", body)
+	}
+
+	if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, plainMessage("pvirus", markerVirus+"\n")); !strings.HasPrefix(r, "250") {
+		t.Fatalf("virus through the proxy: %q, want 250 (quarantined)", r)
+	}
+	if n := len(inside.messages(t)); n != 1 {
+		t.Errorf("virus reached the inside queue (%d messages)", n)
+	}
+	cmd := exec.Command(bin("gw-scan"), "--control-dir", control, "quarantine", "list")
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), markerSig) {
+		t.Errorf("quarantine list: %v\n%s", err, out)
+	}
+
+	if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, attachmentMessage("x.exe", "application/octet-stream", []byte("MZ"))); !strings.HasPrefix(r, "554 5.7.1") {
+		t.Errorf("banned attachment through the proxy: %q", r)
+	}
+
+	// The next hop gone: 451, and nothing held or lost.
+	dead, _, _ := scanProxy(t, "127.0.0.1:1", map[string]string{"clamd": p.clamdSock + "\n"})
+	if r := sendMessage(t, dead, "a@sender.example", []string{"u@example.com"}, plainMessage("nohop", "hi\n")); !strings.HasPrefix(r, "451") {
+		t.Errorf("next hop down: %q, want 451", r)
+	}
+	log, _ := os.ReadFile(logPath)
+	for _, w := range []string{"action=quarantine", "next_hop=" + insideAddr, "reply=", "code=554"} {
+		if !bytes.Contains(log, []byte(w)) {
+			t.Errorf("proxy log lacks %q:\n%s", w, log)
+		}
+	}
+}
+
+// TestScanCheckedOnce: the outside proxy scans and signs; the inside
+// listener's gw-scan, sharing control/scansecret, trusts the signature and
+// does not scan again (its clamd is down: a scan would tempfail), while a
+// forged signature sent to the inside directly is not trusted.
+func TestScanCheckedOnce(t *testing.T) {
+	p := scanners(t)
+	secret := "0123456789abcdef-shared-secret\n"
+	dead := filepath.Join(workDir(t), "no-clamd.sock")
+	inside := newSMTPDInstance(t, map[string]string{"clamd": dead + "\n", "scansecret": secret})
+	insideAddr := inside.standalone(t, []string{"QMAILQUEUE=" + bin("gw-scan"), "GW_CONTROL_DIR=" + inside.control})
+	addr, _, _ := scanProxy(t, insideAddr, map[string]string{"clamd": p.clamdSock + "\n", "scansecret": secret})
+
+	if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, plainMessage("once", "scanned once\n")); !strings.HasPrefix(r, "250") {
+		t.Fatalf("signed message through proxy and inside: %q", r)
+	}
+	ms := inside.messages(t)
+	if len(ms) != 1 {
+		t.Fatalf("inside queue has %d messages, want 1", len(ms))
+	}
+	if body := inside.body(t, ms[0]); !strings.Contains(body, "X-GW-Scanned: v=1; by=scanner.example.net; mac=") {
+		t.Errorf("no token:\n%s", body)
+	}
+	forged := "X-GW-Scanned: v=1; by=scanner.example.net; mac=00\n" + plainMessage("forged", "trust me\n")
+	if r := sendMessage(t, insideAddr, "a@sender.example", []string{"u@example.com"}, forged); !strings.HasPrefix(r, "451") {
+		t.Errorf("forged token sent to the inside: %q, want 451 (scanned, clamd down)", r)
+	}
+	log, _ := os.ReadFile(inside.log)
+	if !bytes.Contains(log, []byte("trusted=yes")) {
+		t.Errorf("inside log shows no trusted verdict:\n%s", log)
+	}
+}
