@@ -2,10 +2,12 @@ package handoff
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 	"time"
 
 	"gw/lib/envelope"
@@ -55,7 +57,7 @@ func (p *Pool) get() (*inject.Client, error) {
 	for len(p.idle) > 0 {
 		ic := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if time.Since(ic.since) < maxIdle {
+		if time.Since(ic.since) < maxIdle && !ic.c.Stale() {
 			p.mu.Unlock()
 			return ic.c, nil
 		}
@@ -75,28 +77,27 @@ func (p *Pool) put(c *inject.Client) {
 	p.idle = append(p.idle, idleClient{c, time.Now()})
 }
 
-// Begin takes a connection and starts sending the message on it while the
-// caller writes.
-//
-// XXX a pooled connection whose server went away is found out only when
-// the message is sent: that message gets a temporary failure (the client
-// retries) and the connection is dropped. lib/inject's Client does not
-// expose its socket, so it cannot be probed before use.
+// replayLimit is the size up to which a message is held in memory until
+// Commit and sent whole then. Such a message can be sent again: when its
+// connection turns out dead before gw-queued read the envelope's end
+// (EPIPE, ECONNRESET), gw-queued cannot have queued it (it commits only
+// after the final NUL), so it goes once more over a fresh connection. A
+// larger message streams to gw-queued while the client sends it.
+const replayLimit = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// Begin takes a connection — a pooled one that still looks alive (Stale),
+// else a new one, so a gw-queued that is down is known before DATA's 354 —
+// and holds the message until it is over replayLimit or committed.
 func (p *Pool) Begin(env envelope.Envelope) (Tx, error) {
 	c, err := p.get()
 	if err != nil {
 		return nil, fmt.Errorf("%w: gw-queued at %s: %v", errStarted, p.sock, err)
 	}
-	pr, pw := io.Pipe()
-	t := &poolTx{pool: p, c: c, pw: pw, w: bufio.NewWriterSize(pw, 64<<10), done: make(chan result, 1), env: env}
-	go func() {
-		// t.env is read after pr's EOF, that is after Commit closed pw:
-		// the pipe orders SetEnvelope before this read.
-		code, err := c.InjectLate(pr, func() envelope.Envelope { return t.env })
-		pr.CloseWithError(errAborted) // unblock a writer the injector left
-		t.done <- result{code, err}
-	}()
-	return t, nil
+	b := bufPool.Get().(*bytes.Buffer)
+	b.Reset()
+	return &poolTx{pool: p, c: c, buf: b, env: env}, nil
 }
 
 type result struct {
@@ -107,11 +108,14 @@ type result struct {
 type poolTx struct {
 	pool *Pool
 	c    *inject.Client
+	env  envelope.Envelope
+	buf  *bytes.Buffer // the message so far, until it streams
+
+	// once streaming
 	pw   *io.PipeWriter
 	w    *bufio.Writer
 	done chan result
 	werr error
-	env  envelope.Envelope
 }
 
 // SetEnvelope replaces the envelope given to Begin (handoff.Late).
@@ -120,6 +124,13 @@ func (t *poolTx) SetEnvelope(env envelope.Envelope) { t.env = env }
 var errAborted = errors.New("message aborted")
 
 func (t *poolTx) Write(p []byte) (int, error) {
+	if t.buf != nil {
+		t.buf.Write(p)
+		if t.buf.Len() > replayLimit {
+			t.stream()
+		}
+		return len(p), nil
+	}
 	if t.werr == nil {
 		if _, err := t.w.Write(p); err != nil {
 			t.werr = err
@@ -128,14 +139,62 @@ func (t *poolTx) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// stream starts sending on the connection what was held, and from now on
+// what the caller writes.
+func (t *poolTx) stream() {
+	pr, pw := io.Pipe()
+	t.pw, t.w, t.done = pw, bufio.NewWriterSize(pw, 64<<10), make(chan result, 1)
+	c := t.c
+	go func() {
+		// t.env is read after pr's EOF, that is after Commit closed pw:
+		// the pipe orders SetEnvelope before this read.
+		code, err := c.InjectLate(pr, func() envelope.Envelope { return t.env })
+		pr.CloseWithError(errAborted) // unblock a writer the injector left
+		t.done <- result{code, err}
+	}()
+	held := t.buf
+	t.buf = nil
+	t.Write(held.Bytes())
+	bufPool.Put(held)
+}
+
+// nothingQueued reports an error that shows gw-queued never read the
+// envelope's end, so cannot have queued the message.
+func nothingQueued(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
 func (t *poolTx) Commit() (int, error) {
-	if t.werr == nil {
-		t.werr = t.w.Flush()
+	var r result
+	if t.buf != nil {
+		msg := t.buf.Bytes()
+		r.code, r.err = t.c.Inject(bytes.NewReader(msg), t.env)
+		if r.err != nil && nothingQueued(r.err) {
+			// XXX one retry only: a second dead connection in a row means
+			// gw-queued is going away, and the client's retry is right.
+			t.c.Close()
+			c, err := inject.Dial(t.pool.sock)
+			if err != nil {
+				t.c = nil
+				r.err = fmt.Errorf("%w; again: %v", r.err, err)
+			} else {
+				t.c = c
+				r.code, r.err = c.Inject(bytes.NewReader(msg), t.env)
+			}
+		}
+		bufPool.Put(t.buf)
+		t.buf = nil
+	} else {
+		if t.werr == nil {
+			t.werr = t.w.Flush()
+		}
+		t.pw.Close()
+		r = <-t.done
 	}
-	t.pw.Close()
-	r := <-t.done
 	if r.err != nil {
-		t.c.Close()
+		if t.c != nil {
+			t.c.Close()
+		}
 		return qq.ReadError, fmt.Errorf("gw-queued at %s: %w", t.pool.sock, r.err)
 	}
 	t.pool.put(t.c)
@@ -145,10 +204,17 @@ func (t *poolTx) Commit() (int, error) {
 	return r.code, nil
 }
 
-// Abort stops the message mid-stream: the injector's read fails, and the
-// connection is closed before the end-of-message frame, so gw-queued
-// queues nothing.
+// Abort abandons the message. One still held was never sent: the
+// connection goes back to the pool untouched. One streaming is stopped
+// mid-stream: the injector's read fails, and the connection is closed
+// before the end-of-message frame, so gw-queued queues nothing.
 func (t *poolTx) Abort() {
+	if t.buf != nil {
+		bufPool.Put(t.buf)
+		t.buf = nil
+		t.pool.put(t.c)
+		return
+	}
 	t.pw.CloseWithError(errAborted)
 	<-t.done
 	t.c.Close()

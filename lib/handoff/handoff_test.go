@@ -1,0 +1,381 @@
+package handoff
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"gw/lib/envelope"
+	"gw/lib/qq"
+)
+
+var testEnv = envelope.Envelope{Sender: "s@sender.example", Recipients: []string{"u@example.com"}}
+
+// fakeQueued speaks gw-queued's socket protocol: frames of a 4-byte
+// length and data, a zero length, the envelope up to its final NUL, then
+// one byte of exit code. It records the messages it "queued"; closeFirst
+// connections are closed after their first frame header, unread, as by a
+// gw-queued that is going away.
+type fakeQueued struct {
+	path       string
+	code       byte
+	closeFirst int
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns []net.Conn
+	msgs  []string
+	envs  []string
+}
+
+func startQueued(t *testing.T) *fakeQueued {
+	f := &fakeQueued{path: filepath.Join(t.TempDir(), "inject.sock")}
+	f.listen(t)
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *fakeQueued) listen(t *testing.T) {
+	ln, err := net.Listen("unix", f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.ln = ln
+	f.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c)
+			drop := f.closeFirst > 0
+			if drop {
+				f.closeFirst--
+			}
+			f.mu.Unlock()
+			go f.serve(c, drop)
+		}
+	}()
+}
+
+// stop closes the listener and every connection: gw-queued stopped.
+func (f *fakeQueued) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ln.Close()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+	os.Remove(f.path)
+}
+
+func (f *fakeQueued) serve(c net.Conn, drop bool) {
+	defer c.Close()
+	if drop { // read one frame header, leave the rest unread: a reset
+		var hdr [4]byte
+		io.ReadFull(c, hdr[:])
+		return
+	}
+	br := bufio.NewReader(c)
+	for {
+		var msg bytes.Buffer
+		for {
+			var hdr [4]byte
+			if _, err := io.ReadFull(br, hdr[:]); err != nil {
+				return
+			}
+			n := binary.BigEndian.Uint32(hdr[:])
+			if n == 0 {
+				break
+			}
+			if _, err := io.CopyN(&msg, br, int64(n)); err != nil {
+				return
+			}
+		}
+		var env bytes.Buffer
+		for {
+			item, err := br.ReadBytes(0)
+			if err != nil {
+				return
+			}
+			env.Write(item)
+			if len(item) == 1 {
+				break
+			}
+		}
+		f.mu.Lock()
+		if f.code == 0 {
+			f.msgs = append(f.msgs, msg.String())
+			f.envs = append(f.envs, env.String())
+		}
+		code := f.code
+		f.mu.Unlock()
+		c.Write([]byte{code})
+	}
+}
+
+func (f *fakeQueued) set(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+}
+
+func (f *fakeQueued) envelopes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.envs...)
+}
+
+func (f *fakeQueued) queued() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.msgs...)
+}
+
+func send(t *testing.T, inj Injector, body string) (int, error) {
+	t.Helper()
+	tx, err := inj.Begin(testEnv)
+	if err != nil {
+		return -1, err
+	}
+	io.WriteString(tx, body)
+	return tx.Commit()
+}
+
+func TestPoolMessages(t *testing.T) {
+	cases := []struct {
+		name string
+		body string
+		code byte
+	}{
+		{"small", "Subject: x\n\nhi\n", 0},
+		{"empty", "", 0},
+		{"at the replay limit", strings.Repeat("x", replayLimit), 0},
+		{"streamed", strings.Repeat("0123456789abcde\n", 3*replayLimit/16+7), 0},
+		{"NULs and CRs", "a\x00b\rc\n", 0},
+		{"refused", "x\n", 31},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := startQueued(t)
+			f.set(func() { f.code = c.code })
+			p := &Pool{sock: f.path}
+			code, err := send(t, p, c.body)
+			if int(c.code) != code || (c.code == 0) != (err == nil) {
+				t.Fatalf("Commit = %d, %v; want %d", code, err, c.code)
+			}
+			if c.code == 0 {
+				if q := f.queued(); len(q) != 1 || q[0] != c.body {
+					t.Errorf("queued %d messages (%d bytes), want the %d bytes sent", len(q), len(strings.Join(q, "")), len(c.body))
+				}
+				if f.envelopes()[0] != string(testEnv.Wire()) {
+					t.Errorf("envelope %q, want %q", f.envelopes()[0], testEnv.Wire())
+				}
+			}
+		})
+	}
+}
+
+// TestPoolAfterRestart: gw-queued restarts while connections sit in the
+// pool; the next messages must all be accepted, none answered 451.
+func TestPoolAfterRestart(t *testing.T) {
+	f := startQueued(t)
+	p := &Pool{sock: f.path}
+	var txs []Tx
+	for i := 0; i < 4; i++ { // four connections in the pool
+		tx, err := p.Begin(testEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	for _, tx := range txs {
+		io.WriteString(tx, "x\n")
+		if code, err := tx.Commit(); code != 0 {
+			t.Fatalf("before the restart: %d %v", code, err)
+		}
+	}
+	f.stop()
+	f.listen(t)
+	for i := 0; i < 6; i++ {
+		if code, err := send(t, p, "after\n"); code != 0 {
+			t.Errorf("message %d after the restart: %d %v", i, code, err)
+		}
+	}
+	if n := len(f.queued()); n != 10 {
+		t.Errorf("%d messages queued, want 10", n)
+	}
+}
+
+// TestPoolRetriesDeadConnection: the connection dies as the message is
+// sent (after Stale said it was alive): a held message goes once more on
+// a fresh connection; twice dead is a temporary failure, never a
+// duplicate.
+func TestPoolRetriesDeadConnection(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		closes int
+		want   int
+		queued int
+	}{{"once", 1, qq.OK, 1}, {"twice", 2, qq.ReadError, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			f := startQueued(t)
+			f.set(func() { f.closeFirst = c.closes })
+			p := &Pool{sock: f.path}
+			code, err := send(t, p, strings.Repeat("y", 1000))
+			if code != c.want {
+				t.Errorf("Commit = %d (%v), want %d", code, err, c.want)
+			}
+			if n := len(f.queued()); n != c.queued {
+				t.Errorf("%d queued, want %d", n, c.queued)
+			}
+		})
+	}
+}
+
+func TestPoolAbort(t *testing.T) {
+	for _, size := range []int{10, 3 * replayLimit} {
+		f := startQueued(t)
+		p := &Pool{sock: f.path}
+		tx, err := p.Begin(testEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx.Write(bytes.Repeat([]byte("z"), size))
+		tx.Abort()
+		if code, err := send(t, p, "next\n"); code != 0 {
+			t.Errorf("size %d: the message after an abort: %d %v", size, code, err)
+		}
+		if q := f.queued(); len(q) != 1 || q[0] != "next\n" {
+			t.Errorf("size %d: aborted message queued: %d messages", size, len(q))
+		}
+	}
+}
+
+func TestPoolLateEnvelope(t *testing.T) {
+	f := startQueued(t)
+	p := &Pool{sock: f.path}
+	tx, err := p.Begin(envelope.Envelope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tx, "late\n")
+	tx.(Late).SetEnvelope(testEnv)
+	if code, err := tx.Commit(); code != 0 {
+		t.Fatalf("Commit %d %v", code, err)
+	}
+	if f.envelopes()[0] != string(testEnv.Wire()) {
+		t.Errorf("envelope %q", f.envelopes()[0])
+	}
+}
+
+func TestPoolDown(t *testing.T) {
+	p := &Pool{sock: filepath.Join(t.TempDir(), "nobody.sock")}
+	if _, err := p.Begin(testEnv); err == nil {
+		t.Errorf("Begin with no gw-queued succeeded")
+	}
+}
+
+// script writes an executable shell script and returns its path.
+func script(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "qq")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestExec runs qmail-queue stand-ins: each answers with its exit code;
+// one killed by a signal, or one that exits 0 without reading the
+// message, is a temporary failure, never a success.
+func TestExec(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	cases := []struct {
+		name, script string
+		body         string
+		want         int
+	}{
+		{"queues", "cat > " + out + " && cat <&1 > " + out + ".env\n", "hi\n", 0},
+		{"refuses", "cat >/dev/null\nexit 31\n", "hi\n", 31},
+		{"temporary", "cat >/dev/null\nexit 53\n", "hi\n", 53},
+		{"killed", "kill -9 $$\n", "hi\n", codeCrashed},
+		{"exits 0 unread", "exit 0\n", strings.Repeat("x", 1<<20), qq.ReadError},
+		{"unknown code", "cat >/dev/null\nexit 200\n", "hi\n", 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := &Exec{Path: script(t, c.script)}
+			code, err := send(t, e, c.body)
+			if code != c.want {
+				t.Errorf("Commit = %d (%v), want %d", code, err, c.want)
+			}
+			if c.want != 0 && err == nil {
+				t.Errorf("no error with code %d", code)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(out); string(b) != "hi\n" {
+		t.Errorf("injector read %q", b)
+	}
+	if b, _ := os.ReadFile(out + ".env"); string(b) != string(testEnv.Wire()) {
+		t.Errorf("injector's envelope %q", b)
+	}
+}
+
+// TestExecAbort: an aborted message never gets the envelope's final NUL.
+func TestExecAbort(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "env")
+	e := &Exec{Path: script(t, "cat >/dev/null\ncat <&1 > "+out+"\n")}
+	tx, err := e.Begin(testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tx, "x\n")
+	tx.Abort()
+	if b, _ := os.ReadFile(out); len(b) != 0 {
+		t.Errorf("aborted injector read envelope %q", b)
+	}
+	if _, err := (&Exec{Path: "/nonexistent/gw-queue"}).Begin(testEnv); err == nil {
+		t.Errorf("a missing injector started")
+	}
+}
+
+func TestSelect(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"QMAILQUEUE wins", map[string]string{"QMAILQUEUE": "/bin/scan", "GW_QUEUED": "/s"}, "exec:/bin/scan"},
+		{"gw-queued socket", map[string]string{"GW_QUEUED": "/s"}, "pool:/s"},
+		{"default gw-queue", nil, "exec:"},
+		{"empty values", map[string]string{"QMAILQUEUE": "", "GW_QUEUED": ""}, "exec:"},
+	}
+	for _, c := range cases {
+		var got string
+		switch i := Select(func(k string) string { return c.env[k] }).(type) {
+		case *Exec:
+			got = "exec:" + i.Path
+			if c.want == "exec:" && strings.HasSuffix(i.Path, "gw-queue") {
+				got = "exec:"
+			}
+		case *Pool:
+			got = "pool:" + i.sock
+		}
+		if got != c.want {
+			t.Errorf("%s: Select = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
