@@ -141,6 +141,9 @@ func (s *Sender) loop() error {
 	for _, m := range msgs {
 		s.schedule(&m)
 	}
+	// A message committed while the runner read the queue, before it
+	// listened to the trigger, pulled a trigger nobody heard.
+	s.refresh()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	collect := time.NewTicker(5 * time.Minute)
@@ -162,20 +165,14 @@ func (s *Sender) loop() error {
 		timer.Reset(s.nextWake())
 		select {
 		case <-s.r.Wake():
-			fresh, err := s.r.Refresh()
-			if err != nil {
-				s.log.Warning("refresh", "error", err)
-			}
-			for _, m := range fresh {
-				s.log.Info("new", "qid", m.ID, "from", m.Sender, "rcpts", len(m.Recipients), "size", m.Size)
-				s.schedule(&m)
-			}
+			s.refresh()
 			s.serveCtl()
 		case j := <-s.done:
 			s.jobDone(j)
 		case <-timer.C:
 			s.serveCtl()
 		case <-collect.C:
+			s.refresh() // a lost trigger byte costs at most this long (qmail: 25 min)
 			if st, err := s.r.Collect(); err != nil {
 				s.log.Warning("collect", "error", err)
 			} else if st.Segments+st.SetAside+st.Leftovers > 0 {
@@ -208,6 +205,18 @@ func (s *Sender) loop() error {
 				f.cancel()
 			}
 		}
+	}
+}
+
+// refresh schedules the messages committed since the last look.
+func (s *Sender) refresh() {
+	fresh, err := s.r.Refresh()
+	if err != nil {
+		s.log.Warning("refresh", "error", err)
+	}
+	for _, m := range fresh {
+		s.log.Info("new", "qid", m.ID, "from", m.Sender, "rcpts", len(m.Recipients), "size", m.Size)
+		s.schedule(&m)
 	}
 }
 
