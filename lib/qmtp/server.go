@@ -108,8 +108,8 @@ func Serve(conn net.Conn, cfg *Config, cl tcpserver.Client) {
 		limit = MaxSession
 	}
 	dc := &deadlineConn{Conn: conn, timeout: cfg.Timeout, end: time.Now().Add(limit)}
-	s.br = bufio.NewReaderSize(dc, readBuffer)
 	s.bw = bufio.NewWriterSize(dc, writeBuffer)
+	s.br = bufio.NewReaderSize(&flushingReader{r: dc, w: s.bw}, readBuffer)
 	s.lr = bufio.NewReaderSize(nil, 512)
 	defer func() {
 		if r := recover(); r != nil {
@@ -133,16 +133,9 @@ func (s *session) log(sev, event string, kv ...any) {
 	s.cfg.Log.Log(sev, event, append([]any{"sid", s.id}, kv...)...)
 }
 
-// run reads packages until the client closes. Responses wait in bw and are
-// flushed when no more input is already at hand (the spec's deadlock rule,
-// and qmail-qmtpd's way: flush when about to block on a read).
+// run reads packages until the client closes.
 func (s *session) run() string {
 	for {
-		if s.br.Buffered() == 0 {
-			if err := s.bw.Flush(); err != nil {
-				return "write_error"
-			}
-		}
 		if _, err := s.br.Peek(1); err != nil {
 			if err == io.EOF {
 				return "quit"
@@ -470,6 +463,24 @@ func copyBody(br *bufio.Reader, w io.Writer, n int64, crlf bool) error {
 		w.Write(cr)
 	}
 	return nil
+}
+
+// flushingReader flushes the responses waiting in w before every read
+// from the connection, that is whenever no more input is at hand: the
+// spec's deadlock rule (never wait for input with answers held back), and
+// qmail-qmtpd's way of keeping it. A write error shows at the next flush.
+type flushingReader struct {
+	r io.Reader
+	w *bufio.Writer
+}
+
+func (f *flushingReader) Read(p []byte) (int, error) {
+	if f.w.Buffered() > 0 {
+		if err := f.w.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return f.r.Read(p)
 }
 
 // deadlineConn puts a fresh deadline on every read and write, never past
