@@ -71,11 +71,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		}
 	}
 	if j.route.Proto == route.QMTP {
-		// XXX: the QMTP transport is issue 6's; until then a QMTP route
-		// defers, so that nothing is bounced for want of it.
-		setAll(errors.New("QMTP transport not available in this gw-send (#4.3.0)"), "")
-		j.reachable, j.lastErr = true, "no QMTP transport"
-		return "", false
+		return s.transactQMTP(j, m, cfg, out)
 	}
 	if host, tlsOn, done := s.reuse(j, m, out); done {
 		return host, tlsOn

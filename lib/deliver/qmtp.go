@@ -1,0 +1,153 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"gw/lib/qmtp"
+	"gw/lib/route"
+)
+
+// QMTP delivery pipelines: every job for the same host shares the
+// process's connections to it (qmtpConns), sending its package at once
+// and waiting only for its own responses. A connection carries up to
+// maxQMTPInFlight packages waiting for answers before another is opened,
+// and one idle for maxQMTPIdle is closed.
+const (
+	maxQMTPInFlight = 64
+	maxQMTPIdle     = time.Minute // well under gw-qmtpd's timeoutqmtpd (1200 s)
+)
+
+type qmtpPool struct {
+	mu    sync.Mutex
+	conns map[string][]*qmtp.Conn
+}
+
+var qmtpConns = &qmtpPool{conns: map[string][]*qmtp.Conn{}}
+
+// get returns a live connection to addr with room for another package,
+// dialling one when there is none.
+func (p *qmtpPool) get(ctx context.Context, addr string, cfg Config) (*qmtp.Conn, error) {
+	p.mu.Lock()
+	var best *qmtp.Conn
+	bestN := maxQMTPInFlight
+	live := p.conns[addr][:0]
+	for _, q := range p.conns[addr] {
+		n, idle := q.InFlight()
+		if q.Err() != nil || n == 0 && time.Since(idle) > maxQMTPIdle {
+			q.Close()
+			continue
+		}
+		live = append(live, q)
+		if n < bestN {
+			best, bestN = q, n
+		}
+	}
+	p.conns[addr] = live
+	p.mu.Unlock()
+	if best != nil {
+		return best, nil
+	}
+	q, err := qmtp.Dial(ctx, addr, cfg.ConnectTimeout, cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.conns[addr] = append(p.conns[addr], q)
+	p.mu.Unlock()
+	return q, nil
+}
+
+// DialQMTP returns a QMTP session with h. Its messages go out on a
+// connection shared with every other job for h, pipelined; Close leaves
+// the connection to the others.
+func DialQMTP(ctx context.Context, h route.Host, cfg Config) (Session, error) {
+	addr := net.JoinHostPort(h.Addr.String(), strconv.Itoa(h.Port))
+	q, err := qmtpConns.get(ctx, addr, cfg)
+	if err != nil {
+		return nil, &ConnError{Host: h.String(), Err: err}
+	}
+	return &qmtpSession{ctx: ctx, q: q, host: h.String()}, nil
+}
+
+type qmtpSession struct {
+	ctx  context.Context
+	q    *qmtp.Conn
+	host string
+}
+
+func (s *qmtpSession) Start(sender string, size int64, utf8 bool) (Delivery, error) {
+	return &qmtpDelivery{s: s, sender: sender, size: size}, nil
+}
+
+func (s *qmtpSession) Reusable() bool { return s.q.Err() == nil }
+func (s *qmtpSession) TLS() bool      { return false }
+func (s *qmtpSession) Close() error   { return nil }
+
+// Kill drops the shared connection: every package waiting on it fails
+// temporarily.
+func (s *qmtpSession) Kill() { s.q.Close() }
+
+type qmtpDelivery struct {
+	s      *qmtpSession
+	sender string
+	size   int64
+	rcpts  []string
+	p      *qmtp.Pending
+}
+
+// AddRcpt only notes the recipient: QMTP answers for each after the
+// message.
+func (d *qmtpDelivery) AddRcpt(to string) error {
+	d.rcpts = append(d.rcpts, to)
+	return nil
+}
+
+// Body sends the whole package. A read error from r or a short message
+// breaks the connection before the package is complete, so the server
+// queues nothing of it (and the other packages waiting on the
+// connection are retried).
+func (d *qmtpDelivery) Body(r io.Reader) error {
+	p, err := d.s.q.Send(d.sender, d.rcpts, d.size, r)
+	if err != nil {
+		return &ConnError{Host: d.s.host, Err: err}
+	}
+	d.p = p
+	return nil
+}
+
+// Commit waits for the package's responses: K delivered, Z deferred, D
+// failed, each as a Reply with a 451 or 554 code standing for it.
+func (d *qmtpDelivery) Commit() ([]error, error) {
+	if d.p == nil {
+		return nil, &ConnError{Host: d.s.host, Err: errors.New("no package sent")}
+	}
+	resp, err := d.p.Wait(d.s.ctx)
+	if err != nil {
+		return nil, &ConnError{Host: d.s.host, Err: err}
+	}
+	out := make([]error, len(resp))
+	for i, r := range resp {
+		switch r.Code {
+		case 'K':
+		case 'D':
+			out[i] = &Reply{Code: 554, Text: oneLine(r.Text), Host: d.s.host}
+		default:
+			out[i] = &Reply{Code: 451, Text: oneLine(r.Text), Host: d.s.host}
+		}
+	}
+	return out, nil
+}
+
+// DataSent reports whether the whole package went out: from then on the
+// server may have queued it.
+func (d *qmtpDelivery) DataSent() bool { return d.p != nil }
+
+// Abort before Body sends nothing; after it the package is on the wire
+// and its responses are simply not waited for.
+func (d *qmtpDelivery) Abort() {}
