@@ -61,6 +61,7 @@ func main() {
 		timeQstat(work, *qstatN, false)
 		timeQstat(work, *qstatN, true)
 	}
+	scanBench(work)
 }
 
 // measureBare runs the file-per-message commit protocol of qmail and
