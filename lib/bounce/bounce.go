@@ -20,6 +20,9 @@ type Recipient struct {
 	Status     string // enhanced code, e.g. "5.1.1"
 	RemoteMTA  string // host name, when a server answered
 	Diagnostic string // the server's reply or gw-send's own reason
+	// WillRetryUntil is when a delayed recipient will be given up
+	// (RFC 3464 2.3.9); zero leaves the field out.
+	WillRetryUntil time.Time
 }
 
 // Report is one DSN.
@@ -146,6 +149,9 @@ func (r *Report) Message() []byte {
 			diag = "smtp; "
 		}
 		fmt.Fprintf(&b, "Diagnostic-Code: %s%s\n", diag, clean(rc.Diagnostic))
+		if !rc.WillRetryUntil.IsZero() {
+			fmt.Fprintf(&b, "Will-Retry-Until: %s\n", rc.WillRetryUntil.UTC().Format(time.RFC1123Z))
+		}
 	}
 	b.WriteString("\n")
 

@@ -28,6 +28,7 @@ type Config struct {
 	BackoffMin     time.Duration // backoffmin (60 s)
 	BackoffMax     time.Duration // backoffmax (3600 s)
 	TLS            bool          // tlsremote (1): STARTTLS when offered
+	DelayWarning   time.Duration // delaywarning (0 = none): warn the sender of mail deferred this long
 }
 
 // MaxConcurrency caps concurrencyremote, as qmail's conf-spawn does.
@@ -97,6 +98,11 @@ func ReadConfig(dir string) (*Config, error) {
 		}
 		*f.dst = time.Duration(max(v, 1)) * time.Second
 	}
+	warn, err := d.Int("delaywarning", 0)
+	if err != nil {
+		return nil, err
+	}
+	c.DelayWarning = time.Duration(max(warn, 0)) * time.Second
 	if c.BackoffMax < c.BackoffMin {
 		c.BackoffMax = c.BackoffMin
 	}

@@ -259,6 +259,7 @@ func isASCII(s string) bool {
 // (queuelifetime passed).
 func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn bool) {
 	t := s.now()
+	var delayed []queue.Recipient // deferred long enough to warn the sender
 	for k, i := range j.rcpts {
 		rc := m.Recipients[i]
 		o := out[k]
@@ -284,6 +285,10 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			result, reply = "deferred", o.err.Error()
 			next := schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip)
 			err = s.r.Deferred(j.id, i, next, reply)
+			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) {
+				rc.LastError = reply
+				delayed = append(delayed, rc)
+			}
 		}
 		if err != nil {
 			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "error", err)
@@ -293,6 +298,12 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 	}
 	if err := s.r.Sync(); err != nil {
 		s.log.Alert("sync", "qid", j.id, "error", err)
+		return
+	}
+	if len(delayed) > 0 {
+		if err := s.warn(m, delayed); err != nil {
+			s.log.Warning("delay_warning", "qid", j.id, "error", err)
+		}
 	}
 }
 

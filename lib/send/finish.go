@@ -81,39 +81,51 @@ func (s *Sender) bounce(m *queue.Message, failed []queue.Recipient) error {
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: to, QueueID: m.ID.String(),
 		Arrival: m.Arrival, Date: s.now(), Double: double}
 	for _, rc := range failed {
-		host := ""
-		if i := strings.Index(rc.LastError, " said: "); i > 0 {
-			host = rc.LastError[:i]
-		}
 		rep.Recipients = append(rep.Recipients, bounce.Recipient{Address: rc.Address, Action: "failed",
-			Status: bounce.Status(rc.LastError, true), RemoteMTA: host, Diagnostic: rc.LastError})
+			Status: bounce.Status(rc.LastError, true), RemoteMTA: remoteHost(rc.LastError), Diagnostic: rc.LastError})
 	}
+	kind := "bounce"
+	if double {
+		kind = "doublebounce"
+	}
+	return s.report(m, &rep, from, kind, len(failed))
+}
+
+// remoteHost is the server named in a recipient's last error
+// ("host said: …"), or "".
+func remoteHost(lastErr string) string {
+	if host, _, ok := strings.Cut(lastErr, " said: "); ok {
+		return host
+	}
+	return ""
+}
+
+// report injects DSN rep about message m from envelope sender from to
+// rep.To, into control/bouncequeue's queue if set, else this one, and
+// logs it as kind.
+func (s *Sender) report(m *queue.Message, rep *bounce.Report, from, kind string, rcpts int) error {
 	if body, err := s.r.Body(m.ID); err == nil {
 		rep.Headers, _ = bounce.ReadHeaders(body)
 		body.Close()
 	}
 	q := s.q
-	if cfg.BounceQueue != "" {
-		bq, err := queue.Open(cfg.BounceQueue)
+	if bqDir := s.config().BounceQueue; bqDir != "" {
+		bq, err := queue.Open(bqDir)
 		if err != nil {
 			return fmt.Errorf("bounce queue: %w", err)
 		}
 		defer bq.Close()
 		q = bq
 	}
-	env := envelope.Envelope{Sender: from, Recipients: []string{to}}
+	env := envelope.Envelope{Sender: from, Recipients: []string{rep.To}}
 	pid := uint32(os.Getpid())
 	uid := uint32(os.Getuid())
 	trace := inject.Trace("gw-send", pid, uid, s.now())
 	bid, err := inject.Stream(q, uid, pid, trace, bytes.NewReader(rep.Message()), bytes.NewReader(env.Wire()))
 	if err != nil {
-		return fmt.Errorf("injecting the bounce: %w", err)
+		return fmt.Errorf("injecting the %s: %w", kind, err)
 	}
 	q.Pull()
-	kind := "bounce"
-	if double {
-		kind = "doublebounce"
-	}
-	s.log.Info(kind, "qid", m.ID, "bounce", bid, "to", to, "rcpts", len(failed))
+	s.log.Info(kind, "qid", m.ID, "bounce", bid, "to", rep.To, "rcpts", rcpts)
 	return nil
 }
