@@ -405,16 +405,9 @@ func (r *Runner) Deferred(id ID, i int, next time.Time, reason string) error {
 func (r *Runner) Reschedule(id ID, i int, next time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m := r.msgs[id]
-	if m == nil {
-		return ErrNoMessage
-	}
-	if i < 0 || i >= len(m.Recipients) {
-		return fmt.Errorf("message %s has no recipient %d", id, i)
-	}
-	rc := &m.Recipients[i]
-	if rc.State != Pending {
-		return fmt.Errorf("message %s recipient %d is already %s", id, i, rc.State)
+	rc, err := r.pendingRecipient(id, i)
+	if err != nil {
+		return err
 	}
 	rc.NextTry = next
 	r.jw.append(recipientRecord(id, i, *rc))
@@ -426,21 +419,31 @@ func (r *Runner) Reschedule(id ID, i int, next time.Time) error {
 func (r *Runner) setRecipient(id ID, i int, change func(*Recipient)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m := r.msgs[id]
-	if m == nil {
-		return ErrNoMessage
-	}
-	if i < 0 || i >= len(m.Recipients) {
-		return fmt.Errorf("message %s has no recipient %d", id, i)
-	}
-	rc := &m.Recipients[i]
-	if rc.State != Pending {
-		return fmt.Errorf("message %s recipient %d is already %s", id, i, rc.State)
+	rc, err := r.pendingRecipient(id, i)
+	if err != nil {
+		return err
 	}
 	change(rc)
 	rc.Attempts++
 	r.jw.append(recipientRecord(id, i, *rc))
 	return nil
+}
+
+// pendingRecipient returns recipient i of message id if it is pending.
+// Call with r.mu held.
+func (r *Runner) pendingRecipient(id ID, i int) (*Recipient, error) {
+	m := r.msgs[id]
+	if m == nil {
+		return nil, ErrNoMessage
+	}
+	if i < 0 || i >= len(m.Recipients) {
+		return nil, fmt.Errorf("message %s has no recipient %d", id, i)
+	}
+	rc := &m.Recipients[i]
+	if rc.State != Pending {
+		return nil, fmt.Errorf("message %s recipient %d is already %s", id, i, rc.State)
+	}
+	return rc, nil
 }
 
 // Hold keeps message id from delivery until Release.
