@@ -61,6 +61,7 @@ func main() {
 		timeQstat(work, *qstatN, false)
 		timeQstat(work, *qstatN, true)
 	}
+	smtpdBench(work)
 	scanBench(work)
 }
 
