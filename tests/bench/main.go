@@ -57,6 +57,7 @@ func main() {
 			row("gw-queue (process)", measureProcess(work, size, conc))
 		}
 	}
+	benchSend(work)
 	if *qstatN > 0 {
 		timeQstat(work, *qstatN, false)
 		timeQstat(work, *qstatN, true)
