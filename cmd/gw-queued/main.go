@@ -53,7 +53,8 @@ func serve(dir, socket string, mode os.FileMode) error {
 	go func() {
 		s := <-sig
 		log.Info("stopping", "signal", s)
-		l.Close() // Serve returns once the sessions under way are done
+		l.Close()      // Serve returns once the sessions under way are done:
+		srv.Shutdown() // idle ones at once, the others after their message
 	}()
 	log.Info("listening", "socket", socket, "queue", dir)
 	err = srv.Serve(l)

@@ -165,3 +165,37 @@ func TestServerAbortQueuesNothing(t *testing.T) {
 		t.Errorf("bad envelope: code %d, %v; want %d", code, err, qq.BadEnvelope)
 	}
 }
+
+// TestShutdownEndsIdleSessions: a listener's pooled connection waiting
+// between messages does not keep gw-queued from stopping.
+func TestShutdownEndsIdleSessions(t *testing.T) {
+	q := newQueue(t)
+	sock := filepath.Join(t.TempDir(), "inject.sock")
+	l, err := Listen(sock, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := q.NewCommitter()
+	defer c.Close()
+	s := &Server{Queue: q, Committer: c, Log: logline.New(io.Discard), Program: "gw-queued"}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	cl, err := Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if code, err := cl.Inject(strings.NewReader("Subject: x\n\n"), envelope.Envelope{Sender: "a@b", Recipients: []string{"c@d"}}); code != 0 || err != nil {
+		t.Fatalf("inject: %d, %v", code, err)
+	}
+	l.Close()
+	s.Shutdown()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve still waits on an idle session after Shutdown")
+	}
+}

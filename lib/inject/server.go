@@ -30,8 +30,8 @@ import (
 const maxSocketChunk = 1 << 20
 
 // Limits on a session, so a stuck client holds nothing forever. A message
-// takes at most queue.DeathAfter in all, as with gw-queue's alarm; the
-// runner's Ossified outlasts both.
+// takes at most queue.DeathAfter in all (deadlineReader), as with
+// gw-queue's alarm; the runner's Ossified outlasts both.
 const (
 	idleTimeout = 20 * time.Minute
 )
@@ -44,6 +44,37 @@ type Server struct {
 	Program   string // name in the trace line
 
 	wg sync.WaitGroup
+
+	mu      sync.Mutex
+	closing bool
+	idle    map[*net.UnixConn]bool // sessions waiting between messages
+}
+
+// Shutdown makes Serve's sessions end: those waiting between messages at
+// once, those inside a message after its reply. Close the listener too.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for c := range s.idle {
+		c.SetReadDeadline(time.Now())
+	}
+}
+
+// setIdle records whether session c is between messages; it returns false
+// when the server is shutting down and the session should end.
+func (s *Server) setIdle(c *net.UnixConn, idle bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idle == nil {
+		s.idle = make(map[*net.UnixConn]bool)
+	}
+	if idle {
+		s.idle[c] = true
+	} else {
+		delete(s.idle, c)
+	}
+	return !s.closing
 }
 
 // Serve accepts connections on l until it is closed, then waits for the
@@ -74,13 +105,21 @@ func (s *Server) Serve(l *net.UnixListener) error {
 // session serves one client connection, message after message.
 func (s *Server) session(c *net.UnixConn) {
 	defer c.Close()
+	defer s.setIdle(c, false)
 	uid, pid := peer(c)
-	r := bufio.NewReaderSize(&deadlineReader{c: c}, 64<<10)
+	dr := &deadlineReader{c: c}
+	r := bufio.NewReaderSize(dr, 64<<10)
 	for {
-		if _, err := r.Peek(1); err != nil {
-			return // the client is done (or gone) between messages
+		if !s.setIdle(c, true) {
+			return
+		}
+		dr.giveUp = time.Time{}
+		_, err := r.Peek(1)
+		if !s.setIdle(c, false) || err != nil {
+			return // shutting down, or the client is done (or gone)
 		}
 		start := time.Now()
+		dr.giveUp = start.Add(queue.DeathAfter)
 		id, size, rcpts, err := s.message(r, uid, pid)
 		code := Code(err)
 		if err != nil && errors.Is(err, errClientGone) {
@@ -198,11 +237,20 @@ func isTruncated(err error) bool {
 }
 
 // deadlineReader gives every read of a session a deadline, so that a
-// client that stops sending cannot hold a session for ever.
-type deadlineReader struct{ c *net.UnixConn }
+// client that stops sending cannot hold a session for ever: idleTimeout
+// for each read, and giveUp (queue.DeathAfter after a message began, as
+// gw-queue's alarm) for the whole message.
+type deadlineReader struct {
+	c      *net.UnixConn
+	giveUp time.Time
+}
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
-	d.c.SetReadDeadline(time.Now().Add(idleTimeout))
+	dl := time.Now().Add(idleTimeout)
+	if !d.giveUp.IsZero() && d.giveUp.Before(dl) {
+		dl = d.giveUp
+	}
+	d.c.SetReadDeadline(dl)
 	return d.c.Read(p)
 }
 

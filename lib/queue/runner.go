@@ -216,7 +216,9 @@ func (r *Runner) compactOnce(old []string) error {
 	for _, n := range old {
 		os.Remove(dir + "/" + n)
 	}
-	return nil
+	// An old file that came back after a crash would bring back what the
+	// new one says by leaving it out (a hold since released).
+	return syncDir(dir)
 }
 
 // stateRecords are the journal records that restate m's state.
