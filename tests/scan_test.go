@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // scanInstance is a gw-smtpd instance whose QMAILQUEUE is gw-scan, with
@@ -225,5 +226,37 @@ func TestScanWrapperScannerDown(t *testing.T) {
 				t.Errorf("log:\n%s", log)
 			}
 		})
+	}
+}
+
+// TestScanWrapperToQueued: with GW_QUEUED set, gw-scan hands scanned mail
+// to gw-queued's socket, as gw-smtpd itself would, instead of a gw-queue
+// process.
+func TestScanWrapperToQueued(t *testing.T) {
+	p := scanners(t)
+	in := newSMTPDInstance(t, map[string]string{"clamd": p.clamdSock + "\n"})
+	sock := filepath.Join(in.dir, "inject.sock")
+	qd := exec.Command(bin("gw-queued"), "--queue", in.queue, "--socket", sock)
+	if err := qd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { qd.Process.Kill(); qd.Wait() }()
+	if err := pollUntil(func() error { _, err := os.Stat(sock); return err }, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	addr := in.standalone(t, []string{"QMAILQUEUE=" + bin("gw-scan"), "GW_CONTROL_DIR=" + in.control, "GW_QUEUED=" + sock})
+	if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, plainMessage("sock", "hi\n")); !strings.HasPrefix(r, "250") {
+		t.Fatalf("clean mail via gw-queued: %q", r)
+	}
+	if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, plainMessage("sockv", markerVirus+"\n")); !strings.HasPrefix(r, "554") {
+		t.Fatalf("virus via gw-queued: %q", r)
+	}
+	ms := in.messages(t)
+	if len(ms) != 1 {
+		t.Fatalf("%d queued, want 1", len(ms))
+	}
+	body := in.body(t, ms[0])
+	if !strings.Contains(body, "X-Virus-Scanned: gw-scan at gw.example.net\n") || strings.Contains(body, "(gw-queue ") {
+		t.Errorf("not scanned, or queued by a gw-queue process:\n%s", body)
 	}
 }

@@ -7,8 +7,10 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -17,6 +19,7 @@ import (
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/qq"
+	"gw/lib/queue"
 	"gw/lib/scan"
 )
 
@@ -79,12 +82,43 @@ func wrap(c *config) int {
 		log.Warning("refused", "code", qq.ConfigError, "err", err)
 		return qq.ConfigError
 	}
+	// qmail-queue's alarm, as gw-queue keeps it: a caller that stalls
+	// mid-message does not hold a wrapper for ever.
+	time.AfterFunc(queue.DeathAfter, func() {
+		log.Warning("timeout", "after", queue.DeathAfter)
+		os.Exit(qq.Timeout)
+	})
 	w := &scan.Wrapper{Scanner: s, Quarantine: c.quarantineDir()}
 	code, d := w.Wrap(context.Background(), os.Stdin, os.Stdout)
 	if d == nil {
 		return code
 	}
+	// The caller chose gw-queued's socket (its handoff.Select would have):
+	// keep to it rather than start a gw-queue process.
+	if sock := os.Getenv("GW_QUEUED"); sock != "" && c.queueProgram == "" {
+		return viaSocket(sock, d)
+	}
 	err = scan.ExecQueue(c.queue(), d, os.Environ())
 	log.Warning("refused", "code", qq.InternalBug, "err", err)
 	return qq.InternalBug
+}
+
+// viaSocket hands d to gw-queued and returns its qmail-queue code.
+func viaSocket(sock string, d *scan.Delivery) int {
+	log := logline.Stderr
+	tx, err := handoff.PoolFor(sock).Begin(d.Env)
+	if err != nil {
+		log.Warning("refused", "code", qq.NetworkError, "err", err)
+		return qq.NetworkError
+	}
+	if _, err := io.Copy(tx, d.Message); err != nil {
+		tx.Abort()
+		log.Warning("refused", "code", qq.ReadError, "err", err)
+		return qq.ReadError
+	}
+	code, err := tx.Commit()
+	if err != nil {
+		log.Warning("refused", "code", code, "err", err)
+	}
+	return code
 }

@@ -32,6 +32,7 @@ type Wrapper struct {
 // offset 0, ready to become gw-queue's fds 0 and 1.
 type Delivery struct {
 	Message, Envelope *os.File
+	Env               envelope.Envelope // what Envelope holds
 }
 
 // Close closes both files.
@@ -172,7 +173,7 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 		}
 		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts)
 		keep = true
-		return qq.OK, &Delivery{Message: f, Envelope: ef}
+		return qq.OK, &Delivery{Message: f, Envelope: ef, Env: deliver}
 	}
 	out, err := w.rewrite(f, size, rep, tag)
 	if err != nil {
@@ -186,7 +187,7 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 		return qq.WriteError, nil
 	}
 	w.Scanner.LogVerdict(rep, mid, e.Recipients, acts)
-	return qq.OK, &Delivery{Message: out, Envelope: ef}
+	return qq.OK, &Delivery{Message: out, Envelope: ef, Env: deliver}
 }
 
 // rewrite writes the message as act delivers it into a new spool file:
