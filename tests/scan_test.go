@@ -53,6 +53,20 @@ func sendMessage(t *testing.T, addr, from string, rcpts []string, msg string) st
 	return replies[len(replies)-2]
 }
 
+// sendOnly sends msg to u@example.com through addr, expects 250 and
+// returns the message, the only one, that in's queue then holds.
+func sendOnly(t *testing.T, addr string, in *smtpdInstance, msg string) string {
+	t.Helper()
+	if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, msg); !strings.HasPrefix(r, "250") {
+		t.Fatalf("mail to u@example.com: %q", r)
+	}
+	ms := in.messages(t)
+	if len(ms) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(ms))
+	}
+	return in.body(t, ms[0])
+}
+
 func plainMessage(subject, body string) string {
 	return "From: a@sender.example\nTo: u@example.com\nSubject: " + subject + "\nMessage-ID: <" + subject + "@sender.example>\nDate: Sun, 22 Nov 2026 05:00:00 +0000\n\n" + body
 }
@@ -108,14 +122,7 @@ func TestScanWrapperVerdicts(t *testing.T) {
 	t.Run("clean mail byte-identical, forged headers stripped", func(t *testing.T) {
 		orig := "X-Spam-Flag: NO\nX-Spam-Status: No, score=-100\nFrom: a@sender.example\nTo: u@example.com\nSubject: hello\nX-Virus-Scanned: by nobody\n  continued\nDate: Sun, 22 Nov 2026 05:00:00 +0000\nMessage-ID: <clean@sender.example>\n\nBody line\n.leading dot\n\ttab line   \n"
 		want := "From: a@sender.example\nTo: u@example.com\nSubject: hello\nDate: Sun, 22 Nov 2026 05:00:00 +0000\nMessage-ID: <clean@sender.example>\n\nBody line\n.leading dot\n\ttab line   \n"
-		if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, orig); !strings.HasPrefix(r, "250") {
-			t.Fatalf("clean mail: %q", r)
-		}
-		ms := in.messages(t)
-		if len(ms) != 1 {
-			t.Fatalf("%d messages queued, want 1", len(ms))
-		}
-		body := in.body(t, ms[0])
+		body := sendOnly(t, addr, in, orig)
 		if !strings.HasSuffix(body, want) {
 			t.Fatalf("queued message does not end with the original minus forged headers:\n%s", body)
 		}

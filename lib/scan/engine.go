@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"gw/lib/envelope"
 	"gw/lib/logline"
 )
 
@@ -207,6 +208,41 @@ func summarize(acts []Action) string {
 		return "none"
 	}
 	return strings.Join(names, ",")
+}
+
+// Plan is what a verdict does with one message: refuse it whole
+// (Refuse is Reject or Tempfail), or deliver it to some recipients, with
+// the headers of action Tag, and hold it for others; the recipients left
+// out of both are discarded.
+type Plan struct {
+	Acts          []Action // one a recipient
+	Refuse        Action   // Reject, Tempfail, or Pass when not refused
+	Deliver, Held envelope.Envelope
+	Tag           Action
+}
+
+// Plan decides, from rep and the policy, what becomes of the message with
+// envelope e. A trusted message passes for every recipient.
+func (s *Scanner) Plan(rep *Report, e envelope.Envelope) Plan {
+	p := Plan{Acts: s.Policy.Decide(e.Recipients, rep.Classes)}
+	if rep.Trusted {
+		clear(p.Acts)
+	}
+	if st := Strongest(p.Acts); st == Reject || st == Tempfail {
+		p.Refuse = st
+		return p
+	}
+	p.Deliver.Sender, p.Held.Sender = e.Sender, e.Sender
+	for i, a := range p.Acts {
+		switch a {
+		case Quarantine:
+			p.Held.Recipients = append(p.Held.Recipients, e.Recipients[i])
+		case Pass, Tag:
+			p.Deliver.Recipients = append(p.Deliver.Recipients, e.Recipients[i])
+			p.Tag = max(p.Tag, a)
+		}
+	}
+	return p
 }
 
 // Strongest returns the strongest of acts.

@@ -103,32 +103,16 @@ func (s *proxySession) Data(r io.Reader) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
 	defer cancel()
 	rep := p.Scanner.Scan(ctx, f, size, id)
-	acts := p.Scanner.Policy.Decide(env.Recipients, rep.Classes)
-	if rep.Trusted {
-		for i := range acts {
-			acts[i] = Pass
-		}
-	}
+	plan := p.Scanner.Plan(rep, env)
+	acts, deliver, held := plan.Acts, plan.Deliver, plan.Held
 	mid := msgID(f)
-	switch Strongest(acts) {
+	switch plan.Refuse {
 	case Reject:
 		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 554)
 		return errContentRejected
 	case Tempfail:
 		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 451)
 		return errScanTempfail
-	}
-	deliver := envelope.Envelope{Sender: env.Sender}
-	held := envelope.Envelope{Sender: env.Sender}
-	tag := Pass
-	for i, a := range acts {
-		switch a {
-		case Quarantine:
-			held.Recipients = append(held.Recipients, env.Recipients[i])
-		case Pass, Tag:
-			deliver.Recipients = append(deliver.Recipients, env.Recipients[i])
-			tag = max(tag, a)
-		}
 	}
 	w := &Wrapper{Scanner: p.Scanner, TmpDir: p.TmpDir, Quarantine: p.Quarantine}
 	// Relay first, hold after: if the relay fails, the client retries the
@@ -137,7 +121,7 @@ func (s *proxySession) Data(r io.Reader) error {
 		// A trusted message goes on byte for byte: its token covers it.
 		var msg io.Reader = io.NewSectionReader(f, 0, size)
 		if !rep.Trusted {
-			out, err := w.rewrite(f, size, rep, tag)
+			out, err := w.rewrite(f, size, rep, plan.Tag)
 			if err != nil {
 				log.Warning("refused", "scan", id, "code", 451, "err", err)
 				return errLocal

@@ -119,32 +119,16 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 	}
 	id := NewID()
 	rep := w.Scanner.Scan(ctx, f, size, id)
-	acts := w.Scanner.Policy.Decide(e.Recipients, rep.Classes)
-	if rep.Trusted {
-		for i := range acts {
-			acts[i] = Pass
-		}
-	}
+	plan := w.Scanner.Plan(rep, e)
+	acts, deliver, held := plan.Acts, plan.Deliver, plan.Held
 	mid := msgID(f)
-	switch Strongest(acts) {
+	switch plan.Refuse {
 	case Reject:
 		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.Refused)
 		return qq.Refused, nil
 	case Tempfail:
 		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.TemporaryRefusal)
 		return qq.TemporaryRefusal, nil
-	}
-	deliver := envelope.Envelope{Sender: e.Sender}
-	held := envelope.Envelope{Sender: e.Sender}
-	tag := Pass
-	for i, a := range acts {
-		switch a {
-		case Quarantine:
-			held.Recipients = append(held.Recipients, e.Recipients[i])
-		case Pass, Tag:
-			deliver.Recipients = append(deliver.Recipients, e.Recipients[i])
-			tag = max(tag, a)
-		}
 	}
 	if len(held.Recipients) > 0 {
 		out, err := w.rewrite(f, size, rep, Quarantine)
@@ -175,7 +159,7 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 		keep = true
 		return qq.OK, &Delivery{Message: f, Envelope: ef, Env: deliver}
 	}
-	out, err := w.rewrite(f, size, rep, tag)
+	out, err := w.rewrite(f, size, rep, plan.Tag)
 	if err != nil {
 		log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
 		return qq.WriteError, nil
