@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -127,11 +128,18 @@ func straceAttach(t *testing.T, pid int, path, log string, opts ...string) *exec
 	t.Helper()
 	args := append([]string{"-qq", "-f", "-p", fmt.Sprint(pid), "-o", log, "-P", path, "-e", "trace=write,fdatasync,fsync"}, opts...)
 	cmd := exec.Command(need(t, "strace"), args...)
-	cmd.Stderr = os.Stderr
+	var stderr bytes.Buffer // strace 6.1 complains of the thread killed in a hold
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() && stderr.Len() > 0 {
+			t.Logf("strace: %s", stderr.String())
+		}
+	})
 	waitFor(t, "strace to attach every thread", 5*time.Second, func() bool {
 		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		for _, task := range tasks {
