@@ -141,12 +141,7 @@ func (s *proxySession) Data(r io.Reader) error {
 		defer p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "next_hop", p.NextHop, "reply", reply)
 	}
 	if len(held.Recipients) > 0 {
-		out, err := w.rewrite(f, size, rep, Quarantine)
-		if err == nil {
-			err = p.Quarantine.Put(id, reason(rep), held, out)
-			out.Close()
-		}
-		if err != nil {
+		if err := w.hold(f, size, rep, held); err != nil {
 			p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 451, "err", err)
 			return errLocal
 		}

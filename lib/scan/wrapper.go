@@ -131,12 +131,7 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 		return qq.TemporaryRefusal, nil
 	}
 	if len(held.Recipients) > 0 {
-		out, err := w.rewrite(f, size, rep, Quarantine)
-		if err == nil {
-			err = w.Quarantine.Put(id, reason(rep), held, out)
-			out.Close()
-		}
-		if err != nil {
+		if err := w.hold(f, size, rep, held); err != nil {
 			w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.WriteError, "err", err)
 			return qq.WriteError, nil
 		}
@@ -198,6 +193,17 @@ func (w *Wrapper) rewrite(f *os.File, size int64, rep *Report, act Action) (*os.
 		return nil, err
 	}
 	return out, nil
+}
+
+// hold puts the message, tagged as quarantined, in the quarantine for the
+// recipients of held, under the scan's id.
+func (w *Wrapper) hold(f *os.File, size int64, rep *Report, held envelope.Envelope) error {
+	out, err := w.rewrite(f, size, rep, Quarantine)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	return w.Quarantine.Put(rep.ID, reason(rep), held, out)
 }
 
 // Forgeable reports whether a message must not get a trust token: it was
