@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"time"
@@ -33,9 +34,11 @@ type Committer struct {
 
 	// owned by the loop goroutine
 	seg      *os.File
+	segName  string
 	segSize  int64
 	segCount uint32
 	segBorn  time.Time
+	trigger  *os.File // write end of lock/trigger, nil while no runner reads it
 }
 
 type commitReq struct {
@@ -49,7 +52,18 @@ type commitReq struct {
 const maxBatchBytes = 16 << 20
 
 // NewCommitter starts a committer on q. Close it to seal its segment.
+// It first raises q's clock above every segment's name.
+//
+// XXX: message IDs inside shared segments can be below their segment's
+// name; should the clock's page be lost in a power cut while the system
+// clock is behind the last IDs, an ID may be drawn twice until the runner
+// has started (it seeds from every ID in the queue).
 func (q *Queue) NewCommitter() *Committer {
+	if names, _, err := q.segmentNames(); err == nil && len(names) > 0 {
+		if id, err := ParseID(names[len(names)-1]); err == nil {
+			q.clock.Seed(id)
+		}
+	}
 	c := &Committer{
 		q:              q,
 		reqs:           make(chan *commitReq, 1024),
@@ -146,7 +160,12 @@ func (c *Committer) Close() error {
 
 func (c *Committer) loop() {
 	defer close(c.done)
-	idle := time.NewTicker(time.Minute)
+	defer func() {
+		if c.trigger != nil {
+			c.trigger.Close()
+		}
+	}()
+	idle := time.NewTicker(10 * time.Second)
 	defer idle.Stop()
 	for {
 		var first *commitReq
@@ -160,6 +179,9 @@ func (c *Committer) loop() {
 		case <-idle.C:
 			if c.seg != nil && time.Since(c.segBorn) > c.MaxSegmentAge {
 				c.seal()
+			}
+			if c.seg != nil {
+				c.announce() // for a runner that started since
 			}
 			continue
 		}
@@ -179,18 +201,20 @@ func (c *Committer) loop() {
 			}
 		}
 		err := c.write(batch)
+		if err == nil {
+			c.announce()
+		}
 		for _, r := range batch {
 			r.done <- err
-		}
-		if err == nil {
-			c.q.Pull()
 		}
 	}
 }
 
 // write appends batch to the current segment with one write and one flush.
-// On failure the segment is cut back to where the batch began and given up,
-// so no reader ever sees a record of a batch that was not acknowledged.
+// On failure the segment is cut back to where the batch began and given
+// up. The runner reads the segment only up to the length announced after a
+// flush, so it never sees a batch that was not acknowledged; a lock-free
+// reader such as gw-qstat may, for the length of the flush (S2).
 func (c *Committer) write(batch []*commitReq) error {
 	if c.seg != nil && (c.segSize >= c.MaxSegmentSize || time.Since(c.segBorn) > c.MaxSegmentAge) {
 		c.seal()
@@ -210,6 +234,8 @@ func (c *Committer) write(batch []*commitReq) error {
 		err = fdatasync(c.seg)
 		if err != nil {
 			err = &InjectError{StepSync, err}
+		} else if err = c.stillLinked(); err != nil {
+			err = &InjectError{StepSync, err}
 		}
 	} else {
 		err = &InjectError{StepWrite, err}
@@ -223,24 +249,73 @@ func (c *Committer) write(batch []*commitReq) error {
 	return nil
 }
 
+// stillLinked checks that the segment still has a name: a flush into a
+// file that something removed would acknowledge messages nobody can read.
+// The runner never removes a segment a live writer holds (holdWriting);
+// this is the check behind that rule.
+func (c *Committer) stillLinked() error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(c.seg.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Nlink == 0 {
+		return fmt.Errorf("segment %s was removed while being written", c.segName)
+	}
+	return nil
+}
+
+// announce tells the runner how far the current segment is flushed, so
+// that it reads no record of a batch before the batch is durable; with no
+// segment open, it only wakes the runner. No runner is fine: the notice is
+// repeated every ten seconds.
+func (c *Committer) announce() {
+	if c.trigger == nil {
+		fd, err := unix.Open(c.q.path(fileTrig), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return
+		}
+		c.trigger = os.NewFile(uintptr(fd), fileTrig)
+	}
+	msg := []byte{'!'}
+	if c.seg != nil {
+		msg = flushedNotice(c.segName, c.segSize)
+	}
+	if _, err := unix.Write(int(c.trigger.Fd()), msg); err == unix.EPIPE {
+		c.trigger.Close() // the runner went away; reopen for the next one
+		c.trigger = nil
+	}
+}
+
+// newSegment starts a shared segment: made in tmp/ and locked there
+// (holdWriting), then renamed into seg/, so that no reader ever finds it in
+// seg/ without its writer's lock.
 func (c *Committer) newSegment() error {
 	name := c.q.NewID().String()
-	path := c.q.path(dirSeg, name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o640)
+	tmp, path := c.q.path(dirTmp, name), c.q.path(dirSeg, name)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o640)
 	if err != nil {
 		return &InjectError{StepCreate, err}
 	}
-	if _, err := f.WriteString(segMagic); err != nil {
+	fail := func(step Step, err error) error {
 		f.Close()
-		os.Remove(path)
-		return &InjectError{StepWrite, err}
+		os.Remove(tmp)
+		return &InjectError{step, err}
+	}
+	if err := holdWriting(f); err != nil {
+		return fail(StepCreate, err)
+	}
+	if _, err := f.WriteString(segMagic); err != nil {
+		return fail(StepWrite, err)
+	}
+	if err := renameNoReplace(tmp, path); err != nil {
+		return fail(StepCreate, err)
 	}
 	if err := syncDir(c.q.path(dirSeg)); err != nil {
 		f.Close()
 		os.Remove(path)
 		return &InjectError{StepSync, err}
 	}
-	c.seg, c.segSize, c.segCount, c.segBorn = f, int64(len(segMagic)), 0, time.Now()
+	c.seg, c.segName, c.segSize, c.segCount, c.segBorn = f, name, int64(len(segMagic)), 0, time.Now()
 	return nil
 }
 
@@ -254,6 +329,7 @@ func (c *Committer) seal() {
 	c.seg.Write(sealRecord(c.segCount))
 	c.seg.Close()
 	c.seg = nil
+	c.announce() // the runner may now read the segment to its end
 }
 
 // abandon cuts the segment back to size and stops writing it. If the cut
@@ -267,6 +343,7 @@ func (c *Committer) abandon(size int64, batch []*commitReq) {
 	fdatasync(c.seg)
 	c.seg.Close()
 	c.seg = nil
+	c.announce()
 }
 
 // writev writes every buffer, looping over short writes.

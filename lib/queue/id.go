@@ -90,7 +90,7 @@ func openClock(path string) (*clock, error) {
 func (c *clock) Next() ID {
 	for {
 		old := atomic.LoadUint64(c.ctr)
-		next := uint64(time.Now().UnixMicro())
+		next := uint64(wallClock().UnixMicro())
 		if next <= old {
 			next = old + 1
 		}
@@ -99,6 +99,9 @@ func (c *clock) Next() ID {
 		}
 	}
 }
+
+// wallClock is the system clock as IDs see it; tests step it back.
+var wallClock = time.Now
 
 // Seed makes every later ID larger than id.
 func (c *clock) Seed(id ID) {

@@ -400,7 +400,7 @@ func TestCollectLeftoversByAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Write([]byte("never finished"))
-	w.bw.Flush() // the injector dies here
+	w.bw.Flush() // the injector stops here
 	r, err := q.OpenRunner()
 	if err != nil {
 		t.Fatal(err)
@@ -411,6 +411,11 @@ func TestCollectLeftoversByAge(t *testing.T) {
 	}
 	old := time.Now().Add(-Ossified - time.Minute)
 	os.Chtimes(w.path, old, old)
+	// As after a wall clock jump: old by its time, but its writer lives.
+	if st, _ := r.Collect(); st.Leftovers != 0 {
+		t.Fatalf("a file a live writer holds was removed: %+v", st)
+	}
+	w.f.Close() // the writer dies: the kernel drops its lock
 	if st, _ := r.Collect(); st.Leftovers != 1 {
 		t.Fatalf("an ossified leftover was not removed: %+v", st)
 	}
@@ -500,5 +505,78 @@ func TestRunnerSurvivesFailedFlush(t *testing.T) {
 	}
 	if _, err := os.Stat(q.path(fileReserve)); err != nil {
 		t.Errorf("no space reserve for the journal: %v", err)
+	}
+}
+
+// TestRunnerReadsSharedSegmentOnlyWhenFlushed: the runner takes no message
+// of gw-queued's open segment beyond what the committer announced as
+// flushed, and never removes the segment while the committer holds it,
+// even when the segment looks Ossified.
+func TestRunnerReadsSharedSegmentOnlyWhenFlushed(t *testing.T) {
+	q := newQueue(t)
+	r, err := q.OpenRunner()
+	must(t, err)
+	defer r.Close()
+	c := q.NewCommitter()
+	in := c.NewIncoming(0, 0)
+	in.Write([]byte("Subject: 1\n\n"))
+	must(t, c.Commit(in, env("a@example.net")))
+	// A record written behind the committer's back is not announced.
+	seg := c.seg
+	unflushed := c.NewIncoming(0, 0)
+	seg.Write(unflushed.finish(env("b@example.net")))
+	deadline := time.Now().Add(5 * time.Second)
+	var got []Message
+	for len(got) == 0 && time.Now().Before(deadline) {
+		fresh, err := r.Refresh()
+		must(t, err)
+		got = append(got, fresh...)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(got) != 1 || got[0].Recipients[0].Address != "a@example.net" {
+		t.Fatalf("Refresh took %v; want only the flushed message", got)
+	}
+	must(t, r.Remove(got[0].ID))
+	old := time.Now().Add(-Ossified - time.Hour)
+	os.Chtimes(q.path(dirSeg, c.segName), old, old)
+	if st, err := r.Collect(); err != nil || st.Segments+st.Leftovers+st.SetAside != 0 {
+		t.Fatalf("Collect removed the segment its live writer holds: %+v, %v", st, err)
+	}
+	c.Close() // sealed now: the runner reads it to the end
+	fresh, err := r.Refresh()
+	must(t, err)
+	if len(fresh) != 1 || fresh[0].Recipients[0].Address != "b@example.net" {
+		t.Fatalf("after the seal Refresh took %v; want the rest of the segment", fresh)
+	}
+}
+
+// TestTakenIDNeverReplacesAMessage: should the shared clock go back (its
+// page lost in a power cut while the system clock is behind), an ID drawn
+// twice makes the second injection fail temporarily; the queued message
+// stays as it was.
+func TestTakenIDNeverReplacesAMessage(t *testing.T) {
+	q := newQueue(t)
+	first := inject(t, q, []byte("Subject: first\n\n"), env("a@example.net"))
+	*q.clock.ctr = uint64(first) - 1 // the clock's page came back stale
+	wallClock = func() time.Time { return first.Time().Add(-time.Hour) }
+	defer func() { wallClock = time.Now }()
+	w, err := q.NewMessage(0, 0)
+	must(t, err)
+	if w.ID() != first {
+		t.Fatalf("the stale clock gave %s, want %s again", w.ID(), first)
+	}
+	w.Write([]byte("Subject: second\n\n"))
+	err = w.Commit(env("b@example.net"))
+	var ie *InjectError
+	if !errors.As(err, &ie) || ie.Step != StepCreate {
+		t.Fatalf("commit under a taken ID: %v, want a create error", err)
+	}
+	snap, err := q.Snapshot()
+	must(t, err)
+	if len(snap.Messages) != 1 || snap.Messages[0].Recipients[0].Address != "a@example.net" {
+		t.Fatalf("after the clash the queue holds %v", snap.Messages)
+	}
+	if id := q.NewID(); id <= first {
+		t.Errorf("the clock was not raised past the taken ID: %s", id)
 	}
 }

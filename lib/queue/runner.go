@@ -23,6 +23,8 @@ type Runner struct {
 	keep *os.File // write end, held so the read end never sees EOF
 	wake chan struct{}
 
+	notices flushedNotices // lengths gw-queued announced as flushed
+
 	mu      sync.Mutex
 	msgs    map[ID]*Message
 	segs    map[string]*runSeg
@@ -35,6 +37,7 @@ type Runner struct {
 // runSeg is what the runner knows of one segment.
 type runSeg struct {
 	sealed  bool
+	eof     bool // the last read went to the end of the file, no writer left
 	end     int64
 	size    int64
 	problem *Problem
@@ -101,14 +104,15 @@ func (r *Runner) load() error {
 		if id > maxID {
 			maxID = id
 		}
-		s, err := r.q.scanSegment(name, 0)
+		limit := r.readLimit(name)
+		s, err := r.q.scanSegment(name, 0, limit)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		rs := r.addSegment(s)
+		rs := r.addSegment(s, limit)
 		for _, m := range s.messages {
 			if m.ID > maxID {
 				maxID = m.ID
@@ -130,15 +134,27 @@ func (r *Runner) load() error {
 	return r.compact(jnames)
 }
 
-func (r *Runner) addSegment(s *segScan) *runSeg {
+func (r *Runner) addSegment(s *segScan, limit int64) *runSeg {
 	rs := r.segs[s.name]
 	if rs == nil {
 		rs = &runSeg{removed: make(map[ID]bool)}
 		r.segs[s.name] = rs
 	}
 	rs.sealed = rs.sealed || s.sealed
-	rs.end, rs.problem, rs.modTime = s.end, s.problem, s.modTime
+	rs.eof = limit < 0
+	rs.end, rs.problem, rs.modTime, rs.size = s.end, s.problem, s.modTime, s.size
 	return rs
+}
+
+// readLimit returns how far the runner may read segment name: to its end
+// (-1) when no writer holds it any more, else only the length its writer
+// announced as flushed, so that no record of a batch is delivered before
+// the batch is durable and acknowledged.
+func (r *Runner) readLimit(name string) int64 {
+	if !writerAlive(r.q.path(dirSeg, name)) {
+		return -1
+	}
+	return r.notices.flushed(name)
 }
 
 // reserveSize is the space the runner keeps in lock/reserve for its own
@@ -260,10 +276,14 @@ func (r *Runner) openTrigger() error {
 	}
 	r.keep = keep
 	go func() {
-		buf := make([]byte, 512)
+		buf := make([]byte, 4096)
 		for {
-			if _, err := r.fifo.Read(buf); err != nil {
+			n, err := r.fifo.Read(buf)
+			if err != nil {
 				return
+			}
+			if !r.notices.feed(buf[:n]) {
+				continue
 			}
 			select {
 			case r.wake <- struct{}{}:
@@ -291,25 +311,31 @@ func (r *Runner) Refresh() ([]Message, error) {
 	var fresh []Message
 	for _, name := range names {
 		rs := r.segs[name]
+		if rs != nil && rs.sealed {
+			continue
+		}
+		limit := r.readLimit(name)
 		from := int64(0)
 		if rs != nil {
-			if rs.sealed {
-				continue
-			}
-			st, err := os.Stat(r.q.path(dirSeg, name))
-			if err != nil || st.Size() == rs.end && !rs.modTime.Before(st.ModTime()) {
-				continue
-			}
 			from = rs.end
+			if limit >= 0 && limit <= rs.end {
+				continue // nothing more announced
+			}
+			if limit < 0 && rs.eof {
+				st, err := os.Stat(r.q.path(dirSeg, name))
+				if err != nil || st.Size() == rs.size {
+					continue // read to its end, and it did not grow
+				}
+			}
 		}
-		s, err := r.q.scanSegment(name, from)
+		s, err := r.q.scanSegment(name, from, limit)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return fresh, err
 		}
-		rs = r.addSegment(s)
+		rs = r.addSegment(s, limit)
 		for _, m := range s.messages {
 			if _, dup := r.msgs[m.ID]; dup || rs.removed[m.ID] {
 				continue
@@ -543,8 +569,9 @@ type CollectStats struct {
 }
 
 // Collect removes what is finished: segments all of whose messages are
-// removed, once sealed or older than Ossified (their writer is dead), and
-// injection leftovers older than Ossified. A segment with a corrupt tail is
+// removed, once sealed or once no writer holds them and they were read to
+// their end, and injection leftovers in tmp/ older than Ossified that no
+// writer holds. A segment with a corrupt tail is
 // moved to bad/ rather than removed. The journal is flushed first, so a
 // segment is never gone while the records saying its messages are done
 // could still be lost; and compacted when it has grown.
@@ -562,11 +589,10 @@ func (r *Runner) Collect() (CollectStats, error) {
 		if len(rs.ids) != 0 {
 			continue
 		}
-		if !rs.sealed {
-			fi, err := os.Stat(r.q.path(dirSeg, name))
-			if err != nil || t.Sub(fi.ModTime()) < Ossified {
-				continue
-			}
+		if !rs.sealed && (!rs.eof || writerAlive(r.q.path(dirSeg, name))) {
+			// Its writer still holds it, or died after the last read:
+			// Refresh reads it to its end first.
+			continue
 		}
 		var err error
 		if rs.problem != nil && !rs.problem.Incomplete {
@@ -584,6 +610,7 @@ func (r *Runner) Collect() (CollectStats, error) {
 			return st, err
 		}
 		delete(r.segs, name)
+		r.notices.forget(name)
 		changed = true
 	}
 	if changed {
@@ -608,7 +635,9 @@ func (r *Runner) Collect() (CollectStats, error) {
 	return st, nil
 }
 
-// removeOlder removes the files of dir last changed before cutoff.
+// removeOlder removes the files of dir last changed before cutoff that no
+// live writer holds (holdWriting): a wall clock that jumps forward must not
+// take a file from under its writer.
 func removeOlder(dir string, cutoff time.Time) int {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -616,7 +645,7 @@ func removeOlder(dir string, cutoff time.Time) int {
 	}
 	n := 0
 	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) && !writerAlive(dir+"/"+e.Name()) {
 			if os.Remove(dir+"/"+e.Name()) == nil {
 				n++
 			}

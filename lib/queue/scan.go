@@ -84,12 +84,14 @@ type segScan struct {
 	end      int64
 	problem  *Problem
 	modTime  time.Time
+	size     int64
 	messages []*Message
 }
 
-// scanSegment reads segment name from offset from (0: the start), turning
-// its message records into Messages. A cancel withdraws an earlier message.
-func (q *Queue) scanSegment(name string, from int64) (*segScan, error) {
+// scanSegment reads segment name from offset from (0: the start) up to
+// offset limit (-1: its end), turning its message records into Messages. A
+// cancel withdraws an earlier message.
+func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
 	f, err := os.Open(q.path(dirSeg, name))
 	if err != nil {
 		return nil, err
@@ -99,7 +101,15 @@ func (q *Queue) scanSegment(name string, from int64) (*segScan, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &segScan{name: name, modTime: st.ModTime()}
+	s := &segScan{name: name, modTime: st.ModTime(), size: st.Size()}
+	var r io.Reader = f
+	if limit >= 0 {
+		if limit < int64(len(segMagic)) || limit <= from {
+			s.end = from
+			return s, nil // nothing announced beyond what was read
+		}
+		r = io.LimitReader(f, limit)
+	}
 	fn := func(r Record) error {
 		switch r.Kind {
 		case kindMessage:
@@ -126,12 +136,15 @@ func (q *Queue) scanSegment(name string, from int64) (*segScan, error) {
 		return nil
 	}
 	if from == 0 {
-		s.end, s.problem, err = ReadSegment(f, fn)
+		s.end, s.problem, err = ReadSegment(r, fn)
 	} else {
 		if _, err := f.Seek(from, io.SeekStart); err != nil {
 			return nil, err
 		}
-		s.end, s.problem, err = readRecords(f, from, fn)
+		if limit >= 0 {
+			r = io.LimitReader(f, limit-from)
+		}
+		s.end, s.problem, err = readRecords(r, from, fn)
 	}
 	return s, err
 }
@@ -183,7 +196,7 @@ func (q *Queue) Snapshot() (*Snapshot, error) {
 		snap.Problems = append(snap.Problems, FileProblem{File: "seg/" + n, Reason: "foreign file (name is not a queue id)", Corrupt: true})
 	}
 	for _, name := range names {
-		s, err := q.scanSegment(name, 0)
+		s, err := q.scanSegment(name, 0, -1)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}

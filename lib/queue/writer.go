@@ -68,6 +68,11 @@ func (q *Queue) NewMessage(uid, pid uint32) (*MessageWriter, error) {
 	if err != nil {
 		return nil, &InjectError{StepCreate, err}
 	}
+	if err := holdWriting(f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, &InjectError{StepCreate, err}
+	}
 	w := &MessageWriter{q: q, id: id, path: path, f: f, bw: bufio.NewWriterSize(f, 128<<10)}
 	w.enc.w = w.bw
 	if _, err := w.bw.WriteString(segMagic); err != nil {
@@ -140,7 +145,15 @@ func (w *MessageWriter) Commit(env envelope.Envelope) error {
 	}
 	w.f = nil
 	final := w.q.path(dirSeg, w.id.String())
-	if err := os.Rename(w.path, final); err != nil {
+	if err := renameNoReplace(w.path, final); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			// The ID is taken: the shared clock was behind (a power cut
+			// lost its page while the system clock had stepped back).
+			// Never replace a queued message; the caller retries.
+			w.q.clock.Seed(w.id)
+			w.Abort()
+			return &InjectError{StepCreate, fmt.Errorf("queue id %s is taken: %w", w.id, err)}
+		}
 		w.Abort()
 		return &InjectError{StepSync, err}
 	}
@@ -164,6 +177,19 @@ func (w *MessageWriter) Abort() {
 	if err := os.Remove(w.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		os.Truncate(w.path, 0)
 	}
+}
+
+// renameNoReplace renames from to to unless to exists (EEXIST). Where the
+// filesystem lacks RENAME_NOREPLACE, a hard link does the same check.
+func renameNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if err != unix.EINVAL && err != unix.ENOSYS {
+		return err
+	}
+	if err := os.Link(from, to); err != nil {
+		return err
+	}
+	return os.Remove(from)
 }
 
 // fdatasync flushes f's data and the metadata needed to read it back.
