@@ -431,47 +431,35 @@ func (r *Runner) Deferred(id ID, i int, next time.Time, reason string) error {
 // counting an attempt: its attempts and last error stay (gw-qctl retry
 // with no gw-send running; gw-send finds it due when it starts).
 func (r *Runner) Reschedule(id ID, i int, next time.Time) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rc, err := r.pendingRecipient(id, i)
-	if err != nil {
-		return err
-	}
-	rc.NextTry = next
-	r.jw.append(recipientRecord(id, i, *rc))
-	return nil
+	return r.updateRecipient(id, i, false, func(rc *Recipient) { rc.NextTry = next })
 }
 
 // setRecipient applies change to a pending recipient, counts the attempt
 // and journals the result.
 func (r *Runner) setRecipient(id ID, i int, change func(*Recipient)) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rc, err := r.pendingRecipient(id, i)
-	if err != nil {
-		return err
-	}
-	change(rc)
-	rc.Attempts++
-	r.jw.append(recipientRecord(id, i, *rc))
-	return nil
+	return r.updateRecipient(id, i, true, change)
 }
 
-// pendingRecipient returns recipient i of message id if it is pending.
-// Call with r.mu held.
-func (r *Runner) pendingRecipient(id ID, i int) (*Recipient, error) {
+func (r *Runner) updateRecipient(id ID, i int, attempt bool, change func(*Recipient)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	m := r.msgs[id]
 	if m == nil {
-		return nil, ErrNoMessage
+		return ErrNoMessage
 	}
 	if i < 0 || i >= len(m.Recipients) {
-		return nil, fmt.Errorf("message %s has no recipient %d", id, i)
+		return fmt.Errorf("message %s has no recipient %d", id, i)
 	}
 	rc := &m.Recipients[i]
 	if rc.State != Pending {
-		return nil, fmt.Errorf("message %s recipient %d is already %s", id, i, rc.State)
+		return fmt.Errorf("message %s recipient %d is already %s", id, i, rc.State)
 	}
-	return rc, nil
+	change(rc)
+	if attempt {
+		rc.Attempts++
+	}
+	r.jw.append(recipientRecord(id, i, *rc))
+	return nil
 }
 
 // Hold keeps message id from delivery until Release.
