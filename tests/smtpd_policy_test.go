@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"math/big"
 	"os"
@@ -161,6 +162,17 @@ func TestSMTPDStartTLSAndAuth(t *testing.T) {
 	o, _ := c.CombinedOutput()
 	if !strings.Contains(string(o), "250-AUTH PLAIN LOGIN") || !strings.Contains(string(o), "221 2.0.0") {
 		t.Errorf("openssl s_client -starttls smtp:\n%s", o)
+	}
+	// AUTH PLAIN with an authorization identity: alice may act as alice,
+	// never as bob (RFC 4616 section 2); HELP, advertised, is answered.
+	for _, c := range []struct{ authzid, want string }{{"alice", "235 2.7.0"}, {"bob", "535 5.7.8"}} {
+		resp := base64.StdEncoding.EncodeToString([]byte(c.authzid + "\x00alice\x00s3cret pass"))
+		cmd := exec.Command("openssl", "s_client", "-starttls", "smtp", "-connect", addr, "-quiet")
+		cmd.Stdin = strings.NewReader("EHLO c.example\r\nHELP\r\nAUTH PLAIN " + resp + "\r\nQUIT\r\n")
+		o, _ := cmd.CombinedOutput()
+		if !strings.Contains(string(o), "\n"+c.want+" ") || !strings.Contains(string(o), "\n214 2.0.0 ") {
+			t.Errorf("AUTH PLAIN with authzid %s: want %s and 214 to HELP:\n%s", c.authzid, c.want, o)
+		}
 	}
 }
 

@@ -59,7 +59,9 @@ func (a Address) LiteralIP() (netip.Addr, bool) {
 	s := strings.TrimSuffix(strings.TrimPrefix(a.Domain, "["), "]")
 	if v6, ok := strings.CutPrefix(s, "ipv6:"); ok {
 		ip, err := netip.ParseAddr(v6)
-		return ip, err == nil && ip.Is6() && !ip.Is4In6()
+		// A zone (fe80::1%eth0) is no part of RFC 5321's syntax, and
+		// would name one of this host's interfaces.
+		return ip, err == nil && ip.Is6() && !ip.Is4In6() && ip.Zone() == ""
 	}
 	ip, err := netip.ParseAddr(s)
 	return ip, err == nil && ip.Is4()

@@ -34,6 +34,7 @@ func TestParse(t *testing.T) {
 		{"u@[192.0.2.1]", "u@[192.0.2.1]", nil},
 		{"u@[IPv6:2001:DB8::1]", "u@[ipv6:2001:db8::1]", nil},
 		{"u@[IPv6:192.0.2.1]", "", ErrSyntax},
+		{"u@[IPv6:fe80::1%eth0]", "", ErrSyntax},
 		{"u@[300.0.0.1]", "", ErrSyntax},
 		{"u@[192.0.2.1", "", ErrSyntax},
 		{"u%evil@example.com", "u%evil@example.com", nil},

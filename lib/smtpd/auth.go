@@ -161,8 +161,13 @@ func (s *session) auth(arg string) {
 			s.protocolError(errAuthSyntax)
 			return
 		}
-		// authzid (parts[0]) is ignored: a user acts only as itself.
 		user, pass, ok = string(parts[1]), string(parts[2]), true
+		// A user acts only as itself: an authorization identity other
+		// than the one authenticated must fail (RFC 4616 section 2).
+		if len(parts[0]) > 0 && string(parts[0]) != user {
+			s.authFailed(user, "authzid_mismatch")
+			return
+		}
 	case "LOGIN":
 		u, r := s.authResponse(initial, "VXNlcm5hbWU6") // "Username:"
 		if r {

@@ -266,6 +266,9 @@ func (s *session) command(line string) {
 		s.write(reply(250, "2.0.0", "flushed"))
 	case "NOOP":
 		s.write(reply(250, "2.0.0", "ok"))
+	case "HELP":
+		// Advertised in the EHLO reply, so answered (RFC 5321 4.1.1.8).
+		s.write(reply(214, "2.0.0", "commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS AUTH"))
 	case "VRFY":
 		s.write(reply(252, "2.5.0", "send some mail, i'll try my best"))
 	case "QUIT":

@@ -336,7 +336,7 @@ func TestLimits(t *testing.T) {
 		go Serve(server, cfg, Client{Injector: &recordingInjector{}})
 		client.SetReadDeadline(time.Now().Add(5 * time.Second))
 		bufio.NewReader(io.LimitReader(client, 1)).ReadByte() // the greeting has begun
-		io.WriteString(client, "NOOP\r\n") // and then nothing, without closing
+		io.WriteString(client, "NOOP\r\n")                    // and then nothing, without closing
 		out, _ := io.ReadAll(client)
 		if !strings.HasSuffix(string(out), "250 2.0.0 ok\r\n451 4.4.2 timeout, closing connection\r\n") {
 			t.Errorf("silent client got %q", out)
