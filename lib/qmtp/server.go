@@ -30,7 +30,10 @@ const (
 	DefaultTimeout = 1200      // timeoutqmtpd, seconds: each read and write
 	MaxSession     = time.Hour // qmail-qmtpd's alarm(3600) on the whole connection
 	readBuffer     = 64 << 10
-	writeBuffer    = 4 << 10
+	// MaxPipelined bounds the packages of one connection whose messages
+	// are with the injector at once; the next waits to be read.
+	MaxPipelined = 64
+	writeBuffer  = 4 << 10
 )
 
 // Config is what gw-qmtpd knows before a client connects.
@@ -90,7 +93,6 @@ type session struct {
 	lr   *bufio.Reader // the recipient list, within its declared length
 	id   string
 	msgs int
-	out  []byte
 }
 
 var sessionSeq atomic.Uint64
@@ -109,7 +111,7 @@ func Serve(conn net.Conn, cfg *Config, cl tcpserver.Client) {
 	}
 	dc := &deadlineConn{Conn: conn, timeout: cfg.Timeout, end: time.Now().Add(limit)}
 	s.bw = bufio.NewWriterSize(dc, writeBuffer)
-	s.br = bufio.NewReaderSize(&flushingReader{r: dc, w: s.bw}, readBuffer)
+	s.br = bufio.NewReaderSize(dc, readBuffer)
 	s.lr = bufio.NewReaderSize(nil, 512)
 	defer func() {
 		if r := recover(); r != nil {
@@ -133,22 +135,90 @@ func (s *session) log(sev, event string, kv ...any) {
 	s.cfg.Log.Log(sev, event, append([]any{"sid", s.id}, kv...)...)
 }
 
-// run reads packages until the client closes.
+// run reads packages until the client closes. Packages are read one
+// after the other, but their injections overlap: while one message waits
+// for the injector's commit (an fsync, shared by gw-queued between the
+// messages it commits together) the next is read and handed over.
+// writeAnswers sends the responses in order, each once its message is
+// durable or refused.
 func (s *session) run() string {
-	for {
+	answers := make(chan *answer, MaxPipelined-1)
+	written := make(chan string, 1)
+	go s.writeAnswers(answers, written)
+	reason := ""
+	for reason == "" {
 		if _, err := s.br.Peek(1); err != nil {
-			if err == io.EOF {
-				return "quit"
+			reason = "quit"
+			if err != io.EOF {
+				reason = readReason(err)
 			}
-			return readReason(err)
+			break
 		}
-		if reason := s.pkg(); reason != "" {
-			// The packages answered before stay answered: a K the
-			// client never reads would make it send the message twice.
-			s.bw.Flush()
-			return reason
+		var a *answer
+		a, reason = s.pkg()
+		if a != nil {
+			answers <- a
 		}
 	}
+	// The packages answered before stay answered, whatever ended the
+	// session: a K the client never reads makes it send the message twice.
+	close(answers)
+	if werr := <-written; werr != "" && reason == "quit" {
+		reason = werr
+	}
+	return reason
+}
+
+// answer is the responses to one package: resp[i] for each recipient,
+// final where resp[i] is "", known once done is closed (nil: known now).
+type answer struct {
+	resp  []string
+	final string
+	done  chan struct{}
+}
+
+// writeAnswers writes the answers in order as they become known. It
+// flushes whenever the next one is not known yet, so no response waits
+// for more input (the spec's deadlock rule).
+func (s *session) writeAnswers(in <-chan *answer, written chan<- string) {
+	failed := ""
+	var buf []byte
+	for {
+		var a *answer
+		var ok bool
+		select {
+		case a, ok = <-in:
+		default:
+			if err := s.bw.Flush(); err != nil && failed == "" {
+				failed = "write_error"
+			}
+			a, ok = <-in
+		}
+		if !ok {
+			break
+		}
+		if a.done != nil {
+			select {
+			case <-a.done:
+			default:
+				if err := s.bw.Flush(); err != nil && failed == "" {
+					failed = "write_error"
+				}
+				<-a.done
+			}
+		}
+		for _, r := range a.resp {
+			if r == "" {
+				r = a.final
+			}
+			buf = Append(buf[:0], r)
+			s.bw.Write(buf)
+		}
+	}
+	if err := s.bw.Flush(); err != nil && failed == "" {
+		failed = "write_error"
+	}
+	written <- failed
 }
 
 func readReason(err error) string {
@@ -167,9 +237,10 @@ func readReason(err error) string {
 }
 
 // pkg reads one package, hands its message to the injector while it
-// arrives, and queues one response a recipient. A non-empty result ends
-// the session (the package is then abandoned: nothing of it is queued).
-func (s *session) pkg() string {
+// arrives, and returns its answer, which the injector's commit may still
+// have to complete. A non-empty reason ends the session (the package is
+// then abandoned: nothing of it is queued).
+func (s *session) pkg() (*answer, string) {
 	s.msgs++
 	msgID := s.id + "." + strconv.Itoa(s.msgs)
 	n, err := ReadLength(s.br, MaxMessage)
@@ -177,14 +248,14 @@ func (s *session) pkg() string {
 		err = fmt.Errorf("%w: empty message netstring", ErrSyntax)
 	}
 	if err != nil {
-		return s.drop(msgID, nil, err)
+		return nil, s.drop(msgID, nil, err)
 	}
 	enc, err := s.br.ReadByte()
 	if err == nil && enc != '\n' && enc != '\r' {
 		err = fmt.Errorf("%w: message encoding byte %q", ErrSyntax, enc)
 	}
 	if err != nil {
-		return s.drop(msgID, nil, noEOF(err))
+		return nil, s.drop(msgID, nil, noEOF(err))
 	}
 	inj := s.cl.Injector
 	if inj == nil {
@@ -205,24 +276,24 @@ func (s *session) pkg() string {
 		m.over = true // known from the declared length: pass nothing on
 	}
 	if err := copyBody(s.br, m, n-1, enc == '\r'); err != nil {
-		return s.drop(msgID, tx, err)
+		return nil, s.drop(msgID, tx, err)
 	}
 	if err := ReadComma(s.br); err != nil {
-		return s.drop(msgID, tx, err)
+		return nil, s.drop(msgID, tx, err)
 	}
 	sender, long, err := ReadString(s.br, MaxAddress-1, MaxRecipientList)
 	if err != nil {
-		return s.drop(msgID, tx, err)
+		return nil, s.drop(msgID, tx, err)
 	}
 	badSender := long || bytes.IndexByte(sender, 0) >= 0
 	rcpts, resp, err := s.recipients()
 	if err != nil {
-		return s.drop(msgID, tx, err)
+		return nil, s.drop(msgID, tx, err)
 	}
 	if len(rcpts) == 0 {
 		// qmail-qmtpd answers such a package with nothing, and its
 		// client would wait for ever: closing tells it sooner.
-		return s.drop(msgID, tx, fmt.Errorf("%w: no recipients", ErrSyntax))
+		return nil, s.drop(msgID, tx, fmt.Errorf("%w: no recipients", ErrSyntax))
 	}
 	var accepted []string
 	for i, r := range rcpts {
@@ -238,7 +309,7 @@ func (s *session) pkg() string {
 			accepted = append(accepted, r)
 		}
 	}
-	final := ""
+	a := &answer{resp: resp}
 	switch {
 	case len(accepted) == 0:
 		if tx != nil {
@@ -258,26 +329,23 @@ func (s *session) pkg() string {
 	default:
 		env := envelope.Envelope{Sender: string(sender), Recipients: accepted}
 		tx.(handoff.Late).SetEnvelope(env)
-		code, err := tx.Commit()
-		if code == qq.OK {
-			final = "Kok " + strconv.FormatInt(time.Now().Unix(), 10) + " qp " + msgID
-			s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(accepted), "size", m.size)
-		} else {
-			final = "Z" + qq.Reply(code)
+		a.done = make(chan struct{})
+		go func() {
+			defer close(a.done)
+			code, err := tx.Commit()
+			if code == qq.OK {
+				a.final = "Kok " + strconv.FormatInt(time.Now().Unix(), 10) + " qp " + msgID
+				s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(accepted), "size", m.size)
+				return
+			}
+			a.final = "Z" + qq.Reply(code)
 			if qq.Permanent(code) {
-				final = "D" + qq.Reply(code)
+				a.final = "D" + qq.Reply(code)
 			}
 			s.log("warning", "refused", "msg", msgID, "qq", code, "err", err)
-		}
+		}()
 	}
-	for i := range rcpts {
-		if resp[i] == "" {
-			resp[i] = final
-		}
-		s.out = Append(s.out[:0], resp[i])
-		s.bw.Write(s.out)
-	}
-	return ""
+	return a, ""
 }
 
 // drop abandons the package under way: the injector queues nothing.
@@ -463,24 +531,6 @@ func copyBody(br *bufio.Reader, w io.Writer, n int64, crlf bool) error {
 		w.Write(cr)
 	}
 	return nil
-}
-
-// flushingReader flushes the responses waiting in w before every read
-// from the connection, that is whenever no more input is at hand: the
-// spec's deadlock rule (never wait for input with answers held back), and
-// qmail-qmtpd's way of keeping it. A write error shows at the next flush.
-type flushingReader struct {
-	r io.Reader
-	w *bufio.Writer
-}
-
-func (f *flushingReader) Read(p []byte) (int, error) {
-	if f.w.Buffered() > 0 {
-		if err := f.w.Flush(); err != nil {
-			return 0, err
-		}
-	}
-	return f.r.Read(p)
 }
 
 // deadlineConn puts a fresh deadline on every read and write, never past
