@@ -64,6 +64,7 @@ func main() {
 	}
 	smtpdBench(work)
 	scanBench(work)
+	qmtpBench(work)
 }
 
 // measureBare runs the file-per-message commit protocol of qmail and
