@@ -291,3 +291,43 @@ func TestQMTPDKilledWhilePipelining(t *testing.T) {
 	}
 	t.Logf("%d sent whole, %d K, %d queued (%d without K: the commit-to-answer window)", len(sent), len(ks), len(queued), extra)
 }
+
+// TestQMTPDManPageOptions keeps gw-qmtpd.8 and the program together:
+// every flag is in the page's OPTIONS, and every option there is a flag.
+func TestQMTPDManPageOptions(t *testing.T) {
+	page, err := os.ReadFile("../man/gw-qmtpd.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, opts, _ := strings.Cut(string(page), "\n.Sh OPTIONS\n")
+	opts, _, _ = strings.Cut(opts, "\n.Sh ")
+	documented := map[string]bool{}
+	for _, l := range strings.Split(opts, "\n") {
+		if f, ok := strings.CutPrefix(l, ".It Fl -"); ok {
+			documented[strings.Fields(f)[0]] = true
+		}
+	}
+	help, _ := exec.Command(bin("gw-qmtpd"), "--help").CombinedOutput()
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(help), "\n") {
+		if f, ok := strings.CutPrefix(strings.TrimSpace(l), "--"); ok {
+			name := strings.TrimRight(strings.Fields(f)[0], ",")
+			if name != "help" && name != "version" {
+				have[name] = true
+			}
+		}
+	}
+	if len(have) < 7 {
+		t.Fatalf("flags %v from gw-qmtpd --help:\n%s", have, help)
+	}
+	for f := range have {
+		if !documented[f] {
+			t.Errorf("--%s is not in gw-qmtpd.8 OPTIONS", f)
+		}
+	}
+	for f := range documented {
+		if !have[f] {
+			t.Errorf("gw-qmtpd.8 documents --%s, which the program lacks", f)
+		}
+	}
+}
