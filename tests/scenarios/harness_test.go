@@ -177,7 +177,7 @@ func (s *supervisor) control(t *testing.T, service string, arg string) {
 	dir := filepath.Join(s.scan, service)
 	var cmd *exec.Cmd
 	if s.kind == "runit" {
-		cmd = exec.Command("sv", "-w", "15", arg, dir)
+		cmd = exec.Command("sv", "-w", "45", arg, dir) // gw-send: --stop-grace 30s
 	} else {
 		cmd = exec.Command("svc", arg, dir)
 	}
@@ -434,3 +434,12 @@ func queued(t *testing.T, root, name string) int {
 }
 
 func openFile(path string) (*os.File, error) { return os.Open(path) }
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
