@@ -1,0 +1,145 @@
+package instance
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestCreateWritesServicesForEachFlavour(t *testing.T) {
+	for _, c := range []struct{ flavour, run, log string }{
+		{"runit", "exec chpst -e service/smtpd/env BIN/gw-smtpd --listen 127.0.0.1:2525", "exec chpst -u nobody svlogd -tt ./main"},
+		{"daemontools", "exec envdir service/smtpd/env BIN/gw-smtpd --listen 127.0.0.1:2525", "exec setuidgid nobody multilog t s1000000 n20 ./main"},
+	} {
+		t.Run(c.flavour, func(t *testing.T) {
+			root, bin := t.TempDir(), t.TempDir()
+			for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd"} {
+				os.WriteFile(bin+"/"+p, nil, 0o755)
+			}
+			c.run = strings.ReplaceAll(c.run, "BIN", bin)
+			in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, Flavour: c.flavour,
+				BinDir: bin, Users: Users{Log: "nobody"}, Env: []string{"GW_DNS=127.0.0.1:53"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run := read(t, in.Path("service", "smtpd", "run")); !strings.Contains(run, c.run) {
+				t.Errorf("smtpd/run:\n%s\nwant a line with %q", run, c.run)
+			}
+			if log := read(t, in.Path("service", "smtpd", "log", "run")); !strings.Contains(log, c.log) {
+				t.Errorf("smtpd/log/run:\n%s\nwant %q", log, c.log)
+			}
+			if env := read(t, in.Path("service", "smtpd", "env", "GW_QUEUED")); env != in.Path("queue", "lock", "inject.sock")+"\n" {
+				t.Errorf("env/GW_QUEUED = %q", env)
+			}
+			if env := read(t, in.Path("service", "send", "env", "GW_DNS")); env != "127.0.0.1:53\n" {
+				t.Errorf("send env/GW_DNS = %q", env)
+			}
+			if p := in.Check(); len(p) > 0 {
+				t.Errorf("check of a fresh instance: %q", p)
+			}
+			if _, err := Create(root, "main", Options{}); !errors.Is(err, ErrUsage) {
+				t.Errorf("second create: %v, want a usage error", err)
+			}
+		})
+	}
+}
+
+func TestBadInputIsRefused(t *testing.T) {
+	root := t.TempDir()
+	for _, c := range []struct {
+		name string
+		opts Options
+	}{
+		{"../evil", Options{}},
+		{"ok", Options{SMTP: []string{"localhost:25"}}},
+		{"ok", Options{SMTP: []string{"127.0.0.1:99999"}}},
+		{"ok", Options{Flavour: "systemd"}},
+		{"ok", Options{Env: []string{"NOEQUALS"}}},
+	} {
+		if _, err := Create(root, c.name, c.opts); !errors.Is(err, ErrUsage) {
+			t.Errorf("Create(%q, %+v) = %v, want a usage error", c.name, c.opts, err)
+		}
+	}
+}
+
+func TestRouteAndUnroute(t *testing.T) {
+	root := t.TempDir()
+	main, err := Create(root, "main", Options{Me: "gw.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := Create(root, "slow", Options{Me: "slow.gw.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := main.Route("Slow.Example.", "slow", RouteOptions{Listen: "127.0.0.1:2209"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line != "slow.example:127.0.0.1:2209" {
+		t.Errorf("route line %q", line)
+	}
+	if q := read(t, main.Path("control", "qmtproutes")); q != "slow.example:127.0.0.1:2209\n" {
+		t.Errorf("main qmtproutes %q", q)
+	}
+	for _, in := range []*Instance{main, sec} {
+		if r := read(t, in.Path("control", "rcpthosts")); !strings.Contains(r, "slow.example\n") {
+			t.Errorf("%s rcpthosts %q lacks slow.example", in.Name, r)
+		}
+	}
+	if run := read(t, sec.Path("service", "qmtpd", "run")); !strings.Contains(run, "gw-qmtpd --listen 127.0.0.1:2209") {
+		t.Errorf("secondary qmtpd/run:\n%s", run)
+	}
+	if p := main.Check(); len(p) > 0 {
+		t.Errorf("check after route: %q", p)
+	}
+	if line, _ := main.Route("far.example", "192.0.2.7", RouteOptions{}); line != "far.example:192.0.2.7:209" {
+		t.Errorf("remote route line %q", line)
+	}
+	if name, err := main.Unroute("slow.example"); err != nil || name != "slow" {
+		t.Fatalf("Unroute = %q, %v", name, err)
+	}
+	if q := read(t, main.Path("control", "qmtproutes")); q != "far.example:192.0.2.7:209\n" {
+		t.Errorf("main qmtproutes after unroute %q", q)
+	}
+	if r := read(t, sec.Path("control", "rcpthosts")); strings.Contains(r, "slow.example") {
+		t.Errorf("secondary still accepts slow.example: %q", r)
+	}
+	if _, err := main.Unroute("slow.example"); !errors.Is(err, ErrUsage) {
+		t.Errorf("second Unroute: %v, want a usage error", err)
+	}
+}
+
+func TestBounceInstance(t *testing.T) {
+	root := t.TempDir()
+	main, err := Create(root, "main", Options{Me: "gw.test", Flavour: "daemontools"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := main.SetBounceInstance("bounce")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := read(t, main.Path("control", "bouncequeue")); q != b.Queue()+"\n" {
+		t.Errorf("bouncequeue %q", q)
+	}
+	if f := read(t, b.Path("control", "supervisor")); f != "daemontools\n" {
+		t.Errorf("bounce instance supervisor %q, want the primary's", f)
+	}
+	if _, err := main.SetBounceInstance(""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(main.Path("control", "bouncequeue")); !os.IsNotExist(err) {
+		t.Errorf("bouncequeue still there: %v", err)
+	}
+}
