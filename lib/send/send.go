@@ -196,7 +196,7 @@ func (s *Sender) loop() error {
 			case Stop:
 				if !stopping {
 					stopping = true
-					s.log.Info("stopping", "inflight", s.dests.Active())
+					s.log.Info("stopping", "inflight", s.dests.Active(), "waiting", s.abandonWaiting())
 					stopTimer = time.After(s.opt.StopGrace)
 				}
 			}
@@ -206,6 +206,24 @@ func (s *Sender) loop() error {
 			}
 		}
 	}
+}
+
+// abandonWaiting ends, undelivered, the jobs still in their destination's
+// line when gw-send stops, and returns how many there were. Once stopping
+// dispatch no longer runs, so they would never start, and their messages
+// would stay in flight: the loop, which exits when nothing is in flight,
+// would wait for them forever, far past the stop grace.
+func (s *Sender) abandonWaiting() int {
+	lines := s.waiting
+	s.waiting = map[string][]*job{}
+	n := 0
+	for _, line := range lines {
+		for _, j := range line {
+			s.jobDone(j)
+			n++
+		}
+	}
+	return n
 }
 
 // refresh schedules the messages committed since the last look.

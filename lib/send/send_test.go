@@ -179,3 +179,28 @@ func TestWarnNow(t *testing.T) {
 		})
 	}
 }
+
+// TestStopAbandonsWaitingJobs: on stop, jobs waiting in their
+// destination's line are ended undelivered, so nothing stays in flight
+// and the loop can exit (it waits for the flight to empty).
+func TestStopAbandonsWaitingJobs(t *testing.T) {
+	s, id, clock := newTestSender(t, []string{".relayed.test:[192.0.2.1]:2525"},
+		schedule.Limits{Overall: 0, PerDest: 1}, // nothing may start: jobs wait in their lines
+		"a@src.test", "u@a.relayed.test", "m@mx.test")
+	s.plan(id, *clock)
+	if len(s.waiting) != 2 || len(s.flight) != 1 {
+		t.Fatalf("%d lines waiting, %d messages in flight: want 2 and 1", len(s.waiting), len(s.flight))
+	}
+	if n := s.abandonWaiting(); n != 2 {
+		t.Errorf("%d jobs abandoned, want 2", n)
+	}
+	if len(s.waiting) != 0 || len(s.flight) != 0 || s.dests.Active() != 0 {
+		t.Errorf("after stop: %d lines waiting, %d in flight, %d active: want none", len(s.waiting), len(s.flight), s.dests.Active())
+	}
+	m, _ := s.r.Message(id)
+	for _, rc := range m.Recipients {
+		if rc.State != queue.Pending || rc.Attempts != 0 {
+			t.Errorf("recipient %s after stop: %+v, want pending, untried", rc.Address, rc)
+		}
+	}
+}
