@@ -580,3 +580,41 @@ func TestTakenIDNeverReplacesAMessage(t *testing.T) {
 		t.Errorf("the clock was not raised past the taken ID: %s", id)
 	}
 }
+
+// TestRestartedRunnerKeepsStateOfLiveSegment: messages of gw-queued's open
+// segment that a runner removed stay removed after the runner restarts,
+// before and after the committer announces more.
+func TestRestartedRunnerKeepsStateOfLiveSegment(t *testing.T) {
+	q := newQueue(t)
+	c := q.NewCommitter()
+	defer c.Close()
+	commit := func(rcpt string) {
+		in := c.NewIncoming(0, 0)
+		in.Write([]byte("Subject: x\n\n"))
+		must(t, c.Commit(in, env(rcpt)))
+	}
+	commit("a@example.net")
+	r, err := q.OpenRunner()
+	must(t, err)
+	for _, m := range r.Messages() {
+		must(t, r.Remove(m.ID))
+	}
+	must(t, r.Close())
+	r, err = q.OpenRunner()
+	must(t, err)
+	defer r.Close()
+	commit("b@example.net") // the committer announces a longer flushed length
+	deadline := time.Now().Add(5 * time.Second)
+	var got []string
+	for len(got) == 0 && time.Now().Before(deadline) {
+		fresh, err := r.Refresh()
+		must(t, err)
+		for _, m := range fresh {
+			got = append(got, m.Recipients[0].Address)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(got) != 1 || got[0] != "b@example.net" || len(r.Messages()) != 1 {
+		t.Fatalf("after a restart the runner took %v (holds %d); want only b@example.net", got, len(r.Messages()))
+	}
+}

@@ -104,15 +104,19 @@ func (r *Runner) load() error {
 		if id > maxID {
 			maxID = id
 		}
-		limit := r.readLimit(name)
-		s, err := r.q.scanSegment(name, 0, limit)
+		// At start every segment is read to its end, live writer or not:
+		// the journal's records (removed, delivered) apply only to the
+		// messages read now, and a message read later would come back as
+		// new. The cost is that a batch of gw-queued whose flush is under
+		// way at this very moment may be taken before it is durable (S2).
+		s, err := r.q.scanSegment(name, 0, -1)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		rs := r.addSegment(s, limit)
+		rs := r.addSegment(s, r.readLimitAfterLoad(name))
 		for _, m := range s.messages {
 			if m.ID > maxID {
 				maxID = m.ID
@@ -144,6 +148,15 @@ func (r *Runner) addSegment(s *segScan, limit int64) *runSeg {
 	rs.eof = limit < 0
 	rs.end, rs.problem, rs.modTime, rs.size = s.end, s.problem, s.modTime, s.size
 	return rs
+}
+
+// readLimitAfterLoad is readLimit's answer for a segment load read to
+// its end: -1 (nothing more to wait for) unless a writer still holds it.
+func (r *Runner) readLimitAfterLoad(name string) int64 {
+	if writerAlive(r.q.path(dirSeg, name)) {
+		return 0
+	}
+	return -1
 }
 
 // readLimit returns how far the runner may read segment name: to its end
