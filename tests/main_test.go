@@ -17,6 +17,10 @@ import (
 // binDir holds the programs built for this run.
 var binDir string
 
+// afterAll holds what tests started once for the whole run (scanners) and
+// that TestMain stops after the last test.
+var afterAll []func()
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "gw-e2e-bin-")
 	if err != nil {
@@ -31,6 +35,9 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := m.Run()
+	for _, f := range afterAll {
+		f()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

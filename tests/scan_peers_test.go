@@ -29,6 +29,7 @@ const (
 // loopback, in a directory of their own.
 type scanPeers struct {
 	dir       string
+	pids      []int  // process groups of clamd and spamd
 	clamdSock string // unix socket
 	spamdAddr string // 127.0.0.1:port
 	err       error
@@ -45,10 +46,19 @@ func scanners(t *testing.T) *scanPeers {
 	t.Helper()
 	need(t, "clamd")
 	need(t, "spamd")
-	peersOnce.Do(func() { peers.err = peers.start() })
+	peersOnce.Do(func() {
+		peers.err = peers.start()
+		afterAll = append(afterAll, peers.stop)
+	})
 	if peers.err != nil {
 		t.Fatalf("scanners: %v (files in %s)", peers.err, peers.dir)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			scanFailed = true
+			t.Logf("scanners' files kept in %s", peers.dir)
+		}
+	})
 	return &peers
 }
 
@@ -73,6 +83,20 @@ func (p *scanPeers) start() error {
 	}
 	return <-done
 }
+
+// stop ends both daemons and removes their directory, unless a test
+// failed: then the directory stays for its logs.
+func (p *scanPeers) stop() {
+	for _, pid := range p.pids {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	if p.err == nil && !scanFailed {
+		os.RemoveAll(p.dir)
+	}
+}
+
+// scanFailed is set by a scanner test that fails, to keep the daemons' logs.
+var scanFailed bool
 
 func daemonAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
@@ -100,6 +124,7 @@ func (p *scanPeers) startClamd() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("clamd: %w", err)
 	}
+	p.pids = append(p.pids, cmd.Process.Pid)
 	go cmd.Wait()
 	return pollUntil(func() error {
 		c, err := net.Dial("unix", p.clamdSock)
@@ -141,6 +166,7 @@ func (p *scanPeers) startSpamd() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("spamd: %w", err)
 	}
+	p.pids = append(p.pids, cmd.Process.Pid)
 	go cmd.Wait()
 	return pollUntil(func() error {
 		c, err := net.Dial("tcp", p.spamdAddr)
