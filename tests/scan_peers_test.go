@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bufio"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gw/tests/internal/clamdtest"
 )
 
 // The scanners' test markers. clamd knows markerVirus by a signature the
@@ -21,7 +22,7 @@ import (
 // from Debian's shipped rules.
 const (
 	markerVirus = "GATEWAY-TEST-MARKER-12345"
-	markerSig   = "Test.Gateway.Marker.UNOFFICIAL"
+	markerSig   = clamdtest.Signature
 	gtube       = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 )
 
@@ -103,43 +104,13 @@ func daemonAttr() *syscall.SysProcAttr {
 }
 
 func (p *scanPeers) startClamd() error {
-	db := filepath.Join(p.dir, "clamdb")
-	if err := os.MkdirAll(db, 0o755); err != nil {
+	c, err := clamdtest.Start(p.dir, markerVirus, daemonAttr())
+	if err != nil {
 		return err
 	}
-	sig := fmt.Sprintf("Test.Gateway.Marker:0:*:%s\n", hex.EncodeToString([]byte(markerVirus)))
-	if err := os.WriteFile(filepath.Join(db, "custom.ndb"), []byte(sig), 0o644); err != nil {
-		return err
-	}
-	p.clamdSock = filepath.Join(p.dir, "clamd.sock")
-	conf := fmt.Sprintf("LogFile %[1]s/clamd.log\nDatabaseDirectory %[2]s\nLocalSocket %[3]s\nForeground yes\nStreamMaxLength 2M\nMaxThreads 4\n", p.dir, db, p.clamdSock)
-	cf := filepath.Join(p.dir, "clamd.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
-		return err
-	}
-	cmd := exec.Command("clamd", "-c", cf)
-	cmd.SysProcAttr = daemonAttr()
-	out, _ := os.Create(filepath.Join(p.dir, "clamd.out"))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("clamd: %w", err)
-	}
-	p.pids = append(p.pids, cmd.Process.Pid)
-	go cmd.Wait()
-	return pollUntil(func() error {
-		c, err := net.Dial("unix", p.clamdSock)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		c.Write([]byte("zPING\x00"))
-		r, err := bufio.NewReader(c).ReadString(0)
-		if r != "PONG\x00" {
-			return fmt.Errorf("clamd PING: %q %v", r, err)
-		}
-		return nil
-	}, 60*time.Second)
+	p.clamdSock = c.Sock
+	p.pids = append(p.pids, c.Cmd.Process.Pid)
+	return nil
 }
 
 func (p *scanPeers) startSpamd() error {
