@@ -23,6 +23,9 @@ ctl=$root/main/control
 
 listen=$(sed -n 's/^smtpd smtp \([^ ]*\).*/\1/p' "$ctl/listeners")
 route=$(sed -n 's/^example.com://p' "$ctl/smtproutes")
+# smtp-sink refuses to run as root without a user to become.
+sinkuser=
+[ "$(id -u)" = 0 ] && sinkuser="-u nobody "
 cat <<EOT
 gw: instance $root/main
   SMTP listener  $listen  (relays for 127.*, accepts example.com from anyone)
@@ -31,7 +34,7 @@ gw: instance $root/main
 Send a test message:
   swaks --server $listen --from you@example.org --to test@example.com
 Receive it (optional; until then it waits in the queue, deferred):
-  smtp-sink -c ${route%:*}:${route##*:} 100
+  smtp-sink $sinkuser-c ${route%:*}:${route##*:} 100
   $bin/gw-qctl --queue $root/main/queue --domain example.com retry   # now, not at the next retry
 Watch the queue:
   $bin/gw-qstat --root $root --instance main list
