@@ -112,6 +112,7 @@ func createFlags() []cli.Flag {
 		&cli.StringFlag{Name: "bin-dir", Usage: "where the gw programs are (default: gw-instance's own directory)"},
 		&cli.StringSliceFlag{Name: "env", Usage: "`KEY=VALUE` for every daemon, repeatable"},
 		&cli.BoolFlag{Name: "exist", Usage: "reuse an existing instance: write only what is missing"},
+		&cli.BoolFlag{Name: "scan", Usage: "check the SMTP listeners' mail with gw-scan before the queue (control/scan)"},
 	}
 }
 
@@ -119,7 +120,7 @@ func options(c *cli.Context) (instance.Options, error) {
 	users, err := instance.ParseUsers(c.StringSlice("user"))
 	o := instance.Options{Me: c.String("me"), RcptHosts: c.StringSlice("rcpthosts"), Relay: c.StringSlice("relay"),
 		SMTP: c.StringSlice("smtp"), QMTP: c.StringSlice("qmtp"), Smarthost: c.String("smarthost"), Users: users,
-		Flavour: c.String("supervisor"), BinDir: c.String("bin-dir"), Env: c.StringSlice("env"), Exist: c.Bool("exist")}
+		Flavour: c.String("supervisor"), BinDir: c.String("bin-dir"), Env: c.StringSlice("env"), Exist: c.Bool("exist"), Scan: c.Bool("scan")}
 	if o.BinDir == "" {
 		if exe, err := os.Executable(); err == nil {
 			o.BinDir = filepath.Dir(exe)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,11 @@ func (in *Instance) Check() []string {
 	if err != nil {
 		add("%v", err)
 		return p
+	}
+	for _, f := range s.Scan {
+		if !slices.ContainsFunc(s.Listeners, func(l Listener) bool { return l.Face == f && l.Proto == "smtp" }) {
+			add("control/scan: %q is not an SMTP listener of control/listeners", f)
+		}
 	}
 	if me, ok, err := d.Me(); err != nil {
 		add("control/me: %v", err)

@@ -143,3 +143,36 @@ func TestBounceInstance(t *testing.T) {
 		t.Errorf("bouncequeue still there: %v", err)
 	}
 }
+
+func TestScanSetsQMAILQUEUEOfSMTPFaces(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	in, err := Create(root, "outside", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, QMTP: []string{"127.0.0.1:2626"},
+		BinDir: bin, Scan: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := read(t, in.Path("service", "smtpd", "env", "QMAILQUEUE")); env != bin+"/gw-scan\n" {
+		t.Errorf("smtpd env/QMAILQUEUE = %q", env)
+	}
+	if env := read(t, in.Path("service", "smtpd", "env", "GW_CONTROL_DIR")); env != in.Control()+"\n" {
+		t.Errorf("smtpd env/GW_CONTROL_DIR = %q", env)
+	}
+	for _, d := range []string{"qmtpd", "send", "queued"} {
+		if _, err := os.Stat(in.Path("service", d, "env", "QMAILQUEUE")); err == nil {
+			t.Errorf("%s gets QMAILQUEUE too", d)
+		}
+	}
+	// Without --scan no face is scanned; a face in control/scan that is
+	// not an SMTP listener is a problem for check.
+	plain, err := Create(root, "plain", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2527"}, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(plain.Path("service", "smtpd", "env", "QMAILQUEUE")); err == nil {
+		t.Errorf("QMAILQUEUE without --scan")
+	}
+	os.WriteFile(plain.Path("control", "scan"), []byte("qmtpd\n"), 0o644)
+	if p := plain.Check(); len(p) == 0 || !strings.Contains(strings.Join(p, "\n"), "control/scan") {
+		t.Errorf("check with a bad control/scan: %q", p)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,8 +49,14 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 			argv = append(argv, "--user", user)
 		}
 		argv = append(argv, l.Args...)
-		ds = append(ds, Daemon{Name: l.Face, Argv: argv,
-			Env: map[string]string{"GW_QUEUED": filepath.Join(q, "lock", "inject.sock")}})
+		env := map[string]string{"GW_QUEUED": filepath.Join(q, "lock", "inject.sock")}
+		if l.Proto == "smtp" && slices.Contains(s.Scan, l.Face) {
+			// gw-scan(8) as qmail-queue: it reads the instance's control
+			// files and hands clean mail on to GW_QUEUED.
+			env["QMAILQUEUE"] = prog("gw-scan")
+			env["GW_CONTROL_DIR"] = c
+		}
+		ds = append(ds, Daemon{Name: l.Face, Argv: argv, Env: env})
 	}
 	return ds
 }

@@ -214,6 +214,7 @@ type Settings struct {
 	Flavour   string
 	BinDir    string
 	Env       []string
+	Scan      []string // faces with gw-scan as QMAILQUEUE (control/scan)
 }
 
 // Settings reads the instance's settings.
@@ -250,6 +251,9 @@ func (in *Instance) Settings() (*Settings, error) {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsAny(k, "/ ") {
 			return nil, usagef("%s: %q: want KEY=VALUE", in.Path("control", "environment"), kv)
 		}
+	}
+	if s.Scan, _, err = d.List("scan"); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -125,6 +125,7 @@ type Options struct {
 	BinDir    string   // where the gw programs are
 	Env       []string // KEY=VALUE for every daemon
 	Exist     bool     // reuse an existing instance: fill in what is missing
+	Scan      bool     // gw-scan as QMAILQUEUE of every SMTP face (control/scan)
 }
 
 // Create makes the instance name under root with opts, writes its service
@@ -200,6 +201,15 @@ func Create(root, name string, opts Options) (*Instance, error) {
 		"acl/tcp.smtp":        aclText(opts.Relay),
 		"acl/tcp.qmtp":        "# QMTP clients: the primary instances that hand mail to this one\n127.:allow\n:deny\n",
 	}
+	if opts.Scan {
+		var faces []string
+		for _, l := range ls {
+			if l.Proto == "smtp" {
+				faces = append(faces, l.Face)
+			}
+		}
+		files["control/scan"] = scanHeader + lines(faces)
+	}
 	if opts.Smarthost != "" {
 		files["control/smtproutes"] = ":" + opts.Smarthost + "\n"
 	}
@@ -218,6 +228,8 @@ func Create(root, name string, opts Options) (*Instance, error) {
 	}
 	return in, nil
 }
+
+const scanHeader = "# SMTP faces whose mail gw-scan checks before the queue (QMAILQUEUE), one a line\n"
 
 const envHeader = "# KEY=VALUE, one a line: the environment of every daemon (GW_DNS=host:port, …)\n"
 
