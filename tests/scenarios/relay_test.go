@@ -61,16 +61,19 @@ func expectAt(t *testing.T, s *sink, subject, rcpt string) received {
 	return got[0]
 }
 
-// TestOutsideInside is seed scenario 1 without the scanner: an outside
-// instance takes mail from the Internet on one port and relays only for
-// the LAN; it hands everything to an inside listener that accepts only
-// from the outside instance's address; the inside instance routes the
-// local domains by smtproutes to the students' and the staff's hosts and
-// the rest by MX. Everything runs under runsvdir.
+// TestOutsideInside is seed scenario 1: an outside instance takes mail
+// from the Internet on one port and relays only for the LAN; gw-scan (with
+// a real clamd) checks its mail before its queue (gw-instance --scan); it
+// hands everything to an inside listener that accepts only from the
+// outside instance's address; the inside instance routes the local
+// domains by smtproutes to the students' and the staff's hosts and the
+// rest by MX. Each message is scanned once; a virus never gets in.
+// Everything runs under runsvdir.
 func TestOutsideInside(t *testing.T) {
 	dir := workDir(t)
 	root := filepath.Join(dir, "gw")
 	dns := dnstest.Start(t)
+	clamd := startClamd(t, dir)
 	outsideAddr := freePort(t, "127.0.0.1")
 	insideAddr := net.JoinHostPort("127.0.0.10", strings.Split(freePort(t, "127.0.0.10"), ":")[1])
 	students := startSink(t, filepath.Join(dir, "students"), freePort(t, "127.0.0.20"))
@@ -81,7 +84,8 @@ func TestOutsideInside(t *testing.T) {
 
 	gwInstance(t, root, "create", "outside", "--smtp", outsideAddr, "--me", "mx.example.test",
 		"--rcpthosts", "students.test", "--rcpthosts", "staff.test", "--relay", lanClient,
-		"--smarthost", insideAddr, "--env", "GW_DNS="+dns.Addr)
+		"--smarthost", insideAddr, "--env", "GW_DNS="+dns.Addr, "--scan")
+	write(t, filepath.Join(root, "outside"), map[string]string{"control/clamd": clamd + "\n"})
 	gwInstance(t, root, "create", "inside", "--smtp", insideAddr, "--me", "inside.example.test",
 		"--rcpthosts", "students.test", "--rcpthosts", "staff.test", "--env", "GW_DNS="+dns.Addr)
 	in := filepath.Join(root, "inside")
@@ -111,6 +115,9 @@ func TestOutsideInside(t *testing.T) {
 	mustRefuse(t, outsideAddr, "spammer@elsewhere.test", "victim@remote.test", "553", inet...)
 	mustRefuse(t, outsideAddr, "someone@elsewhere.test", "carol@other.test", "553", inet...)
 	mustSend(t, outsideAddr, "bob@staff.test", "friend@remote.test", "from the LAN", lan...)
+	virus := []string{"--body", "here it is: " + virusMarker + "\n"}
+	mustRefuse(t, outsideAddr, "someone@elsewhere.test", "alice@students.test", "554 5.3.0", append(virus, inet...)...)
+	mustRefuse(t, outsideAddr, "bob@staff.test", "friend@remote.test", "554 5.3.0", append(virus, lan...)...)
 	// The inside port is not for the Internet: the ACL closes the door.
 	if out, code := swaks(t, append([]string{"--server", insideAddr, "--to", "alice@students.test"}, inet...)...); code == 0 {
 		t.Errorf("inside listener accepted a message from %s:\n%s", internetClient, out)
@@ -129,6 +136,10 @@ func TestOutsideInside(t *testing.T) {
 		if n := traceCount(r, "gw-smtpd"); n != 2 {
 			t.Errorf("%q: %d gw-smtpd Received lines, want 2:\n%s", c.subject, n, r.text)
 		}
+		// Scanned once: by the outside instance, before its queue.
+		if n := len(r.header("X-Virus-Scanned")); n != 1 {
+			t.Errorf("%q: %d X-Virus-Scanned headers, want 1:\n%s", c.subject, n, r.text)
+		}
 		if got := r.header("X-Client-Addr"); len(got) == 0 || got[0] != "127.0.0.1" {
 			t.Errorf("%q reached %s from %v, want the inside instance on 127.0.0.1", c.subject, c.s.addr, got)
 		}
@@ -136,6 +147,11 @@ func TestOutsideInside(t *testing.T) {
 	for _, s := range []*sink{students, staff, world} {
 		if n := len(s.messages(t)); n != 1 {
 			t.Errorf("%s holds %d transactions, want 1", s.addr, n)
+		}
+		for _, r := range s.messages(t) {
+			if strings.Contains(r.text, virusMarker) {
+				t.Errorf("the virus reached %s:\n%s", s.addr, r.text)
+			}
 		}
 	}
 	waitFor(t, "both queues to empty", 20*time.Second, func() bool {
