@@ -65,6 +65,7 @@ func main() {
 	smtpdBench(work)
 	scanBench(work)
 	qmtpBench(work)
+	qmqBench(work)
 }
 
 // measureBare runs the file-per-message commit protocol of qmail and
