@@ -19,48 +19,85 @@ import (
 // maxQMTPInFlight packages waiting for answers before another is opened,
 // and one idle for maxQMTPIdle is closed.
 const (
-	maxQMTPInFlight = 64
+	maxQMTPInFlight = QMTPInFlight
 	maxQMTPIdle     = time.Minute // well under gw-qmtpd's timeoutqmtpd (1200 s)
 )
 
+// QMTPInFlight is how many packages one QMTP connection carries waiting
+// for their responses: gw-send counts a connection in its overall limit
+// for each QMTPInFlight deliveries to a QMTP destination.
+const QMTPInFlight = 64
+
 type qmtpPool struct {
-	mu    sync.Mutex
-	conns map[string][]*qmtp.Conn
+	mu      sync.Mutex
+	conns   map[string][]*qmtp.Conn
+	dialing map[string]*qmtpDial // the dial under way to a host
 }
 
-var qmtpConns = &qmtpPool{conns: map[string][]*qmtp.Conn{}}
+// qmtpDial is a dial under way: done is closed when it ends, err is then
+// its failure.
+type qmtpDial struct {
+	done chan struct{}
+	err  error
+}
+
+var qmtpConns = &qmtpPool{conns: map[string][]*qmtp.Conn{}, dialing: map[string]*qmtpDial{}}
 
 // get returns a live connection to addr with room for another package,
-// dialling one when there is none.
+// dialling one when there is none. One dial to a host at a time: the jobs
+// that find no room meanwhile wait for it and share the new connection,
+// rather than each opening one of their own (a burst of jobs would
+// otherwise open as many connections as there are jobs, and meet the
+// server's per-address limit); when it fails, they fail with it rather
+// than each waiting for a connect timeout of its own.
 func (p *qmtpPool) get(ctx context.Context, addr string, cfg Config) (*qmtp.Conn, error) {
-	p.mu.Lock()
-	var best *qmtp.Conn
-	bestN := maxQMTPInFlight
-	live := p.conns[addr][:0]
-	for _, q := range p.conns[addr] {
-		n, idle := q.InFlight()
-		if q.Err() != nil || n == 0 && time.Since(idle) > maxQMTPIdle {
-			q.Close()
-			continue
+	for {
+		p.mu.Lock()
+		var best *qmtp.Conn
+		bestN := maxQMTPInFlight
+		live := p.conns[addr][:0]
+		for _, q := range p.conns[addr] {
+			n, idle := q.InFlight()
+			if q.Err() != nil || n == 0 && time.Since(idle) > maxQMTPIdle {
+				q.Close()
+				continue
+			}
+			live = append(live, q)
+			if n < bestN {
+				best, bestN = q, n
+			}
 		}
-		live = append(live, q)
-		if n < bestN {
-			best, bestN = q, n
+		p.conns[addr] = live
+		if best != nil {
+			p.mu.Unlock()
+			return best, nil
 		}
+		if d := p.dialing[addr]; d != nil {
+			p.mu.Unlock()
+			select {
+			case <-d.done:
+				if d.err != nil && !errors.Is(d.err, context.Canceled) {
+					return nil, d.err // not the dialler's own job ending
+				}
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		d := &qmtpDial{done: make(chan struct{})}
+		p.dialing[addr] = d
+		p.mu.Unlock()
+		q, err := qmtp.Dial(ctx, addr, cfg.ConnectTimeout, cfg.Timeout)
+		p.mu.Lock()
+		delete(p.dialing, addr)
+		d.err = err
+		if err == nil {
+			p.conns[addr] = append(p.conns[addr], q)
+		}
+		p.mu.Unlock()
+		close(d.done)
+		return q, err
 	}
-	p.conns[addr] = live
-	p.mu.Unlock()
-	if best != nil {
-		return best, nil
-	}
-	q, err := qmtp.Dial(ctx, addr, cfg.ConnectTimeout, cfg.Timeout)
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	p.conns[addr] = append(p.conns[addr], q)
-	p.mu.Unlock()
-	return q, nil
 }
 
 // DialQMTP returns a QMTP session with h. Its messages go out on a

@@ -25,24 +25,64 @@ func NextRetry(arrival, now time.Time, skip int) time.Time {
 	return arrival.Add(time.Duration(n*n) * time.Second)
 }
 
-// Limits are the concurrency settings.
+// Kind is how a destination's deliveries use connections.
+type Kind int
+
+// Kinds of destination.
+const (
+	// Connection: each delivery holds a connection of its own while it
+	// runs (SMTP, LMTP).
+	Connection Kind = iota
+	// Pipelined: deliveries share the process's connections to the
+	// destination, up to Limits.PipelineDepth in flight on each (QMTP).
+	Pipelined
+)
+
+// Limits are the concurrency settings. The overall limit counts
+// connections: a delivery to a Connection destination is one; the
+// deliveries to a Pipelined destination count as the connections they
+// fill, one for each PipelineDepth of them (rounded up).
 type Limits struct {
-	Overall    int           // concurrencyremote: connections in all
-	PerDest    int           // concurrencydest: connections to one destination
-	BackoffMin time.Duration // first backoff of a failed destination
-	BackoffMax time.Duration // backoff doubles up to this
+	Overall       int           // concurrencyremote: connections in all
+	PerDest       int           // concurrencydest: deliveries (connections) to one Connection destination
+	PerPipelined  int           // concurrencyqmtp: deliveries in flight to one Pipelined destination
+	PipelineDepth int           // deliveries a pipelined connection carries at once (at least 1)
+	BackoffMin    time.Duration // first backoff of a failed destination
+	BackoffMax    time.Duration // backoff doubles up to this
+}
+
+// PerDestFor returns the per-destination limit of a destination of kind
+// k: PerPipelined for a Pipelined one (PerDest when that is unset),
+// PerDest otherwise.
+func (l Limits) PerDestFor(k Kind) int {
+	if k == Pipelined && l.PerPipelined > 0 {
+		return l.PerPipelined
+	}
+	return l.PerDest
+}
+
+// connections returns how many connections active deliveries to a
+// destination of kind k count for in the overall limit.
+func (l Limits) connections(k Kind, active int) int {
+	if k != Pipelined || active == 0 {
+		return active
+	}
+	depth := max(l.PipelineDepth, 1)
+	return (active + depth - 1) / depth
 }
 
 // Dests tracks the destinations in use. Not safe for concurrent use: the
 // scheduler's loop owns it.
 type Dests struct {
 	Limits
-	active int
+	active int // deliveries under way
+	conns  int // the connections they count for
 	m      map[string]*Dest
 }
 
 // Dest is one destination's state.
 type Dest struct {
+	Kind     Kind // as of its latest Start
 	Active   int
 	Failures int       // consecutive connection-level failures
 	Until    time.Time // backed off until then
@@ -52,34 +92,51 @@ type Dest struct {
 // NewDests returns an empty table.
 func NewDests(l Limits) *Dests { return &Dests{Limits: l, m: map[string]*Dest{}} }
 
+// SetLimits replaces the limits (control files re-read).
+func (d *Dests) SetLimits(l Limits) {
+	d.Limits = l
+	d.conns = 0
+	for _, st := range d.m {
+		d.conns += d.connections(st.Kind, st.Active)
+	}
+}
+
 // Active returns the number of deliveries under way.
 func (d *Dests) Active() int { return d.active }
 
 // Get returns name's state, or nil if it has none.
 func (d *Dests) Get(name string) *Dest { return d.m[name] }
 
-// Full reports whether the overall limit is reached.
-func (d *Dests) Full() bool { return d.active >= d.Overall }
+// Connections returns the connections the deliveries under way count
+// for in the overall limit.
+func (d *Dests) Connections() int { return d.conns }
 
-// CanStart reports whether a delivery to name may start at now: under both
-// limits and not backed off. A destination that failed gets one probe at
-// a time until a delivery to it succeeds.
-func (d *Dests) CanStart(name string, now time.Time) bool {
-	if d.Full() {
-		return false
-	}
+// Full reports whether the overall limit is reached.
+func (d *Dests) Full() bool { return d.conns >= d.Overall }
+
+// CanStart reports whether a delivery to name, a destination of kind k,
+// may start at now: under both limits and not backed off. A destination
+// that failed gets one probe at a time until a delivery to it succeeds.
+// Another delivery to a Pipelined destination whose connections have
+// room counts for no new connection, so it may start when the overall
+// limit is reached.
+func (d *Dests) CanStart(name string, k Kind, now time.Time) bool {
 	st := d.m[name]
 	if st == nil {
-		return true
+		return d.conns+1 <= d.Overall
 	}
 	if now.Before(st.Until) {
 		return false
 	}
-	limit := d.PerDest
+	limit := d.PerDestFor(k)
 	if st.Failures > 0 {
 		limit = 1
 	}
-	return st.Active < limit
+	if st.Active >= limit {
+		return false
+	}
+	more := d.connections(k, st.Active+1) - d.connections(st.Kind, st.Active)
+	return d.Overall > 0 && d.conns+more <= d.Overall
 }
 
 // BackedOff reports whether name is backed off at now, and until when.
@@ -91,15 +148,18 @@ func (d *Dests) BackedOff(name string, now time.Time) (time.Time, bool) {
 	return st.Until, true
 }
 
-// Start counts a delivery to name.
-func (d *Dests) Start(name string) {
+// Start counts a delivery to name, a destination of kind k.
+func (d *Dests) Start(name string, k Kind) {
 	st := d.m[name]
 	if st == nil {
 		st = &Dest{}
 		d.m[name] = st
 	}
+	d.conns -= d.connections(st.Kind, st.Active)
+	st.Kind = k
 	st.Active++
 	d.active++
+	d.conns += d.connections(st.Kind, st.Active)
 }
 
 // Done ends a delivery to name. reachable says whether the destination
@@ -112,8 +172,10 @@ func (d *Dests) Done(name string, reachable bool, now time.Time, errText string)
 	if st == nil {
 		panic("schedule.Dests.Done: destination " + name + " was not started")
 	}
+	d.conns -= d.connections(st.Kind, st.Active)
 	st.Active--
 	d.active--
+	d.conns += d.connections(st.Kind, st.Active)
 	if reachable {
 		st.Failures, st.Until, st.LastErr = 0, time.Time{}, ""
 	} else if !now.Before(st.Until) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"gw/lib/control"
+	"gw/lib/deliver"
 	"gw/lib/route"
 )
 
@@ -17,6 +18,7 @@ type Config struct {
 	Routes         route.Routes  // lmtproutes, qmtproutes, smtproutes
 	Overall        int           // concurrencyremote (20)
 	PerDest        int           // concurrencydest (10)
+	PerQMTP        int           // concurrencyqmtp (64): messages in flight to one QMTP destination
 	Lifetime       time.Duration // queuelifetime (604800 s)
 	Timeout        time.Duration // timeoutremote (1200 s)
 	ConnectTimeout time.Duration // timeoutconnect (60 s)
@@ -71,6 +73,7 @@ func ReadConfig(dir string) (*Config, error) {
 	}{
 		{"concurrencyremote", 20, 0, MaxConcurrency, &c.Overall},
 		{"concurrencydest", 10, 1, MaxConcurrency, &c.PerDest},
+		{"concurrencyqmtp", deliver.QMTPInFlight, 1, MaxConcurrency, &c.PerQMTP},
 		{"smtpport", 25, 1, 65535, &c.SMTPPort},
 	}
 	for _, f := range ints {

@@ -127,11 +127,11 @@ func (s *Sender) applyConfig(c *Config) {
 	} else {
 		s.res = dns.FromEnv()
 	}
-	lim := schedule.Limits{Overall: c.Overall, PerDest: c.PerDest, BackoffMin: c.BackoffMin, BackoffMax: c.BackoffMax}
+	lim := c.limits()
 	if s.dests == nil {
 		s.dests = schedule.NewDests(lim)
 	} else {
-		s.dests.Limits = lim
+		s.dests.SetLimits(lim)
 	}
 }
 
@@ -302,7 +302,7 @@ func (s *Sender) dispatch() {
 	t := s.now()
 	for dest, line := range s.waiting {
 		n := 0
-		for n < len(line) && s.dests.CanStart(dest, t) {
+		for n < len(line) && s.dests.CanStart(dest, line[n].kind(), t) {
 			s.start(line[n])
 			n++
 		}
@@ -368,7 +368,7 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 	}
 	for _, j := range order {
 		s.claimJob(j)
-		if s.dests.CanStart(j.dest, t) {
+		if s.dests.CanStart(j.dest, j.kind(), t) {
 			s.start(j)
 		} else {
 			s.waiting[j.dest] = append(s.waiting[j.dest], j)
@@ -396,7 +396,7 @@ func (s *Sender) claimJob(j *job) {
 }
 
 func (s *Sender) start(j *job) {
-	s.dests.Start(j.dest)
+	s.dests.Start(j.dest, j.kind())
 	j.started = true
 	go func() {
 		s.deliver(j)

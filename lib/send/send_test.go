@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"gw/lib/deliver"
 	"gw/lib/envelope"
 	"gw/lib/logline"
 	"gw/lib/queue"
@@ -111,7 +114,7 @@ func TestBackedOffDestinationWaits(t *testing.T) {
 		schedule.Limits{Overall: 10, PerDest: 5, BackoffMin: time.Minute, BackoffMax: time.Hour},
 		"a@src.test", "u@dead.test", "v@dead2.test")
 	dest := fmt.Sprintf("smtp:127.0.0.1:%d", port)
-	s.dests.Start(dest)
+	s.dests.Start(dest, schedule.Connection)
 	if !s.dests.Done(dest, false, *clock, "connection refused") {
 		t.Fatal("no backoff after a failure")
 	}
@@ -203,4 +206,61 @@ func TestStopAbandonsWaitingJobs(t *testing.T) {
 			t.Errorf("recipient %s after stop: %+v, want pending, untried", rc.Address, rc)
 		}
 	}
+}
+
+// TestQMTPLimits: concurrencyqmtp defaults to what a QMTP connection
+// pipelines; a job for a qmtproutes destination is counted as Pipelined,
+// so it starts while an SMTP destination under the same concurrencydest
+// waits.
+func TestQMTPLimits(t *testing.T) {
+	ctl := t.TempDir()
+	os.WriteFile(filepath.Join(ctl, "me"), []byte("gw.test\n"), 0o644)
+	cfg, err := ReadConfig(ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PerQMTP != deliver.QMTPInFlight || cfg.PerDest != 10 {
+		t.Errorf("defaults: concurrencyqmtp %d, concurrencydest %d; want %d, 10", cfg.PerQMTP, cfg.PerDest, deliver.QMTPInFlight)
+	}
+	os.WriteFile(filepath.Join(ctl, "concurrencyqmtp"), []byte("200\n"), 0o644)
+	if cfg, err = ReadConfig(ctl); err != nil {
+		t.Fatal(err)
+	}
+	lim := cfg.limits()
+	if lim.PerPipelined != 200 || lim.PerDest != 10 || lim.PipelineDepth != deliver.QMTPInFlight {
+		t.Errorf("limits %+v: want PerPipelined 200, PerDest 10, PipelineDepth %d", lim, deliver.QMTPInFlight)
+	}
+
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // connections are refused there
+	s, id, clock := newTestSender(t, []string{fmt.Sprintf("s.test:[127.0.0.1]:%d", port)},
+		schedule.Limits{Overall: 2, PerDest: 1, PerPipelined: 3, PipelineDepth: deliver.QMTPInFlight},
+		"a@src.test", "u@q.test", "v@s.test")
+	qt, err := route.Parse(route.QMTP, []string{fmt.Sprintf("q.test:[127.0.0.1]:%d", port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.Routes = append(route.Routes{qt}, s.cfg.Routes...)
+	qdest, sdest := fmt.Sprintf("qmtp:127.0.0.1:%d", port), fmt.Sprintf("smtp:127.0.0.1:%d", port)
+	s.dests.Start(qdest, schedule.Pipelined)
+	s.dests.Start(sdest, schedule.Connection)
+	s.plan(id, *clock)
+	if line := s.waiting[sdest]; len(line) != 1 {
+		t.Errorf("SMTP destination at concurrencydest: %d jobs waiting, want 1", len(line))
+	}
+	if line := s.waiting[qdest]; len(line) != 0 {
+		t.Errorf("QMTP destination under concurrencyqmtp: %d jobs waiting, want none", len(line))
+	}
+	if st := s.dests.Get(qdest); st == nil || st.Active != 2 || st.Kind != schedule.Pipelined {
+		t.Errorf("QMTP destination %+v: want 2 active, pipelined", st)
+	}
+	if s.dests.Connections() != 2 {
+		t.Errorf("%d connections counted, want 2 (one each)", s.dests.Connections())
+	}
+	j := <-s.done // the QMTP job: refused
+	if j.dest != qdest || j.kind() != schedule.Pipelined {
+		t.Errorf("job for %s, kind %v", j.dest, j.kind())
+	}
+	s.jobDone(j)
 }
