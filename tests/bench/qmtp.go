@@ -27,8 +27,10 @@ const qmtpBenchMessages = 3000
 // same transfer over SMTP to gw-smtpd, in the same run. Both receivers
 // hand messages to a gw-queued of their own; the sending queue is filled
 // before gw-send starts, and the clock runs from its start to its last
-// delivery. concurrencydest is 20 for both, gw-smtpd's --per-ip default,
-// so that SMTP gets as many connections as it may.
+// delivery. concurrencydest is 20, gw-smtpd's --per-ip default, so that
+// SMTP gets as many connections as it may; QMTP ignores it and keeps
+// concurrencyqmtp's default, 64 messages in flight, one connection's
+// pipeline.
 func qmtpBench(work string) {
 	fmt.Printf("\ninstance to instance, %d messages of 1K, gw-send to a gw-queued receiver\n", qmtpBenchMessages)
 	fmt.Printf("%-24s %9s %9s\n", "transfer", "msg/s", "vs SMTP")
