@@ -7,15 +7,12 @@ package main
 import (
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/control"
 	"gw/lib/logline"
-	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qmtp"
 	"gw/lib/tcpserver"
@@ -56,19 +53,9 @@ func run(c *config) error {
 		qmtp.Serve(tcpserver.StdioConn(), cfg, tcpserver.ClientFromEnv(os.LookupEnv))
 		return nil
 	}
-	var lns []net.Listener
-	for _, a := range c.listen.Value() {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			return program.Fail(program.ExitTemporary, "unable to listen on %s: %v", a, err)
-		}
-		lns = append(lns, ln)
-		log.Info("listening", "addr", ln.Addr())
-	}
-	if c.user != "" {
-		if err := privilege.Drop(c.user); err != nil {
-			return program.Fail(program.ExitTemporary, "unable to drop privileges: %v", err)
-		}
+	lns, err := tcpserver.Bind(c.listen.Value(), c.user, log)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
 	}
 	l := &tcpserver.Listener{ACL: c.acl, LocalHost: c.localHost, MaxConns: c.concurrency, MaxPerIP: c.perIP,
 		Getenv: os.Getenv, Log: log,
@@ -87,23 +74,11 @@ func run(c *config) error {
 	if l.LocalHost == "" {
 		l.LocalHost = cfg.Hostname
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() {
-		<-sig
-		log.Info("shutdown")
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	errs := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { errs <- l.Serve(ln, 30*time.Second) }()
-	}
-	for range lns {
-		if err := <-errs; err != nil {
-			return program.Fail(program.ExitTemporary, "accept: %v", err)
-		}
+	// gw-qmtpd has nothing to re-read on SIGHUP: it reads its controls
+	// once at start, and a supervisor restart reads them again.
+	err = tcpserver.ServeAll(lns, func(ln net.Listener) error { return l.Serve(ln, 30*time.Second) }, nil, log)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "accept: %v", err)
 	}
 	return nil
 }

@@ -7,14 +7,11 @@ package main
 import (
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/logline"
-	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/smtpd"
 	"gw/lib/tcpserver"
@@ -64,47 +61,18 @@ func run(c *config) error {
 		smtpd.Serve(tcpserver.StdioConn(), cfg, tcpserver.ClientFromEnv(os.LookupEnv))
 		return nil
 	}
-	var lns []net.Listener
-	for _, a := range c.listen.Value() {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			return program.Fail(program.ExitTemporary, "unable to listen on %s: %v", a, err)
-		}
-		lns = append(lns, ln)
-		log.Info("listening", "addr", ln.Addr())
-	}
-	if c.user != "" {
-		if err := privilege.Drop(c.user); err != nil {
-			return program.Fail(program.ExitTemporary, "unable to drop privileges: %v", err)
-		}
+	lns, err := tcpserver.Bind(c.listen.Value(), c.user, log)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
 	}
 	l := &smtpd.Listener{Cfg: cfg, ACL: c.acl, LocalHost: c.localHost, MaxConns: c.concurrency, MaxPerIP: c.perIP, Getenv: os.Getenv}
 	if l.LocalHost == "" {
 		l.LocalHost = cfg.Hostname
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	go func() {
-		for s := range sig {
-			if s == syscall.SIGHUP {
-				reload(c, keep, l)
-				continue
-			}
-			log.Info("shutdown")
-			for _, ln := range lns {
-				ln.Close()
-			}
-			return
-		}
-	}()
-	errs := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { errs <- l.Serve(ln, 30*time.Second) }()
-	}
-	for range lns {
-		if err := <-errs; err != nil {
-			return program.Fail(program.ExitTemporary, "accept: %v", err)
-		}
+	err = tcpserver.ServeAll(lns, func(ln net.Listener) error { return l.Serve(ln, 30*time.Second) },
+		func() { reload(c, keep, l) }, log)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "accept: %v", err)
 	}
 	return nil
 }
