@@ -9,9 +9,10 @@ package tests
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"gw/tests/internal/e2e"
 )
 
 // binDir holds the programs built for this run.
@@ -22,15 +23,9 @@ var binDir string
 var afterAll []func()
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gw-e2e-bin-")
+	dir, err := e2e.Build("gw-e2e-bin-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	build := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", dir+"/", "gw/cmd/...")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "tests: building the programs:", err)
+		fmt.Fprintln(os.Stderr, "tests:", err)
 		os.Exit(1)
 	}
 	binDir = dir
@@ -45,33 +40,13 @@ func TestMain(m *testing.M) {
 // bin returns the path of the built program name.
 func bin(name string) string { return filepath.Join(binDir, name) }
 
-// need fails the test unless the peer program is on PATH: peers are
-// installed by scripts/test-peers.sh, and a missing one is a failure.
-func need(t *testing.T, program string) string {
-	t.Helper()
-	p, err := exec.LookPath(program)
-	if err != nil {
-		t.Fatalf("peer %s is not installed (run make peers): %v", program, err)
-	}
-	return p
-}
+// need fails the test unless the peer program is on PATH (e2e.Need).
+func need(t *testing.T, program string) string { t.Helper(); return e2e.Need(t, program) }
 
-// workDir returns a fresh directory that is removed when the test passes
-// and kept, with its path printed, when it fails.
+// workDir returns a fresh directory kept when the test fails (e2e.WorkDir).
 func workDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "gw-e2e-"+sanitize(t.Name())+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept working directory %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
-	return dir
+	return e2e.WorkDir(t, "gw-e2e-"+sanitize(t.Name())+"-")
 }
 
 func sanitize(name string) string {

@@ -23,20 +23,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gw/tests/internal/e2e"
 )
 
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gw-scenario-bin-")
+	dir, err := e2e.Build("gw-scenario-bin-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	build := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", dir+"/", "gw/cmd/...")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "scenarios: building the programs:", err)
+		fmt.Fprintln(os.Stderr, "scenarios:", err)
 		os.Exit(1)
 	}
 	binDir = dir
@@ -47,31 +43,9 @@ func TestMain(m *testing.M) {
 
 func bin(name string) string { return filepath.Join(binDir, name) }
 
-func need(t *testing.T, program string) string {
-	t.Helper()
-	p, err := exec.LookPath(program)
-	if err != nil {
-		t.Fatalf("peer %s is not installed (run make peers): %v", program, err)
-	}
-	return p
-}
+func need(t *testing.T, program string) string { t.Helper(); return e2e.Need(t, program) }
 
-func workDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "gw-scenario-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept working directory %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
-	return dir
-}
+func workDir(t *testing.T) string { t.Helper(); return e2e.WorkDir(t, "gw-scenario-") }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
