@@ -19,6 +19,8 @@ clamav-daemon   # gw-scan e2e tests: clamd, run by the tests with a signature fi
 spamd           # gw-scan e2e tests: spamd with Debian's shipped rules (GTUBE), no sa-update
 runit           # runsvdir/runsv/sv/svlogd/chpst: the scenario tests supervise gw-instance's service dirs
 daemontools     # svscan/supervise/svc/multilog/setuidgid/envdir: one scenario under daemontools
+unbound         # the tests' DNS server on loopback (lib/dns/dnstest): MX, A, AAAA, null MX, DNSBL zones
+python3-aiosmtpd # gw-send e2e tests: the scriptable receiver (4xx/5xx at chosen stages, hangs mid-DATA)
 "
 
 want=$(printf '%s\n' "$packages" | sed 's/#.*//' | tr -s ' \n' '\n' | sed '/^$/d')
@@ -34,6 +36,14 @@ if [ "$(id -u)" != 0 ]; then
 	exit 111
 fi
 export DEBIAN_FRONTEND=noninteractive
+# The daemons among these packages are run by the tests, on loopback, with
+# their own configuration; none may start as a system service on install
+# (unbound would listen on port 53 and resolve through the Internet).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 # postfix: install the binaries only, never a running mail system.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq >/dev/null || apt-get update
