@@ -88,6 +88,7 @@ const (
 type session struct {
 	cfg  *Config
 	cl   tcpserver.Client
+	conn net.Conn // as the listener handed it over (tcpserver.Idle)
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	lr   *bufio.Reader // the recipient list, within its declared length
@@ -104,7 +105,7 @@ func newSessionID() string {
 // Serve runs one QMTP session on conn for client cl and closes conn: the
 // part standalone and tcpserver modes share.
 func Serve(conn net.Conn, cfg *Config, cl tcpserver.Client) {
-	s := &session{cfg: cfg, cl: cl, id: newSessionID()}
+	s := &session{cfg: cfg, cl: cl, conn: conn, id: newSessionID()}
 	limit := cfg.Session
 	if limit <= 0 {
 		limit = MaxSession
@@ -147,9 +148,24 @@ func (s *session) run() string {
 	go s.writeAnswers(answers, written)
 	reason := ""
 	for reason == "" {
-		if _, err := s.br.Peek(1); err != nil {
+		// Waiting for the next package with none half read, the session
+		// is idle: a shutdown ends it here (QMTP has no word for it; the
+		// client sees the connection close between packages).
+		idle := s.br.Buffered() == 0
+		if idle && tcpserver.Idle(s.conn, true) {
+			reason = "shutdown"
+			break
+		}
+		_, err := s.br.Peek(1)
+		if idle {
+			tcpserver.Idle(s.conn, false)
+		}
+		if err != nil {
 			reason = "quit"
-			if err != io.EOF {
+			switch {
+			case idle && tcpserver.Closing(s.conn):
+				reason = "shutdown"
+			case err != io.EOF:
 				reason = readReason(err)
 			}
 			break

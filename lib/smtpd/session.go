@@ -23,6 +23,7 @@ import (
 	"gw/lib/mailbox"
 	"gw/lib/qq"
 	"gw/lib/relay"
+	"gw/lib/tcpserver"
 )
 
 // Limits on what a client sends, each with its named refusal.
@@ -37,6 +38,7 @@ const (
 type session struct {
 	cfg  *Config
 	cl   Client
+	raw  net.Conn // as the listener handed it over (tcpserver.Idle)
 	conn net.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
@@ -73,7 +75,7 @@ func newSessionID() string {
 // the part both ways of running share: standalone after accept and ACL,
 // and under tcpserver on fds 0 and 1.
 func Serve(conn net.Conn, cfg *Config, cl Client) {
-	s := &session{cfg: cfg, cl: cl, id: newSessionID()}
+	s := &session{cfg: cfg, cl: cl, raw: conn, id: newSessionID()}
 	s.log = func(sev, event string, kv ...any) {
 		cfg.Log.Log(sev, event, append([]any{"sid", s.id}, kv...)...)
 	}
@@ -131,8 +133,19 @@ func (s *session) run() string {
 				return "write_error"
 			}
 		}
+		// Between transactions with nothing pipelined, the session only
+		// waits for the client: a shutdown ends it here with a 421.
+		idle := !s.inMail && s.br.Buffered() == 0
+		if idle && tcpserver.Idle(s.raw, true) {
+			return s.shutdown()
+		}
 		line, err := s.readLine()
+		if idle {
+			tcpserver.Idle(s.raw, false)
+		}
 		switch {
+		case idle && err != nil && tcpserver.Closing(s.raw):
+			return s.shutdown()
 		case errors.Is(err, errLongLine):
 			s.protocolError(errLineTooLong)
 			continue
@@ -150,6 +163,13 @@ func (s *session) run() string {
 	}
 	s.bw.Flush()
 	return "quit"
+}
+
+// shutdown ends an idle session because the listener is stopping.
+func (s *session) shutdown() string {
+	s.write(errShutdown)
+	s.bw.Flush()
+	return "shutdown"
 }
 
 // pregreet reports whether the client sent anything before the greeting:

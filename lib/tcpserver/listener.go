@@ -40,10 +40,12 @@ type Listener struct {
 	// nil closes without a word. The client's address is c.RemoteAddr().
 	Refuse func(c net.Conn, why Refusal)
 
-	mu    sync.Mutex
-	total int
-	perIP map[netip.Addr]int
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	total    int
+	perIP    map[netip.Addr]int
+	conns    map[*drainConn]struct{}
+	stopping bool
+	wg       sync.WaitGroup
 }
 
 // Serve accepts connections on ln until it is closed, then waits for the
@@ -60,6 +62,7 @@ func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
 				continue
 			}
 			if errors.Is(err, net.ErrClosed) {
+				l.stopAll()
 				l.wait(grace)
 				return nil
 			}
@@ -153,7 +156,9 @@ func (l *Listener) handle(c net.Conn) {
 		}
 		return "", false
 	}
-	l.Session(c, lookup)
+	dc := &drainConn{Conn: c}
+	defer l.track(dc)()
+	l.Session(dc, lookup)
 }
 
 func lookupACL(path string, r acl.Remote) (acl.Decision, error) {
