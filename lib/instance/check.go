@@ -65,8 +65,7 @@ func (in *Instance) Check() []string {
 			add("control/rcpthosts is empty: the listeners accept mail for no domain")
 		}
 	}
-	for _, f := range []string{"databytes", "concurrencyremote", "concurrencydest", "queuelifetime",
-		"timeoutremote", "timeoutconnect", "timeoutsmtpd", "smtpport", "backoffmin", "backoffmax"} {
+	for _, f := range numericControls {
 		if line, ok, err := d.Line(f); err != nil {
 			add("control/%s: %v", f, err)
 		} else if ok && (line == "" || strings.Trim(line, "0123456789") != "") {
@@ -134,6 +133,21 @@ func duplicateAddrs(ls []Listener) string {
 }
 
 // checkCert returns what is wrong with the certificate file, or "".
+// numericControls are the control files the programs read as a number:
+// one that is not makes the daemon refuse to start, so check says so
+// first.
+var numericControls = []string{
+	// gw-smtpd and gw-qmtpd
+	"databytes", "timeoutsmtpd", "timeoutqmtpd", "greetdelay", "maxrcpt", "maxerrors", "maxbadrcpt",
+	"maxauthfail", "authfailwindow", "greylistdelay", "greylistexpiry", "greylistwhitelist",
+	"callouttimeout", "calloutconnecttimeout", "calloutpositive", "calloutnegative",
+	// gw-send
+	"concurrencyremote", "concurrencydest", "concurrencyqmtp", "queuelifetime", "timeoutremote",
+	"timeoutconnect", "smtpport", "backoffmin", "backoffmax", "delaywarning", "tlsremote",
+	// gw-scan
+	"scantimeout", "scaneicar", "clamdmaxbytes", "spamdmaxbytes", "mimemaxdepth", "mimemaxparts",
+}
+
 func checkCert(path string) string {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return ""

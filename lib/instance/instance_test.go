@@ -3,6 +3,8 @@ package instance
 import (
 	"errors"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -176,3 +178,52 @@ func TestScanSetsQMAILQUEUEOfSMTPFaces(t *testing.T) {
 		t.Errorf("check with a bad control/scan: %q", p)
 	}
 }
+
+// TestCheckNamesEveryBadNumber: a control file the programs read as a
+// number that holds something else is named by check, each on its own.
+func TestCheckNamesEveryBadNumber(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd"} {
+		os.WriteFile(bin+"/"+p, nil, 0o755)
+	}
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, Flavour: "runit", BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"concurrencyqmtp", "greylistdelay", "scantimeout", "databytes"} {
+		os.WriteFile(in.Path("control", f), []byte("ten\n"), 0o644)
+	}
+	got := strings.Join(in.Check(), "\n")
+	for _, f := range []string{"concurrencyqmtp", "greylistdelay", "scantimeout", "databytes"} {
+		if !strings.Contains(got, "control/"+f+`: "ten" is not a number`) {
+			t.Errorf("check does not name control/%s:\n%s", f, got)
+		}
+	}
+}
+
+// TestNumericControlsCoverWhatProgramsRead keeps numericControls in step
+// with the loaders: every control file a package reads with Int is in it.
+func TestNumericControlsCoverWhatProgramsRead(t *testing.T) {
+	listed := map[string]bool{}
+	for _, f := range numericControls {
+		listed[f] = true
+	}
+	for _, pkg := range []string{"../smtpd", "../qmtp", "../send", "../scan", "../greylist", "../callout"} {
+		files, _ := filepath.Glob(pkg + "/*.go")
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			src := read(t, f)
+			for _, m := range intControl.FindAllStringSubmatch(src, -1) {
+				if name := m[1] + m[2]; !listed[name] {
+					t.Errorf("%s reads control/%s as a number; numericControls lacks it", f, name)
+				}
+			}
+		}
+	}
+}
+
+// intControl finds `.Int("name", default)` calls and the loaders' table
+// rows `{"name", default, ..., &field}`.
+var intControl = regexp.MustCompile(`\.Int\("([a-z]+)"|\{"([a-z]+)", [^&{}\n]+&[A-Za-z.]+\}`)
