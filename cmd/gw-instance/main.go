@@ -41,6 +41,8 @@ func main() {
 		{Name: "route", Usage: "hand DOMAIN's mail to an instance or host over QMTP", ArgsUsage: "DOMAIN INSTANCE|HOST:PORT",
 			Flags: []cli.Flag{fromFlag(), &cli.StringFlag{Name: "listen", Usage: "the secondary's QMTP `ADDRESS` if it has none yet"}}, Action: route},
 		{Name: "unroute", Usage: "undo route", ArgsUsage: "DOMAIN", Flags: []cli.Flag{fromFlag()}, Action: unroute},
+		{Name: "scan", Usage: "gw-scan before the queue of the SMTP faces named (all without FACE), or --off", ArgsUsage: "NAME [FACE...]",
+			Flags: []cli.Flag{&cli.BoolFlag{Name: "off", Usage: "no face scanned"}}, Action: scan},
 		{Name: "bounce", Usage: "send NAME's bounces to the queue of BOUNCE (made if missing)", ArgsUsage: "NAME BOUNCE|--off",
 			Flags: []cli.Flag{&cli.BoolFlag{Name: "off", Usage: "bounces go back into NAME's own queue"}}, Action: bounce},
 	}
@@ -309,6 +311,21 @@ func unroute(c *cli.Context) error {
 	}
 	_, err = in.Unroute(c.Args().First())
 	return fail(err)
+}
+
+func scan(c *cli.Context) error {
+	if err := args(c, 1, -1); err != nil {
+		return err
+	}
+	in, err := open(c, c.Args().First())
+	if err != nil {
+		return err
+	}
+	if err := in.SetScan(c.Args().Tail(), c.Bool("off")); err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(c.App.Writer, "gw-instance: restart %s's smtpd services for the change to take effect\n", in.Name)
+	return nil
 }
 
 func bounce(c *cli.Context) error {

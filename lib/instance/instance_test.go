@@ -227,3 +227,39 @@ func TestNumericControlsCoverWhatProgramsRead(t *testing.T) {
 // intControl finds `.Int("name", default)` calls and the loaders' table
 // rows `{"name", default, ..., &field}`.
 var intControl = regexp.MustCompile(`\.Int\("([a-z]+)"|\{"([a-z]+)", [^&{}\n]+&[A-Za-z.]+\}`)
+
+// TestSetScanOnAnExistingInstance: scanning is switched on and off for an
+// instance made without it, and a face that is no SMTP listener is
+// refused.
+func TestSetScanOnAnExistingInstance(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd", "gw-qmtpd", "gw-scan"} {
+		os.WriteFile(bin+"/"+p, nil, 0o755)
+	}
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, QMTP: []string{"127.0.0.1:2626"}, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qq := in.Path("service", "smtpd", "env", "QMAILQUEUE")
+	if err := in.SetScan(nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if env := read(t, qq); env != bin+"/gw-scan\n" {
+		t.Errorf("after scan on: env/QMAILQUEUE = %q", env)
+	}
+	if p := in.Check(); len(p) > 0 {
+		t.Errorf("check after scan on: %q", p)
+	}
+	if err := in.SetScan([]string{"qmtpd"}, false); !errors.Is(err, ErrUsage) {
+		t.Errorf("scan of the QMTP face: %v, want a usage error", err)
+	}
+	if err := in.SetScan(nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(qq); !os.IsNotExist(err) {
+		t.Errorf("after scan off, env/QMAILQUEUE is still there: %v", err)
+	}
+	if _, err := os.Stat(in.Path("control", "scan")); !os.IsNotExist(err) {
+		t.Errorf("after scan off, control/scan is still there: %v", err)
+	}
+}
