@@ -3,8 +3,8 @@ package tests
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,22 +16,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"gw/lib/dns/dnstest"
 	"gw/lib/queue"
 )
 
-// sendReceiver is a go-smtp server on loopback that answers each RCPT by
-// the recipient's local part (bad… 550, later… 451, hang… accepts and
-// then stalls in DATA) and keeps every message it accepted.
+// sendReceiver is tests/peers/smtp-receiver.py, an aiosmtpd server on
+// loopback that answers by rules in the addresses (see the script's
+// header): RCPT to bad… 550 and later… 451; after DATA hang… never
+// answers, data5… 554 and data4… 451; MAIL from mail5… 553 and mail4…
+// 451. It keeps every message it accepted as a file in dir.
 type sendReceiver struct {
 	addr string
 	port int
 
-	mu   sync.Mutex
-	msgs []sendReceived
-	hang chan struct{}
+	t   *testing.T
+	dir string // one NNNNNN.json a message, in the order accepted
 }
 
 type sendReceived struct {
@@ -40,71 +39,122 @@ type sendReceived struct {
 	data string
 }
 
+// receiverScript is the receiver, relative to this package's directory
+// (go test's working directory).
+const receiverScript = "peers/smtp-receiver.py"
+
+// receiverPython finds a python3 that has aiosmtpd: Debian's, where
+// python3-aiosmtpd installs it, before the first python3 on PATH (which
+// may be another installation without it).
+var receiverPython = sync.OnceValues(func() (string, error) {
+	var tried []string
+	for _, c := range []string{"/usr/bin/python3", "python3"} {
+		p, err := exec.LookPath(c)
+		if err != nil {
+			continue
+		}
+		out, err := exec.Command(p, "-c", "import aiosmtpd").CombinedOutput()
+		if err == nil {
+			return p, nil
+		}
+		tried = append(tried, fmt.Sprintf("%s: %v: %s", p, err, bytes.TrimSpace(out)))
+	}
+	if len(tried) == 0 {
+		return "", fmt.Errorf("no python3 found")
+	}
+	return "", fmt.Errorf("no python3 with aiosmtpd (%s)", strings.Join(tried, "; "))
+})
+
+// startReceiver starts the receiver on a port of its choosing and returns
+// once it accepts connections; it is killed when the test ends.
 func startReceiver(t *testing.T) *sendReceiver {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	py, err := receiverPython()
+	if err != nil {
+		t.Fatalf("the SMTP receiver needs python3 and aiosmtpd: run scripts/test-peers.sh (python3-aiosmtpd): %v", err)
+	}
+	rv := &sendReceiver{t: t, dir: filepath.Join(workDir(t), "received")}
+	if err := os.Mkdir(rv.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, receiverScript, rv.dir)
+	// A group of its own, killed whole at the end; and a pipe on stdin
+	// that the script watches, so that it also goes when the test binary
+	// dies without cleaning up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rv := &sendReceiver{addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port, hang: make(chan struct{})}
-	srv := smtp.NewServer(rv)
-	srv.Domain = "receiver.test"
-	srv.AllowInsecureAuth = true
-	srv.ReadTimeout = 10 * time.Second
-	go srv.Serve(l)
-	t.Cleanup(func() { close(rv.hang); srv.Close() })
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &sendLog{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the SMTP receiver: %v (run scripts/test-peers.sh)", err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		stdin.Close()
+		if t.Failed() {
+			t.Logf("SMTP receiver's log:\n%s", stderr.String())
+		}
+	})
+	// The script prints its port once it listens.
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- strings.TrimSpace(l)
+	}()
+	select {
+	case l := <-line:
+		if _, err := fmt.Sscan(l, &rv.port); err != nil || rv.port <= 0 {
+			t.Fatalf("the SMTP receiver did not start (run scripts/test-peers.sh if aiosmtpd is missing): said %q on stdout:\n%s", l, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the SMTP receiver did not say its port within 30s:\n%s", stderr.String())
+	}
+	rv.addr = net.JoinHostPort("127.0.0.1", fmt.Sprint(rv.port))
+	c, err := net.DialTimeout("tcp", rv.addr, 10*time.Second)
+	if err != nil {
+		t.Fatalf("the SMTP receiver does not accept connections: %v\n%s", err, stderr.String())
+	}
+	c.Close()
 	return rv
 }
 
-func (rv *sendReceiver) NewSession(*smtp.Conn) (smtp.Session, error) {
-	return &sendSession{rv: rv}, nil
-}
-
-type sendSession struct {
-	rv   *sendReceiver
-	from string
-	to   []string
-}
-
-func (s *sendSession) Reset()        { s.from, s.to = "", nil }
-func (s *sendSession) Logout() error { return nil }
-func (s *sendSession) Mail(from string, _ *smtp.MailOptions) error {
-	s.from = from
-	return nil
-}
-
-func (s *sendSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	switch {
-	case strings.HasPrefix(to, "bad"):
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-	case strings.HasPrefix(to, "later"):
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "try again later"}
-	}
-	s.to = append(s.to, to)
-	return nil
-}
-
-func (s *sendSession) Data(r io.Reader) error {
-	for _, to := range s.to {
-		if strings.HasPrefix(to, "hang") {
-			<-s.rv.hang
-			return &smtp.SMTPError{Code: 451, Message: "gave up"}
-		}
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.rv.mu.Lock()
-	s.rv.msgs = append(s.rv.msgs, sendReceived{from: s.from, to: append([]string(nil), s.to...), data: string(b)})
-	s.rv.mu.Unlock()
-	return nil
-}
-
+// received returns the messages the receiver accepted, in the order it
+// accepted them. It fails the test on a file it cannot read, and so is
+// for the test's goroutine only.
 func (rv *sendReceiver) received() []sendReceived {
-	rv.mu.Lock()
-	defer rv.mu.Unlock()
-	return append([]sendReceived(nil), rv.msgs...)
+	rv.t.Helper()
+	ents, err := os.ReadDir(rv.dir) // sorted by name: by arrival
+	if err != nil {
+		rv.t.Fatal(err)
+	}
+	var out []sendReceived
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), ".json") {
+			continue // not yet renamed into place
+		}
+		b, err := os.ReadFile(filepath.Join(rv.dir, e.Name()))
+		if err != nil {
+			rv.t.Fatal(err)
+		}
+		var m struct {
+			From string   `json:"mail_from"`
+			To   []string `json:"rcpt_tos"`
+			Data []byte   `json:"data_base64"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			rv.t.Fatalf("receiver's %s: %v", e.Name(), err)
+		}
+		out = append(out, sendReceived{from: m.From, to: m.To, data: string(m.Data)})
+	}
+	return out
 }
 
 // waitFor polls cond until it holds or the time is up.
@@ -334,6 +384,79 @@ func TestSendPerRecipientOutcomesAndBounce(t *testing.T) {
 		t.Error("DSN names the delivered recipient")
 	}
 	waitFor(t, "the queue to empty", 5*time.Second, func() bool { return len(in.messages(t)) == 0 })
+}
+
+// TestSendRefusalsAfterDataAndAtMail: a reply after the final dot is the
+// answer about the whole message, so it is every recipient's outcome: 554
+// fails both recipients (the one that is fine included) and bounces them
+// in one DSN; 451 defers both. A refusal of MAIL FROM is likewise every
+// recipient's: 553 fails, 451 defers. None of these messages is kept by
+// the receiver, which gets only the two bounces.
+func TestSendRefusalsAfterDataAndAtMail(t *testing.T) {
+	rv := startReceiver(t)
+	d := dnsFor(t, "good.test. MX 10 mx.good.test.", "mx.good.test. A 127.0.0.1", "sender.test. MX 10 mx.good.test.")
+	in := newSendInstance(t, map[string]string{"smtpport": fmt.Sprint(rv.port), "dnsserver": d.Addr})
+	in.start(t)
+	data5 := in.inject(t, "a@sender.test", []string{"ok1@good.test", "data5@good.test"},
+		"Subject: refused after DATA\nMessage-ID: <d5@sender.test>\n\nx\n")
+	data4 := in.inject(t, "b@sender.test", []string{"ok2@good.test", "data4@good.test"}, "Subject: deferred after DATA\n\nx\n")
+	mail5 := in.inject(t, "mail5@sender.test", []string{"ok3@good.test"}, "Subject: sender refused\n\nx\n")
+	mail4 := in.inject(t, "mail4@sender.test", []string{"ok4@good.test"}, "Subject: sender deferred\n\nx\n")
+
+	outcome := func(id, rcpt, result, reply string) {
+		t.Helper()
+		var l []string
+		waitFor(t, fmt.Sprintf("%s's %s outcome", rcpt, result), 10*time.Second, func() bool {
+			l = in.lines("delivery", "qid="+id, "rcpt="+rcpt, "result="+result)
+			return len(l) == 1
+		})
+		if !strings.Contains(l[0], reply) {
+			t.Errorf("%s: reply is not %q: %s", rcpt, reply, l[0])
+		}
+	}
+	outcome(data5, "ok1@good.test", "failed", "554 5.6.0 ")
+	outcome(data5, "data5@good.test", "failed", "554 5.6.0 ")
+	outcome(data4, "ok2@good.test", "deferred", "451 4.3.0 ")
+	outcome(data4, "data4@good.test", "deferred", "451 4.3.0 ")
+	outcome(mail5, "ok3@good.test", "failed", "553 5.1.8 ")
+	outcome(mail4, "ok4@good.test", "deferred", "451 4.1.8 ")
+
+	waitFor(t, "the two bounces", 10*time.Second, func() bool { return len(rv.received()) >= 2 })
+	waitFor(t, "the failed messages to leave the queue", 5*time.Second, func() bool { return len(in.messages(t)) == 2 })
+	time.Sleep(300 * time.Millisecond) // nothing else arrives
+	dsns := map[string]string{}
+	for _, m := range rv.received() {
+		if m.from != "" || len(m.to) != 1 {
+			t.Fatalf("received %q -> %q, want bounces only", m.from, m.to)
+		}
+		dsns[m.to[0]] = m.data
+	}
+	if len(dsns) != 2 {
+		t.Fatalf("bounces to %v, want one to a@sender.test and one to mail5@sender.test", dsns)
+	}
+	for to, wants := range map[string][]string{
+		"a@sender.test": {"Final-Recipient: rfc822; ok1@good.test", "Final-Recipient: rfc822; data5@good.test",
+			"Status: 5.6.0", "Message-ID: <d5@sender.test>"},
+		"mail5@sender.test": {"Final-Recipient: rfc822; ok3@good.test", "Status: 5.1.8"},
+	} {
+		for _, want := range wants {
+			if !strings.Contains(dsns[to], want) {
+				t.Errorf("DSN to %s lacks %q:\n%s", to, want, dsns[to])
+			}
+		}
+	}
+	for _, m := range in.messages(t) {
+		reply := map[string]string{data4: "451 4.3.0 ", mail4: "451 4.1.8 "}[m.ID.String()]
+		if reply == "" {
+			t.Errorf("message %s still queued", m.ID)
+			continue
+		}
+		for _, rc := range m.Recipients {
+			if rc.Attempts != 1 || !strings.Contains(rc.LastError, reply) {
+				t.Errorf("%s: %d attempts, last error %q; want one deferral with %q", rc.Address, rc.Attempts, rc.LastError, reply)
+			}
+		}
+	}
 }
 
 // TestSendDoubleBounce: a bounce that cannot be delivered goes to the
