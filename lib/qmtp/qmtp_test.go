@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -142,6 +143,13 @@ const (
 	spec62 = "23:\rSubject: hi\r\n\r\nhello\r\n,0:,17:13:b@example.net,,"
 )
 
+// hopsPackage is a package whose message has n Received lines, in the
+// CRLF encoding.
+func hopsPackage(n int) string {
+	msg := "\r" + strings.Repeat("Received: from a by b\r\n", n) + "\r\nbody\r\n"
+	return strconv.Itoa(len(msg)) + ":" + msg + ",0:,5:2:x@,,"
+}
+
 // TestSpecExamples replays the byte-level examples of specs/qmtp.md.
 func TestSpecExamples(t *testing.T) {
 	type want struct {
@@ -186,6 +194,9 @@ func TestSpecExamples(t *testing.T) {
 		{"empty message", true, 0, 0, "0:,0:,5:2:x@,,", want{"", "", "", nil, 0, false}},
 		{"no recipients", true, 0, 0, "2:\na,0:,0:,", want{"", "", "", nil, 0, false}},
 		{"recipient overruns list", true, 0, 0, "2:\na,0:,4:2:x@,,", want{"", "", "", nil, 0, false}},
+		{"99 hops pass", true, 0, 0, hopsPackage(99), want{"K,", "", "", []string{"x@"}, 1, false}},
+		{"100 hops loop", true, 0, 0, hopsPackage(100),
+			want{"48:Dtoo many hops, this message is looping (#5.4.6),", "", "", nil, 0, false}},
 		{"answered before a bad package", true, 0, 0, "2:\na,0:,5:2:x@,,2:xa,", want{"K,", "a", "", []string{"x@"}, 1, true}},
 	}
 	for _, c := range cases {

@@ -16,6 +16,7 @@ import (
 	"gw/lib/control"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
+	"gw/lib/hops"
 	"gw/lib/inject"
 	"gw/lib/logline"
 	"gw/lib/mailbox"
@@ -82,6 +83,9 @@ const (
 	respRouted      = "Dsender-specified routing is not allowed (#5.7.1)"
 	respTooManyRcpt = "Dtoo many recipients (#5.5.3)"
 	respNoInjector  = "Zunable to exec qq (#4.3.0)"
+	// A route loop between instances or hosts ends here, not at
+	// queuelifetime: each hop adds a Received line (qmail's MAXHOPS).
+	respLooping = "Dtoo many hops, this message is looping (#5.4.6)"
 )
 
 // session is one QMTP connection: packages one after the other.
@@ -319,6 +323,8 @@ func (s *session) pkg() (*answer, string) {
 			resp[i] = respBadSender
 		case m.over:
 			resp[i] = respTooBig
+		case m.hops.Looping():
+			resp[i] = respLooping
 		case tx == nil:
 			resp[i] = respNoInjector
 		default:
@@ -337,11 +343,13 @@ func (s *session) pkg() (*answer, string) {
 			reason = "bad_sender"
 		case m.over:
 			reason = "databytes"
+		case m.hops.Looping():
+			reason = "looping"
 		case tx == nil:
 			reason = "no_injector"
 			s.log("warning", "injector", "msg", msgID, "err", txErr)
 		}
-		s.log("info", "refused", "msg", msgID, "reason", reason, "size", m.size)
+		s.log("info", "refused", "msg", msgID, "reason", reason, "size", m.size, "hops", m.hops.Hops)
 	default:
 		env := envelope.Envelope{Sender: string(sender), Recipients: accepted}
 		tx.(handoff.Late).SetEnvelope(env)
@@ -492,9 +500,11 @@ type sizeWriter struct {
 	limit int64
 	size  int64
 	over  bool
+	hops  hops.Counter
 }
 
 func (m *sizeWriter) Write(p []byte) (int, error) {
+	m.hops.Write(p)
 	m.size += int64(len(p))
 	if m.limit > 0 && m.size > m.limit {
 		m.over = true

@@ -1,0 +1,57 @@
+// Package hops counts the trace lines of a message as it streams past:
+// Received and Delivered-To lines in the header. A message that has
+// passed through too many hosts is in a loop; qmail refuses it at 100.
+package hops
+
+import "bytes"
+
+// Max is the count at which a message is looping (qmail's MAXHOPS).
+const Max = 100
+
+// prefixLen is as much of a line as Delivered-To: needs.
+const prefixLen = len("delivered-to:")
+
+// Counter counts trace lines in the header written to it; it ignores
+// everything after the header's empty line. Lines may end in LF or CRLF.
+// The zero value is ready; it never keeps more than a line's start.
+type Counter struct {
+	Hops   int
+	done   bool // past the header
+	prefix []byte
+}
+
+// Write scans p; it never fails.
+func (c *Counter) Write(p []byte) (int, error) {
+	if c.done {
+		return len(p), nil
+	}
+	for _, b := range p {
+		if b == '\n' {
+			line := bytes.TrimSuffix(c.prefix, []byte{'\r'})
+			if len(line) == 0 {
+				c.done = true // the empty line ends the header
+				return len(p), nil
+			}
+			if isTrace(line) {
+				c.Hops++
+			}
+			c.prefix = c.prefix[:0]
+			continue
+		}
+		if len(c.prefix) < prefixLen+1 {
+			c.prefix = append(c.prefix, b)
+		}
+	}
+	return len(p), nil
+}
+
+// Looping reports whether the message has Max trace lines or more.
+func (c *Counter) Looping() bool { return c.Hops >= Max }
+
+func isTrace(line []byte) bool {
+	return hasPrefixFold(line, "received:") || hasPrefixFold(line, "delivered-to:")
+}
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
+}

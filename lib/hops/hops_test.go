@@ -1,0 +1,40 @@
+package hops
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCounter(t *testing.T) {
+	for _, c := range []struct {
+		name, msg string
+		hops      int
+	}{
+		{"none", "Subject: x\n\nReceived: in the body\n", 0},
+		{"lf", "Received: a\nDelivered-To: b\nSubject: x\n\nbody\n", 2},
+		{"crlf", "received: a\r\nDELIVERED-TO: b\r\n\r\nReceived: body\r\n", 2},
+		{"folded line counts once", "Received: from a\n\tby b\nX: y\n\n", 1},
+		{"not a prefix", "X-Received: a\nReceivedx: b\n\n", 0},
+		{"header only", "Received: a\nReceived: b\n", 2},
+	} {
+		// Byte by byte and whole: the split must not matter.
+		var whole, split Counter
+		whole.Write([]byte(c.msg))
+		for i := range len(c.msg) {
+			split.Write([]byte{c.msg[i]})
+		}
+		if whole.Hops != c.hops || split.Hops != c.hops {
+			t.Errorf("%s: hops %d (whole) %d (split), want %d", c.name, whole.Hops, split.Hops, c.hops)
+		}
+	}
+	var c Counter
+	c.Write([]byte(strings.Repeat("Received: x\n", Max-1) + "\n"))
+	if c.Looping() {
+		t.Errorf("%d hops looping", Max-1)
+	}
+	c = Counter{}
+	c.Write([]byte(strings.Repeat("Delivered-To: x\r\n", Max) + "\r\n"))
+	if !c.Looping() {
+		t.Errorf("%d hops not looping", Max)
+	}
+}
