@@ -62,9 +62,9 @@ type DB struct {
 // database of this layout.
 var ErrNotRules = errors.New("not a gw-tcprules database (or one of another layout version)")
 
-// Open opens the compiled rules at path read-only. Listeners open it once
-// a connection, so that a rule change takes effect at the next connection;
-// a reader keeps the file it opened even while gw-tcprules replaces it.
+// Open opens the compiled rules at path read-only. A reader keeps the
+// file it opened even while gw-tcprules replaces it; listeners look up
+// through a Cache, which notices the replacement at the next connection.
 func Open(path string) (*DB, error) {
 	// Fail at once on a missing file: bbolt read-only would wait or create.
 	if _, err := os.Stat(path); err != nil {

@@ -44,6 +44,8 @@ type Listener struct {
 	total    int
 	perIP    map[netip.Addr]int
 	conns    map[*drainConn]struct{}
+	aclOnce  sync.Once
+	aclCache *acl.Cache
 	stopping bool
 	wg       sync.WaitGroup
 }
@@ -64,6 +66,9 @@ func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
 			if errors.Is(err, net.ErrClosed) {
 				l.stopAll()
 				l.wait(grace)
+				if l.aclCache != nil {
+					l.aclCache.Close()
+				}
 				return nil
 			}
 			return err
@@ -126,7 +131,7 @@ func (l *Listener) handle(c net.Conn) {
 		env["TCPLOCALHOST"] = l.LocalHost
 	}
 	if l.ACL != "" {
-		d, err := lookupACL(l.ACL, acl.Remote{IP: env["TCPREMOTEIP"]})
+		d, err := l.rules().Lookup(acl.Remote{IP: env["TCPREMOTEIP"]})
 		if err != nil {
 			// tcpserver drops the client when its rules cannot be read;
 			// a temporary refusal tells a legitimate sender to come back.
@@ -161,13 +166,12 @@ func (l *Listener) handle(c net.Conn) {
 	l.Session(dc, lookup)
 }
 
-func lookupACL(path string, r acl.Remote) (acl.Decision, error) {
-	db, err := acl.Open(path)
-	if err != nil {
-		return acl.Decision{}, err
-	}
-	defer db.Close()
-	return db.Lookup(r)
+// rules is the listener's ACL database, kept open between connections
+// and reopened when gw-tcprules replaced it (acl.Cache): a new rule set
+// counts from the next connection, as under tcpserver.
+func (l *Listener) rules() *acl.Cache {
+	l.aclOnce.Do(func() { l.aclCache = &acl.Cache{Path: l.ACL} })
+	return l.aclCache
 }
 
 // admit counts a session in, or says why it may not start.
