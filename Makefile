@@ -61,8 +61,9 @@ install: all
 		s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; \
 	done
 
+# make bench ONLY=smtpd,tcprules runs only those sections (go run ./tests/bench -h).
 bench: all
-	$(GO) run ./tests/bench -bin $(CURDIR)/bin
+	$(GO) run ./tests/bench -bin $(CURDIR)/bin $(if $(ONLY),-only $(ONLY))
 
 run: all
 	sh scripts/run.sh

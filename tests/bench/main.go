@@ -35,12 +35,65 @@ var (
 
 var env = envelope.Envelope{Sender: "bench@example.org", Recipients: []string{"sink@example.net"}}
 
+var only = flag.String("only", "", "run only the sections named, comma-separated: "+sectionNames())
+
+// sections are the parts of the bench in the order they run.
+var sections = []struct {
+	name string
+	run  func(work string)
+}{
+	{"queue", queueBench},
+	{"send", benchSend},
+	{"qstat", func(work string) {
+		if *qstatN > 0 {
+			timeQstat(work, *qstatN, false)
+			timeQstat(work, *qstatN, true)
+		}
+	}},
+	{"tcprules", tcprulesBench},
+	{"smtpd", smtpdBench},
+	{"scan", scanBench},
+	{"qmtp", qmtpBench},
+	{"qmq", qmqBench},
+}
+
+func sectionNames() string {
+	var names []string
+	for _, s := range sections {
+		names = append(names, s.name)
+	}
+	return strings.Join(names, ",")
+}
+
 func main() {
 	flag.Parse()
+	want := map[string]bool{}
+	for _, n := range strings.Split(*only, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			want[n] = true
+		}
+	}
+	for n := range want {
+		if !strings.Contains(","+sectionNames()+",", ","+n+",") {
+			check(fmt.Errorf("no section %q (sections: %s)", n, sectionNames()))
+		}
+	}
 	work, err := os.MkdirTemp("", "gw-bench-")
 	check(err)
 	defer os.RemoveAll(work)
-	fmt.Printf("gw queue bench: %s per figure, work dir %s\n\n", *duration, work)
+	fmt.Printf("gw bench: %s per figure, work dir %s\n", *duration, work)
+	for _, s := range sections {
+		if len(want) == 0 || want[s.name] {
+			s.run(work)
+		}
+	}
+}
+
+// queueBench compares injection into the queue, through gw-queued's
+// socket and through a gw-queue process a message, with the bare
+// file-per-message protocol measured in the same run.
+func queueBench(work string) {
+	fmt.Printf("\nqueue injection\n")
 	fmt.Printf("%-24s %5s %5s %9s %11s %7s %12s\n", "method", "size", "conc", "msg/s", "bare msg/s", "ratio", "CPU ms/msg")
 	for _, size := range []int{1 << 10, 10 << 10, 100 << 10} {
 		for _, conc := range []int{1, 8, 32} {
@@ -57,15 +110,6 @@ func main() {
 			row("gw-queue (process)", measureProcess(work, size, conc))
 		}
 	}
-	benchSend(work)
-	if *qstatN > 0 {
-		timeQstat(work, *qstatN, false)
-		timeQstat(work, *qstatN, true)
-	}
-	smtpdBench(work)
-	scanBench(work)
-	qmtpBench(work)
-	qmqBench(work)
 }
 
 // measureBare runs the file-per-message commit protocol of qmail and
