@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -261,5 +262,33 @@ func TestSetScanOnAnExistingInstance(t *testing.T) {
 	}
 	if _, err := os.Stat(in.Path("control", "scan")); !os.IsNotExist(err) {
 		t.Errorf("after scan off, control/scan is still there: %v", err)
+	}
+}
+
+// TestStateBelongsToTheSMTPDUser: with an smtpd user, state/ (greylisting,
+// callout cache) and quarantine/ (gw-scan) are that user's, who writes
+// them after gw-smtpd dropped root. Needs root to chown, as CI runs.
+func TestStateBelongsToTheSMTPDUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (make test runs as root in CI)")
+	}
+	root, bin := t.TempDir(), t.TempDir()
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin,
+		Users: Users{SMTPD: "nobody"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _, err := lookupIDs("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"state", "quarantine"} {
+		fi, err := os.Stat(in.Path(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int(fi.Sys().(*syscall.Stat_t).Uid); got != uid {
+			t.Errorf("%s/ belongs to uid %d, want nobody's %d", d, got, uid)
+		}
 	}
 }

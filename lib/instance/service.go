@@ -172,6 +172,16 @@ func (in *Instance) WriteServices() error {
 			return err
 		}
 	}
+	if s.Users.SMTPD != "" && os.Geteuid() == 0 {
+		// gw-smtpd keeps its databases (greylisting, callout answers) in
+		// state/, and gw-scan, its QMAILQUEUE, holds messages in
+		// quarantine/: both run as the smtpd user once it dropped root.
+		for _, d := range []string{"state", "quarantine"} {
+			if err := chownTree(in.Path(d), s.Users.SMTPD); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
