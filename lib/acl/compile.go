@@ -1,10 +1,12 @@
 package acl
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -134,11 +136,20 @@ func Build(r io.Reader, dbPath, tmpPath string, warn func(string)) error {
 	return nil
 }
 
+// compileMmapSize is the mapping a compile starts with: room for tens of
+// millions of rules.
+const compileMmapSize = 4 << 30
+
 // createDB opens a fresh bbolt file at path, truncating what was there.
 // bbolt fsyncs at every commit, so the file is durable once closed.
 func createDB(path string) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o644, &bolt.Options{
 		Timeout: lockTimeout,
+		// Address space, not memory or disk: without it bbolt maps the
+		// file again each time a big commit outgrows the mapping, and
+		// copies every node out of the old one first (most of the time
+		// of a million-rule compile went there).
+		InitialMmapSize: compileMmapSize,
 		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
 			return os.OpenFile(name, flag|os.O_TRUNC, mode)
 		},
@@ -165,42 +176,53 @@ func (c *Compiled) write(tx *bolt.Tx) error {
 	if err := meta.Put(metaCIDR6, lengths(c.bits6)); err != nil {
 		return err
 	}
-	lines := make(map[string][]byte, len(c.lines))
+	lines := make([]entry, 0, len(c.lines))
 	for n, text := range c.lines {
-		lines[string(lineKey(n))] = []byte(text)
+		lines = append(lines, entry{lineKey(n), []byte(text)})
 	}
 	for _, b := range []struct {
-		name []byte
-		kv   map[string][]byte
-		mark bool
-	}{{bucketKeys, c.keys, true}, {bucketCIDR, c.cidr, false}, {bucketLines, lines, false}} {
-		if err := putSorted(tx, b.name, b.kv, b.mark); err != nil {
+		name    []byte
+		entries []entry
+	}{{bucketKeys, markedEntries(c.keys)}, {bucketCIDR, entries(c.cidr)}, {bucketLines, lines}} {
+		if err := putSorted(tx, b.name, b.entries); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// putSorted creates bucket name holding kv; with mark, each key is
-// stored as storedKey(key).
-func putSorted(tx *bolt.Tx, name []byte, kv map[string][]byte, mark bool) error {
+// entry is one key and value of a bucket.
+type entry struct{ key, value []byte }
+
+func entries(kv map[string][]byte) []entry {
+	es := make([]entry, 0, len(kv))
+	for k, v := range kv {
+		es = append(es, entry{[]byte(k), v})
+	}
+	return es
+}
+
+// markedEntries stores each key as storedKey(key).
+func markedEntries(kv map[string][]byte) []entry {
+	es := make([]entry, 0, len(kv))
+	for k, v := range kv {
+		es = append(es, entry{storedKey(k), v})
+	}
+	return es
+}
+
+// putSorted creates bucket name holding es, put in key order: bbolt then
+// appends to the last page instead of splitting pages all over the tree.
+func putSorted(tx *bolt.Tx, name []byte, es []entry) error {
 	bk, err := tx.CreateBucket(name)
 	if err != nil {
 		return err
 	}
 	bk.FillPercent = 1.0
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		key := []byte(k)
-		if mark {
-			key = storedKey(k)
-		}
-		if err := bk.Put(key, kv[k]); err != nil {
-			return fmt.Errorf("key %q: %w", k, err)
+	slices.SortFunc(es, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
+	for _, e := range es {
+		if err := bk.Put(e.key, e.value); err != nil {
+			return fmt.Errorf("key %q: %w", e.key, err)
 		}
 	}
 	return nil
