@@ -157,6 +157,9 @@ func createDB(path string) (*bolt.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to create %s: %w", path, err)
 	}
+	// The file is written once: grow it to what the commit needs, not a
+	// 16 MiB step beyond (which the large mapping would otherwise add).
+	db.AllocSize = os.Getpagesize()
 	return db, nil
 }
 
