@@ -549,7 +549,7 @@ func rblReply(text string) *smtp.SMTPError {
 // (Received and Delivered-To lines in the header), and stops passing once
 // the message is over the size limit.
 type messageWriter struct {
-	tx     handoff.Tx
+	tx     handoff.Tx // nil: the injector did not start, the body is read and dropped
 	limit  int64
 	size   int64
 	over   bool
@@ -564,7 +564,7 @@ func (m *messageWriter) Write(p []byte) (int, error) {
 	if m.limit > 0 && m.size > m.limit {
 		m.over = true
 	}
-	if !m.over {
+	if !m.over && m.tx != nil {
 		m.tx.Write(p)
 	}
 	if m.header {
