@@ -259,7 +259,7 @@ func TestSMTPDRelayTricks(t *testing.T) {
 			t.Errorf("RCPT TO:%s answered %q, want %s", tr.rcpt, got, tr.want)
 		}
 	}
-	if got := replies[3+len(tricks)]; !strings.HasPrefix(got, "250 2.1.5") {
+	if got := replies[3+len(tricks)]; !strings.HasPrefix(got, "250 2.0.0") {
 		t.Errorf("RCPT TO:<postmaster> answered %q", got)
 	}
 	msgs := in.messages(t)
@@ -271,7 +271,7 @@ func TestSMTPDRelayTricks(t *testing.T) {
 	relay := newSMTPDInstance(t, nil)
 	raddr := relay.underTcpserver(t, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:deny\n")
 	out := swaks(t, raddr, "--from", "s@sender.example", "--to", "someone@elsewhere.example")
-	if r := replyTo(out, "RCPT TO"); !strings.HasPrefix(r, "250 2.1.5") {
+	if r := replyTo(out, "RCPT TO"); !strings.HasPrefix(r, "250 2.0.0") {
 		t.Errorf("relay client's RCPT answered %q\n%s", r, out)
 	}
 	if msgs := relay.messages(t); len(msgs) != 1 {
@@ -320,7 +320,7 @@ func TestSMTPDStandaloneACL(t *testing.T) {
 	if r := replyTo(out, "."); !strings.HasPrefix(r, "250 2.0.0") {
 		t.Fatalf("relay through the ACL's RELAYCLIENT: %q\n%s", r, out)
 	}
-	if !strings.Contains(out, "250-SIZE 5000") {
+	if !regexp.MustCompile(`250[- ]SIZE 5000`).MatchString(out) {
 		t.Errorf("DATABYTES from the rule not advertised:\n%s", out)
 	}
 	out = swaks(t, addr, "--from", "s@sender.example", "--to", "x@example.com", "--body", strings.Repeat("0123456789\n", 600))
@@ -421,8 +421,8 @@ func TestSMTPDRecipientsAndBlocklists(t *testing.T) {
 		"RCPT TO:<trap@example.com>\r\nRCPT TO:<anyone@a.example.org>\r\nRSET\r\n"+
 		"MAIL FROM:<x@spam.example>\r\nRCPT TO:<bob@example.com>\r\nRSET\r\n"+
 		"MAIL FROM:<x@a.bulk.example>\r\nRCPT TO:<bob@example.com>\r\nQUIT\r\n")
-	want := []string{"220", "250", "250 2.1.0", "250 2.1.5", "250 2.1.5", "550 5.1.1", "553 5.7.1", "250 2.1.5", "250 2.0.0",
-		"250 2.1.0", "553 5.7.1", "250 2.0.0", "250 2.1.0", "553 5.7.1", "221 2.0.0"}
+	want := []string{"220", "250", "250 2.0.0", "250 2.0.0", "250 2.0.0", "550 5.1.1", "553 5.7.1", "250 2.0.0", "250 2.0.0",
+		"250 2.0.0", "553 5.7.1", "250 2.0.0", "250 2.0.0", "553 5.7.1", "221 2.0.0"}
 	if len(replies) != len(want) {
 		t.Fatalf("replies %q", replies)
 	}
@@ -443,7 +443,7 @@ func TestSMTPDStrictLineEndings(t *testing.T) {
 	smuggled := "MAIL FROM:<ceo@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nspoofed\r\n.\r\nQUIT\r\n"
 	for _, end := range []string{"\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r.\r"} {
 		replies := smtpdDialogue(t, addr, head+"Subject: x\r\n\r\nbody"+end+smuggled)
-		if got := strings.Join(replies, "|"); !strings.HasSuffix(got, "|354 go ahead|451 4.5.2 bare LF or CR in message, see https://cr.yp.to/docs/smtplf.html") {
+		if got := strings.Join(replies, "|"); !regexp.MustCompile(`\|354 [^|]*\|451 4\.5\.2 bare LF or CR in message, see https://cr\.yp\.to/docs/smtplf\.html$`).MatchString(got) {
 			t.Errorf("end %q: replies %q", end, replies)
 		}
 	}

@@ -2,18 +2,18 @@ package smtpd
 
 import (
 	"bytes"
-	"encoding/base64"
 	"net/netip"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/emersion/go-sasl"
 )
 
 // Limits on SMTP AUTH.
 const (
 	MaxAuthFailures = 3               // failures a session before errTooManyAuth
 	authFailDelay   = 2 * time.Second // wait after each failure, times the count
-	maxAuthLine     = 1024            // bytes of one base64 line
 )
 
 // Defaults of the control files for AUTH failures across sessions,
@@ -124,87 +124,115 @@ func (l *AuthLimiter) Failed(ip string) {
 // authDelay is a variable so tests need not wait.
 var authDelay = authFailDelay
 
-// auth answers AUTH PLAIN and AUTH LOGIN, offered only over TLS. The
-// password is never logged; the user name is, sanitized.
-func (s *session) auth(arg string) {
+// AuthMechanisms lists what the EHLO reply offers (smtp.AuthSession):
+// PLAIN and LOGIN, over TLS only.
+func (s *session) AuthMechanisms() []string {
+	if s.cfg.Auth == nil || !s.tls {
+		return nil
+	}
+	return []string{"PLAIN", "LOGIN"}
+}
+
+// Auth starts AUTH PLAIN or AUTH LOGIN (smtp.AuthSession), offered only
+// over TLS. go-smtp runs the exchange (334 challenges, base64, "*"); the
+// password is never logged, the user name is, by logline's quoting.
+func (s *session) Auth(mech string) (sasl.Server, error) {
 	switch {
 	case s.cfg.Auth == nil:
-		s.protocolError(errUnimplemented)
-		return
+		return nil, errUnimplemented
 	case !s.tls:
-		s.protocolError(errTLSFirst)
-		return
+		return nil, errTLSFirst
 	case s.authUser != "":
-		s.protocolError(errAuthDone)
-		return
+		return nil, errAuthDone
 	case s.inMail:
-		s.protocolError(errNestedMail)
-		return
+		return nil, errNestedMail
 	}
 	if s.cfg.AuthLimit != nil && s.cfg.AuthLimit.Blocked(s.cl.RemoteIP) {
 		s.log("warning", "auth", "result", "blocked", "reason", "maxauthfail")
-		s.write(errAuthBlocked)
-		s.quit = true
-		return
+		return nil, errAuthBlocked // 421: the guard ends the session
 	}
-	mech, initial, _ := strings.Cut(arg, " ")
-	var user, pass string
-	var ok bool
 	switch strings.ToUpper(mech) {
 	case "PLAIN":
-		resp, r := s.authResponse(initial, "")
-		if r {
-			return
-		}
-		parts := bytes.Split(resp, []byte{0})
-		if len(parts) != 3 {
-			s.protocolError(errAuthSyntax)
-			return
-		}
-		user, pass, ok = string(parts[1]), string(parts[2]), true
-		// A user acts only as itself: an authorization identity other
-		// than the one authenticated must fail (RFC 4616 section 2).
-		if len(parts[0]) > 0 && string(parts[0]) != user {
-			s.authFailed(user, "authzid_mismatch")
-			return
-		}
+		return &plainServer{s: s}, nil
 	case "LOGIN":
-		u, r := s.authResponse(initial, "VXNlcm5hbWU6") // "Username:"
-		if r {
-			return
-		}
-		p, r := s.authResponse("", "UGFzc3dvcmQ6") // "Password:"
-		if r {
-			return
-		}
-		user, pass, ok = string(u), string(p), true
-	default:
-		s.protocolError(errAuthMech)
-		return
+		return &loginServer{s: s}, nil
 	}
-	if !ok {
-		return
+	return nil, errAuthMech
+}
+
+// plainServer is RFC 4616's PLAIN: [authzid] NUL user NUL password.
+type plainServer struct {
+	s     *session
+	asked bool
+}
+
+func (p *plainServer) Next(resp []byte) ([]byte, bool, error) {
+	if resp == nil && !p.asked {
+		p.asked = true
+		return []byte{}, false, nil
 	}
+	parts := bytes.Split(resp, []byte{0})
+	if len(parts) != 3 {
+		return nil, false, errAuthSyntax
+	}
+	user, pass := string(parts[1]), string(parts[2])
+	// A user acts only as itself: an authorization identity other
+	// than the one authenticated must fail (RFC 4616 section 2).
+	if len(parts[0]) > 0 && string(parts[0]) != user {
+		return nil, false, p.s.authFailed(user, "authzid_mismatch")
+	}
+	if err := p.s.authCheck(user, pass); err != nil {
+		return nil, false, err
+	}
+	return nil, true, nil
+}
+
+// loginServer is the LOGIN mechanism: "Username:", then "Password:".
+type loginServer struct {
+	s    *session
+	step int
+	user []byte
+}
+
+func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if resp == nil {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough
+	case 1:
+		l.user, l.step = resp, 2
+		return []byte("Password:"), false, nil
+	}
+	if err := l.s.authCheck(string(l.user), string(resp)); err != nil {
+		return nil, false, err
+	}
+	return nil, true, nil
+}
+
+// authCheck verifies the credentials; nil means authenticated.
+func (s *session) authCheck(user, pass string) error {
 	if user == "" || strings.ContainsAny(user, "\x00\r\n") || strings.ContainsRune(pass, 0) {
-		s.authFailed(user, "bad_input")
-		return
+		return s.authFailed(user, "bad_input")
 	}
 	good, err := s.cfg.Auth.Check(user, pass)
 	if err != nil {
 		s.log("warning", "auth", "user", user, "result", "tempfail", "err", err)
-		s.write(errAuthTemp)
-		return
+		return errAuthTemp
 	}
 	if !good {
-		s.authFailed(user, "bad_password")
-		return
+		return s.authFailed(user, "bad_password")
 	}
 	s.authUser = user
 	s.log("info", "auth", "user", user, "result", "ok")
-	s.write(reply(235, "2.7.0", "authentication successful"))
+	return nil
 }
 
-func (s *session) authFailed(user, reason string) {
+// authFailed counts a failure and returns its reply: 535, or 421 at
+// MaxAuthFailures (the guard then ends the session).
+func (s *session) authFailed(user, reason string) error {
 	s.authFail++
 	if s.cfg.AuthLimit != nil {
 		s.cfg.AuthLimit.Failed(s.cl.RemoteIP)
@@ -212,46 +240,7 @@ func (s *session) authFailed(user, reason string) {
 	s.log("info", "auth", "user", user, "result", "failed", "reason", reason, "failures", s.authFail)
 	time.Sleep(time.Duration(s.authFail) * authDelay) // slows down guessing on one connection
 	if s.authFail >= MaxAuthFailures {
-		s.write(errTooManyAuth)
-		return
+		return errTooManyAuth
 	}
-	s.write(errAuthFailed)
+	return errAuthFailed
 }
-
-// authResponse returns the decoded initial response, or asks with a 334
-// challenge and reads the answer. done reports that a reply was already
-// given (cancel, syntax error, lost connection).
-func (s *session) authResponse(initial, challenge string) ([]byte, bool) {
-	if initial == "" {
-		s.bw.WriteString("334 " + challenge + "\r\n")
-		if err := s.bw.Flush(); err != nil {
-			s.quit = true
-			return nil, true
-		}
-		line, err := s.readLine()
-		if err != nil || len(line) > maxAuthLine {
-			if err != nil && !isBadLine(err) {
-				s.quit = true
-				return nil, true
-			}
-			s.protocolError(errAuthSyntax)
-			return nil, true
-		}
-		if line == "*" {
-			s.write(errAuthCancelled)
-			return nil, true
-		}
-		initial = line
-	}
-	if initial == "=" {
-		return nil, false
-	}
-	b, err := base64.StdEncoding.DecodeString(initial)
-	if err != nil {
-		s.protocolError(errAuthSyntax)
-		return nil, true
-	}
-	return b, false
-}
-
-func isBadLine(err error) bool { return err == errBadLine || err == errLongLine }

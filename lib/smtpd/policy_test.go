@@ -108,7 +108,7 @@ func TestCalloutVerdicts(t *testing.T) {
 	replies, _ := converse(t, cfg, Client{}, "EHLO c.example\r\nMAIL FROM:<s@sender.example>\r\n"+
 		"RCPT TO:<bob@example.com>\r\nRCPT TO:<ghost@example.com>\r\nRCPT TO:<later@example.com>\r\n"+
 		"RCPT TO:<other@a.example.org>\r\nRCPT TO:<postmaster@example.com>\r\nQUIT\r\n")
-	want := "220,250,250 2.1.0,250 2.1.5,550 5.1.1,450 4.1.1,250 2.1.5,250 2.1.5,221 2.0.0"
+	want := "220,250,250 2.0.0,250 2.0.0,550 5.1.1,450 4.1.1,250 2.0.0,250 2.0.0,221 2.0.0"
 	if got := codes(replies); got != want {
 		t.Errorf("replies %s, want %s", got, want)
 	}

@@ -1,7 +1,7 @@
 package smtpd
 
 import (
-	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -23,7 +23,6 @@ import (
 	"gw/lib/mailbox"
 	"gw/lib/qq"
 	"gw/lib/relay"
-	"gw/lib/tcpserver"
 )
 
 // Limits on what a client sends, each with its named refusal.
@@ -34,16 +33,19 @@ const (
 	maxHops        = 100 // Received + Delivered-To lines (errLooping), as qmail
 )
 
-// session is one SMTP conversation.
+// session is one SMTP conversation. The protocol is go-smtp's
+// (smtp.Server, one per connection, or two when STARTTLS starts TLS);
+// session is its Backend's Session and AuthSession, and gw's policy. What
+// go-smtp leaves out or gets wrong is done around it: by guard (the
+// connection it reads and writes) and by Data, which reads the body from
+// the client's bytes under gw's line-ending policy (readData).
 type session struct {
-	cfg  *Config
-	cl   Client
-	raw  net.Conn // as the listener handed it over (tcpserver.Idle)
-	conn net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	id   string
-	log  func(severity, event string, kv ...any)
+	cfg *Config
+	cl  Client
+	raw net.Conn // as the listener handed it over (tcpserver.Idle)
+	g   *guard   // the connection go-smtp is serving now
+	id  string
+	log func(severity, event string, kv ...any)
 
 	helo     string // sanitized HELO/EHLO argument; "" before one
 	ehlo     bool
@@ -53,7 +55,7 @@ type session struct {
 	badRcpts int // refused recipients (MaxBadRcpt)
 	authFail int
 	msgs     int
-	quit     bool // the session is over once the reply is flushed
+	reason   string // why the session ended, for the log
 
 	// the transaction
 	inMail  bool
@@ -82,13 +84,14 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log("alert", "panic", "err", fmt.Sprint(r))
-			s.bw.Flush()
-			s.write(reply(421, "4.3.0", "internal error, closing connection"))
-			s.bw.Flush()
+			if s.g != nil {
+				s.g.closing = false
+				s.g.reply(reply(421, "4.3.0", "internal error, closing connection"))
+				s.g.flush()
+			}
 		}
 		conn.Close()
 	}()
-	s.setConn(&timeoutConn{Conn: conn, timeout: cfg.Timeout})
 	kv := []any{"ip", cl.RemoteIP, "port", cl.RemotePort}
 	if cl.HasRemoteHost {
 		kv = append(kv, "host", cl.RemoteHost)
@@ -102,88 +105,89 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 	s.log("info", "end", "msgs", s.msgs, "reason", reason)
 }
 
-func (s *session) setConn(c net.Conn) {
-	s.conn = c
-	s.br = bufio.NewReaderSize(c, readBuffer)
-	if s.bw == nil {
-		s.bw = bufio.NewWriterSize(c, writeBuffer)
-	} else {
-		s.bw.Reset(c)
-	}
-}
-
 func (s *session) run() string {
+	var transport net.Conn = &timeoutConn{Conn: s.raw, timeout: s.cfg.Timeout}
 	if s.cfg.ImplicitTLS {
-		if err := s.handshake(); err != nil {
+		tc, err := s.handshake()
+		if err != nil {
 			return "tls_failed"
 		}
+		transport = &timeoutConn{Conn: tc, timeout: s.cfg.Timeout}
 	}
+	s.g = newGuard(s, transport)
 	if !s.cfg.ImplicitTLS && !s.cl.Relay && s.pregreet() {
 		// A client that talks before the greeting is not waiting for
 		// replies: a spam engine (Postfix postscreen's PREGREET).
 		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
-		s.write(errPregreet)
-		s.bw.Flush()
+		s.g.reply(errPregreet)
+		s.g.flush()
 		return "pregreet"
 	}
-	s.bw.WriteString("220 " + s.cfg.Greeting + " ESMTP\r\n")
-	for !s.quit {
-		if s.br.Buffered() == 0 { // PIPELINING: answer a whole group at once
-			if err := s.bw.Flush(); err != nil {
-				return "write_error"
-			}
+	for {
+		s.serveSMTP()
+		if !s.g.starttls {
+			break
 		}
-		// Between transactions with nothing pipelined, the session only
-		// waits for the client: a shutdown ends it here with a 421.
-		idle := !s.inMail && s.br.Buffered() == 0
-		if idle && tcpserver.Idle(s.raw, true) {
-			return s.shutdown()
+		// STARTTLS: whatever the client sent after it in plaintext is
+		// dropped with the old guard (the CVE-2011-0411 class), and all
+		// state learned before TLS is forgotten (RFC 3207 4.2): go-smtp
+		// starts afresh on the new guard.
+		tc, err := s.handshake()
+		if err != nil {
+			return "tls_failed"
 		}
-		line, err := s.readLine()
-		if idle {
-			tcpserver.Idle(s.raw, false)
-		}
-		switch {
-		case idle && err != nil && tcpserver.Closing(s.raw):
-			return s.shutdown()
-		case errors.Is(err, errLongLine):
-			s.protocolError(errLineTooLong)
-			continue
-		case errors.Is(err, errBadLine):
-			s.protocolError(errSyntax)
-			continue
-		case isTimeout(err):
-			s.write(errTimeout)
-			s.bw.Flush()
-			return "timeout"
-		case err != nil:
-			return "disconnect"
-		}
-		s.command(line)
+		s.reset()
+		s.helo, s.ehlo = "", false
+		s.g = newGuard(s, &timeoutConn{Conn: tc, timeout: s.cfg.Timeout})
 	}
-	s.bw.Flush()
-	return "quit"
+	if s.reason == "" {
+		return "quit"
+	}
+	return s.reason
 }
 
-// shutdown ends an idle session because the listener is stopping.
-func (s *session) shutdown() string {
-	s.write(errShutdown)
-	s.bw.Flush()
-	return "shutdown"
+// serveSMTP runs go-smtp's server on s.g until the guard is closed. The
+// server is made for this client: its greeting, SIZE (databytes, from the
+// ACL or control/databytes), STARTTLS while there is no TLS. go-smtp's
+// own timeouts are off: the guard's transport puts a deadline on every
+// read and write.
+func (s *session) serveSMTP() {
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return s, nil }))
+	srv.Domain = s.cfg.Greeting
+	srv.MaxMessageBytes = s.databytes()
+	srv.MaxLineLength = 2 * MaxCommandLine // the guard hands it shorter lines only
+	// go-smtp cannot see TLS through the guard; AUTH is offered and
+	// allowed only over TLS by AuthMechanisms and Auth.
+	srv.AllowInsecureAuth = true
+	if s.cfg.TLS != nil && !s.tls {
+		srv.TLSConfig = s.cfg.TLS // advertises STARTTLS; the guard answers it
+	}
+	srv.ErrorLog = smtpLog{s}
+	srv.Serve(&oneListener{g: s.g})
+	srv.Shutdown(context.Background()) // waits for the connection's goroutine
 }
+
+// smtpLog takes go-smtp's reports of unexpected errors (panics in a
+// command, with the stack).
+type smtpLog struct{ s *session }
+
+func (l smtpLog) Printf(format string, v ...any) {
+	l.s.log("alert", "smtp", "err", fmt.Sprintf(format, v...))
+}
+func (l smtpLog) Println(v ...any) { l.s.log("alert", "smtp", "err", fmt.Sprint(v...)) }
 
 // pregreet reports whether the client sent anything before the greeting:
 // during control/greetdelay when it is set, else already by now (a look
 // at the socket that does not wait).
 func (s *session) pregreet() bool {
-	tc, ok := s.conn.(*timeoutConn)
+	tc, ok := s.g.conn.(*timeoutConn)
 	if !ok {
 		return false
 	}
 	if d := s.cfg.GreetDelay; d > 0 {
 		saved := tc.timeout
 		tc.timeout = d
-		_, err := s.br.Peek(1)
+		_, err := s.g.br.Peek(1)
 		tc.timeout = saved
 		return err == nil
 	}
@@ -204,135 +208,28 @@ func (s *session) pregreet() bool {
 	return n > 0
 }
 
-var (
-	errLongLine = errors.New("line too long")
-	errBadLine  = errors.New("CR or NUL inside a command line")
-)
-
-// readLine reads one command line. It ends at LF; one CR before the LF is
-// removed (qmail accepts commands that end in a bare LF, and so does gw).
-// A CR or NUL anywhere else makes the line a syntax error, so no byte a
-// client hides in a command reaches a header or a decision.
-func (s *session) readLine() (string, error) {
-	line, err := s.br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull || err == nil && len(line) > MaxCommandLine {
-		for err == bufio.ErrBufferFull {
-			_, err = s.br.ReadSlice('\n')
-		}
-		if err != nil {
-			return "", err
-		}
-		return "", errLongLine
-	}
-	if err != nil {
-		return "", err
-	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	for _, c := range line {
-		if c == '\r' || c == 0 {
-			return "", errBadLine
-		}
-	}
-	return string(line), nil
-}
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// write queues a reply; it is sent when the client's input is drained.
-func (s *session) write(r *smtp.SMTPError) {
-	fmt.Fprintf(s.bw, "%d %d.%d.%d %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
-	if r.Code == 421 {
-		s.quit = true
-	}
+// hello records a HELO or EHLO argument (the guard calls it; go-smtp
+// answers and resets the transaction).
+func (s *session) hello(arg string, ehlo bool) {
+	s.helo, s.ehlo = sanitize(arg), ehlo
+	s.log("info", "helo", "helo", arg, "ehlo", ehlo)
 }
 
-// protocolError answers a syntax or sequence error and counts it; at
-// MaxErrors the session ends.
-func (s *session) protocolError(r *smtp.SMTPError) {
-	s.errors++
-	if s.cfg.MaxErrors > 0 && s.errors >= s.cfg.MaxErrors {
-		s.log("warning", "too_many_errors", "errors", s.errors)
-		s.write(errTooManyErrors)
-		return
-	}
-	s.write(r)
-}
-
-func (s *session) command(line string) {
-	verb, arg, _ := strings.Cut(line, " ")
-	switch strings.ToUpper(verb) {
-	case "HELO":
-		s.hello(arg, false)
-	case "EHLO":
-		s.hello(arg, true)
-	case "MAIL":
-		s.mail(arg)
-	case "RCPT":
-		s.rcpt(arg)
-	case "DATA":
-		s.data(arg)
-	case "RSET":
-		if arg != "" {
-			s.protocolError(errNoArgs)
-			return
-		}
-		s.reset()
-		s.write(reply(250, "2.0.0", "flushed"))
-	case "NOOP":
-		s.write(reply(250, "2.0.0", "ok"))
-	case "HELP":
-		// Advertised in the EHLO reply, so answered (RFC 5321 4.1.1.8).
-		s.write(reply(214, "2.0.0", "commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS AUTH"))
-	case "VRFY":
-		s.write(reply(252, "2.5.0", "send some mail, i'll try my best"))
-	case "QUIT":
-		s.write(reply(221, "2.0.0", s.cfg.Hostname))
-		s.quit = true
-	case "STARTTLS":
-		s.starttls(arg)
-	case "AUTH":
-		s.auth(arg)
-	default:
-		s.protocolError(errUnimplemented)
-	}
-}
+// Reset ends the transaction (smtp.Session: RSET, EHLO, after DATA).
+func (s *session) Reset() { s.reset() }
 
 func (s *session) reset() {
 	s.inMail, s.badFrom, s.rcpts = false, false, s.rcpts[:0]
 	s.from = mailbox.Address{}
 }
 
-func (s *session) hello(arg string, ehlo bool) {
-	arg = strings.TrimSpace(arg)
-	if arg == "" {
-		s.protocolError(errNeedArg)
-		return
-	}
-	s.reset()
-	s.helo, s.ehlo = sanitize(arg), ehlo
-	s.log("info", "helo", "helo", arg, "ehlo", ehlo)
-	if !ehlo {
-		s.write(reply(250, "2.0.0", s.cfg.Hostname))
-		return
-	}
-	s.bw.WriteString("250-" + s.cfg.Hostname + "\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n")
-	if lim := s.databytes(); lim > 0 {
-		s.bw.WriteString("250-SIZE " + strconv.FormatInt(lim, 10) + "\r\n")
-	}
-	if s.cfg.TLS != nil && !s.tls {
-		s.bw.WriteString("250-STARTTLS\r\n")
-	}
-	if s.cfg.Auth != nil && s.tls {
-		s.bw.WriteString("250-AUTH PLAIN LOGIN\r\n")
-	}
-	s.bw.WriteString("250 HELP\r\n")
-}
+// Logout is go-smtp's goodbye; Serve does the rest.
+func (s *session) Logout() error { return nil }
 
 func (s *session) databytes() int64 {
 	if s.cl.HasDatabytes {
@@ -344,20 +241,17 @@ func (s *session) databytes() int64 {
 // relays reports whether the client may send to any domain.
 func (s *session) relays() bool { return s.cl.Relay || s.authUser != "" }
 
-func (s *session) mail(arg string) {
+// Mail starts a transaction (smtp.Session). go-smtp has checked the
+// syntax and the parameters (SIZE against databytes); the sender is the
+// path the client wrote, parsed by lib/mailbox (guard.path).
+func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
 	if s.inMail {
-		s.protocolError(errNestedMail)
-		return
+		// go-smtp would keep its recipients: no second MAIL.
+		return errNestedMail
 	}
-	rest, ok := cutPrefixFold(arg, "FROM:")
-	if !ok {
-		s.protocolError(errSyntax)
-		return
-	}
-	path, params, err := mailbox.ParsePath(rest)
+	path, err := s.g.path, s.g.pathErr
 	if err != nil {
-		s.protocolError(addressError(err, errBadSender))
-		return
+		return addressError(err, errBadSender)
 	}
 	from, err := mailbox.Parse(path)
 	if err == nil && from.Postmaster() {
@@ -365,40 +259,129 @@ func (s *session) mail(arg string) {
 	}
 	if err != nil {
 		s.log("info", "mail", "from", path, "result", "reject", "reason", err)
-		s.protocolError(addressError(err, errBadSender))
-		return
+		return addressError(err, errBadSender)
 	}
-	for _, p := range strings.Fields(params) {
-		k, v, _ := strings.Cut(p, "=")
-		switch strings.ToUpper(k) {
-		case "SIZE":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				s.protocolError(errBadParam)
-				return
-			}
-			if lim := s.databytes(); lim > 0 && n > lim {
-				s.log("info", "mail", "from", from.String(), "result", "reject", "reason", "size", "size", n)
-				s.write(errTooBigSize)
-				return
-			}
-		case "BODY":
-			if u := strings.ToUpper(v); u != "7BIT" && u != "8BITMIME" {
-				s.protocolError(errBadParam)
-				return
-			}
-		case "AUTH":
-			// RFC 4954 5: accepted and ignored; its value is never
-			// trusted or copied anywhere (Exim CVE-2020-28021).
-		default:
-			s.protocolError(errBadParam)
-			return
-		}
+	// RFC 4954 5: AUTH= is accepted and ignored; its value is never
+	// trusted, logged or copied anywhere (Exim CVE-2020-28021). go-smtp
+	// xtext-decodes it: control bytes in it make the command a syntax
+	// error.
+	if opts != nil && opts.Auth != nil && strings.ContainsFunc(*opts.Auth, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		s.log("info", "mail", "from", from.String(), "result", "reject", "reason", "auth_param")
+		return errBadAuthParam
 	}
 	s.inMail, s.from = true, from
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom)
-	s.write(reply(250, "2.1.0", "ok"))
+	return nil
+}
+
+// Rcpt judges a recipient (smtp.Session) on the path the client wrote.
+func (s *session) Rcpt(_ string, _ *smtp.RcptOptions) error {
+	path, err := s.g.path, s.g.pathErr
+	if err != nil {
+		return addressError(err, errBadRcpt) // a syntax error: it counts as one
+	}
+	s.g.rcptJudged = true
+	to, err := mailbox.Parse(path)
+	if err == nil && to.Null {
+		err = mailbox.ErrSyntax
+	}
+	if err != nil {
+		return s.refuseRcpt(path, addressError(err, errBadRcpt), err.Error())
+	}
+	if s.cfg.MaxRcpt > 0 && len(s.rcpts) >= s.cfg.MaxRcpt {
+		s.log("info", "rcpt", "to", to.String(), "result", "reject", "reason", "maxrcpt")
+		return errTooManyRcpt
+	}
+	r, reason := s.decide(&to)
+	if r != nil {
+		return s.refuseRcpt(to.String(), r, reason)
+	}
+	addr := to.String()
+	if s.cl.Relay && s.cl.RelayAppend != "" {
+		addr += s.cl.RelayAppend // qmail's RELAYCLIENT suffix
+	}
+	if err := envelope.CheckAddress(addr); err != nil {
+		return s.refuseRcpt(addr, errAddrTooLong, err.Error())
+	}
+	s.rcpts = append(s.rcpts, addr)
+	s.log("info", "rcpt", "to", addr, "result", "accept", "reason", reason)
+	return nil
+}
+
+// Data reads the message (smtp.Session) and hands it to the injector.
+// go-smtp has sent 354; the body is read from the client's bytes by
+// readData, not from r: go-smtp's reader passes bare LF and CR, rewrites
+// some malformed lines and does not end at "<CR><CR><LF>.<CR><LF>"
+// (specs/go-smtp.md). r then gets an empty message from the guard. Every
+// reply is an unwrapped *smtp.SMTPError (go-smtp type-asserts; anything
+// else would be a permanent 554 with the error's text).
+func (s *session) Data(r io.Reader) error {
+	g := s.g
+	s.msgs++
+	msgID := s.id + "." + strconv.Itoa(s.msgs)
+	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
+	inj := s.cl.Injector
+	if inj == nil {
+		inj = handoff.Select(os.Getenv)
+	}
+	tx, beginErr := inj.Begin(env)
+	m := &messageWriter{tx: tx, limit: s.databytes()}
+	if beginErr != nil {
+		m.tx = nil // the body is read all the same, to answer after it
+	} else {
+		io.WriteString(tx, s.received(msgID))
+	}
+	m.header = true
+	err := readData(g.br, m)
+	abort := func() {
+		if m.tx != nil {
+			m.tx.Abort()
+		}
+	}
+	switch {
+	case errors.Is(err, errBareLF) || errors.Is(err, errBareCR):
+		// The rest is not parsed as commands (go-smtp issue #196): the
+		// session ends after this reply.
+		abort()
+		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", err)
+		g.closeAfter = true
+		return errBareLine
+	case isTimeout(err):
+		abort()
+		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", "timeout")
+		g.closeAfter = true
+		g.end("timeout")
+		g.closing = false // the reply still goes out
+		return errTimeout
+	case err != nil:
+		abort()
+		s.log("warning", "refused", "msg", msgID, "reason", "disconnect", "err", err)
+		g.end("disconnect")
+		return errLocal
+	}
+	g.endData()
+	switch {
+	case beginErr != nil:
+		s.log("warning", "refused", "msg", msgID, "code", 451, "err", beginErr)
+		return errNoInjector
+	case m.over:
+		abort()
+		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "databytes", "size", m.size)
+		return errTooBig
+	case m.hops >= maxHops:
+		abort()
+		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", m.hops)
+		return errLooping
+	}
+	code, err := tx.Commit()
+	if code != qq.OK {
+		r := queueReply(qq.Permanent(code), qq.Reply(code))
+		s.log("warning", "refused", "msg", msgID, "code", r.Code, "qq", code, "err", err)
+		return r
+	}
+	s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(env.Recipients), "size", m.size)
+	return reply(250, "2.0.0", "ok "+msgID)
 }
 
 func addressError(err error, syntax *smtp.SMTPError) *smtp.SMTPError {
@@ -420,65 +403,14 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 	return s[len(prefix):], true
 }
 
-func (s *session) rcpt(arg string) {
-	if !s.inMail {
-		s.protocolError(errMailFirst)
-		return
-	}
-	rest, ok := cutPrefixFold(arg, "TO:")
-	if !ok {
-		s.protocolError(errSyntax)
-		return
-	}
-	path, params, err := mailbox.ParsePath(rest)
-	if err != nil {
-		s.protocolError(addressError(err, errBadRcpt))
-		return
-	}
-	if params != "" {
-		s.protocolError(errBadParam)
-		return
-	}
-	to, err := mailbox.Parse(path)
-	if err == nil && to.Null {
-		err = mailbox.ErrSyntax
-	}
-	if err != nil {
-		s.refuseRcpt(path, addressError(err, errBadRcpt), err.Error())
-		return
-	}
-	if s.cfg.MaxRcpt > 0 && len(s.rcpts) >= s.cfg.MaxRcpt {
-		s.log("info", "rcpt", "to", to.String(), "result", "reject", "reason", "maxrcpt")
-		s.write(errTooManyRcpt)
-		return
-	}
-	r, reason := s.decide(&to)
-	if r != nil {
-		s.refuseRcpt(to.String(), r, reason)
-		return
-	}
-	addr := to.String()
-	if s.cl.Relay && s.cl.RelayAppend != "" {
-		addr += s.cl.RelayAppend // qmail's RELAYCLIENT suffix
-	}
-	if err := envelope.CheckAddress(addr); err != nil {
-		s.refuseRcpt(addr, errAddrTooLong, err.Error())
-		return
-	}
-	s.rcpts = append(s.rcpts, addr)
-	s.log("info", "rcpt", "to", addr, "result", "accept", "reason", reason)
-	s.write(reply(250, "2.1.5", "ok"))
-}
-
-func (s *session) refuseRcpt(to string, r *smtp.SMTPError, reason string) {
+func (s *session) refuseRcpt(to string, r *smtp.SMTPError, reason string) error {
 	s.log("info", "rcpt", "to", to, "result", "reject", "code", r.Code, "reason", reason)
 	s.badRcpts++
 	if s.cfg.MaxBadRcpt > 0 && s.badRcpts >= s.cfg.MaxBadRcpt {
 		s.log("warning", "too_many_bad_rcpts", "count", s.badRcpts)
-		s.write(errTooManyBad)
-		return
+		return errTooManyBad // 421: the guard ends the session
 	}
-	s.write(r)
+	return r
 }
 
 // decide is the recipient policy, in order: badmailfrom, postmaster,
@@ -612,88 +544,12 @@ func rblReply(text string) *smtp.SMTPError {
 	return reply(code, enh, string(b))
 }
 
-func (s *session) data(arg string) {
-	switch {
-	case arg != "":
-		s.protocolError(errNoArgs)
-		return
-	case !s.inMail:
-		s.protocolError(errMailFirst)
-		return
-	case len(s.rcpts) == 0:
-		s.protocolError(errRcptFirst)
-		return
-	}
-	defer s.reset()
-	s.msgs++
-	msgID := s.id + "." + strconv.Itoa(s.msgs)
-	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
-	inj := s.cl.Injector
-	if inj == nil {
-		inj = handoff.Select(os.Getenv)
-	}
-	tx, err := inj.Begin(env)
-	if err != nil {
-		s.log("warning", "refused", "msg", msgID, "code", 451, "err", err)
-		s.write(errNoInjector)
-		return
-	}
-	s.bw.WriteString("354 go ahead\r\n")
-	if err := s.bw.Flush(); err != nil {
-		tx.Abort()
-		s.quit = true
-		return
-	}
-	m := &messageWriter{tx: tx, limit: s.databytes()}
-	m.header = true
-	io.WriteString(tx, s.received(msgID))
-	err = readData(s.br, m)
-	switch {
-	case errors.Is(err, errBareLF) || errors.Is(err, errBareCR):
-		tx.Abort()
-		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", err)
-		s.write(errBareLine)
-		s.quit = true
-		return
-	case isTimeout(err):
-		tx.Abort()
-		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", "timeout")
-		s.write(errTimeout)
-		s.quit = true
-		return
-	case err != nil:
-		tx.Abort()
-		s.log("warning", "refused", "msg", msgID, "reason", "disconnect", "err", err)
-		s.quit = true
-		return
-	case m.over:
-		tx.Abort()
-		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "databytes", "size", m.size)
-		s.write(errTooBig)
-		return
-	case m.hops >= maxHops:
-		tx.Abort()
-		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", m.hops)
-		s.write(errLooping)
-		return
-	}
-	code, err := tx.Commit()
-	if code != qq.OK {
-		r := queueReply(qq.Permanent(code), qq.Reply(code))
-		s.log("warning", "refused", "msg", msgID, "code", r.Code, "qq", code, "err", err)
-		s.write(r)
-		return
-	}
-	s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(env.Recipients), "size", m.size)
-	s.write(reply(250, "2.0.0", "ok "+msgID))
-}
-
 // messageWriter passes the stored message to the injector, counting its
 // size (databytes counts the stored form, as qmail does) and its hops
 // (Received and Delivered-To lines in the header), and stops passing once
 // the message is over the size limit.
 type messageWriter struct {
-	tx     handoff.Tx
+	tx     handoff.Tx // nil: the injector did not start, the body is read and dropped
 	limit  int64
 	size   int64
 	over   bool
@@ -708,7 +564,7 @@ func (m *messageWriter) Write(p []byte) (int, error) {
 	if m.limit > 0 && m.size > m.limit {
 		m.over = true
 	}
-	if !m.over {
+	if !m.over && m.tx != nil {
 		m.tx.Write(p)
 	}
 	if m.header {
@@ -833,50 +689,19 @@ func (c *timeoutConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// handshake runs the TLS server handshake on the session's connection.
-func (s *session) handshake() error {
-	raw := s.conn
-	if c, ok := raw.(*timeoutConn); ok {
-		raw = c.Conn
-	}
-	tc := tls.Server(raw, s.cfg.TLS)
+// handshake runs the TLS server handshake on the client's connection.
+func (s *session) handshake() (*tls.Conn, error) {
+	tc := tls.Server(s.raw, s.cfg.TLS)
 	if s.cfg.Timeout > 0 {
 		tc.SetDeadline(time.Now().Add(s.cfg.Timeout))
 	}
 	if err := tc.Handshake(); err != nil {
 		s.log("warning", "tls", "result", "failed", "err", err)
-		return err
+		return nil, err
 	}
 	tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
 	s.log("info", "tls", "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
 	s.tls = true
-	s.setConn(&timeoutConn{Conn: tc, timeout: s.cfg.Timeout})
-	return nil
-}
-
-// starttls answers STARTTLS (exactly that word). Whatever the client sent
-// after it in plaintext is discarded with the old reader (the
-// CVE-2011-0411 class), and all state learned before TLS is forgotten
-// (RFC 3207 4.2).
-func (s *session) starttls(arg string) {
-	switch {
-	case arg != "":
-		s.protocolError(errNoArgs)
-		return
-	case s.cfg.TLS == nil || s.tls:
-		s.protocolError(errUnimplemented)
-		return
-	}
-	s.write(reply(220, "2.0.0", "ready to start TLS"))
-	if err := s.bw.Flush(); err != nil {
-		s.quit = true
-		return
-	}
-	if err := s.handshake(); err != nil {
-		s.quit = true
-		return
-	}
-	s.reset()
-	s.helo, s.ehlo = "", false
+	return tc, nil
 }
