@@ -20,6 +20,7 @@ import (
 
 	"gw/lib/envelope"
 	"gw/lib/handoff"
+	"gw/lib/hops"
 	"gw/lib/mailbox"
 	"gw/lib/qq"
 	"gw/lib/relay"
@@ -30,7 +31,6 @@ const (
 	MaxCommandLine = 2048 // bytes in a command line, CRLF included (errLineTooLong)
 	readBuffer     = 16 << 10
 	writeBuffer    = 4 << 10
-	maxHops        = 100 // Received + Delivered-To lines (errLooping), as qmail
 )
 
 // session is one SMTP conversation. The protocol is go-smtp's
@@ -332,7 +332,6 @@ func (s *session) Data(r io.Reader) error {
 	} else {
 		io.WriteString(tx, s.received(msgID))
 	}
-	m.header = true
 	err := readData(g.br, m)
 	abort := func() {
 		if m.tx != nil {
@@ -369,9 +368,9 @@ func (s *session) Data(r io.Reader) error {
 		abort()
 		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "databytes", "size", m.size)
 		return errTooBig
-	case m.hops >= maxHops:
+	case m.hops.Looping():
 		abort()
-		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", m.hops)
+		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", m.hops.Hops)
 		return errLooping
 	}
 	code, err := tx.Commit()
@@ -549,17 +548,15 @@ func rblReply(text string) *smtp.SMTPError {
 // (Received and Delivered-To lines in the header), and stops passing once
 // the message is over the size limit.
 type messageWriter struct {
-	tx     handoff.Tx // nil: the injector did not start, the body is read and dropped
-	limit  int64
-	size   int64
-	over   bool
-	header bool   // still in the header
-	sol    bool   // at the start of a line (set by the first write)
-	prefix []byte // the start of the current header line, up to 13 bytes
-	hops   int
+	tx    handoff.Tx // nil: the injector did not start, the body is read and dropped
+	limit int64
+	size  int64
+	over  bool
+	hops  hops.Counter
 }
 
 func (m *messageWriter) Write(p []byte) (int, error) {
+	m.hops.Write(p)
 	m.size += int64(len(p))
 	if m.limit > 0 && m.size > m.limit {
 		m.over = true
@@ -567,34 +564,7 @@ func (m *messageWriter) Write(p []byte) (int, error) {
 	if !m.over && m.tx != nil {
 		m.tx.Write(p)
 	}
-	if m.header {
-		m.scanHeader(p)
-	}
 	return len(p), nil
-}
-
-func (m *messageWriter) scanHeader(p []byte) {
-	for _, c := range p {
-		if c == '\n' {
-			if len(m.prefix) == 0 {
-				m.header = false // the empty line ends the header
-				return
-			}
-			m.countHop()
-			m.prefix = m.prefix[:0]
-			continue
-		}
-		if len(m.prefix) < 13 {
-			m.prefix = append(m.prefix, c)
-		}
-	}
-}
-
-func (m *messageWriter) countHop() {
-	p := strings.ToLower(string(m.prefix))
-	if strings.HasPrefix(p, "received:") || strings.HasPrefix(p, "delivered-to:") {
-		m.hops++
-	}
 }
 
 func (s *session) proto() string {
