@@ -49,19 +49,39 @@ func straceWrap(t *testing.T, log string, extra ...string) []string {
 // caller compares where a kill was meant with where it landed.
 func logSteps(t *testing.T, log string) []step {
 	t.Helper()
+	steps, _ := logLanding(t, log, "")
+	return steps
+}
+
+// logLanding reads a strace log like logSteps and also finds the step the
+// injected kill landed on: the call named injected that the kill cut
+// short (its result is "= ?"), else the last call the log shows. Other
+// threads' calls may be logged after it as they die ("???(" when strace
+// could no longer read which call it was); they are not steps.
+func logLanding(t *testing.T, log, injected string) (steps []step, at int) {
+	t.Helper()
 	b, err := os.ReadFile(log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var steps []step
 	count := map[string]int{}
+	pending := map[string]int{} // pid → its unfinished step
+	at = -1
 	for _, line := range strings.Split(string(b), "\n") {
-		_, rest, ok := strings.Cut(line, " ")
+		pid, rest, ok := strings.Cut(line, " ")
 		if !ok {
 			continue
 		}
 		rest = strings.TrimLeft(rest, " ")
-		if strings.HasPrefix(rest, "<...") || strings.HasPrefix(rest, "+++") || strings.HasPrefix(rest, "---") {
+		cut := strings.HasSuffix(strings.TrimSpace(rest), "= ?")
+		if strings.HasPrefix(rest, "<...") {
+			if i, ok := pending[pid]; ok && cut && steps[i].name == injected {
+				at = i
+			}
+			delete(pending, pid)
+			continue
+		}
+		if strings.HasPrefix(rest, "+++") || strings.HasPrefix(rest, "---") || strings.HasPrefix(rest, "???") {
 			continue
 		}
 		name, args, ok := strings.Cut(rest, "(")
@@ -70,11 +90,25 @@ func logSteps(t *testing.T, log string) []step {
 		}
 		count[name]++
 		steps = append(steps, step{name: name, nth: count[name], what: stepWhat(name, args)})
+		switch {
+		case strings.HasSuffix(rest, "<unfinished ...>"):
+			pending[pid] = len(steps) - 1
+		case cut && name == injected:
+			at = len(steps) - 1
+		}
 	}
 	if len(steps) == 0 || steps[0].name != "execve" {
 		t.Fatalf("%s: no execve first: not a strace log of a program", log)
 	}
-	return steps
+	for _, i := range pending { // cut so short that no result was logged
+		if at < 0 && steps[i].name == injected {
+			at = i
+		}
+	}
+	if at < 0 {
+		at = len(steps) - 1
+	}
+	return steps, at
 }
 
 // segWrites counts the writes into the segment among steps.

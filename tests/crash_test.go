@@ -91,15 +91,15 @@ func TestCrashQueueKillEachStep(t *testing.T) {
 					log := filepath.Join(dir, fmt.Sprintf("kill-%d-%02d-%d.strace", size, i, attempt))
 					code, stderr := injectQueue(t, qdir, l, m, straceWrap(t, log, s.inject()...)...)
 					drain()
-					ran := logSteps(t, log)
-					landed := ran[len(ran)-1]
+					ran, at := logLanding(t, log, s.name)
+					landed := ran[at]
 					whole, partial := code == 0, false
 					switch code {
 					case 0:
 						landed = step{name: "none", what: "not killed"}
 					case -1:
 						// Everything before the step it landed on ran.
-						done := ran[:len(ran)-1]
+						done := ran[:at]
 						whole = segCommitted(done)
 						partial = segCreated(done) && !whole
 						kills++
