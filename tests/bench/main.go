@@ -31,7 +31,21 @@ var (
 	binDir   = flag.String("bin", "bin", "directory of the built programs")
 	duration = flag.Duration("duration", 3*time.Second, "measuring time of each figure")
 	qstatN   = flag.Int("qstat-messages", 100000, "queue size for the gw-qstat timing (0: skip)")
+	only     = flag.String("only", "", "run only these sections, comma-separated: queue, relay, qstat, smtpd, scan, qmtp, qmq")
 )
+
+// section reports whether the named section is to run.
+func section(name string) bool {
+	if *only == "" {
+		return true
+	}
+	for _, s := range strings.Split(*only, ",") {
+		if strings.TrimSpace(s) == name {
+			return true
+		}
+	}
+	return false
+}
 
 var env = envelope.Envelope{Sender: "bench@example.org", Recipients: []string{"sink@example.net"}}
 
@@ -41,6 +55,32 @@ func main() {
 	check(err)
 	defer os.RemoveAll(work)
 	fmt.Printf("gw queue bench: %s per figure, work dir %s\n\n", *duration, work)
+	if section("queue") {
+		benchQueue(work)
+	}
+	if section("relay") {
+		benchSend(work)
+	}
+	if *qstatN > 0 && section("qstat") {
+		timeQstat(work, *qstatN, false)
+		timeQstat(work, *qstatN, true)
+	}
+	if section("smtpd") {
+		smtpdBench(work)
+	}
+	if section("scan") {
+		scanBench(work)
+	}
+	if section("qmtp") {
+		qmtpBench(work)
+	}
+	if section("qmq") {
+		qmqBench(work)
+	}
+}
+
+// benchQueue measures injection beside the bare file-per-message rate.
+func benchQueue(work string) {
 	fmt.Printf("%-24s %5s %5s %9s %11s %7s %12s\n", "method", "size", "conc", "msg/s", "bare msg/s", "ratio", "CPU ms/msg")
 	for _, size := range []int{1 << 10, 10 << 10, 100 << 10} {
 		for _, conc := range []int{1, 8, 32} {
@@ -57,15 +97,6 @@ func main() {
 			row("gw-queue (process)", measureProcess(work, size, conc))
 		}
 	}
-	benchSend(work)
-	if *qstatN > 0 {
-		timeQstat(work, *qstatN, false)
-		timeQstat(work, *qstatN, true)
-	}
-	smtpdBench(work)
-	scanBench(work)
-	qmtpBench(work)
-	qmqBench(work)
 }
 
 // measureBare runs the file-per-message commit protocol of qmail and
