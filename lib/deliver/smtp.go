@@ -251,8 +251,12 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 		return nil, &badAddress{sender}
 	}
 	if s.needHello {
+		// A refusal here is about the session, not the message: the
+		// session is dropped and gw-send carries the message over a new
+		// one, as for a session closed while idle.
 		if err := s.c.Hello(s.cfg.Helo); err != nil {
-			return nil, s.fail(err)
+			s.Kill()
+			return nil, &ConnError{Host: s.host, Err: err}
 		}
 		s.needHello = false
 	}
