@@ -3,11 +3,15 @@
 // recipients one by one, send the body, then commit or abort), with a
 // per-recipient outcome.
 //
-// The SMTP and LMTP client here is gw's own rather than go-smtp's: the
-// go-smtp client cannot say EHLO with a chosen name and then start TLS only
-// when offered, does not pipeline, sets no deadline while the body is
-// written, and passes lone CRs to the wire (see specs/go-smtp.md). A QMTP
-// transport can implement the same two interfaces.
+// SMTP and LMTP go through go-smtp's client (smtp.Client), over a
+// connection gw dials itself. gw adds what that client lacks (see
+// specs/go-smtp.md): a deadline on every read and write, the body's
+// included (deadlineConn); a lone CR sent as a space (lineEnds);
+// STARTTLS after an EHLO with the instance's name, only when offered; a
+// bound on what a server may send unasked; per-recipient outcomes and
+// gw's error types. go-smtp's client does not pipeline: MAIL, each RCPT
+// and DATA wait for their replies. A QMTP transport implements the same
+// two interfaces.
 package deliver
 
 import (

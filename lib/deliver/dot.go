@@ -1,61 +1,51 @@
 package deliver
 
-import "bufio"
+import "io"
 
-// dotWriter turns a stored message into DATA's wire form: every line ends
-// in CRLF (a stored LF or CRLF becomes CRLF), a lone CR becomes a space
-// (Postfix's choice: a receiver that took it for a line break could be
-// made to see an end of data — SMTP smuggling), a line that begins with
-// '.' gets another, and Close ends the data with CRLF "." CRLF.
-type dotWriter struct {
-	w         *bufio.Writer
-	lineStart bool
-	cr        bool // the previous byte was a CR not yet written
+// lineEnds is what gw puts in front of go-smtp's DATA writer (net/textproto's
+// DotWriter, which turns LF into CRLF and dot-stuffs, but passes a lone CR
+// through — see specs/go-smtp.md). It hands the writer LF line ends only:
+// a stored CRLF or LF becomes LF, and a lone CR becomes a space (Postfix's
+// choice: a receiver that took it for a line break could be made to see an
+// end of data — SMTP smuggling). So every line on the wire ends in CRLF,
+// no lone CR or LF reaches it, and a line that begins with '.' gets
+// another. Close passes on a CR held back at the end; it does not close w.
+type lineEnds struct {
+	w   io.Writer
+	cr  bool // the previous byte was a CR not yet written
+	buf []byte
 }
 
-func newDotWriter(w *bufio.Writer) *dotWriter { return &dotWriter{w: w, lineStart: true} }
-
-func (d *dotWriter) Write(p []byte) (int, error) {
+func (l *lineEnds) Write(p []byte) (int, error) {
+	out := l.buf[:0]
 	for _, c := range p {
-		if d.cr {
-			d.cr = false
+		if l.cr {
+			l.cr = false
 			if c == '\n' {
-				d.w.WriteString("\r\n")
-				d.lineStart = true
+				out = append(out, '\n')
 				continue
 			}
-			d.put(' ')
+			out = append(out, ' ')
 		}
-		switch c {
-		case '\r':
-			d.cr = true
-		case '\n':
-			d.w.WriteString("\r\n")
-			d.lineStart = true
-		default:
-			d.put(c)
+		if c == '\r' {
+			l.cr = true
+			continue
 		}
+		out = append(out, c)
+	}
+	l.buf = out
+	if _, err := l.w.Write(out); err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }
 
-func (d *dotWriter) put(c byte) {
-	if d.lineStart && c == '.' {
-		d.w.WriteByte('.')
+// Close writes the space for a CR that ended the message.
+func (l *lineEnds) Close() error {
+	if !l.cr {
+		return nil
 	}
-	d.lineStart = false
-	d.w.WriteByte(c)
-}
-
-// Close ends the data; it flushes and returns the write error if any.
-func (d *dotWriter) Close() error {
-	if d.cr {
-		d.cr = false
-		d.put(' ')
-	}
-	if !d.lineStart {
-		d.w.WriteString("\r\n")
-	}
-	d.w.WriteString(".\r\n")
-	return d.w.Flush()
+	l.cr = false
+	_, err := l.w.Write([]byte{' '})
+	return err
 }

@@ -3,18 +3,22 @@ package deliver
 import (
 	"bufio"
 	"bytes"
+	"net/textproto"
 	"strings"
 	"testing"
 )
 
+// wire is what goes out for a stored message written in chunks: gw's
+// lineEnds in front of the DotWriter go-smtp's client writes DATA with.
 func wire(chunks ...string) string {
 	var b bytes.Buffer
-	bw := bufio.NewWriter(&b)
-	d := newDotWriter(bw)
+	dw := textproto.NewWriter(bufio.NewWriter(&b)).DotWriter()
+	l := &lineEnds{w: dw}
 	for _, c := range chunks {
-		d.Write([]byte(c))
+		l.Write([]byte(c))
 	}
-	d.Close()
+	l.Close()
+	dw.Close()
 	return b.String()
 }
 
@@ -27,7 +31,8 @@ func TestDotWriter(t *testing.T) {
 		{"lf", []string{"a\nb\n"}, "a\r\nb\r\n.\r\n"},
 		{"crlf", []string{"a\r\nb\r\n"}, "a\r\nb\r\n.\r\n"},
 		{"no final newline", []string{"a"}, "a\r\n.\r\n"},
-		{"empty", nil, ".\r\n"},
+		// DotWriter ends an empty message with an empty line.
+		{"empty", nil, "\r\n.\r\n"},
 		{"dot stuffing", []string{".a\n..b\n.\n"}, "..a\r\n...b\r\n..\r\n.\r\n"},
 		{"lone cr", []string{"x\r.\r\n"}, "x .\r\n.\r\n"},
 		{"smuggling lf.lf", []string{"x\n.\nMAIL FROM:<e@vil>\n"}, "x\r\n..\r\nMAIL FROM:<e@vil>\r\n.\r\n"},

@@ -8,19 +8,27 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"gw/lib/route"
 )
 
 // Limits on what a server may send back, so a hostile one cannot make the
-// client allocate much.
+// client allocate much. go-smtp's client refuses reply lines over 2000
+// bytes itself; gw bounds what a server may send between two commands
+// (deadlineConn).
 const (
 	MaxReplyLine  = 2000 // bytes of one reply line (RFC 5321: 512)
 	MaxReplyLines = 100  // lines of one multi-line reply
 )
+
+// maxReplyBytes is what a server may send in answer to one command.
+const maxReplyBytes = MaxReplyLine * MaxReplyLines
 
 // Config is how an SMTP or LMTP session behaves.
 type Config struct {
@@ -35,18 +43,21 @@ type Config struct {
 	LMTP  bool
 }
 
-// smtpSession is an SMTP or LMTP session.
+// smtpSession is an SMTP or LMTP session: a go-smtp client over a
+// connection gw dialled and times itself.
 type smtpSession struct {
-	cfg    Config
-	host   string
-	raw    net.Conn
-	conn   net.Conn // raw, or the TLS connection over it
-	r      *bufio.Reader
-	w      *bufio.Writer
-	ext    map[string]string
-	tls    bool
-	broken bool
-	stop   func() bool
+	cfg  Config
+	host string
+	raw  net.Conn
+	dc   *deadlineConn // raw, timed; TLS (when on) runs over it
+	c    *smtp.Client
+	tls  bool
+	// needHello: go-smtp's Reset forgets the EHLO, and says it again
+	// before the next command; Start does it explicitly, so that its
+	// failure is a failure of the session and not a missing extension.
+	needHello bool
+	broken    bool
+	stop      func() bool
 }
 
 // Dial opens an SMTP (or LMTP) session with h: connect, greeting, EHLO,
@@ -60,7 +71,7 @@ func Dial(ctx context.Context, h route.Host, cfg Config) (Session, error) {
 	}
 	s := &smtpSession{cfg: cfg, host: h.String(), raw: raw}
 	s.stop = context.AfterFunc(ctx, func() { raw.Close() })
-	s.setConn(&deadlineConn{Conn: raw, timeout: cfg.Timeout})
+	s.dc = &deadlineConn{Conn: raw, timeout: cfg.Timeout, limit: maxReplyBytes}
 	if err := s.open(h.Name); err != nil {
 		s.Kill()
 		return nil, err
@@ -68,29 +79,40 @@ func Dial(ctx context.Context, h route.Host, cfg Config) (Session, error) {
 	return s, nil
 }
 
-func (s *smtpSession) setConn(c net.Conn) {
-	s.conn = c
-	s.r = bufio.NewReaderSize(c, 4096)
-	s.w = bufio.NewWriterSize(c, 32<<10)
+// newClient puts a go-smtp client on conn. Its own deadlines (a whole
+// command, and none while the body is written) are overridden by
+// deadlineConn's, one a read or write.
+func (s *smtpSession) newClient(conn net.Conn) {
+	if s.cfg.LMTP {
+		s.c = smtp.NewClientLMTP(conn)
+	} else {
+		s.c = smtp.NewClient(conn)
+	}
+	if s.cfg.Timeout > 0 {
+		s.c.CommandTimeout = s.cfg.Timeout
+		s.c.SubmissionTimeout = s.cfg.Timeout
+	}
 }
 
 func (s *smtpSession) open(name string) error {
-	if rp, err := s.reply(); err != nil {
-		return err
-	} else if rp.Code != 220 {
-		return s.refused(rp)
+	s.newClient(s.dc)
+	if err := s.c.Hello(s.cfg.Helo); err != nil {
+		return s.fail(err)
 	}
-	if err := s.hello(); err != nil {
-		return err
-	}
-	if _, ok := s.ext["STARTTLS"]; !ok || s.cfg.NoTLS || s.cfg.LMTP {
+	if s.cfg.NoTLS || s.cfg.LMTP {
 		return nil
 	}
-	rp, err := s.cmd("STARTTLS")
-	if err != nil {
-		return err
+	if ok, _ := s.c.Extension("STARTTLS"); !ok {
+		return nil
 	}
-	if rp.Code != 220 {
+	// go-smtp starts TLS only from NewClientStartTLS, which says EHLO as
+	// "localhost" first and fails when STARTTLS is not offered: gw says
+	// STARTTLS itself, after go-smtp's EHLO with the instance's name.
+	code, err := s.startTLS()
+	if err != nil {
+		return s.fail(err)
+	}
+	if code != 220 {
 		return nil // offered but refused: go on in the clear
 	}
 	cfg := s.cfg.TLS
@@ -101,141 +123,104 @@ func (s *smtpSession) open(name string) error {
 	if cfg.ServerName == "" && route.Domain("x@"+name) != "" && !strings.HasPrefix(name, "[") {
 		cfg.ServerName = name
 	}
-	tc := tls.Client(&deadlineConn{Conn: s.raw, timeout: s.cfg.Timeout}, cfg)
+	tc := tls.Client(s.dc, cfg)
 	if err := tc.Handshake(); err != nil {
+		s.broken = true
 		return &ConnError{Host: s.host, Err: fmt.Errorf("TLS handshake: %w", err)}
 	}
-	// A fresh reader drops whatever the server sent before the handshake
-	// (the response-injection class of RFC 3207 bugs).
-	s.setConn(tc)
+	// A fresh client reads from the TLS connection only: whatever the
+	// server sent before the handshake is dropped (the response-injection
+	// class of RFC 3207 bugs). It expects a greeting, which the server
+	// gave before TLS: it gets a copy.
+	s.newClient(&greetedConn{Conn: tc, greeting: strings.NewReader("220 " + s.host + " TLS\r\n")})
 	s.tls = true
-	return s.hello()
-}
-
-func (s *smtpSession) hello() error {
-	verb := "EHLO"
-	if s.cfg.LMTP {
-		verb = "LHLO"
-	}
-	rp, err := s.cmd(verb + " " + s.cfg.Helo)
-	if err != nil {
-		return err
-	}
-	if rp.Code != 250 && !s.cfg.LMTP {
-		if rp, err = s.cmd("HELO " + s.cfg.Helo); err != nil {
-			return err
-		}
-		s.ext = map[string]string{}
-	} else {
-		s.ext = map[string]string{}
-		for _, l := range rp.lines[1:] {
-			k, v, _ := strings.Cut(l, " ")
-			s.ext[strings.ToUpper(k)] = v
-		}
-	}
-	if rp.Code != 250 {
-		return s.refused(rp)
+	if err := s.c.Hello(s.cfg.Helo); err != nil {
+		return s.fail(err)
 	}
 	return nil
 }
 
-// reply is one server reply as read.
-type reply struct {
-	Code  int
-	lines []string // text after the code, a line each
+// startTLS says STARTTLS and reads the reply a byte at a time, so that
+// nothing the server sends after it is read before the handshake.
+func (s *smtpSession) startTLS() (int, error) {
+	if _, err := io.WriteString(s.dc, "STARTTLS\r\n"); err != nil {
+		return 0, err
+	}
+	code, _, err := textproto.NewReader(bufio.NewReader(byteReader{s.dc})).ReadResponse(0)
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		err = nil
+	}
+	return code, err
 }
 
-func (rp reply) text() string { return oneLine(strings.Join(rp.lines, "\n")) }
+// byteReader reads one byte a call.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) Read(p []byte) (int, error) {
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return b.r.Read(p)
+}
+
+// greetedConn replays a greeting before what its connection reads.
+type greetedConn struct {
+	net.Conn
+	greeting *strings.Reader
+}
+
+func (g *greetedConn) Read(p []byte) (int, error) {
+	if g.greeting.Len() > 0 {
+		return g.greeting.Read(p)
+	}
+	return g.Conn.Read(p)
+}
+
+// fail turns an error of go-smtp's client into gw's: a server's reply
+// into a *Reply, anything else (network trouble, timeouts, a garbled
+// reply) into a *ConnError that leaves the session unusable.
+func (s *smtpSession) fail(err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return s.refused(se)
+	}
+	s.broken = true
+	return &ConnError{Host: s.host, Err: err}
+}
 
 // refused turns a reply into an error for the caller, and marks the
 // session unusable when the server is closing (421).
-func (s *smtpSession) refused(rp reply) error {
-	if rp.Code == 421 {
+func (s *smtpSession) refused(se *smtp.SMTPError) error {
+	if se.Code == 421 {
 		s.broken = true
 	}
-	return &Reply{Code: rp.Code, Text: rp.text(), Host: s.host}
+	return &Reply{Code: se.Code, Text: replyText(se), Host: s.host}
 }
 
-func (s *smtpSession) reply() (reply, error) {
-	var rp reply
-	for n := 0; ; n++ {
-		line, err := s.readLine()
-		if err != nil {
-			s.broken = true
-			return rp, &ConnError{Host: s.host, Err: err}
-		}
-		if len(line) < 3 || n >= MaxReplyLines {
-			s.broken = true
-			return rp, &ConnError{Host: s.host, Err: fmt.Errorf("bad reply %q", line)}
-		}
-		code, err := strconv.Atoi(line[:3])
-		if err != nil || code < 200 || code > 599 || n > 0 && code != rp.Code {
-			s.broken = true
-			return rp, &ConnError{Host: s.host, Err: fmt.Errorf("bad reply %q", line)}
-		}
-		rp.Code = code
-		more := len(line) > 3 && line[3] == '-'
-		if len(line) > 4 {
-			rp.lines = append(rp.lines, line[4:])
-		} else {
-			rp.lines = append(rp.lines, "")
-		}
-		if !more {
-			return rp, nil
-		}
+// replyText is a reply's text on one line, enhanced code first.
+func replyText(se *smtp.SMTPError) string {
+	text := oneLine(se.Message)
+	if ec := se.EnhancedCode; ec != smtp.EnhancedCodeNotSet && ec != smtp.NoEnhancedCode {
+		text = strings.TrimSpace(fmt.Sprintf("%d.%d.%d %s", ec[0], ec[1], ec[2], text))
 	}
+	return text
 }
 
-func (s *smtpSession) readLine() (string, error) {
-	var b []byte
-	for {
-		frag, more, err := s.r.ReadLine()
-		if err != nil {
-			return "", err
-		}
-		b = append(b, frag...)
-		if len(b) > MaxReplyLine {
-			return "", errors.New("reply line too long")
-		}
-		if !more {
-			return string(b), nil
-		}
-	}
-}
+// badAddress is an address no SMTP command can carry.
+type badAddress struct{ addr string }
 
-func (s *smtpSession) send(line string) error {
-	if strings.ContainsAny(line, "\r\n") {
-		return fmt.Errorf("line break in command %q", line)
-	}
-	s.w.WriteString(line)
-	s.w.WriteString("\r\n")
-	return nil
+func (e *badAddress) Error() string {
+	return fmt.Sprintf("address %q has a line break in it (#5.1.3)", e.addr)
 }
-
-func (s *smtpSession) flush() error {
-	if err := s.w.Flush(); err != nil {
-		s.broken = true
-		return &ConnError{Host: s.host, Err: err}
-	}
-	return nil
-}
-
-func (s *smtpSession) cmd(line string) (reply, error) {
-	if err := s.send(line); err != nil {
-		return reply{}, err
-	}
-	if err := s.flush(); err != nil {
-		return reply{}, err
-	}
-	return s.reply()
-}
+func (e *badAddress) Temporary() bool { return false }
 
 func (s *smtpSession) TLS() bool      { return s.tls }
 func (s *smtpSession) Reusable() bool { return !s.broken }
 
 func (s *smtpSession) Close() error {
 	if !s.broken {
-		s.cmd("QUIT")
+		s.c.Quit()
 	}
 	s.Kill()
 	return nil
@@ -247,189 +232,146 @@ func (s *smtpSession) Kill() {
 	s.raw.Close()
 }
 
-// Start sends MAIL FROM; RCPTs are pipelined after it when the server
-// offers PIPELINING, and their replies read at Body.
+// reset ends a transaction with RSET; a session that cannot is dropped.
+func (s *smtpSession) reset() {
+	if err := s.c.Reset(); err != nil {
+		s.Kill()
+		return
+	}
+	s.needHello = true
+}
+
+// Start sends MAIL FROM and waits for its reply: go-smtp's client does
+// not pipeline.
 func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, error) {
 	if s.broken {
 		return nil, &ConnError{Host: s.host, Err: errors.New("session is closed")}
 	}
-	cmd := "MAIL FROM:<" + sender + ">"
-	if _, ok := s.ext["SIZE"]; ok && size > 0 {
-		cmd += " SIZE=" + strconv.FormatInt(size, 10)
+	if strings.ContainsAny(sender, "\r\n") {
+		return nil, &badAddress{sender}
 	}
-	if _, ok := s.ext["8BITMIME"]; ok {
-		cmd += " BODY=8BITMIME"
+	if s.needHello {
+		// A refusal here is about the session, not the message: the
+		// session is dropped and gw-send carries the message over a new
+		// one, as for a session closed while idle.
+		if err := s.c.Hello(s.cfg.Helo); err != nil {
+			s.Kill()
+			return nil, &ConnError{Host: s.host, Err: err}
+		}
+		s.needHello = false
 	}
 	if utf8 {
-		if _, ok := s.ext["SMTPUTF8"]; !ok {
+		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
 			return nil, &Reply{Code: 553, Text: "5.6.7 server does not offer SMTPUTF8, needed for this message", Host: s.host}
 		}
-		cmd += " SMTPUTF8"
 	}
-	_, pipe := s.ext["PIPELINING"]
-	d := &smtpDelivery{s: s, pipe: pipe}
-	if err := s.send(cmd); err != nil {
-		return nil, err
+	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && size > int64(max) {
+		return nil, &Reply{Code: 552, Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
 	}
-	if !pipe {
-		if err := d.checkMail(); err != nil {
-			return nil, err
-		}
-	} else {
-		d.mailPending = true
+	opts := &smtp.MailOptions{Size: size, UTF8: utf8}
+	if ok, _ := s.c.Extension("8BITMIME"); ok {
+		opts.Body = smtp.Body8BitMIME // go-smtp says BODY=8BITMIME whenever offered
 	}
-	return d, nil
+	if err := s.c.Mail(sender, opts); err != nil {
+		return nil, s.fail(err)
+	}
+	return &smtpDelivery{s: s}, nil
 }
 
-// smtpDelivery is one SMTP transaction. With pipelining, MAIL and the
-// RCPTs are sent as they come and their replies read together before
-// DATA; AddRcpt then returns nil and the refusals come out of Commit.
+// smtpDelivery is one SMTP or LMTP transaction, in lock step: each
+// command's reply is read before the next command goes out.
 type smtpDelivery struct {
-	s           *smtpSession
-	pipe        bool
-	mailPending bool
-	mailErr     error
-	pending     int     // RCPTs sent, replies not read
-	outcome     []error // per AddRcpt call
-	accepted    []int   // indexes into outcome of accepted recipients
-	inData      bool
-	noData      bool // every recipient refused: no DATA was sent
-	done        bool
-}
-
-func (d *smtpDelivery) checkMail() error {
-	d.mailPending = false
-	if err := d.s.flush(); err != nil {
-		return err
-	}
-	rp, err := d.s.reply()
-	if err != nil {
-		return err
-	}
-	if rp.Code != 250 {
-		d.mailErr = d.s.refused(rp)
-		return d.mailErr
-	}
-	return nil
+	s        *smtpSession
+	rcpts    []string
+	outcome  []error // per AddRcpt call
+	accepted []int   // indexes into outcome of accepted recipients
+	dupOf    []int   // LMTP: per AddRcpt call, the earlier call with the same address, or -1
+	err      error   // the session failed: every later step fails with it
+	w        *smtp.DataCommand
+	inData   bool
+	noData   bool // every recipient refused: no DATA was sent
+	done     bool
 }
 
 func (d *smtpDelivery) AddRcpt(to string) error {
-	if err := d.s.send("RCPT TO:<" + to + ">"); err != nil {
-		return err
-	}
+	i := len(d.outcome)
+	d.rcpts = append(d.rcpts, to)
 	d.outcome = append(d.outcome, nil)
-	if d.pipe {
-		d.pending++
-		return nil
+	d.dupOf = append(d.dupOf, -1)
+	if d.err != nil {
+		d.outcome[i] = d.err
+		return d.err
 	}
-	return d.readRcpt(len(d.outcome) - 1)
-}
-
-func (d *smtpDelivery) readRcpt(i int) error {
-	if err := d.s.flush(); err != nil {
-		return err
-	}
-	rp, err := d.s.reply()
-	if err != nil {
-		return err
-	}
-	if rp.Code != 250 && rp.Code != 251 {
-		d.outcome[i] = d.s.refused(rp)
+	if strings.ContainsAny(to, "\r\n") {
+		d.outcome[i] = &badAddress{to}
 		return d.outcome[i]
+	}
+	if d.s.cfg.LMTP {
+		// go-smtp keys LMTP's per-recipient replies by address: an
+		// address twice in one transaction would lose a reply. It goes
+		// once, and both calls get its outcome.
+		for j := 0; j < i; j++ {
+			if d.rcpts[j] == to {
+				d.dupOf[i] = j
+				d.outcome[i] = d.outcome[j]
+				return d.outcome[i]
+			}
+		}
+	}
+	if err := d.s.c.Rcpt(to, nil); err != nil {
+		err = d.s.fail(err)
+		d.outcome[i] = err
+		if d.s.broken {
+			d.err = err
+		}
+		return err
 	}
 	d.accepted = append(d.accepted, i)
 	return nil
 }
 
+// Body sends DATA and then the message, through go-smtp's DotWriter
+// (LF to CRLF, dot-stuffing) after gw's lineEnds (lone CR to a space).
+// It does not end the data: Commit does.
 func (d *smtpDelivery) Body(r io.Reader) error {
-	// With pipelining DATA ends the group of MAIL and RCPTs (RFC 2920
-	// 3.1): one round trip for the whole envelope.
-	dataPending := false
-	if d.pipe && (d.mailPending || d.pending > 0) {
-		if err := d.s.send("DATA"); err != nil {
-			return err
-		}
-		dataPending = true
+	if d.err != nil {
+		return d.err
 	}
-	if d.mailPending {
-		if err := d.checkMail(); err != nil {
-			// The RCPT (and DATA) replies still come; read them so the
-			// session stays in step.
-			for i := len(d.outcome) - d.pending; i < len(d.outcome); i++ {
-				if _, err2 := d.s.reply(); err2 != nil {
-					return err2
-				}
-			}
-			d.pending = 0
-			if dataPending {
-				if err2 := d.skipData(); err2 != nil {
-					return err2
-				}
-			}
-			return err
-		}
-	}
-	for i := len(d.outcome) - d.pending; i < len(d.outcome); i++ {
-		if err := d.readRcpt(i); err != nil && !isReply(err) {
-			return err
-		}
-	}
-	d.pending = 0
 	if len(d.accepted) == 0 {
 		d.noData = true // Commit reports the refusals
-		if dataPending {
-			return d.skipData()
-		}
 		return nil
 	}
-	var rp reply
-	var err error
-	if dataPending {
-		rp, err = d.s.reply()
-	} else {
-		rp, err = d.s.cmd("DATA")
-	}
+	w, err := d.s.c.Data()
 	if err != nil {
-		return err
+		return d.s.fail(err)
 	}
-	if rp.Code != 354 {
-		return d.s.refused(rp)
-	}
+	d.w = w
 	d.inData = true
-	dw := newDotWriter(d.s.w)
-	if _, err := io.Copy(dw, r); err != nil {
-		// Never send the final dot: drop the connection instead, so the
-		// receiver discards the partial message.
-		d.s.Kill()
-		var ce *ConnError
-		if errors.As(err, &ce) {
-			return err
+	le := &lineEnds{w: w}
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := le.Write(buf[:n]); err != nil {
+				d.s.Kill()
+				return &ConnError{Host: d.s.host, Err: err}
+			}
 		}
-		return fmt.Errorf("reading the stored message: %w", err)
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// Never send the final dot: drop the connection instead, so
+			// the receiver discards the partial message.
+			d.s.Kill()
+			return fmt.Errorf("reading the stored message: %w", rerr)
+		}
 	}
-	if err := dw.Close(); err != nil {
+	if err := le.Close(); err != nil {
 		d.s.Kill()
 		return &ConnError{Host: d.s.host, Err: err}
 	}
 	return nil
-}
-
-// skipData reads the reply to a pipelined DATA that must carry nothing
-// (MAIL or every RCPT was refused). A server that says 354 all the same
-// gets an empty message, ended at once, and its verdict is ignored.
-func (d *smtpDelivery) skipData() error {
-	rp, err := d.s.reply()
-	if err != nil || rp.Code != 354 {
-		return err
-	}
-	if err := d.s.send("."); err != nil {
-		return err
-	}
-	if err := d.s.flush(); err != nil {
-		return err
-	}
-	_, err = d.s.reply()
-	return err
 }
 
 // DataSent reports whether the message body began to go out: from then
@@ -442,40 +384,76 @@ func isReply(err error) bool {
 	return errors.As(err, &rp)
 }
 
+// Commit ends the data and reads the verdict: SMTP's one reply is the
+// whole message's (an error here applies to every accepted recipient);
+// LMTP's come one an accepted recipient.
 func (d *smtpDelivery) Commit() ([]error, error) {
-	if err := d.s.flush(); err != nil {
-		return nil, err
+	if d.err != nil {
+		return nil, d.err
 	}
 	d.done = true
 	res := make([]error, len(d.outcome))
 	copy(res, d.outcome)
 	if d.noData {
-		if rp, err := d.s.cmd("RSET"); err != nil || rp.Code != 250 {
-			d.s.Kill()
-		}
+		d.s.reset()
 		return res, nil
 	}
 	if !d.s.cfg.LMTP {
-		rp, err := d.s.reply()
-		if err != nil {
-			return nil, err
-		}
-		if rp.Code != 250 {
-			return nil, d.s.refused(rp)
+		if _, err := d.w.CloseWithResponse(); err != nil {
+			return nil, d.s.fail(err)
 		}
 		return res, nil
 	}
-	// LMTP: one reply per accepted recipient, in RCPT order (RFC 2033 4.2).
+	// LMTP (RFC 2033 4.2): a reply an accepted recipient, in RCPT order.
+	d.s.dc.limit = maxReplyBytes * len(d.accepted)
+	ok, err := d.w.CloseWithLMTPResponse()
+	d.s.dc.limit = maxReplyBytes
+	perRcpt, lost := lmtpErrors(err)
+	var lostErr error
+	if lost != nil {
+		lostErr = d.s.fail(lost) // the replies that did not come
+	}
 	for _, i := range d.accepted {
-		rp, err := d.s.reply()
-		if err != nil {
-			return nil, err
+		a := d.rcpts[i]
+		switch {
+		case ok[a] != nil:
+			res[i] = nil
+		case perRcpt[a] != nil:
+			res[i] = d.s.refused(perRcpt[a])
+		case lostErr != nil:
+			res[i] = lostErr
+		default:
+			d.s.broken = true
+			res[i] = &ConnError{Host: d.s.host, Err: errors.New("no LMTP reply for this recipient")}
 		}
-		if rp.Code != 250 {
-			res[i] = d.s.refused(rp)
+	}
+	for i, j := range d.dupOf {
+		if j >= 0 {
+			res[i] = res[j]
 		}
 	}
 	return res, nil
+}
+
+// lmtpErrors splits CloseWithLMTPResponse's error into the recipients'
+// refusals and the failure (of the connection) that cut the replies
+// short, if any.
+func lmtpErrors(err error) (smtp.LMTPDataError, error) {
+	switch e := err.(type) {
+	case nil:
+		return nil, nil
+	case smtp.LMTPDataError:
+		return e, nil
+	}
+	var per smtp.LMTPDataError
+	if !errors.As(err, &per) {
+		return nil, err
+	}
+	// errors.Join(failure, refusals)
+	if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 0 {
+		return per, j.Unwrap()[0]
+	}
+	return per, err
 }
 
 func (d *smtpDelivery) Abort() {
@@ -487,37 +465,65 @@ func (d *smtpDelivery) Abort() {
 		d.s.Kill()
 		return
 	}
-	for ; d.pending > 0; d.pending-- {
-		if _, err := d.s.reply(); err != nil {
-			return
-		}
-	}
-	if d.mailPending {
-		d.checkMail()
-	}
-	if rp, err := d.s.cmd("RSET"); err != nil || rp.Code != 250 {
-		d.s.Kill()
-	}
+	d.s.reset()
 }
 
 // deadlineConn gives every Read and Write its own deadline, so that no
 // step of a session can hang: go-smtp's client sets none while the body
-// is written; RFC 5321 4.5.3.2 wants one on every block.
+// is written; RFC 5321 4.5.3.2 wants one on every block. The deadlines
+// go-smtp sets itself are ignored (with a timeout of 0 they apply).
+//
+// It also bounds what the server may send between two writes of the
+// client (limit bytes): go-smtp reads a multi-line reply of any length.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
+	limit   int // bytes the server may send between two writes
+	read    int
 }
 
+var errTooMuch = errors.New("the server sent too much without being asked")
+
 func (c *deadlineConn) Read(p []byte) (int, error) {
+	if c.read >= c.limit {
+		return 0, errTooMuch
+	}
+	if len(p) > c.limit-c.read {
+		p = p[:c.limit-c.read]
+	}
 	if c.timeout > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	c.read += n
+	return n, err
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.read = 0
 	if c.timeout > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	}
 	return c.Conn.Write(p)
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	if c.timeout > 0 {
+		return nil
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	if c.timeout > 0 {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	if c.timeout > 0 {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
 }

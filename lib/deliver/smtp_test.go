@@ -3,85 +3,167 @@ package deliver
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"gw/lib/route"
 )
 
-// scriptedServer answers an SMTP or LMTP client on loopback from a
-// function of the command line; the DATA body is collected whole.
-func scriptedServer(t *testing.T, ehlo string, answer func(cmd string) string, lmtpReplies []string) (route.Host, chan string) {
+// server is a scripted SMTP or LMTP server on loopback: it answers each
+// command line from a function of it; the DATA body is collected whole.
+type server struct {
+	ehlo        string              // reply to EHLO/LHLO
+	answer      func(string) string // reply to other commands; "END" after the final dot
+	lmtpReplies []string            // replies after the final dot, instead of answer("END")
+	starttls    string              // reply to STARTTLS; "220…" starts TLS with cert
+	cert        *tls.Certificate    // for STARTTLS
+	data        func(net.Conn) bool // after 354 instead of reading the body; false ends the session
+	mu          sync.Mutex          // guards cmds
+	cmds        []string            // every command line, in order
+	bodies      chan string         // each body, dot-stuffing kept, final dot not
+	conns       chan struct{}       // a value a connection accepted
+	tlsDone     chan *tls.ConnectionState
+	host        route.Host
+	listener    net.Listener
+	readTimeout time.Duration
+}
+
+func (sv *server) start(t *testing.T) route.Host {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	bodies := make(chan string, 4)
+	sv.bodies = make(chan string, 8)
+	sv.conns = make(chan struct{}, 8)
+	sv.tlsDone = make(chan *tls.ConnectionState, 2)
 	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		c.Write([]byte("220 test ESMTP\r\n"))
 		for {
-			line, err := r.ReadString('\n')
+			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			cmd := strings.TrimRight(line, "\r\n")
-			up := strings.ToUpper(cmd)
-			switch {
-			case strings.HasPrefix(up, "EHLO"), strings.HasPrefix(up, "LHLO"):
-				c.Write([]byte(ehlo))
-			case up == "DATA":
-				c.Write([]byte("354 go\r\n"))
-				var b strings.Builder
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if l == ".\r\n" {
-						break
-					}
-					b.WriteString(l)
-				}
-				bodies <- b.String()
-				if lmtpReplies != nil {
-					for _, rp := range lmtpReplies {
-						c.Write([]byte(rp + "\r\n"))
-					}
-				} else {
-					c.Write([]byte(answer("END") + "\r\n"))
-				}
-			case up == "QUIT":
-				c.Write([]byte("221 bye\r\n"))
-				return
-			default:
-				c.Write([]byte(answer(cmd) + "\r\n"))
-			}
+			sv.conns <- struct{}{}
+			go sv.serve(c)
 		}
 	}()
 	a := netip.MustParseAddrPort(l.Addr().String())
-	return route.Host{Name: "test", Addr: a.Addr(), Port: int(a.Port())}, bodies
+	return route.Host{Name: "test", Addr: a.Addr(), Port: int(a.Port())}
 }
 
+func (sv *server) commands() []string {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return append([]string(nil), sv.cmds...)
+}
+
+func (sv *server) serve(c net.Conn) {
+	defer func() { c.Close() }()
+	r := bufio.NewReader(c)
+	c.Write([]byte("220 test ESMTP\r\n"))
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.TrimRight(line, "\r\n")
+		sv.mu.Lock()
+		sv.cmds = append(sv.cmds, cmd)
+		sv.mu.Unlock()
+		up := strings.ToUpper(cmd)
+		switch {
+		case strings.HasPrefix(up, "EHLO"), strings.HasPrefix(up, "LHLO"):
+			c.Write([]byte(sv.ehlo))
+		case up == "STARTTLS":
+			c.Write([]byte(sv.starttls + "\r\n"))
+			if !strings.HasPrefix(sv.starttls, "220") {
+				continue
+			}
+			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{*sv.cert}})
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			st := tc.ConnectionState()
+			sv.tlsDone <- &st
+			c = tc
+			r = bufio.NewReader(c)
+		case up == "DATA":
+			c.Write([]byte("354 go\r\n"))
+			if sv.data != nil {
+				if !sv.data(c) {
+					return
+				}
+				continue
+			}
+			var b strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				b.WriteString(l)
+			}
+			sv.bodies <- b.String()
+			if sv.lmtpReplies != nil {
+				for _, rp := range sv.lmtpReplies {
+					c.Write([]byte(rp + "\r\n"))
+				}
+			} else {
+				c.Write([]byte(sv.answer("END") + "\r\n"))
+			}
+		case up == "QUIT":
+			c.Write([]byte("221 bye\r\n"))
+			return
+		default:
+			c.Write([]byte(sv.answer(cmd) + "\r\n"))
+		}
+	}
+}
+
+func ok(string) string { return "250 ok" }
+
+func dial(t *testing.T, h route.Host, cfg Config) Session {
+	t.Helper()
+	if cfg.Helo == "" {
+		cfg.Helo = "gw.test"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	s, err := Dial(context.Background(), h, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestSMTPPerRecipient: a 5xx to one RCPT fails that recipient only, a
+// 4xx defers it, the others are delivered in the same transaction; MAIL
+// carries SIZE= and BODY=8BITMIME when offered; the body is dot-stuffed.
+// PIPELINING offered or not, the client goes in lock step.
 func TestSMTPPerRecipient(t *testing.T) {
 	for _, pipe := range []bool{false, true} {
 		ehlo := "250-test\r\n250-SIZE 1000\r\n250 8BITMIME\r\n"
 		if pipe {
-			ehlo = "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+			ehlo = "250-test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 8BITMIME\r\n"
 		}
-		var cmds []string
-		h, bodies := scriptedServer(t, ehlo, func(cmd string) string {
-			cmds = append(cmds, cmd)
+		sv := &server{ehlo: ehlo, answer: func(cmd string) string {
 			switch {
 			case strings.Contains(cmd, "bad@"):
 				return "550 5.1.1 no such user"
@@ -89,11 +171,8 @@ func TestSMTPPerRecipient(t *testing.T) {
 				return "451 4.2.0 try later"
 			}
 			return "250 ok"
-		}, nil)
-		s, err := Dial(context.Background(), h, Config{Helo: "gw.test", Timeout: 5 * time.Second, ConnectTimeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
+		}}
+		s := dial(t, sv.start(t), Config{ConnectTimeout: time.Second})
 		d, err := s.Start("a@x.test", 10, false)
 		if err != nil {
 			t.Fatal(err)
@@ -101,6 +180,9 @@ func TestSMTPPerRecipient(t *testing.T) {
 		var early []error
 		for _, rc := range []string{"good@y.test", "bad@y.test", "later@y.test"} {
 			early = append(early, d.AddRcpt(rc))
+		}
+		if early[0] != nil || !Permanent(early[1]) || early[2] == nil || Permanent(early[2]) {
+			t.Errorf("pipe=%v: AddRcpt gave %v", pipe, early)
 		}
 		if err := d.Body(strings.NewReader("Subject: t\n\n.dot\n")); err != nil {
 			t.Fatal(err)
@@ -110,32 +192,43 @@ func TestSMTPPerRecipient(t *testing.T) {
 			t.Fatal(err)
 		}
 		if res[0] != nil || !Permanent(res[1]) || res[2] == nil || Permanent(res[2]) {
-			t.Errorf("pipe=%v: outcomes %v (early %v)", pipe, res, early)
+			t.Errorf("pipe=%v: outcomes %v", pipe, res)
 		}
-		if got := <-bodies; got != "Subject: t\r\n\r\n..dot\r\n" {
+		var rp *Reply
+		if !errors.As(res[1], &rp) || rp.Code != 550 || rp.Text != "5.1.1 no such user" || !strings.HasPrefix(rp.Host, "test[") {
+			t.Errorf("pipe=%v: refusal %#v", pipe, res[1])
+		}
+		if got := <-sv.bodies; got != "Subject: t\r\n\r\n..dot\r\n" {
 			t.Errorf("pipe=%v: body %q", pipe, got)
 		}
 		s.Close()
-		if !pipe && !strings.Contains(cmds[0], "SIZE=10") {
-			t.Errorf("MAIL without SIZE: %q", cmds[0])
+		cmds := sv.commands()
+		if cmds[0] != "EHLO gw.test" {
+			t.Errorf("pipe=%v: greeting %q", pipe, cmds[0])
+		}
+		if !strings.Contains(cmds[1], "SIZE=10") || !strings.Contains(cmds[1], "BODY=8BITMIME") {
+			t.Errorf("pipe=%v: MAIL without SIZE= or BODY=: %q", pipe, cmds[1])
 		}
 	}
 }
 
+// TestLMTPPerRecipient: LMTP's replies after the final dot, one an
+// accepted recipient, give each its own outcome; an address given twice
+// goes once and both get its outcome.
 func TestLMTPPerRecipient(t *testing.T) {
-	h, _ := scriptedServer(t, "250-test\r\n250 PIPELINING\r\n", func(cmd string) string {
+	sv := &server{ehlo: "250-test\r\n250 PIPELINING\r\n", answer: func(cmd string) string {
 		if strings.Contains(cmd, "gone@") {
 			return "550 5.1.1 gone"
 		}
 		return "250 ok"
-	}, []string{"250 2.0.0 a ok", "452 4.2.2 b over quota"})
-	s, err := Dial(context.Background(), h, Config{Helo: "gw.test", Timeout: 5 * time.Second, LMTP: true})
+	}, lmtpReplies: []string{"250 2.0.0 a ok", "452 4.2.2 b over quota"}}
+	s := dial(t, sv.start(t), Config{LMTP: true})
+	defer s.Close()
+	d, err := s.Start("", 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	d, _ := s.Start("", 0, false)
-	for _, rc := range []string{"a@y.test", "gone@y.test", "b@y.test"} {
+	for _, rc := range []string{"a@y.test", "gone@y.test", "b@y.test", "a@y.test"} {
 		d.AddRcpt(rc)
 	}
 	if err := d.Body(strings.NewReader("x\n")); err != nil {
@@ -145,8 +238,53 @@ func TestLMTPPerRecipient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0] != nil || !Permanent(res[1]) || res[2] == nil || Permanent(res[2]) {
+	if res[0] != nil || !Permanent(res[1]) || res[2] == nil || Permanent(res[2]) || res[3] != nil {
 		t.Errorf("outcomes %v", res)
+	}
+	if !strings.Contains(res[2].Error(), "452 4.2.2 b over quota") {
+		t.Errorf("LMTP refusal %q", res[2])
+	}
+	if !s.Reusable() {
+		t.Error("LMTP session not reusable after per-recipient replies")
+	}
+	if cmds := sv.commands(); cmds[0] != "LHLO gw.test" {
+		t.Errorf("greeting %q", cmds[0])
+	}
+}
+
+// TestLMTPRepliesCutShort: the connection lost after the first of two
+// LMTP replies: the first recipient is delivered, the second deferred.
+func TestLMTPRepliesCutShort(t *testing.T) {
+	sv := &server{ehlo: "250 test\r\n", answer: ok, lmtpReplies: []string{"250 2.0.0 a ok"}}
+	sv.data = func(c net.Conn) bool {
+		r := bufio.NewReader(c)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil || l == ".\r\n" {
+				break
+			}
+		}
+		c.Write([]byte("250 2.0.0 a ok\r\n"))
+		return false
+	}
+	s := dial(t, sv.start(t), Config{LMTP: true})
+	defer s.Close()
+	d, _ := s.Start("a@x.test", 0, false)
+	d.AddRcpt("a@y.test")
+	d.AddRcpt("b@y.test")
+	if err := d.Body(strings.NewReader("x\n")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce *ConnError
+	if res[0] != nil || !errors.As(res[1], &ce) || Permanent(res[1]) {
+		t.Errorf("outcomes %v", res)
+	}
+	if s.Reusable() {
+		t.Error("session reusable after its connection was lost")
 	}
 }
 
@@ -169,23 +307,83 @@ func TestTimeoutOnSilentServer(t *testing.T) {
 	}
 }
 
-// TestSMTPPipelinedAllRefusedAndReuse: with PIPELINING, DATA ends the
-// envelope group; when every RCPT is refused no body goes out, even to a
-// server that says 354 all the same, and the session carries the next
-// message.
-func TestSMTPPipelinedAllRefusedAndReuse(t *testing.T) {
-	var cmds []string
-	h, bodies := scriptedServer(t, "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n", func(cmd string) string {
-		cmds = append(cmds, cmd)
+// endless is a message that never ends: lines of text.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+		if i%72 == 71 {
+			p[i] = '\n'
+		}
+	}
+	return len(p), nil
+}
+
+// TestBodyWriteDeadline: a receiver that stops reading after 354 cannot
+// hang a delivery: the body's writes have deadlines too (go-smtp sets
+// none), and the failure is temporary, after DATA began.
+func TestBodyWriteDeadline(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	sv := &server{ehlo: "250 test\r\n", answer: ok, data: func(net.Conn) bool {
+		<-stop // read nothing more
+		return false
+	}}
+	s := dial(t, sv.start(t), Config{Timeout: 300 * time.Millisecond})
+	defer s.Close()
+	d, err := s.Start("a@x.test", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.AddRcpt("b@y.test")
+	done := make(chan error, 1)
+	go func() { done <- d.Body(endless{}) }()
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Body still writing to a receiver that reads nothing")
+	}
+	var ce *ConnError
+	if !errors.As(err, &ce) || !ce.Timeout() || Permanent(err) {
+		t.Fatalf("Body to a receiver that stopped reading: %v", err)
+	}
+	if !d.(interface{ DataSent() bool }).DataSent() || s.Reusable() {
+		t.Errorf("after a body write timeout: DataSent %v, Reusable %v", d.(interface{ DataSent() bool }).DataSent(), s.Reusable())
+	}
+}
+
+// TestLoneCROnTheWire: no lone CR or LF reaches the receiver, a lone CR
+// becomes a space, and nothing inside the message ends the data.
+func TestLoneCROnTheWire(t *testing.T) {
+	sv := &server{ehlo: "250 test\r\n", answer: ok}
+	s := dial(t, sv.start(t), Config{})
+	defer s.Close()
+	d, _ := s.Start("a@x.test", 0, false)
+	d.AddRcpt("b@y.test")
+	if err := d.Body(strings.NewReader("Subject: x\r\n\r\nx\r.\r\nRSET\r.\rMAIL FROM:<e@vil>\n.\nend\r")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Commit(); err != nil || res[0] != nil {
+		t.Fatalf("commit: %v %v", res, err)
+	}
+	want := "Subject: x\r\n\r\nx .\r\nRSET . MAIL FROM:<e@vil>\r\n..\r\nend \r\n"
+	if got := <-sv.bodies; got != want {
+		t.Errorf("body on the wire %q, want %q", got, want)
+	}
+}
+
+// TestSMTPAllRefusedAndReuse: when every RCPT is refused no DATA goes
+// out, the transaction is reset, and the session carries the next
+// message (saying EHLO again, as go-smtp does after RSET).
+func TestSMTPAllRefusedAndReuse(t *testing.T) {
+	sv := &server{ehlo: "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n", answer: func(cmd string) string {
 		if strings.Contains(cmd, "<bad") {
 			return "550 5.1.1 no such user"
 		}
 		return "250 ok"
-	}, nil)
-	s, err := Dial(context.Background(), h, Config{Helo: "gw.test", Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	}}
+	s := dial(t, sv.start(t), Config{})
 	defer s.Close()
 	d, _ := s.Start("a@x.test", 0, false)
 	d.AddRcpt("bad@y.test")
@@ -197,30 +395,235 @@ func TestSMTPPipelinedAllRefusedAndReuse(t *testing.T) {
 	if err != nil || len(res) != 2 || !Permanent(res[0]) || !Permanent(res[1]) {
 		t.Fatalf("all refused: %v, %v", res, err)
 	}
-	if got := <-bodies; got != "" {
-		t.Errorf("a body went out after every RCPT was refused: %q", got)
-	}
 	if dd, ok := d.(interface{ DataSent() bool }); !ok || dd.DataSent() {
 		t.Errorf("DataSent after no body")
 	}
 	if !s.Reusable() {
 		t.Fatal("session not reusable after a refused transaction")
 	}
-	d, err = s.Start("a@x.test", 0, false)
+	for i, body := range []string{"second\n", "third\n"} {
+		d, err = s.Start("a@x.test", 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.AddRcpt("good@y.test")
+		if err := d.Body(strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := d.Commit(); err != nil || res[0] != nil {
+			t.Fatalf("message %d: %v, %v", i+2, res, err)
+		}
+		if got := <-sv.bodies; got != strings.ReplaceAll(body, "\n", "\r\n") {
+			t.Errorf("message %d: body %q", i+2, got)
+		}
+	}
+	if n := len(sv.conns); n != 1 {
+		t.Errorf("%d connections for three messages", n)
+	}
+	var seq []string
+	for _, c := range sv.commands() {
+		seq = append(seq, strings.Fields(c)[0])
+	}
+	want := "EHLO MAIL RCPT RCPT RSET EHLO MAIL RCPT DATA MAIL RCPT DATA"
+	if got := strings.Join(seq, " "); !strings.HasPrefix(got, want) {
+		t.Errorf("commands %s, want %s", got, want)
+	}
+	if cmds := sv.commands(); !strings.Contains(cmds[1], "BODY=8BITMIME") {
+		t.Errorf("MAIL without BODY=8BITMIME to a server offering it: %q", cmds[1])
+	}
+}
+
+// TestSMTPAbortThenReuse: Abort before DATA resets the transaction and
+// leaves the session usable.
+func TestSMTPAbortThenReuse(t *testing.T) {
+	sv := &server{ehlo: "250 test\r\n", answer: ok}
+	s := dial(t, sv.start(t), Config{})
+	defer s.Close()
+	d, _ := s.Start("a@x.test", 0, false)
+	d.AddRcpt("b@y.test")
+	d.Abort()
+	if !s.Reusable() {
+		t.Fatal("not reusable after Abort")
+	}
+	d, err := s.Start("a@x.test", 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.AddRcpt("good@y.test")
-	if err := d.Body(strings.NewReader("second\n")); err != nil {
+	d.AddRcpt("b@y.test")
+	if err := d.Body(strings.NewReader("x\n")); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := d.Commit(); err != nil || res[0] != nil {
-		t.Fatalf("second message: %v, %v", res, err)
+		t.Fatalf("after Abort: %v %v", res, err)
 	}
-	if got := <-bodies; got != "second\r\n" {
-		t.Errorf("second body %q", got)
+}
+
+// TestSizeAndUTF8Refused: a message over the server's SIZE and one that
+// needs SMTPUTF8 from a server without it are refused before MAIL, as
+// permanent failures; the session stays usable.
+func TestSizeAndUTF8Refused(t *testing.T) {
+	sv := &server{ehlo: "250-test\r\n250 SIZE 1000\r\n", answer: ok}
+	s := dial(t, sv.start(t), Config{})
+	defer s.Close()
+	_, err := s.Start("a@x.test", 5000, false)
+	var rp *Reply
+	if !errors.As(err, &rp) || rp.Code != 552 || !strings.HasPrefix(rp.Text, "5.3.4 ") {
+		t.Errorf("over SIZE: %v", err)
 	}
-	if !strings.Contains(cmds[0], "BODY=8BITMIME") {
-		t.Errorf("MAIL without BODY=8BITMIME to a server offering it: %q", cmds[0])
+	_, err = s.Start("jörg@x.test", 10, true)
+	if !errors.As(err, &rp) || rp.Code != 553 || !Permanent(err) {
+		t.Errorf("SMTPUTF8 not offered: %v", err)
+	}
+	if !s.Reusable() {
+		t.Error("session not reusable")
+	}
+	for _, c := range sv.commands() {
+		if strings.HasPrefix(c, "MAIL") {
+			t.Errorf("%q sent", c)
+		}
+	}
+	if _, err := s.Start("a@x.test", 999, false); err != nil {
+		t.Errorf("under SIZE: %v", err)
+	}
+}
+
+// TestSMTP421AtRcpt: a 421 ends the session: the recipient is deferred,
+// Body fails without sending anything, and the session is not reused.
+func TestSMTP421AtRcpt(t *testing.T) {
+	sv := &server{ehlo: "250 test\r\n", answer: func(cmd string) string {
+		if strings.HasPrefix(cmd, "RCPT") {
+			return "421 4.3.2 shutting down"
+		}
+		return "250 ok"
+	}}
+	s := dial(t, sv.start(t), Config{})
+	defer s.Close()
+	d, _ := s.Start("a@x.test", 0, false)
+	if err := d.AddRcpt("b@y.test"); err == nil || Permanent(err) {
+		t.Errorf("AddRcpt: %v", err)
+	}
+	if err := d.Body(strings.NewReader("x\n")); err == nil {
+		t.Error("Body after 421")
+	}
+	d.Abort()
+	if s.Reusable() {
+		t.Error("reusable after 421")
+	}
+}
+
+func testCert(t *testing.T) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"test"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestSTARTTLS: STARTTLS when offered, after an EHLO with the instance's
+// name, and EHLO again over TLS; the message goes over TLS.
+func TestSTARTTLS(t *testing.T) {
+	sv := &server{ehlo: "250-test\r\n250-STARTTLS\r\n250 8BITMIME\r\n", starttls: "220 go ahead",
+		cert: testCert(t), answer: ok}
+	s := dial(t, sv.start(t), Config{})
+	defer s.Close()
+	if !s.TLS() {
+		t.Fatal("no TLS")
+	}
+	if st := <-sv.tlsDone; !st.HandshakeComplete {
+		t.Fatal("handshake")
+	}
+	d, _ := s.Start("a@x.test", 0, false)
+	d.AddRcpt("b@y.test")
+	if err := d.Body(strings.NewReader("secret\n")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Commit(); err != nil || res[0] != nil {
+		t.Fatalf("over TLS: %v %v", res, err)
+	}
+	if got := <-sv.bodies; got != "secret\r\n" {
+		t.Errorf("body %q", got)
+	}
+	cmds := sv.commands()
+	if len(cmds) < 3 || cmds[0] != "EHLO gw.test" || cmds[1] != "STARTTLS" || cmds[2] != "EHLO gw.test" {
+		t.Errorf("commands %q", cmds)
+	}
+}
+
+// TestSTARTTLSRefusedOrOff: a STARTTLS refused goes on in the clear;
+// tlsremote 0 (NoTLS) never says it.
+func TestSTARTTLSRefusedOrOff(t *testing.T) {
+	for _, noTLS := range []bool{false, true} {
+		sv := &server{ehlo: "250-test\r\n250 STARTTLS\r\n", starttls: "454 4.7.0 TLS not available", answer: ok}
+		s := dial(t, sv.start(t), Config{NoTLS: noTLS})
+		if s.TLS() {
+			t.Errorf("noTLS=%v: TLS on", noTLS)
+		}
+		d, err := s.Start("a@x.test", 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.AddRcpt("b@y.test")
+		if err := d.Body(strings.NewReader("clear\n")); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := d.Commit(); err != nil || res[0] != nil {
+			t.Fatalf("noTLS=%v: %v %v", noTLS, res, err)
+		}
+		s.Close()
+		sent := false
+		for _, c := range sv.commands() {
+			sent = sent || c == "STARTTLS"
+		}
+		if sent == noTLS {
+			t.Errorf("noTLS=%v: STARTTLS sent %v", noTLS, sent)
+		}
+	}
+}
+
+// TestSTARTTLSHandshakeFails: a handshake that fails is a temporary
+// failure of the host, as a connection that failed.
+func TestSTARTTLSHandshakeFails(t *testing.T) {
+	sv := &server{ehlo: "250-test\r\n250 STARTTLS\r\n", starttls: "220 go ahead", answer: ok}
+	sv.cert = &tls.Certificate{} // no certificate: the server's handshake fails
+	h := sv.start(t)
+	_, err := Dial(context.Background(), h, Config{Helo: "gw.test", Timeout: 5 * time.Second})
+	var ce *ConnError
+	if !errors.As(err, &ce) || Permanent(err) || !strings.Contains(err.Error(), "TLS handshake") {
+		t.Fatalf("failed handshake: %v", err)
+	}
+}
+
+// TestReplyFlood: a server that answers one command with endless reply
+// lines is cut off.
+func TestReplyFlood(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("220 test\r\n"))
+		bufio.NewReader(c).ReadString('\n')
+		line := []byte("250-" + strings.Repeat("x", 70) + "\r\n")
+		for {
+			if _, err := c.Write(line); err != nil {
+				return
+			}
+		}
+	}()
+	a := netip.MustParseAddrPort(l.Addr().String())
+	_, err := Dial(context.Background(), route.Host{Name: "flood", Addr: a.Addr(), Port: int(a.Port())},
+		Config{Helo: "gw.test", Timeout: 5 * time.Second})
+	if err == nil || Permanent(err) || !errors.Is(err, errTooMuch) {
+		t.Fatalf("flood: %v", err)
 	}
 }
