@@ -44,6 +44,7 @@ var sections = []struct {
 }{
 	{"queue", queueBench},
 	{"send", benchSend},
+	{"backlog", backlogBench},
 	{"qstat", func(work string) {
 		if *qstatN > 0 {
 			timeQstat(work, *qstatN, false)

@@ -315,13 +315,15 @@ func startSink(dir, name string) (string, func(), error) {
 // gwSend is the running gw-send, for the relay-down figure.
 var gwSend *exec.Cmd
 
-// startGW runs gw-queued, gw-send (to the sink) and gw-smtpd standalone.
-func startGW(dir, sink string) (*side, error) {
+// startGW runs gw-queued, gw-send (to the sink, after any smtproutes lines
+// given) and gw-smtpd standalone.
+func startGW(dir, sink string, routes ...string) (*side, error) {
 	ctl := filepath.Join(dir, "control")
 	q := filepath.Join(dir, "queue")
 	check(os.MkdirAll(ctl, 0o755))
 	for name, body := range map[string]string{
-		"me": "gw.bench.example\n", "rcpthosts": "example.net\n", "smtproutes": ":" + sink + "\n",
+		"me": "gw.bench.example\n", "rcpthosts": "example.net\n",
+		"smtproutes": strings.Join(append(routes, ":"+sink), "\n") + "\n",
 	} {
 		check(os.WriteFile(filepath.Join(ctl, name), []byte(body), 0o644))
 	}
