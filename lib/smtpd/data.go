@@ -12,7 +12,9 @@ import (
 // session with a temporary error, so no smuggled end-of-data variant can
 // be read either as data or as a boundary. One exception keeps senders
 // working: CRs that directly precede a CRLF ("text<CR><CR><LF>") are data,
-// kept as qmail and Postfix keep them, and the line ends at the CRLF. The
+// kept as qmail and Postfix keep them, and the line ends at the CRLF;
+// not on a line that is a single dot (".<CR><CR><LF>"), which a server that
+// folds CR CR LF into CRLF reads as the end: that is refused too. The
 // stored form has LF line ends and leading dots unstuffed.
 var (
 	errBareLF = errors.New("bare LF in DATA")

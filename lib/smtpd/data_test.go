@@ -28,6 +28,9 @@ func TestReadData(t *testing.T) {
 		{"bare CR", "a\rb\r\n.\r\n", "a", "\r\n.\r\n", errBareCR},
 		{"CR dot CR", "a\r.\r\n", "a", ".\r\n", errBareCR},
 		{"dot CR x", "a\r\n.\rX\r\n.\r\n", "a\n", "\r\n.\r\n", errBareCR},
+		// A dot line with a stray CR is the end of data to a server that
+		// folds CR CR LF into CRLF: refused, not kept as data (gw-smtpd(8)).
+		{"dot CR CRLF", "a\r\n.\r\r\nMAIL FROM:<x@y>\r\n.\r\n", "a\n", "", errBareCR},
 		{"CRLF dot LF smuggle", "a\r\n.\nMAIL FROM:<x@y>\r\n.\r\n", "a\n", "MAIL FROM:<x@y>\r\n.\r\n", errBareLF},
 		{"NUL kept", "a\x00b\r\n.\r\n", "a\x00b\n", "", nil},
 		{"unterminated", "a\r\nb", "a\nb", "", io.EOF},
