@@ -290,6 +290,7 @@ func (g *guard) line(l []byte) {
 	code := 0
 	final := len(l) < 4 || l[3] == ' '
 	if final {
+		l = rfcCode(l)
 		code, _ = strconv.Atoi(string(l[:min(3, len(l))]))
 		switch {
 		case code == 354:
@@ -309,6 +310,22 @@ func (g *guard) line(l []byte) {
 	if final && (code == 421 || g.closeAfter) {
 		g.end("")
 	}
+}
+
+// rfcCode gives RFC 5321's codes to two kinds of go-smtp's replies: a
+// command out of sequence is 503 (go-smtp says 502, "not implemented"),
+// and an unknown MAIL or RCPT parameter is 555 (go-smtp says 500).
+func rfcCode(l []byte) []byte {
+	s := string(l)
+	text, ok := strings.CutPrefix(s, "502 5.5.1 ")
+	if ok && (strings.HasPrefix(text, "Missing ") || strings.HasPrefix(text, "Please introduce yourself") ||
+		strings.HasSuffix(text, "not allowed during message transfer")) {
+		return []byte("503" + s[3:])
+	}
+	if text, ok := strings.CutPrefix(s, "500 5.5.4 Unknown "); ok && strings.HasSuffix(text, " argument") {
+		return []byte("555" + s[3:])
+	}
+	return l
 }
 
 // starttlsDone reports whether this guard serves the TLS part of a

@@ -189,14 +189,14 @@ func TestSenderPolicy(t *testing.T) {
 		{"<SPAMMER@Bad.Example>", "250 2.0.0", "553 5.7.1"},
 		{"<x@worse.example>", "250 2.0.0", "553 5.7.1"},
 		{"<x@a.spam.example>", "250 2.0.0", "553 5.7.1"},
-		{"<postmaster>", "501 5.5.2", "502 5.5.1"},
-		{"<a b@c.example>", "501 5.5.2", "502 5.5.1"},
+		{"<postmaster>", "501 5.5.2", "503 5.5.1"},
+		{"<a b@c.example>", "501 5.5.2", "503 5.5.1"},
 		{"<s@sender.example> SIZE=100", "250 2.0.0", "250 2.0.0"},
-		{"<s@sender.example> SIZE=99999999", "552 5.3.4", "502 5.5.1"},
+		{"<s@sender.example> SIZE=99999999", "552 5.3.4", "503 5.5.1"},
 		{"<s@sender.example> AUTH=<>", "250 2.0.0", "250 2.0.0"},
-		{"<s@sender.example> AUTH=x+00y@c.example", "501 5.5.4", "502 5.5.1"},
-		{"<s@sender.example> AUTH=x+0Ay@c.example", "501 5.5.4", "502 5.5.1"},
-		{"<s@sender.example> FOO=BAR", "500 5.5.4", "502 5.5.1"},
+		{"<s@sender.example> AUTH=x+00y@c.example", "501 5.5.4", "503 5.5.1"},
+		{"<s@sender.example> AUTH=x+0Ay@c.example", "501 5.5.4", "503 5.5.1"},
+		{"<s@sender.example> FOO=BAR", "555 5.5.4", "503 5.5.1"},
 	}
 	for _, c := range cases {
 		t.Run(c.from, func(t *testing.T) {
@@ -327,7 +327,7 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("sequence", func(t *testing.T) {
 		r, _ := converse(t, testConfig(), Client{}, "EHLO x\r\nRCPT TO:<u@example.com>\r\nDATA\r\nMAIL FROM:<>\r\nMAIL FROM:<>\r\nDATA\r\nSTARTTLS\r\nAUTH PLAIN\r\nQUIT\r\n")
-		if got, want := codes(r), "220,250,502 5.5.1,502 5.5.1,250 2.0.0,503 5.5.1,502 5.5.1,421 4.7.0"; got != want {
+		if got, want := codes(r), "220,250,503 5.5.1,503 5.5.1,250 2.0.0,503 5.5.1,503 5.5.1,421 4.7.0"; got != want {
 			t.Errorf("%s, want %s", got, want)
 		}
 	})

@@ -75,7 +75,7 @@ func TestStartTLS(t *testing.T) {
 	}
 	br = bufio.NewReader(tc)
 	tc.Write([]byte("MAIL FROM:<a@b.example>\r\nEHLO c.example\r\nAUTH PLAIN AGFsaWNlAHB3\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n"))
-	if r := read(); !strings.HasPrefix(r, "502 5.5.1 ") {
+	if r := read(); !strings.HasPrefix(r, "503 5.5.1 ") {
 		t.Errorf("MAIL before EHLO after TLS (a greeting or the injected MAIL's reply?): %q", r)
 	}
 	if r := read(); strings.Contains(r, "STARTTLS") || !strings.Contains(r, "AUTH PLAIN LOGIN") {
