@@ -293,6 +293,12 @@ func (g *guard) line(l []byte) {
 		l = rfcCode(l)
 		code, _ = strconv.Atoi(string(l[:min(3, len(l))]))
 		switch {
+		case code == 552 && g.verb == "MAIL":
+			// go-smtp refuses SIZE= over databytes before the session
+			// hears of the MAIL: the log line is written here.
+			g.s.log("info", "mail", "from", g.path, "result", "reject", "reason", "size", "code", 552)
+		}
+		switch {
 		case code == 354:
 			g.data = true
 		case code == 334:

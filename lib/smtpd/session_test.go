@@ -392,3 +392,38 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
+
+// TestSizeRefusalLogged: go-smtp refuses MAIL SIZE= over databytes
+// before the session hears of it; the refusal is logged all the same.
+func TestSizeRefusalLogged(t *testing.T) {
+	var log syncBuffer
+	cfg := testConfig()
+	cfg.Databytes = 1000
+	cfg.Log = logline.New(&log)
+	r, _ := converse(t, cfg, Client{}, "EHLO x\r\nMAIL FROM:<s@sender.example> SIZE=5000\r\nQUIT\r\n")
+	if got, want := codes(r), "220,250,552 5.3.4,221 2.0.0"; got != want {
+		t.Fatalf("%s, want %s", got, want)
+	}
+	if !strings.Contains(log.String(), "info mail sid=") || !strings.Contains(log.String(), "from=s@sender.example result=reject reason=size code=552") {
+		t.Errorf("no mail refusal in the log:\n%s", log.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the session's goroutine and the
+// test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
