@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 )
@@ -75,14 +76,25 @@ func (d *dataReader) scan(b []byte) (int, bool, error) {
 		c := b[i]
 		switch d.state {
 		case stInLine:
-			if c != '\r' && c != '\n' {
+			// Jump to the line's end (the next CR) with a vectorised
+			// search, checking that no LF comes before it: most of a
+			// message is line contents.
+			rest := b[i:]
+			j := bytes.IndexByte(rest, '\r')
+			if j >= 0 {
+				rest = rest[:j]
+			}
+			if k := bytes.IndexByte(rest, '\n'); k >= 0 {
+				flush(i + k)
+				return i + k + 1, false, errBareLF
+			}
+			if j < 0 {
+				i = len(b) - 1 // all of b is inside the line
 				continue
 			}
+			i += j
 			flush(i)
 			start = i + 1
-			if c == '\n' {
-				return i + 1, false, errBareLF
-			}
 			d.state, d.crs = stCR, 1
 		case stLineStart:
 			switch c {
