@@ -8,7 +8,6 @@ import (
 	"testing"
 )
 
-
 // BenchmarkSession runs whole sessions over loopback (connect, EHLO,
 // one message, QUIT) with an injector that keeps nothing: the CPU of the
 // protocol layer alone, for profiles.
