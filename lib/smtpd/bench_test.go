@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkSession runs whole sessions over loopback (connect, EHLO,
-// one message, QUIT) with an injector that keeps nothing: the CPU of the
+// one message, QUIT) with an injector in memory: the CPU of the
 // protocol layer alone, for profiles.
 func BenchmarkSession(b *testing.B) {
 	for _, size := range []int{1 << 10, 100 << 10} {
