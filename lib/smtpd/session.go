@@ -12,11 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"golang.org/x/sys/unix"
 
 	"gw/lib/envelope"
 	"gw/lib/handoff"
@@ -24,6 +22,7 @@ import (
 	"gw/lib/mailbox"
 	"gw/lib/qq"
 	"gw/lib/relay"
+	"gw/lib/tcpserver"
 )
 
 // Limits on what a client sends, each with its named refusal.
@@ -191,21 +190,7 @@ func (s *session) pregreet() bool {
 		tc.timeout = saved
 		return err == nil
 	}
-	sc, ok := tc.Conn.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	n := 0
-	raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, _ = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return true
-	})
-	return n > 0
+	return tcpserver.Pending(tc.Conn)
 }
 
 func isTimeout(err error) bool {

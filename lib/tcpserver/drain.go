@@ -66,10 +66,15 @@ func (c *drainConn) cutIfIdle() bool {
 	return c.closing
 }
 
-// pending reports whether the client's bytes wait in the socket. It peeks
-// without taking the read lock, which the session's blocked read holds.
-func (c *drainConn) pending() bool {
-	sc, ok := c.Conn.(syscall.Conn)
+// pending reports whether the client's bytes wait in the socket.
+func (c *drainConn) pending() bool { return Pending(c.Conn) }
+
+// Pending reports whether bytes from the peer wait unread in c's socket,
+// without reading them or waiting. It takes no read lock, so it may run
+// while another goroutine is blocked reading c. False when c is not a
+// socket.
+func Pending(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,7 +156,7 @@ func steadyLatency(addr string, sk *countingSink, rate float64, n int) (p50, p99
 			}
 			defer c.Quit()
 			for i := range jobs {
-				t, err := sendOn(c, i, body)
+				t, err := sendOn(c, fmt.Sprintf("steady %d", i), body)
 				if err != nil {
 					failed.Store(err)
 					continue
@@ -180,34 +179,6 @@ func steadyLatency(addr string, sk *countingSink, rate float64, n int) (p50, p99
 	if !sk.waitFor(n, 60*time.Second) {
 		return 0, 0, 0, fmt.Errorf("%d of %d messages arrived", sk.count(), n)
 	}
-	sort.Slice(accepted, func(i, j int) bool { return accepted[i].Before(accepted[j]) })
-	sk.mu.Lock()
-	arrived := append([]time.Time(nil), sk.arrivals[:n]...)
-	sk.mu.Unlock()
-	lat := make([]time.Duration, n)
-	for i := range lat {
-		lat[i] = max(arrived[i].Sub(accepted[i]), 0)
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	lat := delays(sk, accepted)
 	return lat[n/2], lat[n*99/100], lat[n-1], nil
-}
-
-// sendOn sends message i in session c and returns when the relay said 250.
-func sendOn(c *smtp.Client, i int, body []byte) (time.Time, error) {
-	if err := c.Mail(benchFrom); err != nil {
-		return time.Time{}, err
-	}
-	if err := c.Rcpt(benchTo); err != nil {
-		return time.Time{}, err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return time.Time{}, err
-	}
-	fmt.Fprintf(w, "From: %s\r\nTo: %s\r\nSubject: steady %d\r\n\r\n", benchFrom, benchTo, i)
-	w.Write(body)
-	if err := w.Close(); err != nil {
-		return time.Time{}, err
-	}
-	return time.Now(), nil
 }

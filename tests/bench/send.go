@@ -241,6 +241,14 @@ func latency(addr string, sk *countingSink, n int) (p50, p99 time.Duration, err 
 	if !sk.waitFor(n, 30*time.Second) {
 		return 0, 0, fmt.Errorf("latency: %d of %d messages arrived", sk.count(), n)
 	}
+	lat := delays(sk, accepted)
+	return lat[n/2], lat[n*99/100], nil
+}
+
+// delays matches the sink's first len(accepted) arrivals to the
+// acceptances in order and returns the delays, shortest first.
+func delays(sk *countingSink, accepted []time.Time) []time.Duration {
+	n := len(accepted)
 	sort.Slice(accepted, func(i, j int) bool { return accepted[i].Before(accepted[j]) })
 	sk.mu.Lock()
 	arrived := append([]time.Time(nil), sk.arrivals[:n]...)
@@ -250,10 +258,11 @@ func latency(addr string, sk *countingSink, n int) (p50, p99 time.Duration, err 
 		lat[i] = max(arrived[i].Sub(accepted[i]), 0)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return lat[n/2], lat[n*99/100], nil
+	return lat
 }
 
-// sendOne sends message i and returns when the relay said 250 to it.
+// sendOne sends message i on a connection of its own and returns when
+// the relay said 250 to it.
 func sendOne(addr string, i int, body []byte) (time.Time, error) {
 	c, err := smtp.Dial(addr)
 	if err != nil {
@@ -263,6 +272,16 @@ func sendOne(addr string, i int, body []byte) (time.Time, error) {
 	if err := c.Hello("client.bench.example"); err != nil {
 		return time.Time{}, err
 	}
+	t, err := sendOn(c, fmt.Sprintf("latency %d", i), body)
+	if err == nil {
+		c.Quit()
+	}
+	return t, err
+}
+
+// sendOn sends a message in session c and returns when the relay said
+// 250 to it.
+func sendOn(c *smtp.Client, subject string, body []byte) (time.Time, error) {
 	if err := c.Mail(benchFrom); err != nil {
 		return time.Time{}, err
 	}
@@ -273,12 +292,10 @@ func sendOne(addr string, i int, body []byte) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	fmt.Fprintf(w, "From: %s\r\nTo: %s\r\nSubject: latency %d\r\n\r\n", benchFrom, benchTo, i)
+	fmt.Fprintf(w, "From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\n", benchFrom, benchTo, subject)
 	w.Write(body)
 	if err := w.Close(); err != nil {
 		return time.Time{}, err
 	}
-	t := time.Now()
-	c.Quit()
-	return t, nil
+	return time.Now(), nil
 }
