@@ -51,6 +51,7 @@ type smtpSession struct {
 	raw  net.Conn
 	dc   *deadlineConn // raw, timed; TLS (when on) runs over it
 	c    *smtp.Client
+	kw   *ehloKeywords // what c reads and writes through
 	tls  bool
 	// needHello: go-smtp's Reset forgets the EHLO, and says it again
 	// before the next command; Start does it explicitly, so that its
@@ -83,10 +84,11 @@ func Dial(ctx context.Context, h route.Host, cfg Config) (Session, error) {
 // command, and none while the body is written) are overridden by
 // deadlineConn's, one a read or write.
 func (s *smtpSession) newClient(conn net.Conn) {
+	s.kw = &ehloKeywords{Conn: conn}
 	if s.cfg.LMTP {
-		s.c = smtp.NewClientLMTP(conn)
+		s.c = smtp.NewClientLMTP(s.kw)
 	} else {
-		s.c = smtp.NewClient(conn)
+		s.c = smtp.NewClient(s.kw)
 	}
 	if s.cfg.Timeout > 0 {
 		s.c.CommandTimeout = s.cfg.Timeout
@@ -94,9 +96,15 @@ func (s *smtpSession) newClient(conn net.Conn) {
 	}
 }
 
+// hello says EHLO (LHLO), with the keywords of the reply in upper case.
+func (s *smtpSession) hello() error {
+	s.kw.armed = true
+	return s.c.Hello(s.cfg.Helo)
+}
+
 func (s *smtpSession) open(name string) error {
 	s.newClient(s.dc)
-	if err := s.c.Hello(s.cfg.Helo); err != nil {
+	if err := s.hello(); err != nil {
 		return s.fail(err)
 	}
 	if s.cfg.NoTLS || s.cfg.LMTP {
@@ -134,7 +142,7 @@ func (s *smtpSession) open(name string) error {
 	// gave before TLS: it gets a copy.
 	s.newClient(&greetedConn{Conn: tc, greeting: strings.NewReader("220 " + s.host + " TLS\r\n")})
 	s.tls = true
-	if err := s.c.Hello(s.cfg.Helo); err != nil {
+	if err := s.hello(); err != nil {
 		return s.fail(err)
 	}
 	return nil
@@ -152,6 +160,56 @@ func (s *smtpSession) startTLS() (int, error) {
 		err = nil
 	}
 	return code, err
+}
+
+// ehloKeywords puts the keywords of an EHLO (LHLO) reply in upper case:
+// they are case-insensitive (RFC 5321 2.4), but go-smtp's client looks
+// them up as it got them and its own look-ups (Extension's included) are
+// in upper case, so that "starttls", "size 1000" or "smtputf8" would count
+// as not offered. armed is set before the client says EHLO: the reply to
+// the next write is the one rewritten, from its second line on, each
+// line's first word.
+type ehloKeywords struct {
+	net.Conn
+	armed bool // the next write is EHLO or LHLO
+	on    bool // reading its reply
+	first bool // in the reply's first line (the server's name)
+	col   int  // bytes into the current line
+	word  bool // in the line's first word
+	last  bool // the current line is the reply's last
+}
+
+func (k *ehloKeywords) Write(p []byte) (int, error) {
+	if k.armed {
+		k.armed = false
+		k.on, k.first, k.col, k.word, k.last = true, true, 0, true, false
+	}
+	return k.Conn.Write(p)
+}
+
+func (k *ehloKeywords) Read(p []byte) (int, error) {
+	n, err := k.Conn.Read(p)
+	for i := 0; i < n && k.on; i++ {
+		c := p[i]
+		switch {
+		case c == '\n':
+			if k.last || k.col <= 3 {
+				k.on = false
+			}
+			k.first, k.col, k.word, k.last = false, 0, true, false
+			continue
+		case k.col == 3:
+			k.last = c != '-'
+		case k.col > 3 && k.word && !k.first:
+			if c == ' ' || c == '\r' {
+				k.word = false
+			} else if 'a' <= c && c <= 'z' {
+				p[i] = c - 'a' + 'A'
+			}
+		}
+		k.col++
+	}
+	return n, err
 }
 
 // byteReader reads one byte a call.
@@ -254,7 +312,7 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 		// A refusal here is about the session, not the message: the
 		// session is dropped and gw-send carries the message over a new
 		// one, as for a session closed while idle.
-		if err := s.c.Hello(s.cfg.Helo); err != nil {
+		if err := s.hello(); err != nil {
 			s.Kill()
 			return nil, &ConnError{Host: s.host, Err: err}
 		}

@@ -627,3 +627,39 @@ func TestReplyFlood(t *testing.T) {
 		t.Fatalf("flood: %v", err)
 	}
 }
+
+// TestLowercaseEHLOKeywords: EHLO keywords are case-insensitive; a server
+// that writes them in lower case still gets STARTTLS, SIZE, 8BITMIME and
+// SMTPUTF8 used, and the same after the EHLO that follows an RSET.
+func TestLowercaseEHLOKeywords(t *testing.T) {
+	sv := &server{ehlo: "250-test says hello\r\n250-starttls\r\n250-SmtpUtf8\r\n250-8bitmime\r\n250 size 1000\r\n",
+		starttls: "220 go ahead", cert: testCert(t), answer: ok}
+	s := dial(t, sv.start(t), Config{})
+	defer s.Close()
+	if !s.TLS() {
+		t.Fatal("STARTTLS offered in lower case not used")
+	}
+	_, err := s.Start("a@x.test", 5000, false)
+	var rp *Reply
+	if !errors.As(err, &rp) || rp.Code != 552 {
+		t.Errorf("over a lower-case SIZE: %v", err)
+	}
+	d, err := s.Start("jörg@x.test", 10, true)
+	if err != nil {
+		t.Fatalf("SMTPUTF8 offered in mixed case: %v", err)
+	}
+	d.Abort() // RSET: the next Start says EHLO again
+	if _, err := s.Start("jörg@x.test", 10, true); err != nil {
+		t.Fatalf("after RSET: %v", err)
+	}
+	var mails []string
+	for _, c := range sv.commands() {
+		if strings.HasPrefix(c, "MAIL") {
+			mails = append(mails, c)
+		}
+	}
+	want := "MAIL FROM:<jörg@x.test> BODY=8BITMIME SIZE=10 SMTPUTF8"
+	if len(mails) != 2 || mails[0] != want || mails[1] != want {
+		t.Errorf("MAIL commands %q, want twice %q", mails, want)
+	}
+}
