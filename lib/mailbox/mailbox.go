@@ -32,6 +32,12 @@ type Address struct {
 	Null    bool   // the null reverse-path <>
 }
 
+// DoubleBounce is qmail's envelope sender of a double bounce, "#@[]": not
+// an address anyone can answer, so that its failure bounces nowhere.
+// Listeners accept it as a sender though it does not parse (an empty
+// address literal), so that double bounces can pass through gateways.
+const DoubleBounce = "#@[]"
+
 // String returns the address as queued: local@domain, "" for the null
 // path, the bare local part for <postmaster>.
 func (a Address) String() string {

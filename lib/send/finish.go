@@ -9,12 +9,13 @@ import (
 	"gw/lib/bounce"
 	"gw/lib/envelope"
 	"gw/lib/inject"
+	"gw/lib/mailbox"
 	"gw/lib/queue"
 )
 
 // DoubleBounceSender is qmail's envelope sender of a double bounce; a
 // bounce of a message from it is dropped (qmail's "triple bounce").
-const DoubleBounceSender = "#@[]"
+const DoubleBounceSender = mailbox.DoubleBounce
 
 // finish starts the end of message id, all of whose recipients are done:
 // bounce what failed, then remove it.

@@ -242,6 +242,9 @@ func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
 	if err == nil && from.Postmaster() {
 		err = mailbox.ErrNoDomain
 	}
+	if path == mailbox.DoubleBounce { // gw-send's and qmail's double bounces
+		from, err = mailbox.Address{Local: "#", Domain: "[]", Literal: true}, nil
+	}
 	if err != nil {
 		s.log("info", "mail", "from", path, "result", "reject", "reason", err)
 		return addressError(err, errBadSender)

@@ -197,6 +197,8 @@ func TestSenderPolicy(t *testing.T) {
 		{"<s@sender.example> AUTH=x+00y@c.example", "501 5.5.4", "503 5.5.1"},
 		{"<s@sender.example> AUTH=x+0Ay@c.example", "501 5.5.4", "503 5.5.1"},
 		{"<s@sender.example> FOO=BAR", "555 5.5.4", "503 5.5.1"},
+		{"<#@[]>", "250 2.0.0", "250 2.0.0"}, // a double bounce passing through
+		{"<a@[]>", "553 5.1.7", "503 5.5.1"}, // only the double-bounce sender has an empty literal
 	}
 	for _, c := range cases {
 		t.Run(c.from, func(t *testing.T) {
@@ -426,4 +428,15 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestDoubleBounceSenderQueued: qmail's and gw-send's double-bounce sender
+// is queued as it was written, so the next gateway drops its failure too.
+func TestDoubleBounceSenderQueued(t *testing.T) {
+	_, inj := converse(t, testConfig(), Client{}, "HELO x\r\nMAIL FROM:<#@[]>\r\nRCPT TO:<u@example.com>\r\nDATA\r\nSubject: b\r\n\r\nx\r\n.\r\nQUIT\r\n")
+	inj.mu.Lock()
+	defer inj.mu.Unlock()
+	if len(inj.msgs) != 1 || inj.msgs[0].env.Sender != "#@[]" {
+		t.Fatalf("queued %+v, want one message from #@[]", inj.msgs)
+	}
 }
