@@ -64,7 +64,24 @@ type smtpSession struct {
 // Dial opens an SMTP (or LMTP) session with h: connect, greeting, EHLO,
 // STARTTLS when offered, EHLO again. ctx ending drops the connection,
 // whatever it is doing.
+//
+// A server that offers STARTTLS but whose handshake fails (an old TLS
+// version, a broken certificate setup) gets the mail in the clear on a
+// new connection, as with Postfix's "may" level: opportunistic TLS never
+// makes mail undeliverable.
 func Dial(ctx context.Context, h route.Host, cfg Config) (Session, error) {
+	s, err := dialOnce(ctx, h, cfg)
+	if errors.Is(err, errHandshake) && !cfg.NoTLS {
+		cfg.NoTLS = true
+		return dialOnce(ctx, h, cfg)
+	}
+	return s, err
+}
+
+// errHandshake marks a failed STARTTLS handshake.
+var errHandshake = errors.New("TLS handshake")
+
+func dialOnce(ctx context.Context, h route.Host, cfg Config) (Session, error) {
 	d := net.Dialer{Timeout: cfg.ConnectTimeout}
 	raw, err := d.DialContext(ctx, "tcp", net.JoinHostPort(h.Addr.String(), strconv.Itoa(h.Port)))
 	if err != nil {
@@ -134,7 +151,7 @@ func (s *smtpSession) open(name string) error {
 	tc := tls.Client(s.dc, cfg)
 	if err := tc.Handshake(); err != nil {
 		s.broken = true
-		return &ConnError{Host: s.host, Err: fmt.Errorf("TLS handshake: %w", err)}
+		return &ConnError{Host: s.host, Err: fmt.Errorf("%w: %w", errHandshake, err)}
 	}
 	// A fresh client reads from the TLS connection only: whatever the
 	// server sent before the handshake is dropped (the response-injection
