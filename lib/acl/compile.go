@@ -1,7 +1,7 @@
 package acl
 
 import (
-	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -163,38 +163,40 @@ func createDB(path string) (*bolt.DB, error) {
 	return db, nil
 }
 
-// write puts the rule set into a fresh database, keys in sorted order and
-// pages filled up, since the file is never updated in place.
+// write puts the rule set into a fresh database: one blob a shard, put
+// in key order with pages filled up, since the file is never updated in
+// place.
 func (c *Compiled) write(tx *bolt.Tx) error {
+	keys := shardEntriesOf(entries(c.keys))
+	cidr := shardEntriesOf(entries(c.cidr))
 	meta, err := tx.CreateBucket(bucketMeta)
 	if err != nil {
 		return err
 	}
-	if err := meta.Put(metaVersion, []byte(layoutVersion)); err != nil {
-		return err
-	}
-	if err := meta.Put(metaCIDR4, lengths(c.bits4)); err != nil {
-		return err
-	}
-	if err := meta.Put(metaCIDR6, lengths(c.bits6)); err != nil {
-		return err
-	}
-	lines := make([]entry, 0, len(c.lines))
-	for n, text := range c.lines {
-		lines = append(lines, entry{lineKey(n), []byte(text)})
-	}
-	for _, b := range []struct {
-		name    []byte
-		entries []entry
-	}{{bucketKeys, markedEntries(c.keys)}, {bucketCIDR, entries(c.cidr)}, {bucketLines, lines}} {
-		if err := putSorted(tx, b.name, b.entries); err != nil {
+	for _, kv := range [][2][]byte{
+		{metaVersion, []byte(layoutVersion)},
+		{metaCIDR4, lengths(c.bits4)},
+		{metaCIDR6, lengths(c.bits6)},
+		{metaKeyShards, binary.BigEndian.AppendUint32(nil, keys.count)},
+		{metaCIDRShards, binary.BigEndian.AppendUint32(nil, cidr.count)},
+		{metaLinesPer, binary.BigEndian.AppendUint32(nil, linesPerShard)},
+	} {
+		if err := meta.Put(kv[0], kv[1]); err != nil {
 			return err
 		}
 	}
-	return nil
+	for _, b := range []struct {
+		name []byte
+		t    sharded
+	}{{bucketKeys, keys}, {bucketCIDR, cidr}} {
+		if err := putTables(tx, b.name, b.t); err != nil {
+			return err
+		}
+	}
+	return c.putLines(tx)
 }
 
-// entry is one key and value of a bucket.
+// entry is one key and value of a table.
 type entry struct{ key, value []byte }
 
 func entries(kv map[string][]byte) []entry {
@@ -205,37 +207,71 @@ func entries(kv map[string][]byte) []entry {
 	return es
 }
 
-// markedEntries stores each key as storedKey(key).
-func markedEntries(kv map[string][]byte) []entry {
-	es := make([]entry, 0, len(kv))
-	for k, v := range kv {
-		es = append(es, entry{storedKey(k), v})
-	}
-	return es
-}
-
-// putSorted creates bucket name holding es, put in key order: bbolt then
-// appends to the last page instead of splitting pages all over the tree.
-func putSorted(tx *bolt.Tx, name []byte, es []entry) error {
+// putTables creates bucket name holding one sorted-table blob for each
+// shard of t that has entries. The blobs share one buffer, which bbolt
+// reads at the commit.
+func putTables(tx *bolt.Tx, name []byte, t sharded) error {
 	bk, err := tx.CreateBucket(name)
 	if err != nil {
 		return err
 	}
 	bk.FillPercent = 1.0
-	slices.SortFunc(es, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
-	for _, e := range es {
-		if err := bk.Put(e.key, e.value); err != nil {
-			return fmt.Errorf("key %q: %w", e.key, err)
+	size := 0
+	for _, sh := range t.shards {
+		if len(sh) > 0 {
+			size += tableSize(sh)
+		}
+	}
+	buf := make([]byte, 0, size)
+	for s, sh := range t.shards {
+		if len(sh) == 0 {
+			continue
+		}
+		at := len(buf)
+		buf = appendTable(buf, sh)
+		if err := bk.Put(shardKey(uint32(s)), buf[at:len(buf):len(buf)]); err != nil {
+			return fmt.Errorf("shard %d: %w", s, err)
 		}
 	}
 	return nil
 }
 
-// storedKey is the bucket key for key: bbolt cannot hold an empty key
-// (the default rule), so each key is stored after the byte 'k'.
-func storedKey(key string) []byte {
-	b := make([]byte, 0, 1+len(key))
-	return append(append(b, 'k'), key...)
+// putLines creates bucket "lines" holding a line-table blob for each
+// linesPerShard line numbers that have a stored line.
+func (c *Compiled) putLines(tx *bolt.Tx) error {
+	bk, err := tx.CreateBucket(bucketLines)
+	if err != nil {
+		return err
+	}
+	bk.FillPercent = 1.0
+	nums := make([]int, 0, len(c.lines))
+	size := 0
+	for n, text := range c.lines {
+		nums = append(nums, n)
+		size += len(text)
+	}
+	slices.Sort(nums)
+	shards := 0
+	for i, n := range nums {
+		if i == 0 || n/linesPerShard != nums[i-1]/linesPerShard {
+			shards++
+		}
+	}
+	buf := make([]byte, 0, size+shards*4*(linesPerShard+1))
+	var texts [linesPerShard]string
+	for i := 0; i < len(nums); {
+		shard := nums[i] / linesPerShard
+		texts = [linesPerShard]string{}
+		for ; i < len(nums) && nums[i]/linesPerShard == shard; i++ {
+			texts[nums[i]%linesPerShard] = c.lines[nums[i]]
+		}
+		at := len(buf)
+		buf = appendLines(buf, &texts)
+		if err := bk.Put(shardKey(uint32(shard)), buf[at:len(buf):len(buf)]); err != nil {
+			return fmt.Errorf("lines shard %d: %w", shard, err)
+		}
+	}
+	return nil
 }
 
 // lengths returns the prefix lengths in set, longest first.
