@@ -55,6 +55,23 @@ func encodeRecord(r Rule) []byte {
 	return b
 }
 
+// appendRecord appends the stored value for a parsed rule to b: the
+// bytes encodeRecord gives for p.rule().
+func appendRecord(b []byte, p *parsed) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(p.line))
+	if p.deny {
+		b = append(b, 'D', 0)
+	}
+	for _, kv := range p.env {
+		b = append(b, '+')
+		b = append(b, kv[0]...)
+		b = append(b, '=')
+		b = append(b, kv[1]...)
+		b = append(b, 0)
+	}
+	return b
+}
+
 // record is a stored rule, decoded the way tcprulescheck reads it.
 type record struct {
 	line int

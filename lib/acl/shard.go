@@ -1,6 +1,7 @@
 package acl
 
 import (
+	"bytes"
 	"encoding/binary"
 	"slices"
 )
@@ -58,79 +59,76 @@ func shardKey(s uint32) []byte { return binary.BigEndian.AppendUint32(nil, s) }
 
 // sharded is a table's entries grouped by shard, ready to be written.
 type sharded struct {
-	count  uint32
-	shards [][]entry // by shard number, each sorted by key
+	count      uint32
+	keys, recs []byte   // the arenas of ents' keys and records
+	ents       []tabEnt // by shard, each shard sorted by key, keys distinct
+	starts     []int    // shard s is ents[starts[s]:starts[s+1]]
 }
 
-// shardEntriesOf groups es (distinct keys) by shard and sorts each shard.
-func shardEntriesOf(es []entry) sharded {
+func (t *sharded) shard(s uint32) []tabEnt { return t.ents[t.starts[s]:t.starts[s+1]] }
+
+// shardTable groups es by shard, sorts each shard by key and keeps the
+// first entry added for each key (the first line wins, as in tcprules),
+// adding the line number of each record kept to used.
+func shardTable(es []tabEnt, keys, recs []byte, used *lineSet) sharded {
 	count := shardCount(len(es))
-	// Counting sort by shard: one pass to size, one to place.
-	sizes := make([]int, count)
-	for i := range es {
-		sizes[fnv32a(string(es[i].key))&(count-1)]++
-	}
-	all := make([]entry, len(es))
-	shards := make([][]entry, count)
-	at := 0
-	for s, n := range sizes {
-		shards[s] = all[at : at : at+n]
-		at += n
-	}
+	// Counting sort by shard, stable: the order added is kept in a shard.
+	starts := make([]int, count+1)
 	for _, e := range es {
-		s := fnv32a(string(e.key)) & (count - 1)
-		shards[s] = append(shards[s], e)
+		starts[e.hash&(count-1)+1]++
 	}
-	for _, sh := range shards {
-		slices.SortFunc(sh, func(a, b entry) int { return compareBytes(a.key, b.key) })
+	for s := 1; s <= int(count); s++ {
+		starts[s] += starts[s-1]
 	}
-	return sharded{count: count, shards: shards}
-}
-
-func compareBytes(a, b []byte) int {
-	n := min(len(a), len(b))
-	for i := 0; i < n; i++ {
-		if a[i] != b[i] {
-			if a[i] < b[i] {
-				return -1
+	next := slices.Clone(starts[:count])
+	all := make([]tabEnt, len(es))
+	for _, e := range es {
+		s := e.hash & (count - 1)
+		all[next[s]] = e
+		next[s]++
+	}
+	// Sort each shard, drop the later duplicates and close the gaps.
+	out := 0
+	for s := range count {
+		sh := all[starts[s]:starts[s+1]]
+		slices.SortStableFunc(sh, func(a, b tabEnt) int { return bytes.Compare(a.key.of(keys), b.key.of(keys)) })
+		starts[s] = out
+		for i, e := range sh {
+			if i > 0 && bytes.Equal(e.key.of(keys), sh[i-1].key.of(keys)) {
+				continue
 			}
-			return 1
+			all[out] = e
+			out++
+			used.add(e.line)
 		}
 	}
-	switch {
-	case len(a) < len(b):
-		return -1
-	case len(a) > len(b):
-		return 1
-	}
-	return 0
+	starts[count] = out
+	return sharded{count: count, keys: keys, recs: recs, ents: all[:out], starts: starts}
 }
 
 // tableSize is the length of the blob for es.
-func tableSize(es []entry) int {
+func (t *sharded) tableSize(es []tabEnt) int {
 	n := 4 + 4*len(es)
 	for _, e := range es {
-		n += 2 + len(e.key) + len(e.value)
+		n += 2 + e.key.n + e.rec.n
 	}
 	return n
 }
 
 // appendTable appends the sorted-table blob of es (sorted, keys distinct,
 // each shorter than 64 KiB) to b.
-func appendTable(b []byte, es []entry) []byte {
-	start := len(b)
+func (t *sharded) appendTable(b []byte, es []tabEnt) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(es)))
 	off := 4 + 4*len(es)
 	for _, e := range es {
 		b = binary.BigEndian.AppendUint32(b, uint32(off))
-		off += 2 + len(e.key) + len(e.value)
+		off += 2 + e.key.n + e.rec.n
 	}
 	for _, e := range es {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(e.key)))
-		b = append(b, e.key...)
-		b = append(b, e.value...)
+		b = binary.BigEndian.AppendUint16(b, uint16(e.key.n))
+		b = append(b, e.key.of(t.keys)...)
+		b = append(b, e.rec.of(t.recs)...)
 	}
-	_ = start
 	return b
 }
 
@@ -212,8 +210,8 @@ func linesFind(blob []byte, l int) (start, end int, found, ok bool) {
 }
 
 // appendLines appends the "lines" blob for the lines of one shard to b:
-// texts[i] is line base+i, "" for one not stored.
-func appendLines(b []byte, texts *[linesPerShard]string) []byte {
+// texts[i] is line base+i, empty for one not stored.
+func appendLines(b []byte, texts *[linesPerShard][]byte) []byte {
 	off := 4 * (linesPerShard + 1)
 	for _, t := range texts {
 		b = binary.BigEndian.AppendUint32(b, uint32(off))
