@@ -23,7 +23,7 @@ func (k Keys) IsCIDR() bool { return k.Prefix.IsValid() }
 
 // checkAddress returns why addr is refused, or "".
 func checkAddress(addr string) string {
-	_, err := expandAddress(addr)
+	_, err := expandInto(addr, nil, false)
 	return err
 }
 
@@ -45,8 +45,14 @@ func ExpandAddress(addr string) (Keys, error) {
 // as C's unsigned long does); the high bound is clamped to 255 and one key
 // is stored for each number, so a low bound over the high one stores none.
 func expandAddress(addr string) (Keys, string) {
+	return expandInto(addr, nil, true)
+}
+
+// expandInto is expandAddress with the literal keys appended to lit, and
+// without building them (nor the warning) unless build is set.
+func expandInto(addr string, lit []string, build bool) (Keys, string) {
 	if strings.ContainsAny(addr, "=@") {
-		return Keys{Literal: []string{addr}}, ""
+		return Keys{Literal: append(lit, addr)}, ""
 	}
 	if strings.Contains(addr, "/") {
 		if p, err := netip.ParsePrefix(addr); err == nil {
@@ -58,8 +64,8 @@ func expandAddress(addr string) (Keys, string) {
 	}
 	dash := strings.IndexByte(addr, '-')
 	if dash < 0 {
-		k := Keys{Literal: []string{addr}}
-		if strings.Contains(addr, "/") {
+		k := Keys{Literal: append(lit, addr)}
+		if build && strings.Contains(addr, "/") {
 			k.Warning = fmt.Sprintf("%q is not a CIDR prefix; it is kept as a literal key, which no client address matches", addr)
 		}
 		return k, ""
@@ -80,7 +86,13 @@ func expandAddress(addr string) (Keys, string) {
 	if top > maxRangeTop {
 		top = maxRangeTop
 	}
-	k := Keys{Literal: []string{}}
+	if !build {
+		return Keys{}, ""
+	}
+	k := Keys{Literal: lit}
+	if lit == nil {
+		k.Literal = []string{}
+	}
 	for n := bot; n <= top; n++ {
 		k.Literal = append(k.Literal, addr[:left]+strconv.FormatUint(n, 10)+addr[right:])
 	}

@@ -1,13 +1,14 @@
 package acl
 
 import (
-	"bytes"
+	"cmp"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -17,75 +18,128 @@ import (
 // another gw-tcprules writing the same temporary path.
 const lockTimeout = 10 * time.Second
 
-// Compiled is a rule set ready to be written: every key with the rule
-// that owns it (the first line that stored it) and the rules lines.
+// Compiled is a rule set ready to be written: every key with the record
+// of the rule that stored it, and the rules lines. Keys, records and
+// lines are kept in arenas, referred to by offsets, so that a million
+// rules make a few large allocations without pointers for the collector
+// to follow, and no map: duplicate keys are resolved by sorting when the
+// set is written.
 type Compiled struct {
-	keys  map[string][]byte
-	cidr  map[string][]byte
-	lines map[int]string
-	bits4 map[int]bool
-	bits6 map[int]bool
+	keyArena, recArena, textArena []byte
+	keys, cidr                    []tabEnt // in the order added
+	lines                         []lineEnt
+	bits4, bits6                  [129]bool
+	lit                           []string // scratch for ExpandAddress
+}
+
+// span is a part of an arena.
+type span struct{ off, n int }
+
+func (s span) of(arena []byte) []byte { return arena[s.off : s.off+s.n] }
+
+// tabEnt is a key of the "keys" or "cidr" table: its hash, the key and
+// the record.
+type tabEnt struct {
+	hash, line uint32 // line: the record's line number
+	key, rec   span
+}
+
+// lineEnt is a rules line that said allow or deny.
+type lineEnt struct {
+	n    uint32
+	text span
 }
 
 // NewCompiled returns an empty rule set.
-func NewCompiled() *Compiled {
-	return &Compiled{
-		keys:  map[string][]byte{},
-		cidr:  map[string][]byte{},
-		lines: map[int]string{},
-		bits4: map[int]bool{},
-		bits6: map[int]bool{},
-	}
+func NewCompiled() *Compiled { return &Compiled{} }
+
+// grow makes room for about lines rules taking bytes of text.
+func (c *Compiled) grow(lines, bytes int) {
+	c.keys = slices.Grow(c.keys, lines)
+	c.lines = slices.Grow(c.lines, lines)
+	c.keyArena = slices.Grow(c.keyArena, bytes/3)
+	c.recArena = slices.Grow(c.recArena, bytes)
+	c.textArena = slices.Grow(c.textArena, bytes)
 }
 
-// Add stores r under each of its keys that no earlier rule has stored:
-// for a duplicate key the first line wins, as with tcprules. It returns a
-// warning for an address that can never match, or "".
+// Add stores r under each of its keys; for a key stored twice the first
+// line wins, as with tcprules. It returns a warning for an address that
+// can never match, or "".
 func (c *Compiled) Add(r Rule) (warning string, err error) {
-	k, err := ExpandAddress(r.Address)
+	k, err := c.expand(r.Line, r.Text, r.Address)
 	if err != nil {
-		return "", &ParseError{Line: r.Line, Text: r.Text, Reason: err.Error()}
+		return "", err
 	}
+	at := len(c.recArena)
+	c.recArena = append(c.recArena, encodeRecord(r)...)
+	c.store(k, r.Line, r.Text, span{at, len(c.recArena) - at})
+	return lineWarning(r.Line, k), nil
+}
+
+// addParsed is Add for a line the parser holds.
+func (c *Compiled) addParsed(p *parsed) (warning string, err error) {
+	k, err := c.expand(p.line, p.text, p.address)
+	if err != nil {
+		return "", err
+	}
+	at := len(c.recArena)
+	c.recArena = appendRecord(c.recArena, p)
+	c.store(k, p.line, p.text, span{at, len(c.recArena) - at})
+	return lineWarning(p.line, k), nil
+}
+
+func lineWarning(line int, k Keys) string {
+	if k.Warning != "" {
+		return fmt.Sprintf("line %d: %s", line, k.Warning)
+	}
+	return ""
+}
+
+// expand returns the keys of address, refusing one too long to store.
+func (c *Compiled) expand(line int, text, address string) (Keys, error) {
+	k, reason := expandInto(address, c.lit[:0], true)
+	if reason != "" {
+		return Keys{}, &ParseError{Line: line, Text: text, Reason: reason}
+	}
+	c.lit = k.Literal[:0]
 	for _, key := range k.Literal {
 		if len(key) >= bolt.MaxKeySize {
-			return "", &ParseError{Line: r.Line, Text: clip(r.Text), Reason: fmt.Sprintf("address longer than %d bytes", bolt.MaxKeySize-2)}
+			return Keys{}, &ParseError{Line: line, Text: clip(text), Reason: fmt.Sprintf("address longer than %d bytes", bolt.MaxKeySize-2)}
 		}
 	}
-	rec := encodeRecord(r)
-	used := false
+	return k, nil
+}
+
+// store adds k's keys with the record at rec, and the line.
+func (c *Compiled) store(k Keys, line int, text string, rec span) {
 	if k.IsCIDR() {
-		key := string(cidrKey(k.Prefix))
-		if _, dup := c.cidr[key]; !dup {
-			c.cidr[key] = rec
-			used = true
-			if k.Prefix.Addr().Is4() {
-				c.bits4[k.Prefix.Bits()] = true
-			} else {
-				c.bits6[k.Prefix.Bits()] = true
-			}
+		at := len(c.keyArena)
+		c.keyArena = appendCIDRKey(c.keyArena, k.Prefix)
+		key := span{at, len(c.keyArena) - at}
+		c.cidr = append(c.cidr, tabEnt{fnv32a(string(key.of(c.keyArena))), uint32(line), key, rec})
+		if k.Prefix.Addr().Is4() {
+			c.bits4[k.Prefix.Bits()] = true
+		} else {
+			c.bits6[k.Prefix.Bits()] = true
 		}
 	}
-	for _, key := range k.Literal {
-		if _, dup := c.keys[key]; !dup {
-			c.keys[key] = rec
-			used = true
-		}
+	for _, lit := range k.Literal {
+		at := len(c.keyArena)
+		c.keyArena = append(c.keyArena, lit...)
+		c.keys = append(c.keys, tabEnt{fnv32a(lit), uint32(line), span{at, len(lit)}, rec})
 	}
-	if used {
-		c.lines[r.Line] = r.Text
-	}
-	if k.Warning != "" {
-		return fmt.Sprintf("line %d: %s", r.Line, k.Warning), nil
-	}
-	return "", nil
+	at := len(c.textArena)
+	c.textArena = append(c.textArena, text...)
+	c.lines = append(c.lines, lineEnt{uint32(line), span{at, len(text)}})
 }
 
 // Compile parses rules text from r into a rule set; warn, if not nil,
 // hears about addresses that can never match.
 func Compile(r io.Reader, warn func(string)) (*Compiled, error) {
 	c := NewCompiled()
-	err := Parse(r, func(rule Rule) error {
-		w, err := c.Add(rule)
+	sized := func(data string) { c.grow(strings.Count(data, "\n")+1, len(data)) }
+	err := parseInput(r, sized, func(p *parsed) error {
+		w, err := c.addParsed(p)
 		if w != "" && warn != nil {
 			warn(w)
 		}
@@ -163,88 +217,154 @@ func createDB(path string) (*bolt.DB, error) {
 	return db, nil
 }
 
-// write puts the rule set into a fresh database, keys in sorted order and
-// pages filled up, since the file is never updated in place.
+// write puts the rule set into a fresh database: one blob a shard, put
+// in key order with pages filled up, since the file is never updated in
+// place.
 func (c *Compiled) write(tx *bolt.Tx) error {
+	used := newLineSet(c.lines)
+	keys := shardTable(c.keys, c.keyArena, c.recArena, used)
+	cidr := shardTable(c.cidr, c.keyArena, c.recArena, used)
 	meta, err := tx.CreateBucket(bucketMeta)
 	if err != nil {
 		return err
 	}
-	if err := meta.Put(metaVersion, []byte(layoutVersion)); err != nil {
-		return err
-	}
-	if err := meta.Put(metaCIDR4, lengths(c.bits4)); err != nil {
-		return err
-	}
-	if err := meta.Put(metaCIDR6, lengths(c.bits6)); err != nil {
-		return err
-	}
-	lines := make([]entry, 0, len(c.lines))
-	for n, text := range c.lines {
-		lines = append(lines, entry{lineKey(n), []byte(text)})
-	}
-	for _, b := range []struct {
-		name    []byte
-		entries []entry
-	}{{bucketKeys, markedEntries(c.keys)}, {bucketCIDR, entries(c.cidr)}, {bucketLines, lines}} {
-		if err := putSorted(tx, b.name, b.entries); err != nil {
+	for _, kv := range [][2][]byte{
+		{metaVersion, []byte(layoutVersion)},
+		{metaCIDR4, lengths(&c.bits4)},
+		{metaCIDR6, lengths(&c.bits6)},
+		{metaKeyShards, binary.BigEndian.AppendUint32(nil, keys.count)},
+		{metaCIDRShards, binary.BigEndian.AppendUint32(nil, cidr.count)},
+		{metaLinesPer, binary.BigEndian.AppendUint32(nil, linesPerShard)},
+	} {
+		if err := meta.Put(kv[0], kv[1]); err != nil {
 			return err
 		}
 	}
-	return nil
-}
-
-// entry is one key and value of a bucket.
-type entry struct{ key, value []byte }
-
-func entries(kv map[string][]byte) []entry {
-	es := make([]entry, 0, len(kv))
-	for k, v := range kv {
-		es = append(es, entry{[]byte(k), v})
+	for _, b := range []struct {
+		name []byte
+		t    sharded
+	}{{bucketKeys, keys}, {bucketCIDR, cidr}} {
+		if err := putTables(tx, b.name, b.t); err != nil {
+			return err
+		}
 	}
-	return es
+	return c.putLines(tx, used)
 }
 
-// markedEntries stores each key as storedKey(key).
-func markedEntries(kv map[string][]byte) []entry {
-	es := make([]entry, 0, len(kv))
-	for k, v := range kv {
-		es = append(es, entry{storedKey(k), v})
-	}
-	return es
-}
-
-// putSorted creates bucket name holding es, put in key order: bbolt then
-// appends to the last page instead of splitting pages all over the tree.
-func putSorted(tx *bolt.Tx, name []byte, es []entry) error {
+// putTables creates bucket name holding one sorted-table blob for each
+// shard of t that has entries. The blobs share one buffer, which bbolt
+// reads at the commit.
+func putTables(tx *bolt.Tx, name []byte, t sharded) error {
 	bk, err := tx.CreateBucket(name)
 	if err != nil {
 		return err
 	}
 	bk.FillPercent = 1.0
-	slices.SortFunc(es, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
-	for _, e := range es {
-		if err := bk.Put(e.key, e.value); err != nil {
-			return fmt.Errorf("key %q: %w", e.key, err)
+	size := 0
+	for s := range t.count {
+		if sh := t.shard(s); len(sh) > 0 {
+			size += t.tableSize(sh)
+		}
+	}
+	buf := make([]byte, 0, size)
+	for s := range t.count {
+		sh := t.shard(s)
+		if len(sh) == 0 {
+			continue
+		}
+		at := len(buf)
+		buf = t.appendTable(buf, sh)
+		if err := bk.Put(shardKey(s), buf[at:len(buf):len(buf)]); err != nil {
+			return fmt.Errorf("shard %d: %w", s, err)
 		}
 	}
 	return nil
 }
 
-// storedKey is the bucket key for key: bbolt cannot hold an empty key
-// (the default rule), so each key is stored after the byte 'k'.
-func storedKey(key string) []byte {
-	b := make([]byte, 0, 1+len(key))
-	return append(append(b, 'k'), key...)
+// lineSet is the set of line numbers whose rule stored a key: a bitmap
+// when the numbers are dense (always, from Compile), else a map.
+type lineSet struct {
+	bits []uint64
+	m    map[uint32]bool
+}
+
+func newLineSet(lines []lineEnt) *lineSet {
+	top := uint32(0)
+	for _, l := range lines {
+		top = max(top, l.n)
+	}
+	if uint64(top) <= 4*uint64(len(lines))+4096 {
+		return &lineSet{bits: make([]uint64, top/64+1)}
+	}
+	return &lineSet{m: map[uint32]bool{}}
+}
+
+func (u *lineSet) add(n uint32) {
+	if u.m != nil {
+		u.m[n] = true
+	} else if int(n/64) < len(u.bits) {
+		u.bits[n/64] |= 1 << (n % 64)
+	}
+}
+
+func (u *lineSet) has(n uint32) bool {
+	if u.m != nil {
+		return u.m[n]
+	}
+	return int(n/64) < len(u.bits) && u.bits[n/64]&(1<<(n%64)) != 0
+}
+
+// putLines creates bucket "lines" holding a line-table blob for each
+// linesPerShard line numbers that have a used line; for a number added
+// twice the last text is kept.
+func (c *Compiled) putLines(tx *bolt.Tx, used *lineSet) error {
+	bk, err := tx.CreateBucket(bucketLines)
+	if err != nil {
+		return err
+	}
+	bk.FillPercent = 1.0
+	lines := make([]lineEnt, 0, len(c.lines))
+	size := 0
+	for _, l := range c.lines {
+		if used.has(l.n) {
+			lines = append(lines, l)
+			size += l.text.n
+		}
+	}
+	if !slices.IsSortedFunc(lines, func(a, b lineEnt) int { return cmp.Compare(a.n, b.n) }) {
+		slices.SortStableFunc(lines, func(a, b lineEnt) int { return cmp.Compare(a.n, b.n) })
+	}
+	shards := 0
+	for i, l := range lines {
+		if i == 0 || l.n/linesPerShard != lines[i-1].n/linesPerShard {
+			shards++
+		}
+	}
+	buf := make([]byte, 0, size+shards*4*(linesPerShard+1))
+	var texts [linesPerShard][]byte
+	for i := 0; i < len(lines); {
+		shard := lines[i].n / linesPerShard
+		texts = [linesPerShard][]byte{}
+		for ; i < len(lines) && lines[i].n/linesPerShard == shard; i++ {
+			texts[lines[i].n%linesPerShard] = lines[i].text.of(c.textArena)
+		}
+		at := len(buf)
+		buf = appendLines(buf, &texts)
+		if err := bk.Put(shardKey(shard), buf[at:len(buf):len(buf)]); err != nil {
+			return fmt.Errorf("lines shard %d: %w", shard, err)
+		}
+	}
+	return nil
 }
 
 // lengths returns the prefix lengths in set, longest first.
-func lengths(set map[int]bool) []byte {
+func lengths(set *[129]bool) []byte {
 	var b []byte
-	for n := range set {
-		b = append(b, byte(n))
+	for n := len(set) - 1; n >= 0; n-- {
+		if set[n] {
+			b = append(b, byte(n))
+		}
 	}
-	sort.Slice(b, func(i, j int) bool { return b[i] > b[j] })
 	return b
 }
 

@@ -8,14 +8,19 @@ import (
 // The database layout, documented for other readers in gw-tcprules(5).
 // Changing any of it means a new layoutVersion.
 //
-//	bucket "meta"   "version" -> layoutVersion
-//	                "cidr4"   -> the IPv4 CIDR lengths in use, one byte each, longest first
-//	                "cidr6"   -> the same for IPv6
-//	bucket "keys"   tcprules key -> record
-//	bucket "cidr"   family (4 or 6), length, masked address (4 or 16 bytes) -> record
-//	bucket "lines"  line number (4 bytes, big-endian) -> the rules line as written
+//	bucket "meta"   "version"   -> layoutVersion
+//	                "cidr4"     -> the IPv4 CIDR lengths in use, one byte each, longest first
+//	                "cidr6"     -> the same for IPv6
+//	                "keyshards" -> the shard count of "keys" (4 bytes, big-endian, a power of two)
+//	                "cidrshards"-> the same for "cidr"
+//	                "linesper"  -> the line numbers a "lines" blob covers (4 bytes, big-endian)
+//	bucket "keys"   shard number (4 bytes, big-endian) -> sorted table of tcprules key -> record
+//	bucket "cidr"   shard number -> sorted table of family (4 or 6), length,
+//	                masked address (4 or 16 bytes) -> record
+//	bucket "lines"  line number / linesper (4 bytes, big-endian) -> line table
 //
-// A record is the rules line number (4 bytes, big-endian) followed by
+// The shards, the sorted table and the line table are in shard.go. A
+// record is the rules line number (4 bytes, big-endian) followed by
 // tcprules' own data bytes: "D\0" first for a deny rule, then one
 // "+NAME=VALUE\0" per assignment, in the order written; a bare allow has
 // no data bytes.
@@ -25,13 +30,16 @@ var (
 	bucketCIDR  = []byte("cidr")
 	bucketLines = []byte("lines")
 
-	metaVersion = []byte("version")
-	metaCIDR4   = []byte("cidr4")
-	metaCIDR6   = []byte("cidr6")
+	metaVersion    = []byte("version")
+	metaCIDR4      = []byte("cidr4")
+	metaCIDR6      = []byte("cidr6")
+	metaKeyShards  = []byte("keyshards")
+	metaCIDRShards = []byte("cidrshards")
+	metaLinesPer   = []byte("linesper")
 )
 
 // layoutVersion names this layout; a reader refuses any other.
-const layoutVersion = "gw-tcprules 1"
+const layoutVersion = "gw-tcprules 2"
 
 // encodeRecord returns the stored value for a rule.
 func encodeRecord(r Rule) []byte {
@@ -42,6 +50,23 @@ func encodeRecord(r Rule) []byte {
 	for _, item := range r.Env {
 		b = append(b, '+')
 		b = append(b, item...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+// appendRecord appends the stored value for a parsed rule to b: the
+// bytes encodeRecord gives for p.rule().
+func appendRecord(b []byte, p *parsed) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(p.line))
+	if p.deny {
+		b = append(b, 'D', 0)
+	}
+	for _, kv := range p.env {
+		b = append(b, '+')
+		b = append(b, kv[0]...)
+		b = append(b, '=')
+		b = append(b, kv[1]...)
 		b = append(b, 0)
 	}
 	return b
@@ -89,16 +114,15 @@ func indexNUL(b []byte) int {
 	return -1
 }
 
-// cidrKey returns the "cidr" bucket key for a masked prefix.
-func cidrKey(p netip.Prefix) []byte {
+// cidrKey returns the "cidr" table key for a masked prefix.
+func cidrKey(p netip.Prefix) []byte { return appendCIDRKey(nil, p) }
+
+func appendCIDRKey(dst []byte, p netip.Prefix) []byte {
 	a := p.Addr()
 	if a.Is4() {
 		b := a.As4()
-		return append([]byte{4, byte(p.Bits())}, b[:]...)
+		return append(append(dst, 4, byte(p.Bits())), b[:]...)
 	}
 	b := a.As16()
-	return append([]byte{6, byte(p.Bits())}, b[:]...)
+	return append(append(dst, 6, byte(p.Bits())), b[:]...)
 }
-
-// lineKey returns the "lines" bucket key for line n.
-func lineKey(n int) []byte { return binary.BigEndian.AppendUint32(nil, uint32(n)) }

@@ -1,10 +1,12 @@
 package acl
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -56,6 +58,9 @@ type Probe struct {
 // DB is an open rules database.
 type DB struct {
 	bolt *bolt.DB
+	// From bucket "meta", read once: the file never changes in place.
+	keyShards, cidrShards uint32
+	cidr4, cidr6          []byte
 }
 
 // ErrNotRules is returned by Open for a file that is not a gw-tcprules
@@ -78,9 +83,17 @@ func Open(path string) (*DB, error) {
 	err = b.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil || string(meta.Get(metaVersion)) != layoutVersion ||
-			tx.Bucket(bucketKeys) == nil || tx.Bucket(bucketCIDR) == nil {
+			tx.Bucket(bucketKeys) == nil || tx.Bucket(bucketCIDR) == nil || tx.Bucket(bucketLines) == nil {
 			return ErrNotRules
 		}
+		var ok1, ok2 bool
+		db.keyShards, ok1 = shardCountOf(meta.Get(metaKeyShards))
+		db.cidrShards, ok2 = shardCountOf(meta.Get(metaCIDRShards))
+		if !ok1 || !ok2 || string(meta.Get(metaLinesPer)) != string(binary.BigEndian.AppendUint32(nil, linesPerShard)) {
+			return ErrNotRules
+		}
+		db.cidr4 = slices.Clone(meta.Get(metaCIDR4))
+		db.cidr6 = slices.Clone(meta.Get(metaCIDR6))
 		return nil
 	})
 	if err != nil {
@@ -88,6 +101,15 @@ func Open(path string) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// shardCountOf reads a stored shard count: 4 bytes, a power of two.
+func shardCountOf(v []byte) (uint32, bool) {
+	if len(v) != 4 {
+		return 0, false
+	}
+	n := binary.BigEndian.Uint32(v)
+	return n, n != 0 && n&(n-1) == 0
 }
 
 // Close closes the database.
@@ -106,13 +128,13 @@ func (db *DB) Lookup(r Remote) (Decision, error) {
 func (db *DB) LookupTrace(r Remote, trace func(Probe)) (Decision, error) {
 	var d Decision
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		l := &lookup{tx: tx, keys: tx.Bucket(bucketKeys), cidr: tx.Bucket(bucketCIDR), trace: trace}
+		l := &lookup{db: db, keys: tx.Bucket(bucketKeys), cidr: tx.Bucket(bucketCIDR), trace: trace}
 		var ok bool
 		d, ok = l.run(r)
 		if ok && d.Found {
-			if lines := tx.Bucket(bucketLines); lines != nil {
-				d.Text = string(lines.Get(lineKey(d.Line)))
-			}
+			var text []byte
+			text, ok = lineText(tx.Bucket(bucketLines), d.Line)
+			d.Text = string(text)
 		}
 		if !ok {
 			return fmt.Errorf("damaged record in the rules database")
@@ -123,7 +145,7 @@ func (db *DB) LookupTrace(r Remote, trace func(Probe)) (Decision, error) {
 }
 
 type lookup struct {
-	tx    *bolt.Tx
+	db    *DB
 	keys  *bolt.Bucket
 	cidr  *bolt.Bucket
 	trace func(Probe)
@@ -137,11 +159,54 @@ type found struct {
 }
 
 func (l *lookup) probe(key string) (found, bool) {
-	return l.get(key, l.keys.Get(storedKey(key)))
+	return l.get(key, l.fetch(l.keys, l.db.keyShards, key))
 }
 
 func (l *lookup) probeCIDR(p netip.Prefix) (found, bool) {
-	return l.get(p.String(), l.cidr.Get(cidrKey(p)))
+	var b [18]byte
+	k := appendCIDRKey(b[:0], p)
+	v := l.fetch(l.cidr, l.db.cidrShards, string(k))
+	if v == nil {
+		if l.trace != nil {
+			l.trace(Probe{Key: p.String()})
+		}
+		return found{}, false
+	}
+	return l.get(p.String(), v)
+}
+
+// fetch returns key's record from its shard in bucket bk, nil if absent.
+func (l *lookup) fetch(bk *bolt.Bucket, shards uint32, key string) []byte {
+	var sk [4]byte
+	binary.BigEndian.PutUint32(sk[:], fnv32a(key)&(shards-1))
+	blob := bk.Get(sk[:])
+	if blob == nil {
+		return nil
+	}
+	s, e, found, ok := tableFind(blob, key)
+	if !ok {
+		l.bad = true
+	}
+	if !found {
+		return nil
+	}
+	return blob[s:e:e]
+}
+
+// lineText returns the text of line n from bucket "lines"; ok is false
+// for a damaged blob.
+func lineText(lines *bolt.Bucket, n int) (text []byte, ok bool) {
+	var sk [4]byte
+	binary.BigEndian.PutUint32(sk[:], uint32(n/linesPerShard))
+	blob := lines.Get(sk[:])
+	if blob == nil {
+		return nil, true
+	}
+	s, e, _, ok := linesFind(blob, n)
+	if !ok {
+		return nil, false
+	}
+	return blob[s:e], true
 }
 
 func (l *lookup) get(key string, v []byte) (found, bool) {
@@ -260,8 +325,7 @@ func (l *lookup) prefixes(ip string) (found, bool) {
 // cidrLengths returns ip parsed and the CIDR lengths in use for its
 // family, longest first; none when ip is not an address.
 func (l *lookup) cidrLengths(ip string) (netip.Addr, []int) {
-	meta := l.tx.Bucket(bucketMeta)
-	lens4, lens6 := meta.Get(metaCIDR4), meta.Get(metaCIDR6)
+	lens4, lens6 := l.db.cidr4, l.db.cidr6
 	if len(lens4) == 0 && len(lens6) == 0 {
 		return netip.Addr{}, nil
 	}

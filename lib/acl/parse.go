@@ -1,11 +1,10 @@
 package acl
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strconv"
 	"strings"
 )
@@ -46,72 +45,126 @@ var errLineTooLong = fmt.Errorf("line longer than %d bytes", MaxLineBytes)
 // order. It stops at the first bad line with a *ParseError, at a read
 // error, or at the first error emit returns.
 func Parse(r io.Reader, emit func(Rule) error) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	for n := 1; ; n++ {
-		line, err := readLine(br)
-		if len(line) == 0 && err == io.EOF {
+	return parseInput(r, nil, func(p *parsed) error { return emit(p.rule()) })
+}
+
+// parsed is a rule line as the parser sees it: its text and parts are
+// substrings of the input, its assignments (name, value) pairs.
+type parsed struct {
+	line    int
+	text    string
+	address string
+	deny    bool
+	env     [][2]string
+}
+
+// rule returns p as a Rule of its own.
+func (p *parsed) rule() Rule {
+	r := Rule{Line: p.line, Text: p.text, Address: p.address, Deny: p.deny}
+	if len(p.env) > 0 {
+		r.Env = make([]string, len(p.env))
+		for i, kv := range p.env {
+			r.Env[i] = kv[0] + "=" + kv[1]
+		}
+	}
+	return r
+}
+
+// parseInput reads all of r and calls emit for every rule line in order;
+// emit must not keep p, which the next line reuses. A read error is
+// reported once the lines read whole before it have been parsed, as
+// reading line by line would. sized, if not nil, sees the input first.
+func parseInput(r io.Reader, sized func(string), emit func(*parsed) error) error {
+	data, rerr := readAll(r)
+	if sized != nil {
+		sized(data)
+	}
+	var p parsed
+	if err := parseText(data, rerr == nil, &p, emit); err != nil {
+		return err
+	}
+	if rerr != nil {
+		return fmt.Errorf("unable to read input: %w", rerr)
+	}
+	return nil
+}
+
+// readAll reads r to its end in one buffer, sized at once when r is a
+// regular file, and returns it as a string: every rule's text is then a
+// substring of it, not a copy.
+func readAll(r io.Reader) (string, error) {
+	var b bytes.Buffer
+	if f, ok := r.(interface{ Stat() (fs.FileInfo, error) }); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+			b.Grow(int(fi.Size()) + 1)
+		}
+	}
+	_, err := b.ReadFrom(r)
+	return b.String(), err
+}
+
+// parseText parses the lines of data; complete says data is the whole
+// input, so that its last line may lack its "\n". Without it an
+// unterminated tail is only checked for length.
+func parseText(data string, complete bool, p *parsed, emit func(*parsed) error) error {
+	for n := 1; len(data) > 0; n++ {
+		line := data
+		if i := strings.IndexByte(data, '\n'); i >= 0 {
+			line = data[:i+1]
+		} else if !complete {
+			if len(line) > MaxLineBytes {
+				return &ParseError{Line: n, Text: line[:80] + "...", Reason: errLineTooLong.Error()}
+			}
 			return nil
 		}
-		if errors.Is(err, errLineTooLong) {
-			return &ParseError{Line: n, Text: string(line[:80]) + "...", Reason: err.Error()}
+		data = data[len(line):]
+		if len(line) > MaxLineBytes {
+			return &ParseError{Line: n, Text: line[:80] + "...", Reason: errLineTooLong.Error()}
 		}
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("unable to read input: %w", err)
-		}
-		rule, ok, perr := parseLine(n, line)
+		ok, perr := parseLine(n, line, p)
 		if perr != nil {
 			return perr
 		}
 		if ok {
-			if err := emit(rule); err != nil {
+			if err := emit(p); err != nil {
 				return err
 			}
 		}
-		if err == io.EOF {
-			return nil
-		}
 	}
-}
-
-// readLine returns the next line with its "\n", or the unterminated last
-// line with io.EOF.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	var line []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		line = append(line, chunk...)
-		if len(line) > MaxLineBytes {
-			return line, errLineTooLong
-		}
-		if err != bufio.ErrBufferFull {
-			return line, err
-		}
-	}
+	return nil
 }
 
 // ParseLine parses one line (with or without its "\n") as line number n.
 // ok is false for the lines tcprules passes over in silence: comments
 // ("#" in column 1), empty and blank lines, and lines without a colon.
 func ParseLine(n int, line []byte) (rule Rule, ok bool, err error) {
-	r, ok, perr := parseLine(n, line)
+	var p parsed
+	ok, perr := parseLine(n, string(line), &p)
 	if perr != nil {
 		return Rule{}, false, perr
 	}
-	return r, ok, nil
-}
-
-func parseLine(n int, line []byte) (Rule, bool, *ParseError) {
-	if len(line) == 0 || line[0] == '#' || line[0] == '\n' {
+	if !ok {
 		return Rule{}, false, nil
 	}
-	line = bytes.TrimRight(line, "\n \t")
-	text := string(line)
-	fail := func(format string, args ...any) (Rule, bool, *ParseError) {
-		return Rule{}, false, &ParseError{Line: n, Text: text, Reason: fmt.Sprintf(format, args...)}
+	return p.rule(), true, nil
+}
+
+// parseLine parses line into p, reusing p's env.
+func parseLine(n int, line string, p *parsed) (bool, *ParseError) {
+	if len(line) == 0 || line[0] == '#' || line[0] == '\n' {
+		return false, nil
+	}
+	end := len(line)
+	for end > 0 && (line[end-1] == '\n' || line[end-1] == ' ' || line[end-1] == '\t') {
+		end--
+	}
+	text := line[:end]
+	fail := func(format string, args ...any) (bool, *ParseError) {
+		return false, &ParseError{Line: n, Text: text, Reason: fmt.Sprintf(format, args...)}
 	}
 	first := strings.IndexByte(text, ':')
 	if first < 0 {
-		return Rule{}, false, nil
+		return false, nil
 	}
 	sep := separator(text, first)
 	if sep < 0 {
@@ -124,19 +177,23 @@ func parseLine(n int, line []byte) (Rule, bool, *ParseError) {
 		}
 		return fail("the first colon is not followed by allow or deny")
 	}
-	rule := Rule{Line: n, Text: text, Address: text[:sep]}
+	*p = parsed{line: n, text: text, address: text[:sep], env: p.env[:0]}
 	rest := text[sep+1:]
 	if strings.HasPrefix(rest, "deny") {
-		rule.Deny, rest = true, rest[len("deny"):]
+		p.deny, rest = true, rest[len("deny"):]
 	} else {
 		rest = rest[len("allow"):]
 	}
 	verb := text[sep+1 : len(text)-len(rest)]
-	after := verb // what the next byte follows, for messages
+	lastName, named := "", false // the value the next byte follows, for messages
 	for rest != "" {
 		if rest[0] != ',' {
 			if rest == "\r" {
 				return fail("the line ends with a carriage return (DOS line ends?)")
+			}
+			after := verb
+			if named {
+				after = "the value of " + lastName
 			}
 			return fail("after %s comes %q where a comma or the end of the line belongs", after, clip(rest))
 		}
@@ -158,14 +215,14 @@ func parseLine(n int, line []byte) (Rule, bool, *ParseError) {
 		if end < 0 {
 			return fail("the value of %s has no closing %s (a value ends at the next copy of the byte that follows \"=\")", name, showByte(quote))
 		}
-		rule.Env = append(rule.Env, name+"="+rest[1:1+end])
+		p.env = append(p.env, [2]string{name, rest[1 : 1+end]})
 		rest = rest[1+end+1:]
-		after = "the value of " + name
+		lastName, named = name, true
 	}
-	if err := checkAddress(rule.Address); err != "" {
+	if err := checkAddress(p.address); err != "" {
 		return fail("%s", err)
 	}
-	return rule, true, nil
+	return true, nil
 }
 
 // separator returns the index of the colon that ends the address, or -1.
