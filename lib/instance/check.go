@@ -108,6 +108,8 @@ func (in *Instance) Check() []string {
 			add("listener %s: %s: %v (compile it: gw-tcprules %s %s.tmp < %s)", l.Face, db, errors.Unwrap(err2), db, db, src)
 		case err == nil && ds.ModTime().Before(ss.ModTime()):
 			add("listener %s: %s is older than %s: recompile it with gw-tcprules", l.Face, db, src)
+		case !readable(db):
+			add("listener %s: %s is not a rules database of this gw (an older layout?): recompile it with gw-tcprules", l.Face, db)
 		}
 	}
 	if dup := duplicateAddrs(s.Listeners); dup != "" {

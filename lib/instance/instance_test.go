@@ -292,3 +292,28 @@ func TestStateBelongsToTheSMTPDUser(t *testing.T) {
 		}
 	}
 }
+
+// TestOldACLDatabaseIsRecompiled: a listener's database that this gw
+// cannot read (a layout of an older gw) is named by check and compiled
+// again by services.
+func TestOldACLDatabaseIsRecompiled(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd"} {
+		os.WriteFile(bin+"/"+p, nil, 0o755)
+	}
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := in.Path("acl", "tcp.smtp.db")
+	os.WriteFile(db, []byte("not bbolt"), 0o644)
+	if p := strings.Join(in.Check(), "\n"); !strings.Contains(p, "not a rules database of this gw") {
+		t.Errorf("check of an unreadable database: %q", p)
+	}
+	if err := in.CompileACL("tcp.smtp", false); err != nil {
+		t.Fatal(err)
+	}
+	if p := in.Check(); len(p) > 0 {
+		t.Errorf("check after the recompile: %q", p)
+	}
+}

@@ -144,6 +144,13 @@ func (in *Instance) WriteServices() error {
 	if err != nil {
 		return err
 	}
+	// The listeners' rules: compiled again when older than their source
+	// or unreadable by this gw (a layout of an older version).
+	for _, l := range s.Listeners {
+		if err := in.CompileACL(l.ACL, false); err != nil {
+			return err
+		}
+	}
 	for _, d := range in.Daemons(s) {
 		dir := in.Path("service", d.Name)
 		if err := os.MkdirAll(filepath.Join(dir, "log", "main"), 0o755); err != nil {

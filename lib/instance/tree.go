@@ -306,7 +306,7 @@ func (in *Instance) CompileACL(name string, force bool) error {
 	if !force {
 		ss, err1 := os.Stat(src)
 		ds, err2 := os.Stat(db)
-		if err1 == nil && err2 == nil && !ds.ModTime().Before(ss.ModTime()) {
+		if err1 == nil && err2 == nil && !ds.ModTime().Before(ss.ModTime()) && readable(db) {
 			return nil
 		}
 	}
@@ -319,6 +319,17 @@ func (in *Instance) CompileACL(name string, force bool) error {
 		return fmt.Errorf("%s: %w", src, err)
 	}
 	return nil
+}
+
+// readable reports whether db opens as a rules database of this gw's
+// layout: one compiled by an older gw is compiled again.
+func readable(db string) bool {
+	d, err := acl.Open(db)
+	if err != nil {
+		return false
+	}
+	d.Close()
+	return true
 }
 
 // Remove deletes the instance's tree. Unless force, it refuses while the
