@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 )
@@ -18,8 +19,21 @@ func BenchmarkSession(b *testing.B) {
 			msg := "EHLO client.example\r\nMAIL FROM:<s@sender.example>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n"
 			cfg := testConfig()
 			b.SetBytes(int64(size))
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
 			for range b.N {
-				server, client := tcpPair(b)
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				client := c.(*net.TCPConn)
+				server, err := ln.Accept()
+				if err != nil {
+					b.Fatal(err)
+				}
 				done := make(chan struct{})
 				go func() { Serve(server, cfg, Client{RemoteIP: "127.0.0.1", Injector: &recordingInjector{}}); close(done) }()
 				br := bufio.NewReader(client)
