@@ -52,18 +52,9 @@ type commitReq struct {
 const maxBatchBytes = 16 << 20
 
 // NewCommitter starts a committer on q. Close it to seal its segment.
-// It first raises q's clock above every segment's name.
-//
-// XXX: message IDs inside shared segments can be below their segment's
-// name; should the clock's page be lost in a power cut while the system
-// clock is behind the last IDs, an ID may be drawn twice until the runner
-// has started (it seeds from every ID in the queue).
+// It first raises q's clock above every ID the queue may hold (seedClock).
 func (q *Queue) NewCommitter() *Committer {
-	if names, _, err := q.segmentNames(); err == nil && len(names) > 0 {
-		if id, err := ParseID(names[len(names)-1]); err == nil {
-			q.clock.Seed(id)
-		}
-	}
+	q.seedClock()
 	c := &Committer{
 		q:              q,
 		reqs:           make(chan *commitReq, 1024),
@@ -73,6 +64,44 @@ func (q *Queue) NewCommitter() *Committer {
 	}
 	go c.loop()
 	return c
+}
+
+// seedHorizon bounds how long before the newest segment's name a shared
+// segment can have been opened and still take messages: MaxSegmentAge
+// with a wide margin for a committer configured otherwise.
+const seedHorizon = 30 * time.Minute
+
+// seedClock raises q's clock above every ID in the queue before this
+// process draws any, so that no ID can be drawn twice even if the clock's
+// page was lost in a power cut while the system clock is behind the last
+// IDs. Segment names are IDs; so are the messages inside a shared
+// segment, drawn while it was open, some after its name: the segments
+// opened within seedHorizon of the newest name are read for them. (The
+// runner seeds from every message too, when it starts.)
+func (q *Queue) seedClock() {
+	names, _, err := q.segmentNames()
+	if err != nil || len(names) == 0 {
+		return
+	}
+	newest, err := ParseID(names[len(names)-1])
+	if err != nil {
+		return
+	}
+	q.clock.Seed(newest)
+	horizon := newest - ID(seedHorizon/time.Microsecond)
+	for i := len(names) - 1; i >= 0; i-- {
+		name, err := ParseID(names[i])
+		if err != nil || name < horizon {
+			break
+		}
+		seg, err := q.scanSegment(names[i], 0, -1)
+		if err != nil {
+			continue // gone (delivered) or unreadable: nothing to seed from
+		}
+		for _, m := range seg.messages {
+			q.clock.Seed(m.ID)
+		}
+	}
 }
 
 // Incoming is a message being received into memory for a Committer.

@@ -618,3 +618,35 @@ func TestRestartedRunnerKeepsStateOfLiveSegment(t *testing.T) {
 		t.Fatalf("after a restart the runner took %v (holds %d); want only b@example.net", got, len(r.Messages()))
 	}
 }
+
+// TestCommitterSeedsFromMessagesInSharedSegments: a shared segment holds
+// IDs above its own name (drawn after it was opened). Should the clock's
+// page be lost while the system clock is behind, a new committer still
+// draws IDs above every message in the queue, not only above the names.
+func TestCommitterSeedsFromMessagesInSharedSegments(t *testing.T) {
+	q := newQueue(t)
+	c := q.NewCommitter()
+	var last ID
+	for i := 0; i < 3; i++ {
+		in := c.NewIncoming(0, 0)
+		in.Write([]byte("Subject: x\n\n"))
+		must(t, c.Commit(in, env("a@example.net")))
+		last = in.ID()
+	}
+	c.Close()
+	names, _, _ := q.segmentNames()
+	if len(names) != 1 {
+		t.Fatalf("segments %v, want one shared segment", names)
+	}
+	if name, _ := ParseID(names[0]); name >= last {
+		t.Fatalf("segment %s is not below its last message %s: the test shows nothing", name, last)
+	}
+	*q.clock.ctr = 0 // the clock's page lost
+	wallClock = func() time.Time { return last.Time().Add(-time.Hour) }
+	defer func() { wallClock = time.Now }()
+	c2 := q.NewCommitter()
+	defer c2.Close()
+	if id := q.NewID(); id <= last {
+		t.Errorf("after a lost clock a new committer drew %s, not above the queue's last message %s", id, last)
+	}
+}
