@@ -34,7 +34,7 @@ func main() {
 		{Name: "services", Usage: "rewrite the service directories from control/", ArgsUsage: "NAME", Action: each(func(in *instance.Instance, c *cli.Context) error { return in.WriteServices() })},
 		{Name: "link", Usage: "link the service directories into svscan's or runsvdir's directory", ArgsUsage: "NAME DIR", Action: link(true)},
 		{Name: "unlink", Usage: "remove the instance's links from DIR", ArgsUsage: "NAME DIR", Action: link(false)},
-		{Name: "listen", Usage: "add or replace a listener", ArgsUsage: "NAME FACE smtp|qmtp ADDRESS [DAEMON-ARGS...]",
+		{Name: "listen", Usage: "add or replace a listener", ArgsUsage: "NAME FACE smtp|qmtp|scan ADDRESS [DAEMON-ARGS...]",
 			Flags: []cli.Flag{&cli.StringFlag{Name: "acl", Usage: "tcprules source `FILE` in acl/ (default tcp.PROTO)"}}, Action: listen},
 		{Name: "unlisten", Usage: "remove a listener", ArgsUsage: "NAME FACE", Action: unlisten},
 		{Name: "run", Usage: "run every daemon of the instance in the foreground", ArgsUsage: "NAME", Action: run},

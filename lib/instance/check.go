@@ -100,6 +100,9 @@ func (in *Instance) Check() []string {
 
 	// ACLs: each listener's database must exist and be newer than its source.
 	for _, l := range s.Listeners {
+		if !l.HasACL() {
+			continue
+		}
 		src, db := in.Path("acl", l.ACL), in.Path("acl", l.ACL+".db")
 		ss, err := os.Stat(src)
 		ds, err2 := os.Stat(db)

@@ -317,3 +317,36 @@ func TestOldACLDatabaseIsRecompiled(t *testing.T) {
 		t.Errorf("check after the recompile: %q", p)
 	}
 }
+
+// TestScanListener: a scan listener is gw-scan's proxy as a service of
+// its own, with no ACL, its arguments passed on, run as the smtpd user.
+func TestScanListener(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd", "gw-scan"} {
+		os.WriteFile(bin+"/"+p, nil, 0o755)
+	}
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:10025"}, BinDir: bin, Flavour: "runit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.AddListener(Listener{Face: "scanner", Proto: "scan", Addr: "127.0.0.1:10024",
+		Args: []string{"--next-hop", "127.0.0.1:10025"}}); err != nil {
+		t.Fatal(err)
+	}
+	run := read(t, in.Path("service", "scanner", "run"))
+	want := bin + "/gw-scan --control-dir " + in.Control() + " --quarantine " + in.Path("quarantine") +
+		" proxy --listen 127.0.0.1:10024 --next-hop 127.0.0.1:10025"
+	if !strings.Contains(run, want) {
+		t.Errorf("scanner/run:\n%s\nwant %q", run, want)
+	}
+	ls, err := in.Listeners()
+	if err != nil || len(ls) != 2 || ls[1].ACL != noACL || ls[1].HasACL() {
+		t.Errorf("listeners read back: %+v, %v", ls, err)
+	}
+	if p := in.Check(); len(p) > 0 {
+		t.Errorf("check: %q", p)
+	}
+	if err := in.AddListener(Listener{Face: "bad", Proto: "scan", Addr: "127.0.0.1:10026", ACL: "tcp.smtp"}); !errors.Is(err, ErrUsage) {
+		t.Errorf("a scan listener with an ACL: %v, want a usage error", err)
+	}
+}

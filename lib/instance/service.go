@@ -38,6 +38,10 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 		{Name: "send", Argv: []string{prog("gw-send"), "--queue", q, "--control-dir", c}, User: s.Users.Queue},
 	}
 	for _, l := range s.Listeners {
+		if l.Proto == "scan" {
+			ds = append(ds, in.scanProxy(l, s, prog))
+			continue
+		}
 		p, user := "gw-smtpd", s.Users.SMTPD
 		if l.Proto == "qmtp" {
 			p, user = "gw-qmtpd", s.Users.QMTPD
@@ -59,6 +63,17 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 		ds = append(ds, Daemon{Name: l.Face, Argv: argv, Env: env})
 	}
 	return ds
+}
+
+// scanProxy is gw-scan(8) as an SMTP proxy (the amavisd-new tradition):
+// it takes mail on l.Addr, scans it and relays it to the next hop given
+// in l's arguments (--next-hop, default 127.0.0.1:10025), answering its
+// client only after the next hop did. It runs as the smtpd user, who owns
+// quarantine/.
+func (in *Instance) scanProxy(l Listener, s *Settings, prog func(string) string) Daemon {
+	argv := []string{prog("gw-scan"), "--control-dir", in.Control(), "--quarantine", in.Path("quarantine"),
+		"proxy", "--listen", l.Addr}
+	return Daemon{Name: l.Face, Argv: append(argv, l.Args...), User: s.Users.SMTPD}
 }
 
 // environment is what a daemon gets besides the supervisor's environment:
@@ -147,6 +162,9 @@ func (in *Instance) WriteServices() error {
 	// The listeners' rules: compiled again when older than their source
 	// or unreadable by this gw (a layout of an older version).
 	for _, l := range s.Listeners {
+		if !l.HasACL() {
+			continue
+		}
 		if err := in.CompileACL(l.ACL, false); err != nil {
 			return err
 		}

@@ -28,8 +28,8 @@ func (l Listener) valid() error {
 	if l.Face == "queued" || l.Face == "send" {
 		return usagef("face name %q is a daemon's name", l.Face)
 	}
-	if l.Proto != "smtp" && l.Proto != "qmtp" {
-		return usagef("listener %s: protocol %q: smtp or qmtp", l.Face, l.Proto)
+	if l.Proto != "smtp" && l.Proto != "qmtp" && l.Proto != "scan" {
+		return usagef("listener %s: protocol %q: smtp, qmtp or scan", l.Face, l.Proto)
 	}
 	host, port, err := net.SplitHostPort(l.Addr)
 	if err != nil {
@@ -41,6 +41,12 @@ func (l Listener) valid() error {
 	if host != "" && net.ParseIP(host) == nil {
 		return usagef("listener %s: %q is not an IP address", l.Face, host)
 	}
+	if l.Proto == "scan" {
+		if l.ACL != noACL {
+			return usagef("listener %s: a scan proxy has no ACL (%q): it listens where only the listeners in front of it reach", l.Face, l.ACL)
+		}
+		return nil
+	}
 	if l.ACL == "" || strings.ContainsAny(l.ACL, "/ ") || strings.HasSuffix(l.ACL, ".db") {
 		return usagef("listener %s: ACL %q: a file name in acl/, without .db", l.Face, l.ACL)
 	}
@@ -49,6 +55,21 @@ func (l Listener) valid() error {
 
 func (l Listener) String() string {
 	return strings.Join(append([]string{l.Face, l.Proto, l.Addr, l.ACL}, l.Args...), " ")
+}
+
+// noACL stands in the acl column for a listener without rules: the scan
+// proxy, which takes mail only from the listeners in front of it.
+const noACL = "-"
+
+// HasACL reports whether the listener looks its clients up in rules.
+func (l Listener) HasACL() bool { return l.Proto != "scan" }
+
+// defaultACL is the acl column's value when it is left out.
+func defaultACL(proto string) string {
+	if proto == "scan" {
+		return noACL
+	}
+	return "tcp." + proto
 }
 
 const listenersHeader = "# face proto address acl [daemon arguments]; see gw-instance(8)\n"
@@ -79,7 +100,7 @@ func (in *Instance) Listeners() ([]Listener, error) {
 		if len(f) > 3 {
 			l.ACL, l.Args = f[3], f[4:]
 		} else {
-			l.ACL = "tcp." + l.Proto
+			l.ACL = defaultACL(l.Proto)
 		}
 		if err := l.valid(); err != nil {
 			return nil, fmt.Errorf("%s: %w", in.Path("control", "listeners"), err)
@@ -107,7 +128,7 @@ func (in *Instance) SetListeners(ls []Listener) error {
 // the ACL source if missing and rewrites the service directories.
 func (in *Instance) AddListener(l Listener) error {
 	if l.ACL == "" {
-		l.ACL = "tcp." + l.Proto
+		l.ACL = defaultACL(l.Proto)
 	}
 	if err := l.valid(); err != nil {
 		return err
@@ -125,6 +146,9 @@ func (in *Instance) AddListener(l Listener) error {
 	out = append(out, l)
 	if err := in.SetListeners(out); err != nil {
 		return err
+	}
+	if !l.HasACL() {
+		return in.WriteServices()
 	}
 	def := aclText([]string{"127."})
 	if l.Proto == "qmtp" {
