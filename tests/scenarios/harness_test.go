@@ -178,6 +178,26 @@ func (s *supervisor) up(t *testing.T, n int) {
 		}
 		return true
 	})
+	// Up is not ready: the listeners answer 451 until their instance's
+	// gw-queued takes connections on its socket (services start in
+	// parallel). Clients would retry; the tests wait instead.
+	for _, d := range s.services() {
+		if !strings.HasSuffix(d, "-queued") {
+			continue
+		}
+		target, err := filepath.EvalSymlinks(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sock := filepath.Join(filepath.Dir(filepath.Dir(target)), "queue", "lock", "inject.sock")
+		waitFor(t, "gw-queued on "+sock, 20*time.Second, func() bool {
+			c, err := net.Dial("unix", sock)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
 }
 
 func (s *supervisor) stop(t *testing.T) {
