@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gw/lib/envelope"
 	"gw/lib/qq"
@@ -218,6 +219,31 @@ func TestPoolAfterRestart(t *testing.T) {
 	}
 }
 
+// TestPoolWaitsForRestart: a message that arrives while gw-queued is down
+// for a moment (a supervised restart) waits for it instead of failing.
+func TestPoolWaitsForRestart(t *testing.T) {
+	f := startQueued(t)
+	f.stop()
+	p := &Pool{sock: f.path}
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, err := send(t, p, "during the restart\n") // never fails t
+		done <- result{code, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	f.listen(t)
+	if r := <-done; r.code != 0 {
+		t.Fatalf("message during the restart: %d %v", r.code, r.err)
+	}
+	if q := f.queued(); len(q) != 1 {
+		t.Errorf("%d messages queued, want 1", len(q))
+	}
+}
+
 // TestPoolRetriesDeadConnection: the connection dies as the message is
 // sent (after Stale said it was alive): a held message goes once more on
 // a fresh connection; twice dead is a temporary failure, never a
@@ -281,7 +307,7 @@ func TestPoolLateEnvelope(t *testing.T) {
 }
 
 func TestPoolDown(t *testing.T) {
-	p := &Pool{sock: filepath.Join(t.TempDir(), "nobody.sock")}
+	p := &Pool{sock: filepath.Join(t.TempDir(), "nobody.sock"), waitUp: time.Millisecond}
 	if _, err := p.Begin(testEnv); err == nil {
 		t.Errorf("Begin with no gw-queued succeeded")
 	}

@@ -17,10 +17,16 @@ import (
 
 // Pool keeps connections to gw-queued's socket open between messages.
 type Pool struct {
-	sock string
-	mu   sync.Mutex
-	idle []idleClient
+	sock   string
+	waitUp time.Duration // how long a dial waits for gw-queued to come back; 0: upWait
+	mu     sync.Mutex
+	idle   []idleClient
 }
+
+// upWait is how long Begin waits for a gw-queued that is not listening
+// (a supervised restart takes about a second) before the listener
+// answers 451: the client waits a moment instead of coming back later.
+const upWait = 5 * time.Second
 
 type idleClient struct {
 	c     *inject.Client
@@ -64,7 +70,24 @@ func (p *Pool) get() (*inject.Client, error) {
 		ic.c.Close()
 	}
 	p.mu.Unlock()
-	return inject.Dial(p.sock)
+	wait := p.waitUp
+	if wait == 0 {
+		wait = upWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := inject.Dial(p.sock)
+		if err == nil || !notListening(err) || time.Now().After(deadline) {
+			return c, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// notListening reports a dial that found no gw-queued: its socket gone or
+// nobody accepting on it, as while it restarts.
+func notListening(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
 }
 
 func (p *Pool) put(c *inject.Client) {
