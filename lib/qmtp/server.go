@@ -16,7 +16,6 @@ import (
 	"gw/lib/control"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
-	"gw/lib/hops"
 	"gw/lib/inject"
 	"gw/lib/logline"
 	"gw/lib/mailbox"
@@ -288,12 +287,12 @@ func (s *session) pkg() (*answer, string) {
 			tx, txErr = nil, errors.New("injector cannot take the envelope after the message")
 		}
 	}
-	m := &sizeWriter{tx: tx, limit: s.databytes()}
+	m := &handoff.MessageWriter{Tx: tx, Limit: s.databytes()}
 	if tx != nil {
 		io.WriteString(tx, s.received())
 	}
-	if enc == '\n' && m.limit > 0 && n-1 > m.limit {
-		m.over = true // known from the declared length: pass nothing on
+	if enc == '\n' && m.Limit > 0 && n-1 > m.Limit {
+		m.Over = true // known from the declared length: pass nothing on
 	}
 	if err := copyBody(s.br, m, n-1, enc == '\r'); err != nil {
 		return nil, s.drop(msgID, tx, err)
@@ -321,9 +320,9 @@ func (s *session) pkg() (*answer, string) {
 		case resp[i] != "":
 		case badSender:
 			resp[i] = respBadSender
-		case m.over:
+		case m.Over:
 			resp[i] = respTooBig
-		case m.hops.Looping():
+		case m.Hops.Looping():
 			resp[i] = respLooping
 		case tx == nil:
 			resp[i] = respNoInjector
@@ -341,15 +340,15 @@ func (s *session) pkg() (*answer, string) {
 		switch {
 		case badSender:
 			reason = "bad_sender"
-		case m.over:
+		case m.Over:
 			reason = "databytes"
-		case m.hops.Looping():
+		case m.Hops.Looping():
 			reason = "looping"
 		case tx == nil:
 			reason = "no_injector"
 			s.log("warning", "injector", "msg", msgID, "err", txErr)
 		}
-		s.log("info", "refused", "msg", msgID, "reason", reason, "size", m.size, "hops", m.hops.Hops)
+		s.log("info", "refused", "msg", msgID, "reason", reason, "size", m.Size, "hops", m.Hops.Hops)
 	default:
 		env := envelope.Envelope{Sender: string(sender), Recipients: accepted}
 		tx.(handoff.Late).SetEnvelope(env)
@@ -359,7 +358,7 @@ func (s *session) pkg() (*answer, string) {
 			code, err := tx.Commit()
 			if code == qq.OK {
 				a.final = "Kok " + strconv.FormatInt(time.Now().Unix(), 10) + " qp " + msgID
-				s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(accepted), "size", m.size)
+				s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(accepted), "size", m.Size)
 				return
 			}
 			a.final = "Z" + qq.Reply(code)
@@ -491,28 +490,6 @@ func sanitize(v string) string {
 		}
 		return '?'
 	}, v)
-}
-
-// sizeWriter passes the stored message to the injector, counting its size
-// (databytes counts the stored form), and stops passing once over limit.
-type sizeWriter struct {
-	tx    handoff.Tx // nil: count only
-	limit int64
-	size  int64
-	over  bool
-	hops  hops.Counter
-}
-
-func (m *sizeWriter) Write(p []byte) (int, error) {
-	m.hops.Write(p)
-	m.size += int64(len(p))
-	if m.limit > 0 && m.size > m.limit {
-		m.over = true
-	}
-	if !m.over && m.tx != nil {
-		m.tx.Write(p)
-	}
-	return len(p), nil
 }
 
 var cr = []byte{'\r'}

@@ -18,7 +18,6 @@ import (
 
 	"gw/lib/envelope"
 	"gw/lib/handoff"
-	"gw/lib/hops"
 	"gw/lib/mailbox"
 	"gw/lib/qq"
 	"gw/lib/relay"
@@ -314,16 +313,16 @@ func (s *session) Data(r io.Reader) error {
 		inj = handoff.Select(os.Getenv)
 	}
 	tx, beginErr := inj.Begin(env)
-	m := &messageWriter{tx: tx, limit: s.databytes()}
+	m := &handoff.MessageWriter{Tx: tx, Limit: s.databytes()}
 	if beginErr != nil {
-		m.tx = nil // the body is read all the same, to answer after it
+		m.Tx = nil // the body is read all the same, to answer after it
 	} else {
 		io.WriteString(tx, s.received(msgID))
 	}
 	err := readData(g.br, m)
 	abort := func() {
-		if m.tx != nil {
-			m.tx.Abort()
+		if m.Tx != nil {
+			m.Tx.Abort()
 		}
 	}
 	switch {
@@ -352,13 +351,13 @@ func (s *session) Data(r io.Reader) error {
 	case beginErr != nil:
 		s.log("warning", "refused", "msg", msgID, "code", 451, "err", beginErr)
 		return errNoInjector
-	case m.over:
+	case m.Over:
 		abort()
-		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "databytes", "size", m.size)
+		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "databytes", "size", m.Size)
 		return errTooBig
-	case m.hops.Looping():
+	case m.Hops.Looping():
 		abort()
-		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", m.hops.Hops)
+		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", m.Hops.Hops)
 		return errLooping
 	}
 	code, err := tx.Commit()
@@ -367,7 +366,7 @@ func (s *session) Data(r io.Reader) error {
 		s.log("warning", "refused", "msg", msgID, "code", r.Code, "qq", code, "err", err)
 		return r
 	}
-	s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(env.Recipients), "size", m.size)
+	s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(env.Recipients), "size", m.Size)
 	return reply(250, "2.0.0", "ok "+msgID)
 }
 
@@ -529,30 +528,6 @@ func rblReply(text string) *smtp.SMTPError {
 		}
 	}
 	return reply(code, enh, string(b))
-}
-
-// messageWriter passes the stored message to the injector, counting its
-// size (databytes counts the stored form, as qmail does) and its hops
-// (Received and Delivered-To lines in the header), and stops passing once
-// the message is over the size limit.
-type messageWriter struct {
-	tx    handoff.Tx // nil: the injector did not start, the body is read and dropped
-	limit int64
-	size  int64
-	over  bool
-	hops  hops.Counter
-}
-
-func (m *messageWriter) Write(p []byte) (int, error) {
-	m.hops.Write(p)
-	m.size += int64(len(p))
-	if m.limit > 0 && m.size > m.limit {
-		m.over = true
-	}
-	if !m.over && m.tx != nil {
-		m.tx.Write(p)
-	}
-	return len(p), nil
 }
 
 func (s *session) proto() string {
