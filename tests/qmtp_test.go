@@ -22,24 +22,7 @@ import (
 // in the instance in (control, queue, log) with extra environment.
 func (in *smtpdInstance) qmtpdStandalone(t *testing.T, env []string, args ...string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(bin("gw-qmtpd"), append([]string{"--control-dir", in.control, "--listen", addr}, args...)...)
-	cmd.Env = in.env(env...)
-	in.start(t, cmd)
-	for range 100 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("gw-qmtpd does not listen on %s", addr)
-	return ""
+	return in.listener(t, "gw-qmtpd", env, args...)
 }
 
 // qmtpPackage is one package in LF encoding.

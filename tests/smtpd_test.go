@@ -112,23 +112,31 @@ func (in *smtpdInstance) underTcpserver(t *testing.T, rules string, args ...stri
 // standalone runs gw-smtpd listening itself on a free loopback port.
 func (in *smtpdInstance) standalone(t *testing.T, env []string, args ...string) string {
 	t.Helper()
+	return in.listener(t, "gw-smtpd", env, args...)
+}
+
+// listener runs program (gw-smtpd or gw-qmtpd) listening itself on a free
+// loopback port, in the instance (control, queue, log) with extra
+// environment, and returns the address once it answers.
+func (in *smtpdInstance) listener(t *testing.T, program string, env []string, args ...string) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin("gw-smtpd"), append([]string{"--control-dir", in.control, "--listen", addr}, args...)...)
+	cmd := exec.Command(bin(program), append([]string{"--control-dir", in.control, "--listen", addr}, args...)...)
 	cmd.Env = in.env(env...)
 	in.start(t, cmd)
-	for i := 0; i < 100; i++ {
+	for range 100 {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
 			return addr
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("gw-smtpd does not listen on %s", addr)
+	t.Fatalf("%s does not listen on %s", program, addr)
 	return ""
 }
 
