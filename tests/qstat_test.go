@@ -161,14 +161,7 @@ func TestQstatCountsConcurrentInjections(t *testing.T) {
 		t.Fatalf("gw-queue handed out %d distinct ids for %d messages", len(want), qstatMessages)
 	}
 	// What the queue holds, read by the library rather than by gw-qstat.
-	q, err := queue.OpenReadOnly(qdir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := q.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := snapshot(t, qdir)
 	var held []string
 	for _, m := range snap.Messages {
 		held = append(held, m.ID.String())

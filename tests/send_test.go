@@ -304,15 +304,7 @@ func (in *sendInstance) lines(event string, fields ...string) []string {
 
 func (in *sendInstance) messages(t *testing.T) []*queue.Message {
 	t.Helper()
-	q, err := queue.OpenReadOnly(in.queue)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := q.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snap.Messages
+	return snapshot(t, in.queue).Messages
 }
 
 // dnsFor starts a loopback DNS server with records (dnstest.Start finds

@@ -172,15 +172,22 @@ func replyTo(transcript, command string) string {
 
 func (in *smtpdInstance) messages(t *testing.T) []*queue.Message {
 	t.Helper()
-	q, err := queue.OpenReadOnly(in.queue)
+	return snapshot(t, in.queue).Messages
+}
+
+// snapshot reads the queue at dir as gw-qstat does: no lock, nothing
+// written.
+func snapshot(t *testing.T, dir string) *queue.Snapshot {
+	t.Helper()
+	q, err := queue.OpenReadOnly(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := q.Snapshot()
+	snap, err := q.Snapshot()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("snapshot of %s: %v", dir, err)
 	}
-	return s.Messages
+	return snap
 }
 
 func (in *smtpdInstance) body(t *testing.T, m *queue.Message) string {
