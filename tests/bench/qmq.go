@@ -57,12 +57,6 @@ func qmqRun(work string, perDomain bool) (float64, error) {
 	defer os.RemoveAll(dir)
 	var procs qmtpProcs
 	defer procs.stop()
-	fail := func(err error) (float64, error) {
-		for i, l := range procs.logs {
-			err = fmt.Errorf("%v\n  %s: %s", err, procs.cmds[i].Path, qmtpTail(l.String()))
-		}
-		return 0, err
-	}
 	slowAddr, err := qmtpFreeAddr()
 	if err != nil {
 		return 0, err
@@ -123,11 +117,11 @@ func qmqRun(work string, perDomain bool) (float64, error) {
 	if perDomain {
 		sq, err := secondary("slow.test", slowAddr)
 		if err != nil {
-			return fail(err)
+			return procs.fail(err)
 		}
 		fq, err := secondary("fast.test", fastAddr)
 		if err != nil {
-			return fail(err)
+			return procs.fail(err)
 		}
 		files["qmtproutes"] = "slow.test:" + sq + "\nfast.test:" + fq
 	} else {
@@ -135,19 +129,19 @@ func qmqRun(work string, perDomain bool) (float64, error) {
 	}
 	pq, pctl, err := qmtpInstance(filepath.Join(dir, "primary"), files)
 	if err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	if err := qmqFill(pq); err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	start := time.Now()
 	if _, err := procs.start(nil, nil, "gw-send", "--queue", pq, "--control-dir", pctl); err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	sink.waitFor(qmqFast, qmqLimit)
 	n := sink.count()
 	if n == 0 {
-		return fail(fmt.Errorf("no message reached fast.test in %v", qmqLimit))
+		return procs.fail(fmt.Errorf("no message reached fast.test in %v", qmqLimit))
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
 }

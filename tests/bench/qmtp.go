@@ -54,6 +54,15 @@ type qmtpProcs struct {
 	logs []*bytes.Buffer
 }
 
+// fail returns err with the end of each program's log, for a figure
+// that could not be measured.
+func (p *qmtpProcs) fail(err error) (float64, error) {
+	for i, l := range p.logs {
+		err = fmt.Errorf("%v\n  %s: %s", err, p.cmds[i].Path, qmtpTail(l.String()))
+	}
+	return 0, err
+}
+
 func (p *qmtpProcs) start(env []string, stderr *bytes.Buffer, name string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command(filepath.Join(*binDir, name), args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -111,12 +120,6 @@ func qmtpTransfer(work, proto string) (float64, error) {
 	defer os.RemoveAll(dir)
 	var procs qmtpProcs
 	defer procs.stop()
-	fail := func(err error) (float64, error) {
-		for i, l := range procs.logs {
-			err = fmt.Errorf("%v\n  %s: %s", err, procs.cmds[i].Path, qmtpTail(l.String()))
-		}
-		return 0, err
-	}
 	addr, err := qmtpFreeAddr()
 	if err != nil {
 		return 0, err
@@ -127,36 +130,36 @@ func qmtpTransfer(work, proto string) (float64, error) {
 	}
 	rsock := filepath.Join(rq, "lock", "inject.sock")
 	if _, err := procs.start(nil, nil, "gw-queued", "--queue", rq, "--socket", rsock); err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	if err := qmtpWait("unix", rsock); err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	if _, err := procs.start([]string{"GW_QUEUED=" + rsock}, nil, "gw-"+proto+"d", "--control-dir", rctl, "--listen", addr); err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	if err := qmtpWait("tcp", addr); err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	sq, sctl, err := qmtpInstance(filepath.Join(dir, "sender"), map[string]string{"me": "snd.bench.example", proto + "routes": "example.net:" + addr, "concurrencydest": "20"})
 	if err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	if err := qmtpFill(sq, qmtpBenchMessages); err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	// gw-send's log comes through a pipe, to count deliveries as they
 	// are logged.
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	defer pr.Close()
 	cmd := exec.Command(filepath.Join(*binDir, "gw-send"), "--queue", sq, "--control-dir", sctl)
 	cmd.Stderr = pw
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return fail(err)
+		return procs.fail(err)
 	}
 	pw.Close()
 	procs.cmds, procs.logs = append(procs.cmds, cmd), append(procs.logs, &bytes.Buffer{})
@@ -181,7 +184,7 @@ func qmtpTransfer(work, proto string) (float64, error) {
 	select {
 	case <-done:
 	case <-time.After(2 * time.Minute):
-		return fail(fmt.Errorf("%d of %d delivered (%d not) after 2 minutes", delivered.Load(), qmtpBenchMessages, other.Load()))
+		return procs.fail(fmt.Errorf("%d of %d delivered (%d not) after 2 minutes", delivered.Load(), qmtpBenchMessages, other.Load()))
 	}
 	return qmtpBenchMessages / time.Since(start).Seconds(), nil
 }
