@@ -18,46 +18,35 @@ import (
 	"gw/lib/tcpserver"
 )
 
-type config struct {
-	controlDir, acl, localHost, user string
-	listen                           cli.StringSlice
-	concurrency, perIP               int
-}
+type config struct{ tcpserver.Options }
 
 func main() {
 	var c config
 	app := program.New("gw-qmtpd", "QMTP receiver")
-	app.Flags = []cli.Flag{
-		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR`", Value: "/var/gw/main/control", Destination: &c.controlDir},
-		&cli.StringSliceFlag{Name: "listen", Usage: "listen on `HOST:PORT` (repeatable); without it, serve one session on fds 0 and 1", Destination: &c.listen},
-		&cli.StringFlag{Name: "acl", Aliases: []string{"x"}, Usage: "apply the compiled tcprules `FILE` to each client (standalone)", Destination: &c.acl},
-		&cli.IntFlag{Name: "concurrency", Usage: "at most `N` sessions at once (standalone)", Value: 100, Destination: &c.concurrency},
-		&cli.IntFlag{Name: "per-ip", Usage: "at most `N` sessions at once from one address (standalone)", Value: 20, Destination: &c.perIP},
-		&cli.StringFlag{Name: "local-host", Usage: "TCPLOCALHOST for standalone sessions (default: control/me)", Destination: &c.localHost},
-		&cli.StringFlag{Name: "user", Usage: "after binding, run as `USER` (standalone, started as root)", Destination: &c.user},
-	}
+	app.Flags = c.Flags(100)
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
 }
 
 func run(c *config) error {
 	log := logline.Stderr
-	cfg, err := qmtp.Load(control.Dir(c.controlDir), log)
+	cfg, err := qmtp.Load(control.Dir(c.ControlDir), log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
 	}
-	if len(c.listen.Value()) == 0 {
-		if c.user != "" {
-			return program.Fail(program.ExitPermanent, "--user is for standalone mode; under tcpserver use setuidgid")
-		}
+	standalone, err := c.Standalone()
+	if err != nil {
+		return program.Fail(program.ExitPermanent, "%v", err)
+	}
+	if !standalone {
 		qmtp.Serve(tcpserver.StdioConn(), cfg, tcpserver.ClientFromEnv(os.LookupEnv))
 		return nil
 	}
-	lns, err := tcpserver.Bind(c.listen.Value(), c.user, log)
+	lns, err := tcpserver.Bind(c.Listen.Value(), c.User, log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
-	l := &tcpserver.Listener{ACL: c.acl, LocalHost: c.localHost, MaxConns: c.concurrency, MaxPerIP: c.perIP,
+	l := &tcpserver.Listener{ACL: c.ACL, LocalHost: c.LocalHost, MaxConns: c.Concurrency, MaxPerIP: c.PerIP,
 		Getenv: os.Getenv, Log: log,
 		Session: func(conn net.Conn, lookup func(string) (string, bool)) {
 			qmtp.Serve(conn, cfg, tcpserver.ClientFromEnv(lookup))

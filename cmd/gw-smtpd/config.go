@@ -25,8 +25,8 @@ type lasting struct {
 // configure reads the control files into a listener configuration, at
 // start and again on SIGHUP.
 func configure(c *config, keep *lasting) (*smtpd.Config, error) {
-	dir := control.Dir(c.controlDir)
-	standalone := len(c.listen.Value()) > 0
+	dir := control.Dir(c.ControlDir)
+	standalone := len(c.Listen.Value()) > 0
 	cfg, err := smtpd.Load(dir, logline.Stderr)
 	if err != nil {
 		return nil, err

@@ -18,28 +18,20 @@ import (
 )
 
 type config struct {
-	controlDir, acl, localHost, user, checkpw, greylistDB, calloutCache string
-	listen                                                              cli.StringSlice
-	concurrency, perIP                                                  int
-	implicitTLS                                                         bool
+	tcpserver.Options
+	checkpw, greylistDB, calloutCache string
+	implicitTLS                       bool
 }
 
 func main() {
 	var c config
 	app := program.New("gw-smtpd", "SMTP receiver with the gateway's before-queue policy")
-	app.Flags = []cli.Flag{
-		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR`", Value: "/var/gw/main/control", Destination: &c.controlDir},
-		&cli.StringSliceFlag{Name: "listen", Usage: "listen on `HOST:PORT` (repeatable); without it, serve one session on fds 0 and 1", Destination: &c.listen},
-		&cli.StringFlag{Name: "acl", Aliases: []string{"x"}, Usage: "apply the compiled tcprules `FILE` to each client (standalone)", Destination: &c.acl},
-		&cli.IntFlag{Name: "concurrency", Usage: "at most `N` sessions at once (standalone)", Value: 200, Destination: &c.concurrency},
-		&cli.IntFlag{Name: "per-ip", Usage: "at most `N` sessions at once from one address (standalone)", Value: 20, Destination: &c.perIP},
-		&cli.StringFlag{Name: "local-host", Usage: "TCPLOCALHOST for standalone sessions (default: control/me)", Destination: &c.localHost},
-		&cli.StringFlag{Name: "user", Usage: "after binding, run as `USER` (standalone, started as root)", Destination: &c.user},
+	app.Flags = append(c.Flags(200), []cli.Flag{
 		&cli.BoolFlag{Name: "tls", Usage: "implicit TLS from the first byte (port 465)", Destination: &c.implicitTLS},
 		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
 		&cli.StringFlag{Name: "callout-cache", Usage: "cache recipient callout answers in the bbolt `FILE`", Destination: &c.calloutCache},
-	}
+	}...)
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
 }
@@ -54,18 +46,19 @@ func run(c *config) error {
 	if c.implicitTLS && cfg.TLS == nil {
 		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem")
 	}
-	if len(c.listen.Value()) == 0 {
-		if c.user != "" {
-			return program.Fail(program.ExitPermanent, "--user is for standalone mode; under tcpserver use setuidgid")
-		}
+	standalone, err := c.Standalone()
+	if err != nil {
+		return program.Fail(program.ExitPermanent, "%v", err)
+	}
+	if !standalone {
 		smtpd.Serve(tcpserver.StdioConn(), cfg, tcpserver.ClientFromEnv(os.LookupEnv))
 		return nil
 	}
-	lns, err := tcpserver.Bind(c.listen.Value(), c.user, log)
+	lns, err := tcpserver.Bind(c.Listen.Value(), c.User, log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
-	l := &smtpd.Listener{Cfg: cfg, ACL: c.acl, LocalHost: c.localHost, MaxConns: c.concurrency, MaxPerIP: c.perIP, Getenv: os.Getenv}
+	l := &smtpd.Listener{Cfg: cfg, ACL: c.ACL, LocalHost: c.LocalHost, MaxConns: c.Concurrency, MaxPerIP: c.PerIP, Getenv: os.Getenv}
 	if l.LocalHost == "" {
 		l.LocalHost = cfg.Hostname
 	}
