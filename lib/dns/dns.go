@@ -12,9 +12,11 @@ import (
 	"time"
 )
 
-// Resolver answers the queries gw makes: MX, A/AAAA, TXT.
+// Resolver answers the queries gw makes: MX, A/AAAA, TXT through Go's
+// resolver, and any query as a raw message through Exchange.
 type Resolver struct {
 	*net.Resolver
+	server string // host:port; "" = the servers of /etc/resolv.conf
 }
 
 // New returns a resolver that asks server (host:port), or the system's
@@ -27,7 +29,7 @@ func New(server string) *Resolver {
 			return d.DialContext(ctx, network, server)
 		}
 	}
-	return &Resolver{r}
+	return &Resolver{Resolver: r, server: server}
 }
 
 // FromEnv returns the resolver GW_DNS names, or the system's.

@@ -2,7 +2,11 @@ package dns
 
 import (
 	"context"
+	"net"
 	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
 
 	"gw/lib/dns/dnstest"
 )
@@ -34,5 +38,33 @@ func TestResolverAgainstLoopbackServer(t *testing.T) {
 	}
 	if _, err := r.LookupMX(ctx, "broken.example"); !Temporary(err) || NotFound(err) {
 		t.Errorf("SERVFAIL: %v, want temporary", err)
+	}
+}
+
+// TestExchange: a raw query gets unbound's answer as DNS gave it; a
+// server that never answers costs no more than the caller's deadline.
+func TestExchange(t *testing.T) {
+	srv := dnstest.Start(t)
+	srv.Add(t, "2.0.0.127.in-addr.arpa. PTR Mixed.Case.example.")
+	m := new(mdns.Msg)
+	m.SetQuestion("2.0.0.127.in-addr.arpa.", mdns.TypePTR)
+	in, err := New(srv.Addr).Exchange(context.Background(), m)
+	if err != nil || len(in.Answer) != 1 || in.Answer[0].(*mdns.PTR).Ptr != "Mixed.Case.example." {
+		t.Fatalf("Exchange = %v, %v", in, err)
+	}
+
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if in, err := New(pc.LocalAddr().String()).Exchange(ctx, m); err == nil {
+		t.Errorf("a silent server answered %v", in)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a silent server held the query %v past a 300ms deadline", took)
 	}
 }

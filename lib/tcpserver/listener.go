@@ -27,8 +27,11 @@ const (
 type Listener struct {
 	ACL       string // compiled rules (gw-tcprules); "" = every client allowed, no env
 	LocalHost string // TCPLOCALHOST, as tcpserver -l gives it
-	MaxConns  int    // sessions at once; 0 = no limit
-	MaxPerIP  int    // sessions at once from one address; 0 = no limit
+	// Hosts looks up TCPREMOTEHOST (tcpserver -h, -p); nil looks up
+	// nothing (tcpserver -H).
+	Hosts    *HostLookup
+	MaxConns int // sessions at once; 0 = no limit
+	MaxPerIP int // sessions at once from one address; 0 = no limit
 	// Getenv reads the process's environment for what it may still
 	// decide when the rule did not: QMAILQUEUE and GW_QUEUED only.
 	Getenv func(string) string
@@ -130,8 +133,16 @@ func (l *Listener) handle(c net.Conn) {
 	if l.LocalHost != "" {
 		env["TCPLOCALHOST"] = l.LocalHost
 	}
+	remoteHost := ""
+	hasRemoteHost := false
+	if l.Hosts != nil {
+		// before the rules, which may match the name (=host, =.domain)
+		if remoteHost, hasRemoteHost = l.Hosts.Name(ip); hasRemoteHost {
+			env["TCPREMOTEHOST"] = remoteHost
+		}
+	}
 	if l.ACL != "" {
-		d, err := l.rules().Lookup(acl.Remote{IP: env["TCPREMOTEIP"]})
+		d, err := l.rules().Lookup(acl.Remote{IP: env["TCPREMOTEIP"], Host: remoteHost, HasHost: hasRemoteHost})
 		if err != nil {
 			// tcpserver drops the client when its rules cannot be read;
 			// a temporary refusal tells a legitimate sender to come back.
@@ -143,7 +154,11 @@ func (l *Listener) handle(c net.Conn) {
 			env["GW_ACLRULE"] = strconv.Itoa(d.Line)
 		}
 		if d.Deny {
-			l.Log.Info("deny", "ip", env["TCPREMOTEIP"], "rule", d.Line)
+			kv := []any{"ip", env["TCPREMOTEIP"]}
+			if hasRemoteHost {
+				kv = append(kv, "host", remoteHost)
+			}
+			l.Log.Info("deny", append(kv, "rule", d.Line)...)
 			c.Close()
 			return
 		}
