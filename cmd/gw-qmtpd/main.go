@@ -12,18 +12,23 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/control"
+	"gw/lib/dns"
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/qmtp"
 	"gw/lib/tcpserver"
 )
 
-type config struct{ tcpserver.Options }
+type config struct {
+	tcpserver.Options
+	remoteHost, noRemoteHost, paranoid bool
+}
 
 func main() {
 	var c config
 	app := program.New("gw-qmtpd", "QMTP receiver")
-	app.Flags = c.Flags(100)
+	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"} // -h is tcpserver's
+	app.Flags = append(c.Flags(100), c.hostFlags()...)
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
 }
@@ -46,7 +51,7 @@ func run(c *config) error {
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
-	l := &tcpserver.Listener{ACL: c.ACL, LocalHost: c.LocalHost, MaxConns: c.Concurrency, MaxPerIP: c.PerIP,
+	l := &tcpserver.Listener{ACL: c.ACL, LocalHost: c.LocalHost, Hosts: c.hosts(), MaxConns: c.Concurrency, MaxPerIP: c.PerIP,
 		Getenv: os.Getenv, Log: log,
 		Session: func(conn net.Conn, lookup func(string) (string, bool)) {
 			qmtp.Serve(conn, cfg, tcpserver.ClientFromEnv(lookup))
@@ -70,4 +75,26 @@ func run(c *config) error {
 		return program.Fail(program.ExitTemporary, "accept: %v", err)
 	}
 	return nil
+}
+
+// hostFlags are tcpserver's -h, -H and -p, under tcpserver's letters so
+// that a run script moving from tcpserver to --listen keeps its options.
+func (c *config) hostFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "remote-host", Aliases: []string{"h"}, Value: true, Destination: &c.remoteHost,
+			Usage: "look up each client's name (PTR) for TCPREMOTEHOST and the host rules (standalone)"},
+		&cli.BoolFlag{Name: "no-remote-host", Aliases: []string{"H"}, Destination: &c.noRemoteHost,
+			Usage: "look up no client names: TCPREMOTEHOST unset, host rules never match (standalone; wins over -h)"},
+		&cli.BoolFlag{Name: "paranoid", Aliases: []string{"p"}, Destination: &c.paranoid,
+			Usage: "keep a client's name only if it resolves back to the client's address (standalone)"},
+	}
+}
+
+// hosts is the standalone listener's TCPREMOTEHOST lookup, through the
+// resolver GW_DNS names (the one the RBL checks use), or nil with -H.
+func (c *config) hosts() *tcpserver.HostLookup {
+	if !c.remoteHost || c.noRemoteHost {
+		return nil
+	}
+	return &tcpserver.HostLookup{Resolver: dns.FromEnv(), Paranoid: c.paranoid}
 }

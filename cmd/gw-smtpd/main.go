@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"gw/lib/dns"
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/smtpd"
@@ -19,14 +20,16 @@ import (
 
 type config struct {
 	tcpserver.Options
-	checkpw, greylistDB, calloutCache string
-	implicitTLS                       bool
+	checkpw, greylistDB, calloutCache  string
+	implicitTLS                        bool
+	remoteHost, noRemoteHost, paranoid bool
 }
 
 func main() {
 	var c config
 	app := program.New("gw-smtpd", "SMTP receiver with the gateway's before-queue policy")
-	app.Flags = append(c.Flags(200), []cli.Flag{
+	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"} // -h is tcpserver's
+	app.Flags = append(append(c.Flags(200), c.hostFlags()...), []cli.Flag{
 		&cli.BoolFlag{Name: "tls", Usage: "implicit TLS from the first byte (port 465)", Destination: &c.implicitTLS},
 		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
@@ -58,7 +61,7 @@ func run(c *config) error {
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
-	l := &smtpd.Listener{Cfg: cfg, ACL: c.ACL, LocalHost: c.LocalHost, MaxConns: c.Concurrency, MaxPerIP: c.PerIP, Getenv: os.Getenv}
+	l := &smtpd.Listener{Cfg: cfg, ACL: c.ACL, LocalHost: c.LocalHost, Hosts: c.hosts(), MaxConns: c.Concurrency, MaxPerIP: c.PerIP, Getenv: os.Getenv}
 	if l.LocalHost == "" {
 		l.LocalHost = cfg.Hostname
 	}
@@ -84,4 +87,26 @@ func reload(c *config, keep *lasting, l *smtpd.Listener) {
 	}
 	l.SetConfig(cfg)
 	logline.Stderr.Info("reload", "result", "ok")
+}
+
+// hostFlags are tcpserver's -h, -H and -p, under tcpserver's letters so
+// that a run script moving from tcpserver to --listen keeps its options.
+func (c *config) hostFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "remote-host", Aliases: []string{"h"}, Value: true, Destination: &c.remoteHost,
+			Usage: "look up each client's name (PTR) for TCPREMOTEHOST and the host rules (standalone)"},
+		&cli.BoolFlag{Name: "no-remote-host", Aliases: []string{"H"}, Destination: &c.noRemoteHost,
+			Usage: "look up no client names: TCPREMOTEHOST unset, host rules never match (standalone; wins over -h)"},
+		&cli.BoolFlag{Name: "paranoid", Aliases: []string{"p"}, Destination: &c.paranoid,
+			Usage: "keep a client's name only if it resolves back to the client's address (standalone)"},
+	}
+}
+
+// hosts is the standalone listener's TCPREMOTEHOST lookup, through the
+// resolver GW_DNS names (the one the RBL checks use), or nil with -H.
+func (c *config) hosts() *tcpserver.HostLookup {
+	if !c.remoteHost || c.noRemoteHost {
+		return nil
+	}
+	return &tcpserver.HostLookup{Resolver: dns.FromEnv(), Paranoid: c.paranoid}
 }

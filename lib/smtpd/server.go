@@ -17,11 +17,12 @@ import (
 // environment, the ACL rule and the limits); a client over a limit gets
 // errTooBusy or errTooManyIP.
 type Listener struct {
-	Cfg       *Config // the configuration at start; see SetConfig
-	ACL       string  // compiled rules (gw-tcprules); "" = every client allowed, no env
-	LocalHost string  // TCPLOCALHOST, as tcpserver -l gives it
-	MaxConns  int     // sessions at once; over it a client gets errTooBusy
-	MaxPerIP  int     // sessions at once from one address; 0 = no limit
+	Cfg       *Config               // the configuration at start; see SetConfig
+	ACL       string                // compiled rules (gw-tcprules); "" = every client allowed, no env
+	LocalHost string                // TCPLOCALHOST, as tcpserver -l gives it
+	Hosts     *tcpserver.HostLookup // TCPREMOTEHOST's lookup; nil: none (tcpserver -H)
+	MaxConns  int                   // sessions at once; over it a client gets errTooBusy
+	MaxPerIP  int                   // sessions at once from one address; 0 = no limit
 	// Getenv reads the process's environment for what it may still
 	// decide when the rule did not: QMAILQUEUE and GW_QUEUED only.
 	Getenv func(string) string
@@ -52,7 +53,7 @@ var (
 // sessions under way to end, at most grace.
 func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
 	tl := &tcpserver.Listener{
-		ACL: l.ACL, LocalHost: l.LocalHost, MaxConns: l.MaxConns, MaxPerIP: l.MaxPerIP,
+		ACL: l.ACL, LocalHost: l.LocalHost, Hosts: l.Hosts, MaxConns: l.MaxConns, MaxPerIP: l.MaxPerIP,
 		Getenv: l.Getenv, Log: l.Cfg.Log,
 		Session: func(c net.Conn, lookup func(string) (string, bool)) {
 			Serve(c, l.Config(), ClientFromEnv(lookup))
