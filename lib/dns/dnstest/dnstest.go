@@ -7,7 +7,8 @@
 // resolver such as unbound, instead of a model of DNS written by the
 // same hands as the code under test.
 //
-// Nothing leaves loopback. Unbound listens on 127.0.0.1 only, and its one
+// Nothing leaves loopback. Unbound listens on one loopback address only
+// (127.0.0.1, or 127.a.b.c for StartPort53), and its one
 // local zone "." static answers every name from the records added, NXDOMAIN
 // for a name without any; it has no trust anchor to refresh and never
 // recurses. The only names it would resolve are those told to fail, and
@@ -25,11 +26,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,10 +42,12 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Server is an unbound process answering on 127.0.0.1.
+// Server is an unbound process answering on a loopback address, 127.0.0.1
+// unless StartPort53 chose another.
 type Server struct {
 	Addr string // host:port, for GW_DNS
 
+	ip       string // loopback address it listens on
 	port     int
 	t        testing.TB
 	unbound  string // path of unbound
@@ -71,6 +76,31 @@ type record struct {
 // unbound then fails to bind, Start tries a new port.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startOn(t, func() (string, int, error) {
+		port, err := pickPort()
+		return "127.0.0.1", port, err
+	})
+}
+
+// StartPort53 starts unbound on port 53 of a loopback address of its
+// own, 127.a.b.c, for the resolvers that can only be given an address
+// and always ask port 53 (the DNSCACHEIP of ucspi-tcp's tcpserver). The
+// address is drawn at random, so that tests running at once each have
+// theirs; when it is taken, StartPort53 draws another.
+func StartPort53(t testing.TB) *Server {
+	t.Helper()
+	return startOn(t, func() (string, int, error) {
+		return fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254)), 53, nil
+	})
+}
+
+// IP is the address unbound answers on, without the port.
+func (s *Server) IP() string { return s.ip }
+
+// startOn starts unbound on an address pick gives, drawing again when
+// unbound cannot bind it.
+func startOn(t testing.TB, pick func() (ip string, port int, err error)) *Server {
+	t.Helper()
 	unbound, control := peer("unbound"), peer("unbound-control")
 	if unbound == "" || control == "" {
 		t.Fatalf("dnstest: unbound and unbound-control are not installed (Debian package unbound): run scripts/test-peers.sh")
@@ -88,13 +118,15 @@ func Start(t testing.TB) *Server {
 	}
 	var err error
 	for try := 0; try < maxBindTries; try++ {
+		var ip string
 		var port int
-		port, err = pickPort()
+		ip, port, err = pick()
 		if err != nil {
 			continue
 		}
 		s := &Server{
-			Addr:     fmt.Sprintf("127.0.0.1:%d", port),
+			Addr:     net.JoinHostPort(ip, strconv.Itoa(port)),
+			ip:       ip,
 			port:     port,
 			t:        t,
 			unbound:  unbound,
@@ -102,7 +134,7 @@ func Start(t testing.TB) *Server {
 			dir:      dir,
 			conf:     filepath.Join(dir, "unbound.conf"),
 			socket:   socket,
-			identity: fmt.Sprintf("dnstest %d %d %d", os.Getpid(), port, time.Now().UnixNano()),
+			identity: fmt.Sprintf("dnstest %d %s %d %d", os.Getpid(), ip, port, time.Now().UnixNano()),
 		}
 		err = s.start()
 		if err == nil {
@@ -113,7 +145,7 @@ func Start(t testing.TB) *Server {
 			t.Fatalf("dnstest: %v", err)
 		}
 	}
-	t.Fatalf("dnstest: no loopback port unbound could bind for both UDP and TCP after %d tries: %v", maxBindTries, err)
+	t.Fatalf("dnstest: no loopback address unbound could bind for both UDP and TCP after %d tries: %v", maxBindTries, err)
 	return nil
 }
 
@@ -212,7 +244,7 @@ func (s *Server) config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by gw's lib/dns/dnstest for one test
 server:
-	interface: 127.0.0.1
+	interface: %s
 	port: %d
 	do-ip4: yes
 	do-ip6: no
@@ -243,7 +275,7 @@ server:
 	# would send from 127.0.0.1, which reaches nothing beyond the host
 	do-not-query-localhost: yes
 	outgoing-interface: 127.0.0.1
-`, s.port, s.dir, filepath.Join(s.dir, "unbound.pid"), filepath.Join(s.dir, "unbound.log"), s.identity)
+`, s.ip, s.port, s.dir, filepath.Join(s.dir, "unbound.pid"), filepath.Join(s.dir, "unbound.log"), s.identity)
 	for _, name := range s.fails {
 		fmt.Fprintf(&b, "\tlocal-zone: %q transparent\n", name)
 	}

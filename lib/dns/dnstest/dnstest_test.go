@@ -188,3 +188,15 @@ func TestStopsWithTheTest(t *testing.T) {
 		t.Errorf("something still listens at %s", s.Addr)
 	}
 }
+
+// TestStartPort53: a server for resolvers that only take an address
+// answers on port 53 of a loopback address of its own.
+func TestStartPort53(t *testing.T) {
+	s := StartPort53(t)
+	ip := net.ParseIP(s.IP())
+	if ip == nil || !ip.IsLoopback() || s.IP() == "127.0.0.1" || s.Addr != s.IP()+":53" {
+		t.Fatalf("serving at %s (ip %s): want port 53 of a loopback address other than 127.0.0.1", s.Addr, s.IP())
+	}
+	s.Add(t, "2.0.0.127.in-addr.arpa. PTR host.example.net.")
+	expect(t, s, "2.0.0.127.in-addr.arpa", dns.TypePTR, "NOERROR", "PTR host.example.net.")
+}
