@@ -23,6 +23,7 @@ var binDir string
 var afterAll []func()
 
 func TestMain(m *testing.M) {
+	e2e.LoopbackDNS()
 	dir, err := e2e.Build("gw-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tests:", err)

@@ -30,6 +30,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	e2e.LoopbackDNS()
 	dir, err := e2e.Build("gw-scenario-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scenarios:", err)

@@ -57,3 +57,15 @@ func WorkDir(t *testing.T, prefix string) string {
 	})
 	return dir
 }
+
+// LoopbackDNS points GW_DNS, unless the test run names a server, at a
+// loopback port where none listens, for every gw program the tests start:
+// they would otherwise ask the servers of /etc/resolv.conf, which may be
+// off the host, and the standalone listeners look up every client's name.
+// A query there fails at once. Tests that need answers run their own
+// server (lib/dns/dnstest) and name it.
+func LoopbackDNS() {
+	if _, ok := os.LookupEnv("GW_DNS"); !ok {
+		os.Setenv("GW_DNS", "127.0.0.1:1")
+	}
+}
