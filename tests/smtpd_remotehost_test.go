@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"gw/lib/dns/dnstest"
+	"gw/lib/qmtp"
 )
 
 // TestSMTPDRemoteHostAsTcpserver: a tcp.smtp moved from tcpserver to
@@ -170,4 +172,63 @@ func connectHost(t *testing.T, in *smtpdInstance, ip string) string {
 	}
 	t.Fatalf("no connect line for %s", ip)
 	return ""
+}
+
+// TestQMTPDHostRules: gw-qmtpd --listen knows its clients by name too. A
+// host rule refuses a spam domain's client and lets a named one relay;
+// with -H neither rule matches and the named client may not relay.
+func TestQMTPDHostRules(t *testing.T) {
+	dns := dnstest.Start(t)
+	dns.Add(t,
+		"3.0.0.127.in-addr.arpa. PTR mx.spam.test.", "mx.spam.test. A 127.0.0.3",
+		"4.0.0.127.in-addr.arpa. PTR relay.gw.test.", "relay.gw.test. A 127.0.0.4")
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "example.net\n"})
+	db := filepath.Join(in.dir, "tcp.qmtp.db")
+	compile := exec.Command(bin("gw-tcprules"), db, db+".tmp")
+	compile.Stdin = strings.NewReader("=.spam.test:deny\n=relay.gw.test:allow,RELAYCLIENT=\"\"\n:allow\n")
+	if out, err := compile.CombinedOutput(); err != nil {
+		t.Fatalf("gw-tcprules: %v\n%s", err, out)
+	}
+	env := []string{"GW_DNS=" + dns.Addr}
+	pkg := qmtpPackage("Subject: hi\n\nhello\n", "a@example.org", "b@elsewhere.example")
+
+	addr := in.qmtpdStandalone(t, env, "--acl", db)
+	if got := qmtpFrom(t, addr, "127.0.0.3", pkg); got != "" {
+		t.Errorf("mx.spam.test (=.spam.test:deny) got %q, want the connection closed", got)
+	}
+	if got := qmtpFrom(t, addr, "127.0.0.4", pkg); !strings.HasPrefix(got, "K") {
+		t.Errorf("relay.gw.test (=relay.gw.test:allow,RELAYCLIENT) got %q, want K", got)
+	}
+	msgs := in.messages(t)
+	if len(msgs) != 1 || !strings.Contains(in.body(t, msgs[0]), "Received: from relay.gw.test (127.0.0.4)\n") {
+		t.Fatalf("%d messages; want one, received from relay.gw.test", len(msgs))
+	}
+
+	addr = in.qmtpdStandalone(t, env, "--acl", db, "-H")
+	if got := qmtpFrom(t, addr, "127.0.0.3", pkg); !strings.HasPrefix(got, "D") {
+		t.Errorf("with -H, mx.spam.test got %q; want no host rule, so the D of rcpthosts", got)
+	}
+	if got := qmtpFrom(t, addr, "127.0.0.4", pkg); !strings.HasPrefix(got, "D") {
+		t.Errorf("with -H, relay.gw.test got %q; want no RELAYCLIENT, so the D of rcpthosts", got)
+	}
+}
+
+// qmtpFrom sends one package to addr from the loopback address from and
+// returns the response, "" when the server closed without one.
+func qmtpFrom(t *testing.T, addr, from, pkg string) string {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(conn, pkg)
+	conn.(*net.TCPConn).CloseWrite()
+	s, _, err := qmtp.ReadString(bufio.NewReader(conn), qmtp.MaxResponse, qmtp.MaxResponse)
+	if err != nil {
+		return ""
+	}
+	return string(s)
 }
