@@ -2,7 +2,11 @@ package dns
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -66,5 +70,36 @@ func TestExchange(t *testing.T) {
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("a silent server held the query %v past a 300ms deadline", took)
+	}
+}
+
+// TestExchangeTriesTheNextServer: without GW_DNS the servers of
+// resolv.conf are asked in turn, so a first server that never answers
+// costs one try, not the answer.
+func TestExchangeTriesTheNextServer(t *testing.T) {
+	srv := dnstest.StartPort53(t)
+	srv.Add(t, "2.0.0.127.in-addr.arpa. PTR host.example.")
+	var silent net.PacketConn
+	for silent == nil {
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.%d.%d.%d:53", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254)))
+		if err == nil {
+			silent = pc
+		}
+	}
+	defer silent.Close()
+	conf := filepath.Join(t.TempDir(), "resolv.conf")
+	host, _, _ := net.SplitHostPort(silent.LocalAddr().String())
+	if err := os.WriteFile(conf, []byte("nameserver "+host+"\nnameserver "+srv.IP()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(saved string) { resolvConf = saved }(resolvConf)
+	resolvConf = conf
+	m := new(mdns.Msg)
+	m.SetQuestion("2.0.0.127.in-addr.arpa.", mdns.TypePTR)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	in, err := New("").Exchange(ctx, m)
+	if err != nil || len(in.Answer) != 1 || in.Answer[0].(*mdns.PTR).Ptr != "host.example." {
+		t.Fatalf("Exchange = %v, %v; want the second server's answer", in, err)
 	}
 }

@@ -85,5 +85,6 @@ func (r *Resolver) servers() []string {
 	return servers
 }
 
-// resolvConf is the system's resolver configuration.
-const resolvConf = "/etc/resolv.conf"
+// resolvConf is the system's resolver configuration (a variable for the
+// tests).
+var resolvConf = "/etc/resolv.conf"
