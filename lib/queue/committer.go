@@ -299,11 +299,11 @@ func (c *Committer) stillLinked() error {
 // repeated every ten seconds.
 func (c *Committer) announce() {
 	if c.trigger == nil {
-		fd, err := unix.Open(c.q.path(fileTrig), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		f, err := c.q.openSafe(fileTrig, unix.O_WRONLY, 0, fifo)
 		if err != nil {
 			return
 		}
-		c.trigger = os.NewFile(uintptr(fd), fileTrig)
+		c.trigger = f
 	}
 	msg := []byte{'!'}
 	if c.seg != nil {
