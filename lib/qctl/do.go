@@ -152,7 +152,7 @@ func ask(q *queue.Queue, dir, action string, ids []queue.ID, wait time.Duration)
 	rand.Read(rnd[:])
 	name := fmt.Sprintf("%d.%s", os.Getpid(), hex.EncodeToString(rnd[:]))
 	tmp := filepath.Join(cdir, name+".new")
-	if err := os.WriteFile(tmp, FormatRequest(action, ids), 0o640); err != nil {
+	if err := writeNew(tmp, FormatRequest(action, ids)); err != nil {
 		return nil, err
 	}
 	req := filepath.Join(cdir, name+".req")
@@ -165,7 +165,7 @@ func ask(q *queue.Queue, dir, action string, ids []queue.ID, wait time.Duration)
 	q.Pull()
 	end := time.Now().Add(wait)
 	for tick := 0; time.Now().Before(end); tick++ {
-		if b, err := os.ReadFile(done); err == nil {
+		if b, err := readFile(done); err == nil {
 			return strings.Split(strings.TrimRight(string(b), "\n"), "\n"), nil
 		}
 		if tick%20 == 19 {

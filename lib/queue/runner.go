@@ -520,6 +520,19 @@ func (r *Runner) updateRecipient(id ID, i int, attempt bool, change func(*Recipi
 	return nil
 }
 
+// MarkDamaged records that message id's stored bytes were found damaged
+// after the runner read them, so that Collect sets its segment aside
+// rather than removing it.
+func (r *Runner) MarkDamaged(id ID, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.msgs[id]; m != nil {
+		if rs := r.segs[m.Segment]; rs != nil && rs.problem == nil {
+			rs.problem = &Problem{Reason: fmt.Sprintf("message %s damaged after it was read: %s", id, reason)}
+		}
+	}
+}
+
 // Hold keeps message id from delivery until Release.
 func (r *Runner) Hold(id ID) error { return r.setHeld(id, true) }
 
