@@ -65,7 +65,9 @@ func run(w interface{ Write([]byte) (int, error) }, dir, action string, sel *qct
 	if _, _, err := privilege.BecomeOwnerOf(dir); err != nil {
 		return program.Fail(program.ExitTemporary, "%s: %v", dir, err)
 	}
-	lines, err := qctl.Do(dir, action, sel, wait)
+	lines, err := qctl.Do(dir, action, sel, wait, func(a queue.SetAside) {
+		fmt.Fprintf(os.Stderr, "gw-qctl: warning: %s: %s set aside as %s: %s\n", dir, a.File, a.To, a.Reason)
+	})
 	if errors.Is(err, qctl.ErrNoAnswer) {
 		return program.Fail(99, "%s: gw-send did not answer within %v", dir, wait)
 	}

@@ -83,13 +83,19 @@ var ErrNoAnswer = errors.New("no answer from the queue's runner")
 // Do carries out action on the messages sel names in the queue at dir and
 // returns a line a message ("<id> ok" or "<id> error <why>"). With gw-send
 // running it asks gw-send and waits up to wait for the answer; otherwise
-// it takes the runner lock itself.
-func Do(dir, action string, sel *Selection, wait time.Duration) ([]string, error) {
+// it takes the runner lock itself. Files the queue set aside meanwhile
+// (links, files of another owner: see gw-queue(5)) are passed to warn.
+func Do(dir, action string, sel *Selection, wait time.Duration, warn func(queue.SetAside)) ([]string, error) {
 	q, err := queue.Open(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer q.Close()
+	defer func() {
+		for _, a := range q.TakeSetAside() {
+			warn(a)
+		}
+	}()
 	snap, err := q.Snapshot()
 	if err != nil {
 		return nil, err
