@@ -319,6 +319,9 @@ func (c *Committer) announce() {
 // (holdWriting), then renamed into seg/, so that no reader ever finds it in
 // seg/ without its writer's lock.
 func (c *Committer) newSegment() error {
+	if err := c.q.checkInjector(); err != nil {
+		return &InjectError{StepCreate, err}
+	}
 	name := c.q.NewID().String()
 	tmp, path := c.q.path(dirTmp, name), c.q.path(dirSeg, name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o640)

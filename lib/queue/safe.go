@@ -233,3 +233,14 @@ func ownerOf(dir string) (int, error) {
 	}
 	return int(st.Uid), nil
 }
+
+// checkInjector refuses to write a segment the runner would refuse: one
+// made by another user than the queue's owner (say, a gw-send delivering
+// bounces into a bounce queue of another owner). Better a temporary
+// failure now than an acknowledged message set aside later.
+func (q *Queue) checkInjector() error {
+	if euid := os.Geteuid(); euid != q.owner {
+		return fmt.Errorf("queue %s belongs to uid %d, not to this process's uid %d: its runner would refuse the file", q.Dir, q.owner, euid)
+	}
+	return nil
+}
