@@ -180,3 +180,38 @@ func TestLinkedQueueDirIsRefused(t *testing.T) {
 		t.Fatalf("OpenReadOnly: %v", err)
 	}
 }
+
+// TestDamagedSegmentsAreKept: a segment cut short (no writer left) and a
+// segment whose message was found damaged after it was read go to bad/
+// when finished, named with why; neither is removed.
+func TestDamagedSegmentsAreKept(t *testing.T) {
+	q := newQueue(t)
+	id := inject(t, q, []byte("Subject: x\n\ny\n"), env("a@example.org"))
+	whole, err := os.ReadFile(q.path(dirSeg, id.String()))
+	must(t, err)
+	cut := "0000000000003"
+	must(t, os.WriteFile(q.path(dirSeg, cut), whole[:len(whole)/2], 0o640))
+
+	r, err := q.OpenRunner()
+	must(t, err)
+	defer r.Close()
+	r.MarkDamaged(id, "checksum mismatch")
+	must(t, r.Remove(id))
+	st, err := r.Collect()
+	must(t, err)
+	if st.SetAside != 2 || st.Segments+st.Leftovers != 0 {
+		t.Fatalf("collect: %+v, want both set aside", st)
+	}
+	why := map[string]string{}
+	for _, a := range q.TakeSetAside() {
+		why[a.File] = a.Reason
+	}
+	if !strings.Contains(why["seg/"+cut], "ends inside a record") || !strings.Contains(why["seg/"+id.String()], "damaged after it was read: checksum mismatch") {
+		t.Errorf("set aside: %v", why)
+	}
+	for _, n := range []string{cut, id.String()} {
+		if _, err := os.Stat(q.path(dirBad, n)); err != nil {
+			t.Errorf("bad/%s: %v", n, err)
+		}
+	}
+}
