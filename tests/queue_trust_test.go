@@ -335,3 +335,45 @@ func filesNotOwned(t *testing.T, dir string, uid int) string {
 	}
 	return fmt.Sprintf("files not the queue user's: %v", bad)
 }
+
+// TestDamagedSegmentsNamedAtStart: a segment cut short (its writer died)
+// and one with a damaged byte are found when gw-send starts, each logged
+// by name and moved to bad/, never removed; gw-qstat lists them.
+func TestDamagedSegmentsNamedAtStart(t *testing.T) {
+	rv := startReceiver(t)
+	d := dnsFor(t, "good.test. MX 10 mx.good.test.", "mx.good.test. A 127.0.0.1")
+	in := newSendInstance(t, map[string]string{"smtpport": fmt.Sprint(rv.port), "dnsserver": d.Addr})
+	_, seg := queueWith(t, filepath.Join(in.dir, "source"), "copy@good.test")
+	whole, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, bent := "0000000000005", "0000000000006"
+	os.WriteFile(filepath.Join(in.queue, "seg", cut), whole[:len(whole)/2], 0o640)
+	damaged := append([]byte(nil), whole...)
+	damaged[len(damaged)/2] ^= 0x20
+	os.WriteFile(filepath.Join(in.queue, "seg", bent), damaged, 0o640)
+	own := in.inject(t, "a@sender.test", []string{"ok@good.test"}, "Subject: own\n\nx\n")
+
+	in.start(t)
+	waitFor(t, "the queue's own message", 5*time.Second, func() bool {
+		return len(in.lines("delivery", "qid="+own, "result=delivered")) == 1
+	})
+	for name, why := range map[string]string{cut: "reason=\"ends inside a record", bent: "reason=\"corrupt at offset"} {
+		if n := len(in.lines("setaside", "file=seg/"+name, "to=bad/"+name, why)); n != 1 {
+			t.Errorf("%d setaside lines for seg/%s with %s, want 1", n, name, why)
+		}
+		if _, err := os.Stat(filepath.Join(in.queue, "bad", name)); err != nil {
+			t.Errorf("bad/%s: %v", name, err)
+		}
+	}
+	if got := rv.received(); len(got) != 1 {
+		t.Errorf("received %d messages, want only the queue's own", len(got))
+	}
+	_, stderr := qstatRun(t, nil, 0, "--queue", in.queue)
+	for _, name := range []string{cut, bent} {
+		if !strings.Contains(stderr, "bad/"+name) {
+			t.Errorf("gw-qstat does not show bad/%s: %q", name, stderr)
+		}
+	}
+}
