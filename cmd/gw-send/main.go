@@ -13,9 +13,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/logline"
+	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qstat"
-	"gw/lib/privilege"
 	"gw/lib/queue"
 	"gw/lib/send"
 )
