@@ -14,8 +14,8 @@ import (
 // what they create the queue's daemons can read and write, and a link the
 // queue user planted never leads a root process into root's files.
 //
-// It does nothing when the process is not root, or dir is root's. It
-// returns the uid and gid the process runs as afterwards.
+// It does nothing when the process is not root, dir is root's or dir does
+// not exist. It returns the uid and gid the process runs as afterwards.
 //
 // The syscall package's Setgroups, Setresgid and Setresuid act on every
 // thread of the process (the Go runtime's all-threads call), unlike the
@@ -25,7 +25,10 @@ func BecomeOwnerOf(dir string) (uid, gid int, err error) {
 		return os.Geteuid(), os.Getegid(), nil
 	}
 	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
+	if err := unix.Stat(dir, &st); err == unix.ENOENT {
+		// Nothing there to touch: the caller's open says what is missing.
+		return 0, os.Getegid(), nil
+	} else if err != nil {
 		return 0, 0, fmt.Errorf("stat %s: %w", dir, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
