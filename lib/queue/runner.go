@@ -271,6 +271,11 @@ func (r *Runner) compactOnce(old []string) error {
 	}
 	r.jw, r.jlive = jw, jw.size
 	for _, n := range old {
+		// A file planted since the load is set aside, not removed.
+		if ue := r.q.lstatSafe(dirJournal + "/" + n); ue != nil {
+			r.q.setAside(ue.File, ue.Reason)
+			continue
+		}
 		os.Remove(dir + "/" + n)
 	}
 	// An old file that came back after a crash would bring back what the

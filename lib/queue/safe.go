@@ -126,6 +126,24 @@ func (q *Queue) readSafe(rel string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// lstatSafe applies openSafe's rules for a regular file to the name rel
+// without opening it: nil if it passes or is gone.
+func (q *Queue) lstatSafe(rel string) *UnsafeError {
+	var st unix.Stat_t
+	if unix.Lstat(q.path(rel), &st) != nil {
+		return nil
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != regular:
+		return &UnsafeError{rel, "not a regular file but a " + kindName(st.Mode&unix.S_IFMT)}
+	case st.Nlink != 1:
+		return &UnsafeError{rel, fmt.Sprintf("a hard link (%d names for one file)", st.Nlink)}
+	case int(st.Uid) != q.owner:
+		return &UnsafeError{rel, fmt.Sprintf("owned by uid %d, not by the queue's owner (uid %d)", st.Uid, q.owner)}
+	}
+	return nil
+}
+
 // checkDirs refuses a queue whose directories are links or belong to
 // someone else: O_NOFOLLOW guards only the last part of a path.
 func (q *Queue) checkDirs() error {
