@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qctl"
 	"gw/lib/queue"
@@ -57,7 +58,16 @@ func main() {
 }
 
 func run(w interface{ Write([]byte) (int, error) }, dir, action string, sel *qctl.Selection, wait time.Duration) error {
-	lines, err := qctl.Do(dir, action, sel, wait)
+	// As root it acts as the queue's owner, before it opens anything
+	// there: its request must be readable by gw-send, the journal it
+	// may rewrite writable by gw-send, and no link the queue user
+	// planted may lead it into root's files.
+	if _, _, err := privilege.BecomeOwnerOf(dir); err != nil {
+		return program.Fail(program.ExitTemporary, "%s: %v", dir, err)
+	}
+	lines, err := qctl.Do(dir, action, sel, wait, func(a queue.SetAside) {
+		fmt.Fprintf(os.Stderr, "gw-qctl: warning: %s: %s set aside as %s: %s\n", dir, a.File, a.To, a.Reason)
+	})
 	if errors.Is(err, qctl.ErrNoAnswer) {
 		return program.Fail(99, "%s: gw-send did not answer within %v", dir, wait)
 	}

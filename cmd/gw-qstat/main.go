@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
+	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qstat"
 
@@ -90,6 +92,32 @@ func str(c *cli.Context, name string) string {
 	return ""
 }
 
+// becomeOwner makes a gw-qstat started as root read as the owner of the
+// queues it reads, as qmail's tools run as the queue user, when they all
+// have the one owner. Queues of several owners it reads as root: it opens
+// nothing there for writing, and follows no link (lib/queue).
+func becomeOwner(srcs []qstat.Source) error {
+	if os.Geteuid() != 0 || len(srcs) == 0 {
+		return nil
+	}
+	owner := -1
+	for _, s := range srcs {
+		st, err := os.Stat(s.Dir)
+		if err != nil {
+			return nil // Load reports it, and reads the others
+		}
+		uid := int(st.Sys().(*syscall.Stat_t).Uid)
+		if owner >= 0 && uid != owner {
+			return nil
+		}
+		owner = uid
+	}
+	if _, _, err := privilege.BecomeOwnerOf(srcs[0].Dir); err != nil {
+		return fmt.Errorf("%s: %w", srcs[0].Dir, err)
+	}
+	return nil
+}
+
 type format func(w io.Writer, reps []qstat.Report, c *cli.Context) error
 
 // show reads the selected queues, reports their problem files as warnings
@@ -115,6 +143,9 @@ func show(jsonOK bool, f format) cli.ActionFunc {
 		warn := func(msg string) { fmt.Fprintf(c.App.ErrWriter, "%s: warning: %s\n", c.App.Name, msg) }
 		if len(srcs) == 0 {
 			warn("no instances under " + sel.RootDir())
+		}
+		if err := becomeOwner(srcs); err != nil {
+			return program.Fail(program.ExitTemporary, "%v", err)
 		}
 		reps := qstat.Load(srcs)
 		var errs []error

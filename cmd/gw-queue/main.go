@@ -4,20 +4,25 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/inject"
 	"gw/lib/logline"
+	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qq"
 	"gw/lib/queue"
 )
 
-// defaultQueue is the queue used when GW_QUEUE is not set.
-const defaultQueue = "/var/gw/main/queue"
+// defaultQueue is the queue used when GW_QUEUE is not set, and the only
+// one a setuid or setgid gw-queue uses. A build for another layout sets
+// it: go build -ldflags "-X main.defaultQueue=/path/to/queue".
+var defaultQueue = "/var/gw/main/queue"
 
 func main() {
 	app := program.New("gw-queue", "put a message into a gw queue (qmail-queue's interface)")
@@ -27,6 +32,9 @@ func main() {
 	}
 	app.Action = func(c *cli.Context) error {
 		if dir := c.String("init"); dir != "" {
+			if privilege.Secure() {
+				return program.Fail(program.ExitPermanent, "gw-queue --init is refused when gw-queue runs setuid or setgid")
+			}
 			if err := queue.Init(dir); err != nil {
 				return program.Fail(program.ExitTemporary, "unable to create queue %s: %v", dir, err)
 			}
@@ -41,6 +49,25 @@ func main() {
 	program.Run(app)
 }
 
+// queueDir returns the queue to inject into: GW_QUEUE, or the compiled-in
+// default. A setuid or setgid gw-queue runs for a caller it must not trust,
+// so it takes no path from the environment: a GW_QUEUE naming another
+// directory is refused, never followed (a queue the caller made could hold
+// links into the real one).
+func queueDir() (string, error) {
+	env := os.Getenv("GW_QUEUE")
+	if privilege.Secure() {
+		if env != "" && filepath.Clean(env) != filepath.Clean(defaultQueue) {
+			return "", fmt.Errorf("GW_QUEUE=%s refused: a setuid or setgid gw-queue uses only %s", env, defaultQueue)
+		}
+		return defaultQueue, nil
+	}
+	if env == "" {
+		return defaultQueue, nil
+	}
+	return env, nil
+}
+
 // run is qmail-queue: it never writes to fd 1 (the envelope pipe) and logs
 // one line to stderr for each outcome.
 func run() int {
@@ -51,14 +78,24 @@ func run() int {
 		log.Warning("timeout", "after", queue.DeathAfter)
 		os.Exit(qq.Timeout)
 	})
-	dir := os.Getenv("GW_QUEUE")
-	if dir == "" {
-		dir = defaultQueue
+	dir, err := queueDir()
+	if err != nil {
+		log.Warning("refused", "code", qq.HomeTrouble, "err", err)
+		return qq.HomeTrouble
+	}
+	// Run by root, it injects as the queue's owner, as a setuid gw-queue
+	// would: the runner refuses files of any other owner.
+	if _, _, err := privilege.BecomeOwnerOf(dir); err != nil {
+		log.Warning("refused", "code", qq.HomeTrouble, "queue", dir, "err", err)
+		return qq.HomeTrouble
 	}
 	q, err := queue.Open(dir)
 	if err != nil {
 		log.Warning("refused", "code", qq.HomeTrouble, "queue", dir, "err", err)
 		return qq.HomeTrouble
+	}
+	for _, a := range q.TakeSetAside() {
+		log.Warning("setaside", "file", a.File, "to", a.To, "reason", a.Reason)
 	}
 	uid, pid := uint32(os.Getuid()), uint32(os.Getpid())
 	id, err := inject.Stream(q, uid, pid, inject.Trace("gw-queue", pid, uid, time.Now()), os.Stdin, os.Stdout)

@@ -13,6 +13,7 @@ import (
 
 	"gw/lib/inject"
 	"gw/lib/logline"
+	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/queue"
 )
@@ -38,9 +39,17 @@ func main() {
 
 func serve(dir, socket string, mode os.FileMode) error {
 	log := logline.Stderr
+	// Started as root (by hand), it writes as the queue's owner, as its
+	// service does: the runner refuses segments of any other owner.
+	if _, _, err := privilege.BecomeOwnerOf(dir); err != nil {
+		return program.Fail(program.ExitTemporary, "%s: %v", dir, err)
+	}
 	q, err := queue.Open(dir)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to open queue %s: %v", dir, err)
+	}
+	for _, a := range q.TakeSetAside() {
+		log.Warning("setaside", "file", a.File, "to", a.To, "reason", a.Reason)
 	}
 	l, err := inject.Listen(socket, mode)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/logline"
+	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qstat"
 	"gw/lib/queue"
@@ -50,6 +51,11 @@ func run(c config) error {
 	}
 	if c.control == "" {
 		c.control = filepath.Join(base, "control")
+	}
+	// Started as root (by hand), it runs as the queue's owner, as its
+	// service does: a journal written as root would stop the service.
+	if _, _, err := privilege.BecomeOwnerOf(c.queue); err != nil {
+		return program.Fail(program.ExitTemporary, "%s: %v", c.queue, err)
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGALRM, syscall.SIGTERM, syscall.SIGINT)

@@ -202,6 +202,9 @@ func (in *Instance) checkPermissions(s *Settings) []string {
 			if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != uid {
 				p = append(p, fmt.Sprintf("queue/ is not owned by %s (uid %d) but by uid %d", s.Users.Queue, uid, sys.Uid))
 			}
+			if line := foreignFiles(in.Queue(), s.Users.Queue, uid); line != "" {
+				p = append(p, line)
+			}
 		}
 	}
 	for _, u := range []string{s.Users.SMTPD, s.Users.QMTPD, s.Users.Log} {
@@ -213,6 +216,40 @@ func (in *Instance) checkPermissions(s *Settings) []string {
 		}
 	}
 	return p
+}
+
+// foreignFiles names the files below the queue dir that the queue user
+// (uid) does not own: gw-send refuses them or cannot write them (a journal
+// rewritten by a tool run as root stops gw-send on permission denied).
+func foreignFiles(dir, user string, uid int) string {
+	var names []string
+	n := 0
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == dir {
+			return nil // the directory itself: checked above
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != uid {
+			n++
+			if len(names) < 3 {
+				rel, _ := filepath.Rel(dir, path)
+				names = append(names, fmt.Sprintf("%s (uid %d)", rel, sys.Uid))
+			}
+		}
+		return nil
+	})
+	if n == 0 {
+		return ""
+	}
+	more := ""
+	if n > len(names) {
+		more = fmt.Sprintf(" and %d more", n-len(names))
+	}
+	return fmt.Sprintf("queue/: %d files not owned by the queue user %s: %s%s (gw-send refuses or cannot write them: chown -R %s %s)",
+		n, user, strings.Join(names, ", "), more, user, dir)
 }
 
 // checkServices compares each service directory with what the settings

@@ -350,3 +350,35 @@ func TestScanListener(t *testing.T) {
 		t.Errorf("a scan listener with an ACL: %v, want a usage error", err)
 	}
 }
+
+// TestCheckNamesFilesOfAnotherOwner: a journal file left by a tool run as
+// root is named, since gw-send stops on it.
+func TestCheckNamesFilesOfAnotherOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test chowns files: run it as root")
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"journal", "seg"} {
+		os.Mkdir(filepath.Join(dir, d), 0o750)
+	}
+	os.WriteFile(filepath.Join(dir, "journal", "0000000000000002"), []byte("x"), 0o640)
+	os.WriteFile(filepath.Join(dir, "seg", "669a1b2c3d400"), []byte("x"), 0o640)
+	if err := os.Chown(filepath.Join(dir, "seg", "669a1b2c3d400"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	line := foreignFiles(dir, "nobody", 65534)
+	for _, want := range []string{"3 files not owned by the queue user nobody", "journal (uid 0)", "journal/0000000000000002 (uid 0)", "chown -R nobody"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("check says %q, lacking %q", line, want)
+		}
+	}
+	if strings.Contains(line, "seg/669a1b2c3d400") {
+		t.Errorf("check names a file the queue user owns: %q", line)
+	}
+	os.Chown(filepath.Join(dir, "journal"), 65534, 65534)
+	os.Chown(filepath.Join(dir, "seg"), 65534, 65534)
+	os.Chown(filepath.Join(dir, "journal", "0000000000000002"), 65534, 65534)
+	if line := foreignFiles(dir, "nobody", 65534); line != "" {
+		t.Errorf("all files the queue user's, check says %q", line)
+	}
+}

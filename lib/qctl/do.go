@@ -83,13 +83,19 @@ var ErrNoAnswer = errors.New("no answer from the queue's runner")
 // Do carries out action on the messages sel names in the queue at dir and
 // returns a line a message ("<id> ok" or "<id> error <why>"). With gw-send
 // running it asks gw-send and waits up to wait for the answer; otherwise
-// it takes the runner lock itself.
-func Do(dir, action string, sel *Selection, wait time.Duration) ([]string, error) {
+// it takes the runner lock itself. Files the queue set aside meanwhile
+// (links, files of another owner: see gw-queue(5)) are passed to warn.
+func Do(dir, action string, sel *Selection, wait time.Duration, warn func(queue.SetAside)) ([]string, error) {
 	q, err := queue.Open(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer q.Close()
+	defer func() {
+		for _, a := range q.TakeSetAside() {
+			warn(a)
+		}
+	}()
 	snap, err := q.Snapshot()
 	if err != nil {
 		return nil, err
@@ -152,7 +158,7 @@ func ask(q *queue.Queue, dir, action string, ids []queue.ID, wait time.Duration)
 	rand.Read(rnd[:])
 	name := fmt.Sprintf("%d.%s", os.Getpid(), hex.EncodeToString(rnd[:]))
 	tmp := filepath.Join(cdir, name+".new")
-	if err := os.WriteFile(tmp, FormatRequest(action, ids), 0o640); err != nil {
+	if err := writeNew(tmp, FormatRequest(action, ids)); err != nil {
 		return nil, err
 	}
 	req := filepath.Join(cdir, name+".req")
@@ -165,7 +171,7 @@ func ask(q *queue.Queue, dir, action string, ids []queue.ID, wait time.Duration)
 	q.Pull()
 	end := time.Now().Add(wait)
 	for tick := 0; time.Now().Before(end); tick++ {
-		if b, err := os.ReadFile(done); err == nil {
+		if b, err := readFile(done); err == nil {
 			return strings.Split(strings.TrimRight(string(b), "\n"), "\n"), nil
 		}
 		if tick%20 == 19 {

@@ -106,7 +106,7 @@ func Pending(queueDir string) []Request {
 		if _, err := os.Stat(filepath.Join(dir, name+".done")); err == nil {
 			continue // answered, not yet collected by the tool
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		b, err := readFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			continue
 		}
@@ -124,7 +124,7 @@ func Pending(queueDir string) []Request {
 func Answer(queueDir, name string, lines []string) error {
 	dir := filepath.Join(queueDir, Dir)
 	tmp := filepath.Join(dir, name+".tmp")
-	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")+"\n"), 0o640); err != nil {
+	if err := writeNew(tmp, []byte(strings.Join(lines, "\n")+"\n")); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, name+".done"))

@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrCorrupt is returned by a body reader whose record fails its checksum:
@@ -28,7 +30,7 @@ type bodyReader struct {
 // OpenBody opens the stored message m for reading. The last Read returns
 // io.EOF only when the whole record checked out, else ErrCorrupt.
 func (q *Queue) OpenBody(m *Message) (io.ReadCloser, error) {
-	f, err := os.Open(q.path(dirSeg, m.Segment))
+	f, err := q.openSafe(dirSeg+"/"+m.Segment, unix.O_RDONLY, 0, regular)
 	if err != nil {
 		return nil, err
 	}

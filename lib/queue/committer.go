@@ -299,11 +299,11 @@ func (c *Committer) stillLinked() error {
 // repeated every ten seconds.
 func (c *Committer) announce() {
 	if c.trigger == nil {
-		fd, err := unix.Open(c.q.path(fileTrig), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		f, err := c.q.openSafe(fileTrig, unix.O_WRONLY, 0, fifo)
 		if err != nil {
 			return
 		}
-		c.trigger = os.NewFile(uintptr(fd), fileTrig)
+		c.trigger = f
 	}
 	msg := []byte{'!'}
 	if c.seg != nil {
@@ -319,6 +319,9 @@ func (c *Committer) announce() {
 // (holdWriting), then renamed into seg/, so that no reader ever finds it in
 // seg/ without its writer's lock.
 func (c *Committer) newSegment() error {
+	if err := c.q.checkInjector(); err != nil {
+		return &InjectError{StepCreate, err}
+	}
 	name := c.q.NewID().String()
 	tmp, path := c.q.path(dirTmp, name), c.q.path(dirSeg, name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o640)

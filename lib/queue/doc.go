@@ -32,6 +32,11 @@
 // that nobody acknowledged (S2, and S3 before the injector answered: the
 // duplicate window, as qmail's); never a partial message. The runner removes S1 leftovers after Ossified.
 //
+// Every file below the queue is opened without following links and used
+// only if it is a regular file (the trigger: a FIFO) with one link, owned
+// by the queue directory's owner; the runner sets aside into bad/ what is
+// not, and what is damaged, and never removes it (safe.go).
+//
 // Readers (gw-qstat) take no lock and write nothing: Snapshot reads the
 // journal, then the segments, tolerating files that vanish meanwhile.
 package queue

@@ -60,11 +60,9 @@ type clock struct {
 	ctr *uint64
 }
 
-func openClock(path string) (*clock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, err
-	}
+// openClock maps the clock file f (opened by openSafe) and closes f.
+func openClock(f *os.File) (*clock, error) {
+	path := f.Name()
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The journal holds what the runner learned about messages: per recipient
@@ -226,25 +228,35 @@ func journalFiles(dir string) ([]string, error) {
 // loadJournal reads every journal file of q. A file that vanishes while
 // it is read means the runner compacted meanwhile: the whole read starts
 // again, since the newer file holds everything the vanished one did.
-func (q *Queue) loadJournal() (map[ID]*msgState, []string, []fileProblem, error) {
+//
+// A journal file that openSafe refuses is left out of states and names and
+// returned in unsafe: a journal linked in from elsewhere must not decide
+// what becomes of this queue's messages.
+func (q *Queue) loadJournal() (states map[ID]*msgState, names []string, problems []fileProblem, unsafe []*UnsafeError, err error) {
 	dir := q.path(dirJournal)
 	for attempt := 0; ; attempt++ {
-		states := make(map[ID]*msgState)
-		names, err := journalFiles(dir)
+		states = make(map[ID]*msgState)
+		all, err := journalFiles(dir)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
-		var problems []fileProblem
+		names, problems, unsafe = nil, nil, nil
 		vanished := false
-		for _, name := range names {
-			f, err := os.Open(dir + "/" + name)
+		for _, name := range all {
+			f, err := q.openSafe(dirJournal+"/"+name, unix.O_RDONLY, 0, regular)
 			if errors.Is(err, os.ErrNotExist) {
 				vanished = true
 				break
 			}
-			if err != nil {
-				return nil, nil, nil, err
+			var ue *UnsafeError
+			if errors.As(err, &ue) {
+				unsafe = append(unsafe, ue)
+				continue
 			}
+			if err != nil {
+				return nil, nil, nil, nil, err
+			}
+			names = append(names, name)
 			p, err := readJournal(f, func(r jrec) {
 				s := states[r.ID]
 				if s == nil {
@@ -255,14 +267,14 @@ func (q *Queue) loadJournal() (map[ID]*msgState, []string, []fileProblem, error)
 			})
 			f.Close()
 			if err != nil {
-				return nil, nil, nil, fmt.Errorf("journal %s: %w", name, err)
+				return nil, nil, nil, nil, fmt.Errorf("journal %s: %w", name, err)
 			}
 			if p != nil {
 				problems = append(problems, fileProblem{"journal/" + name, p})
 			}
 		}
 		if !vanished || attempt == 10 {
-			return states, names, problems, nil
+			return states, names, problems, unsafe, nil
 		}
 	}
 }

@@ -30,6 +30,8 @@ const (
 type Queue struct {
 	Dir   string
 	clock *clock
+	owner int      // uid owning Dir: every file below must be its (safe.go)
+	aside asideLog // files set aside, not yet taken by the caller
 }
 
 // ErrNotQueue is returned by Open for a directory that is not a gw queue.
@@ -50,11 +52,18 @@ func Init(dir string) error {
 		return fmt.Errorf("mkfifo %s: %w", fileTrig, err)
 	}
 	fp := filepath.Join(dir, fileFormat)
-	if b, err := os.ReadFile(fp); err == nil {
+	owner, err := ownerOf(dir)
+	if err != nil {
+		return err
+	}
+	q := &Queue{Dir: dir, owner: owner}
+	if b, err := q.readSafe(fileFormat, 64); err == nil {
 		if string(b) != formatLine {
 			return fmt.Errorf("%s: unknown queue format %q", fp, strings.TrimSpace(string(b)))
 		}
 		return nil
+	} else if errors.Is(err, ErrUnsafe) {
+		return fmt.Errorf("%s: %w", dir, err)
 	}
 	if err := writeFileSync(fp, []byte(formatLine), 0o640); err != nil {
 		return err
@@ -69,7 +78,11 @@ func Open(dir string) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := openClock(filepath.Join(dir, fileClock))
+	f, err := q.openOrReplace(fileClock, unix.O_RDWR|unix.O_CREAT, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("queue clock: %w", err)
+	}
+	c, err := openClock(f)
 	if err != nil {
 		return nil, fmt.Errorf("queue clock: %w", err)
 	}
@@ -78,9 +91,22 @@ func Open(dir string) (*Queue, error) {
 }
 
 // OpenReadOnly opens the queue at dir for reading only: it writes nothing,
-// locks nothing and cannot hand out IDs.
+// locks nothing and cannot hand out IDs. A queue whose directories are
+// links or belong to another user than the queue directory's owner is
+// refused (ErrUnsafe).
 func OpenReadOnly(dir string) (*Queue, error) {
-	b, err := os.ReadFile(filepath.Join(dir, fileFormat))
+	owner, err := ownerOf(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrNotQueue)
+	}
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{Dir: dir, owner: owner}
+	if err := q.checkDirs(); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	b, err := q.readSafe(fileFormat, 64)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotQueue)
 	}
@@ -90,8 +116,12 @@ func OpenReadOnly(dir string) (*Queue, error) {
 	if string(b) != formatLine {
 		return nil, fmt.Errorf("%s: unknown queue format %q", dir, strings.TrimSpace(string(b)))
 	}
-	return &Queue{Dir: dir}, nil
+	return q, nil
 }
+
+// Owner returns the uid owning the queue directory, whose files must all
+// be its.
+func (q *Queue) Owner() int { return q.owner }
 
 // Close releases the queue's clock mapping.
 func (q *Queue) Close() error {
@@ -112,12 +142,12 @@ func (q *Queue) path(parts ...string) string {
 // No runner (ENXIO) or a full FIFO (EAGAIN) is fine: in the first case the
 // runner will scan at start, in the second it is already awake.
 func (q *Queue) Pull() {
-	fd, err := unix.Open(q.path(fileTrig), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	f, err := q.openSafe(fileTrig, unix.O_WRONLY, 0, fifo)
 	if err != nil {
 		return
 	}
-	unix.Write(fd, []byte{'!'})
-	unix.Close(fd)
+	f.Write([]byte{'!'})
+	f.Close()
 }
 
 // syncDir makes the directory entries of dir durable: the step after a
@@ -134,10 +164,13 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// writeFileSync creates path with data by temp file, fsync and rename.
+// writeFileSync creates path with data by temp file, fsync and rename. The
+// temp file is made anew (O_EXCL): a link left in its place is removed,
+// never written through.
 func writeFileSync(path string, data []byte, perm os.FileMode) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, perm)
 	if err != nil {
 		return err
 	}

@@ -27,14 +27,14 @@ func holdWriting(f *os.File) error {
 }
 
 // writerAlive reports whether a live process still writes path. A file
-// that cannot be opened has no writer.
+// that cannot be opened, or is a link, has no writer.
 func writerAlive(path string) bool {
-	f, err := os.Open(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == unix.EWOULDBLOCK
+	defer unix.Close(fd)
+	return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == unix.EWOULDBLOCK
 }
 
 // The trigger FIFO carries two kinds of notices, each one write of at most

@@ -57,7 +57,7 @@ var (
 // OpenRunner takes the runner lock, reads the whole queue, rewrites the
 // journal compactly and starts listening to the trigger.
 func (q *Queue) OpenRunner() (*Runner, error) {
-	lock, err := os.OpenFile(q.path(fileRunner), os.O_RDWR|os.O_CREATE, 0o640)
+	lock, err := q.openOrReplace(fileRunner, unix.O_RDWR|unix.O_CREAT, 0o640)
 	if err != nil {
 		return nil, err
 	}
@@ -83,9 +83,15 @@ func (q *Queue) OpenRunner() (*Runner, error) {
 }
 
 func (r *Runner) load() error {
-	states, jnames, _, err := r.q.loadJournal()
+	states, jnames, _, unsafe, err := r.q.loadJournal()
 	if err != nil {
 		return err
+	}
+	for _, u := range unsafe {
+		// Left out of the compacted journal; the new file says all.
+		if _, err := r.q.setAside(u.File, u.Reason); err != nil {
+			return err
+		}
 	}
 	for _, n := range jnames {
 		var v uint64
@@ -113,6 +119,12 @@ func (r *Runner) load() error {
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
+		if skip, err := r.refuse(name, err); skip || err != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -136,6 +148,22 @@ func (r *Runner) load() error {
 	}
 	r.q.clock.Seed(maxID)
 	return r.compact(jnames)
+}
+
+// refuse handles an error of scanSegment for segment name: a file that
+// openSafe refused is set aside (skip, with the error of the move, if
+// any). One that is, for a moment, also in tmp/ is an injection renaming
+// it in by link and unlink: skipped, to be read once it has one name.
+func (r *Runner) refuse(name string, err error) (skip bool, _ error) {
+	var ue *UnsafeError
+	if !errors.As(err, &ue) {
+		return false, nil
+	}
+	if r.q.inTmp(name) {
+		return true, nil
+	}
+	_, err = r.q.setAside(ue.File, ue.Reason)
+	return true, err
 }
 
 func (r *Runner) addSegment(s *segScan, limit int64) *runSeg {
@@ -179,14 +207,14 @@ const reserveSize = 1 << 20
 // disk is full): it is tried again at the next Collect.
 func (r *Runner) keepReserve() {
 	path := r.q.path(fileReserve)
-	if fi, err := os.Stat(path); err == nil && fi.Size() == reserveSize {
-		return
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o640)
+	f, err := r.q.openOrReplace(fileReserve, unix.O_WRONLY|unix.O_CREAT, 0o640)
 	if err != nil {
 		return
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() == reserveSize {
+		return
+	}
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, reserveSize); err != nil {
 		f.Close()
 		os.Remove(path)
@@ -243,6 +271,11 @@ func (r *Runner) compactOnce(old []string) error {
 	}
 	r.jw, r.jlive = jw, jw.size
 	for _, n := range old {
+		// A file planted since the load is set aside, not removed.
+		if ue := r.q.lstatSafe(dirJournal + "/" + n); ue != nil {
+			r.q.setAside(ue.File, ue.Reason)
+			continue
+		}
 		os.Remove(dir + "/" + n)
 	}
 	// An old file that came back after a crash would bring back what the
@@ -277,13 +310,24 @@ func recipientRecord(id ID, i int, rc Recipient) jrec {
 }
 
 func (r *Runner) openTrigger() error {
-	path := r.q.path(fileTrig)
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fifoFile, err := r.q.openSafe(fileTrig, unix.O_RDONLY, 0, fifo)
+	var ue *UnsafeError
+	if errors.As(err, &ue) {
+		// Whatever stands there instead of the FIFO goes to bad/, and
+		// the runner makes the FIFO anew, as Init does.
+		if _, err := r.q.setAside(fileTrig, ue.Reason); err != nil {
+			return fmt.Errorf("trigger: %w", err)
+		}
+		if err := unix.Mkfifo(r.q.path(fileTrig), 0o620); err != nil {
+			return fmt.Errorf("mkfifo %s: %w", fileTrig, err)
+		}
+		fifoFile, err = r.q.openSafe(fileTrig, unix.O_RDONLY, 0, fifo)
+	}
 	if err != nil {
 		return fmt.Errorf("trigger: %w", err)
 	}
-	r.fifo = os.NewFile(uintptr(fd), path)
-	keep, err := os.OpenFile(path, os.O_WRONLY, 0)
+	r.fifo = fifoFile
+	keep, err := r.q.openSafe(fileTrig, unix.O_WRONLY, 0, fifo)
 	if err != nil {
 		return fmt.Errorf("trigger: %w", err)
 	}
@@ -343,6 +387,12 @@ func (r *Runner) Refresh() ([]Message, error) {
 		}
 		s, err := r.q.scanSegment(name, from, limit)
 		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if skip, err := r.refuse(name, err); skip || err != nil {
+			if err != nil {
+				return fresh, err
+			}
 			continue
 		}
 		if err != nil {
@@ -475,6 +525,19 @@ func (r *Runner) updateRecipient(id ID, i int, attempt bool, change func(*Recipi
 	return nil
 }
 
+// MarkDamaged records that message id's stored bytes were found damaged
+// after the runner read them, so that Collect sets its segment aside
+// rather than removing it.
+func (r *Runner) MarkDamaged(id ID, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.msgs[id]; m != nil {
+		if rs := r.segs[m.Segment]; rs != nil && rs.problem == nil {
+			rs.problem = &Problem{Reason: fmt.Sprintf("message %s damaged after it was read: %s", id, reason)}
+		}
+	}
+}
+
 // Hold keeps message id from delivery until Release.
 func (r *Runner) Hold(id ID) error { return r.setHeld(id, true) }
 
@@ -572,8 +635,8 @@ type CollectStats struct {
 // Collect removes what is finished: segments all of whose messages are
 // removed, once sealed or once no writer holds them and they were read to
 // their end, and injection leftovers in tmp/ older than Ossified that no
-// writer holds. A segment with a corrupt tail is
-// moved to bad/ rather than removed. The journal is flushed first, so a
+// writer holds. A segment with a corrupt or cut-short tail is moved to
+// bad/ rather than removed (Queue.TakeSetAside names it). The journal is flushed first, so a
 // segment is never gone while the records saying its messages are done
 // could still be lost; and compacted when it has grown.
 func (r *Runner) Collect() (CollectStats, error) {
@@ -596,8 +659,10 @@ func (r *Runner) Collect() (CollectStats, error) {
 			continue
 		}
 		var err error
-		if rs.problem != nil && !rs.problem.Incomplete {
-			err = os.Rename(r.q.path(dirSeg, name), r.q.path(dirBad, name))
+		if rs.problem != nil {
+			// Corrupt or cut short: whatever the bytes after the last
+			// good record were, the sysadmin may want them.
+			_, err = r.q.setAside(dirSeg+"/"+name, problemText(rs.problem))
 			st.SetAside++
 		} else {
 			err = os.Remove(r.q.path(dirSeg, name))
@@ -634,6 +699,15 @@ func (r *Runner) Collect() (CollectStats, error) {
 		}
 	}
 	return st, nil
+}
+
+// problemText is a segment problem as the set-aside record gives it.
+func problemText(p *Problem) string {
+	what := "corrupt"
+	if p.Incomplete {
+		what = "ends inside a record"
+	}
+	return fmt.Sprintf("%s at offset %d: %s", what, p.Offset, p.Reason)
 }
 
 // removeOlder removes the files of dir last changed before cutoff that no

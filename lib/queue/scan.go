@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Ossified is the age after which the runner gives up on a segment that
@@ -92,7 +94,7 @@ type segScan struct {
 // offset limit (-1: its end), turning its message records into Messages. A
 // cancel withdraws an earlier message.
 func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
-	f, err := os.Open(q.path(dirSeg, name))
+	f, err := q.openSafe(dirSeg+"/"+name, unix.O_RDONLY, 0, regular)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +178,7 @@ func (q *Queue) segmentNames() (names, foreign []string, err error) {
 // meanwhile is either shown in its earlier state or not at all. Files that
 // vanish while it reads are what the runner removed: they are skipped.
 func (q *Queue) Snapshot() (*Snapshot, error) {
-	states, _, jprobs, err := q.loadJournal()
+	states, _, jprobs, unsafe, err := q.loadJournal()
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +186,9 @@ func (q *Queue) Snapshot() (*Snapshot, error) {
 	t := now()
 	for _, p := range jprobs {
 		snap.Problems = append(snap.Problems, FileProblem{File: p.File, Offset: p.Offset, Reason: p.Reason, Corrupt: !p.Incomplete})
+	}
+	for _, u := range unsafe {
+		snap.Problems = append(snap.Problems, FileProblem{File: u.File, Reason: u.Reason, Corrupt: true})
 	}
 	names, foreign, err := q.segmentNames()
 	if err != nil {
@@ -198,6 +203,15 @@ func (q *Queue) Snapshot() (*Snapshot, error) {
 	for _, name := range names {
 		s, err := q.scanSegment(name, 0, -1)
 		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		var ue *UnsafeError
+		if errors.As(err, &ue) {
+			if q.inTmp(name) {
+				snap.InProgress++ // being renamed in by link and unlink
+			} else {
+				snap.Problems = append(snap.Problems, FileProblem{File: ue.File, Reason: ue.Reason, Corrupt: true})
+			}
 			continue
 		}
 		if err != nil {

@@ -62,6 +62,9 @@ type MessageWriter struct {
 // NewMessage starts a message from the process uid/pid (recorded for the
 // trace and the listing) in a new segment named after its ID.
 func (q *Queue) NewMessage(uid, pid uint32) (*MessageWriter, error) {
+	if err := q.checkInjector(); err != nil {
+		return nil, &InjectError{StepCreate, err}
+	}
 	id := q.NewID()
 	path := q.path(dirTmp, id.String())
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o640)

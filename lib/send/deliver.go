@@ -193,6 +193,8 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 	body.Close()
 	if err != nil {
 		if errors.Is(err, queue.ErrCorrupt) {
+			// Its segment goes to bad/ once finished, not away.
+			s.r.MarkDamaged(j.id, err.Error())
 			setAll(permanent{fmt.Errorf("queued message is corrupt (#5.3.0): %w", err)})
 			return true
 		}

@@ -138,6 +138,10 @@ func (s *Sender) applyConfig(c *Config) {
 func (s *Sender) loop() error {
 	msgs := s.r.Messages()
 	s.log.Info("start", "queue", s.opt.QueueDir, "messages", len(msgs))
+	// What the load refused is named now, and finished or damaged
+	// segments go at once, not at the first tick.
+	s.logSetAside()
+	s.collect()
 	for _, m := range msgs {
 		s.schedule(&m)
 	}
@@ -173,11 +177,7 @@ func (s *Sender) loop() error {
 			s.serveCtl()
 		case <-collect.C:
 			s.refresh() // a lost trigger byte costs at most this long (qmail: 25 min)
-			if st, err := s.r.Collect(); err != nil {
-				s.log.Warning("collect", "error", err)
-			} else if st.Segments+st.SetAside+st.Leftovers > 0 {
-				s.log.Info("collect", "segments", st.Segments, "setaside", st.SetAside, "leftovers", st.Leftovers)
-			}
+			s.collect()
 		case sig := <-s.opt.Signals:
 			switch sig {
 			case Reload:
@@ -229,12 +229,32 @@ func (s *Sender) abandonWaiting() int {
 // refresh schedules the messages committed since the last look.
 func (s *Sender) refresh() {
 	fresh, err := s.r.Refresh()
+	s.logSetAside()
 	if err != nil {
 		s.log.Warning("refresh", "error", err)
 	}
 	for _, m := range fresh {
 		s.log.Info("new", "qid", m.ID, "from", m.Sender, "rcpts", len(m.Recipients), "size", m.Size)
 		s.schedule(&m)
+	}
+}
+
+// collect removes what is finished (Runner.Collect) and names what it set
+// aside.
+func (s *Sender) collect() {
+	st, err := s.r.Collect()
+	s.logSetAside()
+	if err != nil {
+		s.log.Warning("collect", "error", err)
+	} else if st.Segments+st.SetAside+st.Leftovers > 0 {
+		s.log.Info("collect", "segments", st.Segments, "setaside", st.SetAside, "leftovers", st.Leftovers)
+	}
+}
+
+// logSetAside logs, one line a file, what the queue moved into bad/.
+func (s *Sender) logSetAside() {
+	for _, a := range s.q.TakeSetAside() {
+		s.log.Warning("setaside", "file", a.File, "to", a.To, "reason", a.Reason)
 	}
 }
 
