@@ -1,0 +1,350 @@
+package scan
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// mimeField is one header field of a part: its name in lower case and its
+// value unfolded, as Python's email package keeps it.
+type mimeField struct {
+	name, value string
+}
+
+type mimeHeader []mimeField
+
+// parseMIMEHeader reads the fields of a header block. Lines are those the
+// walk took as header lines: "name:" lines, continuations, "From " lines.
+// A continuation with no field before it, a "From " line and a line with
+// an empty name are ignored, as Python's parser ignores them (as defects).
+func parseMIMEHeader(lines [][]byte) mimeHeader {
+	var h mimeHeader
+	var value []byte // of the last field, unfolded
+	field := false
+	end := func() {
+		if field {
+			h[len(h)-1].value = string(value)
+		}
+	}
+	for _, l := range lines {
+		if l[0] == ' ' || l[0] == '\t' {
+			if field {
+				value = appendUnfolded(value, l)
+			}
+			continue
+		}
+		if bytes.HasPrefix(l, []byte("From ")) {
+			continue
+		}
+		i := bytes.IndexByte(l, ':')
+		if i <= 0 {
+			continue
+		}
+		end()
+		h = append(h, mimeField{name: strings.ToLower(string(l[:i]))})
+		value = appendUnfolded(value[:0], bytes.TrimLeft(l[i+1:], " \t"))
+		field = true
+	}
+	end()
+	return h
+}
+
+// appendUnfolded appends a header line without its line breaks.
+func appendUnfolded(dst, l []byte) []byte {
+	for _, c := range l {
+		if c != '\r' && c != '\n' {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// get returns the first field called name: the one Python's parser uses.
+func (h mimeHeader) get(name string) (string, bool) {
+	for _, f := range h {
+		if f.name == name {
+			return f.value, true
+		}
+	}
+	return "", false
+}
+
+// contentType is the part's type as Python's email package resolves it:
+// the first Content-Type up to ';', in lower case; def when there is none
+// (text/plain, or message/rfc822 in a multipart/digest); text/plain when
+// it is not "type/subtype".
+func (h mimeHeader) contentType(def string) string {
+	v, ok := h.get("content-type")
+	if !ok {
+		return def
+	}
+	t, _, _ := strings.Cut(v, ";")
+	t = strings.ToLower(strings.TrimSpace(t))
+	if strings.Count(t, "/") != 1 {
+		return "text/plain"
+	}
+	return t
+}
+
+// mimeParam is one "name=value" of a structured field, split as Python's
+// email.message splits them: at ';' outside quotes, name in lower case,
+// both sides trimmed.
+type mimeParam struct {
+	name, value string
+}
+
+func splitParams(v string) []mimeParam {
+	var out []mimeParam
+	for len(v) > 0 {
+		end := paramEnd(v)
+		seg := v[:end]
+		if end < len(v) {
+			v = v[end+1:]
+		} else {
+			v = ""
+		}
+		name, val, _ := strings.Cut(seg, "=")
+		out = append(out, mimeParam{strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(val)})
+	}
+	return out
+}
+
+// paramEnd finds the ';' that ends the first parameter of v: one not
+// inside a quoted string.
+func paramEnd(v string) int {
+	quoted := false
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '\\':
+			if quoted {
+				i++
+			}
+		case '"':
+			quoted = !quoted
+		case ';':
+			if !quoted {
+				return i
+			}
+		}
+	}
+	return len(v)
+}
+
+// rfc2231Name matches the name of an RFC 2231 parameter section:
+// "filename*", "filename*0", "filename*1*".
+var rfc2231Name = regexp.MustCompile(`^([A-Za-z0-9_]+)\*(([0-9]+)\*?)?$`)
+
+type section struct {
+	num     int
+	value   string
+	encoded bool
+}
+
+// paramValues returns every value the header values vs may give parameter
+// want: plain, quoted, cut at the first blank, RFC 2231 sections joined and
+// decoded, RFC 2047 words decoded. Readers of damaged headers disagree on
+// which is meant, so the rules look at all of them.
+func paramValues(vs []string, want string) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		s = strings.TrimSpace(s)
+		if s != "" && !seen[s] && len(out) < 64 {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, v := range vs {
+		sections := map[string][]section{}
+		for _, p := range splitParams(v) {
+			if p.name == want {
+				for _, c := range valueReadings(p.value) {
+					add(c)
+					add(decodeWords(c))
+				}
+				continue
+			}
+			m := rfc2231Name.FindStringSubmatch(p.name)
+			if m == nil || strings.ToLower(m[1]) != want {
+				continue
+			}
+			n, _ := strconv.Atoi(m[3])
+			sections[m[1]] = append(sections[m[1]], section{n, p.value, strings.HasSuffix(p.name, "*")})
+		}
+		for _, secs := range sections {
+			joined := joinSections(secs)
+			add(joined)
+			add(decodeWords(joined))
+		}
+	}
+	return out
+}
+
+// valueReadings are the ways a parameter value can be read: unquoted (a
+// quoted string up to its closing quote, or to the end when it has none)
+// and, unquoted, cut at the first blank or special.
+func valueReadings(v string) []string {
+	if strings.HasPrefix(v, `"`) {
+		q, _ := quotedString(v)
+		return []string{q, strings.Trim(v, `"`)}
+	}
+	tok := v
+	if i := strings.IndexAny(v, " \t()<>@,;:\\\"/[]?="); i >= 0 {
+		tok = v[:i]
+	}
+	return []string{v, tok}
+}
+
+// quotedString reads the quoted string that starts v: its text with the
+// quoted pairs resolved, and what follows its closing quote. An unclosed
+// string runs to the end.
+func quotedString(v string) (string, string) {
+	var b strings.Builder
+	for i := 1; i < len(v); i++ {
+		switch v[i] {
+		case '\\':
+			if i+1 < len(v) {
+				i++
+				b.WriteByte(v[i])
+			}
+		case '"':
+			return b.String(), v[i+1:]
+		default:
+			b.WriteByte(v[i])
+		}
+	}
+	return b.String(), ""
+}
+
+// joinSections joins RFC 2231 sections in order; when any is encoded, the
+// whole is charset'language'text with %XX octets.
+func joinSections(secs []section) string {
+	sort.SliceStable(secs, func(i, j int) bool { return secs[i].num < secs[j].num })
+	var b strings.Builder
+	extended := false
+	for _, s := range secs {
+		v := s.value
+		if strings.HasPrefix(v, `"`) {
+			v, _ = quotedString(v)
+		}
+		if s.encoded {
+			if u, err := url.PathUnescape(strings.ReplaceAll(v, "+", "%2B")); err == nil {
+				v = u
+			}
+			extended = true
+		}
+		b.WriteString(v)
+	}
+	s := b.String()
+	if !extended {
+		return s
+	}
+	parts := strings.SplitN(s, "'", 3)
+	if len(parts) < 3 {
+		return s
+	}
+	text := parts[2]
+	if strings.EqualFold(parts[0], "utf-8") && utf8.ValidString(text) {
+		return text
+	}
+	return latin1(text)
+}
+
+// latin1 reads the bytes of s as ISO 8859-1.
+func latin1(s string) string {
+	r := make([]rune, len(s))
+	for i := 0; i < len(s); i++ {
+		r[i] = rune(s[i])
+	}
+	return string(r)
+}
+
+// decodeWords decodes RFC 2047 encoded words wherever they are, the
+// charset read as UTF-8 or Latin-1 when unknown: only the name matters,
+// and its extension is ASCII.
+func decodeWords(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	d := &mime.WordDecoder{CharsetReader: anyCharset}
+	if out, err := d.DecodeHeader(s); err == nil {
+		return out
+	}
+	return s
+}
+
+// boundary returns the boundary of a multipart as Python's email package
+// finds it (the first "boundary" parameter, else the RFC 2231 sections,
+// trailing blanks removed), and whether there is one. doubt is set when
+// readers may disagree about it: more than one, a value cut short at a
+// special, quotes left open, encoded words.
+func (h mimeHeader) boundary() (b string, ok bool, doubt string) {
+	v, _ := h.get("content-type")
+	var plain []string
+	var secs []section
+	for _, p := range splitParams(v) {
+		if p.name == "boundary" {
+			plain = append(plain, p.value)
+		} else if m := rfc2231Name.FindStringSubmatch(p.name); m != nil && strings.ToLower(m[1]) == "boundary" {
+			n, _ := strconv.Atoi(m[3])
+			secs = append(secs, section{n, p.value, strings.HasSuffix(p.name, "*")})
+		}
+	}
+	if len(plain)+min(len(secs), 1) > 1 {
+		doubt = "boundary given twice"
+	}
+	switch {
+	case len(plain) > 0:
+		b, ok, d := boundaryValue(plain[0])
+		if doubt == "" {
+			doubt = d
+		}
+		return strings.TrimRight(b, " \t\v\f\r\n\x1c\x1d\x1e\x1f"), ok, doubt
+	case len(secs) > 0:
+		return strings.TrimRight(joinSections(secs), " \t\v\f\r\n\x1c\x1d\x1e\x1f"), true, doubt
+	}
+	return "", false, doubt
+}
+
+// tspecials end an unquoted value (RFC 2045 5.1).
+const tspecials = " \t()<>@,;:\\\"/[]?="
+
+func boundaryValue(v string) (string, bool, string) {
+	if strings.HasPrefix(v, `"`) {
+		q, rest := quotedString(v)
+		doubt := ""
+		if strings.TrimSpace(rest) != "" || !strings.Contains(v[1:], `"`) {
+			doubt = "boundary: text after its quotes or no closing quote"
+		}
+		if strings.Contains(q, "=?") {
+			doubt = "boundary: encoded words"
+			if d := decodeWords(q); d != q && !strings.Contains(d, "=?") && strings.HasPrefix(strings.TrimSpace(q), "=?") && strings.HasSuffix(strings.TrimSpace(q), "?=") {
+				q = d // Python decodes a quoted value that is all encoded words
+			}
+		}
+		return q, true, doubt
+	}
+	tok := v
+	if i := strings.IndexAny(v, tspecials); i >= 0 {
+		tok = v[:i]
+	}
+	doubt := ""
+	if tok != v {
+		doubt = "boundary: unquoted value cut at a special character"
+	}
+	if tok == "" && v != "" {
+		return "", false, doubt
+	}
+	return tok, true, doubt
+}
+
+// anyCharset passes the bytes of a charset Go does not know through as
+// they are.
+func anyCharset(_ string, r io.Reader) (io.Reader, error) { return r, nil }
