@@ -54,7 +54,7 @@ const (
 	ClassVirus    = "virus"    // clamd FOUND, or EICAR by the built-in rule
 	ClassBanned   = "banned"   // a banned attachment name or content type
 	ClassBomb     = "bomb"     // nesting or part count over the limits
-	ClassBadMIME  = "badmime"  // a structure the parser could not follow
+	ClassBadMIME  = "badmime"  // a structure the walk cannot follow for certain
 	ClassSpam     = "spam"     // spamd says spam (its own threshold)
 	ClassSpamKill = "spamkill" // score at or over control/spamkill
 	ClassFail     = "fail"     // a scanner down, slow or in error
