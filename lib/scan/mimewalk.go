@@ -22,6 +22,9 @@ import (
 // maxMIMEHeader bounds one part's header block.
 const maxMIMEHeader = 1 << 20
 
+// hardMaxDepth bounds the nesting whatever control/mimemaxdepth says.
+const hardMaxDepth = 1000
+
 // maxBoundaries bounds the boundaries held at once (all nesting levels).
 const maxBoundaries = 1 << 20
 
@@ -51,6 +54,9 @@ type mimeWalk struct {
 // stops it with a finding) and calls visit for every part. It returns the
 // first finding; with none, the damage seen, if any.
 func walkMIME(r io.Reader, maxDepth, maxParts int, visit func(*mimePart) *Finding) *Finding {
+	if maxDepth <= 0 || maxDepth > hardMaxDepth {
+		maxDepth = hardMaxDepth // each level is a frame on the stack
+	}
 	w := &mimeWalk{src: newLineSource(r), visit: visit, maxDepth: maxDepth, maxParts: maxParts}
 	if f := w.entity("", 0, "text/plain"); f != nil {
 		return f
@@ -142,7 +148,11 @@ func (w *mimeWalk) header(pos string) mimeHeader {
 			break
 		}
 		if w.src.piece {
-			w.damaged(pos, "header line over 1 MiB")
+			// Over 1 MiB: body, unless Python would take it for a
+			// header line, which the walk cannot hold.
+			if headerLine(l) {
+				w.damaged(pos, "header line over 1 MiB")
+			}
 			w.src.unread(l)
 			break
 		}

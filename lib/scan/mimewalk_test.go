@@ -3,6 +3,7 @@ package scan
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,6 +120,7 @@ func TestInspectDamage(t *testing.T) {
 		{"boundary twice", "Content-Type: multipart/mixed; boundary=a; boundary=b\n\n--a\n\nx\n--a--\n", ClassBadMIME, "boundary given twice"},
 		{"header over 1 MiB", "Subject: x\n" + strings.Repeat(" y\n", 400000) + "\nbody\n", ClassBadMIME, "header over 1 MiB"},
 		{"header line over 1 MiB", "Subject: " + strings.Repeat("y", 1<<20+10) + "\n\nbody\n", ClassBadMIME, "header line over 1 MiB"},
+		{"a body line over 1 MiB right after the delimiter", "Content-Type: multipart/mixed; boundary=b\n\n--b\n" + strings.Repeat("A", 1<<20+10) + "\n--b\nContent-Type: text/plain; name=x.lnk\n\n--b--\n", ClassBanned, "ext=lnk"},
 		{"damage and a banned name: banned wins", strings.Replace(cut, "boundary=", "name=x.exe; boundary=", 1), ClassBanned, "ext=exe"},
 		{"no close delimiter is followed", "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nx\n", "", ""},
 		{"colon-less line ends the header", "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\nno colon\n\nx\n--b\nContent-Type: text/plain; name=a.pif\n\nx\n--b--\n", ClassBanned, "ext=pif"},
@@ -139,6 +141,16 @@ func TestInspectDamage(t *testing.T) {
 				t.Errorf("Inspect = %q %q, want %q %q", class, rule, c.class, c.rule)
 			}
 		})
+	}
+}
+
+// TestWalkHardDepth: with no depth limit configured the walk still stops
+// at hardMaxDepth, so nesting cannot exhaust the stack.
+func TestWalkHardDepth(t *testing.T) {
+	msg := strings.Repeat("Content-Type: message/rfc822\n\n", hardMaxDepth+100)
+	f := walkMIME(strings.NewReader(msg), 0, 0, func(*mimePart) *Finding { return nil })
+	if f == nil || f.Class != ClassBomb || f.Rule != fmt.Sprintf("depth>%d", hardMaxDepth) {
+		t.Errorf("walk = %v, want a bomb at depth %d", f, hardMaxDepth)
 	}
 }
 
