@@ -2,8 +2,7 @@ package scan
 
 import (
 	"bytes"
-	"io"
-	"mime"
+	"encoding/base64"
 	"net/url"
 	"regexp"
 	"sort"
@@ -161,7 +160,16 @@ func paramValues(vs []string, want string) []string {
 			out = append(out, s)
 		}
 	}
+	var readings []string
 	for _, v := range vs {
+		readings = append(readings, v)
+		// Python closes a comment left open at the end of the field,
+		// and the ')' joins the last value.
+		if open := strings.Count(v, "(") - strings.Count(v, ")"); open > 0 {
+			readings = append(readings, v+strings.Repeat(")", open))
+		}
+	}
+	for _, v := range readings {
 		sections := map[string][]section{}
 		for _, p := range splitParams(v) {
 			if p.name == want {
@@ -179,9 +187,10 @@ func paramValues(vs []string, want string) []string {
 			sections[m[1]] = append(sections[m[1]], section{n, p.value, strings.HasSuffix(p.name, "*")})
 		}
 		for _, secs := range sections {
-			joined := joinSections(secs)
-			add(joined)
-			add(decodeWords(joined))
+			for _, joined := range sectionReadings(secs) {
+				add(joined)
+				add(decodeWords(joined))
+			}
 		}
 	}
 	return out
@@ -223,9 +232,32 @@ func quotedString(v string) (string, string) {
 	return b.String(), ""
 }
 
-// joinSections joins RFC 2231 sections in order; when any is encoded, the
-// whole is charset'language'text with %XX octets.
-func joinSections(secs []section) string {
+// sectionReadings are the ways RFC 2231 sections can be joined: all of
+// them or only those up to the first gap in their numbers (where Python
+// stops), each value whole or cut at its first blank or special.
+func sectionReadings(secs []section) []string {
+	sort.SliceStable(secs, func(i, j int) bool { return secs[i].num < secs[j].num })
+	run := len(secs)
+	for i, s := range secs {
+		if s.num != i {
+			run = i
+			break
+		}
+	}
+	var out []string
+	for _, cut := range []bool{false, true} {
+		out = append(out, joinSections(secs, cut))
+		if run > 0 && run < len(secs) {
+			out = append(out, joinSections(secs[:run], cut))
+		}
+	}
+	return out
+}
+
+// joinSections joins RFC 2231 sections in order (cut: each value up to a
+// blank or special); when any is encoded, the whole is
+// charset'language'text with %XX octets.
+func joinSections(secs []section, cut bool) string {
 	sort.SliceStable(secs, func(i, j int) bool { return secs[i].num < secs[j].num })
 	var b strings.Builder
 	extended := false
@@ -233,6 +265,10 @@ func joinSections(secs []section) string {
 		v := s.value
 		if strings.HasPrefix(v, `"`) {
 			v, _ = quotedString(v)
+		} else if cut {
+			if i := strings.IndexAny(v, tspecials); i >= 0 {
+				v = v[:i]
+			}
 		}
 		if s.encoded {
 			if u, err := url.PathUnescape(strings.ReplaceAll(v, "+", "%2B")); err == nil {
@@ -266,18 +302,78 @@ func latin1(s string) string {
 	return string(r)
 }
 
-// decodeWords decodes RFC 2047 encoded words wherever they are, the
-// charset read as UTF-8 or Latin-1 when unknown: only the name matters,
+// encodedWord matches an RFC 2047 encoded word, loosely: Python's email
+// package decodes words with blanks or bad octets in them too.
+var encodedWord = regexp.MustCompile(`=\?([^?\s]*)\?([bBqQ])\?([^?]*)\?=`)
+
+// decodeWords decodes RFC 2047 encoded words wherever they are, as
+// leniently as Python's email package: a bad =XX is kept as it is, base64
+// that does not decode stays as its text, blanks between two words go.
+// The charset is read as UTF-8, else as Latin-1: only the name matters,
 // and its extension is ASCII.
 func decodeWords(s string) string {
 	if !strings.Contains(s, "=?") {
 		return s
 	}
-	d := &mime.WordDecoder{CharsetReader: anyCharset}
-	if out, err := d.DecodeHeader(s); err == nil {
+	var b strings.Builder
+	last := 0
+	prevWord := false
+	for _, m := range encodedWord.FindAllStringSubmatchIndex(s, -1) {
+		gap := s[last:m[0]]
+		if !prevWord || strings.TrimSpace(gap) != "" {
+			b.WriteString(gap)
+		}
+		text := s[m[6]:m[7]]
+		var raw []byte
+		if s[m[4]] == 'b' || s[m[4]] == 'B' {
+			raw = looseBase64(text)
+		} else {
+			raw = looseQ(text)
+		}
+		if utf8.Valid(raw) {
+			b.Write(raw)
+		} else {
+			b.WriteString(latin1(string(raw)))
+		}
+		last, prevWord = m[1], true
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+func looseQ(text string) []byte {
+	var out []byte
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case c == '_':
+			out = append(out, ' ')
+		case c == '=' && i+2 < len(text) && isHex(text[i+1]) && isHex(text[i+2]):
+			v, _ := strconv.ParseUint(text[i+1:i+3], 16, 8)
+			out = append(out, byte(v))
+			i += 2
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func looseBase64(text string) []byte {
+	clean := strings.TrimRight(strings.Map(func(r rune) rune {
+		if r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '+' || r == '/' {
+			return r
+		}
+		return -1
+	}, text), "=")
+	if out, err := base64.RawStdEncoding.DecodeString(clean); err == nil {
 		return out
 	}
-	return s
+	return []byte(text)
 }
 
 // boundary returns the boundary of a multipart as Python's email package
@@ -308,7 +404,7 @@ func (h mimeHeader) boundary() (b string, ok bool, doubt string) {
 		}
 		return strings.TrimRight(b, " \t\v\f\r\n\x1c\x1d\x1e\x1f"), ok, doubt
 	case len(secs) > 0:
-		return strings.TrimRight(joinSections(secs), " \t\v\f\r\n\x1c\x1d\x1e\x1f"), true, doubt
+		return strings.TrimRight(joinSections(secs, false), " \t\v\f\r\n\x1c\x1d\x1e\x1f"), true, doubt
 	}
 	return "", false, doubt
 }
@@ -344,7 +440,3 @@ func boundaryValue(v string) (string, bool, string) {
 	}
 	return tok, true, doubt
 }
-
-// anyCharset passes the bytes of a charset Go does not know through as
-// they are.
-func anyCharset(_ string, r io.Reader) (io.Reader, error) { return r, nil }
