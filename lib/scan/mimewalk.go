@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"mime/quotedprintable"
+	"slices"
 	"strings"
 )
 
@@ -98,6 +99,11 @@ func (w *mimeWalk) entity(pos string, depth int, def string) *Finding {
 	p.Names = append(paramValues(cd, "filename"), paramValues(ct, "name")...)
 	p.Names = append(p.Names, paramValues(cd, "name")...)
 	p.Names = append(p.Names, paramValues(ct, "filename")...)
+	if len(ct) > 1 && slices.ContainsFunc(ct[1:], func(v string) bool { return v != ct[0] }) {
+		// Python reads the first, other readers the last: parts one
+		// of them sees may be hidden from the other.
+		w.damaged(pos, "Content-Type given twice")
+	}
 	main, _, _ := strings.Cut(ctype, "/")
 	switch {
 	case ctype == "message/delivery-status":

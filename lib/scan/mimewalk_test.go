@@ -121,6 +121,7 @@ func TestInspectDamage(t *testing.T) {
 		{"header over 1 MiB", "Subject: x\n" + strings.Repeat(" y\n", 400000) + "\nbody\n", ClassBadMIME, "header over 1 MiB"},
 		{"header line over 1 MiB", "Subject: " + strings.Repeat("y", 1<<20+10) + "\n\nbody\n", ClassBadMIME, "header line over 1 MiB"},
 		{"a body line over 1 MiB right after the delimiter", "Content-Type: multipart/mixed; boundary=b\n\n--b\n" + strings.Repeat("A", 1<<20+10) + "\n--b\nContent-Type: text/plain; name=x.lnk\n\n--b--\n", ClassBanned, "ext=lnk"},
+		{"two Content-Types", "Content-Type: multipart/mixed; boundary=one\nContent-Type: multipart/mixed; boundary=two\n\n--one\n\nx\n--two\nContent-Type: text/plain; name=two.exe\n\n--one--\n--two--\n", ClassBadMIME, "Content-Type given twice"},
 		{"damage and a banned name: banned wins", strings.Replace(cut, "boundary=", "name=x.exe; boundary=", 1), ClassBanned, "ext=exe"},
 		{"no close delimiter is followed", "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nx\n", "", ""},
 		{"colon-less line ends the header", "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\nno colon\n\nx\n--b\nContent-Type: text/plain; name=a.pif\n\nx\n--b--\n", ClassBanned, "ext=pif"},
