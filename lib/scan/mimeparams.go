@@ -75,6 +75,28 @@ func (h mimeHeader) get(name string) (string, bool) {
 	return "", false
 }
 
+// all returns the values of every field called name.
+func (h mimeHeader) all(name string) []string {
+	var vs []string
+	for _, f := range h {
+		if f.name == name {
+			vs = append(vs, f.value)
+		}
+	}
+	return vs
+}
+
+// names returns every file name the part's header may give. Python's
+// get_filename takes Content-Disposition's filename, else Content-Type's
+// name; a reader may take either, or the other way round, so all count.
+func (h mimeHeader) names() []string {
+	cd, ct := h.all("content-disposition"), h.all("content-type")
+	names := paramValues(cd, "filename")
+	names = append(names, paramValues(ct, "name")...)
+	names = append(names, paramValues(cd, "name")...)
+	return append(names, paramValues(ct, "filename")...)
+}
+
 // contentType is the part's type as Python's email package resolves it:
 // the first Content-Type up to ';', in lower case; def when there is none
 // (text/plain, or message/rfc822 in a multipart/digest); text/plain when
@@ -205,7 +227,7 @@ func valueReadings(v string) []string {
 		return []string{q, strings.Trim(v, `"`)}
 	}
 	tok := v
-	if i := strings.IndexAny(v, " \t()<>@,;:\\\"/[]?="); i >= 0 {
+	if i := strings.IndexAny(v, tspecials); i >= 0 {
 		tok = v[:i]
 	}
 	return []string{v, tok}

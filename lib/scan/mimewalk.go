@@ -83,23 +83,8 @@ func (w *mimeWalk) entity(pos string, depth int, def string) *Finding {
 	}
 	h := w.header(pos)
 	ctype := h.contentType(def)
-	p := &mimePart{Pos: pos, Type: ctype}
-	cd := []string{}
-	ct := []string{}
-	for _, f := range h {
-		switch f.name {
-		case "content-disposition":
-			cd = append(cd, f.value)
-		case "content-type":
-			ct = append(ct, f.value)
-		}
-	}
-	// Python's get_filename takes Content-Disposition's filename, else
-	// Content-Type's name; a reader may take either, so both count.
-	p.Names = append(paramValues(cd, "filename"), paramValues(ct, "name")...)
-	p.Names = append(p.Names, paramValues(cd, "name")...)
-	p.Names = append(p.Names, paramValues(ct, "filename")...)
-	if len(ct) > 1 && slices.ContainsFunc(ct[1:], func(v string) bool { return v != ct[0] }) {
+	p := &mimePart{Pos: pos, Type: ctype, Names: h.names()}
+	if ct := h.all("content-type"); len(ct) > 1 && slices.ContainsFunc(ct[1:], func(v string) bool { return v != ct[0] }) {
 		// Python reads the first, other readers the last: parts one
 		// of them sees may be hidden from the other.
 		w.damaged(pos, "Content-Type given twice")
