@@ -255,16 +255,18 @@ func Strongest(acts []Action) Action {
 }
 
 // Headers returns the header lines the scan adds, each ending in LF:
-// X-Virus-Scanned when clamd or the rules looked, X-Spam-Status, X-Spam-Score
-// and X-Spam-Level when spamd answered, X-Spam-Flag when tagging spam,
-// X-GW-Alert for other tagged classes and for mail passed unscanned.
+// X-Virus-Scanned, X-Spam-Status, X-Spam-Score and X-Spam-Level when spamd
+// answered, X-Spam-Flag when tagging spam, X-GW-Alert for other tagged
+// classes and for mail passed unscanned. A message an engine did not look
+// at says so in that engine's field ("no ...", "unchecked ..."): a field
+// that claims a scan is written only after the scan.
 func (s *Scanner) Headers(rep *Report, act Action) []string {
 	var h []string
 	if rep.Trusted {
 		return nil
 	}
-	if s.Clamd != nil && rep.Clamd != nil || s.MIME != nil {
-		h = append(h, "X-Virus-Scanned: gw-scan at "+s.Hostname+"\n")
+	if v := s.virusScanned(rep); v != "" {
+		h = append(h, "X-Virus-Scanned: "+v+"\n")
 	}
 	if sp := rep.Spam; sp != nil {
 		yes := "No"
@@ -274,6 +276,12 @@ func (s *Scanner) Headers(rep *Report, act Action) []string {
 		h = append(h, fmt.Sprintf("X-Spam-Status: %s, score=%.1f required=%.1f tests=%s\n", yes, sp.Score, sp.Threshold, foldList(sp.Symbols)))
 		h = append(h, "X-Spam-Score: "+strconv.FormatFloat(sp.Score, 'f', 1, 64)+"\n")
 		h = append(h, "X-Spam-Level: "+strings.Repeat("*", min(50, max(0, int(sp.Score))))+"\n")
+	} else if s.Spamd != nil {
+		why := "spamd unavailable"
+		if rep.SpamErr == ErrTooBig {
+			why = fmt.Sprintf("%d bytes over spamdmaxbytes %d", rep.Size, s.Spamd.MaxSize)
+		}
+		h = append(h, "X-Spam-Status: unchecked ("+why+") gw-scan at "+s.Hostname+"\n")
 	}
 	if act >= Tag {
 		for _, c := range rep.Classes {
@@ -293,6 +301,31 @@ func (s *Scanner) Headers(rep *Report, act Action) []string {
 		h = append(h, "X-GW-Alert: unscanned (scanner unavailable)\n")
 	}
 	return h
+}
+
+// virusScanned is the value of X-Virus-Scanned: "gw-scan at HOST" only
+// when clamd answered for this message; "no (WHY) gw-scan at HOST" when
+// clamd was not asked (over clamdmaxbytes, none configured) or did not
+// answer, saying whether the built-in MIME rules still looked.
+func (s *Scanner) virusScanned(rep *Report) string {
+	at := "gw-scan at " + s.Hostname
+	if s.Clamd != nil && rep.Clamd != nil {
+		return at
+	}
+	if s.Clamd == nil && s.MIME == nil {
+		return ""
+	}
+	why := "no clamd"
+	switch {
+	case s.Clamd != nil && rep.ClamdErr == ErrTooBig:
+		why = fmt.Sprintf("%d bytes over clamdmaxbytes %d", rep.Size, s.Clamd.MaxStream)
+	case s.Clamd != nil:
+		why = "clamd unavailable"
+	}
+	if s.MIME != nil && rep.MIMEErr == nil {
+		why += "; MIME rules only"
+	}
+	return "no (" + why + ") " + at
 }
 
 func hasPrefix(h []string, p string) bool {

@@ -3,14 +3,11 @@ package scan
 import (
 	"archive/zip"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"path"
+	"regexp"
 	"strings"
-
-	"github.com/emersion/go-message"
 )
 
 // MIMERules are gw-scan's built-in content rules: banned attachment names
@@ -57,7 +54,7 @@ const (
 	ClassVirus    = "virus"    // clamd FOUND, or EICAR by the built-in rule
 	ClassBanned   = "banned"   // a banned attachment name or content type
 	ClassBomb     = "bomb"     // nesting or part count over the limits
-	ClassBadMIME  = "badmime"  // a structure the parser could not follow
+	ClassBadMIME  = "badmime"  // a structure the walk cannot follow for certain
 	ClassSpam     = "spam"     // spamd says spam (its own threshold)
 	ClassSpamKill = "spamkill" // score at or over control/spamkill
 	ClassFail     = "fail"     // a scanner down, slow or in error
@@ -66,24 +63,16 @@ const (
 // eicar is the start of the EICAR test file, unique enough to match on.
 const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!`
 
-var errStop = errors.New("stop")
-
 // Inspect walks the MIME structure of the message in r and returns the
 // first rule it breaks, or nil. It reads r once, holds at most one zip
-// archive (MaxArchive bytes) in memory and stops at the first finding; a
-// structure it cannot parse is a ClassBadMIME finding, not an error.
-// Errors are read errors of r.
+// archive (MaxArchive bytes) and one header block in memory, and stops at
+// the first finding. Damage that leaves the structure in doubt is a
+// ClassBadMIME finding, reported when no other rule matched: the walk
+// goes on past it (mimewalk.go). Errors are read errors of r.
 func (rules *MIMERules) Inspect(r io.Reader) (*Finding, error) {
 	w := walker{rules: rules}
 	cr := &countingReader{r: r}
-	ent, err := message.Read(cr)
-	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
-		if cr.err != nil {
-			return nil, cr.err
-		}
-		return &Finding{Class: ClassBadMIME, Rule: "header: " + truncate(err.Error(), 80)}, nil
-	}
-	f := w.entity(ent, "", 0)
+	f := walkMIME(cr, rules.MaxDepth, rules.MaxParts, w.part)
 	if cr.err != nil {
 		return nil, cr.err
 	}
@@ -107,7 +96,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 type walker struct {
 	rules *MIMERules
-	parts int
+	parts int // zip entries, counted with the MIME parts against MaxParts
 }
 
 func child(pos string, i int) string {
@@ -117,76 +106,50 @@ func child(pos string, i int) string {
 	return fmt.Sprintf("%s.%d", pos, i)
 }
 
-// entity checks one entity and, for multiparts and attached messages, its
-// children: depth is its nesting, pos its position.
-func (w *walker) entity(e *message.Entity, pos string, depth int) *Finding {
-	w.parts++
-	if w.rules.MaxParts > 0 && w.parts > w.rules.MaxParts {
-		return &Finding{Class: ClassBomb, Rule: fmt.Sprintf("parts>%d", w.rules.MaxParts), Part: pos}
+// part checks one part the walk met: its type, its names, and a leaf's
+// body (zip entries, EICAR, uuencoded names).
+func (w *walker) part(p *mimePart) *Finding {
+	if t := w.bannedType(p.Type); t != "" {
+		return &Finding{Class: ClassBanned, Rule: "type=" + t, Part: p.Pos}
 	}
-	if w.rules.MaxDepth > 0 && depth > w.rules.MaxDepth {
-		return &Finding{Class: ClassBomb, Rule: fmt.Sprintf("depth>%d", w.rules.MaxDepth), Part: pos}
+	zip := isZip(p.Type, "")
+	for _, name := range p.Names {
+		if ext := w.bannedName(name); ext != "" {
+			return &Finding{Class: ClassBanned, Rule: "ext=" + ext, Part: p.Pos}
+		}
+		zip = zip || isZip(p.Type, name)
 	}
-	ctype, params, _ := e.Header.ContentType()
-	ctype = strings.ToLower(ctype)
-	if ctype == "" {
-		ctype = "text/plain"
+	if p.Body == nil {
+		return nil
 	}
-	if t := w.bannedType(ctype); t != "" {
-		return &Finding{Class: ClassBanned, Rule: "type=" + t, Part: pos}
+	if zip && w.rules.MaxArchive > 0 {
+		return w.archive(p.Body, p.Pos)
 	}
-	name := attachmentName(e.Header, params)
-	if ext := w.bannedName(name); ext != "" {
-		return &Finding{Class: ClassBanned, Rule: "ext=" + ext, Part: pos}
+	if !w.rules.EICAR && !p.Text {
+		return nil
 	}
-	if mr := e.MultipartReader(); mr != nil {
-		for i := 1; ; i++ {
-			p, err := mr.NextPart()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
-				return &Finding{Class: ClassBadMIME, Rule: "multipart: " + truncate(err.Error(), 80), Part: pos}
-			}
-			if f := w.entity(p, child(pos, i), depth+1); f != nil {
-				return f
+	var found *Finding
+	scanBlocks(p.Body, len(eicar), func(b []byte) bool {
+		if w.rules.EICAR && bytes.Contains(b, []byte(eicar)) {
+			found = &Finding{Class: ClassVirus, Rule: "eicar", Part: p.Pos}
+			return false
+		}
+		if p.Text {
+			for _, m := range uuBegin.FindAllSubmatch(b, -1) {
+				if ext := w.bannedName(string(m[1])); ext != "" {
+					found = &Finding{Class: ClassBanned, Rule: "uu-ext=" + ext, Part: p.Pos}
+					return false
+				}
 			}
 		}
-	}
-	if ctype == "message/rfc822" || ctype == "message/global" {
-		inner, err := message.Read(e.Body)
-		if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
-			return &Finding{Class: ClassBadMIME, Rule: "message: " + truncate(err.Error(), 80), Part: pos}
-		}
-		return w.entity(inner, child(pos, 1), depth+1)
-	}
-	if isZip(ctype, name) && w.rules.MaxArchive > 0 {
-		return w.archive(e.Body, pos)
-	}
-	if w.rules.EICAR {
-		if found, err := contains(e.Body, eicar); err == nil && found {
-			return &Finding{Class: ClassVirus, Rule: "eicar", Part: pos}
-		}
-	}
-	io.Copy(io.Discard, e.Body)
-	return nil
+		return true
+	})
+	return found
 }
 
-// attachmentName returns the part's file name: Content-Disposition's
-// filename, else Content-Type's name, RFC 2047 words decoded.
-func attachmentName(h message.Header, ctParams map[string]string) string {
-	name := ""
-	if _, p, err := h.ContentDisposition(); err == nil {
-		name = p["filename"]
-	}
-	if name == "" {
-		name = ctParams["name"]
-	}
-	if dec, err := new(mime.WordDecoder).DecodeHeader(name); err == nil {
-		name = dec
-	}
-	return name
-}
+// uuBegin finds the "begin MODE NAME" line of a uuencoded file, which
+// mail readers show as an attachment even in a text/plain part.
+var uuBegin = regexp.MustCompile(`(?m)^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)`)
 
 func (w *walker) bannedType(ctype string) string {
 	for _, b := range w.rules.BannedTypes {
@@ -245,23 +208,23 @@ func (w *walker) archive(body io.Reader, pos string) *Finding {
 	return nil
 }
 
-// contains reports whether r holds s, reading r once in blocks.
-func contains(r io.Reader, s string) (bool, error) {
+// scanBlocks passes r to see in blocks that overlap by keep bytes (at
+// least 1 KiB, so a line cut between blocks is whole in one of them),
+// until see returns false or r ends.
+func scanBlocks(r io.Reader, keep int, see func([]byte) bool) {
+	keep = max(keep, 1<<10)
 	buf := make([]byte, 32<<10)
-	keep := 0
+	held := 0
 	for {
-		n, err := r.Read(buf[keep:])
-		if bytes.Contains(buf[:keep+n], []byte(s)) {
-			return true, nil
-		}
-		if err == io.EOF {
-			return false, nil
+		n, err := io.ReadFull(r, buf[held:])
+		if held+n > 0 && !see(buf[:held+n]) {
+			return
 		}
 		if err != nil {
-			return false, err
+			return
 		}
-		total := keep + n
-		keep = min(total, len(s)-1)
-		copy(buf, buf[total-keep:total])
+		total := held + n
+		held = min(total, keep)
+		copy(buf, buf[total-held:total])
 	}
 }

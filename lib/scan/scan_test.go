@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -239,5 +240,44 @@ func TestLFReader(t *testing.T) {
 	b, err := io.ReadAll(&lfReader{br: bufio.NewReaderSize(strings.NewReader(in), 16)})
 	if err != nil || string(b) != "a\nb\rc\r\n\n" {
 		t.Errorf("lfReader(%q) = %q, %v", in, b, err)
+	}
+}
+
+// TestHeadersSayWhatWasNotScanned: X-Virus-Scanned claims a scan only when
+// clamd answered; a message clamd or spamd never saw says why.
+func TestHeadersSayWhatWasNotScanned(t *testing.T) {
+	s := &Scanner{
+		Clamd:    &Clamd{MaxStream: 1000},
+		Spamd:    &Spamd{MaxSize: 500},
+		MIME:     testRules(),
+		Hostname: "gw.test",
+	}
+	down := errors.New("connection refused")
+	cases := []struct {
+		name string
+		rep  Report
+		want []string
+	}{
+		{"both answered", Report{Size: 100, Clamd: &ClamdResult{}, Spam: &SpamResult{Threshold: 5}},
+			[]string{"X-Virus-Scanned: gw-scan at gw.test\n", "X-Spam-Status: No, score=0.0 required=5.0 tests=none\n", "X-Spam-Score: 0.0\n", "X-Spam-Level: \n"}},
+		{"over both limits", Report{Size: 2000, ClamdErr: ErrTooBig, SpamErr: ErrTooBig},
+			[]string{"X-Virus-Scanned: no (2000 bytes over clamdmaxbytes 1000; MIME rules only) gw-scan at gw.test\n",
+				"X-Spam-Status: unchecked (2000 bytes over spamdmaxbytes 500) gw-scan at gw.test\n"}},
+		{"over spamd's only", Report{Size: 700, Clamd: &ClamdResult{}, SpamErr: ErrTooBig},
+			[]string{"X-Virus-Scanned: gw-scan at gw.test\n", "X-Spam-Status: unchecked (700 bytes over spamdmaxbytes 500) gw-scan at gw.test\n"}},
+		{"both down", Report{Size: 100, ClamdErr: down, SpamErr: down},
+			[]string{"X-Virus-Scanned: no (clamd unavailable; MIME rules only) gw-scan at gw.test\n",
+				"X-Spam-Status: unchecked (spamd unavailable) gw-scan at gw.test\n", "X-GW-Alert: unscanned (scanner unavailable)\n"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := s.Headers(&c.rep, Pass)
+			if strings.Join(got, "") != strings.Join(c.want, "") {
+				t.Errorf("Headers =\n%s\nwant\n%s", strings.Join(got, ""), strings.Join(c.want, ""))
+			}
+		})
+	}
+	if got := (&Scanner{Hostname: "gw.test"}).Headers(&Report{}, Pass); len(got) != 0 {
+		t.Errorf("no engine configured: %q", got)
 	}
 }

@@ -43,15 +43,17 @@ var classes = []string{ClassVirus, ClassBanned, ClassBomb, ClassSpamKill, ClassS
 
 // DefaultActions is the policy when control/scanpolicy says nothing:
 // viruses, banned attachments and MIME bombs are refused, spam is tagged,
-// mail over spamkill is refused, broken MIME passes, and a scanner that is
-// down makes mail wait.
+// mail over spamkill is refused, MIME whose structure readers may see
+// differently is held for a person to look at (passing it would let
+// through what the rules could not see), and a scanner that is down makes
+// mail wait.
 var DefaultActions = map[string]Action{
 	ClassVirus:    Reject,
 	ClassBanned:   Reject,
 	ClassBomb:     Reject,
 	ClassSpamKill: Reject,
 	ClassSpam:     Tag,
-	ClassBadMIME:  Pass,
+	ClassBadMIME:  Quarantine,
 	ClassFail:     Tempfail,
 }
 

@@ -59,7 +59,7 @@ func TestWrap(t *testing.T) {
 					t.Errorf("delivered to %v (%v), want %v", env.Recipients, err, c.deliver)
 				}
 				b, _ := io.ReadAll(d.Message)
-				if !strings.HasPrefix(string(b), "X-Virus-Scanned: gw-scan at gw.test\n") || !strings.HasSuffix(string(b), c.msg) {
+				if !strings.HasPrefix(string(b), "X-Virus-Scanned: no (no clamd; MIME rules only) gw-scan at gw.test\n") || !strings.HasSuffix(string(b), c.msg) {
 					t.Errorf("delivered message:\n%s", b)
 				}
 			}
