@@ -77,7 +77,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		return host, tlsOn
 	}
 	ctx, cancel := context.WithTimeout(j.ctx, cfg.ConnectTimeout+10*time.Second)
-	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort)
+	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort, cfg.Self)
 	cancel()
 	if err != nil {
 		setAll(err, "")
