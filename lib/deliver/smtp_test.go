@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -769,3 +770,44 @@ func TestValidCode(t *testing.T) {
 		}
 	}
 }
+
+// FuzzGreeting: whatever a server says first, the greeting is never a
+// permanent failure (a 5xx greeting refuses the host, not the message),
+// its status is of class 4, and its error is one line.
+func FuzzGreeting(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := &smtpSession{host: "mx[192.0.2.1]:25"}
+		err := s.greeting(bufio.NewReader(strings.NewReader(string(data))))
+		if err == nil {
+			if !strings.HasPrefix(string(data), "220") {
+				t.Fatalf("%q opens a session", data)
+			}
+			return
+		}
+		if Permanent(err) {
+			t.Fatalf("%q: permanent %v", data, err)
+		}
+		var status string
+		var rp *Reply
+		var ce *ConnError
+		switch {
+		case errors.As(err, &rp):
+			if !ValidCode(rp.Code) {
+				t.Fatalf("%q: a reply with code %d", data, rp.Code)
+			}
+			status = rp.Status()
+		case errors.As(err, &ce):
+			status = ce.Status()
+		default:
+			t.Fatalf("%q: error %T %v", data, err, err)
+		}
+		if !enhancedCode.MatchString(status) || status[0] != '4' {
+			t.Fatalf("%q: status %q", data, status)
+		}
+		if strings.ContainsAny(err.Error(), "\r\n") {
+			t.Fatalf("%q: error of more than one line: %q", data, err.Error())
+		}
+	})
+}
+
+var enhancedCode = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}$`)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gw/lib/control"
@@ -83,4 +84,41 @@ func TestNilMe(t *testing.T) {
 	if m.Name("x") || m.Addr(netip.MustParseAddrPort("127.0.0.1:25")) {
 		t.Error("a nil Me is someone")
 	}
+}
+
+// FuzzListeners: any control/listeners either loads or is refused with
+// an error; when it loads, a listener bound to one address is that
+// address and port.
+func FuzzListeners(f *testing.F) {
+	f.Fuzz(func(t *testing.T, text string) {
+		dir := t.TempDir()
+		write(t, dir, map[string]string{"me": "gw.example", "listeners": text})
+		m, err := load(control.Dir(dir), []netip.Addr{netip.MustParseAddr("192.0.2.10")})
+		if err != nil {
+			return
+		}
+		for _, line := range parseLines(text) {
+			f := strings.Fields(line)
+			ap, err := netip.ParseAddrPort(f[2])
+			if err != nil || ap.Port() == 0 {
+				continue
+			}
+			if !ap.Addr().IsUnspecified() && ap.Addr().Zone() == "" && !m.Addr(ap) {
+				t.Fatalf("listener %q is not me", line)
+			}
+		}
+	})
+}
+
+// parseLines is what control.Dir.List gives of text: lines without
+// comments and blanks.
+func parseLines(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
 }
