@@ -49,6 +49,9 @@ func (sv *server) start(t *testing.T) route.Host {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	if sv.greeting == "" {
+		sv.greeting = "220 test ESMTP"
+	}
 	sv.bodies = make(chan string, 8)
 	sv.conns = make(chan struct{}, 8)
 	sv.tlsDone = make(chan *tls.ConnectionState, 2)
@@ -75,9 +78,6 @@ func (sv *server) commands() []string {
 func (sv *server) serve(c net.Conn) {
 	defer func() { c.Close() }()
 	r := bufio.NewReader(c)
-	if sv.greeting == "" {
-		sv.greeting = "220 test ESMTP"
-	}
 	c.Write([]byte(sv.greeting + "\r\n"))
 	for {
 		line, err := r.ReadString('\n')
