@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Host is one address to try, with the name it was found under.
@@ -22,7 +23,8 @@ func (h Host) String() string {
 	return h.Name + "[" + h.Addr.String() + "]:" + strconv.Itoa(h.Port)
 }
 
-// Resolver is the part of *net.Resolver that Hosts uses.
+// Resolver is the part of *net.Resolver that Hosts uses; Hosts calls it
+// from several goroutines at once.
 type Resolver interface {
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
@@ -137,14 +139,24 @@ func mxHosts(ctx context.Context, res Resolver, domain string, mxs []*net.MX, po
 	if len(mxs) > MaxMX {
 		mxs = mxs[:MaxMX]
 	}
+	// All at once: a delivery waits for the slowest look-up, not for
+	// their sum.
 	cands := make([]mxCand, len(mxs))
-	selfPref, self := -1, ""
+	var wg sync.WaitGroup
 	for i, mx := range mxs {
-		c := mxCand{pref: mx.Pref, name: strings.TrimSuffix(mx.Host, ".")}
-		c.hosts, c.err = addrHosts(ctx, res, c.name, port, nil)
-		cands[i] = c
-		if selfPref < 0 && (me != nil && me.Name(c.name) || isSelf(me, c.name, c.hosts)) {
+		cands[i] = mxCand{pref: mx.Pref, name: strings.TrimSuffix(mx.Host, ".")}
+		wg.Add(1)
+		go func(c *mxCand) {
+			defer wg.Done()
+			c.hosts, c.err = addrHosts(ctx, res, c.name, port, nil)
+		}(&cands[i])
+	}
+	wg.Wait()
+	selfPref, self := -1, ""
+	for _, c := range cands {
+		if me != nil && (me.Name(c.name) || isSelf(me, c.name, c.hosts)) {
 			selfPref, self = int(c.pref), c.name
+			break
 		}
 	}
 	var hosts []Host
