@@ -66,18 +66,32 @@ func ReadHeaders(r io.Reader) ([]byte, error) {
 	}
 }
 
-var enhanced = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
+// The places an enhanced status code is written in a recipient's last
+// error: gw's own "(#5.1.2)", qmail's way; a server's reply code followed
+// by one ("550 5.1.1 …", RFC 3463). Anywhere else three dotted numbers
+// are something else, an address ("10.5.4.1") or a version.
+var (
+	ownCode   = regexp.MustCompile(`\(#([245]\.\d{1,3}\.\d{1,3})\)`)
+	replyCode = regexp.MustCompile(`(?:^|[^\d.])[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3})\b`)
+)
 
-// Status returns the enhanced status code in text (a reply's "5.1.1" or
-// qmail's "(#5.1.1)"), whose class agrees with perm; else 5.0.0 or 4.0.0.
+// Status returns the enhanced status code in text (gw's "(#5.1.2)", the
+// last one first, else a reply's "550 5.1.1"), whose class agrees with
+// perm; else 5.0.0 or 4.0.0.
 func Status(text string, perm bool) string {
 	class := "4"
 	if perm {
 		class = "5"
 	}
-	for _, m := range enhanced.FindAllStringSubmatch(text, -1) {
-		if m[1] == class {
-			return m[0]
+	own := ownCode.FindAllStringSubmatch(text, -1)
+	for i := len(own) - 1; i >= 0; i-- {
+		if own[i][1][:1] == class {
+			return own[i][1]
+		}
+	}
+	for _, m := range replyCode.FindAllStringSubmatch(text, -1) {
+		if m[1][:1] == class {
+			return m[1]
 		}
 	}
 	return class + ".0.0"

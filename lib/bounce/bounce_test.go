@@ -24,6 +24,14 @@ func TestStatus(t *testing.T) {
 		{"451 4.2.0 later; too long in the queue (#5.4.7)", true, "5.4.7"},
 		{"connection refused", false, "4.0.0"},
 		{"version 1.2.3.4", true, "5.0.0"},
+		// an address is no status, nor a port
+		{"mx[10.5.4.1]:25 said: 550 no such user (in reply to RCPT TO)", true, "5.0.0"},
+		{"mx[192.0.2.4]:25: dial tcp 192.0.2.4:25: connect: connection refused (#4.4.1)", false, "4.4.1"},
+		{"mx[192.0.4.4]:2525: dial tcp 192.0.4.4:2525: i/o timeout", false, "4.0.0"},
+		// the last of gw's own codes of the class is the outcome
+		{"mx said: 554 5.7.1 go away (in reply to greeting) (#4.7.1); I'm not going to try again (#5.4.7)", true, "5.4.7"},
+		{"mx said: 554 5.7.1 go away (in reply to greeting) (#4.7.1)", false, "4.7.1"},
+		{"mx said: 452-4.2.2 full", false, "4.2.2"},
 	}
 	for _, c := range cases {
 		if got := Status(c.text, c.perm); got != c.want {

@@ -52,22 +52,83 @@ type Delivery interface {
 	Abort()
 }
 
+// Stage is the step of a session an outcome comes from, named as the
+// command the server answered (RFC 3464's Diagnostic-Code and the logs
+// say it).
+type Stage string
+
+// The stages of an SMTP (LMTP) session.
+const (
+	StageConnect  Stage = "connect"
+	StageGreeting Stage = "greeting"
+	StageHello    Stage = "EHLO"
+	StageTLS      Stage = "STARTTLS"
+	StageMail     Stage = "MAIL FROM"
+	StageRcpt     Stage = "RCPT TO"
+	StageData     Stage = "DATA"
+	StageDot      Stage = "end of data"
+)
+
 // Reply is a reply of the server that refused something.
 type Reply struct {
 	Code int
 	Text string // lines joined by " / ", enhanced code included
 	Host string // who said it
+	// Enhanced is the reply's enhanced status code (RFC 3463), "" when
+	// it gave none.
+	Enhanced string
+	Stage    Stage // what it answered; "" for gw's own refusals
 }
 
 func (r *Reply) Error() string {
+	msg := fmt.Sprintf("%d %s", r.Code, r.Text)
 	if r.Host != "" {
-		return fmt.Sprintf("%s said: %d %s", r.Host, r.Code, r.Text)
+		msg = r.Host + " said: " + msg
 	}
-	return fmt.Sprintf("%d %s", r.Code, r.Text)
+	if r.Stage != "" {
+		msg += " (in reply to " + string(r.Stage) + ")"
+	}
+	if r.hostRefused() {
+		// The text carries the status: the journal keeps the text.
+		msg += " (#" + r.Status() + ")"
+	}
+	return msg
 }
 
-// Temporary reports a 4xx reply.
-func (r *Reply) Temporary() bool { return r.Code < 500 }
+// hostRefused reports a 5xx greeting: the server refuses every message
+// from anyone, which says something about that host, not about the
+// message. It is a temporary failure, as with qmail and Postfix: the host
+// may be overloaded or misconfigured for now, and mail is deferred until
+// queuelifetime rather than bounced at once.
+func (r *Reply) hostRefused() bool { return r.Stage == StageGreeting && r.Code >= 500 }
+
+// Temporary reports a 4xx reply, or a 5xx greeting.
+func (r *Reply) Temporary() bool { return r.Code < 500 || r.hostRefused() }
+
+// Status is the enhanced status code for a DSN: the server's own, in the
+// class of the failure, else X.3.2 (system not accepting network
+// messages) for a refused greeting, else X.0.0.
+func (r *Reply) Status() string {
+	class := "5"
+	if r.Temporary() {
+		class = "4"
+	}
+	if _, rest, ok := strings.Cut(r.Enhanced, "."); ok {
+		return class + "." + rest
+	}
+	if r.hostRefused() {
+		return class + ".3.2"
+	}
+	return class + ".0.0"
+}
+
+// ValidCode reports whether code can be a server's refusal: 4yz or 5yz
+// with y from 0 to 5 (RFC 5321 4.2.1). Anything else in answer to a
+// command that wanted a 2yz or 3yz is a broken server, not a verdict on
+// the message.
+func ValidCode(code int) bool {
+	return code >= 400 && code < 600 && code/10%10 <= 5
+}
 
 // Permanent reports whether err is a permanent refusal (a 5xx reply, or an
 // error that says so through Temporary() bool). Anything else —
@@ -83,12 +144,37 @@ func Permanent(err error) bool {
 // ConnError is a failure to reach or to talk to a server: the destination
 // rather than the message is at fault.
 type ConnError struct {
-	Host string
-	Err  error
+	Host  string
+	Err   error
+	Stage Stage
+	// Enhanced is the status a DSN gives it; "" is 4.4.2 (bad
+	// connection).
+	Enhanced string
 }
 
-func (e *ConnError) Error() string { return e.Host + ": " + e.Err.Error() }
+// Statuses of failures to talk to a server (RFC 3463).
+const (
+	StatusNoAnswer = "4.4.1" // the connection failed: refused, unreachable, timed out
+	StatusBadConn  = "4.4.2" // the connection broke during the session
+	StatusBadProto = "4.5.0" // the server broke the protocol (an invalid reply)
+)
+
+func (e *ConnError) Error() string {
+	msg := e.Host + ": " + e.Err.Error()
+	if e.Stage != "" && e.Stage != StageConnect {
+		msg += " (during " + string(e.Stage) + ")"
+	}
+	return msg + " (#" + e.Status() + ")"
+}
 func (e *ConnError) Unwrap() error { return e.Err }
+
+// Status is the failure's enhanced status code.
+func (e *ConnError) Status() string {
+	if e.Enhanced != "" {
+		return e.Enhanced
+	}
+	return StatusBadConn
+}
 
 // Temporary: a connection failure is always worth another try.
 func (e *ConnError) Temporary() bool { return true }

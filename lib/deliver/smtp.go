@@ -85,7 +85,7 @@ func dialOnce(ctx context.Context, h route.Host, cfg Config) (Session, error) {
 	d := net.Dialer{Timeout: cfg.ConnectTimeout}
 	raw, err := d.DialContext(ctx, "tcp", net.JoinHostPort(h.Addr.String(), strconv.Itoa(h.Port)))
 	if err != nil {
-		return nil, &ConnError{Host: h.String(), Err: err}
+		return nil, &ConnError{Host: h.String(), Err: err, Stage: StageConnect, Enhanced: StatusNoAnswer}
 	}
 	s := &smtpSession{cfg: cfg, host: h.String(), raw: raw}
 	s.stop = context.AfterFunc(ctx, func() { raw.Close() })
@@ -120,9 +120,17 @@ func (s *smtpSession) hello() error {
 }
 
 func (s *smtpSession) open(name string) error {
-	s.newClient(s.dc)
+	// gw reads the greeting itself, so that a refusal there is told from
+	// one of EHLO (go-smtp's client reads both in one call); the client
+	// gets a copy of a good one, and whatever came after it.
+	br := bufio.NewReader(s.dc)
+	if err := s.greeting(br); err != nil {
+		return err
+	}
+	rest, _ := br.Peek(br.Buffered())
+	s.newClient(&greetedConn{Conn: s.dc, greeting: strings.NewReader("220 " + s.host + "\r\n" + string(rest))})
 	if err := s.hello(); err != nil {
-		return s.fail(err)
+		return s.fail(err, StageHello)
 	}
 	if s.cfg.NoTLS || s.cfg.LMTP {
 		return nil
@@ -135,7 +143,7 @@ func (s *smtpSession) open(name string) error {
 	// STARTTLS itself, after go-smtp's EHLO with the instance's name.
 	code, err := s.startTLS()
 	if err != nil {
-		return s.fail(err)
+		return s.fail(err, StageTLS)
 	}
 	if code != 220 {
 		return nil // offered but refused: go on in the clear
@@ -151,7 +159,7 @@ func (s *smtpSession) open(name string) error {
 	tc := tls.Client(s.dc, cfg)
 	if err := tc.Handshake(); err != nil {
 		s.broken = true
-		return &ConnError{Host: s.host, Err: fmt.Errorf("%w: %w", errHandshake, err)}
+		return &ConnError{Host: s.host, Err: fmt.Errorf("%w: %w", errHandshake, err), Stage: StageTLS}
 	}
 	// A fresh client reads from the TLS connection only: whatever the
 	// server sent before the handshake is dropped (the response-injection
@@ -160,9 +168,43 @@ func (s *smtpSession) open(name string) error {
 	s.newClient(&greetedConn{Conn: tc, greeting: strings.NewReader("220 " + s.host + " TLS\r\n")})
 	s.tls = true
 	if err := s.hello(); err != nil {
-		return s.fail(err)
+		return s.fail(err, StageHello)
 	}
 	return nil
+}
+
+// greeting reads the server's greeting: 220 opens the session; a 4xx or
+// 5xx refuses it (a *Reply, Temporary either way); anything else is a
+// server that does not speak SMTP as it should (a *ConnError).
+func (s *smtpSession) greeting(br *bufio.Reader) error {
+	code, msg, err := textproto.NewReader(br).ReadResponse(0)
+	var pe textproto.ProtocolError
+	switch {
+	case errors.As(err, &pe):
+		s.broken = true
+		return &ConnError{Host: s.host, Err: fmt.Errorf("garbled reply: %w", err), Stage: StageGreeting, Enhanced: StatusBadProto}
+	case err != nil:
+		return s.fail(err, StageGreeting)
+	case code == 220:
+		return nil
+	}
+	return s.refused(toSMTPError(code, msg), StageGreeting)
+}
+
+// toSMTPError is a reply as go-smtp's client gives it, the enhanced
+// code taken off its lines.
+func toSMTPError(code int, msg string) *smtp.SMTPError {
+	se := &smtp.SMTPError{Code: code, EnhancedCode: smtp.NoEnhancedCode, Message: msg}
+	first, _, _ := strings.Cut(msg, "\n")
+	if f := strings.Fields(first); len(f) > 0 {
+		var ec smtp.EnhancedCode
+		if n, _ := fmt.Sscanf(f[0], "%d.%d.%d", &ec[0], &ec[1], &ec[2]); n == 3 && ec[0] == code/100 {
+			se.EnhancedCode = ec
+			// RFC 2034: the code begins every line
+			se.Message = strings.TrimSpace(strings.ReplaceAll(strings.TrimPrefix(msg, f[0]), "\n"+f[0]+" ", "\n"))
+		}
+	}
+	return se
 }
 
 // startTLS says STARTTLS and reads the reply a byte at a time, so that
@@ -252,25 +294,37 @@ func (g *greetedConn) Read(p []byte) (int, error) {
 	return g.Conn.Read(p)
 }
 
-// fail turns an error of go-smtp's client into gw's: a server's reply
-// into a *Reply, anything else (network trouble, timeouts, a garbled
-// reply) into a *ConnError that leaves the session unusable.
-func (s *smtpSession) fail(err error) error {
+// fail turns an error of go-smtp's client at stage into gw's: a server's
+// reply into a *Reply, anything else (network trouble, timeouts, a
+// garbled reply) into a *ConnError that leaves the session unusable.
+func (s *smtpSession) fail(err error, stage Stage) error {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		return s.refused(se)
+		return s.refused(se, stage)
 	}
 	s.broken = true
-	return &ConnError{Host: s.host, Err: err}
+	return &ConnError{Host: s.host, Err: err, Stage: stage}
 }
 
-// refused turns a reply into an error for the caller, and marks the
-// session unusable when the server is closing (421).
-func (s *smtpSession) refused(se *smtp.SMTPError) error {
+// refused turns a reply at stage into an error for the caller, and marks
+// the session unusable when the server is closing (421). A code that no
+// refusal can have (650, 354 to MAIL) is not taken as the server's
+// verdict: the session is dropped as broken, a temporary failure of the
+// host, and the next host is tried.
+func (s *smtpSession) refused(se *smtp.SMTPError, stage Stage) error {
+	if !ValidCode(se.Code) {
+		s.broken = true
+		return &ConnError{Host: s.host, Stage: stage, Enhanced: StatusBadProto,
+			Err: fmt.Errorf("invalid reply %q", fmt.Sprintf("%d %s", se.Code, oneLine(se.Message)))}
+	}
 	if se.Code == 421 {
 		s.broken = true
 	}
-	return &Reply{Code: se.Code, Text: replyText(se), Host: s.host}
+	rp := &Reply{Code: se.Code, Text: replyText(se), Host: s.host, Stage: stage}
+	if ec := se.EnhancedCode; ec != smtp.EnhancedCodeNotSet && ec != smtp.NoEnhancedCode {
+		rp.Enhanced = fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
+	}
+	return rp
 }
 
 // replyText is a reply's text on one line, enhanced code first.
@@ -331,7 +385,7 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 		// one, as for a session closed while idle.
 		if err := s.hello(); err != nil {
 			s.Kill()
-			return nil, &ConnError{Host: s.host, Err: err}
+			return nil, &ConnError{Host: s.host, Err: err, Stage: StageHello}
 		}
 		s.needHello = false
 	}
@@ -348,7 +402,7 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 		opts.Body = smtp.Body8BitMIME // go-smtp says BODY=8BITMIME whenever offered
 	}
 	if err := s.c.Mail(sender, opts); err != nil {
-		return nil, s.fail(err)
+		return nil, s.fail(err, StageMail)
 	}
 	return &smtpDelivery{s: s}, nil
 }
@@ -394,7 +448,7 @@ func (d *smtpDelivery) AddRcpt(to string) error {
 		}
 	}
 	if err := d.s.c.Rcpt(to, nil); err != nil {
-		err = d.s.fail(err)
+		err = d.s.fail(err, StageRcpt)
 		d.outcome[i] = err
 		if d.s.broken {
 			d.err = err
@@ -418,7 +472,7 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	}
 	w, err := d.s.c.Data()
 	if err != nil {
-		return d.s.fail(err)
+		return d.s.fail(err, StageData)
 	}
 	d.w = w
 	d.inData = true
@@ -429,7 +483,7 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 		if n > 0 {
 			if _, err := le.Write(buf[:n]); err != nil {
 				d.s.Kill()
-				return &ConnError{Host: d.s.host, Err: err}
+				return &ConnError{Host: d.s.host, Err: err, Stage: StageData}
 			}
 		}
 		if rerr == io.EOF {
@@ -444,7 +498,7 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	}
 	if err := le.Close(); err != nil {
 		d.s.Kill()
-		return &ConnError{Host: d.s.host, Err: err}
+		return &ConnError{Host: d.s.host, Err: err, Stage: StageData}
 	}
 	return nil
 }
@@ -475,7 +529,7 @@ func (d *smtpDelivery) Commit() ([]error, error) {
 	}
 	if !d.s.cfg.LMTP {
 		if _, err := d.w.CloseWithResponse(); err != nil {
-			return nil, d.s.fail(err)
+			return nil, d.s.fail(err, StageDot)
 		}
 		return res, nil
 	}
@@ -486,7 +540,7 @@ func (d *smtpDelivery) Commit() ([]error, error) {
 	perRcpt, lost := lmtpErrors(err)
 	var lostErr error
 	if lost != nil {
-		lostErr = d.s.fail(lost) // the replies that did not come
+		lostErr = d.s.fail(lost, StageDot) // the replies that did not come
 	}
 	for _, i := range d.accepted {
 		a := d.rcpts[i]
@@ -494,12 +548,12 @@ func (d *smtpDelivery) Commit() ([]error, error) {
 		case ok[a] != nil:
 			res[i] = nil
 		case perRcpt[a] != nil:
-			res[i] = d.s.refused(perRcpt[a])
+			res[i] = d.s.refused(perRcpt[a], StageDot)
 		case lostErr != nil:
 			res[i] = lostErr
 		default:
 			d.s.broken = true
-			res[i] = &ConnError{Host: d.s.host, Err: errors.New("no LMTP reply for this recipient")}
+			res[i] = &ConnError{Host: d.s.host, Err: errors.New("no LMTP reply for this recipient"), Stage: StageDot}
 		}
 	}
 	for i, j := range d.dupOf {

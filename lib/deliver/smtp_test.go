@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 // server is a scripted SMTP or LMTP server on loopback: it answers each
 // command line from a function of it; the DATA body is collected whole.
 type server struct {
+	greeting    string              // "" is 220 test ESMTP
 	ehlo        string              // reply to EHLO/LHLO
 	answer      func(string) string // reply to other commands; "END" after the final dot
 	lmtpReplies []string            // replies after the final dot, instead of answer("END")
@@ -47,6 +49,9 @@ func (sv *server) start(t *testing.T) route.Host {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	if sv.greeting == "" {
+		sv.greeting = "220 test ESMTP"
+	}
 	sv.bodies = make(chan string, 8)
 	sv.conns = make(chan struct{}, 8)
 	sv.tlsDone = make(chan *tls.ConnectionState, 2)
@@ -73,7 +78,7 @@ func (sv *server) commands() []string {
 func (sv *server) serve(c net.Conn) {
 	defer func() { c.Close() }()
 	r := bufio.NewReader(c)
-	c.Write([]byte("220 test ESMTP\r\n"))
+	c.Write([]byte(sv.greeting + "\r\n"))
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -674,3 +679,135 @@ func TestLowercaseEHLOKeywords(t *testing.T) {
 		t.Errorf("MAIL commands %q, want twice %q", mails, want)
 	}
 }
+
+// TestReplyClasses: what a reply says about the message, the host or
+// nothing. A 5xx greeting refuses the host, not the message: temporary,
+// with the server's enhanced code in class 4 (else 4.3.2). A code no
+// refusal can have (650, 354 to MAIL, garbage) is a broken server: a
+// temporary failure of that host (4.5.0), the session dropped. A refused
+// connection is 4.4.1. Each says where it came.
+func TestReplyClasses(t *testing.T) {
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadHost := route.Host{Name: "dead", Addr: netip.MustParseAddrPort(dead.Addr().String()).Addr(),
+		Port: dead.Addr().(*net.TCPAddr).Port}
+	dead.Close()
+	mail := func(reply string) func(string) string {
+		return func(cmd string) string {
+			if strings.HasPrefix(cmd, "MAIL") {
+				return reply
+			}
+			return "250 ok"
+		}
+	}
+	cases := []struct {
+		name      string
+		sv        *server // nil: nothing listens
+		atMail    bool    // the failure comes from Start, not Dial
+		conn      bool    // a *ConnError, not a *Reply
+		temporary bool
+		status    string
+		text      string // in the rendered error
+	}{
+		{"554 greeting", &server{greeting: "554 no SMTP service here"}, false, false, true, "4.3.2", "said: 554 no SMTP service here (in reply to greeting) (#4.3.2)"},
+		{"554 greeting with a code", &server{greeting: "554-5.7.1 you are\r\n554 5.7.1 not welcome"}, false, false, true, "4.7.1", "554 5.7.1 you are / not welcome (in reply to greeting) (#4.7.1)"},
+		{"421 greeting", &server{greeting: "421 4.3.2 busy"}, false, false, true, "4.3.2", "421 4.3.2 busy (in reply to greeting)"},
+		{"650 greeting", &server{greeting: "650 x"}, false, true, true, "4.5.0", `invalid reply "650 x" (during greeting) (#4.5.0)`},
+		{"garbage greeting", &server{greeting: "hello there"}, false, true, true, "4.5.0", "garbled reply"},
+		{"650 at MAIL", &server{answer: mail("650 x")}, true, true, true, "4.5.0", `invalid reply "650 x" (during MAIL FROM)`},
+		{"354 at MAIL", &server{answer: mail("354 go on")}, true, true, true, "4.5.0", `invalid reply "354 go on"`},
+		{"570 at MAIL", &server{answer: mail("570 x")}, true, true, true, "4.5.0", `invalid reply "570 x"`},
+		{"553 at MAIL", &server{answer: mail("553 5.1.8 sender refused")}, true, false, false, "5.1.8", "said: 553 5.1.8 sender refused (in reply to MAIL FROM)"},
+		{"550 at MAIL, no code", &server{answer: mail("550 no")}, true, false, false, "5.0.0", "550 no (in reply to MAIL FROM)"},
+		{"connection refused", nil, false, true, true, "4.4.1", "connection refused (#4.4.1)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := deadHost
+			if c.sv != nil {
+				if c.sv.ehlo == "" {
+					c.sv.ehlo = "250 test\r\n"
+				}
+				h = c.sv.start(t)
+			}
+			sess, err := Dial(context.Background(), h, Config{Helo: "gw.test", ConnectTimeout: time.Second, Timeout: 5 * time.Second})
+			if c.atMail {
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = sess.Start("a@x.test", 10, false)
+				if c.conn && sess.Reusable() {
+					t.Error("the session is still usable after an invalid reply")
+				}
+				sess.Kill()
+			} else if err == nil {
+				sess.Kill()
+				t.Fatal("Dial succeeded")
+			}
+			var ce *ConnError
+			var rp *Reply
+			switch {
+			case c.conn && !errors.As(err, &ce), !c.conn && !errors.As(err, &rp):
+				t.Fatalf("error %T %v", err, err)
+			}
+			var status string
+			if ce != nil {
+				status = ce.Status()
+			} else {
+				status = rp.Status()
+			}
+			if Permanent(err) == c.temporary || status != c.status || !strings.Contains(err.Error(), c.text) {
+				t.Errorf("%v: permanent %v, status %s; want temporary %v, status %s, text %q", err, Permanent(err), status, c.temporary, c.status, c.text)
+			}
+		})
+	}
+}
+
+func TestValidCode(t *testing.T) {
+	for code, want := range map[int]bool{400: true, 421: true, 455: true, 459: true, 460: false, 499: false,
+		500: true, 554: true, 559: true, 570: false, 600: false, 650: false, 250: false, 354: false, 199: false, 0: false} {
+		if ValidCode(code) != want {
+			t.Errorf("ValidCode(%d) = %v", code, !want)
+		}
+	}
+}
+
+// FuzzGreeting: whatever a server says first, the greeting is never a
+// permanent failure (a 5xx greeting refuses the host, not the message),
+// its status is of class 4, and its error is one line.
+func FuzzGreeting(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := &smtpSession{host: "mx[192.0.2.1]:25"}
+		err := s.greeting(bufio.NewReader(strings.NewReader(string(data))))
+		if err == nil {
+			if !strings.HasPrefix(string(data), "220") {
+				t.Fatalf("%q opens a session", data)
+			}
+			return
+		}
+		if Permanent(err) {
+			t.Fatalf("%q: permanent %v", data, err)
+		}
+		var status string
+		var rp *Reply
+		var ce *ConnError
+		switch {
+		case errors.As(err, &rp):
+			if !ValidCode(rp.Code) {
+				t.Fatalf("%q: a reply with code %d", data, rp.Code)
+			}
+			status = rp.Status()
+		case errors.As(err, &ce):
+			status = ce.Status()
+		default:
+			t.Fatalf("%q: error %T %v", data, err, err)
+		}
+		if !enhancedCode.MatchString(status) || status[0] != '4' {
+			t.Fatalf("%q: status %q", data, status)
+		}
+		if strings.ContainsAny(err.Error(), "\r\n") {
+			t.Fatalf("%q: error of more than one line: %q", data, err.Error())
+		}
+	})
+}
+
+var enhancedCode = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}$`)

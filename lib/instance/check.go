@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"gw/lib/control"
+	"gw/lib/ipme"
 	"gw/lib/qstat"
 	"gw/lib/route"
 )
@@ -87,6 +88,11 @@ func (in *Instance) Check() []string {
 		}
 	}
 	p = append(p, in.checkQMTPRoutes()...)
+	// gw-send will not start without knowing which hosts are itself
+	// (control/moreipme, control/notipme, control/listeners).
+	if _, err := ipme.Load(in.Control()); err != nil {
+		add("%v", err)
+	}
 	if bq, ok, err := d.Line("bouncequeue"); err != nil {
 		add("control/bouncequeue: %v", err)
 	} else if ok && bq != "" {

@@ -202,6 +202,25 @@ func TestCheckNamesEveryBadNumber(t *testing.T) {
 	}
 }
 
+// TestCheckNamesBadIPMe: control/moreipme and control/notipme hold
+// addresses; gw-send refuses to start on anything else, so check says so.
+func TestCheckNamesBadIPMe(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd"} {
+		os.WriteFile(bin+"/"+p, nil, 0o755)
+	}
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, Flavour: "runit", BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(in.Path("control", "moreipme"), []byte("192.0.2.1\nmx.example\n"), 0o644)
+	os.WriteFile(in.Path("control", "notipme"), []byte("2001:db8::1\n"), 0o644)
+	got := strings.Join(in.Check(), "\n")
+	if !strings.Contains(got, `control/moreipme: line 2: "mx.example" is not an IP address`) || strings.Contains(got, "notipme") {
+		t.Errorf("check says:\n%s", got)
+	}
+}
+
 // TestNumericControlsCoverWhatProgramsRead keeps numericControls in step
 // with the loaders: every control file a package reads with Int is in it.
 func TestNumericControlsCoverWhatProgramsRead(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Host is one address to try, with the name it was found under.
@@ -22,7 +23,8 @@ func (h Host) String() string {
 	return h.Name + "[" + h.Addr.String() + "]:" + strconv.Itoa(h.Port)
 }
 
-// Resolver is the part of *net.Resolver that Hosts uses.
+// Resolver is the part of *net.Resolver that Hosts uses; Hosts calls it
+// from several goroutines at once.
 type Resolver interface {
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
@@ -51,6 +53,16 @@ func notFound(err error) bool {
 	return errors.As(err, &de) && de.IsNotFound
 }
 
+// Self tells the gateway's own mail hosts from others (lib/ipme).
+type Self interface {
+	Name(name string) bool
+	Addr(ap netip.AddrPort) bool
+}
+
+// MaxMX bounds the MX records of one domain whose addresses are looked
+// up: all of them are, to find the gateway among them.
+const MaxMX = 32
+
 // Hosts lists the addresses to try, in order, for mail to domain along
 // route r: the relay's addresses for an artificial route (A/AAAA only, as
 // qmail: no MX lookup), else the MX hosts by preference (equal preferences
@@ -59,7 +71,13 @@ func notFound(err error) bool {
 // "[IPv6:2001:db8::1]") is delivered to that address. mxPort is the port
 // for SMTP without an explicit port (25 unless control/smtpport says
 // otherwise).
-func Hosts(ctx context.Context, res Resolver, domain string, r Route, mxPort int) ([]Host, error) {
+//
+// MX delivery never reaches the gateway itself (me; nil checks nothing):
+// MX hosts at or below the preference of the gateway's own are left out,
+// and a domain whose best MX (or whose implicit MX) is the gateway fails
+// 5.4.6, as with qmail and Postfix. An artificial route is taken as
+// written, as qmail does.
+func Hosts(ctx context.Context, res Resolver, domain string, r Route, mxPort int, me Self) ([]Host, error) {
 	port := r.Port
 	if port == 0 {
 		port = r.Proto.DefaultPort()
@@ -96,25 +114,106 @@ func Hosts(ctx context.Context, res Resolver, domain string, r Route, mxPort int
 		if errors.As(err, &re) && re.Perm {
 			return nil, &Error{Perm: true, Msg: fmt.Sprintf("no mail host for %s: no MX and no address (#5.1.2)", domain)}
 		}
+		if err == nil && (isSelf(me, domain, hs) || me != nil && me.Name(domain)) {
+			return nil, loopsBack(domain, domain)
+		}
 		return hs, err
 	}
-	var hosts []Host
-	var lastErr error
-	for _, mx := range mxs {
-		hs, err := addrHosts(ctx, res, strings.TrimSuffix(mx.Host, "."), port, hosts)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		hosts = hs
-		if len(hosts) >= MaxHosts {
+	return mxHosts(ctx, res, domain, mxs, port, me)
+}
+
+// mxCand is one MX record with its addresses, or the failure to get them.
+type mxCand struct {
+	pref  uint16
+	name  string
+	hosts []Host
+	err   error
+}
+
+// mxHosts looks up the addresses of every MX record (mxs in preference
+// order), leaves out the gateway and what ranks at or below it, and lists
+// the addresses of the rest. With none left, a temporary failure of any
+// of their look-ups defers the mail: only when every look-up said the
+// name has no address is it a permanent failure.
+func mxHosts(ctx context.Context, res Resolver, domain string, mxs []*net.MX, port int, me Self) ([]Host, error) {
+	if len(mxs) > MaxMX {
+		mxs = mxs[:MaxMX]
+	}
+	// All at once: a delivery waits for the slowest look-up, not for
+	// their sum.
+	cands := make([]mxCand, len(mxs))
+	var wg sync.WaitGroup
+	for i, mx := range mxs {
+		cands[i] = mxCand{pref: mx.Pref, name: strings.TrimSuffix(mx.Host, ".")}
+		wg.Add(1)
+		go func(c *mxCand) {
+			defer wg.Done()
+			c.hosts, c.err = addrHosts(ctx, res, c.name, port, nil)
+		}(&cands[i])
+	}
+	wg.Wait()
+	selfPref, self := -1, ""
+	for _, c := range cands {
+		if me != nil && (me.Name(c.name) || isSelf(me, c.name, c.hosts)) {
+			selfPref, self = int(c.pref), c.name
 			break
 		}
 	}
-	if len(hosts) == 0 {
-		return nil, lastErr
+	var hosts []Host
+	var temp, perm error
+	for _, c := range cands {
+		if selfPref >= 0 && int(c.pref) >= selfPref {
+			continue
+		}
+		for _, h := range c.hosts {
+			if len(hosts) < MaxHosts {
+				hosts = append(hosts, h)
+			}
+		}
+		switch {
+		case c.err == nil:
+		case Permanent(c.err):
+			perm = c.err
+		case temp == nil:
+			temp = c.err
+		}
 	}
-	return hosts, nil
+	switch {
+	case len(hosts) > 0:
+		return hosts, nil
+	case temp != nil:
+		return nil, temp
+	case perm != nil:
+		return nil, perm
+	}
+	return nil, loopsBack(domain, self)
+}
+
+// isSelf reports whether any of hs (the addresses of name) is the
+// gateway's.
+func isSelf(me Self, name string, hs []Host) bool {
+	if me == nil {
+		return false
+	}
+	for _, h := range hs {
+		if me.Addr(netip.AddrPortFrom(h.Addr, uint16(h.Port))) {
+			return true
+		}
+	}
+	return false
+}
+
+// loopsBack is the failure of mail whose best MX is the gateway: it would
+// only come back here.
+func loopsBack(domain, mx string) error {
+	return &Error{Perm: true, Msg: fmt.Sprintf("mail for %s loops back to myself: I am its best MX (%s) (#5.4.6)", domain, mx)}
+}
+
+// Permanent reports whether err is a routing failure that retrying will
+// not mend.
+func Permanent(err error) bool {
+	var re *Error
+	return errors.As(err, &re) && re.Perm
 }
 
 // addrHosts appends the addresses of name (IPv6 first, as RFC 6724

@@ -3,6 +3,8 @@ package route
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"strings"
 	"testing"
 
 	"gw/lib/dns"
@@ -132,7 +134,7 @@ func TestHosts(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			hs, err := Hosts(ctx, res, c.domain, c.route, 2525)
+			hs, err := Hosts(ctx, res, c.domain, c.route, 2525, nil)
 			var re *Error
 			if c.perm || c.temp {
 				if !errors.As(err, &re) || re.Perm != c.perm {
@@ -156,6 +158,86 @@ func TestHosts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// fixedSelf is a gateway known by a name and the addresses it listens on.
+type fixedSelf struct {
+	name  string
+	addrs []string // addr:port
+}
+
+func (f fixedSelf) Name(n string) bool { return strings.EqualFold(strings.TrimSuffix(n, "."), f.name) }
+func (f fixedSelf) Addr(ap netip.AddrPort) bool {
+	for _, a := range f.addrs {
+		if netip.MustParseAddrPort(a) == ap {
+			return true
+		}
+	}
+	return false
+}
+
+// TestHostsSelf: MX hosts at or below the gateway's own preference are
+// left out; a domain whose best MX is the gateway fails 5.4.6; a
+// temporary DNS failure of any remaining MX host defers when no address
+// is left, whatever the other look-ups said.
+func TestHostsSelf(t *testing.T) {
+	srv := dnstest.Start(t)
+	srv.Add(t,
+		"backup.test. MX 10 a.backup.test.", "backup.test. MX 20 gw.backup.test.", "backup.test. MX 30 c.backup.test.",
+		"a.backup.test. A 127.0.0.2", "gw.backup.test. A 127.0.0.9", "c.backup.test. A 127.0.0.3",
+		"best.test. MX 10 gw.backup.test.", "best.test. MX 20 a.backup.test.",
+		"equal.test. MX 10 a.backup.test.", "equal.test. MX 10 gw.backup.test.",
+		"byname.test. MX 10 gw.self.test.", "byname.test. MX 20 a.backup.test.",
+		"implicit.test. A 127.0.0.9",
+		"dnsfail.test. MX 10 mx1.dnsfail.test.", "dnsfail.test. MX 20 mx2.dnsfail.test.",
+		"nxonly.test. MX 10 mx1.nxonly.test.", "nxonly.test. MX 20 mx2.nxonly.test.",
+		"failbelow.test. MX 10 mx1.dnsfail.test.", "failbelow.test. MX 20 gw.backup.test.",
+		"failworse.test. MX 10 a.backup.test.", "failworse.test. MX 20 mx1.dnsfail.test.",
+	)
+	srv.Fail("mx1.dnsfail.test.")
+	res := dns.New(srv.Addr)
+	me := fixedSelf{name: "gw.self.test", addrs: []string{"127.0.0.9:2525"}}
+	cases := []struct {
+		domain string
+		route  Route
+		want   []string
+		err    string // the failure, when one is expected
+		perm   bool
+	}{
+		{"backup.test", Route{Proto: SMTP}, []string{"a.backup.test[127.0.0.2]:2525"}, "", false},
+		{"best.test", Route{Proto: SMTP}, nil, "mail for best.test loops back to myself: I am its best MX (gw.backup.test) (#5.4.6)", true},
+		{"equal.test", Route{Proto: SMTP}, nil, "loops back to myself", true},
+		{"byname.test", Route{Proto: SMTP}, nil, "loops back to myself: I am its best MX (gw.self.test)", true},
+		{"implicit.test", Route{Proto: SMTP}, nil, "mail for implicit.test loops back to myself", true},
+		{"dnsfail.test", Route{Proto: SMTP}, nil, "address lookup for mx1.dnsfail.test failed", false},
+		{"nxonly.test", Route{Proto: SMTP}, nil, "no address for host mx2.nxonly.test (#5.4.4)", true},
+		{"failbelow.test", Route{Proto: SMTP}, nil, "(#4.4.3)", false},
+		{"failworse.test", Route{Proto: SMTP}, []string{"a.backup.test[127.0.0.2]:2525"}, "", false},
+		// an artificial route is taken as written, as qmail does
+		{"any.test", Route{SMTP, "127.0.0.9", 0}, []string{"127.0.0.9[127.0.0.9]:2525"}, "", false},
+		// a different port is another server
+		{"backup.test", Route{SMTP, "", 26}, []string{"a.backup.test[127.0.0.2]:26", "gw.backup.test[127.0.0.9]:26", "c.backup.test[127.0.0.3]:26"}, "", false},
+	}
+	for _, c := range cases {
+		hs, err := Hosts(context.Background(), res, c.domain, c.route, 2525, me)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) || Permanent(err) != c.perm {
+				t.Errorf("Hosts(%q) = %v, %v; want a failure with %q, permanent %v", c.domain, hs, err, c.err, c.perm)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Hosts(%q): %v", c.domain, err)
+			continue
+		}
+		var got []string
+		for _, h := range hs {
+			got = append(got, h.String())
+		}
+		if strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("Hosts(%q, port %d) = %v, want %v", c.domain, c.route.Port, got, c.want)
+		}
 	}
 }
 

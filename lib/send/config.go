@@ -7,6 +7,7 @@ import (
 
 	"gw/lib/control"
 	"gw/lib/deliver"
+	"gw/lib/ipme"
 	"gw/lib/route"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	BackoffMax     time.Duration // backoffmax (3600 s)
 	TLS            bool          // tlsremote (1): STARTTLS when offered
 	DelayWarning   time.Duration // delaywarning (0 = none): warn the sender of mail deferred this long
+	// Self is the gateway itself (me, listeners, moreipme, notipme and
+	// the host's addresses), never a destination for MX delivery.
+	Self *ipme.Me
 }
 
 // MaxConcurrency caps concurrencyremote, as qmail's conf-spawn does.
@@ -145,6 +149,9 @@ func ReadConfig(dir string) (*Config, error) {
 		c.BounceQueue = filepath.Join(dir, "..", c.BounceQueue)
 	}
 	if c.DNSServer, _, err = d.Line("dnsserver"); err != nil {
+		return nil, err
+	}
+	if c.Self, err = ipme.Load(dir); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"gw/lib/bounce"
 	"gw/lib/deliver"
 	"gw/lib/queue"
 	"gw/lib/route"
@@ -77,7 +78,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		return host, tlsOn
 	}
 	ctx, cancel := context.WithTimeout(j.ctx, cfg.ConnectTimeout+10*time.Second)
-	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort)
+	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort, cfg.Self)
 	cancel()
 	if err != nil {
 		setAll(err, "")
@@ -261,13 +262,13 @@ func isASCII(s string) bool {
 // (queuelifetime passed).
 func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn bool) {
 	t := s.now()
-	var delayed []queue.Recipient // deferred long enough to warn the sender
+	var delayed []delayedRcpt // deferred long enough to warn the sender
 	for k, i := range j.rcpts {
 		rc := m.Recipients[i]
 		o := out[k]
 		var err error
 		result := "delivered"
-		reply := ""
+		reply, status := "", ""
 		switch {
 		case o.err == nil:
 			err = s.r.Delivered(j.id, i)
@@ -275,28 +276,32 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			result = "aborted" // no attempt counted: nothing was decided
 			reply = o.err.Error()
 		case deliver.Permanent(o.err):
-			result, reply = "failed", o.err.Error()
+			result, reply, status = "failed", o.err.Error(), statusOf(o.err, true)
 			err = s.r.Failed(j.id, i, reply)
 		case j.ctx != nil && j.ctx.Err() != nil:
 			result, reply = "aborted", errStopped.Error()
 		case dying:
-			result = "failed"
+			result, status = "failed", "5.4.7"
 			reply = o.err.Error() + "; I'm not going to try again; this message has been in the queue too long (#5.4.7)"
 			err = s.r.Failed(j.id, i, reply)
 		default:
-			result, reply = "deferred", o.err.Error()
+			result, reply, status = "deferred", o.err.Error(), statusOf(o.err, false)
 			next := schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip)
 			err = s.r.Deferred(j.id, i, next, reply)
 			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) {
 				rc.LastError = reply
-				delayed = append(delayed, rc)
+				delayed = append(delayed, delayedRcpt{rc: rc, status: status, host: remoteName(o.err)})
 			}
 		}
 		if err != nil {
 			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "error", err)
 		}
-		s.log.Info("delivery", "qid", j.id, "rcpt", rc.Address, "dest", j.dest, "host", firstNonEmpty(o.host, host),
-			"tls", yesNo(tlsOn), "result", result, "reply", strings.TrimSpace(reply))
+		fields := []any{"qid", j.id, "rcpt", rc.Address, "dest", j.dest, "host", firstNonEmpty(o.host, host),
+			"tls", yesNo(tlsOn), "result", result}
+		if status != "" {
+			fields = append(fields, "status", status)
+		}
+		s.log.Info("delivery", append(fields, "reply", strings.TrimSpace(reply))...)
 	}
 	if err := s.r.Sync(); err != nil {
 		s.log.Alert("sync", "qid", j.id, "error", err)
@@ -307,6 +312,31 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			s.log.Warning("delay_warning", "qid", j.id, "error", err)
 		}
 	}
+}
+
+// statusOf is the enhanced status code of a failure, of class 5 when
+// perm: the one a failure of lib/deliver carries, else the one written in
+// its text (gw's own "(#5.1.2)" or a reply's), else X.0.0.
+func statusOf(err error, perm bool) string {
+	class := "4."
+	if perm {
+		class = "5."
+	}
+	var st interface{ Status() string }
+	if errors.As(err, &st) && strings.HasPrefix(st.Status(), class) {
+		return st.Status()
+	}
+	return bounce.Status(err.Error(), perm)
+}
+
+// remoteName is the name of the server that answered, or "".
+func remoteName(err error) string {
+	var rp *deliver.Reply
+	if errors.As(err, &rp) {
+		name, _, _ := strings.Cut(rp.Host, "[")
+		return name
+	}
+	return ""
 }
 
 func firstNonEmpty(a, b string) string {

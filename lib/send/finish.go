@@ -92,11 +92,13 @@ func (s *Sender) bounce(m *queue.Message, failed []queue.Recipient) error {
 	return s.report(m, &rep, from, kind, len(failed))
 }
 
-// remoteHost is the server named in a recipient's last error
-// ("host said: …"), or "".
+// remoteHost is the name of the server named in a recipient's last error
+// ("name[addr]:port said: …"), or "": a DSN's Remote-MTA is a DNS name
+// (RFC 3464 2.3.5).
 func remoteHost(lastErr string) string {
 	if host, _, ok := strings.Cut(lastErr, " said: "); ok {
-		return host
+		name, _, _ := strings.Cut(host, "[")
+		return name
 	}
 	return ""
 }

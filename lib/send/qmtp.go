@@ -35,7 +35,7 @@ func (c *Config) limits() schedule.Limits {
 // message may have been queued there (deferred, as for SMTP after DATA).
 func (s *Sender) transactQMTP(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
 	ctx, cancel := context.WithTimeout(j.ctx, cfg.ConnectTimeout+10*time.Second)
-	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort)
+	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort, cfg.Self)
 	cancel()
 	if err == nil && len(hosts) == 0 {
 		err = errors.New("no host to try")

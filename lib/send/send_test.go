@@ -264,3 +264,28 @@ func TestQMTPLimits(t *testing.T) {
 	}
 	s.jobDone(j)
 }
+
+// TestStatusOf: a DSN's status comes from the outcome when it carries
+// one of the right class, else from its text, else X.0.0.
+func TestStatusOf(t *testing.T) {
+	refused := &deliver.ConnError{Host: "mx[192.0.2.1]:25", Err: fmt.Errorf("connection refused"), Stage: deliver.StageConnect, Enhanced: deliver.StatusNoAnswer}
+	cases := []struct {
+		err  error
+		perm bool
+		want string
+	}{
+		{refused, false, "4.4.1"},
+		// an address in the text is not a status
+		{&deliver.ConnError{Host: "mx[10.5.4.1]:25", Err: fmt.Errorf("lost")}, false, "4.4.2"},
+		{&deliver.Reply{Code: 554, Text: "no service", Host: "mx", Stage: deliver.StageGreeting}, false, "4.3.2"},
+		{&deliver.Reply{Code: 550, Text: "5.1.1 no such user", Enhanced: "5.1.1", Host: "mx", Stage: deliver.StageRcpt}, true, "5.1.1"},
+		{&deliver.Reply{Code: 550, Text: "no such user", Host: "mx", Stage: deliver.StageRcpt}, true, "5.0.0"},
+		{&route.Error{Perm: true, Msg: "mail for x.test loops back to myself: I am its best MX (gw.x.test) (#5.4.6)"}, true, "5.4.6"},
+		{&route.Error{Msg: "address lookup for mx1.x.test failed: SERVFAIL (#4.4.3)"}, false, "4.4.3"},
+	}
+	for _, c := range cases {
+		if got := statusOf(c.err, c.perm); got != c.want {
+			t.Errorf("statusOf(%v, %v) = %s, want %s", c.err, c.perm, got, c.want)
+		}
+	}
+}

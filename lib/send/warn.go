@@ -40,9 +40,18 @@ func warnNow(after time.Duration, arrival, now time.Time, rc queue.Recipient) bo
 	return prev*prev < after.Seconds()
 }
 
+// delayedRcpt is a deferred recipient whose sender is to be warned, with
+// the status and the server of its deferral, taken from the outcome
+// itself rather than read back from its text.
+type delayedRcpt struct {
+	rc     queue.Recipient
+	status string
+	host   string // the server that answered, or ""
+}
+
 // warn sends the sender of m a delay notification (RFC 3464, Action:
 // delayed) for recipients, still queued. Null-sender mail gets none.
-func (s *Sender) warn(m *queue.Message, recipients []queue.Recipient) error {
+func (s *Sender) warn(m *queue.Message, recipients []delayedRcpt) error {
 	if m.Sender == "" || m.Sender == DoubleBounceSender {
 		return nil
 	}
@@ -50,9 +59,9 @@ func (s *Sender) warn(m *queue.Message, recipients []queue.Recipient) error {
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: m.Sender, QueueID: m.ID.String(),
 		Arrival: m.Arrival, Date: s.now()}
 	until := m.Arrival.Add(cfg.Lifetime)
-	for _, rc := range recipients {
-		rep.Recipients = append(rep.Recipients, bounce.Recipient{Address: rc.Address, Action: "delayed",
-			Status: bounce.Status(rc.LastError, false), RemoteMTA: remoteHost(rc.LastError), Diagnostic: rc.LastError, WillRetryUntil: until})
+	for _, d := range recipients {
+		rep.Recipients = append(rep.Recipients, bounce.Recipient{Address: d.rc.Address, Action: "delayed",
+			Status: d.status, RemoteMTA: d.host, Diagnostic: d.rc.LastError, WillRetryUntil: until})
 	}
 	return s.report(m, &rep, "", "delay_warning", len(recipients))
 }
