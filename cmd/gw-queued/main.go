@@ -15,6 +15,7 @@ import (
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/queue"
+	"gw/lib/trustpath"
 )
 
 func main() {
@@ -38,6 +39,11 @@ func main() {
 
 func serve(dir, socket string, mode os.FileMode) error {
 	log := logline.Stderr
+	// Whoever may write the queue's directories may plant or replace
+	// messages that gw-queued would commit beside its own.
+	if err := trustpath.Dir("queue", dir); err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
 	q, err := queue.Open(dir)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to open queue %s: %v", dir, err)
