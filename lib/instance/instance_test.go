@@ -41,7 +41,7 @@ func TestCreateWritesServicesForEachFlavour(t *testing.T) {
 			if log := read(t, in.Path("service", "smtpd", "log", "run")); !strings.Contains(log, c.log) {
 				t.Errorf("smtpd/log/run:\n%s\nwant %q", log, c.log)
 			}
-			if env := read(t, in.Path("service", "smtpd", "env", "GW_QUEUED")); env != in.Path("queue", "lock", "inject.sock")+"\n" {
+			if env := read(t, in.Path("service", "smtpd", "env", "GW_QUEUED")); env != in.InjectSocket()+"\n" {
 				t.Errorf("env/GW_QUEUED = %q", env)
 			}
 			if env := read(t, in.Path("service", "send", "env", "GW_DNS")); env != "127.0.0.1:53\n" {
