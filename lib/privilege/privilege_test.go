@@ -49,3 +49,31 @@ func TestCheckThreadsSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzReadStatus: whatever a status file holds, ReadStatus returns an
+// error or four uids and four gids, and Differs never passes a thread
+// whose ids it did not read.
+func FuzzReadStatus(f *testing.F) {
+	f.Add([]byte("Name:\tgw-smtpd\nUid:\t1001\t1001\t1001\t1001\nGid:\t1001\t1001\t1001\t1001\nGroups:\t0 42 \n"))
+	f.Add([]byte("Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "status")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, err := ReadStatus(path)
+		if err != nil {
+			return
+		}
+		if len(st.Uid) != 4 || len(st.Gid) != 4 {
+			t.Fatalf("read %v %v without an error", st.Uid, st.Gid)
+		}
+		if st.Differs(st.Uid[0], st.Gid[0]) == "" {
+			for _, id := range append(append(st.Uid[1:], st.Gid[1:]...), st.Groups...) {
+				if id != st.Uid[0] && id != st.Gid[0] {
+					t.Fatalf("%+v passes as %d/%d", st, st.Uid[0], st.Gid[0])
+				}
+			}
+		}
+	})
+}
