@@ -350,3 +350,37 @@ func TestScanListener(t *testing.T) {
 		t.Errorf("a scan listener with an ACL: %v, want a usage error", err)
 	}
 }
+
+// TestAccessOfTheQueueAndTheSocket: create closes queue/ to all but its
+// owner, puts gw-queued's socket in inject/ outside it, and services
+// closes a queue/ that was opened again (an instance of an older layout).
+func TestAccessOfTheQueueAndTheSocket(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode := func(p string) os.FileMode {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	if m := mode(in.Queue()); m != 0o700 {
+		t.Errorf("queue/ mode %04o, want 0700", m)
+	}
+	if filepath.Dir(in.InjectSocket()) != in.Path("inject") {
+		t.Errorf("socket %s is not in inject/", in.InjectSocket())
+	}
+	if run := read(t, in.Path("service", "queued", "run")); !strings.Contains(run, "--socket "+in.InjectSocket()) {
+		t.Errorf("queued/run does not put the socket in inject/:\n%s", run)
+	}
+	os.Chmod(in.Queue(), 0o750)
+	if err := in.WriteServices(); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(in.Queue()); m != 0o700 {
+		t.Errorf("after services, queue/ mode %04o, want 0700", m)
+	}
+}
