@@ -303,6 +303,10 @@ func TestRulesLockDoesNotStallClients(t *testing.T) {
 		t.Errorf("the lock is not logged:\n%s", b)
 	}
 	release()
+	// sleep, killed with flock, lets go of the lock when it is gone.
+	waitFor(t, "the lock's release", 5*time.Second, func() bool {
+		return exec.Command("flock", "-n", "-s", db, "true").Run() == nil
+	})
 	if greeting := firstLine(t, addr); !strings.HasPrefix(greeting, "220") {
 		t.Errorf("once the lock is gone: %q, want 220", greeting)
 	}
