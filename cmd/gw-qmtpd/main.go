@@ -35,6 +35,9 @@ func main() {
 
 func run(c *config) error {
 	log := logline.Stderr
+	if err := c.Trusted(); err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
 	cfg, err := qmtp.Load(control.Dir(c.ControlDir), log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)

@@ -16,6 +16,7 @@ import (
 	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/queue"
+	"gw/lib/trustpath"
 )
 
 func main() {
@@ -43,6 +44,11 @@ func serve(dir, socket string, mode os.FileMode) error {
 	// service does: the runner refuses segments of any other owner.
 	if _, _, err := privilege.BecomeOwnerOf(dir); err != nil {
 		return program.Fail(program.ExitTemporary, "%s: %v", dir, err)
+	}
+	// Whoever may write the queue's directories may plant or replace
+	// messages that gw-queued would commit beside its own.
+	if err := trustpath.Dir("queue", dir); err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
 	}
 	q, err := queue.Open(dir)
 	if err != nil {

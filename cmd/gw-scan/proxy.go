@@ -11,11 +11,17 @@ import (
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/scan"
+	"gw/lib/trustpath"
 )
 
 // proxy serves SMTP on --listen and relays scanned mail to --next-hop.
 func proxy(c *config) error {
 	log := logline.Stderr
+	// The proxy is a daemon: its scanning policy must be root's or its
+	// own user's alone (trustpath), as the listeners' is.
+	if err := trustpath.Dir("control directory", c.controlDir); err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
 	dir := control.Dir(c.controlDir)
 	s, err := scan.Load(dir, log)
 	if err != nil {

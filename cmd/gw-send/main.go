@@ -18,6 +18,7 @@ import (
 	"gw/lib/qstat"
 	"gw/lib/queue"
 	"gw/lib/send"
+	"gw/lib/trustpath"
 )
 
 type config struct {
@@ -56,6 +57,14 @@ func run(c config) error {
 	// service does: a journal written as root would stop the service.
 	if _, _, err := privilege.BecomeOwnerOf(c.queue); err != nil {
 		return program.Fail(program.ExitTemporary, "%s: %v", c.queue, err)
+	}
+	// The queue says what is delivered, the control files where to: both
+	// must be root's or gw-send's own user's alone.
+	if err := trustpath.Dir("queue", c.queue); err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
+	if err := trustpath.Dir("control directory", c.control); err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGALRM, syscall.SIGTERM, syscall.SIGINT)

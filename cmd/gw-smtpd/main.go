@@ -42,6 +42,9 @@ func main() {
 func run(c *config) error {
 	log := logline.Stderr
 	keep := &lasting{}
+	if err := c.Trusted(); err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
 	cfg, err := configure(c, keep)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
@@ -77,7 +80,11 @@ func run(c *config) error {
 // error the configuration in force stays, as a half-read policy must
 // never serve.
 func reload(c *config, keep *lasting, l *smtpd.Listener) {
-	cfg, err := configure(c, keep)
+	err := c.Trusted()
+	var cfg *smtpd.Config
+	if err == nil {
+		cfg, err = configure(c, keep)
+	}
 	if err == nil && c.implicitTLS && cfg.TLS == nil {
 		err = os.ErrNotExist
 	}

@@ -1,12 +1,16 @@
 package acl
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestCacheSeesEachNewDatabase: a lookup after gw-tcprules replaced the
@@ -92,5 +96,56 @@ func TestCacheUnderSwaps(t *testing.T) {
 	wg.Wait()
 	if lookups.Load() == 0 {
 		t.Fatal("no lookup ran")
+	}
+}
+
+// TestLockedDatabaseFailsAtOnce: another process's exclusive flock on the
+// database makes a lookup fail at once with ErrLocked, not wait for it.
+func TestLockedDatabaseFailsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	db, tmp := filepath.Join(dir, "r.db"), filepath.Join(dir, "r.tmp")
+	if err := Build(strings.NewReader(":allow\n"), db, tmp, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	c := &Cache{Path: db}
+	defer c.Close()
+	start := time.Now()
+	_, err = c.Lookup(Remote{IP: "1.2.3.4"})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("lookup in a locked database: %v, want ErrLocked", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("lookup waited %v for the lock", d)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	if _, err := c.Lookup(Remote{IP: "1.2.3.4"}); err != nil {
+		t.Errorf("lookup once the lock is gone: %v", err)
+	}
+}
+
+// TestDatabaseMode: the database is 0640 whatever the temporary file's
+// mode was before, and whatever the umask lets through.
+func TestDatabaseMode(t *testing.T) {
+	dir := t.TempDir()
+	db, tmp := filepath.Join(dir, "r.db"), filepath.Join(dir, "r.tmp")
+	os.WriteFile(tmp, []byte("old"), 0o666)
+	os.Chmod(tmp, 0o666)
+	if err := Build(strings.NewReader(":allow\n"), db, tmp, nil); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fi.Mode().Perm(); m != 0o640 {
+		t.Errorf("database mode %04o, want 0640", m)
 	}
 }

@@ -190,6 +190,12 @@ func Build(r io.Reader, dbPath, tmpPath string, warn func(string)) error {
 	return nil
 }
 
+// dbMode is the compiled database's mode: its group (the listeners',
+// which the directory passes on when it is set-group-ID, as gw-instance
+// makes acl/) may read it, others not, so that no local user can read the
+// rules, nor lock the file under the listeners (see readLockWait).
+const dbMode = 0o640
+
 // compileMmapSize is the mapping a compile starts with: room for tens of
 // millions of rules.
 const compileMmapSize = 4 << 30
@@ -197,7 +203,7 @@ const compileMmapSize = 4 << 30
 // createDB opens a fresh bbolt file at path, truncating what was there.
 // bbolt fsyncs at every commit, so the file is durable once closed.
 func createDB(path string) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o644, &bolt.Options{
+	db, err := bolt.Open(path, dbMode, &bolt.Options{
 		Timeout: lockTimeout,
 		// Address space, not memory or disk: without it bbolt maps the
 		// file again each time a big commit outgrows the mapping, and
@@ -205,7 +211,16 @@ func createDB(path string) (*bolt.DB, error) {
 		// of a million-rule compile went there).
 		InitialMmapSize: compileMmapSize,
 		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
-			return os.OpenFile(name, flag|os.O_TRUNC, mode)
+			f, err := os.OpenFile(name, flag|os.O_TRUNC, mode)
+			if err != nil {
+				return nil, err
+			}
+			// A file that was there keeps its mode through O_TRUNC.
+			if err := f.Chmod(dbMode); err != nil {
+				f.Close()
+				return nil, err
+			}
+			return f, nil
 		},
 	})
 	if err != nil {

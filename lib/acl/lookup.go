@@ -8,8 +8,10 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Remote is what a listener knows about its client, as tcpserver puts it
@@ -63,6 +65,17 @@ type DB struct {
 	cidr4, cidr6          []byte
 }
 
+// readLockWait is how long Open waits for bbolt's shared lock: not at
+// all. Anyone who may open the file can hold an exclusive flock on it, and
+// a listener that waited would make every new client wait behind it; a
+// timeout under bbolt's 50 ms retry step means one try.
+const readLockWait = time.Millisecond
+
+// ErrLocked is returned by Open when another process holds an exclusive
+// lock on the database: the rules cannot be read now (a temporary
+// failure; gw-tcprules never locks the file it renames into place).
+var ErrLocked = errors.New("locked by another process")
+
 // ErrNotRules is returned by Open for a file that is not a gw-tcprules
 // database of this layout.
 var ErrNotRules = errors.New("not a gw-tcprules database (or one of another layout version)")
@@ -75,7 +88,10 @@ func Open(path string) (*DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
-	b, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
+	b, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: readLockWait})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
+	}
 	if err != nil {
 		return nil, err
 	}

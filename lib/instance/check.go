@@ -213,6 +213,7 @@ func (in *Instance) checkPermissions(s *Settings) []string {
 			}
 		}
 	}
+	p = append(p, in.checkAccess(s)...)
 	for _, u := range []string{s.Users.SMTPD, s.Users.QMTPD, s.Users.Log} {
 		if u == "" {
 			continue

@@ -41,7 +41,7 @@ func TestCreateWritesServicesForEachFlavour(t *testing.T) {
 			if log := read(t, in.Path("service", "smtpd", "log", "run")); !strings.Contains(log, c.log) {
 				t.Errorf("smtpd/log/run:\n%s\nwant %q", log, c.log)
 			}
-			if env := read(t, in.Path("service", "smtpd", "env", "GW_QUEUED")); env != in.Path("queue", "lock", "inject.sock")+"\n" {
+			if env := read(t, in.Path("service", "smtpd", "env", "GW_QUEUED")); env != in.InjectSocket()+"\n" {
 				t.Errorf("env/GW_QUEUED = %q", env)
 			}
 			if env := read(t, in.Path("service", "send", "env", "GW_DNS")); env != "127.0.0.1:53\n" {
@@ -399,5 +399,39 @@ func TestCheckNamesFilesOfAnotherOwner(t *testing.T) {
 	os.Chown(filepath.Join(dir, "journal", "0000000000000002"), 65534, 65534)
 	if line := foreignFiles(dir, "nobody", 65534); line != "" {
 		t.Errorf("all files the queue user's, check says %q", line)
+	}
+}
+
+// TestAccessOfTheQueueAndTheSocket: create closes queue/ to all but its
+// owner, puts gw-queued's socket in inject/ outside it, and services
+// closes a queue/ that was opened again (an instance of an older layout).
+func TestAccessOfTheQueueAndTheSocket(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode := func(p string) os.FileMode {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	if m := mode(in.Queue()); m != 0o700 {
+		t.Errorf("queue/ mode %04o, want 0700", m)
+	}
+	if filepath.Dir(in.InjectSocket()) != in.Path("inject") {
+		t.Errorf("socket %s is not in inject/", in.InjectSocket())
+	}
+	if run := read(t, in.Path("service", "queued", "run")); !strings.Contains(run, "--socket "+in.InjectSocket()) {
+		t.Errorf("queued/run does not put the socket in inject/:\n%s", run)
+	}
+	os.Chmod(in.Queue(), 0o750)
+	if err := in.WriteServices(); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(in.Queue()); m != 0o700 {
+		t.Errorf("after services, queue/ mode %04o, want 0700", m)
 	}
 }

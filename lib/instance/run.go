@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -68,7 +67,7 @@ func (in *Instance) Run(ctx context.Context, out io.Writer) error {
 			in.supervise(dctx, d, s, w)
 		}()
 		if i == 0 {
-			waitForFile(ctx, filepath.Join(in.Queue(), "lock", "inject.sock"), socketWait)
+			waitForFile(ctx, in.InjectSocket(), socketWait)
 		}
 	}
 	<-ctx.Done()

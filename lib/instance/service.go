@@ -34,7 +34,7 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 	}
 	q, c := in.Queue(), in.Control()
 	ds := []Daemon{
-		{Name: "queued", Argv: []string{prog("gw-queued"), "--queue", q}, User: s.Users.Queue},
+		{Name: "queued", Argv: []string{prog("gw-queued"), "--queue", q, "--socket", in.InjectSocket()}, User: s.Users.Queue},
 		{Name: "send", Argv: []string{prog("gw-send"), "--queue", q, "--control-dir", c}, User: s.Users.Queue},
 	}
 	for _, l := range s.Listeners {
@@ -53,7 +53,7 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 			argv = append(argv, "--user", user)
 		}
 		argv = append(argv, l.Args...)
-		env := map[string]string{"GW_QUEUED": filepath.Join(q, "lock", "inject.sock")}
+		env := map[string]string{"GW_QUEUED": in.InjectSocket()}
 		if l.Proto == "smtp" && slices.Contains(s.Scan, l.Face) {
 			// gw-scan(8) as qmail-queue: it reads the instance's control
 			// files and hands clean mail on to GW_QUEUED.
@@ -207,7 +207,7 @@ func (in *Instance) WriteServices() error {
 			}
 		}
 	}
-	return nil
+	return in.setAccess(s)
 }
 
 // writeEnvDir makes dir hold exactly env, one file a variable, as envdir

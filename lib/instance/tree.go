@@ -39,7 +39,7 @@ import (
 const DefaultRoot = "/var/gw"
 
 // Subdirectories of an instance, as ARCHITECTURE.md lays them out.
-var subdirs = []string{"control", "queue", "acl", "state", "quarantine", "service"}
+var subdirs = []string{"control", "queue", "inject", "acl", "state", "quarantine", "service"}
 
 // ErrUsage marks bad input: a name, an address or an option that cannot work.
 // Callers exit 100 on it, 111 on anything else.
@@ -182,7 +182,7 @@ func Create(root, name string, opts Options) (*Instance, error) {
 			return nil, err
 		}
 	}
-	for _, d := range []string{"queue", "state", "quarantine"} {
+	for _, d := range []string{"queue", "inject", "state", "quarantine"} {
 		if err := os.Chmod(in.Path(d), 0o750); err != nil {
 			return nil, err
 		}

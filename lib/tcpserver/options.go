@@ -2,8 +2,11 @@ package tcpserver
 
 import (
 	"errors"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
+
+	"gw/lib/trustpath"
 )
 
 // Options are the command-line settings gw-smtpd and gw-qmtpd share: where
@@ -45,4 +48,22 @@ func (o *Options) Standalone() (bool, error) {
 		return false, ErrUserUnderTcpserver
 	}
 	return false, nil
+}
+
+// Trusted refuses to serve from a control directory or a rules database
+// that someone but root or the listener's own user could have changed
+// (trustpath): the listener's relay policy comes from them. The rules
+// database's directory counts too, since whoever may write there may
+// rename another database over it.
+func (o *Options) Trusted() error {
+	if err := trustpath.Dir("control directory", o.ControlDir); err != nil {
+		return err
+	}
+	if o.ACL == "" {
+		return nil
+	}
+	if err := trustpath.File("rules directory", filepath.Dir(o.ACL)); err != nil {
+		return err
+	}
+	return trustpath.File("rules database", o.ACL)
 }

@@ -190,7 +190,7 @@ func (s *supervisor) up(t *testing.T, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sock := filepath.Join(filepath.Dir(filepath.Dir(target)), "queue", "lock", "inject.sock")
+		sock := filepath.Join(filepath.Dir(filepath.Dir(target)), "inject", "inject.sock")
 		waitFor(t, "gw-queued on "+sock, 20*time.Second, func() bool {
 			c, err := net.Dial("unix", sock)
 			if err == nil {

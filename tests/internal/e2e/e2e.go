@@ -17,6 +17,8 @@ func Build(prefix string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Daemons that drop to an unprivileged user run the programs too.
+	os.Chmod(dir, 0o755)
 	build := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", dir+"/", "gw/cmd/...")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
