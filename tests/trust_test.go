@@ -25,7 +25,7 @@ import (
 // queue user of the old layout, in the listeners' group.
 const (
 	listenersGroup = "gwtl"
-	queueUser      = "gwtq"
+	trustQueueUser      = "gwtq"
 	smtpdUser      = "gwtsmtpd"
 	qmtpdUser      = "gwtqmtpd"
 	oldQueueUser   = "gwtqold"
@@ -42,7 +42,7 @@ func trustUsers(t *testing.T) {
 		mustRun(t, "groupadd", "-r", listenersGroup)
 	}
 	for _, u := range [][]string{
-		{queueUser, "-U"},
+		{trustQueueUser, "-U"},
 		{smtpdUser, "-g", listenersGroup},
 		{qmtpdUser, "-g", listenersGroup},
 		{oldQueueUser, "-g", listenersGroup},
@@ -175,14 +175,14 @@ func (in *trustInstance) daemons(t *testing.T) map[string]int {
 // Finding 4: root's supplementary groups must be gone from every thread
 // of every daemon, not only from the thread that called setgroups.
 func TestPrivilegeDropHoldsOnEveryThread(t *testing.T) {
-	in := newTrustInstance(t, queueUser)
+	in := newTrustInstance(t, trustQueueUser)
 	in.start(t)
 	// A session, so that the listener's threads have served a client.
 	if r := smtpdDialogue(t, in.smtp, "EHLO client.example\r\nQUIT\r\n"); len(r) != 3 || !strings.HasPrefix(r[2], "221") {
 		t.Fatalf("a session with gw-smtpd: %q", r)
 	}
 	ds := in.daemons(t)
-	for name, runAs := range map[string]string{"gw-smtpd": smtpdUser, "gw-qmtpd": qmtpdUser, "gw-queued": queueUser, "gw-send": queueUser} {
+	for name, runAs := range map[string]string{"gw-smtpd": smtpdUser, "gw-qmtpd": qmtpdUser, "gw-queued": trustQueueUser, "gw-send": trustQueueUser} {
 		pid, ok := ds[name]
 		if !ok {
 			t.Errorf("%s is not running (daemons %v)", name, ds)
@@ -208,7 +208,7 @@ func TestPrivilegeDropHoldsOnEveryThread(t *testing.T) {
 // Finding 5: a listener's user, which may hand messages to gw-queued's
 // socket, cannot read what is queued.
 func TestListenersCannotReadTheQueue(t *testing.T) {
-	in := newTrustInstance(t, queueUser)
+	in := newTrustInstance(t, trustQueueUser)
 	in.start(t)
 	const secret = "the-board-minutes-7f3a"
 	if r := sendMessage(t, in.smtp, "a@gw.test", []string{"postmaster@gw.test"}, plainMessage("minutes", secret)); !strings.HasPrefix(r, "250") {
