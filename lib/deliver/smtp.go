@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"gw/lib/mailbox"
 	"gw/lib/route"
 )
 
@@ -282,12 +283,29 @@ func replyText(se *smtp.SMTPError) string {
 	return text
 }
 
-// badAddress is an address no SMTP command can carry.
-type badAddress struct{ addr string }
+// badAddress is a stored address no SMTP command can carry (mailbox.Path
+// refused it): it fails, never rewritten into an address it is not.
+type badAddress struct {
+	addr   string
+	sender bool
+	err    error
+}
 
 func (e *badAddress) Error() string {
-	return fmt.Sprintf("address %q has a line break in it (#5.1.3)", e.addr)
+	status := "5.1.3"
+	if e.sender {
+		status = "5.1.7"
+	}
+	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v (#%s)", e.role(), e.addr, e.err, status)
 }
+
+func (e *badAddress) role() string {
+	if e.sender {
+		return "sender"
+	}
+	return "recipient"
+}
+
 func (e *badAddress) Temporary() bool { return false }
 
 func (s *smtpSession) TLS() bool      { return s.tls }
@@ -322,8 +340,11 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	if s.broken {
 		return nil, &ConnError{Host: s.host, Err: errors.New("session is closed")}
 	}
-	if strings.ContainsAny(sender, "\r\n") {
-		return nil, &badAddress{sender}
+	// The path as the next hop must read it: quoted where the stored
+	// local part is no dot-atom, so that nothing in it becomes a parameter.
+	from, err := mailbox.Path(sender)
+	if err != nil {
+		return nil, &badAddress{addr: sender, sender: true, err: err}
 	}
 	if s.needHello {
 		// A refusal here is about the session, not the message: the
@@ -347,7 +368,7 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
 		opts.Body = smtp.Body8BitMIME // go-smtp says BODY=8BITMIME whenever offered
 	}
-	if err := s.c.Mail(sender, opts); err != nil {
+	if err := s.c.Mail(from, opts); err != nil {
 		return nil, s.fail(err)
 	}
 	return &smtpDelivery{s: s}, nil
@@ -368,19 +389,29 @@ type smtpDelivery struct {
 	done     bool
 }
 
+// AddRcpt keeps the path it writes in rcpts: go-smtp keys LMTP's replies
+// by it.
 func (d *smtpDelivery) AddRcpt(to string) error {
 	i := len(d.outcome)
-	d.rcpts = append(d.rcpts, to)
+	path, perr := mailbox.Path(to)
+	if perr != nil || to == "" {
+		path = to
+	}
+	d.rcpts = append(d.rcpts, path)
 	d.outcome = append(d.outcome, nil)
 	d.dupOf = append(d.dupOf, -1)
 	if d.err != nil {
 		d.outcome[i] = d.err
 		return d.err
 	}
-	if strings.ContainsAny(to, "\r\n") {
-		d.outcome[i] = &badAddress{to}
+	if perr != nil || to == "" {
+		if perr == nil {
+			perr = mailbox.ErrNoDomain // <> is a sender's path alone
+		}
+		d.outcome[i] = &badAddress{addr: to, err: perr}
 		return d.outcome[i]
 	}
+	to = path
 	if d.s.cfg.LMTP {
 		// go-smtp keys LMTP's per-recipient replies by address: an
 		// address twice in one transaction would lose a reply. It goes
