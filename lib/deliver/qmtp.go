@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"gw/lib/mailbox"
 	"gw/lib/qmtp"
 	"gw/lib/route"
 )
@@ -124,8 +123,8 @@ type qmtpSession struct {
 // the server hands it on to SMTP hops, and gw writes nothing that it
 // would not write itself (mailbox.Check, the one definition).
 func (s *qmtpSession) Start(sender string, size int64, utf8 bool) (Delivery, error) {
-	if err := mailbox.Check(sender); err != nil {
-		return nil, &badAddress{addr: sender, sender: true, err: err}
+	if err := Unwritable(sender, true); err != nil {
+		return nil, err
 	}
 	return &qmtpDelivery{s: s, sender: sender, size: size}, nil
 }
@@ -152,13 +151,9 @@ type qmtpDelivery struct {
 // AddRcpt notes the recipient (QMTP answers for each after the message),
 // or refuses it at once when gw would not queue it itself.
 func (d *qmtpDelivery) AddRcpt(to string) error {
-	err := mailbox.Check(to)
-	if err == nil && to == "" {
-		err = mailbox.ErrNoDomain // <> is a sender's path alone
-	}
-	if err != nil {
-		d.outcome, d.sentAs = append(d.outcome, &badAddress{addr: to, err: err}), append(d.sentAs, -1)
-		return d.outcome[len(d.outcome)-1]
+	if err := Unwritable(to, false); err != nil {
+		d.outcome, d.sentAs = append(d.outcome, err), append(d.sentAs, -1)
+		return err
 	}
 	d.outcome, d.sentAs = append(d.outcome, nil), append(d.sentAs, len(d.rcpts))
 	d.rcpts = append(d.rcpts, to)

@@ -299,6 +299,22 @@ func (e *badAddress) Error() string {
 	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v (#%s)", e.role(), e.addr, e.err, status)
 }
 
+// Unwritable returns the permanent failure of stored address addr when no
+// SMTP path can carry it (mailbox.Path), nil otherwise: gw-send fails such
+// a recipient (5.1.3), or the whole message for such a sender (5.1.7),
+// before it looks for a host. An empty recipient is the null path, a
+// sender's alone.
+func Unwritable(addr string, sender bool) error {
+	_, err := mailbox.Path(addr)
+	if err == nil && addr == "" && !sender {
+		err = mailbox.ErrNoDomain
+	}
+	if err != nil {
+		return &badAddress{addr: addr, sender: sender, err: err}
+	}
+	return nil
+}
+
 func (e *badAddress) role() string {
 	if e.sender {
 		return "sender"
@@ -342,10 +358,10 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	}
 	// The path as the next hop must read it: quoted where the stored
 	// local part is no dot-atom, so that nothing in it becomes a parameter.
-	from, err := mailbox.Path(sender)
-	if err != nil {
-		return nil, &badAddress{addr: sender, sender: true, err: err}
+	if err := Unwritable(sender, true); err != nil {
+		return nil, err
 	}
+	from, _ := mailbox.Path(sender)
 	if s.needHello {
 		// A refusal here is about the session, not the message: the
 		// session is dropped and gw-send carries the message over a new
@@ -393,9 +409,10 @@ type smtpDelivery struct {
 // by it.
 func (d *smtpDelivery) AddRcpt(to string) error {
 	i := len(d.outcome)
-	path, perr := mailbox.Path(to)
-	if perr != nil || to == "" {
-		path = to
+	bad := Unwritable(to, false)
+	path := to
+	if bad == nil {
+		path, _ = mailbox.Path(to)
 	}
 	d.rcpts = append(d.rcpts, path)
 	d.outcome = append(d.outcome, nil)
@@ -404,12 +421,9 @@ func (d *smtpDelivery) AddRcpt(to string) error {
 		d.outcome[i] = d.err
 		return d.err
 	}
-	if perr != nil || to == "" {
-		if perr == nil {
-			perr = mailbox.ErrNoDomain // <> is a sender's path alone
-		}
-		d.outcome[i] = &badAddress{addr: to, err: perr}
-		return d.outcome[i]
+	if bad != nil {
+		d.outcome[i] = bad
+		return bad
 	}
 	to = path
 	if d.s.cfg.LMTP {
