@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"gw/lib/mailbox"
 )
 
 // Recipient is one recipient's outcome for the report.
@@ -120,7 +122,7 @@ func (r *Report) Message() []byte {
 		subject = "Double bounce: " + subject
 	}
 	fmt.Fprintf(&b, "From: Mail Delivery System <%s>\n", r.From)
-	fmt.Fprintf(&b, "To: <%s>\n", r.To)
+	fmt.Fprintf(&b, "To: <%s>\n", clean(headerAddress(r.To)))
 	fmt.Fprintf(&b, "Subject: %s\n", subject)
 	fmt.Fprintf(&b, "Date: %s\n", r.Date.UTC().Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <%s.%d.dsn@%s>\n", r.QueueID, r.Date.UnixNano(), r.ReportingMTA)
@@ -178,6 +180,16 @@ func (r *Report) Message() []byte {
 	}
 	fmt.Fprintf(&b, "\n--%s--\n", bd)
 	return []byte(b.String())
+}
+
+// headerAddress is addr as the To: field shows it: quoted as its path is
+// (mailbox.Path), so that a local part holding '>' or blanks stays one
+// address; as stored when no path can carry it.
+func headerAddress(addr string) string {
+	if p, err := mailbox.Path(addr); err == nil {
+		return p
+	}
+	return addr
 }
 
 var replyStart = regexp.MustCompile(`^[245]\d\d `)

@@ -99,3 +99,19 @@ func TestReadHeaders(t *testing.T) {
 		t.Fatalf("%d bytes of headers", len(h))
 	}
 }
+
+// TestReportToQuoted: the To: field shows the sender as its path is
+// written, quoted, and a control character in a stored address never
+// reaches the header.
+func TestReportToQuoted(t *testing.T) {
+	for to, want := range map[string]string{
+		"s@gw.test":               "To: <s@gw.test>\n",
+		"a> b@gw.test":            "To: <\"a> b\"@gw.test>\n",
+		"x\x1b[2J\nBcc: e@x.test": "To: <x?[2J?Bcc: e@x.test>\n",
+	} {
+		r := Report{ReportingMTA: "gw.test", From: "MAILER-DAEMON@gw.test", To: to, QueueID: "1"}
+		if m := string(r.Message()); !strings.Contains(m, "\n"+want) {
+			t.Errorf("To %q: report has no %q:\n%s", to, want, m)
+		}
+	}
+}

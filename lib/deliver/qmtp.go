@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -118,7 +119,13 @@ type qmtpSession struct {
 	host string
 }
 
+// Start refuses a sender no SMTP path can carry: QMTP carries it raw, but
+// the server hands it on to SMTP hops, and gw writes nothing that it
+// would not write itself (mailbox.Check, the one definition).
 func (s *qmtpSession) Start(sender string, size int64, utf8 bool) (Delivery, error) {
+	if err := Unwritable(sender, true); err != nil {
+		return nil, err
+	}
 	return &qmtpDelivery{s: s, sender: sender, size: size}, nil
 }
 
@@ -131,16 +138,24 @@ func (s *qmtpSession) Close() error   { return nil }
 func (s *qmtpSession) Kill() { s.q.Close() }
 
 type qmtpDelivery struct {
-	s      *qmtpSession
-	sender string
-	size   int64
-	rcpts  []string
-	p      *qmtp.Pending
+	s       *qmtpSession
+	sender  string
+	size    int64
+	rcpts   []string // the recipients that go in the package
+	outcome []error  // per AddRcpt call: its refusal by gw, or nil
+	sentAs  []int    // per AddRcpt call: its index in rcpts, or -1
+	noData  bool     // every recipient refused: no package was sent
+	p       *qmtp.Pending
 }
 
-// AddRcpt only notes the recipient: QMTP answers for each after the
-// message.
+// AddRcpt notes the recipient (QMTP answers for each after the message),
+// or refuses it at once when gw would not queue it itself.
 func (d *qmtpDelivery) AddRcpt(to string) error {
+	if err := Unwritable(to, false); err != nil {
+		d.outcome, d.sentAs = append(d.outcome, err), append(d.sentAs, -1)
+		return err
+	}
+	d.outcome, d.sentAs = append(d.outcome, nil), append(d.sentAs, len(d.rcpts))
 	d.rcpts = append(d.rcpts, to)
 	return nil
 }
@@ -150,6 +165,10 @@ func (d *qmtpDelivery) AddRcpt(to string) error {
 // queues nothing of it (and the other packages waiting on the
 // connection are retried).
 func (d *qmtpDelivery) Body(r io.Reader) error {
+	if len(d.rcpts) == 0 {
+		d.noData = true // Commit reports the refusals
+		return nil
+	}
 	p, err := d.s.q.Send(d.sender, d.rcpts, d.size, r)
 	if err != nil {
 		return &ConnError{Host: d.s.host, Err: err}
@@ -161,6 +180,9 @@ func (d *qmtpDelivery) Body(r io.Reader) error {
 // Commit waits for the package's responses: K delivered, Z deferred, D
 // failed, each as a Reply with a 451 or 554 code standing for it.
 func (d *qmtpDelivery) Commit() ([]error, error) {
+	if d.noData {
+		return d.outcome, nil
+	}
 	if d.p == nil {
 		return nil, &ConnError{Host: d.s.host, Err: errors.New("no package sent")}
 	}
@@ -168,9 +190,16 @@ func (d *qmtpDelivery) Commit() ([]error, error) {
 	if err != nil {
 		return nil, &ConnError{Host: d.s.host, Err: err}
 	}
-	out := make([]error, len(resp))
-	for i, r := range resp {
-		switch r.Code {
+	if len(resp) != len(d.rcpts) {
+		return nil, &ConnError{Host: d.s.host, Err: fmt.Errorf("%d responses for %d recipients", len(resp), len(d.rcpts))}
+	}
+	out := make([]error, len(d.outcome))
+	for i, k := range d.sentAs {
+		if k < 0 {
+			out[i] = d.outcome[i]
+			continue
+		}
+		switch r := resp[k]; r.Code {
 		case 'K':
 		case 'D':
 			out[i] = &Reply{Code: 554, Text: oneLine(r.Text), Host: d.s.host}

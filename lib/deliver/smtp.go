@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"gw/lib/mailbox"
 	"gw/lib/route"
 )
 
@@ -336,12 +337,45 @@ func replyText(se *smtp.SMTPError) string {
 	return text
 }
 
-// badAddress is an address no SMTP command can carry.
-type badAddress struct{ addr string }
+// badAddress is a stored address no SMTP command can carry (mailbox.Path
+// refused it): it fails, never rewritten into an address it is not.
+type badAddress struct {
+	addr   string
+	sender bool
+	err    error
+}
 
 func (e *badAddress) Error() string {
-	return fmt.Sprintf("address %q has a line break in it (#5.1.3)", e.addr)
+	status := "5.1.3"
+	if e.sender {
+		status = "5.1.7"
+	}
+	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v (#%s)", e.role(), e.addr, e.err, status)
 }
+
+// Unwritable returns the permanent failure of stored address addr when no
+// SMTP path can carry it (mailbox.Path), nil otherwise: gw-send fails such
+// a recipient (5.1.3), or the whole message for such a sender (5.1.7),
+// before it looks for a host. An empty recipient is the null path, a
+// sender's alone.
+func Unwritable(addr string, sender bool) error {
+	_, err := mailbox.Path(addr)
+	if err == nil && addr == "" && !sender {
+		err = mailbox.ErrNoDomain
+	}
+	if err != nil {
+		return &badAddress{addr: addr, sender: sender, err: err}
+	}
+	return nil
+}
+
+func (e *badAddress) role() string {
+	if e.sender {
+		return "sender"
+	}
+	return "recipient"
+}
+
 func (e *badAddress) Temporary() bool { return false }
 
 func (s *smtpSession) TLS() bool      { return s.tls }
@@ -376,9 +410,12 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	if s.broken {
 		return nil, &ConnError{Host: s.host, Err: errors.New("session is closed")}
 	}
-	if strings.ContainsAny(sender, "\r\n") {
-		return nil, &badAddress{sender}
+	// The path as the next hop must read it: quoted where the stored
+	// local part is no dot-atom, so that nothing in it becomes a parameter.
+	if err := Unwritable(sender, true); err != nil {
+		return nil, err
 	}
+	from, _ := mailbox.Path(sender)
 	if s.needHello {
 		// A refusal here is about the session, not the message: the
 		// session is dropped and gw-send carries the message over a new
@@ -401,7 +438,7 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
 		opts.Body = smtp.Body8BitMIME // go-smtp says BODY=8BITMIME whenever offered
 	}
-	if err := s.c.Mail(sender, opts); err != nil {
+	if err := s.c.Mail(from, opts); err != nil {
 		return nil, s.fail(err, StageMail)
 	}
 	return &smtpDelivery{s: s}, nil
@@ -422,19 +459,27 @@ type smtpDelivery struct {
 	done     bool
 }
 
+// AddRcpt keeps the path it writes in rcpts: go-smtp keys LMTP's replies
+// by it.
 func (d *smtpDelivery) AddRcpt(to string) error {
 	i := len(d.outcome)
-	d.rcpts = append(d.rcpts, to)
+	bad := Unwritable(to, false)
+	path := to
+	if bad == nil {
+		path, _ = mailbox.Path(to)
+	}
+	d.rcpts = append(d.rcpts, path)
 	d.outcome = append(d.outcome, nil)
 	d.dupOf = append(d.dupOf, -1)
 	if d.err != nil {
 		d.outcome[i] = d.err
 		return d.err
 	}
-	if strings.ContainsAny(to, "\r\n") {
-		d.outcome[i] = &badAddress{to}
-		return d.outcome[i]
+	if bad != nil {
+		d.outcome[i] = bad
+		return bad
 	}
+	to = path
 	if d.s.cfg.LMTP {
 		// go-smtp keys LMTP's per-recipient replies by address: an
 		// address twice in one transaction would lose a reply. It goes

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -811,3 +812,43 @@ func FuzzGreeting(f *testing.F) {
 }
 
 var enhancedCode = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}$`)
+
+// TestPathsWrittenQuoted: a stored local part that is no dot-atom goes
+// out quoted, so that nothing in it becomes an ESMTP parameter, for SMTP
+// and LMTP alike; a stored address no path can carry (control character,
+// parameters in its domain) fails that recipient permanently and sends
+// nothing; such a sender fails the message before MAIL.
+func TestPathsWrittenQuoted(t *testing.T) {
+	const attack = "v@victim.test> NOTIFY=NEVER ORCPT=rfc822;x@gw.test"
+	for _, lmtp := range []bool{false, true} {
+		sv := &server{ehlo: "250-test\r\n250 8BITMIME\r\n", answer: ok, lmtpReplies: []string{"250 ok", "250 ok"}}
+		s := dial(t, sv.start(t), Config{ConnectTimeout: time.Second, LMTP: lmtp})
+		if _, err := s.Start("s@gw.test> SIZE=1", 10, false); !Permanent(err) || !strings.Contains(err.Error(), "5.1.7") {
+			t.Errorf("lmtp=%v: Start with parameters in the sender: %v", lmtp, err)
+		}
+		d, err := s.Start("a b@x.test", 10, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var early []error
+		for _, rc := range []string{attack, "x\x1b[2J@gw.test", "y@gw.test> NOTIFY=NEVER", "ok@gw.test"} {
+			early = append(early, d.AddRcpt(rc))
+		}
+		if early[0] != nil || !Permanent(early[1]) || !Permanent(early[2]) || early[3] != nil {
+			t.Errorf("lmtp=%v: AddRcpt gave %v", lmtp, early)
+		}
+		if err := d.Body(strings.NewReader("Subject: t\n\nx\n")); err != nil {
+			t.Fatal(err)
+		}
+		res, err := d.Commit()
+		if err != nil || res[0] != nil || !Permanent(res[1]) || !Permanent(res[2]) || res[3] != nil {
+			t.Errorf("lmtp=%v: outcomes %v, %v", lmtp, res, err)
+		}
+		s.Close()
+		cmds := sv.commands()
+		want := []string{"MAIL FROM:<\"a b\"@x.test> BODY=8BITMIME", "RCPT TO:<\"v@victim.test> NOTIFY=NEVER ORCPT=rfc822;x\"@gw.test>", "RCPT TO:<ok@gw.test>", "DATA"}
+		if len(cmds) < 5 || !reflect.DeepEqual(cmds[1:5], want) {
+			t.Errorf("lmtp=%v: commands %q, want %q after the greeting", lmtp, cmds, want)
+		}
+	}
+}

@@ -1,6 +1,6 @@
 // Package envelope is the qmail-queue envelope: its wire form on fd 1,
 // 'F' sender NUL ('T' recipient NUL)* NUL, and the checks every address
-// passes before gw queues it.
+// passes before gw queues it (mailbox.Check, the one definition).
 //
 // The stored form, kept in the queue, is the same bytes without the final
 // extra NUL: that NUL is how a caller says the envelope is complete, and an
@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"gw/lib/mailbox"
 )
 
 // Limits on what an envelope may hold. qmail-queue's only limit is the
@@ -40,6 +42,7 @@ func (e *Error) Error() string { return e.What }
 // Exit codes of qmail-queue(8) that envelope problems map to.
 const (
 	codeAddressTooLong = 11
+	codeBadAddress     = 12 // gw's own, permanent as 11 to 40 are (qq.BadAddress)
 	codeReadError      = 54
 	codeBadEnvelope    = 91
 )
@@ -47,9 +50,16 @@ const (
 var errTruncated = &Error{codeReadError, "envelope ends before its final NUL"}
 
 // Read reads one wire-form envelope from r, through its final NUL, and
-// checks every address. Nothing after the final NUL is read. An *Error says
-// which qmail-queue code the problem maps to; other errors are read errors.
+// checks every address (CheckAddress). Nothing after the final NUL is read.
+// An *Error says which qmail-queue code the problem maps to; other errors
+// are read errors.
 func Read(r io.ByteReader) (Envelope, error) {
+	return read(r, CheckAddress)
+}
+
+// read is Read with the address check as a parameter: the queue reads
+// back what it stored with a lighter one (see ParseStored).
+func read(r io.ByteReader, check func(string) error) (Envelope, error) {
 	var env Envelope
 	first, err := readItem(r)
 	if err != nil {
@@ -59,7 +69,7 @@ func Read(r io.ByteReader) (Envelope, error) {
 		return env, &Error{codeBadEnvelope, "envelope does not begin with F"}
 	}
 	env.Sender = string(first[1:])
-	if err := CheckAddress(env.Sender); err != nil {
+	if err := check(env.Sender); err != nil {
 		return env, err
 	}
 	for {
@@ -77,8 +87,12 @@ func Read(r io.ByteReader) (Envelope, error) {
 			return env, &Error{codeBadEnvelope, fmt.Sprintf("more than %d recipients", MaxRecipients)}
 		}
 		rcpt := string(item[1:])
-		if err := CheckAddress(rcpt); err != nil {
+		if err := check(rcpt); err != nil {
 			return env, err
+		}
+		if rcpt == "" {
+			// The null path is a sender's alone: no RCPT can name it.
+			return env, &Error{codeBadAddress, fmt.Sprintf("recipient %d is empty", len(env.Recipients)+1)}
 		}
 		env.Recipients = append(env.Recipients, rcpt)
 	}
@@ -107,14 +121,27 @@ func readItem(r io.ByteReader) ([]byte, error) {
 }
 
 // CheckAddress refuses an address gw will not queue: over-long, over-long
-// domain, or holding CR or LF (which no SMTP or QMTP peer can have sent, and
-// which would split a header or a log line later).
+// domain, or one mailbox.Check refuses (a control character, or no way to
+// write it as an SMTP path: a '>' or a blank in its domain would end the
+// path early at the next hop and make the rest ESMTP parameters). Every
+// refusal is permanent: the same address will never pass.
 func CheckAddress(a string) error {
-	if len(a) > MaxAddress {
-		return &Error{codeAddressTooLong, fmt.Sprintf("address longer than %d bytes", MaxAddress)}
+	if err := checkLength(a); err != nil {
+		return err
 	}
-	if at := bytes.LastIndexByte([]byte(a), '@'); at >= 0 && len(a)-at-1 > MaxDomain {
-		return &Error{codeAddressTooLong, fmt.Sprintf("domain longer than %d bytes", MaxDomain)}
+	if err := mailbox.Check(a); err != nil {
+		return &Error{codeBadAddress, fmt.Sprintf("address %q: %v", a, err)}
+	}
+	return nil
+}
+
+// checkStored is the check an address in the queue passes to be read
+// back: over-long, CR, LF or NUL make the envelope unreadable. An address
+// stored before CheckAddress grew stricter, or by a program that did not
+// check, still reads: gw-send fails that recipient alone (mailbox.Path).
+func checkStored(a string) error {
+	if err := checkLength(a); err != nil {
+		return err
 	}
 	for i := 0; i < len(a); i++ {
 		switch a[i] {
@@ -123,6 +150,17 @@ func CheckAddress(a string) error {
 		case 0:
 			return &Error{codeBadEnvelope, "address holds NUL"}
 		}
+	}
+	return nil
+}
+
+// checkLength refuses an address or a domain longer than gw keeps.
+func checkLength(a string) error {
+	if len(a) > MaxAddress {
+		return &Error{codeAddressTooLong, fmt.Sprintf("address longer than %d bytes", MaxAddress)}
+	}
+	if at := bytes.LastIndexByte([]byte(a), '@'); at >= 0 && len(a)-at-1 > MaxDomain {
+		return &Error{codeAddressTooLong, fmt.Sprintf("domain longer than %d bytes", MaxDomain)}
 	}
 	return nil
 }
@@ -151,7 +189,7 @@ func (e Envelope) Wire() []byte { return append(e.Stored(), 0) }
 // ParseStored parses a stored-form envelope, as kept in the queue.
 func ParseStored(b []byte) (Envelope, error) {
 	r := bufio.NewReader(io.MultiReader(bytes.NewReader(b), bytes.NewReader([]byte{0})))
-	env, err := Read(r)
+	env, err := read(r, checkStored)
 	if err != nil {
 		return env, err
 	}

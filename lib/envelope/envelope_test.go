@@ -28,12 +28,18 @@ func TestRead(t *testing.T) {
 		{"not F first", "Ta@b\x00\x00", Envelope{}, 91},
 		{"empty first item", "\x00", Envelope{}, 91},
 		{"recipient not T", "Fa@b\x00Xc@d\x00\x00", Envelope{}, 91},
-		{"CR in recipient", "Fa@b\x00Tc\r@d\x00\x00", Envelope{}, 91},
-		{"LF in sender", "Fa\n@b\x00Tc@d\x00\x00", Envelope{}, 91},
+		{"CR in recipient", "Fa@b\x00Tc\r@d\x00\x00", Envelope{}, 12},
+		{"LF in sender", "Fa\n@b\x00Tc@d\x00\x00", Envelope{}, 12},
+		{"ESC in recipient", "Fa@b\x00Tc\x1b[2J@d\x00\x00", Envelope{}, 12},
+		{"parameters in the sender's domain", "Fs@gw.test> SIZE=1\x00Tc@d\x00\x00", Envelope{}, 12},
+		{"recipient without domain", "Fa@b\x00Troot\x00\x00", Envelope{}, 12},
+		{"empty recipient", "Fa@b\x00T\x00\x00", Envelope{}, 12},
+		{"'>' in a local part is written quoted", "Fa@b\x00Tv@victim.test> NOTIFY=NEVER@gw.test\x00\x00",
+			Envelope{"a@b", []string{"v@victim.test> NOTIFY=NEVER@gw.test"}}, 0},
 		{"long sender", "F" + long + "\x00\x00", Envelope{}, 11},
 		{"long recipient", "Fa@b\x00T" + long + "\x00\x00", Envelope{}, 11},
 		{"long domain", "Fa@" + strings.Repeat("d", 256) + "\x00\x00", Envelope{}, 11},
-		{"longest address", "F" + long[1:] + "\x00\x00", Envelope{long[1:], nil}, 0},
+		{"longest address", "F" + long[3:] + "@b\x00\x00", Envelope{long[3:] + "@b", nil}, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -55,6 +61,20 @@ func TestRead(t *testing.T) {
 				t.Errorf("Wire() = %q, want %q", w, c.wire)
 			}
 		})
+	}
+}
+
+// TestParseStoredIsLenient: an address queued before the stricter check,
+// or by a program that did not check, still reads back, so that gw-send
+// fails that recipient alone instead of the whole message.
+func TestParseStoredIsLenient(t *testing.T) {
+	stored := "Fs@gw.test> SIZE=1\x00Tok@example.net\x00Tx\x1b@example.net\x00"
+	env, err := ParseStored([]byte(stored))
+	if err != nil || env.Sender != "s@gw.test> SIZE=1" || len(env.Recipients) != 2 {
+		t.Fatalf("ParseStored = %#v, %v", env, err)
+	}
+	if _, err := ParseStored([]byte("Fa@b\x00Tc\r@d\x00")); err == nil {
+		t.Error("ParseStored read a CR")
 	}
 }
 

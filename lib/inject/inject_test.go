@@ -157,12 +157,13 @@ func TestServerAbortQueuesNothing(t *testing.T) {
 	if len(snap.Messages) != 0 {
 		t.Errorf("an aborted message was queued")
 	}
-	// A client refused for its envelope gets the code and nothing is queued.
+	// A client refused for its envelope gets the permanent code and
+	// nothing is queued.
 	cl, _ := Dial(sock)
 	defer cl.Close()
 	code, err := cl.Inject(strings.NewReader("x"), envelope.Envelope{Sender: "a\nb"})
-	if err != nil || code != qq.BadEnvelope {
-		t.Errorf("bad envelope: code %d, %v; want %d", code, err, qq.BadEnvelope)
+	if err != nil || code != qq.BadAddress {
+		t.Errorf("bad envelope: code %d, %v; want %d", code, err, qq.BadAddress)
 	}
 }
 

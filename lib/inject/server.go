@@ -135,7 +135,7 @@ func (s *Server) session(c *net.UnixConn) {
 		}
 		if err != nil {
 			s.Log.Warning("refused", "code", code, "uid", uid, "pid", pid, "reply", qq.Reply(code), "err", err)
-			if code == qq.ReadError || code == qq.BadEnvelope || code == qq.AddressTooLong {
+			if code == qq.ReadError || code == qq.BadEnvelope || code == qq.AddressTooLong || code == qq.BadAddress {
 				return // the stream is out of step
 			}
 			continue

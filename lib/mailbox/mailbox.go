@@ -7,14 +7,20 @@
 // accepted and dropped (RFC 5321 C); a quoted local part is accepted only
 // when its content is a valid dot-atom once unquoted, so the address
 // means the same quoted or not and nothing downstream must re-quote it.
-// Characters that ask for sender-specified routing ('%', '!') are kept and
-// reported (Routed), for the relay decision to refuse them.
+// Characters that ask for sender-specified routing ('%', '!', and an '@'
+// inside the local part) are kept and reported (Routed), for the relay
+// decision to refuse them.
+//
+// ParseRFC5321 is the same parser without gw-smtpd's restrictions: what a
+// next hop parses. Check and Path (stored.go) are the other direction: the
+// one definition of an address gw may queue, and its one writer.
 package mailbox
 
 import (
 	"errors"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits from RFC 5321 4.5.3.1.
@@ -54,8 +60,11 @@ func (a Address) String() string {
 func (a Address) Postmaster() bool { return a.Domain == "" && !a.Null }
 
 // Routed reports whether the local part asks for sender-specified routing
-// (user%host@domain, host!user@domain): a host that honours it would relay.
-func (a Address) Routed() bool { return strings.ContainsAny(a.Local, "%!") }
+// (user%host@domain, host!user@domain, "user@host"@domain): a host that
+// honours it would relay. Postfix strips its own domain from
+// "user@host"@domain and relays to host for a client it trusts, so an '@'
+// in a quoted local part routes as surely as '%' does.
+func (a Address) Routed() bool { return strings.ContainsAny(a.Local, "%!@") }
 
 // LiteralIP returns the IP of an address literal.
 func (a Address) LiteralIP() (netip.Addr, bool) {
@@ -87,6 +96,11 @@ var (
 // The path is <…>, optionally after blanks; an address without angle
 // brackets is accepted up to the first blank, as qmail does.
 func ParsePath(arg string) (path, rest string, err error) {
+	return splitPath(arg, MaxPath)
+}
+
+// splitPath is ParsePath with a limit on the path's length (0: none).
+func splitPath(arg string, limit int) (path, rest string, err error) {
 	arg = strings.TrimLeft(arg, " ")
 	if !strings.HasPrefix(arg, "<") {
 		path, rest, _ = strings.Cut(arg, " ")
@@ -107,7 +121,7 @@ func ParsePath(arg string) (path, rest string, err error) {
 			if rest != "" && rest[0] != ' ' {
 				return "", "", ErrSyntax
 			}
-			if i+1 > MaxPath {
+			if limit > 0 && i+1 > limit {
 				return "", "", ErrTooLong
 			}
 			return arg[1:i], strings.TrimLeft(rest, " "), nil
@@ -116,20 +130,37 @@ func ParsePath(arg string) (path, rest string, err error) {
 	return "", "", ErrSyntax
 }
 
-// Parse parses a path's content (without angle brackets). An empty path is
-// the null path; a path without '@' is accepted only as "postmaster"
-// (any case), which the caller allows for RCPT only.
+// Parse parses a path's content (without angle brackets) as gw-smtpd
+// accepts it. An empty path is the null path; a path without '@' is
+// accepted only as "postmaster" (any case), which the caller allows for
+// RCPT only.
 func Parse(p string) (Address, error) {
-	if len(p) > MaxPath-2 {
+	return parse(p, true)
+}
+
+// ParseRFC5321 parses a path's content as RFC 5321 defines it (with RFC
+// 6531's UTF-8), without gw-smtpd's restrictions: a quoted local part may
+// hold any printable character, and no length limit applies. It is what
+// the next hop of a path Path wrote reads, so tests hold Path to it.
+func ParseRFC5321(p string) (Address, error) {
+	return parse(p, false)
+}
+
+// parse is Parse when strict, ParseRFC5321 otherwise.
+func parse(p string, strict bool) (Address, error) {
+	if strict && len(p) > MaxPath-2 {
 		return Address{}, ErrTooLong
 	}
 	for i := 0; i < len(p); i++ {
-		if p[i] >= 0x80 {
+		if p[i] >= 0x80 && strict {
 			return Address{}, ErrNonASCII
 		}
 		if p[i] < ' ' || p[i] == 0x7f {
 			return Address{}, ErrSyntax
 		}
+	}
+	if !utf8.ValidString(p) {
+		return Address{}, ErrSyntax
 	}
 	if p == "" {
 		return Address{Null: true}, nil
@@ -147,7 +178,7 @@ func Parse(p string) (Address, error) {
 		}
 		p = p[i+1:]
 	}
-	local, rest, err := localPart(p)
+	local, rest, err := localPart(p, strict)
 	if err != nil {
 		return Address{}, err
 	}
@@ -164,14 +195,16 @@ func Parse(p string) (Address, error) {
 	if !ok {
 		return Address{}, ErrSyntax
 	}
-	if len(local) > MaxLocal || len(d) > MaxDomain {
+	if strict && len(local) > MaxLocal || len(d) > MaxDomain {
 		return Address{}, ErrTooLong
 	}
 	return Address{Local: local, Domain: d, Literal: lit}, nil
 }
 
-// localPart returns the local part, unquoted, and the text after it.
-func localPart(p string) (string, string, error) {
+// localPart returns the local part, unquoted, and the text after it. A
+// strict caller takes a quoted local part only when its content needs no
+// quotes.
+func localPart(p string, strict bool) (string, string, error) {
 	if p == "" {
 		return "", "", ErrSyntax
 	}
@@ -193,7 +226,7 @@ func localPart(p string) (string, string, error) {
 			return "", "", ErrSyntax
 		}
 		local, rest = b.String(), p[i+1:]
-		if !dotAtom(local) {
+		if strict && !dotAtom(local) {
 			return "", "", ErrQuoted
 		}
 		return local, rest, nil
@@ -228,13 +261,14 @@ func atext(c byte) bool {
 	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		return true
 	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+	// RFC 6531 adds UTF-8 to atext; Parse refuses it before it gets here.
+	return c >= 0x80 || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
 }
 
 // domain checks d as a host name (one trailing dot allowed and removed) or
 // an address literal, and returns it lower-cased.
 func domain(d string) (string, bool, bool) {
-	d = strings.ToLower(d)
+	d = asciiLower(d)
 	if strings.HasPrefix(d, "[") {
 		a := Address{Domain: d, Literal: true}
 		if !strings.HasSuffix(d, "]") {
@@ -255,10 +289,22 @@ func domain(d string) (string, bool, bool) {
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			// UTF-8 is an RFC 6531 U-label; Parse refuses it earlier.
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c >= 0x80) {
 				return "", false, false
 			}
 		}
 	}
 	return d, false, true
+}
+
+// asciiLower lower-cases A to Z only: a U-label is left as written, so
+// that what is compared is what was sent.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'A' && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }

@@ -145,9 +145,14 @@ const (
 
 // hopsPackage is a package whose message has n Received lines, in the
 // CRLF encoding.
+// list is a recipient list of one address.
+func list(rcpt string) string {
+	return string(Append(nil, string(Append(nil, rcpt))))
+}
+
 func hopsPackage(n int) string {
 	msg := "\r" + strings.Repeat("Received: from a by b\r\n", n) + "\r\nbody\r\n"
-	return strconv.Itoa(len(msg)) + ":" + msg + ",0:,5:2:x@,,"
+	return strconv.Itoa(len(msg)) + ":" + msg + ",0:,6:3:x@y,,"
 }
 
 // TestSpecExamples replays the byte-level examples of specs/qmtp.md.
@@ -171,8 +176,8 @@ func TestSpecExamples(t *testing.T) {
 		{"6.1 LF two recipients", false, 0, 0, spec61, want{"K,K,", "Subject: hi\n\nhello\n", "a@example.org", []string{"b@example.net", "c@example.net"}, 1, true}},
 		{"6.2 CRLF null sender", false, 0, 0, spec62, want{"K,", "Subject: hi\n\nhello\n", "", []string{"b@example.net"}, 1, true}},
 		{"6.2 pipelined after 6.1", false, 0, 0, spec61 + spec62, want{"K,K,K,", "", "", nil, 2, false}},
-		{"lone CR kept", true, 0, 0, "6:\ra\rb\r\n,0:,5:2:x@,,", want{"K,", "a\rb\n", "", []string{"x@"}, 1, true}},
-		{"partial last line", true, 0, 0, "4:\nabc,0:,5:2:x@,,", want{"K,", "abc", "", []string{"x@"}, 1, true}},
+		{"lone CR kept", true, 0, 0, "6:\ra\rb\r\n,0:,6:3:x@y,,", want{"K,", "a\rb\n", "", []string{"x@y"}, 1, true}},
+		{"partial last line", true, 0, 0, "4:\nabc,0:,6:3:x@y,,", want{"K,", "abc", "", []string{"x@y"}, 1, true}},
 		{"not in rcpthosts", false, 0, 0, "2:\na,0:,17:13:b@example.com,,",
 			want{"66:Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1),", "", "", nil, 0, false}},
 		{"one of two refused", false, 0, 0, "2:\na,0:,34:13:b@example.com,13:b@example.net,,",
@@ -188,16 +193,24 @@ func TestSpecExamples(t *testing.T) {
 		{"disk full", false, 53, 0, "2:\na,0:,17:13:b@example.net,,", want{"37:Zqq write error or disk full (#4.3.0),", "", "", nil, 0, false}},
 		{"refused by filter", false, 31, 0, "2:\na,0:,17:13:b@example.net,,",
 			want{"50:Dmail server permanently rejected message (#5.3.0),", "", "", nil, 0, false}},
-		{"bad encoding byte", true, 0, 0, "2:xa,0:,5:2:x@,,", want{"", "", "", nil, 0, false}},
-		{"missing comma", true, 0, 0, "2:\na;0:,5:2:x@,,", want{"", "", "", nil, 0, false}},
+		{"bad encoding byte", true, 0, 0, "2:xa,0:,6:3:x@y,,", want{"", "", "", nil, 0, false}},
+		{"missing comma", true, 0, 0, "2:\na;0:,6:3:x@y,,", want{"", "", "", nil, 0, false}},
 		{"truncated", true, 0, 0, "200:\nabc", want{"", "", "", nil, 0, false}},
-		{"empty message", true, 0, 0, "0:,0:,5:2:x@,,", want{"", "", "", nil, 0, false}},
+		{"empty message", true, 0, 0, "0:,0:,6:3:x@y,,", want{"", "", "", nil, 0, false}},
 		{"no recipients", true, 0, 0, "2:\na,0:,0:,", want{"", "", "", nil, 0, false}},
 		{"recipient overruns list", true, 0, 0, "2:\na,0:,4:2:x@,,", want{"", "", "", nil, 0, false}},
-		{"99 hops pass", true, 0, 0, hopsPackage(99), want{"K,", "", "", []string{"x@"}, 1, false}},
+		{"99 hops pass", true, 0, 0, hopsPackage(99), want{"K,", "", "", []string{"x@y"}, 1, false}},
 		{"100 hops loop", true, 0, 0, hopsPackage(100),
 			want{"48:Dtoo many hops, this message is looping (#5.4.6),", "", "", nil, 0, false}},
-		{"answered before a bad package", true, 0, 0, "2:\na,0:,5:2:x@,,2:xa,", want{"K,", "a", "", []string{"x@"}, 1, true}},
+		{"ESC in a recipient", true, 0, 0, "2:\na,0:," + list("x\x1b[m@y"),
+			want{"54:Dsorry, that recipient address has bad syntax (#5.1.3),", "", "", nil, 0, false}},
+		{"parameters in a local part: sender routing", false, 0, 0, "2:\na,0:," + list("v@victim.test> NOTIFY=NEVER ORCPT=rfc822;x@example.com"),
+			want{"49:Dsender-specified routing is not allowed (#5.7.1),", "", "", nil, 0, false}},
+		{"parameters in a local part: relay client", true, 0, 0, "2:\na,0:," + list("v@victim.test> NOTIFY=NEVER@example.com"),
+			want{"K,", "a", "", []string{"v@victim.test> NOTIFY=NEVER@example.com"}, 1, true}},
+		{"parameters in the sender's domain", true, 0, 0, "2:\na,17:s@gw.test> SIZE=1,17:13:b@example.com,,",
+			want{"29:Dunacceptable sender (#5.1.7),", "", "", nil, 0, false}},
+		{"answered before a bad package", true, 0, 0, "2:\na,0:,6:3:x@y,,2:xa,", want{"K,", "a", "", []string{"x@y"}, 1, true}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -78,6 +78,7 @@ const (
 	respTooBig      = "Dsorry, that message size exceeds my databytes limit (#5.3.4)"
 	respBadSender   = "Dunacceptable sender (#5.1.7)"
 	respBadRcpt     = "Dsorry, I can't handle that recipient (#5.1.3)"
+	respRcptSyntax  = "Dsorry, that recipient address has bad syntax (#5.1.3)"
 	respNoRelay     = "Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
 	respRouted      = "Dsender-specified routing is not allowed (#5.7.1)"
 	respTooManyRcpt = "Dtoo many recipients (#5.5.3)"
@@ -304,7 +305,9 @@ func (s *session) pkg() (*answer, string) {
 	if err != nil {
 		return nil, s.drop(msgID, tx, err)
 	}
-	badSender := long || bytes.IndexByte(sender, 0) >= 0
+	// The sender is checked as gw-queue will check it (envelope's one
+	// definition), so that a refusal is a D now, not a Z after the data.
+	badSender := long || bytes.IndexByte(sender, 0) >= 0 || envelope.CheckAddress(string(sender)) != nil
 	rcpts, resp, err := s.recipients()
 	if err != nil {
 		return nil, s.drop(msgID, tx, err)
@@ -411,10 +414,11 @@ func (s *session) recipients() ([]string, []string, error) {
 			r = respBadRcpt
 		case len(rcpts) >= envelope.MaxRecipients:
 			r = respTooManyRcpt
-		case s.cl.Relay:
-			addr += s.cl.RelayAppend
 		default:
-			r = s.decide(addr)
+			r = s.judge(addr)
+			if s.cl.Relay {
+				addr += s.cl.RelayAppend
+			}
 		}
 		if r != "" {
 			s.log("info", "rcpt", "to", addr, "result", "reject", "reason", r[1:])
@@ -425,6 +429,23 @@ func (s *session) recipients() ([]string, []string, error) {
 		return nil, nil, err
 	}
 	return rcpts, resp, nil
+}
+
+// judge refuses a recipient gw will not queue (the envelope's one
+// definition: no control character, writable as an SMTP path), then, for
+// a client without RELAYCLIENT, one relay control refuses.
+func (s *session) judge(addr string) string {
+	full := addr
+	if s.cl.Relay {
+		full += s.cl.RelayAppend
+	}
+	if full == "" || envelope.CheckAddress(full) != nil {
+		return respRcptSyntax
+	}
+	if s.cl.Relay {
+		return ""
+	}
+	return s.decide(addr)
 }
 
 // decide is gw-smtpd's relay control for a client without RELAYCLIENT,

@@ -7,8 +7,12 @@ package qq
 // Exit codes of qmail-queue(8). 0 is success, 11–40 permanent, anything
 // else temporary.
 const (
-	OK                = 0
-	AddressTooLong    = 11
+	OK             = 0
+	AddressTooLong = 11
+	// BadAddress is gw's own: an envelope address with a control
+	// character, or that no SMTP path can carry (mailbox.Check). It is
+	// permanent, as 11 to 40 are, so qmail's own callers bounce it too.
+	BadAddress        = 12
 	Refused           = 31
 	OutOfMemory       = 51
 	Timeout           = 52
@@ -40,6 +44,8 @@ func Reply(code int) string {
 		return "ok"
 	case AddressTooLong, 115:
 		return "envelope address too long for qq (#5.1.3)"
+	case BadAddress:
+		return "envelope address has bad syntax for qq (#5.1.3)"
 	case Refused:
 		return "mail server permanently rejected message (#5.3.0)"
 	case OutOfMemory:

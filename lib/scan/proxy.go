@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"gw/lib/envelope"
+	"gw/lib/mailbox"
 )
 
 // Proxy is gw-scan as an SMTP content filter, amavisd-new's place: it
@@ -66,6 +67,8 @@ func (s *proxySession) Reset() { s.from, s.rcpts = "", nil }
 
 func (s *proxySession) Logout() error { return nil }
 
+// Mail and Rcpt take the address go-smtp unquoted, so the check is the
+// envelope's one definition; relay writes it back through mailbox.Path.
 func (s *proxySession) Mail(from string, _ *smtp.MailOptions) error {
 	if err := envelope.CheckAddress(from); err != nil {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "sender address refused"}
@@ -168,11 +171,23 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader) (string, error) {
 	if err := c.Hello(p.Scanner.Hostname); err != nil {
 		return "", fmt.Errorf("EHLO: %w", err)
 	}
-	if err := c.Mail(env.Sender, nil); err != nil {
+	// go-smtp's client writes the path between angle brackets as given:
+	// the local part must go quoted when it is no dot-atom, or the next
+	// hop reads another address, and what follows a '>' or a blank in it
+	// as parameters.
+	from, err := mailbox.Path(env.Sender)
+	if err != nil {
+		return "", fmt.Errorf("MAIL: sender %q: %w", env.Sender, err)
+	}
+	if err := c.Mail(from, nil); err != nil {
 		return "", fmt.Errorf("MAIL: %w", err)
 	}
 	for _, r := range env.Recipients {
-		if err := c.Rcpt(r, nil); err != nil {
+		to, err := mailbox.Path(r)
+		if err != nil {
+			return "", fmt.Errorf("RCPT %q: %w", r, err)
+		}
+		if err := c.Rcpt(to, nil); err != nil {
 			return "", fmt.Errorf("RCPT %s: %w", r, err)
 		}
 	}

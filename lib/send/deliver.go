@@ -59,8 +59,43 @@ func (s *Sender) deliver(j *job) {
 		s.record(j, &m, out, true, "", false)
 		return
 	}
-	host, tlsOn := s.transact(j, &m, cfg, out)
+	host, tlsOn := s.transactWritable(j, &m, cfg, out)
 	s.record(j, &m, out, dying, host, tlsOn)
+}
+
+// transactWritable fails at once the recipients no SMTP path can carry
+// (all of them when the sender is such), before any DNS lookup or
+// connection for a domain that is no domain, and transacts the others.
+func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
+	senderErr := deliver.Unwritable(m.Sender, true)
+	var keep, at []int
+	for k, i := range j.rcpts {
+		err := senderErr
+		if err == nil {
+			err = deliver.Unwritable(m.Recipients[i].Address, false)
+		}
+		if err != nil {
+			out[k].err = err
+			continue
+		}
+		keep, at = append(keep, i), append(at, k)
+	}
+	if len(keep) == len(j.rcpts) {
+		return s.transact(j, m, cfg, out)
+	}
+	if len(keep) == 0 {
+		j.reachable = true // nothing was tried: the destination is not to blame
+		return "", false
+	}
+	sub := *j
+	sub.rcpts = keep
+	subOut := make([]outcome, len(keep))
+	host, tlsOn := s.transact(&sub, m, cfg, subOut)
+	j.reachable, j.lastErr = sub.reachable, sub.lastErr
+	for n, k := range at {
+		out[k] = subOut[n]
+	}
+	return host, tlsOn
 }
 
 // transact tries the hosts of j's route in order until one answers, and

@@ -76,7 +76,10 @@ func (s *Sender) bounce(m *queue.Message, failed []queue.Recipient) error {
 		return nil
 	}
 	to, from, double := m.Sender, "", false
-	if m.Sender == "" {
+	// A sender no path can carry (stored by a program that did not
+	// check) cannot be bounced to: as for the null sender, the report
+	// goes to the postmaster as a double bounce.
+	if m.Sender == "" || mailbox.Check(m.Sender) != nil {
 		to, from, double = cfg.DoubleBounceTo, DoubleBounceSender, true
 	}
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: to, QueueID: m.ID.String(),

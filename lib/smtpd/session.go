@@ -289,7 +289,12 @@ func (s *session) Rcpt(_ string, _ *smtp.RcptOptions) error {
 		addr += s.cl.RelayAppend // qmail's RELAYCLIENT suffix
 	}
 	if err := envelope.CheckAddress(addr); err != nil {
-		return s.refuseRcpt(addr, errAddrTooLong, err.Error())
+		// Only RELAYCLIENT's suffix can make a parsed address fail here.
+		r := errAddrTooLong
+		if e := (*envelope.Error)(nil); errors.As(err, &e) && e.Code == qq.BadAddress {
+			r = errBadRcpt
+		}
+		return s.refuseRcpt(addr, r, err.Error())
 	}
 	s.rcpts = append(s.rcpts, addr)
 	s.log("info", "rcpt", "to", addr, "result", "accept", "reason", reason)
