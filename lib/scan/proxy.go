@@ -306,4 +306,3 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, 
 	c.Quit()
 	return strings.TrimSpace(resp.StatusText), nil
 }
-

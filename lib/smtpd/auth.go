@@ -1,7 +1,7 @@
 package smtpd
 
 import (
-		"net/netip"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"

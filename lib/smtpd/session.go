@@ -492,4 +492,3 @@ func sanitize(v string) string {
 	}
 	return string(b)
 }
-

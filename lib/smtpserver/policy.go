@@ -107,11 +107,11 @@ type Rcpt struct {
 
 // Message is what DataEnd learns about the message the client sent.
 type Message struct {
-	Size     int64  // bytes in stored form
-	Header   []byte // the header section in stored form, up to MaxHeader bytes
-	Chunked  bool   // it came by BDAT
-	Refused  *Reply // the core refuses it: the policy abandons it
-	Reason   string // why, for the log
+	Size    int64  // bytes in stored form
+	Header  []byte // the header section in stored form, up to MaxHeader bytes
+	Chunked bool   // it came by BDAT
+	Refused *Reply // the core refuses it: the policy abandons it
+	Reason  string // why, for the log
 	// Prepend collects header fields the policy's end-of-message checks
 	// add (Authentication-Results and the like), in order. A policy whose
 	// sink is a spool puts them on top when it passes the message on; one
