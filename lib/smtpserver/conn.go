@@ -325,9 +325,10 @@ func (c *conn) sequence(v *verb) *Reply {
 		return ErrInChunks
 	case c.st == stGreeted:
 		return ErrHeloFirst
-	case v.states&stReady == 0 && c.st == stReady:
-		return ErrNoMail
-	case v.name == "DATA" || v.name == "BDAT":
+	case v.name == "RCPT" || v.name == "DATA" || v.name == "BDAT":
+		if c.st == stReady {
+			return ErrNoMail
+		}
 		return ErrNoRcpt
 	case v.name == "AUTH" && c.s.AuthUser != "":
 		return ErrAuthDone

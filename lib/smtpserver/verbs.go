@@ -31,7 +31,7 @@ func init() {
 		{"MAIL", stReady, false, (*conn).mail},
 		{"RCPT", stMail | stRcpt, false, (*conn).rcpt},
 		{"DATA", stRcpt, false, (*conn).data},
-		{"BDAT", stRcpt | stChunks, false, (*conn).bdat},
+		{"BDAT", stAny, false, (*conn).bdat}, // its state is checked after its bytes are read
 		{"RSET", stAny, true, (*conn).rset},
 		{"NOOP", stAny, true, (*conn).noop},
 		{"VRFY", stAny, true, (*conn).vrfy},
