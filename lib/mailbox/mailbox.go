@@ -21,6 +21,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"gw/lib/alabel"
 )
 
 // Limits from RFC 5321 4.5.3.1.
@@ -152,6 +154,9 @@ func ParseUTF8(p string) (Address, error) {
 	}
 	if !a.Null && !a.Postmaster() && !dotAtom(a.Local) {
 		return Address{}, ErrQuoted
+	}
+	if _, err := alabel.Domain(a.Domain); err != nil && !a.Literal {
+		return Address{}, ErrSyntax
 	}
 	return a, nil
 }
