@@ -381,3 +381,36 @@ var fuzzCommands = []fuzzCommand{
 	{"\r\n", same},
 	{"MAIL FROM:<a@b.example> X-UNKNOWN=1\r\n", same},
 }
+
+// TestSessionTime: a session ends at MaxSession, however busy the client
+// keeps it.
+func TestSessionTime(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxSession, cfg.MaxJunk = 500*time.Millisecond, 0
+	server, client := pair(t)
+	defer client.Close()
+	done := make(chan string, 1)
+	go func() { done <- Serve(server, cfg, tcpserver.Client{}, "test", &testPolicy{}) }()
+	br := bufio.NewReader(client)
+	client.SetDeadline(time.Now().Add(5 * time.Second))
+	br.ReadString('\n')
+	start := time.Now()
+	var last string
+	for time.Since(start) < 3*time.Second {
+		if _, err := io.WriteString(client, "NOOP\r\n"); err != nil {
+			break
+		}
+		l, err := br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		last = l
+		time.Sleep(50 * time.Millisecond)
+	}
+	if last != "421 4.4.2 session too long, closing connection\r\n" || time.Since(start) > 2*time.Second {
+		t.Errorf("after %v: last reply %q", time.Since(start), last)
+	}
+	if r := <-done; r != "session_time" {
+		t.Errorf("ended %q", r)
+	}
+}
