@@ -404,13 +404,14 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	if err := s.c.Mail(sender, opts); err != nil {
 		return nil, s.fail(err, StageMail)
 	}
-	return &smtpDelivery{s: s}, nil
+	return &smtpDelivery{s: s, size: size}, nil
 }
 
 // smtpDelivery is one SMTP or LMTP transaction, in lock step: each
 // command's reply is read before the next command goes out.
 type smtpDelivery struct {
 	s        *smtpSession
+	size     int64 // as the queue recorded it
 	rcpts    []string
 	outcome  []error // per AddRcpt call
 	accepted []int   // indexes into outcome of accepted recipients
@@ -469,6 +470,15 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	if len(d.accepted) == 0 {
 		d.noData = true // Commit reports the refusals
 		return nil
+	}
+	if ok, _ := d.s.c.Extension("8BITMIME"); !ok {
+		// Before DATA: a message that cannot be made 7-bit fails with
+		// the transaction reset, not with a connection dropped.
+		seven, err := d.s.sevenBit(r, d.size)
+		if err != nil {
+			return err
+		}
+		r = seven
 	}
 	w, err := d.s.c.Data()
 	if err != nil {
