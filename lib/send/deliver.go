@@ -87,7 +87,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		return "", false
 	}
 	dcfg := deliver.Config{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
-		NoTLS: !cfg.TLS, LMTP: j.route.Proto == route.LMTP}
+		NoTLS: !cfg.TLS, LMTP: j.route.Proto == route.LMTP, TLSFailed: s.tlsFailed(j)}
 	var lastErr error
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
