@@ -59,6 +59,14 @@ func (s *Sender) deliver(j *job) {
 		s.record(j, &m, out, true, "", false)
 		return
 	}
+	if s.looping(j.id) {
+		for k := range out {
+			out[k].err = errLooping
+		}
+		j.reachable = true
+		s.record(j, &m, out, dying, "", false)
+		return
+	}
 	host, tlsOn := s.transact(j, &m, cfg, out)
 	s.record(j, &m, out, dying, host, tlsOn)
 }
