@@ -173,7 +173,8 @@ func TestSend8BitToServerWithout8BITMIME(t *testing.T) {
 	}
 
 	failed := in.lines("delivery", "qid="+id2, "result=failed")
-	if !strings.Contains(failed[0], "554 5.6.3 ") || !strings.Contains(failed[0], "does not offer 8BITMIME") {
+	if !strings.Contains(failed[0], "554 5.6.3 ") || !strings.Contains(failed[0], "does not offer 8BITMIME") ||
+		!strings.Contains(failed[0], " status=5.6.3 ") {
 		t.Errorf("8-bit header: %q", failed[0])
 	}
 	if _, _, ok := sink.transaction(t, "header@dst.test"); ok {
@@ -190,7 +191,7 @@ func TestSend8BitToServerWithout8BITMIME(t *testing.T) {
 		}
 	}
 
-	if l := in.lines("delivery", "qid="+id4); !strings.Contains(l[0], " 5.6.7 ") {
+	if l := in.lines("delivery", "qid="+id4); !strings.Contains(l[0], " 5.6.7 ") || !strings.Contains(l[0], " status=5.6.7 ") {
 		t.Errorf("UTF-8 recipient to a server without SMTPUTF8: %q", l[0])
 	}
 

@@ -42,7 +42,7 @@ func TestEightBitToServerWithout8BITMIME(t *testing.T) {
 
 	err := send("Subject: Gr\xfc\xdfe\n\nbody\n")
 	rp, isReply := err.(*Reply)
-	if !isReply || rp.Code != 554 || !strings.HasPrefix(rp.Text, "5.6.3 ") || !Permanent(err) {
+	if !isReply || rp.Code != 554 || !strings.HasPrefix(rp.Text, "5.6.3 ") || rp.Status() != "5.6.3" || !Permanent(err) {
 		t.Fatalf("8-bit header to a server without 8BITMIME: %v", err)
 	}
 	if !s.Reusable() {
