@@ -283,7 +283,7 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			err = s.r.Failed(j.id, i, reply)
 		default:
 			result, reply = "deferred", o.err.Error()
-			next := schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip)
+			next := schedule.Capped(schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip), t, s.config().BackoffMax)
 			err = s.r.Deferred(j.id, i, next, reply)
 			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) {
 				rc.LastError = reply

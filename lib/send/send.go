@@ -273,9 +273,11 @@ func (s *Sender) schedule(m *queue.Message) {
 	}
 	var at time.Time
 	first := true
+	t, most := s.now(), s.config().BackoffMax
 	for _, rc := range m.Recipients {
-		if rc.State == queue.Pending && (first || rc.NextTry.Before(at)) {
-			at, first = rc.NextTry, false
+		next := schedule.Capped(rc.NextTry, t, most)
+		if rc.State == queue.Pending && (first || next.Before(at)) {
+			at, first = next, false
 		}
 	}
 	s.makeDue(m.ID, at)
@@ -344,9 +346,9 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 		if rc.State != queue.Pending || f != nil && f.rcpts[i] {
 			continue
 		}
-		if !forced && rc.NextTry.After(t) {
-			if later.IsZero() || rc.NextTry.Before(later) {
-				later = rc.NextTry
+		if next := schedule.Capped(rc.NextTry, t, cfg.BackoffMax); !forced && next.After(t) {
+			if later.IsZero() || next.Before(later) {
+				later = next
 			}
 			continue
 		}
@@ -368,10 +370,14 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 	}
 	for _, j := range order {
 		s.claimJob(j)
+		if forced {
+			s.dests.Lift(j.dest) // gw-qctl retry: now, over the backoff
+		}
 		if s.dests.CanStart(j.dest, j.kind(), t) {
 			s.start(j)
 		} else {
 			s.waiting[j.dest] = append(s.waiting[j.dest], j)
+			s.postpone(j, t)
 		}
 	}
 }
@@ -435,29 +441,6 @@ func (s *Sender) jobDone(j *job) {
 	if m, err := s.r.Message(j.id); err == nil {
 		s.schedule(&m)
 	}
-}
-
-// expireWaiting fails the recipients of jobs waiting for a destination
-// that just failed again, when their message has outlived queuelifetime:
-// they would never get another try.
-func (s *Sender) expireWaiting(dest string) {
-	line := s.waiting[dest]
-	keep := line[:0]
-	t := s.now()
-	for _, j := range line {
-		m, err := s.r.Message(j.id)
-		if err == nil && t.Sub(m.Arrival) > s.config().Lifetime {
-			j.expired = true
-			j.lastErr = "destination unreachable"
-			if d := s.dests.Get(dest); d != nil && d.LastErr != "" {
-				j.lastErr = d.LastErr
-			}
-			go func() { s.deliver(j); s.done <- j }() // no network: see deliver
-			continue
-		}
-		keep = append(keep, j)
-	}
-	s.waiting[dest] = keep
 }
 
 // dueHeap orders messages by due time.
