@@ -311,23 +311,9 @@ func (w *journalWriter) sync(seq uint64) error {
 	if w.broken != nil {
 		return w.broken
 	}
-	w.mu.Lock()
-	buf, upto := w.buf, w.queued
-	w.buf = nil
-	w.mu.Unlock()
-	if len(buf) > 0 {
-		if _, err := w.f.Write(buf); err != nil {
-			// Cut off what was written of the records and keep them for
-			// the next sync: a torn record would hide every later one from
-			// readers, and a dropped one the next sync would call durable.
-			w.f.Truncate(w.size)
-			w.f.Seek(w.size, io.SeekStart)
-			w.mu.Lock()
-			w.buf = append(buf, w.buf...)
-			w.mu.Unlock()
-			return fmt.Errorf("journal write: %w", err)
-		}
-		w.size += int64(len(buf))
+	upto, err := w.writeOut()
+	if err != nil {
+		return err
 	}
 	if err := fdatasync(w.f); err != nil {
 		// After a failed flush the kernel may have dropped the pages and

@@ -52,8 +52,8 @@ func triedAll(m *queue.Message, rcpts []int) bool {
 // line, the end of the backoff as its recipients' next try and the
 // destination's last error as theirs, so that gw-qstat shows when and
 // why they wait. A destination that is only busy changes nothing. The
-// records reach the disk with the next Sync; losing them costs only what
-// gw-qstat shows.
+// records are written at once but reach the disk only with the next
+// Sync: losing them costs only what gw-qstat shows.
 func (s *Sender) postpone(j *job, t time.Time) {
 	until, off := s.dests.BackedOff(j.dest, t)
 	if !off {
@@ -67,6 +67,9 @@ func (s *Sender) postpone(j *job, t time.Time) {
 		if err := s.r.Postpone(j.id, i, until, reason); err != nil {
 			s.log.Warning("journal", "qid", j.id, "error", err)
 		}
+	}
+	if err := s.r.Flush(); err != nil {
+		s.log.Warning("journal", "qid", j.id, "error", err)
 	}
 }
 

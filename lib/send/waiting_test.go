@@ -123,11 +123,13 @@ func TestExpireWaitingNeedsAnAttempt(t *testing.T) {
 	if len(s.waiting[dest]) != 0 {
 		t.Fatalf("a tried recipient past the lifetime still waits")
 	}
-	s.jobDone(<-s.done)
+	j := <-s.done
 	m, _ = s.r.Message(id)
 	if rc := m.Recipients[0]; rc.State != queue.Failed {
 		t.Errorf("tried recipient past the lifetime: %+v, want failed", rc)
 	}
+	s.jobDone(j)
+	s.jobDone(<-s.done) // the bounce and removal, before the queue closes
 }
 
 // TestArrivalAheadOfTheClock: a message stamped a day ahead of the clock
