@@ -37,6 +37,7 @@ const (
 	jHold      = 'H'
 	jRelease   = 'U'
 	jRemoved   = 'X' // delivered, bounced or deleted: gone for readers
+	jDot       = 'D' // idx:u32: the final dot to recipient idx is going out (dot.go)
 )
 
 const maxJournalRecord = 1 + 8 + 4 + 1 + 4 + 8 + 2 + maxErrorText
@@ -95,6 +96,9 @@ func (r jrec) encode(b []byte) []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(e)))
 		b = append(b, e...)
 	}
+	if r.Kind == jDot {
+		b = binary.BigEndian.AppendUint32(b, r.Index)
+	}
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-p))
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[p:], castagnoli))
 }
@@ -124,6 +128,11 @@ func decodeJrec(p []byte) (jrec, error) {
 			return r, errors.New("bad recipient record")
 		}
 		r.Err = string(p[19:])
+	case jDot:
+		if len(p) != 4 {
+			return r, errors.New("bad dot record")
+		}
+		r.Index = binary.BigEndian.Uint32(p)
 	default:
 		return r, fmt.Errorf("unknown journal record kind 0x%02x", r.Kind)
 	}
@@ -187,6 +196,7 @@ func readJournal(r io.Reader, fn func(jrec)) (*Problem, error) {
 type msgState struct {
 	picked, held, removed bool
 	rcpts                 map[uint32]jrec
+	dots                  map[uint32]bool // a dot record is the last word on these
 }
 
 func (s *msgState) apply(r jrec) {
@@ -204,6 +214,12 @@ func (s *msgState) apply(r jrec) {
 			s.rcpts = make(map[uint32]jrec)
 		}
 		s.rcpts[r.Index] = r
+		delete(s.dots, r.Index)
+	case jDot:
+		if s.dots == nil {
+			s.dots = make(map[uint32]bool)
+		}
+		s.dots[r.Index] = true
 	}
 }
 

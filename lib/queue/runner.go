@@ -271,6 +271,9 @@ func stateRecords(m *Message) []jrec {
 		if rc.State != Pending || rc.Attempts != 0 {
 			recs = append(recs, recipientRecord(m.ID, i, rc))
 		}
+		if rc.DotSent {
+			recs = append(recs, jrec{Kind: jDot, ID: m.ID, Index: uint32(i)})
+		}
 	}
 	return recs
 }
@@ -476,6 +479,7 @@ func (r *Runner) updateRecipient(id ID, i int, attempt bool, change func(*Recipi
 		return fmt.Errorf("message %s recipient %d is already %s", id, i, rc.State)
 	}
 	change(rc)
+	rc.DotSent = false // this record is the word after the dot
 	if attempt {
 		rc.Attempts++
 	}

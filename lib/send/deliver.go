@@ -200,13 +200,17 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		setAll(err)
 		return isAnswer(err) || dataSent(d)
 	}
+	dot := dataSent(d)
+	if dot {
+		s.dotSent(j)
+	}
 	res, err := d.Commit()
 	if err != nil {
-		setAll(err)
-		return isAnswer(err) || dataSent(d)
+		setAll(afterDot(dot, err))
+		return isAnswer(err) || dot
 	}
 	for k := range out {
-		out[k] = outcome{err: res[k], host: host}
+		out[k] = outcome{err: afterDot(dot, res[k]), host: host}
 	}
 	return true
 }
@@ -266,6 +270,7 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 		var err error
 		result := "delivered"
 		reply := ""
+		s.logDuplicate(j, rc, o)
 		switch {
 		case o.err == nil:
 			err = s.r.Delivered(j.id, i)

@@ -139,6 +139,7 @@ func (s *Sender) loop() error {
 	msgs := s.r.Messages()
 	s.log.Info("start", "queue", s.opt.QueueDir, "messages", len(msgs))
 	for _, m := range msgs {
+		s.afterCrash(&m)
 		s.schedule(&m)
 	}
 	// A message committed while the runner read the queue, before it
