@@ -5,7 +5,6 @@ import (
 
 	"gw/lib/deliver"
 	"gw/lib/queue"
-	"gw/lib/schedule"
 )
 
 // A delivery whose final dot went out and that got no reply to it may
@@ -57,8 +56,10 @@ func (s *Sender) logDuplicate(j *job, rc queue.Recipient, o outcome) {
 
 // afterCrash finds the recipients of m that the journal says a final dot
 // went out to with no reply recorded after: gw-send stopped between the
-// two. Each is logged as a possible duplicate and recorded as deferred by
-// the schedule, which also ends the dot record's reign.
+// two. Each is logged as a possible duplicate and recorded as deferred,
+// an attempt counted, due at once as any recipient whose outcome a crash
+// lost: waiting would not undo a duplicate, only delay a message the
+// remote may not have. The record also ends the dot record's reign.
 func (s *Sender) afterCrash(m *queue.Message) {
 	t := s.now()
 	found := false
@@ -68,7 +69,7 @@ func (s *Sender) afterCrash(m *queue.Message) {
 		}
 		reason := "gw-send stopped after the final dot, before it recorded the reply"
 		s.log.Warning("possible_duplicate", "qid", m.ID, "rcpt", rc.Address, "reason", reason)
-		next := schedule.Capped(schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip), t, s.config().BackoffMax)
+		next := t
 		if err := s.r.Deferred(m.ID, i, next, reason+" (possible duplicate)"); err != nil {
 			s.log.Warning("journal", "qid", m.ID, "rcpt", rc.Address, "error", err)
 			continue
