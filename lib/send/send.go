@@ -369,6 +369,7 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 	if !later.IsZero() {
 		s.makeDue(id, later)
 	}
+	postponed := false
 	for _, j := range order {
 		s.claimJob(j)
 		if forced {
@@ -378,8 +379,11 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 			s.start(j)
 		} else {
 			s.waiting[j.dest] = append(s.waiting[j.dest], j)
-			s.postpone(j, t)
+			postponed = s.postpone(j, t) || postponed
 		}
+	}
+	if postponed {
+		s.flushPostponed()
 	}
 }
 

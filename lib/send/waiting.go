@@ -19,6 +19,7 @@ func (s *Sender) expireWaiting(dest string) {
 	line := s.waiting[dest]
 	keep := line[:0]
 	t := s.now()
+	postponed := false
 	for _, j := range line {
 		m, err := s.r.Message(j.id)
 		if err == nil && t.Sub(m.Arrival) > s.config().Lifetime && triedAll(&m, j.rcpts) {
@@ -31,9 +32,12 @@ func (s *Sender) expireWaiting(dest string) {
 			continue
 		}
 		keep = append(keep, j)
-		s.postpone(j, t)
+		postponed = s.postpone(j, t) || postponed
 	}
 	s.waiting[dest] = keep
+	if postponed {
+		s.flushPostponed()
+	}
 }
 
 // triedAll reports whether every one of recipients rcpts of m has had an
@@ -52,12 +56,12 @@ func triedAll(m *queue.Message, rcpts []int) bool {
 // line, the end of the backoff as its recipients' next try and the
 // destination's last error as theirs, so that gw-qstat shows when and
 // why they wait. A destination that is only busy changes nothing. The
-// records are written at once but reach the disk only with the next
-// Sync: losing them costs only what gw-qstat shows.
-func (s *Sender) postpone(j *job, t time.Time) {
+// caller writes the records with flushPostponed; they reach the disk only
+// with the next Sync: losing them costs only what gw-qstat shows.
+func (s *Sender) postpone(j *job, t time.Time) bool {
 	until, off := s.dests.BackedOff(j.dest, t)
 	if !off {
-		return
+		return false
 	}
 	reason := "destination backed off"
 	if d := s.dests.Get(j.dest); d != nil && d.LastErr != "" {
@@ -68,8 +72,15 @@ func (s *Sender) postpone(j *job, t time.Time) {
 			s.log.Warning("journal", "qid", j.id, "error", err)
 		}
 	}
+	return true
+}
+
+// flushPostponed writes the records of the postpone calls before it,
+// with one write for all of them. It waits for a journal flush under way,
+// so the loop calls it only when something was postponed.
+func (s *Sender) flushPostponed() {
 	if err := s.r.Flush(); err != nil {
-		s.log.Warning("journal", "qid", j.id, "error", err)
+		s.log.Warning("journal", "error", err)
 	}
 }
 
