@@ -272,13 +272,12 @@ func (s *Sender) schedule(m *queue.Message) {
 		s.finish(m.ID)
 		return
 	}
+	s.boundNextTry(m)
 	var at time.Time
 	first := true
-	t, most := s.now(), s.config().BackoffMax
 	for _, rc := range m.Recipients {
-		next := schedule.Capped(rc.NextTry, t, most)
-		if rc.State == queue.Pending && (first || next.Before(at)) {
-			at, first = next, false
+		if rc.State == queue.Pending && (first || rc.NextTry.Before(at)) {
+			at, first = rc.NextTry, false
 		}
 	}
 	s.makeDue(m.ID, at)
@@ -336,6 +335,7 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 		s.finish(id)
 		return
 	}
+	s.boundNextTry(&m)
 	f := s.flight[id]
 	forced := s.forced[id]
 	delete(s.forced, id)
@@ -347,9 +347,9 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 		if rc.State != queue.Pending || f != nil && f.rcpts[i] {
 			continue
 		}
-		if next := schedule.Capped(rc.NextTry, t, cfg.BackoffMax); !forced && next.After(t) {
-			if later.IsZero() || next.Before(later) {
-				later = next
+		if !forced && rc.NextTry.After(t) {
+			if later.IsZero() || rc.NextTry.Before(later) {
+				later = rc.NextTry
 			}
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"gw/lib/queue"
+	"gw/lib/schedule"
 )
 
 // expireWaiting deals with the jobs waiting for a destination that just
@@ -95,5 +96,31 @@ func (s *Sender) liftWaiting(id queue.ID) {
 				break
 			}
 		}
+	}
+}
+
+// boundNextTry brings every next try of m's pending recipients that lies
+// further than backoffmax ahead back to backoffmax from now, in m and in
+// the journal (no attempt counted): the clock stepped back since it was
+// recorded. Comparing against a bound taken from now without recording it
+// would move the bound along with the clock, and the recipient would
+// never come due.
+func (s *Sender) boundNextTry(m *queue.Message) {
+	t, most := s.now(), s.config().BackoffMax
+	for i, rc := range m.Recipients {
+		if rc.State != queue.Pending {
+			continue
+		}
+		next := schedule.Capped(rc.NextTry, t, most)
+		if next.Equal(rc.NextTry) {
+			continue
+		}
+		if err := s.r.Reschedule(m.ID, i, next); err != nil {
+			s.log.Warning("journal", "qid", m.ID, "rcpt", rc.Address, "error", err)
+			continue
+		}
+		m.Recipients[i].NextTry = next
+		s.log.Info("next_try_bounded", "qid", m.ID, "rcpt", rc.Address, "was", rc.NextTry.UTC().Format(time.RFC3339),
+			"next", next.UTC().Format(time.RFC3339))
 	}
 }

@@ -156,3 +156,31 @@ func TestArrivalAheadOfTheClock(t *testing.T) {
 		t.Errorf("message due in %v, want at most backoffmax", at.Sub(*clock))
 	}
 }
+
+// TestNextTryBehindAClockStep: a next try recorded a day ahead (the clock
+// has since stepped back) is brought to backoffmax from now, in the
+// journal too, and the recipient comes due then, not a bound later.
+func TestNextTryBehindAClockStep(t *testing.T) {
+	rt, _ := deadRoute(t)
+	s, id, clock := newTestSender(t, []string{rt}, schedule.Limits{Overall: 10, PerDest: 5, BackoffMin: time.Minute, BackoffMax: time.Hour},
+		"a@src.test", "u@dead.test")
+	s.cfg.BackoffMax = time.Hour
+	if err := s.r.Deferred(id, 0, clock.Add(24*time.Hour), "451 later"); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.r.Message(id)
+	s.schedule(&m)
+	if at := s.dueAt[id]; !at.Equal(clock.Add(time.Hour)) {
+		t.Fatalf("due at now+%v, want now+1h", at.Sub(*clock))
+	}
+	m, _ = s.r.Message(id)
+	if rc := m.Recipients[0]; !rc.NextTry.Equal(clock.Add(time.Hour)) || rc.Attempts != 1 {
+		t.Errorf("recorded: %+v, want next try now+1h and the one attempt", rc)
+	}
+	*clock = clock.Add(time.Hour)
+	s.dispatch()
+	if s.dests.Active() != 1 {
+		t.Fatalf("at the bound: %d deliveries started, want 1", s.dests.Active())
+	}
+	s.jobDone(<-s.done)
+}
