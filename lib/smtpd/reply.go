@@ -20,6 +20,7 @@ var (
 	errTLSFirst      = smtpserver.ErrTLSFirst
 	errAuthDone      = smtpserver.ErrAuthDone
 
+	errNoSpace     = reply(452, "4.3.1", "insufficient system storage")
 	errBadSender   = reply(553, "5.1.7", "bad sender address syntax")
 	errBadRcpt     = reply(501, "5.1.3", "bad recipient address syntax")
 	errQuotedRcpt  = reply(553, "5.1.3", "quoted local parts are not accepted")

@@ -154,6 +154,9 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 		s.log("info", "mail", "from", path, "result", "reject", "reason", err)
 		return addressError(err, errBadSender)
 	}
+	if s.noSpace(from, m.Size) {
+		return errNoSpace
+	}
 	m.Addr, s.from = from, from
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom, "utf8", m.UTF8)
