@@ -31,7 +31,7 @@ func testTLS(t *testing.T) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, SessionTicketsDisabled: true}
 }
 
-// TestStartTLS: bytes pipelined after STARTTLS are dropped, go-smtp
+// TestStartTLS: bytes pipelined after STARTTLS are dropped, the session
 // starts afresh after the handshake (no second greeting, HELO again),
 // and AUTH is offered and accepted over TLS only.
 func TestStartTLS(t *testing.T) {

@@ -29,9 +29,9 @@ func (c *conn) data(arg string) {
 	err := readData(c.br, cnt)
 	switch {
 	case errors.Is(err, errBareLF) || errors.Is(err, errBareCR):
-		// What follows is neither message nor commands (go-smtp's issue
-		// #196 is the hole when it is read as commands): the session
-		// ends after the reply.
+		// What follows is neither message nor commands (a server that
+		// reads it as commands can be made to run smuggled ones): the
+		// session ends after the reply.
 		m.Refused, m.Reason = ErrBareLine, err.Error()
 		c.stop("bare_line_end")
 	case err != nil:
