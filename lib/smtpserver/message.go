@@ -202,7 +202,7 @@ func readChunk(br *bufio.Reader, d *dataReader, w io.Writer, n int64) (bad, err 
 // (databytes counts the stored form, as qmail does) and keeping its
 // header section for DataEnd. Past limit nothing more is passed: the
 // rest is read, to answer, and goes nowhere.
-type counter struct {
+type counter struct { // w nil: the message goes nowhere
 	w      io.Writer
 	limit  int64
 	n      int64
@@ -217,7 +217,7 @@ func (c *counter) Write(p []byte) (int, error) {
 	if c.limit > 0 && c.n > c.limit {
 		c.over = true
 	}
-	if !c.over {
+	if !c.over && c.w != nil {
 		c.w.Write(p)
 	}
 	if !c.m.complete && len(c.m.Header) < MaxHeader {
