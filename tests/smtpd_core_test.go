@@ -293,3 +293,37 @@ s.quit()
 		t.Errorf("delivered:\n%s", b)
 	}
 }
+
+// TestScanProxyOnTheCore: gw-scan's proxy runs the same core as
+// gw-smtpd: BDAT chunks, one holding "\r\n.\r\n", are one message relayed
+// to the next hop, and a bare LF in DATA gets gw-smtpd's 451 4.5.2 and
+// the end of the session.
+func TestScanProxyOnTheCore(t *testing.T) {
+	next := startSMTPSink(t, filepath.Join(workDir(t), "next"))
+	addr, _, _ := scanProxy(t, next.addr, map[string]string{})
+	c := dialSMTP(t, addr)
+	c.send("EHLO client.test\r\n")
+	c.expect("250 SIZE")
+	one, two := "Subject: chunked through the proxy\r\n\r\nfirst\r\n.\r\n", "after the dot\r\n"
+	c.send("MAIL FROM:<s@gw.test>\r\nRCPT TO:<u@gw.test>\r\nBDAT " + strconv.Itoa(len(one)) + "\r\n" + one +
+		"BDAT " + strconv.Itoa(len(two)) + " LAST\r\n" + two)
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("250 2.0.0 " + strconv.Itoa(len(one)) + " octets received")
+	c.expect("250 ")
+	waitFor(t, "the next hop to take the message", 20*time.Second, func() bool { return len(next.transactions()) == 1 })
+	if tx := next.transactions()[0]; !strings.Contains(tx, "\nfirst\n.\nafter the dot\n") {
+		t.Errorf("the next hop got:\n%s", tx)
+	}
+
+	c.send("MAIL FROM:<s@gw.test>\r\nRCPT TO:<u@gw.test>\r\nDATA\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("354 ")
+	c.send("Subject: bare\r\n\r\nline\n.\nQUIT\r\n")
+	c.expect("451 4.5.2 ")
+	c.closed(2 * time.Second)
+	if n := len(next.transactions()); n != 1 {
+		t.Errorf("the next hop has %d transactions, want the first alone", n)
+	}
+}
