@@ -81,7 +81,7 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 		Log:     s.log,
 	}
 	reason := smtpserver.Serve(conn, core, cl, s.id, s)
-	if s.tx != nil { // a message cut off by a panic
+	if s.tx != nil { // a message a panic cut off
 		s.tx.Abort()
 	}
 	s.log("info", "end", "msgs", s.msgs, "reason", reason)

@@ -181,6 +181,7 @@ func (c *conn) run() {
 		c.command()
 	}
 	c.flush()
+	c.reset() // BDAT chunks the client never finished are abandoned
 }
 
 // stop ends the session; the first reason given stays.
@@ -357,7 +358,7 @@ func isTimeout(err error) bool {
 // reset ends the transaction.
 func (c *conn) reset() {
 	if c.msg != nil { // a BDAT message left unfinished
-		c.msg.Refused, c.msg.Reason = ErrLocal, "abandoned"
+		c.msg.Refused, c.msg.Reason = ErrLocal, "unfinished"
 		c.pol.DataEnd(c.s, c.msg)
 		c.msg, c.sink = nil, nil
 	}

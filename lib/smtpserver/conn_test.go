@@ -414,3 +414,15 @@ func TestSessionTime(t *testing.T) {
 		t.Errorf("ended %q", r)
 	}
 }
+
+// TestUnfinishedChunks: BDAT chunks without LAST are abandoned through
+// DataEnd, at RSET and when the client goes away.
+func TestUnfinishedChunks(t *testing.T) {
+	for _, end := range []string{"RSET\r\nQUIT\r\n", ""} {
+		p := &testPolicy{}
+		dialogue(t, testConfig(), p, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<u@c.example>\r\nBDAT 3\r\nabc"+end)
+		if len(p.msgs) != 0 || len(p.refused) != 1 || p.refused[0] != "unfinished" {
+			t.Errorf("ending with %q: stored %q, refused %q", end, p.msgs, p.refused)
+		}
+	}
+}
