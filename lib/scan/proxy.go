@@ -152,14 +152,18 @@ func (s *proxySession) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpser
 	return nil
 }
 
-// Data spools the message in stored form (LF line ends).
-func (s *proxySession) Data(*smtpserver.Session) (io.Writer, *smtpserver.Reply) {
+// Data spools the message in stored form (LF line ends), below the
+// fields the checks at MAIL and RCPT added.
+func (s *proxySession) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 	f, _, err := spool(s.p.TmpDir, nil)
 	if err != nil {
 		s.p.Scanner.Log.Warning("refused", "remote", s.remote, "code", 451, "err", err)
 		return nil, errLocal
 	}
 	s.spool, s.sink = f, &spoolWriter{f: f}
+	for _, field := range ss.Mail.Prepend {
+		s.sink.Write([]byte(field))
+	}
 	return s.sink, nil
 }
 

@@ -195,7 +195,8 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 }
 
 // Data starts the message: the injector is started and given the
-// Received line; the core passes the body through s.mw. When the
+// Received line and the fields the checks at MAIL and RCPT added; the
+// core passes the body through s.mw. When the
 // injector cannot start, the body is read all the same, to answer
 // after it.
 func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
@@ -212,6 +213,9 @@ func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 		s.tx, s.mw.Tx = nil, nil
 	} else {
 		io.WriteString(s.tx, s.received(s.msgID))
+		for _, f := range ss.Mail.Prepend {
+			io.WriteString(s.tx, f)
+		}
 	}
 	return s.mw, nil
 }

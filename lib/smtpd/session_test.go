@@ -15,6 +15,7 @@ import (
 	"gw/lib/handoff"
 	"gw/lib/logline"
 	"gw/lib/relay"
+	"gw/lib/smtpserver"
 )
 
 // recordingInjector keeps what it is given; code is the exit code it
@@ -438,5 +439,29 @@ func TestDoubleBounceSenderQueued(t *testing.T) {
 	defer inj.mu.Unlock()
 	if len(inj.msgs) != 1 || inj.msgs[0].env.Sender != "#@[]" {
 		t.Fatalf("queued %+v, want one message from #@[]", inj.msgs)
+	}
+}
+
+// TestMailTimeFields: header fields a check at MAIL or RCPT adds go on
+// top of the message, below gw-smtpd's Received line.
+func TestMailTimeFields(t *testing.T) {
+	inj := &recordingInjector{}
+	s := &session{cfg: testConfig(), cl: Client{Injector: inj}, id: "test", log: func(string, string, ...any) {}}
+	ss := &smtpserver.Session{Mail: &smtpserver.Mail{Prepend: []string{"Received-SPF: pass (test)\n"}}}
+	s.ss = ss
+	s.rcpts = []string{"u@example.com"}
+	w, r := s.Data(ss)
+	if r != nil {
+		t.Fatal(r)
+	}
+	io.WriteString(w, "Subject: x\n\nbody\n")
+	if r := s.DataEnd(ss, &smtpserver.Message{Size: 17}); r == nil || r.Code != 250 {
+		t.Fatalf("DataEnd: %v", r)
+	}
+	if len(inj.msgs) != 1 {
+		t.Fatalf("%d messages", len(inj.msgs))
+	}
+	if _, rest, _ := strings.Cut(inj.msgs[0].body, "\nReceived-SPF:"); rest != " pass (test)\nSubject: x\n\nbody\n" || !strings.HasPrefix(inj.msgs[0].body, "Received: from ") {
+		t.Errorf("queued %q", inj.msgs[0].body)
 	}
 }

@@ -94,6 +94,10 @@ type Mail struct {
 	Size int64           // SIZE=; 0 when not given
 	Body string          // BODY=: "7BIT", "8BITMIME" or "" (not given)
 	UTF8 bool            // SMTPUTF8 (RFC 6531): UTF-8 in addresses and header fields
+	// Prepend collects header fields the policy's checks at MAIL and RCPT
+	// add (Received-SPF and the like), each a whole field ending in LF;
+	// the policy puts them on top of the message when it starts it.
+	Prepend []string
 	// RFC 3461's RET and ENVID land here with the DSN work (params.go).
 }
 
