@@ -23,7 +23,7 @@ var mailParams = paramTable[*Mail]{
 			return ErrBadParam, "size_syntax"
 		}
 		if c.cfg.MaxMessage > 0 && n > c.cfg.MaxMessage {
-			return ErrTooBigAtMail, "size"
+			return ErrTooBig, "size"
 		}
 		m.Size = n
 		return nil, ""

@@ -58,7 +58,6 @@ var (
 	ErrBadAuthParam  = R(501, "5.5.4", "malformed AUTH parameter")
 	ErrBadBody       = R(555, "5.5.4", "unsupported BODY type")
 	ErrBadPath       = R(501, "5.5.4", "syntax error in the address")
-	ErrTooBigAtMail  = R(552, "5.3.4", "sorry, that message size exceeds my databytes limit")
 	ErrTooBig        = R(552, "5.3.4", "sorry, that message size exceeds my databytes limit")
 	ErrTooManyRcpt   = R(452, "4.5.3", "too many recipients")
 	ErrTooManyErrors = R(421, "4.7.0", "too many errors, closing connection")
@@ -76,11 +75,10 @@ var (
 	ErrAuthCancelled = R(501, "5.0.0", "authentication cancelled")
 	ErrAuthFailed    = R(535, "5.7.8", "authentication failed")
 	ErrBadChunk      = R(501, "5.5.4", "syntax: BDAT size [LAST]")
-	ErrChunkTooBig   = R(552, "5.3.4", "chunk exceeds my databytes limit")
 )
 
-// errorCodes are the replies that count towards MaxErrors: syntax and
-// sequence errors (refused recipients are the policy's to count).
+// countsAsError reports the replies that count towards MaxErrors: syntax
+// and sequence errors (refused recipients are the policy's to count).
 func countsAsError(code int) bool {
 	switch code {
 	case 500, 501, 502, 503, 504, 530, 555:
