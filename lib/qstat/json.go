@@ -54,7 +54,7 @@ func JSON(w io.Writer, reps []Report) error {
 				Held:        m.Held,
 			}
 			for _, rc := range m.Recipients {
-				jr := jsonRecipient{Address: rc.Address, State: rc.State.String(), Attempts: rc.Attempts, DelayReason: rc.LastError}
+				jr := jsonRecipient{Address: rc.Address, State: rc.State.String(), Attempts: rc.Attempts, DelayReason: rc.LastError()}
 				if rc.State == queue.Pending && !rc.NextTry.IsZero() {
 					jr.NextTry = rc.NextTry.Unix()
 				}

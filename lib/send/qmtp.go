@@ -2,7 +2,6 @@ package send
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"gw/lib/deliver"
@@ -38,7 +37,7 @@ func (s *Sender) transactQMTP(j *job, m *queue.Message, cfg *Config, out []outco
 	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort, cfg.Self)
 	cancel()
 	if err == nil && len(hosts) == 0 {
-		err = errors.New("no host to try")
+		err = errNoHost
 	}
 	dcfg := deliver.Config{ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout}
 	for _, h := range hosts {
@@ -62,6 +61,6 @@ func (s *Sender) transactQMTP(j *job, m *queue.Message, cfg *Config, out []outco
 		out[k] = outcome{err: err}
 	}
 	j.reachable = j.ctx.Err() != nil || deliver.Permanent(err) // a DNS failure backs the destination off
-	j.lastErr = err.Error()
+	j.lastErr, j.lastOut = err.Error(), outcomeOf(err, false)
 	return "", false
 }
