@@ -446,8 +446,8 @@ func TestSendRefusalsAfterDataAndAtMail(t *testing.T) {
 			continue
 		}
 		for _, rc := range m.Recipients {
-			if rc.Attempts != 1 || !strings.Contains(rc.LastError, reply) {
-				t.Errorf("%s: %d attempts, last error %q; want one deferral with %q", rc.Address, rc.Attempts, rc.LastError, reply)
+			if rc.Attempts != 1 || !strings.Contains(rc.LastError(), reply) {
+				t.Errorf("%s: %d attempts, last error %q; want one deferral with %q", rc.Address, rc.Attempts, rc.LastError(), reply)
 			}
 		}
 	}

@@ -107,18 +107,18 @@ func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []o
 }
 
 // transact tries the hosts of j's route in order until one answers, and
-// fills out with each recipient's result.
+// fills out with each recipient's result: one loop for every transport.
 func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
 	setAll := func(err error, host string) {
 		for k := range out {
 			out[k] = outcome{err: err, host: host}
 		}
 	}
-	if j.route.Proto == route.QMTP {
-		return s.transactQMTP(j, m, cfg, out)
-	}
-	if host, tlsOn, done := s.reuse(j, m, out); done {
-		return host, tlsOn
+	tr := s.transports[j.route.Proto]
+	if tr.Pooled() {
+		if host, tlsOn, done := s.reuse(j, m, out); done {
+			return host, tlsOn
+		}
 	}
 	ctx, cancel := context.WithTimeout(j.ctx, cfg.ConnectTimeout+10*time.Second)
 	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort, cfg.Self)
@@ -129,17 +129,19 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		j.lastErr, j.lastOut = err.Error(), outcomeOf(err, false)
 		return "", false
 	}
-	dcfg := deliver.Config{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
-		NoTLS: !cfg.TLS, LMTP: j.route.Proto == route.LMTP, TLSFailed: s.tlsFailed(j)}
+	opts := DialOptions{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
+		TLS: cfg.TLS, TLSFailed: s.tlsFailed(j)}
 	var lastErr error
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
 			lastErr = errStopped
 			break
 		}
+		// A session may outlive its job in the pool: its context is its
+		// own, ended with the job's only while the job uses it (carry).
 		sctx, scancel := context.WithCancel(context.Background())
 		stop := context.AfterFunc(j.ctx, scancel)
-		sess, err := deliver.Dial(sctx, h, dcfg)
+		sess, err := tr.Dial(sctx, h, opts)
 		stop()
 		if err != nil {
 			scancel()
@@ -150,7 +152,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			continue
 		}
 		ps := &pooled{sess: sess, cancel: scancel, host: h, opened: s.now()}
-		if done, tlsOn := s.carry(j, m, ps, out); done {
+		if done, tlsOn := s.carry(j, m, ps, out, tr.Pooled()); done {
 			j.reachable = true
 			return h.String(), tlsOn
 		}
@@ -160,7 +162,9 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		lastErr = errNoHost
 	}
 	setAll(lastErr, "")
-	j.reachable = j.ctx.Err() != nil // aborted: the destination is not to blame
+	// Aborted, the destination is not to blame; nor when its last word
+	// was a permanent refusal.
+	j.reachable = j.ctx.Err() != nil || deliver.Permanent(lastErr)
 	j.lastErr, j.lastOut = lastErr.Error(), outcomeOf(lastErr, false)
 	return "", false
 }
@@ -175,7 +179,7 @@ func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tl
 		if ps == nil {
 			return "", false, false
 		}
-		if done, tlsOn := s.carry(j, m, ps, out); done {
+		if done, tlsOn := s.carry(j, m, ps, out, true); done {
 			j.reachable = true
 			return ps.host.String(), tlsOn, true
 		}
@@ -187,15 +191,16 @@ func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tl
 }
 
 // carry runs j's transaction over session ps and then gives the session
-// back to the pool or closes it. done is false when the host failed as a
-// whole before any of the message went out, so another may be tried.
-func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome) (done, tlsOn bool) {
+// back to the pool (when pool) or closes it. done is false when the host
+// failed as a whole before any of the message went out, so another may be
+// tried.
+func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome, pool bool) (done, tlsOn bool) {
 	stop := context.AfterFunc(j.ctx, ps.cancel) // an abort drops the connection
 	done = s.session(j, m, ps.sess, ps.host, out)
 	stop()
 	tlsOn = ps.sess.TLS()
 	ps.uses++
-	if done && ps.sess.Reusable() && j.ctx.Err() == nil {
+	if pool && done && ps.sess.Reusable() && j.ctx.Err() == nil {
 		cfg := s.config()
 		s.pool.put(j.dest, ps, s.now(), cfg.PerDest, max(cfg.Overall, 1))
 	} else {

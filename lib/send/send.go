@@ -73,8 +73,10 @@ type Sender struct {
 	waiting map[string][]*job        // per destination
 	forced  map[queue.ID]bool        // due now whatever the recipients' next try says
 	destOut map[string]queue.Outcome // why each backed-off destination is
-	done    chan *job
-	ctlReqs map[string]*ctlReq
+	// transports reach the servers, one a protocol (transport.go).
+	transports map[route.Proto]Transport
+	done       chan *job
+	ctlReqs    map[string]*ctlReq
 }
 
 // inflight is a message with jobs running (or its finish under way).
@@ -117,7 +119,7 @@ func newSender(opt Options, q *queue.Queue, r *queue.Runner, log *logline.Logger
 	return &Sender{opt: opt, q: q, r: r, log: log, cfg: cfg, now: now, pool: newPool(),
 		dueAt: map[queue.ID]time.Time{}, flight: map[queue.ID]*inflight{}, waiting: map[string][]*job{},
 		forced: map[queue.ID]bool{}, destOut: map[string]queue.Outcome{}, done: make(chan *job, 64),
-		ctlReqs: map[string]*ctlReq{}}
+		ctlReqs: map[string]*ctlReq{}, transports: realTransports()}
 }
 
 func (s *Sender) config() *Config {
