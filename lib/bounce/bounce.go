@@ -16,10 +16,10 @@ import (
 
 // Recipient is one recipient's outcome for the report.
 type Recipient struct {
-	Address    string
-	Action     string // "failed" or "delayed"
-	Status     string // enhanced code, e.g. "5.1.1"
-	RemoteMTA  string // host name, when a server answered
+	Address   string
+	Action    string // "failed" or "delayed"
+	Status    string // enhanced code, e.g. "5.1.1"
+	RemoteMTA string // host name, when a server answered
 	// DiagnosticType is the Diagnostic-Code's type (RFC 3464 2.3.6):
 	// "smtp" for a server's reply, "x-gw" for gw's own reasons; "" leaves
 	// the field out.

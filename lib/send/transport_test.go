@@ -39,7 +39,7 @@ type fakeServer struct {
 // fakeNet is the transport: the servers by address, and a log of dials,
 // transactions and closes.
 type fakeNet struct {
-	mu      sync.Mutex
+	mu       sync.Mutex
 	servers  map[string]*fakeServer
 	events   []string
 	unpooled bool // as QMTP's sessions
