@@ -62,15 +62,13 @@ func (o Outcome) String() string {
 		} else if o.Addr != "" {
 			b.WriteString("[" + o.Addr + "]")
 		}
-		if o.Source == FromConn {
-			b.WriteString(": ")
-		} else if o.Code != 0 {
+		if o.Source == FromReply || o.Source == FromQMTP {
 			b.WriteString(" said: ")
 		} else {
 			b.WriteString(": ")
 		}
 	}
-	if o.Code != 0 && o.Source != FromGW {
+	if o.Code != 0 {
 		b.WriteString(strconv.Itoa(o.Code) + " ")
 	}
 	b.WriteString(o.Text)
