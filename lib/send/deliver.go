@@ -33,9 +33,17 @@ type job struct {
 
 // outcome is one recipient's result.
 type outcome struct {
-	err  error  // nil: delivered
-	host string // who answered, if anyone
-	dot  bool   // the final dot went out
+	err error      // nil: delivered
+	at  route.Host // the host it comes from, if any
+	dot bool       // the final dot went out
+}
+
+// hostName is the host o comes from as the log names it, or "".
+func (o outcome) hostName() string {
+	if !o.at.Addr.IsValid() {
+		return ""
+	}
+	return o.at.String()
 }
 
 // deliver runs job j: route, connect, transact, record.
@@ -109,9 +117,9 @@ func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []o
 // transact tries the hosts of j's route in order until one answers, and
 // fills out with each recipient's result: one loop for every transport.
 func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
-	setAll := func(err error, host string) {
+	setAll := func(err error, at route.Host) {
 		for k := range out {
-			out[k] = outcome{err: err, host: host}
+			out[k] = outcome{err: err, at: at}
 		}
 	}
 	tr := s.transports[j.route.Proto]
@@ -124,14 +132,15 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort, cfg.Self)
 	cancel()
 	if err != nil {
-		setAll(err, "")
+		setAll(err, route.Host{})
 		j.reachable = deliver.Permanent(err) // a DNS failure backs the destination off
-		j.lastErr, j.lastOut = err.Error(), outcomeOf(err, false)
+		j.lastErr, j.lastOut = err.Error(), outcomeOf(err, false, route.Host{})
 		return "", false
 	}
 	opts := DialOptions{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
 		TLS: cfg.TLS, TLSFailed: s.tlsFailed(j)}
 	var lastErr error
+	var lastAt route.Host
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
 			lastErr = errStopped
@@ -148,7 +157,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			// A 5xx greeting or EHLO is an answer about this host, not
 			// the message: the next one is tried as for no answer.
 			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
-			lastErr = err
+			lastErr, lastAt = err, h
 			continue
 		}
 		ps := &pooled{sess: sess, cancel: scancel, host: h, opened: s.now()}
@@ -156,16 +165,16 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			j.reachable = true
 			return h.String(), tlsOn
 		}
-		lastErr = out[0].err
+		lastErr, lastAt = out[0].err, h
 	}
 	if lastErr == nil {
 		lastErr = errNoHost
 	}
-	setAll(lastErr, "")
+	setAll(lastErr, lastAt)
 	// Aborted, the destination is not to blame; nor when its last word
 	// was a permanent refusal.
 	j.reachable = j.ctx.Err() != nil || deliver.Permanent(lastErr)
-	j.lastErr, j.lastOut = lastErr.Error(), outcomeOf(lastErr, false)
+	j.lastErr, j.lastOut = lastErr.Error(), outcomeOf(lastErr, false, lastAt)
 	return "", false
 }
 
@@ -216,10 +225,9 @@ func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome, pool
 // delivered the message, and it is deferred rather than sent again at
 // once (RFC 5321 6.1: duplicates only in that window).
 func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route.Host, out []outcome) bool {
-	host := h.String()
 	setAll := func(err error) {
 		for k := range out {
-			out[k] = outcome{err: err, host: host}
+			out[k] = outcome{err: err, at: h}
 		}
 	}
 	d, err := sess.Start(m.Sender, m.Size, needsUTF8(m, j.rcpts))
@@ -264,7 +272,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		return isAnswer(err) || dot
 	}
 	for k := range out {
-		out[k] = outcome{err: afterDot(dot, res[k]), host: host, dot: dot}
+		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot}
 	}
 	return true
 }
@@ -329,15 +337,15 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			result = "aborted" // no attempt counted: nothing was decided
 			oc = queue.Outcome{Source: queue.FromGW, Text: o.err.Error()}
 		case deliver.Permanent(o.err):
-			result, oc = "failed", outcomeOf(o.err, o.dot)
+			result, oc = "failed", outcomeOf(o.err, o.dot, o.at)
 			err = s.r.Failed(j.id, i, oc)
 		case j.ctx != nil && j.ctx.Err() != nil:
 			result, oc = "aborted", queue.Outcome{Source: queue.FromGW, Text: errStopped.Error()}
 		case dying:
-			result, oc = "failed", expired(outcomeOf(o.err, o.dot))
+			result, oc = "failed", expired(outcomeOf(o.err, o.dot, o.at))
 			err = s.r.Failed(j.id, i, oc)
 		default:
-			result, oc = "deferred", outcomeOf(o.err, o.dot)
+			result, oc = "deferred", outcomeOf(o.err, o.dot, o.at)
 			next := schedule.Capped(schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip), t, s.config().BackoffMax)
 			err = s.r.Deferred(j.id, i, next, oc)
 			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) {
@@ -348,7 +356,7 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 		if err != nil {
 			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "error", err)
 		}
-		s.logDelivery(j, rc, result, oc, firstNonEmpty(o.host, host), tlsOn)
+		s.logDelivery(j, rc, result, oc, firstNonEmpty(o.hostName(), host), tlsOn)
 	}
 	if err := s.r.Sync(); err != nil {
 		s.log.Alert("sync", "qid", j.id, "error", err)

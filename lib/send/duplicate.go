@@ -50,7 +50,7 @@ func (s *Sender) dotSent(j *job) {
 func (s *Sender) logDuplicate(j *job, rc queue.Recipient, o outcome) {
 	var pd possibleDuplicate
 	if errors.As(o.err, &pd) {
-		s.log.Warning("possible_duplicate", "qid", j.id, "rcpt", rc.Address, "host", o.host, "reason", pd.error.Error())
+		s.log.Warning("possible_duplicate", "qid", j.id, "rcpt", rc.Address, "host", o.hostName(), "reason", pd.error.Error())
 	}
 }
 

@@ -36,8 +36,10 @@ func (e storedOutcome) Error() string   { return e.o.String() }
 func (e storedOutcome) Temporary() bool { return e.o.Temporary() }
 
 // outcomeOf is err, a recipient's failure, as the journal keeps it. dot
-// says the final dot had gone out.
-func outcomeOf(err error, dot bool) queue.Outcome {
+// says the final dot had gone out; at is the host it comes from (zero for
+// none), whose name and address the scheduler knows without reading them
+// back out of the error's text.
+func outcomeOf(err error, dot bool, at route.Host) queue.Outcome {
 	var (
 		so storedOutcome
 		rp *deliver.Reply
@@ -58,11 +60,9 @@ func outcomeOf(err error, dot bool) queue.Outcome {
 		} else if rp.Stage == "" {
 			o.Source = queue.FromQMTP
 		}
-		o.Host, o.Addr = splitHost(rp.Host)
 	case errors.As(err, &ce):
 		o = queue.Outcome{Source: queue.FromConn, Status: ce.Status(), Text: ce.Err.Error(),
 			Stage: string(ce.Stage), Note: ce.Note}
-		o.Host, o.Addr = splitHost(ce.Host)
 	case errors.As(err, &re):
 		o = queue.Outcome{Source: queue.FromGW, Status: re.Status, Text: re.Msg}
 	case errors.As(err, &ge):
@@ -74,29 +74,14 @@ func outcomeOf(err error, dot bool) queue.Outcome {
 		}
 		o = queue.Outcome{Source: queue.FromGW, Status: st, Text: err.Error()}
 	}
+	if at.Addr.IsValid() {
+		o.Host, o.Addr = at.Name, netip.AddrPortFrom(at.Addr, uint16(at.Port)).String()
+	}
 	o.DotSent = dot
 	if errors.As(err, &pd) {
 		o.Note = joinNotes(o.Note, "possible duplicate: no reply after the final dot")
 	}
 	return o
-}
-
-// splitHost takes lib/deliver's "name[addr]:port" apart.
-func splitHost(h string) (name, addr string) {
-	name, rest, ok := strings.Cut(h, "[")
-	if !ok {
-		return h, ""
-	}
-	ip, port, _ := strings.Cut(rest, "]:")
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return name, ""
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return name, a.String()
-	}
-	return name, netip.AddrPortFrom(a, uint16(p)).String()
 }
 
 func joinNotes(a, b string) string {

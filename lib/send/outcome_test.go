@@ -2,6 +2,7 @@ package send
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 
 	"gw/lib/deliver"
@@ -15,34 +16,39 @@ import (
 func TestOutcomeOf(t *testing.T) {
 	refused := &deliver.ConnError{Host: "mx[10.5.4.1]:25", Err: errors.New("connection refused"),
 		Stage: deliver.StageConnect, Enhanced: deliver.StatusNoAnswer}
+	mx := func(ip string, port int) route.Host {
+		return route.Host{Name: "mx", Addr: netip.MustParseAddr(ip), Port: port}
+	}
+	none := route.Host{}
 	cases := []struct {
 		err  error
 		dot  bool
+		at   route.Host
 		want queue.Outcome
 	}{
-		{refused, false, queue.Outcome{Source: queue.FromConn, Status: "4.4.1", Text: "connection refused",
+		{refused, false, mx("10.5.4.1", 25), queue.Outcome{Source: queue.FromConn, Status: "4.4.1", Text: "connection refused",
 			Host: "mx", Addr: "10.5.4.1:25", Stage: "connect"}},
-		{afterDot(true, &deliver.ConnError{Host: "mx[2001:db8::1]:25", Err: errors.New("EOF"), Stage: deliver.StageDot}), true,
+		{afterDot(true, &deliver.ConnError{Host: "mx[2001:db8::1]:25", Err: errors.New("EOF"), Stage: deliver.StageDot}), true, mx("2001:db8::1", 25),
 			queue.Outcome{Source: queue.FromConn, Status: "4.4.2", Text: "EOF", Host: "mx", Addr: "[2001:db8::1]:25",
 				Stage: "end of data", DotSent: true, Note: "possible duplicate: no reply after the final dot"}},
-		{&deliver.Reply{Code: 554, Text: "5.7.1 go away", Enhanced: "5.7.1", Host: "mx[192.0.2.1]:25", Stage: deliver.StageGreeting}, false,
+		{&deliver.Reply{Code: 554, Text: "5.7.1 go away", Enhanced: "5.7.1", Host: "mx[192.0.2.1]:25", Stage: deliver.StageGreeting}, false, mx("192.0.2.1", 25),
 			queue.Outcome{Source: queue.FromReply, Code: 554, Status: "4.7.1", Text: "5.7.1 go away", Host: "mx",
 				Addr: "192.0.2.1:25", Stage: "greeting"}},
-		{&deliver.Reply{Code: 550, Text: "no such user", Host: "mx[192.0.2.1]:25", Stage: deliver.StageRcpt}, false,
+		{&deliver.Reply{Code: 550, Text: "no such user", Host: "mx[192.0.2.1]:25", Stage: deliver.StageRcpt}, false, mx("192.0.2.1", 25),
 			queue.Outcome{Source: queue.FromReply, Code: 550, Status: "5.0.0", Text: "no such user", Host: "mx",
 				Addr: "192.0.2.1:25", Stage: "RCPT TO"}},
-		{&deliver.Reply{Code: 554, Enhanced: "5.6.3", Own: true, Text: "5.6.3 no 8BITMIME"}, false,
+		{&deliver.Reply{Code: 554, Enhanced: "5.6.3", Own: true, Text: "5.6.3 no 8BITMIME"}, false, none,
 			queue.Outcome{Source: queue.FromGW, Code: 554, Status: "5.6.3", Text: "5.6.3 no 8BITMIME"}},
-		{&deliver.Reply{Code: 451, Text: "disk full", Host: "q[192.0.2.9]:209"}, true,
+		{&deliver.Reply{Code: 451, Text: "disk full", Host: "q[192.0.2.9]:209"}, true, route.Host{Name: "q", Addr: netip.MustParseAddr("192.0.2.9"), Port: 209},
 			queue.Outcome{Source: queue.FromQMTP, Code: 451, Status: "4.0.0", Text: "disk full", Host: "q",
 				Addr: "192.0.2.9:209", DotSent: true}},
-		{&route.Error{Perm: true, Msg: "mail for x.test loops back to myself", Status: "5.4.6"}, false,
+		{&route.Error{Perm: true, Msg: "mail for x.test loops back to myself", Status: "5.4.6"}, false, none,
 			queue.Outcome{Source: queue.FromGW, Status: "5.4.6", Text: "mail for x.test loops back to myself"}},
-		{errLooping, false, queue.Outcome{Source: queue.FromGW, Status: "5.4.6", Text: "too many hops, this message is looping"}},
-		{errors.New("something odd"), false, queue.Outcome{Source: queue.FromGW, Status: "4.0.0", Text: "something odd"}},
+		{errLooping, false, none, queue.Outcome{Source: queue.FromGW, Status: "5.4.6", Text: "too many hops, this message is looping"}},
+		{errors.New("something odd"), false, none, queue.Outcome{Source: queue.FromGW, Status: "4.0.0", Text: "something odd"}},
 	}
 	for _, c := range cases {
-		if got := outcomeOf(c.err, c.dot); got != c.want {
+		if got := outcomeOf(c.err, c.dot, c.at); got != c.want {
 			t.Errorf("outcomeOf(%v):\n got %+v\nwant %+v", c.err, got, c.want)
 		}
 	}
