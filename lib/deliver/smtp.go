@@ -309,12 +309,19 @@ type badAddress struct {
 	err    error
 }
 
-func (e *badAddress) Error() string {
-	status := "5.1.3"
+func (e *badAddress) Error() string { return e.Reason() + " (#" + e.Status() + ")" }
+
+// Reason is the failure without its status.
+func (e *badAddress) Reason() string {
+	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v", e.role(), e.addr, e.err)
+}
+
+// Status is the failure's enhanced status code.
+func (e *badAddress) Status() string {
 	if e.sender {
-		status = "5.1.7"
+		return "5.1.7"
 	}
-	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v (#%s)", e.role(), e.addr, e.err, status)
+	return "5.1.3"
 }
 
 // Unwritable returns the permanent failure of stored address addr when no

@@ -26,7 +26,16 @@ type gwError struct {
 }
 
 func (e *gwError) Error() string   { return e.text + " (#" + e.status + ")" }
+func (e *gwError) Status() string  { return e.status }
+func (e *gwError) Reason() string  { return e.text }
 func (e *gwError) Temporary() bool { return !strings.HasPrefix(e.status, "5.") }
+
+// verdict is a failure gw decided itself, with its status apart from its
+// reason (gwError, lib/deliver's unwritable addresses).
+type verdict interface {
+	Status() string
+	Reason() string
+}
 
 // storedOutcome is an outcome already recorded, given again as a job's
 // result (a recipient failed for its age without a new attempt).
@@ -45,7 +54,7 @@ func outcomeOf(err error, dot bool, at route.Host) queue.Outcome {
 		rp *deliver.Reply
 		ce *deliver.ConnError
 		re *route.Error
-		ge *gwError
+		ve verdict
 		pd possibleDuplicate
 		o  queue.Outcome
 	)
@@ -65,8 +74,8 @@ func outcomeOf(err error, dot bool, at route.Host) queue.Outcome {
 			Stage: string(ce.Stage), Note: ce.Note}
 	case errors.As(err, &re):
 		o = queue.Outcome{Source: queue.FromGW, Status: re.Status, Text: re.Msg}
-	case errors.As(err, &ge):
-		o = queue.Outcome{Source: queue.FromGW, Status: ge.status, Text: ge.text}
+	case errors.As(err, &ve):
+		o = queue.Outcome{Source: queue.FromGW, Status: ve.Status(), Text: ve.Reason()}
 	default:
 		st := "4.0.0"
 		if deliver.Permanent(err) {

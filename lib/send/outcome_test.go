@@ -45,6 +45,8 @@ func TestOutcomeOf(t *testing.T) {
 		{&route.Error{Perm: true, Msg: "mail for x.test loops back to myself", Status: "5.4.6"}, false, none,
 			queue.Outcome{Source: queue.FromGW, Status: "5.4.6", Text: "mail for x.test loops back to myself"}},
 		{errLooping, false, none, queue.Outcome{Source: queue.FromGW, Status: "5.4.6", Text: "too many hops, this message is looping"}},
+		{deliver.Unwritable("a\nb@x.test", false), false, none, queue.Outcome{Source: queue.FromGW, Status: "5.1.3",
+			Text: deliver.Unwritable("a\nb@x.test", false).(verdict).Reason()}},
 		{errors.New("something odd"), false, none, queue.Outcome{Source: queue.FromGW, Status: "4.0.0", Text: "something odd"}},
 	}
 	for _, c := range cases {
