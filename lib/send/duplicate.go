@@ -70,7 +70,8 @@ func (s *Sender) afterCrash(m *queue.Message) {
 		reason := "gw-send stopped after the final dot, before it recorded the reply"
 		s.log.Warning("possible_duplicate", "qid", m.ID, "rcpt", rc.Address, "reason", reason)
 		next := t
-		o := queue.Outcome{Source: queue.FromGW, Status: "4.4.2", Text: reason, Stage: string(deliver.StageDot),
+		// 4.3.0: gw's own system stopped, not the remote's connection.
+		o := queue.Outcome{Source: queue.FromGW, Status: "4.3.0", Text: reason, Stage: string(deliver.StageDot),
 			DotSent: true, Note: "possible duplicate"}
 		if err := s.r.Deferred(m.ID, i, next, o); err != nil {
 			s.log.Warning("journal", "qid", m.ID, "rcpt", rc.Address, "error", err)
