@@ -17,8 +17,9 @@ import (
 )
 
 // The journal holds what the runner learned about messages: per recipient
-// its state, attempts, next try and last outcome (outcome.go); per message whether it is
-// held, picked up or removed. Only the runner writes it. A journal file is
+// its state, attempts, next try and last outcome (outcome.go); per
+// message whether it is held, picked up or removed. Only the runner writes
+// it. A journal file is
 //
 //	magic  "gwqjnl1\n"
 //	record len:u32 payload crc:u32
