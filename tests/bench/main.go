@@ -56,6 +56,7 @@ var sections = []struct {
 	{"scan", scanBench},
 	{"qmtp", qmtpBench},
 	{"qmq", qmqBench},
+	{"auth", authBench},
 }
 
 func sectionNames() string {
