@@ -55,6 +55,9 @@ type Result struct {
 	DKIMAligned bool   // a DKIM pass for an aligned d=
 	Reason      string // why, when not pass
 	RUA         []string
+	// Record is the record that applied, nil without one: what aggregate
+	// reports echo as the published policy.
+	Record *msgdmarc.Record
 }
 
 // Evaluator looks records up through one resolver.
@@ -82,7 +85,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, from string, mailFrom spf.Resu
 		r.Value, r.Reason = None, "no DMARC record"
 		return r
 	}
-	r.RecordAt, r.RUA = at, rec.ReportURIAggregate
+	r.RecordAt, r.RUA, r.Record = at, rec.ReportURIAggregate, rec
 	r.SPFAligned = mailFrom.Value == spf.Pass && Aligned(mailFrom.Domain, from, string(rec.SPFAlignment))
 	for _, s := range sigs {
 		if s.Value == dkim.Pass && Aligned(s.Domain, from, string(rec.DKIMAlignment)) {
