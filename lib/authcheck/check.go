@@ -196,3 +196,15 @@ func (c *Checker) sign(msg []byte) (Outcome, error) {
 }
 
 func lf(s string) string { return strings.ReplaceAll(s, "\r\n", "\n") }
+
+// Config is the settings the checker runs with.
+func (c *Checker) Config() *Config { return c.cfg }
+
+// Needed reports whether a transaction's message must be seen whole
+// before it is queued: it is checked, or signed, or sealed.
+func (c *Checker) Needed(tx *Transaction) bool {
+	if tx.Relaying {
+		return c.cfg.Signer != nil
+	}
+	return tx.Face.Verify || tx.spf != nil || tx.Face.Seal
+}

@@ -118,8 +118,9 @@ type Face struct {
 }
 
 // ForClient applies a client's environment. A value that cannot be read
-// keeps the stricter of the two: an error in a rules file must not open
-// the gateway. It returns the face and the first bad value, for the log.
+// leaves the control file's setting in force: a typing error in a rules
+// file must not turn checks off. It returns the face and the first bad
+// value, for the log.
 func (c *Config) ForClient(env func(string) (string, bool)) (Face, error) {
 	f := Face{SPF: c.SPF, DMARC: c.DMARC, Verify: c.Verify}
 	var bad error
@@ -141,4 +142,9 @@ func (c *Config) ForClient(env func(string) (string, bool)) (Face, error) {
 		f.Seal = true
 	}
 	return f, bad
+}
+
+// Active reports whether anything is to be checked, signed or sealed.
+func (c *Config) Active() bool {
+	return c.Verify || c.SPF != spf.PolicyNone || c.Signer != nil || c.Sealer != nil
 }
