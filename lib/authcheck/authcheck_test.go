@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gw/lib/dkim"
 	"gw/lib/dkim/dkimpytest"
+	"gw/lib/dmarcreport"
 	"gw/lib/dns"
 	"gw/lib/dns/dnstest"
 )
@@ -40,7 +42,7 @@ func newWorld(t *testing.T, controls map[string]string) *world {
 		`bank.test. TXT "v=spf1 ip4:192.0.2.10 -all"`,
 		`_dmarc.bank.test. TXT "v=DMARC1; p=reject"`,
 		`shop.test. TXT "v=spf1 ip4:192.0.2.11 -all"`,
-		`_dmarc.shop.test. TXT "v=DMARC1; p=quarantine"`,
+		`_dmarc.shop.test. TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@shop.test"`,
 		`lists.test. TXT "v=spf1 ip4:198.51.100.20 -all"`,
 	)
 	w.bankKey = dkimpytest.KeyFile(t, w.publish(t, dkim.AlgRSA, "b1", "bank.test"))
@@ -111,6 +113,12 @@ func (w *world) deliver(t *testing.T, c *Checker, tx *Transaction, msg string) O
 func TestInboundVerdicts(t *testing.T) {
 	w := newWorld(t, map[string]string{"spfpolicy": "tag", "dmarcpolicy": "enforce", "dmarcforwarders": "lists.test"})
 	c := w.checker(t)
+	store, err := dmarcreport.Open(filepath.Join(t.TempDir(), "dmarc.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	c.Reports = store
 	face, _ := c.cfg.ForClient(noEnv)
 
 	spoof := &Transaction{Face: face, Client: spoofIP, Helo: "spoofer.test", Sender: "alerts@bank.test"}
@@ -121,8 +129,16 @@ func TestInboundVerdicts(t *testing.T) {
 
 	shop := &Transaction{Face: face, Client: spoofIP, Helo: "spoofer.test", Sender: "sales@shop.test"}
 	out = w.deliver(t, c, shop, strings.ReplaceAll(bankMail, "bank.test", "shop.test"))
-	if out.Refuse != nil || !out.Quarantine {
+	if out.Refuse != nil || !out.Quarantine || out.ReportErr != nil {
 		t.Errorf("spoofed p=quarantine: %+v", out)
+	}
+	// shop.test asks for reports (bank.test does not): one row, counted.
+	due, _ := store.Due(time.Now().Add(24 * time.Hour))
+	if len(due) != 1 || due[0].Domain != "shop.test" {
+		t.Fatalf("report periods: %v", due)
+	}
+	if rows, _ := store.Rows(due[0]); len(rows) != 1 || rows[0].Count != 1 || rows[0].Row.Disposition != "quarantine" || rows[0].Row.SourceIP != spoofIP.String() {
+		t.Errorf("recorded: %+v", rows)
 	}
 
 	genuine := &Transaction{Face: face, Client: bankIP, Helo: "mail.bank.test", Sender: "bounces@bank.test"}

@@ -5,17 +5,28 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"gw/lib/arc"
 	"gw/lib/authres"
 	"gw/lib/dkim"
 	"gw/lib/dmarc"
+	"gw/lib/dmarcreport"
 	"gw/lib/dns"
 	"gw/lib/spf"
 )
 
+// Recorder keeps DMARC results for aggregate reports (a
+// dmarcreport.Store).
+type Recorder interface {
+	Record(now time.Time, row dmarcreport.Row) error
+}
+
 // Checker runs the checks of one instance with one resolver.
 type Checker struct {
+	// Reports, when set, is told every DMARC result a report is owed for.
+	Reports Recorder
+
 	cfg   *Config
 	spf   *spf.Checker
 	dkim  *dkim.Verifier
@@ -84,9 +95,12 @@ type Outcome struct {
 	Quarantine bool
 	Reason     string
 	Removed    int // incoming Authentication-Results removed
-	DKIM       []dkim.Result
-	DMARC      *dmarc.Result
-	ARC        *arc.Result
+	// ReportErr is a failure to record the result for DMARC reports:
+	// logged, the message goes on.
+	ReportErr error
+	DKIM      []dkim.Result
+	DMARC     *dmarc.Result
+	ARC       *arc.Result
 }
 
 // End judges a whole message in stored form (LF line ends). Relayed mail
@@ -115,9 +129,15 @@ func (c *Checker) End(ctx context.Context, tx *Transaction, msg []byte) (Outcome
 		rep.DKIM, rep.DKIMChecked = out.DKIM, true
 		a := c.arc.Verify(ctx, crlf)
 		out.ARC, rep.ARC = &a, &a
-		out.DMARC = c.evaluate(ctx, tx, crlf, out.DKIM)
+		var mailFrom spf.Result
+		out.DMARC, mailFrom = c.evaluate(ctx, tx, crlf, out.DKIM)
 		rep.DMARC = out.DMARC
-		c.decide(tx, &out)
+		action := c.decide(tx, &out)
+		if c.Reports != nil {
+			if row, ok := dmarcreport.RowOf(tx.Client.Unmap().String(), *out.DMARC, mailFrom, out.DKIM, action, out.Reason); ok {
+				out.ReportErr = c.Reports.Record(time.Now(), row)
+			}
+		}
 	}
 	if out.Refuse != nil {
 		return out, nil
@@ -141,14 +161,14 @@ func (c *Checker) End(ctx context.Context, tx *Transaction, msg []byte) (Outcome
 }
 
 // evaluate runs DMARC for the message's author domain.
-func (c *Checker) evaluate(ctx context.Context, tx *Transaction, crlf []byte, sigs []dkim.Result) *dmarc.Result {
+func (c *Checker) evaluate(ctx context.Context, tx *Transaction, crlf []byte, sigs []dkim.Result) (*dmarc.Result, spf.Result) {
 	fields, _, err := dkim.Split(crlf)
 	var from string
 	if err == nil {
 		from, err = dkim.FromDomain(fields)
 	}
 	if err != nil {
-		return &dmarc.Result{Value: dmarc.PermError, Reason: err.Error()}
+		return &dmarc.Result{Value: dmarc.PermError, Reason: err.Error()}, spf.Result{}
 	}
 	var mailFrom spf.Result
 	if len(tx.spf) == 2 {
@@ -159,10 +179,10 @@ func (c *Checker) evaluate(ctx context.Context, tx *Transaction, crlf []byte, si
 		mailFrom = c.spf.MailFrom(ctx, ip, tx.Helo, tx.Sender)
 	}
 	r := c.dmarc.Evaluate(ctx, from, mailFrom, sigs)
-	return &r
+	return &r, mailFrom
 }
 
-func (c *Checker) decide(tx *Transaction, out *Outcome) {
+func (c *Checker) decide(tx *Transaction, out *Outcome) dmarc.Action {
 	arcValue, sealer := "", ""
 	if out.ARC != nil {
 		arcValue, sealer = out.ARC.Value, out.ARC.Sealer
@@ -175,6 +195,7 @@ func (c *Checker) decide(tx *Transaction, out *Outcome) {
 	case dmarc.Quarantine:
 		out.Quarantine = true
 	}
+	return d.Action
 }
 
 // sign adds the DKIM signatures of the message's From domain.

@@ -206,3 +206,22 @@ func (s *Store) Done(p Period) error {
 		return tx.DeleteBucket(bucket(p.Day, p.Domain))
 	})
 }
+
+// File records into the results file at Path, opening it for each
+// message: bbolt locks a file for as long as it is open, and under
+// tcpserver every session is a process of its own, so a listener must not
+// hold it across a session.
+type File struct{ Path string }
+
+// Record counts one message (Store.Record).
+func (f File) Record(now time.Time, row Row) error {
+	s, err := Open(f.Path)
+	if err != nil {
+		return err
+	}
+	if err := s.Record(now, row); err != nil {
+		s.Close()
+		return err
+	}
+	return s.Close()
+}
