@@ -141,6 +141,22 @@ func TestInboundVerdicts(t *testing.T) {
 		t.Errorf("recorded: %+v", rows)
 	}
 
+	// Headers DMARC cannot judge: two authors, a line no reader agrees on.
+	for name, msg := range map[string]string{
+		"two From fields":  "From: alerts@bank.test\n" + bankMail,
+		"two From domains": strings.Replace(bankMail, "From: Bank <alerts@bank.test>", "From: alerts@bank.test, x@evil.test", 1),
+		"broken header":    "Subject: x\nnot a header line\n" + bankMail,
+	} {
+		tx := &Transaction{Face: face, Client: spoofIP, Helo: "spoofer.test", Sender: "x@evil.test"}
+		if out := w.deliver(t, c, tx, msg); out.Refuse == nil || out.Refuse.Code != 550 {
+			t.Errorf("%s: %+v", name, out)
+		}
+	}
+	noFrom := &Transaction{Face: face, Client: spoofIP, Helo: "spoofer.test", Sender: "x@evil.test"}
+	if out := w.deliver(t, c, noFrom, "To: bob@inside.test\nSubject: no author\n\nhi\n"); out.Refuse != nil || out.DMARC.Value != "none" {
+		t.Errorf("no From: %+v", out)
+	}
+
 	genuine := &Transaction{Face: face, Client: bankIP, Helo: "mail.bank.test", Sender: "bounces@bank.test"}
 	forged := "Authentication-Results: mx.gw.test; dkim=pass header.d=bank.test; dmarc=pass\n"
 	out = w.deliver(t, c, genuine, forged+w.signedByBank(t))

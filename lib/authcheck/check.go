@@ -2,6 +2,7 @@ package authcheck
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -130,9 +131,18 @@ func (c *Checker) End(ctx context.Context, tx *Transaction, msg []byte) (Outcome
 		a := c.arc.Verify(ctx, crlf)
 		out.ARC, rep.ARC = &a, &a
 		var mailFrom spf.Result
-		out.DMARC, mailFrom = c.evaluate(ctx, tx, crlf, out.DKIM)
+		var unreadable error
+		out.DMARC, mailFrom, unreadable = c.evaluate(ctx, tx, crlf, out.DKIM)
 		rep.DMARC = out.DMARC
 		action := c.decide(tx, &out)
+		if unreadable != nil && tx.Face.DMARC != dmarc.ReportOnly {
+			// A header readers disagree on, or several authors: DMARC
+			// cannot say whose message it is, and a spoofer would write
+			// exactly such a header to get past it (RFC 7489 §6.6.1).
+			out.Refuse = &Reply{550, "5.7.1", "message header cannot be authenticated: " + unreadable.Error()}
+			out.Reason = "unreadable header: " + unreadable.Error()
+			return out, nil
+		}
 		if c.Reports != nil {
 			if row, ok := dmarcreport.RowOf(tx.Client.Unmap().String(), *out.DMARC, mailFrom, out.DKIM, action, out.Reason); ok {
 				out.ReportErr = c.Reports.Record(time.Now(), row)
@@ -160,15 +170,21 @@ func (c *Checker) End(ctx context.Context, tx *Transaction, msg []byte) (Outcome
 	return out, nil
 }
 
-// evaluate runs DMARC for the message's author domain.
-func (c *Checker) evaluate(ctx context.Context, tx *Transaction, crlf []byte, sigs []dkim.Result) (*dmarc.Result, spf.Result) {
+// evaluate runs DMARC for the message's author domain. A header that
+// cannot be read, or that names more than one author domain, is
+// reported apart: no DMARC result can be trusted for it. A message
+// without From has no author to protect: DMARC none.
+func (c *Checker) evaluate(ctx context.Context, tx *Transaction, crlf []byte, sigs []dkim.Result) (*dmarc.Result, spf.Result, error) {
 	fields, _, err := dkim.Split(crlf)
 	var from string
 	if err == nil {
 		from, err = dkim.FromDomain(fields)
 	}
+	if errors.Is(err, dkim.ErrNoFrom) {
+		return &dmarc.Result{Value: dmarc.None, Reason: err.Error()}, spf.Result{}, nil
+	}
 	if err != nil {
-		return &dmarc.Result{Value: dmarc.PermError, Reason: err.Error()}, spf.Result{}
+		return &dmarc.Result{Value: dmarc.PermError, Reason: err.Error()}, spf.Result{}, err
 	}
 	var mailFrom spf.Result
 	if len(tx.spf) == 2 {
@@ -179,7 +195,7 @@ func (c *Checker) evaluate(ctx context.Context, tx *Transaction, crlf []byte, si
 		mailFrom = c.spf.MailFrom(ctx, ip, tx.Helo, tx.Sender)
 	}
 	r := c.dmarc.Evaluate(ctx, from, mailFrom, sigs)
-	return &r, mailFrom
+	return &r, mailFrom, nil
 }
 
 func (c *Checker) decide(tx *Transaction, out *Outcome) dmarc.Action {

@@ -93,6 +93,9 @@ func SignWith(msg []byte, domain, selector string, key crypto.Signer) ([]byte, e
 	return []byte(signer.Signature()), nil
 }
 
+// ErrNoFrom says a message has no From field: no author to protect.
+var ErrNoFrom = errors.New("message has no From field")
+
 // FromDomain is the domain of the message's author (RFC 5322 From), the
 // identity DMARC protects and signing follows. A message must have one
 // From field; its addresses may be several, of one domain only (RFC 7489
@@ -104,8 +107,11 @@ func FromDomain(fields []Field) (string, error) {
 			from = append(from, f)
 		}
 	}
-	if len(from) != 1 {
-		return "", errors.New("message has not exactly one From field")
+	if len(from) == 0 {
+		return "", ErrNoFrom
+	}
+	if len(from) > 1 {
+		return "", errors.New("message has more than one From field")
 	}
 	addrs := fromAddresses(from[0].Value())
 	if len(addrs) == 0 {
