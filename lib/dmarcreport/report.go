@@ -181,6 +181,9 @@ func parseSize(s string) int64 {
 	}
 	if i < len(s) {
 		if m, ok := mult[s[i]|0x20]; ok {
+			if n > (1<<62)/m {
+				return 1 << 62 // no size limit anyone could reach
+			}
 			n *= m
 		}
 	}
