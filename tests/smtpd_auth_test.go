@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gw/lib/dkim"
 	"gw/lib/dkim/dkimpytest"
+	"gw/lib/dmarcreport"
 	"gw/lib/dns/dnstest"
 )
 
@@ -27,7 +29,7 @@ func newAuthWorld(t *testing.T, control string) *authWorld {
 	w := &authWorld{srv: dnstest.Start(t)}
 	w.srv.Add(t,
 		`bank.test. TXT "v=spf1 ip4:127.0.0.10 -all"`, `_dmarc.bank.test. TXT "v=DMARC1; p=reject"`,
-		`shop.test. TXT "v=spf1 ip4:127.0.0.11 -all"`, `_dmarc.shop.test. TXT "v=DMARC1; p=quarantine"`,
+		`shop.test. TXT "v=spf1 ip4:127.0.0.11 -all"`, `_dmarc.shop.test. TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@shop.test"`,
 		`lists.test. TXT "v=spf1 ip4:127.0.0.1 -all"`,
 		`gw.test. TXT "v=spf1 ip4:127.0.0.5 -all"`, `_dmarc.gw.test. TXT "v=DMARC1; p=reject"`,
 	)
@@ -71,7 +73,8 @@ func TestSMTPDMessageAuthentication(t *testing.T) {
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("gw-tcprules: %v\n%s", err, out)
 	}
-	addr := in.standalone(t, []string{"GW_DNS=" + w.srv.Addr}, "--acl", db)
+	reports := filepath.Join(in.dir, "dmarc.db")
+	addr := in.standalone(t, []string{"GW_DNS=" + w.srv.Addr}, "--acl", db, "--dmarc-reports", reports)
 	data := func(name, msg string) string {
 		p := filepath.Join(in.dir, name)
 		if err := os.WriteFile(p, []byte(msg), 0o644); err != nil {
@@ -140,6 +143,15 @@ func TestSMTPDMessageAuthentication(t *testing.T) {
 	b = bodies["ceo@gw.test"]
 	if got := dkimpytest.Run(t, w.srv.Addr, dkim.ToCRLF([]byte(b)), "verify"); got != "pass\npass" {
 		t.Errorf("relayed mail as queued, dkimpy says %q:\n%s", got, b)
+	}
+	// shop.test asks for aggregate reports: its message is counted.
+	store, err := dmarcreport.Open(reports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if due, _ := store.Due(time.Now().Add(24 * time.Hour)); len(due) != 1 || due[0].Domain != "shop.test" {
+		t.Errorf("DMARC results recorded for %v, want shop.test", due)
 	}
 	log, _ := os.ReadFile(in.log)
 	for _, want := range []string{"identity=mailfrom domain=bank.test result=fail", "dmarc=fail policy=reject", "reason=dmarc", "arc=pass"} {

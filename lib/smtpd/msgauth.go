@@ -113,6 +113,9 @@ func (s *session) authEnd(p *spool, msgID string) (handoff.Tx, *smtpserver.Reply
 		return nil, errAuthTemporary
 	}
 	s.logAuth(msgID, out)
+	if out.ReportErr != nil {
+		s.log("warning", "dmarc_record", "msg", msgID, "err", out.ReportErr)
+	}
 	if out.Refuse != nil {
 		s.log("info", "refused", "msg", msgID, "code", out.Refuse.Code, "reason", "dmarc")
 		return nil, reply(out.Refuse.Code, out.Refuse.Enhanced, out.Refuse.Text)
