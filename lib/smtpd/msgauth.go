@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"time"
 
 	"gw/lib/authcheck"
 	"gw/lib/envelope"
@@ -23,6 +24,10 @@ import (
 
 // maxSpool bounds a spooled message; databytes usually bounds it first.
 const maxSpool = 64 << 20
+
+// endTimeout bounds the end-of-message checks' DNS: an answer that does
+// not come in time is a temperror, which rejects nothing.
+const endTimeout = 30 * time.Second
 
 var (
 	errTooBigToCheck = reply(552, "5.3.4", "message too big to authenticate")
@@ -107,7 +112,10 @@ func (s *session) authEnd(p *spool, msgID string) (handoff.Tx, *smtpserver.Reply
 		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "too big to authenticate")
 		return nil, errTooBigToCheck
 	}
-	out, err := s.cfg.MsgAuth.End(context.Background(), s.atx, p.buf.Bytes())
+	// the client waits for the reply to its dot: DNS gets half a minute
+	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+	defer cancel()
+	out, err := s.cfg.MsgAuth.End(ctx, s.atx, p.buf.Bytes())
 	if err != nil {
 		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", "auth", "err", err)
 		return nil, errAuthTemporary
