@@ -57,6 +57,7 @@ var sections = []struct {
 	{"qmtp", qmtpBench},
 	{"qmq", qmqBench},
 	{"auth", authBench},
+	{"smtpd-auth", smtpdAuthBench},
 }
 
 func sectionNames() string {
