@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"gw/lib/authcheck"
 	"gw/lib/control"
+	"gw/lib/dns"
 	"gw/lib/logline"
 	"gw/lib/recipients"
 	"gw/lib/relay"
@@ -106,6 +108,13 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 		c.Recipients = recipients.Open(rdir)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control/recipients: %w", err)
+	}
+	auth, err := authcheck.Load(string(dir))
+	if err != nil {
+		return nil, err
+	}
+	if auth.Active() {
+		c.MsgAuth = authcheck.New(auth, dns.FromEnv())
 	}
 	cert := filepath.Join(string(dir), "servercert.pem")
 	if _, err := os.Stat(cert); err == nil {

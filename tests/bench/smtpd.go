@@ -318,13 +318,23 @@ var gwSend *exec.Cmd
 // startGW runs gw-queued, gw-send (to the sink, after any smtproutes lines
 // given) and gw-smtpd standalone.
 func startGW(dir, sink string, routes ...string) (*side, error) {
+	return startGWWith(dir, sink, nil, nil, routes...)
+}
+
+// startGWWith is startGW with more control files and gw-smtpd's extra
+// environment.
+func startGWWith(dir, sink string, files map[string]string, smtpdEnv []string, routes ...string) (*side, error) {
 	ctl := filepath.Join(dir, "control")
 	q := filepath.Join(dir, "queue")
 	check(os.MkdirAll(ctl, 0o755))
-	for name, body := range map[string]string{
+	base := map[string]string{
 		"me": "gw.bench.example\n", "rcpthosts": "example.net\n",
 		"smtproutes": strings.Join(append(routes, ":"+sink), "\n") + "\n",
-	} {
+	}
+	for name, body := range files {
+		base[name] = body
+	}
+	for name, body := range base {
 		check(os.WriteFile(filepath.Join(ctl, name), []byte(body), 0o644))
 	}
 	if err := queue.Init(q); err != nil {
@@ -374,7 +384,7 @@ func startGW(dir, sink string, routes ...string) (*side, error) {
 	if err == nil {
 		// -H: the bench measures sessions, not a resolver, and the one of
 		// /etc/resolv.conf may be off the host
-		err = start([]string{"GW_QUEUED=" + sock}, "gw-smtpd", "--control-dir", ctl, "--listen", addr,
+		err = start(append([]string{"GW_QUEUED=" + sock}, smtpdEnv...), "gw-smtpd", "--control-dir", ctl, "--listen", addr,
 			"--concurrency", strconv.Itoa(*smtpdIdle+100), "--per-ip", "0", "-H")
 	}
 	if err == nil {
