@@ -14,6 +14,7 @@ import (
 	"gw/lib/envelope"
 	"gw/lib/handoff"
 	"gw/lib/mailbox"
+	"gw/lib/milter"
 	"gw/lib/qq"
 	"gw/lib/relay"
 	"gw/lib/smtpserver"
@@ -57,6 +58,8 @@ type session struct {
 	authFace authcheck.Face
 	atx      *authcheck.Transaction
 	spool    *spool
+
+	milters []milter.Milter // this client's (milter.go)
 }
 
 // Serve runs one SMTP session on conn for client cl and closes conn. It is
@@ -100,6 +103,7 @@ func (s *session) Connect(ss *smtpserver.Session) *smtpserver.Reply {
 	if s.cfg.MsgAuth != nil {
 		s.authFace = s.face()
 	}
+	s.pickMilters()
 	if !s.cfg.ImplicitTLS && !s.cl.Relay && ss.TalksFirst(s.cfg.GreetDelay) {
 		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
 		return errPregreet
@@ -274,8 +278,12 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 	if p := s.spool; p != nil {
 		s.spool = nil
 		var r *smtpserver.Reply
-		if tx, r = s.authEnd(p, msgID); r != nil {
+		if tx, r = s.spooledEnd(ss, p, msgID); r != nil {
 			return r
+		}
+		if tx == nil {
+			// a milter discarded it
+			return reply(250, "2.0.0", "ok "+msgID)
 		}
 	}
 	code, err := commit(tx)

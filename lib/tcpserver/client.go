@@ -45,6 +45,10 @@ type Client struct {
 	HasDMARCPolicy bool
 	ARCSeal        bool // ARCSEAL is set
 
+	// MILTERS picks the face's milters among control/milters, when set.
+	Milters    string
+	HasMilters bool
+
 	Rule     string           // the ACL rule that applied, for the log
 	Injector handoff.Injector // nil: chosen from the environment
 	Space    handoff.Space    // the injector's queue's filesystem, for the check at MAIL
@@ -72,6 +76,7 @@ func ClientFromEnv(lookup func(string) (string, bool)) Client {
 	c.SPFPolicy, c.HasSPFPolicy = lookup("SPFPOLICY")
 	c.DMARCPolicy, c.HasDMARCPolicy = lookup("DMARCPOLICY")
 	_, c.ARCSeal = lookup("ARCSEAL")
+	c.Milters, c.HasMilters = lookup("MILTERS")
 	c.Rule = get("GW_ACLRULE")
 	c.Injector = handoff.Select(get)
 	// gw-queue, run by the injector, inherits the process's GW_QUEUE when
