@@ -14,6 +14,7 @@ import (
 
 	"gw/lib/dkim/dkimpytest"
 	"gw/lib/dns/dnstest"
+	"gw/tests/internal/clamdtest"
 )
 
 // milterDaemon runs a milter daemon of Debian's in the foreground with a
@@ -108,5 +109,120 @@ func TestSMTPDMilterOpenDKIM(t *testing.T) {
 	wire := strings.ReplaceAll(stored, "\n", "\r\n")
 	if v := dkimpytest.Run(t, dns.Addr, []byte(wire), "verify"); v != "pass" {
 		t.Errorf("dkimpy on the signed memo: %q\n%s", v, stored)
+	}
+}
+
+// TestSMTPDMilterClamav plugs clamav-milter, on the tests' clamd, into
+// gw-smtpd: the infected message is refused at the dot and nothing is
+// queued; the clean one is queued with the milter's verdict fields.
+func TestSMTPDMilterClamav(t *testing.T) {
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "inside.test\n"})
+	const marker = "GW-MILTER-TEST-MARKER-7d1f"
+	clamd, err := clamdtest.Start(filepath.Join(in.dir), marker, nil)
+	if err != nil {
+		t.Skipf("clamd: %v", err)
+	}
+	t.Cleanup(clamd.Stop)
+	sock := filepath.Join(in.dir, "clamav-milter.sock")
+	conf := filepath.Join(in.dir, "clamav-milter.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("MilterSocket unix:%s\nClamdSocket unix:%s\nForeground yes\nFixStaleSocket yes\n"+
+		"PidFile %s/clamav-milter.pid\nLogFile %s/clamav-milter.log\nOnInfected Reject\nRejectMsg %%v found\nOnClean Accept\nAddHeader Replace\n",
+		sock, clamd.Sock, in.dir, in.dir)), 0o644)
+	milterDaemon(t, sock, "clamav-milter", "-c", conf)
+	os.WriteFile(filepath.Join(in.control, "milters"), []byte("clamav unix:"+sock+" timeout=30s\n"), 0o644)
+	addr := in.standalone(t, nil)
+
+	write := func(name, body string) string {
+		p := filepath.Join(in.dir, name)
+		os.WriteFile(p, []byte("From: a@outside.test\r\nTo: bob@inside.test\r\nSubject: "+name+"\r\n\r\n"+body+"\r\n"), 0o644)
+		return p
+	}
+	// The infected message: clamav-milter's refusal is the reply to the dot.
+	out := swaks(t, addr, "--from", "a@outside.test", "--to", "bob@inside.test", "--data", write("infected", "here: "+marker))
+	if r := replyTo(out, "."); !strings.HasPrefix(r, "550 5.7.1 "+clamdtest.Signature+" found") {
+		t.Fatalf("infected message: %q\n%s", r, out)
+	}
+	if n := len(in.messages(t)); n != 0 {
+		t.Fatalf("%d messages queued after the virus was refused", n)
+	}
+	// The clean one: queued, with the verdict clamav-milter adds.
+	out = swaks(t, addr, "--from", "a@outside.test", "--to", "bob@inside.test", "--data", write("clean", "nothing to see"))
+	if r := replyTo(out, "."); !strings.HasPrefix(r, "250 2.0.0") {
+		t.Fatalf("clean message: %q\n%s", r, out)
+	}
+	ms := in.messages(t)
+	if len(ms) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(ms))
+	}
+	if b := in.body(t, ms[0]); !strings.Contains(b, "X-Virus-Status: Clean") || !strings.Contains(b, "X-Virus-Scanned: clamav-milter") {
+		t.Errorf("clean message without clamav-milter's fields:\n%s", b)
+	}
+}
+
+// TestSMTPDMilterDefaultActions: a milter that is down or does not
+// answer gets its default action. Each face (a client address in
+// tcprules, MILTERS naming its milter) meets one broken milter.
+func TestSMTPDMilterDefaultActions(t *testing.T) {
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "inside.test\n"})
+	// The silent milter accepts the connection and never says a word.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	_, port, _ := net.SplitHostPort(silent.Addr().String())
+	gone := "unix:" + filepath.Join(in.dir, "no-such.sock")
+	os.WriteFile(filepath.Join(in.control, "milters"), []byte(
+		"down-tempfail "+gone+"\n"+
+			"down-reject "+gone+" default=reject\n"+
+			"down-accept "+gone+" default=accept\n"+
+			"silent inet:"+port+"@127.0.0.1 timeout=1s default=reject\n"), 0o644)
+	db := in.aclDB(t, "127.0.0.1:allow,MILTERS=\"down-tempfail\"\n127.0.0.2:allow,MILTERS=\"down-reject\"\n"+
+		"127.0.0.3:allow,MILTERS=\"down-accept\"\n127.0.0.4:allow,MILTERS=\"silent\"\n")
+	addr := in.standalone(t, nil, "--acl", db)
+	msg := filepath.Join(in.dir, "msg")
+	os.WriteFile(msg, []byte("From: a@outside.test\r\nTo: bob@inside.test\r\nSubject: hello\r\n\r\nhi\r\n"), 0o644)
+	send := func(from string) (string, time.Duration) {
+		start := time.Now()
+		out := swaks(t, addr, "--local-interface", from, "--from", "a@outside.test", "--to", "bob@inside.test", "--data", msg)
+		return replyTo(out, "."), time.Since(start)
+	}
+
+	if r, _ := send("127.0.0.1"); !strings.HasPrefix(r, "451 4.7.1") {
+		t.Errorf("milter down, default tempfail: %q", r)
+	}
+	if r, _ := send("127.0.0.2"); !strings.HasPrefix(r, "550 5.7.1") {
+		t.Errorf("milter down, default reject: %q", r)
+	}
+	if n := len(in.messages(t)); n != 0 {
+		t.Fatalf("%d messages queued after tempfail and reject", n)
+	}
+	if r, _ := send("127.0.0.3"); !strings.HasPrefix(r, "250 2.0.0") {
+		t.Errorf("milter down, default accept: %q", r)
+	}
+	if n := len(in.messages(t)); n != 1 {
+		t.Fatalf("%d messages queued after the accept, want 1", n)
+	}
+	r, took := send("127.0.0.4")
+	if !strings.HasPrefix(r, "550 5.7.1") || took < time.Second || took > 15*time.Second {
+		t.Errorf("silent milter, timeout=1s default=reject: %q after %v", r, took)
+	}
+	if n := len(in.messages(t)); n != 1 {
+		t.Fatalf("%d messages queued after the timeout, want 1", n)
+	}
+	log := in.waitLog(t, "milter_failed")
+	for _, name := range []string{"down-tempfail", "down-reject", "down-accept", "silent"} {
+		if !strings.Contains(log, "milter="+name) {
+			t.Errorf("the log does not name the failed milter %s:\n%s", name, log)
+		}
 	}
 }
