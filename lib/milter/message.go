@@ -32,7 +32,7 @@ func split(b []byte) message {
 			m.body = rest
 			return m
 		}
-		if (line[0] == ' ' || line[0] == '\t') && len(m.fields) > 0 {
+		if (line[0] == ' ' || line[0] == '\t') && len(m.fields) > 0 && found {
 			f := &m.fields[len(m.fields)-1]
 			f.value += "\n" + string(line)
 			b = rest
