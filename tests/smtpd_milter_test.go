@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"gw/lib/dkim"
 	"gw/lib/dkim/dkimpytest"
 	"gw/lib/dns/dnstest"
 	"gw/tests/internal/clamdtest"
@@ -224,5 +225,67 @@ func TestSMTPDMilterDefaultActions(t *testing.T) {
 		if !strings.Contains(log, "milter="+name) {
 			t.Errorf("the log does not name the failed milter %s:\n%s", name, log)
 		}
+	}
+}
+
+// TestSMTPDMilterOpenDMARC plugs OpenDMARC into gw-smtpd as a verifying
+// milter with RejectFailures: the bank's p=reject is enforced against a
+// spoofer, the bank's own mail gets OpenDMARC's Authentication-Results.
+// SPF and DKIM are gw-smtpd's (spfpolicy tag, dmarcpolicy none), read
+// by OpenDMARC from gw's Authentication-Results field as it reads those
+// of Postfix's policy daemons: OpenDMARC's own SPF check (libspf2)
+// passes every loopback client. The bank's statement passes by its DKIM
+// signature: OpenDMARC 1.4 takes smtp.mailfrom's whole address for the
+// domain and never aligns SPF from another's result. It
+// asks the system's resolver for DMARC records, so it runs in a mount
+// namespace of its own whose /etc/resolv.conf names the tests' unbound
+// on port 53 of a loopback address: no query leaves.
+func TestSMTPDMilterOpenDMARC(t *testing.T) {
+	need(t, "opendmarc")
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "inside.test\n", "authservid": "mx.gw.test\n", "spfpolicy": "tag\n", "dmarcpolicy": "none\n"})
+	dns := dnstest.StartPort53(t)
+	dns.Add(t, `bank.test. TXT "v=spf1 ip4:127.0.0.10 -all"`, `_dmarc.bank.test. TXT "v=DMARC1; p=reject"`)
+	key, err := dkim.GenerateKey(dkim.AlgRSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := dkim.PublicRecord(key)
+	dns.Add(t, dkimpytest.TXT(dkim.KeyName("b1", "bank.test"), rec))
+	resolv := filepath.Join(in.dir, "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver "+dns.IP()+"\noptions attempts:1 timeout:2\n"), 0o644)
+	ignore := filepath.Join(in.dir, "ignore")
+	os.WriteFile(ignore, []byte("192.0.2.1\n"), 0o644)
+	sock := filepath.Join(in.dir, "opendmarc.sock")
+	conf := filepath.Join(in.dir, "opendmarc.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("Socket local:%s\nSyslog false\nBackground false\nPidFile %s/opendmarc.pid\n"+
+		"HistoryFile %[2]s/history\nAuthservID mx.gw.test\nRejectFailures true\nSPFSelfValidate false\nIgnoreHosts %[3]s\n", sock, in.dir, ignore)), 0o644)
+	milterDaemon(t, sock, "unshare", "-m", "sh", "-c",
+		"mount --bind "+resolv+" /etc/resolv.conf && exec opendmarc -f -c "+conf)
+	os.WriteFile(filepath.Join(in.control, "milters"), []byte("opendmarc unix:"+sock+" timeout=20s\n"), 0o644)
+	addr := in.standalone(t, []string{"GW_DNS=" + dns.Addr})
+	msg := filepath.Join(in.dir, "statement")
+	os.WriteFile(msg, []byte(bankStatement), 0o644)
+
+	// A spoofer at 127.0.0.11 writes as the bank: refused at the dot.
+	out := swaks(t, addr, "--local-interface", "127.0.0.11", "--from", "alerts@bank.test", "--to", "bob@inside.test", "--data", msg)
+	if r := replyTo(out, "."); !strings.HasPrefix(r, "550 5.7.1") || !strings.Contains(r, "DMARC") {
+		t.Fatalf("spoofed p=reject domain through OpenDMARC: %q\n%s", r, out)
+	}
+	if n := len(in.messages(t)); n != 0 {
+		t.Fatalf("%d messages queued after the DMARC refusal", n)
+	}
+	// The bank's own server at 127.0.0.10, its statement signed: accepted.
+	signed := dkimpytest.Run(t, dns.Addr, []byte(bankStatement), "sign", "b1", "bank.test", dkimpytest.KeyFile(t, key), "rsa-sha256") + "\r\n" + bankStatement
+	os.WriteFile(msg, []byte(signed), 0o644)
+	out = swaks(t, addr, "--local-interface", "127.0.0.10", "--from", "alerts@bank.test", "--to", "bob@inside.test", "--data", msg)
+	if r := replyTo(out, "."); !strings.HasPrefix(r, "250 2.0.0") {
+		t.Fatalf("the bank's own statement: %q\n%s", r, out)
+	}
+	ms := in.messages(t)
+	if len(ms) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(ms))
+	}
+	if b := in.body(t, ms[0]); !strings.Contains(b, "Authentication-Results: mx.gw.test; dmarc=pass") {
+		t.Errorf("accepted without OpenDMARC's result:\n%s", b)
 	}
 }
