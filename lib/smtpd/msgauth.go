@@ -104,10 +104,11 @@ func (s *session) spooling() bool {
 }
 
 // authEnd runs the end-of-message checks on the spooled message, then
-// starts the injector and gives it the Received line, the checks' fields
-// and the message. It returns the transaction to commit, or the reply
-// that refuses the message.
-func (s *session) authEnd(p *spool, msgID string) (handoff.Tx, *smtpserver.Reply) {
+// starts the injector and gives it the Received line, the fields the
+// checks at MAIL and RCPT added (early), the end-of-message checks'
+// fields and the message. It returns the transaction to commit, or the
+// reply that refuses the message.
+func (s *session) authEnd(p *spool, msgID string, early []string) (handoff.Tx, *smtpserver.Reply) {
 	if p.over {
 		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "too big to authenticate")
 		return nil, errTooBigToCheck
@@ -138,6 +139,9 @@ func (s *session) authEnd(p *spool, msgID string) (handoff.Tx, *smtpserver.Reply
 		return nil, errNoInjector
 	}
 	io.WriteString(tx, s.received(msgID))
+	for _, f := range early {
+		io.WriteString(tx, f)
+	}
 	if out.Quarantine {
 		// DMARC asked for quarantine: the mark gw-scan and the inside
 		// servers' filters act on (gw-auth(5)).

@@ -274,7 +274,11 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 	if p := s.spool; p != nil {
 		s.spool = nil
 		var r *smtpserver.Reply
-		if tx, r = s.authEnd(p, msgID); r != nil {
+		var early []string
+		if ss.Mail != nil {
+			early = ss.Mail.Prepend
+		}
+		if tx, r = s.authEnd(p, msgID, early); r != nil {
 			return r
 		}
 	}
