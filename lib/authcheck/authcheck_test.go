@@ -271,3 +271,22 @@ func TestLoadRefusesBadSettings(t *testing.T) {
 		t.Errorf("empty control: %+v, %v", cfg, err)
 	}
 }
+
+// TestRuleTurnsChecksOn: with no control file but control/me, a rule's
+// DMARCPOLICY and SPFPOLICY turn the checks on for its clients only.
+func TestRuleTurnsChecksOn(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "me"), []byte("mx.gw.test\n"), 0o644)
+	cfg := mustLoad(t, dir)
+	c := New(cfg, dns.New("127.0.0.1:1"))
+	plain, _ := cfg.ForClient(noEnv)
+	if c.Needed(&Transaction{Face: plain}) {
+		t.Error("nothing configured, yet the message is spooled")
+	}
+	on, err := cfg.ForClient(func(k string) (string, bool) {
+		return map[string]string{"DMARCPOLICY": "enforce", "SPFPOLICY": "tag"}[k], k == "DMARCPOLICY" || k == "SPFPOLICY"
+	})
+	if err != nil || !on.Verify || on.SPF.String() != "tag" || !c.Needed(&Transaction{Face: on}) {
+		t.Errorf("rule's variables: %+v, %v", on, err)
+	}
+}
