@@ -28,11 +28,15 @@ type dataWriter struct {
 	err    error
 }
 
-// flushAt is the block size written to the connection.
-const flushAt = 64 << 10
+// flushAt is the block size written to the connection; dataWriterSize
+// is the buffer's, room for a block and what one line adds past it.
+const (
+	flushAt        = 64 << 10
+	dataWriterSize = flushAt + flushAt/2
+)
 
 func newDataWriter(w io.Writer) *dataWriter {
-	return &dataWriter{w: w, buf: make([]byte, 0, flushAt+flushAt/2)}
+	return &dataWriter{w: w, buf: make([]byte, 0, dataWriterSize)}
 }
 
 func (d *dataWriter) Write(p []byte) (int, error) {

@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -525,8 +526,10 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	}
 	d.w = w
 	d.inData = true
-	dw := newDataWriter(d.s.kw)
-	buf := make([]byte, 64<<10)
+	bufs := dataBufs.Get().(*dataBuffers)
+	defer dataBufs.Put(bufs)
+	dw := &dataWriter{w: d.s.kw, buf: bufs.out[:0]}
+	buf := bufs.in
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
@@ -555,6 +558,15 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	}
 	return nil
 }
+
+// dataBuffers are what Body reads the stored message into and gathers
+// its wire form in; kept in dataBufs for the next message, so that a
+// delivery does not allocate (and zero) them.
+type dataBuffers struct{ in, out []byte }
+
+var dataBufs = sync.Pool{New: func() any {
+	return &dataBuffers{in: make([]byte, 64<<10), out: make([]byte, 0, dataWriterSize)}
+}}
 
 // DataSent reports whether the message body began to go out: from then
 // on a lost connection may have delivered it, so gw-send must not send it
