@@ -187,7 +187,13 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 			}
 			body.err = err
 		}
-		if err := copyChunk(body, r, int(n)); err != nil {
+		var err error
+		if body.w == in && body.err == nil {
+			err = in.ReadChunk(r, int(n))
+		} else {
+			err = copyChunk(body, r, int(n))
+		}
+		if err != nil {
 			return 0, 0, 0, errClientGone
 		}
 	}

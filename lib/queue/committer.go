@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -148,6 +149,20 @@ func (p *Incoming) Size() int64 {
 
 // Write appends body bytes.
 func (p *Incoming) Write(b []byte) (int, error) { return p.buf.Write(b) }
+
+// ReadChunk appends the next n bytes of r to the body, read straight into
+// the buffer (a bufio.Reader reads a large chunk from its source, not
+// through its own buffer). Fewer than n bytes is io.ErrUnexpectedEOF.
+func (p *Incoming) ReadChunk(r io.Reader, n int) error {
+	// MinRead more: ReadFrom wants that much room for its last read, the
+	// one that finds the limit, and would grow the buffer for it.
+	p.buf.Grow(n + bytes.MinRead)
+	got, err := p.buf.ReadFrom(io.LimitReader(r, int64(n)))
+	if err == nil && got < int64(n) {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
 
 // Bytes returns the body received so far, to hand over to a MessageWriter
 // when the message outgrows memory.
