@@ -41,12 +41,15 @@ func newDataWriter(w io.Writer) *dataWriter {
 
 func (d *dataWriter) Write(p []byte) (int, error) {
 	n := len(p)
+	// Stored messages have LF line ends and seldom a CR: one search for a
+	// CR over all of p, and one a line for its LF.
+	cr := bytes.IndexByte(p, '\r')
 	for len(p) > 0 && d.err == nil {
 		if d.cr { // a CR ended the previous write
 			d.cr = false
 			if p[0] == '\n' {
 				d.lineEnd()
-				p = p[1:]
+				p, cr = p[1:], cr-1
 			} else {
 				d.text(space)
 			}
@@ -56,27 +59,30 @@ func (d *dataWriter) Write(p []byte) (int, error) {
 		if end < 0 {
 			end = len(p)
 		}
-		line := p[:end]
-		if cr := bytes.IndexByte(line, '\r'); cr >= 0 {
-			d.text(line[:cr])
-			if cr+1 < len(p) && p[cr+1] == '\n' {
-				d.lineEnd()
-				p = p[cr+2:]
-			} else if cr+1 < len(p) {
-				d.text(space) // a lone CR
-				p = p[cr+1:]
-			} else {
+		if cr >= 0 && cr < end {
+			d.text(p[:cr])
+			switch {
+			case cr+1 == len(p):
 				d.cr = true // decided by the next write, or by Close
 				p = nil
+			case p[cr+1] == '\n':
+				d.lineEnd()
+				p = p[cr+2:]
+			default:
+				d.text(space) // a lone CR
+				p = p[cr+1:]
 			}
+			cr = bytes.IndexByte(p, '\r')
 			continue
 		}
-		d.text(line)
-		if end < len(p) {
-			d.lineEnd()
-			p = p[end+1:]
-		} else {
-			p = nil
+		d.text(p[:end])
+		if end == len(p) {
+			break
+		}
+		d.lineEnd()
+		p = p[end+1:]
+		if cr >= 0 {
+			cr -= end + 1
 		}
 	}
 	if d.err != nil {
