@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"gw/lib/alabel"
 )
 
 // Host is one address to try, with the name it was found under.
@@ -98,6 +100,13 @@ func Hosts(ctx context.Context, res Resolver, domain string, r Route, mxPort int
 		}
 		return []Host{{Name: domain, Addr: a, Port: port}}, nil
 	}
+	// An SMTPUTF8 domain is stored as the client wrote it; DNS knows it
+	// by its A-labels (RFC 6531 3.2).
+	a, err := alabel.Domain(domain)
+	if err != nil {
+		return nil, &Error{Perm: true, Msg: fmt.Sprintf("bad domain %q: %v (#5.1.2)", domain, err)}
+	}
+	domain = a
 	mxs, err := res.LookupMX(ctx, domain)
 	if err != nil && !notFound(err) {
 		return nil, &Error{Msg: fmt.Sprintf("MX lookup for %s failed: %v (#4.4.3)", domain, err)}
