@@ -290,3 +290,28 @@ func TestRuleTurnsChecksOn(t *testing.T) {
 		t.Errorf("rule's variables: %+v, %v", on, err)
 	}
 }
+
+// TestHeloCheckedOnceASession: a second transaction with the same HELO
+// reuses its result; a new HELO name is checked again.
+func TestHeloCheckedOnceASession(t *testing.T) {
+	w := newWorld(t, map[string]string{"spfpolicy": "tag"})
+	c := w.checker(t)
+	face, _ := c.cfg.ForClient(noEnv)
+	ctx := context.Background()
+	tx := &Transaction{Face: face, Client: bankIP, Helo: "mail.bank.test", Sender: "a@bank.test"}
+	c.Mail(ctx, tx)
+	first := tx.HeloSPF
+	if first == nil || first.Name != "mail.bank.test" {
+		t.Fatalf("HELO result: %+v", first)
+	}
+	tx2 := &Transaction{Face: face, Client: bankIP, Helo: "mail.bank.test", Sender: "b@bank.test", HeloSPF: first}
+	c.Mail(ctx, tx2)
+	if tx2.HeloSPF != first || tx2.SPF()[0] != first.Result {
+		t.Errorf("same HELO checked again: %+v", tx2.HeloSPF)
+	}
+	tx3 := &Transaction{Face: face, Client: bankIP, Helo: "other.bank.test", Sender: "b@bank.test", HeloSPF: first}
+	c.Mail(ctx, tx3)
+	if tx3.HeloSPF == first || tx3.HeloSPF.Name != "other.bank.test" {
+		t.Errorf("new HELO not checked: %+v", tx3.HeloSPF)
+	}
+}

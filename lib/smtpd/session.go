@@ -56,6 +56,7 @@ type session struct {
 	// message authentication (msgauth.go); zero when not configured
 	authFace authcheck.Face
 	atx      *authcheck.Transaction
+	heloSPF  *authcheck.HeloResult // the HELO name's SPF result, once a session
 	spool    *spool
 }
 
