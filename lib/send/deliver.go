@@ -56,7 +56,7 @@ func (s *Sender) deliver(j *job) {
 			out[k].err = errors.New(reason)
 		}
 		j.reachable = true
-		s.record(j, &m, out, true, "", false)
+		s.record(j, &m, out, true, "", deliver.TLSState{})
 		return
 	}
 	if s.looping(j.id) {
@@ -64,7 +64,7 @@ func (s *Sender) deliver(j *job) {
 			out[k].err = errLooping
 		}
 		j.reachable = true
-		s.record(j, &m, out, dying, "", false)
+		s.record(j, &m, out, dying, "", deliver.TLSState{})
 		return
 	}
 	host, tlsOn := s.transactWritable(j, &m, cfg, out)
@@ -74,7 +74,7 @@ func (s *Sender) deliver(j *job) {
 // transactWritable fails at once the recipients no SMTP path can carry
 // (all of them when the sender is such), before any DNS lookup or
 // connection for a domain that is no domain, and transacts the others.
-func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
+func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []outcome) (string, deliver.TLSState) {
 	senderErr := deliver.Unwritable(m.Sender, true)
 	var keep, at []int
 	for k, i := range j.rcpts {
@@ -93,7 +93,7 @@ func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []o
 	}
 	if len(keep) == 0 {
 		j.reachable = true // nothing was tried: the destination is not to blame
-		return "", false
+		return "", deliver.TLSState{}
 	}
 	sub := *j
 	sub.rcpts = keep
@@ -108,7 +108,7 @@ func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []o
 
 // transact tries the hosts of j's route in order until one answers, and
 // fills out with each recipient's result.
-func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
+func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) (string, deliver.TLSState) {
 	setAll := func(err error, host string) {
 		for k := range out {
 			out[k] = outcome{err: err, host: host}
@@ -127,15 +127,21 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		setAll(err, "")
 		j.reachable = deliver.Permanent(err) // a DNS failure backs the destination off
 		j.lastErr = err.Error()
-		return "", false
+		return "", deliver.TLSState{}
 	}
 	dcfg := deliver.Config{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
 		NoTLS: !cfg.TLS, LMTP: j.route.Proto == route.LMTP, TLSFailed: s.tlsFailed(j)}
 	var lastErr error
+	tp := s.newTLSPolicies(j, cfg)
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
 			lastErr = errStopped
 			break
+		}
+		if dcfg.Policy, err = tp.forHost(j.ctx, h); err != nil {
+			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
+			lastErr = err
+			continue
 		}
 		sctx, scancel := context.WithCancel(context.Background())
 		stop := context.AfterFunc(j.ctx, scancel)
@@ -162,25 +168,25 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 	setAll(lastErr, "")
 	j.reachable = j.ctx.Err() != nil // aborted: the destination is not to blame
 	j.lastErr = lastErr.Error()
-	return "", false
+	return "", deliver.TLSState{}
 }
 
 // reuse carries j's message over an idle session to its destination, if
 // there is one. It reports false when there was none, or when the session
 // failed before any of the message went out (the server closed it while
 // idle): the caller then dials as if there had been none.
-func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tlsOn, done bool) {
+func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tlsOn deliver.TLSState, done bool) {
 	for {
 		ps := s.pool.get(j.dest, s.now())
 		if ps == nil {
-			return "", false, false
+			return "", deliver.TLSState{}, false
 		}
 		if done, tlsOn := s.carry(j, m, ps, out); done {
 			j.reachable = true
 			return ps.host.String(), tlsOn, true
 		}
 		if j.ctx.Err() != nil {
-			return "", false, false
+			return "", deliver.TLSState{}, false
 		}
 		s.log.Info("reuse_failed", "qid", j.id, "host", ps.host.String(), "error", out[0].err)
 	}
@@ -189,11 +195,11 @@ func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tl
 // carry runs j's transaction over session ps and then gives the session
 // back to the pool or closes it. done is false when the host failed as a
 // whole before any of the message went out, so another may be tried.
-func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome) (done, tlsOn bool) {
+func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome) (done bool, tlsOn deliver.TLSState) {
 	stop := context.AfterFunc(j.ctx, ps.cancel) // an abort drops the connection
 	done = s.session(j, m, ps.sess, ps.host, out)
 	stop()
-	tlsOn = ps.sess.TLS()
+	tlsOn = deliver.TLSStateOf(ps.sess)
 	ps.uses++
 	if done && ps.sess.Reusable() && j.ctx.Err() == nil {
 		cfg := s.config()
@@ -307,7 +313,7 @@ func isASCII(s string) bool {
 // record writes the outcomes to the journal, logs a line per recipient,
 // and syncs. dying turns temporary failures into permanent ones
 // (queuelifetime passed).
-func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn bool) {
+func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn deliver.TLSState) {
 	t := s.now()
 	var delayed []delayedRcpt // deferred long enough to warn the sender
 	for k, i := range j.rcpts {
@@ -345,7 +351,9 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "error", err)
 		}
 		fields := []any{"qid", j.id, "rcpt", rc.Address, "dest", j.dest, "host", firstNonEmpty(o.host, host),
-			"tls", yesNo(tlsOn), "result", result}
+			"tls", yesNo(tlsOn.On())}
+		fields = append(fields, tlsFields(tlsOn)...)
+		fields = append(fields, "result", result)
 		if status != "" {
 			fields = append(fields, "status", status)
 		}

@@ -33,7 +33,7 @@ func (c *Config) limits() schedule.Limits {
 // and no round trip of its own. A host that takes the package but whose
 // connection is lost before the responses is not tried again now: the
 // message may have been queued there (deferred, as for SMTP after DATA).
-func (s *Sender) transactQMTP(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
+func (s *Sender) transactQMTP(j *job, m *queue.Message, cfg *Config, out []outcome) (string, deliver.TLSState) {
 	ctx, cancel := context.WithTimeout(j.ctx, cfg.ConnectTimeout+10*time.Second)
 	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort, cfg.Self)
 	cancel()
@@ -54,7 +54,7 @@ func (s *Sender) transactQMTP(j *job, m *queue.Message, cfg *Config, out []outco
 		}
 		if s.session(j, m, sess, h, out) {
 			j.reachable = true
-			return h.String(), false
+			return h.String(), deliver.TLSState{}
 		}
 		err = out[0].err
 	}
@@ -63,5 +63,5 @@ func (s *Sender) transactQMTP(j *job, m *queue.Message, cfg *Config, out []outco
 	}
 	j.reachable = j.ctx.Err() != nil || deliver.Permanent(err) // a DNS failure backs the destination off
 	j.lastErr = err.Error()
-	return "", false
+	return "", deliver.TLSState{}
 }
