@@ -110,7 +110,8 @@ type insidePostfix struct {
 	inside, victim *smtpSink
 }
 
-func startInsidePostfix(t *testing.T) *insidePostfix {
+// extra lines are added to its main.cf (TLS settings, for the TLS tests).
+func startInsidePostfix(t *testing.T, extra ...string) *insidePostfix {
 	t.Helper()
 	need(t, "postfix")
 	if os.Getuid() != 0 {
@@ -152,7 +153,7 @@ transport_maps = inline:{ gw.test=smtp:[%[2]s]:%[3]s, victim.test=smtp:[%[4]s]:%
 default_transport = error:no other destination in this test
 smtp_dns_support_level = disabled
 smtputf8_enable = no
-`, dir, host(p.inside.addr), port(p.inside.addr), host(p.victim.addr), port(p.victim.addr))
+`, dir, host(p.inside.addr), port(p.inside.addr), host(p.victim.addr), port(p.victim.addr)) + strings.Join(extra, "\n") + "\n"
 	os.WriteFile(filepath.Join(etc, "master.cf"), master, 0o644)
 	os.WriteFile(filepath.Join(etc, "main.cf"), []byte(mainCF), 0o644)
 	if out, err := exec.Command("postfix", "-c", etc, "start").CombinedOutput(); err != nil {

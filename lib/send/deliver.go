@@ -168,7 +168,8 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 	setAll(lastErr, "")
 	j.reachable = j.ctx.Err() != nil // aborted: the destination is not to blame
 	j.lastErr = lastErr.Error()
-	return "", deliver.TLSState{}
+	// the level the destination wanted, for the log line of a failure
+	return "", deliver.TLSState{Level: tp.entry.Level}
 }
 
 // reuse carries j's message over an idle session to its destination, if
