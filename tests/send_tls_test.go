@@ -59,13 +59,13 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 	return k
 }
 
-// issue writes name.pem and name.key: a certificate for host, signed by
-// the CA or by itself.
+// issue writes name.pem and name.key: a certificate for host (names
+// separated by commas), signed by the CA or by itself.
 func (p *testPKI) issue(t *testing.T, name, host string, from, to time.Time, self bool, use x509.ExtKeyUsage) {
 	t.Helper()
 	key := newKey(t)
 	p.serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: strings.Split(host, ",")[0]}, DNSNames: strings.Split(host, ","),
 		NotBefore: from, NotAfter: to, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{use}}
 	parent, signer := p.ca, p.caKey
 	if self {

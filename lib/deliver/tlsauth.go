@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gw/lib/dane"
+	"gw/lib/mtasts"
 	"gw/lib/tlspolicy"
 )
 
@@ -25,6 +26,10 @@ type TLSPolicy struct {
 	// when there are some, the session is authenticated by them and
 	// by nothing else.
 	TLSA []dane.Record
+	// STS is the destination's MTA-STS mode (RFC 8461), "" for none:
+	// enforce requires a certificate verified for the server's name
+	// (Names); testing checks it and reports, as may does.
+	STS mtasts.Mode
 }
 
 // TLSState is what a session got: shown on every delivery's log line
@@ -33,12 +38,13 @@ type TLSState struct {
 	Version string // "TLSv1.3"; "" in the clear
 	Cipher  string
 	// Auth is how the server was authenticated: none, verified (its
-	// chain and names, PKIX) or dane.
+	// chain and names, PKIX), dane, or mta-sts (verified for a policy).
 	Auth  string
 	Level tlspolicy.Level
 	// Why is, when Auth is none but TLS is on, why the certificate
 	// did not verify.
 	Why string
+	STS mtasts.Mode // the MTA-STS mode that applied, if any
 }
 
 // On reports whether the session is encrypted.
@@ -73,7 +79,9 @@ func (c *Config) policy() *TLSPolicy {
 
 // required reports whether the session must be encrypted: the level
 // says so, or DNSSEC-signed TLSA records do.
-func (p *TLSPolicy) required() bool { return p.Level.Required() || len(p.TLSA) > 0 }
+func (p *TLSPolicy) required() bool {
+	return p.Level.Required() || len(p.TLSA) > 0 || p.STS == mtasts.Enforce
+}
 
 // Statuses of TLS policy failures (RFC 3463): the security the policy
 // wants is not offered, or the certificate fails it. Both are
@@ -101,6 +109,19 @@ func (p *TLSPolicy) authenticate(cs tls.ConnectionState, now time.Time) (TLSStat
 	}
 	if p.Level == tlspolicy.DaneOnly {
 		return st, errors.New("level dane-only, and the server has no usable DNSSEC-signed TLSA record")
+	}
+	if p.STS != "" {
+		// DANE won above where it applies (RFC 8461 2).
+		st.STS = p.STS
+		if err := verifyPKIX(cs.PeerCertificates, p.Roots, p.Names, now); err != nil {
+			st.Why = err.Error()
+			if p.STS == mtasts.Enforce {
+				return st, fmt.Errorf("MTA-STS enforce: %w", err)
+			}
+			return st, nil // testing: reported by gw-send, delivered
+		}
+		st.Auth = "mta-sts"
+		return st, nil
 	}
 	if err := verifyPKIX(cs.PeerCertificates, p.Roots, p.Names, now); err != nil {
 		st.Why = err.Error()

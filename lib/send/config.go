@@ -38,7 +38,10 @@ type Config struct {
 	TLSPolicy *tlspolicy.Policy
 	// DANETrusted are the DNS servers besides loopback whose AD bit is
 	// believed (danetrusted).
-	DANETrusted  []netip.Addr
+	DANETrusted []netip.Addr
+	// STSCache is where MTA-STS policies are cached: the instance's
+	// state/mta-sts, beside the control directory.
+	STSCache     string
 	DelayWarning time.Duration // delaywarning (0 = none): warn the sender of mail deferred this long
 	// Self is the gateway itself (me, listeners, moreipme, notipme and
 	// the host's addresses), never a destination for MX delivery.
@@ -129,6 +132,7 @@ func ReadConfig(dir string) (*Config, error) {
 	if c.TLSPolicy, err = tlspolicy.Load(dir, c.TLS); err != nil {
 		return nil, err
 	}
+	c.STSCache = filepath.Join(dir, "..", "state", "mta-sts")
 	trusted, _, err := d.List("danetrusted")
 	if err != nil {
 		return nil, err

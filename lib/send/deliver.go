@@ -155,6 +155,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			lastErr = err
 			continue
 		}
+		s.reportTesting(j, h, deliver.TLSStateOf(sess))
 		ps := &pooled{sess: sess, cancel: scancel, host: h, opened: s.now()}
 		if done, tlsOn := s.carry(j, m, ps, out); done {
 			j.reachable = true

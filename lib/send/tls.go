@@ -3,10 +3,14 @@ package send
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
+	"time"
 
 	"gw/lib/dane"
 	"gw/lib/deliver"
+	"gw/lib/mtasts"
 	"gw/lib/route"
 	"gw/lib/tlspolicy"
 
@@ -29,7 +33,11 @@ func tlsFields(st deliver.TLSState) []any {
 	if !st.On() {
 		return []any{"tls_level", st.Level.String()}
 	}
-	return []any{"tls_version", st.Version, "tls_cipher", st.Cipher, "tls_auth", st.Auth, "tls_level", st.Level.String()}
+	f := []any{"tls_version", st.Version, "tls_cipher", st.Cipher, "tls_auth", st.Auth, "tls_level", st.Level.String()}
+	if st.STS != "" {
+		f = append(f, "tls_sts", string(st.STS))
+	}
+	return f
 }
 
 // tlsPolicies works out, for one job, what TLS each of its servers must
@@ -45,6 +53,9 @@ type tlsPolicies struct {
 	mxAsked  bool
 	mxSecure bool
 	mxErr    error
+	// sts is the domain's MTA-STS policy, for MX delivery at the
+	// default level may or dane (an admin's own line wins).
+	sts *mtasts.Policy
 }
 
 func (s *Sender) newTLSPolicies(j *job, cfg *Config) *tlsPolicies {
@@ -61,7 +72,36 @@ func (s *Sender) newTLSPolicies(j *job, cfg *Config) *tlsPolicies {
 	default:
 		e = &tlspolicy.Entry{Level: tlspolicy.None}
 	}
-	return &tlsPolicies{s: s, j: j, cfg: cfg, entry: e}
+	tp := &tlsPolicies{s: s, j: j, cfg: cfg, entry: e}
+	if e.Dest == "" && (e.Level == tlspolicy.May || e.Level == tlspolicy.Dane) && j.route.Relay == "" {
+		tp.sts = s.mtaSTS(j, cfg)
+	}
+	return tp
+}
+
+// mtaSTS looks up j's domain's MTA-STS policy; a failure to fetch one
+// that the TXT record announced is logged (and, testing or not, mail
+// goes on as without a policy, RFC 8461 5).
+func (s *Sender) mtaSTS(j *job, cfg *Config) *mtasts.Policy {
+	mr, ok := s.res.(mtasts.Resolver)
+	if !ok {
+		return nil
+	}
+	f := &mtasts.Fetcher{DNS: mr, Port: mtasts.PortFromEnv(), Timeout: min(cfg.ConnectTimeout+10*time.Second, time.Minute),
+		Dir: cfg.STSCache, Now: s.now}
+	if cfg.TLSPolicy != nil {
+		f.Roots = cfg.TLSPolicy.Roots
+	}
+	ctx, cancel := context.WithTimeout(j.ctx, f.Timeout)
+	defer cancel()
+	p, err := f.Lookup(ctx, j.domain)
+	if err != nil {
+		s.log.Warning("tls_failed", "qid", j.id, "host", "mta-sts."+j.domain, "stage", "mta-sts", "reason", err.Error())
+	}
+	if p == nil || p.Mode == mtasts.None {
+		return nil
+	}
+	return p
 }
 
 // nexthop is the destination domain, or the relay of an artificial
@@ -87,12 +127,41 @@ func (tp *tlsPolicies) forHost(ctx context.Context, h route.Host) (*deliver.TLSP
 		p.Names = e.Names(tp.nexthop(), h.Name)
 	case tlspolicy.Dane, tlspolicy.DaneOnly:
 		if err := tp.dane(ctx, h, p); err != nil {
-			f := &deliver.TLSFailure{Host: h.String(), Stage: "dane", Reason: err.Error()}
-			tp.s.tlsFailed(tp.j)(f)
-			return nil, &deliver.ConnError{Host: h.String(), Err: f, Enhanced: deliver.StatusBadCert}
+			return nil, tp.fail(h, "dane", err.Error())
+		}
+	}
+	if tp.sts != nil && len(p.TLSA) == 0 && p.Level == tlspolicy.May {
+		// MTA-STS where DANE did not apply (RFC 8461 2)
+		p.STS, p.Names = tp.sts.Mode, []string{h.Name}
+		if !tp.sts.Matches(h.Name) {
+			reason := fmt.Sprintf("MX host %s is not among the MTA-STS policy's mx %s (mode %s)", h.Name, strings.Join(tp.sts.MX, ","), tp.sts.Mode)
+			if tp.sts.Mode == mtasts.Enforce {
+				return nil, tp.fail(h, "mta-sts", reason)
+			}
+			tp.s.tlsFailed(tp.j)(&deliver.TLSFailure{Host: h.String(), Stage: "mta-sts", Reason: reason})
 		}
 	}
 	return p, nil
+}
+
+// fail logs a policy failure before any connection and returns it as
+// the host's temporary failure.
+func (tp *tlsPolicies) fail(h route.Host, stage, reason string) error {
+	f := &deliver.TLSFailure{Host: h.String(), Stage: stage, Reason: reason}
+	tp.s.tlsFailed(tp.j)(f)
+	return &deliver.ConnError{Host: h.String(), Err: f, Enhanced: deliver.StatusBadCert}
+}
+
+// reportTesting logs what an MTA-STS policy in testing mode would have
+// refused on a session that went ahead.
+func (s *Sender) reportTesting(j *job, h route.Host, st deliver.TLSState) {
+	if st.STS == mtasts.Testing && st.Auth != "mta-sts" {
+		reason := "testing mode: delivered although " + st.Why
+		if !st.On() {
+			reason = "testing mode: delivered in the clear"
+		}
+		s.tlsFailed(j)(&deliver.TLSFailure{Host: h.String(), Stage: "mta-sts", Reason: reason})
+	}
 }
 
 // dane fills p's TLSA records from DNSSEC (RFC 7672 2.2): the MX RRset
