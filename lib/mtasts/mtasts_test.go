@@ -26,10 +26,10 @@ func TestParse(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{
-		"mode: enforce\nmx: a\nmax_age: 1\n",                  // no version
-		"version: STSv1\nmode: strict\nmx: a\nmax_age: 1\n",   // unknown mode
-		"version: STSv1\nmode: enforce\nmax_age: 1\n",         // no mx
-		"version: STSv1\nmode: enforce\nmx: a\n",              // no max_age
+		"mode: enforce\nmx: a\nmax_age: 1\n",                   // no version
+		"version: STSv1\nmode: strict\nmx: a\nmax_age: 1\n",    // unknown mode
+		"version: STSv1\nmode: enforce\nmax_age: 1\n",          // no mx
+		"version: STSv1\nmode: enforce\nmx: a\n",               // no max_age
 		"version: STSv1\nmode: enforce\nmx: a b\nmax_age: 1\n", // bad pattern
 		"version: STSv1\nmode: enforce\nmx: a\nmax_age: -1\n",
 		strings.Repeat("x", MaxSize+1),
