@@ -1,14 +1,24 @@
 package tests
 
 import (
+	"compress/gzip"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/mail"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"gw/lib/tlsrpt"
 )
 
 // startPolicyServer is the HTTPS server of mta-sts.<domain> for the
@@ -74,7 +84,7 @@ func TestSendMTASTS(t *testing.T) {
 	for _, d := range []string{"enforce.test", "mismatch.test", "testing.test"} {
 		recs = append(recs, d+". MX 10 mx.test.", `_mta-sts.`+d+`. TXT "v=STSv1; id=20261202"`, "mta-sts."+d+". A 127.0.0.1")
 	}
-	d := dnsFor(t, append(recs, "mx.test. A 127.0.0.1")...)
+	d := dnsFor(t, append(recs, "mx.test. A 127.0.0.1", `_smtp._tls.enforce.test. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@enforce.test"`)...)
 	in := newSendInstance(t, map[string]string{"smtpport": port(pf.addr), "dnsserver": d.Addr, "tlscafile": pki.file("ca.pem")})
 	in.start(t)
 
@@ -114,5 +124,77 @@ func TestSendMTASTS(t *testing.T) {
 	})
 	if after := fetches(); after != before {
 		t.Errorf("%d fetches for the second message, want the cached policy", after-before)
+	}
+
+	// TLS-RPT: today's results, reported now. Only enforce.test asks
+	// for reports (its rua is at enforce.test itself, so the report
+	// travels through this instance's queue and Postfix to the sink).
+	out, err := exec.Command(bin("gw-tlsrpt"), "--queue", in.queue, "--control-dir", in.control,
+		"--day", time.Now().UTC().Format("2006-01-02")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gw-tlsrpt: %v\n%s", err, out)
+	}
+	for _, want := range []string{"info tlsrpt_sent domain=enforce.test ", "info tlsrpt_no_rua domain=mismatch.test", "info tlsrpt_no_rua domain=testing.test"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("gw-tlsrpt said %q, lacks %q", out, want)
+		}
+	}
+	var report string
+	waitFor(t, "the report through Postfix", 30*time.Second, func() bool {
+		for _, tx := range pf.inside.transactions() {
+			if strings.Contains(tx, "TLS-Report-Domain: enforce.test") {
+				report = tx
+				return true
+			}
+		}
+		return false
+	})
+	rep := decodeTLSReport(t, report)
+	if len(rep.Policies) != 1 || rep.Policies[0].Policy.Type != "sts" || rep.Policies[0].Summary.Success < 1 || rep.Policies[0].Summary.Failure != 0 {
+		// sessions are counted, and the second message may have gone
+		// over the first one's session
+		t.Errorf("report %+v, want one sts policy with successful sessions only", rep)
+	}
+	if !strings.Contains(strings.Join(rep.Policies[0].Policy.String, "\n"), "mode: enforce") {
+		t.Errorf("policy-string %q", rep.Policies[0].Policy.String)
+	}
+	if _, err := os.Stat(filepath.Join(in.dir, "state", "tlsrpt", time.Now().UTC().Format("2006-01-02")+".jsonl.sent")); err != nil {
+		t.Errorf("the day's results are not marked sent: %v", err)
+	}
+}
+
+// decodeTLSReport takes the gzipped JSON out of a report message.
+func decodeTLSReport(t *testing.T, msg string) *tlsrpt.Report {
+	t.Helper()
+	m, err := mail.ReadMessage(strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "tlsrpt" {
+		t.Fatalf("Content-Type %q", m.Header.Get("Content-Type"))
+	}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			t.Fatalf("no application/tlsrpt+gzip part: %v", err)
+		}
+		if p.Header.Get("Content-Type") != "application/tlsrpt+gzip" {
+			continue
+		}
+		if !strings.HasSuffix(p.FileName(), "!enforce.test!"+fmt.Sprint(time.Now().UTC().Truncate(24*time.Hour).Unix())+"!"+
+			fmt.Sprint(time.Now().UTC().Truncate(24*time.Hour).Add(24*time.Hour-time.Second).Unix())+".json.gz") {
+			t.Errorf("file name %q", p.FileName())
+		}
+		zr, err := gzip.NewReader(base64.NewDecoder(base64.StdEncoding, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep tlsrpt.Report
+		if err := json.NewDecoder(zr).Decode(&rep); err != nil {
+			t.Fatal(err)
+		}
+		return &rep
 	}
 }

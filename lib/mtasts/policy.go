@@ -142,3 +142,13 @@ func isAlnum(s string) bool {
 	}
 	return true
 }
+
+// Lines is the policy as RFC 8460's policy-string gives it: one string
+// a line.
+func (p *Policy) Lines() []string {
+	out := []string{"version: STSv1", "mode: " + string(p.Mode)}
+	for _, m := range p.MX {
+		out = append(out, "mx: "+m)
+	}
+	return append(out, "max_age: "+strconv.FormatInt(p.MaxAge, 10))
+}

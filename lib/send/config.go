@@ -11,6 +11,7 @@ import (
 	"gw/lib/ipme"
 	"gw/lib/route"
 	"gw/lib/tlspolicy"
+	"gw/lib/tlsrpt"
 )
 
 // Config is what gw-send reads from control files, at start and on SIGHUP.
@@ -41,7 +42,9 @@ type Config struct {
 	DANETrusted []netip.Addr
 	// STSCache is where MTA-STS policies are cached: the instance's
 	// state/mta-sts, beside the control directory.
-	STSCache     string
+	STSCache string
+	// TLSRPT records TLS-RPT results in state/tlsrpt (gw-tlsrpt reports).
+	TLSRPT       *tlsrpt.Recorder
 	DelayWarning time.Duration // delaywarning (0 = none): warn the sender of mail deferred this long
 	// Self is the gateway itself (me, listeners, moreipme, notipme and
 	// the host's addresses), never a destination for MX delivery.
@@ -133,6 +136,7 @@ func ReadConfig(dir string) (*Config, error) {
 		return nil, err
 	}
 	c.STSCache = filepath.Join(dir, "..", "state", "mta-sts")
+	c.TLSRPT = &tlsrpt.Recorder{Dir: filepath.Join(dir, "..", "state", "tlsrpt")}
 	trusted, _, err := d.List("danetrusted")
 	if err != nil {
 		return nil, err

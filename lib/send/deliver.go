@@ -147,6 +147,11 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		stop := context.AfterFunc(j.ctx, scancel)
 		sess, err := deliver.Dial(sctx, h, dcfg)
 		stop()
+		if sess != nil {
+			tp.reportSession(h, dcfg.Policy, deliver.TLSStateOf(sess), nil)
+		} else {
+			tp.reportSession(h, dcfg.Policy, deliver.TLSState{}, err)
+		}
 		if err != nil {
 			scancel()
 			// A 5xx greeting or EHLO is an answer about this host, not

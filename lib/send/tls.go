@@ -13,6 +13,7 @@ import (
 	"gw/lib/mtasts"
 	"gw/lib/route"
 	"gw/lib/tlspolicy"
+	"gw/lib/tlsrpt"
 
 	mdns "github.com/miekg/dns"
 )
@@ -97,6 +98,10 @@ func (s *Sender) mtaSTS(j *job, cfg *Config) *mtasts.Policy {
 	p, err := f.Lookup(ctx, j.domain)
 	if err != nil {
 		s.log.Warning("tls_failed", "qid", j.id, "host", "mta-sts."+j.domain, "stage", "mta-sts", "reason", err.Error())
+		if rerr := cfg.TLSRPT.Record(tlsrpt.Result{Time: s.now().Unix(), PolicyType: tlsrpt.PolicySTS, PolicyDomain: j.domain,
+			ResultType: tlsrpt.STSPolicyFetchError, Reason: err.Error()}); rerr != nil {
+			s.log.Warning("tlsrpt", "qid", j.id, "error", rerr)
+		}
 	}
 	if p == nil || p.Mode == mtasts.None {
 		return nil
@@ -149,7 +154,70 @@ func (tp *tlsPolicies) forHost(ctx context.Context, h route.Host) (*deliver.TLSP
 func (tp *tlsPolicies) fail(h route.Host, stage, reason string) error {
 	f := &deliver.TLSFailure{Host: h.String(), Stage: stage, Reason: reason}
 	tp.s.tlsFailed(tp.j)(f)
+	typ, result := tlsrpt.PolicyTLSA, tlsrpt.DNSSECInvalid
+	if stage == "mta-sts" {
+		typ, result = tlsrpt.PolicySTS, tlsrpt.ValidationFailure
+	}
+	tp.report(h, typ, false, result, reason)
 	return &deliver.ConnError{Host: h.String(), Err: f, Enhanced: deliver.StatusBadCert}
+}
+
+// report records a session's result for TLS-RPT, for destinations with
+// a policy (TLSA records, MTA-STS).
+func (tp *tlsPolicies) report(h route.Host, typ string, ok bool, result, reason string) {
+	r := tlsrpt.Result{Time: tp.s.now().Unix(), PolicyType: typ, PolicyDomain: tp.j.domain, MXHost: h.Name,
+		Success: ok, ResultType: result, Reason: reason}
+	if h.Addr.IsValid() {
+		r.ReceivingIP = h.Addr.String()
+	}
+	if typ == tlsrpt.PolicySTS && tp.sts != nil {
+		r.PolicyString = tp.sts.Lines()
+	}
+	if err := tp.cfg.TLSRPT.Record(r); err != nil {
+		tp.s.log.Warning("tlsrpt", "qid", tp.j.id, "error", err)
+	}
+}
+
+// reportSession records the result of a session (or of its failure)
+// under the policy p it was made with.
+func (tp *tlsPolicies) reportSession(h route.Host, p *deliver.TLSPolicy, st deliver.TLSState, err error) {
+	typ := ""
+	switch {
+	case len(p.TLSA) > 0:
+		typ = tlsrpt.PolicyTLSA
+	case p.STS != "":
+		typ = tlsrpt.PolicySTS
+	default:
+		return
+	}
+	var f *deliver.TLSFailure
+	switch {
+	case err == nil && (st.Auth == "dane" || st.Auth == "mta-sts") && (typ != tlsrpt.PolicySTS || tp.sts.Matches(h.Name)):
+		tp.report(h, typ, true, "", "")
+	case err == nil:
+		tp.report(h, typ, false, tlsrpt.ValidationFailure, st.Why)
+	case errors.As(err, &f):
+		tp.report(h, typ, false, resultType(f, typ), f.Reason)
+	}
+}
+
+// resultType names a TLS failure as RFC 8460 4.3 does.
+func resultType(f *deliver.TLSFailure, typ string) string {
+	switch {
+	case f.Stage == "starttls":
+		return tlsrpt.StartTLSNotSupported
+	case f.Stage != "verify":
+		return tlsrpt.ValidationFailure
+	case strings.Contains(f.Reason, "expired"):
+		return tlsrpt.CertExpired
+	case strings.Contains(f.Reason, "match none") || strings.Contains(f.Reason, "names"):
+		return tlsrpt.CertHostMismatch
+	case typ == tlsrpt.PolicyTLSA:
+		return tlsrpt.TLSAInvalid
+	case strings.Contains(f.Reason, "unknown authority"):
+		return tlsrpt.CertNotTrusted
+	}
+	return tlsrpt.ValidationFailure
 }
 
 // reportTesting logs what an MTA-STS policy in testing mode would have
