@@ -97,7 +97,7 @@ func TestSendDANE(t *testing.T) {
 		"fail.dane.test": {"result=deferred", "status=4.7.5", "tls=no", "SERVFAIL"},
 		"none.dane.test": {"result=delivered", "tls=yes", "tls_auth=none", "tls_level=may"},
 		"only.dane.test": {"result=deferred", "status=4.7.5", "level dane-only, and the host publishes no TLSA record"},
-		"plain.test":     {"result=deferred", "status=4.7.5", "level dane-only, and the MX or the host's TLSA records are not DNSSEC-signed"},
+		"plain.test":     {"result=deferred", "status=4.7.5", "level dane-only, and the MX, the host's address or its TLSA records are not DNSSEC-signed"},
 	}
 	for _, d := range domains {
 		l := line(d)

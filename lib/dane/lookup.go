@@ -121,3 +121,11 @@ func (r *Resolver) MXSecure(ctx context.Context, domain string) (bool, error) {
 	_, secure, err := r.query(ctx, domain, mdns.TypeMX)
 	return secure, err
 }
+
+// AddrSecure reports whether host's address records are signed and
+// validated: TLSA records of a host whose address an attacker could
+// forge authenticate nothing (RFC 7672 2.2.2), and are not looked up.
+func (r *Resolver) AddrSecure(ctx context.Context, host string) (bool, error) {
+	_, secure, err := r.query(ctx, host, mdns.TypeA)
+	return secure, err
+}

@@ -233,7 +233,8 @@ func (s *Sender) reportTesting(j *job, h route.Host, st deliver.TLSState) {
 }
 
 // dane fills p's TLSA records from DNSSEC (RFC 7672 2.2): the MX RRset
-// must be secure (for MX delivery) and the TLSA RRset of the host too.
+// must be secure (for MX delivery), the host's address records and its
+// TLSA RRset too.
 // Secure usable records: the session is authenticated by them. Secure
 // records none of which is usable: TLS without authentication, never
 // the clear (encrypt). None, or insecure: dane is may, dane-only fails.
@@ -251,6 +252,13 @@ func (tp *tlsPolicies) dane(ctx context.Context, h route.Host, p *deliver.TLSPol
 	secureName := tp.j.route.Relay != "" || tp.mxSecure
 	if _, err := netip.ParseAddr(h.Name); err == nil || h.Name == "" {
 		secureName = false // an address has no TLSA records
+	}
+	if secureName {
+		ok, err := res.AddrSecure(ctx, h.Name)
+		if err != nil {
+			return err
+		}
+		secureName = ok
 	}
 	if secureName {
 		a, err := res.TLSA(ctx, h.Name, h.Port)
@@ -279,7 +287,7 @@ func (tp *tlsPolicies) dane(ctx context.Context, h route.Host, p *deliver.TLSPol
 }
 
 var (
-	errDANEInsecure = &danePolicyError{"level dane-only, and the MX or the host's TLSA records are not DNSSEC-signed"}
+	errDANEInsecure = &danePolicyError{"level dane-only, and the MX, the host's address or its TLSA records are not DNSSEC-signed"}
 	errDANENone     = &danePolicyError{"level dane-only, and the host publishes no TLSA record"}
 )
 
