@@ -67,7 +67,7 @@ func startPolicyServer(t *testing.T, pki *testPKI, policies map[string]string) (
 //	mismatch.test  enforce, mx: mail.mismatch.test deferred 4.7.5, no connection
 //	testing.test   testing, mx: *.elsewhere.test   delivered, the mismatch logged
 //
-// The policies are cached in state/mta-sts: a second message to
+// The policies are cached in state/send/mta-sts: a second message to
 // enforce.test fetches nothing.
 func TestSendMTASTS(t *testing.T) {
 	pki := newTestPKI(t)
@@ -114,7 +114,7 @@ func TestSendMTASTS(t *testing.T) {
 	}
 	waitFor(t, "two messages through Postfix", 20*time.Second, func() bool { return len(pf.inside.transactions()) == 2 })
 
-	if _, err := os.Stat(filepath.Join(in.dir, "state", "mta-sts", "enforce.test.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(in.dir, "state", "send", "mta-sts", "enforce.test.json")); err != nil {
 		t.Errorf("the policy is not cached: %v", err)
 	}
 	before := fetches()
@@ -158,7 +158,7 @@ func TestSendMTASTS(t *testing.T) {
 	if !strings.Contains(strings.Join(rep.Policies[0].Policy.String, "\n"), "mode: enforce") {
 		t.Errorf("policy-string %q", rep.Policies[0].Policy.String)
 	}
-	if _, err := os.Stat(filepath.Join(in.dir, "state", "tlsrpt", time.Now().UTC().Format("2006-01-02")+".jsonl.sent")); err != nil {
+	if _, err := os.Stat(filepath.Join(in.dir, "state", "send", "tlsrpt", time.Now().UTC().Format("2006-01-02")+".jsonl.sent")); err != nil {
 		t.Errorf("the day's results are not marked sent: %v", err)
 	}
 }

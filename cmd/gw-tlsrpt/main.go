@@ -1,5 +1,5 @@
 // Command gw-tlsrpt mails the TLS reports (RFC 8460) of one day: the
-// results gw-send recorded in the instance's state/tlsrpt, one report a
+// results gw-send recorded in the instance's state/send/tlsrpt, one report a
 // policy domain, to the rua of the domain's _smtp._tls record, through
 // the instance's own queue. See gw-tlsrpt(8).
 package main
@@ -86,7 +86,7 @@ func run(c config) error {
 	if server != "" {
 		res = dns.New(server)
 	}
-	dir := filepath.Join(c.control, "..", "state", "tlsrpt")
+	dir := filepath.Join(c.control, "..", "state", "send", "tlsrpt")
 	return report(logline.Stderr, res, me, c.queue, dir, day)
 }
 

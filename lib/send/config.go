@@ -41,9 +41,9 @@ type Config struct {
 	// believed (danetrusted).
 	DANETrusted []netip.Addr
 	// STSCache is where MTA-STS policies are cached: the instance's
-	// state/mta-sts, beside the control directory.
+	// state/send/mta-sts, beside the control directory.
 	STSCache string
-	// TLSRPT records TLS-RPT results in state/tlsrpt (gw-tlsrpt reports).
+	// TLSRPT records TLS-RPT results in state/send/tlsrpt (gw-tlsrpt reports).
 	TLSRPT       *tlsrpt.Recorder
 	DelayWarning time.Duration // delaywarning (0 = none): warn the sender of mail deferred this long
 	// Self is the gateway itself (me, listeners, moreipme, notipme and
@@ -135,8 +135,8 @@ func ReadConfig(dir string) (*Config, error) {
 	if c.TLSPolicy, err = tlspolicy.Load(dir, c.TLS); err != nil {
 		return nil, err
 	}
-	c.STSCache = filepath.Join(dir, "..", "state", "mta-sts")
-	c.TLSRPT = &tlsrpt.Recorder{Dir: filepath.Join(dir, "..", "state", "tlsrpt")}
+	c.STSCache = filepath.Join(dir, "..", "state", "send", "mta-sts")
+	c.TLSRPT = &tlsrpt.Recorder{Dir: filepath.Join(dir, "..", "state", "send", "tlsrpt")}
 	trusted, _, err := d.List("danetrusted")
 	if err != nil {
 		return nil, err

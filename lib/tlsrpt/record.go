@@ -1,7 +1,7 @@
 // Package tlsrpt is SMTP TLS Reporting (RFC 8460) for gw: gw-send
 // records the result of each session with a destination that has a
 // policy (DANE's TLSA records, MTA-STS), one JSON line a result in the
-// instance's state/tlsrpt/<day>.jsonl; gw-tlsrpt turns a day's results
+// instance's state/send/tlsrpt/<day>.jsonl; gw-tlsrpt turns a day's results
 // into one report a policy domain and mails it to the domain's rua.
 package tlsrpt
 
@@ -49,7 +49,7 @@ type Result struct {
 
 // Recorder appends results to the day's file.
 type Recorder struct {
-	Dir string // state/tlsrpt
+	Dir string // state/send/tlsrpt
 	mu  sync.Mutex
 }
 
