@@ -176,7 +176,8 @@ func TestSendTLSExpiredSelfSigned(t *testing.T) {
 // certificate from the CA gw is told to trust, which requires a client
 // certificate. At level secure with gw's client certificate the mail
 // goes, logged as verified; without the certificate Postfix refuses the
-// client and the mail waits.
+// client and the mail waits; with a match= the certificate does not
+// carry, gw refuses the server and the mail waits.
 func TestSendTLSSecureWithClientCertificate(t *testing.T) {
 	pki := newTestPKI(t)
 	pf := startTLSPostfix(t, pki, "good", "encrypt",
@@ -206,6 +207,21 @@ func TestSendTLSSecureWithClientCertificate(t *testing.T) {
 	for _, want := range []string{"421 4.7.1", "No client certificate presented", "(over TLSv1.3 ", ", verified, level secure)", "tls_level=secure"} {
 		if !strings.Contains(d, want) {
 			t.Errorf("the refusal's line lacks %q (the TLS it came over):\n%s", want, d)
+		}
+	}
+
+	// The right CA, the wrong name: a certificate for mx.test is not
+	// one for smtp.partner.test.
+	wrong := tlsSendInstance(t, pf.addr, map[string]string{"tlscafile": pki.file("ca.pem")},
+		fmt.Sprintf("%%s secure match=smtp.partner.test cert=%s key=%s", pki.file("client.pem"), pki.file("client.key")))
+	id3 := wrong.inject(t, "a@src.test", []string{"b@gw.test"}, "Subject: wrong name\n\nbody\n")
+	waitFor(t, "the deferral for the wrong name", 20*time.Second, func() bool {
+		return len(wrong.lines("delivery", "qid="+id3, "result=deferred")) == 1
+	})
+	d = wrong.lines("delivery", "qid="+id3)[0]
+	for _, want := range []string{"status=4.7.5", "tls_level=secure", "certificate names mx.test match none of smtp.partner.test"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("the wrong name's line lacks %q:\n%s", want, d)
 		}
 	}
 	if n := len(pf.inside.transactions()); n != 1 {
