@@ -104,13 +104,15 @@ func (s *smtpSink) rcptArgs() []string {
 // insidePostfix is a private Postfix instance playing the inside host a
 // gateway delivers to: it trusts the gateway (mynetworks 127.0.0.0/8),
 // forwards gw.test to the mailbox host and victim.test to the victim, both
-// smtp-sinks, and refuses every other destination.
+// smtp-sinks, and refuses every other destination. A test may change
+// that with main.cf lines of its own (extra), which replace the default
+// ones.
 type insidePostfix struct {
 	dir, addr      string
 	inside, victim *smtpSink
 }
 
-// extra lines are added to its main.cf (TLS settings, for the TLS tests).
+// startInsidePostfix starts one at a loopback address of its own.
 func startInsidePostfix(t *testing.T, extra ...string) *insidePostfix {
 	t.Helper()
 	return startInsidePostfixAt(t, loopbackAddr(t), extra...)
@@ -159,8 +161,12 @@ transport_maps = inline:{ gw.test=smtp:[%[2]s]:%[3]s, victim.test=smtp:[%[4]s]:%
 default_transport = error:no other destination in this test
 smtp_dns_support_level = disabled
 smtputf8_enable = no
-`, dir, host(p.inside.addr), port(p.inside.addr), host(p.victim.addr), port(p.victim.addr)) + strings.Join(extra, "\n") + "\n"
+`, dir, host(p.inside.addr), port(p.inside.addr), host(p.victim.addr), port(p.victim.addr))
 	os.WriteFile(filepath.Join(etc, "master.cf"), master, 0o644)
+	for _, l := range extra {
+		name, _, _ := strings.Cut(l, "=")
+		mainCF = regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(strings.TrimSpace(name))+` =.*\n`).ReplaceAllString(mainCF, "") + l + "\n"
+	}
 	os.WriteFile(filepath.Join(etc, "main.cf"), []byte(mainCF), 0o644)
 	if out, err := exec.Command("postfix", "-c", etc, "start").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))

@@ -62,9 +62,9 @@ type tlsPolicies struct {
 func (s *Sender) newTLSPolicies(j *job, cfg *Config) *tlsPolicies {
 	var e *tlspolicy.Entry
 	switch {
-	case j.route.Proto == route.LMTP:
-		// LMTP goes to a local delivery agent, never over TLS: no
-		// policy, no DNSSEC or MTA-STS lookups
+	case j.route.Proto != route.SMTP:
+		// LMTP goes to a local delivery agent, never over TLS, and
+		// QMTP has no STARTTLS: no policy, no DNSSEC or MTA-STS lookups
 		e = &tlspolicy.Entry{Level: tlspolicy.None}
 	case cfg.TLSPolicy != nil:
 		port := j.route.Port
