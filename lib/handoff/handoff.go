@@ -44,6 +44,24 @@ type Tx interface {
 	Abort()
 }
 
+// Identified is a Tx that can tell the queue id its injector committed the
+// message under, once Commit returned 0: gw-queued says it on its socket
+// (protocol version 2), gw-queue on the descriptor GW_QIDFD names. A
+// listener puts it in its reply (250 ok <qid>, K…) and its log, so that
+// one key links the client's transcript to the queue's log.
+type Identified interface {
+	QID() string
+}
+
+// QID returns the queue id of a committed tx, or "" when its injector did
+// not say (a qmail-queue that is not gw's, an older gw-queued).
+func QID(tx Tx) string {
+	if i, ok := tx.(Identified); ok {
+		return i.QID()
+	}
+	return ""
+}
+
 // Late is a Tx whose envelope may be given after the message, the order
 // QMTP sends them in: begun with a zero envelope, it takes the one given to
 // SetEnvelope before Commit. Both injectors are Late, since both write the

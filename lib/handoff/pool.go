@@ -124,8 +124,8 @@ func (p *Pool) Begin(env envelope.Envelope) (Tx, error) {
 }
 
 type result struct {
-	code int
-	err  error
+	inject.Reply
+	err error
 }
 
 type poolTx struct {
@@ -139,7 +139,13 @@ type poolTx struct {
 	w    *bufio.Writer
 	done chan result
 	werr error
+
+	qid string // once committed, when gw-queued said it
 }
+
+// QID returns the queue id gw-queued committed the message under, once
+// Commit returned 0; "" from a gw-queued of protocol version 1.
+func (t *poolTx) QID() string { return t.qid }
 
 // SetEnvelope replaces the envelope given to Begin (handoff.Late).
 func (t *poolTx) SetEnvelope(env envelope.Envelope) { t.env = env }
@@ -171,9 +177,9 @@ func (t *poolTx) stream() {
 	go func() {
 		// t.env is read after pr's EOF, that is after Commit closed pw:
 		// the pipe orders SetEnvelope before this read.
-		code, err := c.InjectLate(pr, func() envelope.Envelope { return t.env })
+		r, err := c.Send(pr, func() envelope.Envelope { return t.env })
 		pr.CloseWithError(errAborted) // unblock a writer the injector left
-		t.done <- result{code, err}
+		t.done <- result{r, err}
 	}()
 	held := t.buf
 	t.buf = nil
@@ -191,7 +197,7 @@ func (t *poolTx) Commit() (int, error) {
 	var r result
 	if t.buf != nil {
 		msg := t.buf.Bytes()
-		r.code, r.err = t.c.Inject(bytes.NewReader(msg), t.env)
+		r.Reply, r.err = t.c.Send(bytes.NewReader(msg), t.envelope)
 		if r.err != nil && nothingQueued(r.err) {
 			// XXX one retry only: a second dead connection in a row means
 			// gw-queued is going away, and the client's retry is right.
@@ -202,7 +208,7 @@ func (t *poolTx) Commit() (int, error) {
 				r.err = fmt.Errorf("%w; again: %v", r.err, err)
 			} else {
 				t.c = c
-				r.code, r.err = c.Inject(bytes.NewReader(msg), t.env)
+				r.Reply, r.err = c.Send(bytes.NewReader(msg), t.envelope)
 			}
 		}
 		bufPool.Put(t.buf)
@@ -221,11 +227,15 @@ func (t *poolTx) Commit() (int, error) {
 		return qq.ReadError, fmt.Errorf("gw-queued at %s: %w", t.pool.sock, r.err)
 	}
 	t.pool.put(t.c)
-	if r.code != qq.OK {
-		return r.code, fmt.Errorf("gw-queued refused with %d: %s", r.code, qq.Reply(r.code))
+	if r.Code != qq.OK {
+		return r.Code, fmt.Errorf("gw-queued refused with %d: %s", r.Code, qq.Reply(r.Code))
 	}
-	return r.code, nil
+	t.qid = r.QID
+	return r.Code, nil
 }
+
+// envelope is the envelope as Send asks for it.
+func (t *poolTx) envelope() envelope.Envelope { return t.env }
 
 // Abort abandons the message. One still held was never sent: the
 // connection goes back to the pool untouched. One streaming is stopped

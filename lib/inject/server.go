@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,10 +25,14 @@ import (
 // big-endian length and that many bytes, a zero length to end it, then the
 // envelope exactly as on qmail-queue's fd 1 (F…\0T…\0\0). The server
 // answers one byte, qmail-queue's exit code, only once the message is
-// durable or refused; the connection then carries the next message. A
-// client aborts a message by closing the connection: nothing of it is
-// queued, as with a truncated envelope.
+// durable or refused, and in version 2 after a 0 the queue id
+// (protocol.go); the connection then carries the next message. A client
+// aborts a message by closing the connection: nothing of it is queued, as
+// with a truncated envelope.
 const maxSocketChunk = 1 << 20
+
+// DefaultBudget is the memory budget of a Server whose Budget is 0.
+const DefaultBudget = 32 << 20
 
 // Limits on a session, so a stuck client holds nothing forever. A message
 // takes at most queue.DeathAfter in all (deadlineReader), as with
@@ -42,8 +47,15 @@ type Server struct {
 	Committer *queue.Committer
 	Log       *logline.Logger
 	Program   string // name in the trace line
+	// Budget bounds the message bytes all sessions hold in memory until
+	// their group commit, whatever the number of sessions; 0 means
+	// DefaultBudget. A message that finds the budget spent is moved to a
+	// segment of its own, as one over queue.MaxIncoming is: it costs a
+	// file and a flush of its own, never an unbounded heap.
+	Budget int64
 
-	wg sync.WaitGroup
+	wg   sync.WaitGroup
+	held atomic.Int64 // bytes of incoming messages held in memory
 
 	mu      sync.Mutex
 	closing bool
@@ -109,6 +121,8 @@ func (s *Server) session(c *net.UnixConn) {
 	uid, pid := peer(c)
 	dr := &deadlineReader{c: c}
 	r := bufio.NewReaderSize(dr, 64<<10)
+	version := byte(Version1) // until the client asks for more
+	var out []byte
 	for {
 		if !s.setIdle(c, true) {
 			return
@@ -120,13 +134,21 @@ func (s *Server) session(c *net.UnixConn) {
 		}
 		start := time.Now()
 		dr.giveUp = start.Add(queue.DeathAfter)
+		if v, ok := s.hello(r); ok {
+			version = min(v, Newest)
+			if _, err := c.Write([]byte{version}); err != nil {
+				return
+			}
+			continue
+		}
 		id, size, rcpts, err := s.message(r, uid, pid)
 		code := Code(err)
 		if err != nil && errors.Is(err, errClientGone) {
 			s.Log.Info("aborted", "uid", uid, "pid", pid, "reason", err)
 			return
 		}
-		if _, werr := c.Write([]byte{byte(code)}); werr != nil {
+		out = appendReply(out[:0], version, code, id.String())
+		if _, werr := c.Write(out); werr != nil {
 			// The client will not learn the outcome; if the message was
 			// queued it stays queued (a duplicate if the client retries,
 			// as with qmail-queue killed after its commit).
@@ -145,6 +167,23 @@ func (s *Server) session(c *net.UnixConn) {
 	}
 }
 
+// hello consumes a hello frame if one is next (at a message's start, where
+// a version 1 client sends a chunk header), and returns the version the
+// client asks for. A client that cannot send 4 bytes is left to message,
+// which reports it.
+func (s *Server) hello(r *bufio.Reader) (byte, bool) {
+	b, err := r.Peek(4)
+	if err != nil {
+		return 0, false
+	}
+	v, ok := helloVersion(binary.BigEndian.Uint32(b))
+	if !ok || v < Version1 {
+		return 0, false
+	}
+	r.Discard(4)
+	return v, true
+}
+
 // errClientGone is a connection closed inside a message: an abort.
 var errClientGone = errors.New("connection closed inside a message")
 
@@ -159,7 +198,12 @@ var errClientGone = errors.New("connection closed inside a message")
 // envelope of the sender's choosing.
 func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int, error) {
 	in := s.Committer.NewIncoming(uid, pid)
-	io.WriteString(in, Trace(s.Program, pid, uid, time.Now()))
+	mem := &heldBytes{s: s}
+	defer mem.release()
+	defer in.Release() // Commit releases it first; this is for the others
+	trace := Trace(s.Program, pid, uid, time.Now())
+	mem.take(int64(len(trace)))
+	io.WriteString(in, trace)
 	var big *queue.MessageWriter
 	defer func() {
 		if big != nil { // given up before its commit
@@ -179,15 +223,18 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 		if n > maxSocketChunk {
 			return 0, 0, 0, &readError{fmt.Errorf("chunk of %d bytes, over %d", n, maxSocketChunk)}
 		}
-		if big == nil && body.err == nil && in.Size()+int64(n) > queue.MaxIncoming {
+		if big == nil && body.err == nil && (in.Size()+int64(n) > queue.MaxIncoming || !mem.take(int64(n))) {
+			// Too large, or the budget is spent: a segment of its own.
 			w, err := s.Queue.NewMessage(uid, pid)
 			if err == nil {
 				big, body.w = w, w
-				_, err = w.Write(in.Bytes())
+				_, err = in.WriteTo(w)
 			}
+			in.Release()
+			mem.release()
 			body.err = err
 		}
-		if _, err := io.CopyN(body, r, int64(n)); err != nil {
+		if err := copyN(body, r, int(n)); err != nil {
 			return 0, 0, 0, errClientGone
 		}
 	}
@@ -213,6 +260,50 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 		return 0, 0, 0, err
 	}
 	return in.ID(), in.Size(), len(e.Recipients), nil
+}
+
+// heldBytes is one message's share of the server's memory budget.
+type heldBytes struct {
+	s *Server
+	n int64
+}
+
+// take counts n more bytes held in memory, if the budget has room for
+// them.
+func (h *heldBytes) take(n int64) bool {
+	budget := h.s.Budget
+	if budget <= 0 {
+		budget = DefaultBudget
+	}
+	if h.s.held.Add(n) > budget {
+		h.s.held.Add(-n)
+		return false
+	}
+	h.n += n
+	return true
+}
+
+// release gives back what the message held: after its commit, or once it
+// moved to a segment of its own.
+func (h *heldBytes) release() {
+	h.s.held.Add(-h.n)
+	h.n = 0
+}
+
+// copyN copies n bytes from r to w straight out of r's buffer, with no
+// buffer of its own: one for every chunk of every session would be
+// garbage the size of the traffic.
+func copyN(w io.Writer, r *bufio.Reader, n int) error {
+	for n > 0 {
+		p, err := r.Peek(min(n, r.Size()))
+		if len(p) == 0 && err != nil {
+			return err
+		}
+		w.Write(p)
+		r.Discard(len(p))
+		n -= len(p)
+	}
+	return nil
 }
 
 // refusingWriter passes a body to w until w fails, then keeps the first

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -524,7 +525,8 @@ func TestRunnerReadsSharedSegmentOnlyWhenFlushed(t *testing.T) {
 	// A record written behind the committer's back is not announced.
 	seg := c.seg
 	unflushed := c.NewIncoming(0, 0)
-	seg.Write(unflushed.finish(env("b@example.net")))
+	rec := net.Buffers(unflushed.finish(env("b@example.net")))
+	rec.WriteTo(seg)
 	deadline := time.Now().Add(5 * time.Second)
 	var got []Message
 	for len(got) == 0 && time.Now().Before(deadline) {
