@@ -360,8 +360,14 @@ func (s *session) pkg() (*answer, string) {
 			defer close(a.done)
 			code, err := tx.Commit()
 			if code == qq.OK {
-				a.final = "Kok " + strconv.FormatInt(time.Now().Unix(), 10) + " qp " + msgID
-				s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(accepted), "size", m.Size)
+				// qmail's "qp": the queue id when the injector said it,
+				// the client's key to the queue's log.
+				qp, kv := msgID, []any{"msg", msgID}
+				if qid := handoff.QID(tx); qid != "" {
+					qp, kv = qid, append(kv, "qid", qid)
+				}
+				a.final = "Kok " + strconv.FormatInt(time.Now().Unix(), 10) + " qp " + qp
+				s.log("info", "accepted", append(kv, "from", env.Sender, "rcpts", len(accepted), "size", m.Size)...)
 				return
 			}
 			a.final = "Z" + qq.Reply(code)

@@ -371,8 +371,15 @@ func (s *session) Data(r io.Reader) error {
 		s.log("warning", "refused", "msg", msgID, "code", r.Code, "qq", code, "err", err)
 		return r
 	}
-	s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(env.Recipients), "size", m.Size)
-	return reply(250, "2.0.0", "ok "+msgID)
+	// The queue id, when the injector said it, is the client's key to the
+	// queue's log (qmail's "qp"); else the message's id in this log.
+	qid := handoff.QID(tx)
+	if qid == "" {
+		s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(env.Recipients), "size", m.Size)
+		return reply(250, "2.0.0", "ok "+msgID)
+	}
+	s.log("info", "accepted", "msg", msgID, "qid", qid, "from", env.Sender, "rcpts", len(env.Recipients), "size", m.Size)
+	return reply(250, "2.0.0", "ok "+qid)
 }
 
 func addressError(err error, syntax *smtp.SMTPError) *smtp.SMTPError {
