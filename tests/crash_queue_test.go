@@ -373,7 +373,14 @@ type queued struct {
 // and waits until its socket accepts connections.
 func startQueued(t *testing.T, dir, socket string, wrap ...string) *queued {
 	t.Helper()
+	return startQueuedFlags(t, dir, socket, wrap)
+}
+
+// startQueuedFlags is startQueued with more of gw-queued's flags.
+func startQueuedFlags(t *testing.T, dir, socket string, wrap []string, flags ...string) *queued {
+	t.Helper()
 	args := append(append([]string{}, wrap...), bin("gw-queued"), "--queue", dir, "--socket", socket)
+	args = append(args, flags...)
 	s := &queued{cmd: exec.Command(args[0], args[1:]...), socket: socket, done: make(chan struct{}), stderr: new(bytes.Buffer)}
 	s.cmd.Stderr = &lockedWriter{w: s.stderr}
 	// A group of its own, so that signals reach gw-queued under strace too
