@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/dns"
+	"gw/lib/handoff"
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/smtpd"
@@ -56,15 +57,20 @@ func run(c *config) error {
 	if err != nil {
 		return program.Fail(program.ExitPermanent, "%v", err)
 	}
+	// The injector is chosen here, once (handoff.Chooser); under
+	// tcpserver a rule's QMAILQUEUE is already the process's.
+	injectors := handoff.NewChooser(os.Getenv)
 	if !standalone {
-		smtpd.Serve(tcpserver.StdioConn(), cfg, tcpserver.ClientFromEnv(os.LookupEnv))
+		cl := tcpserver.ClientFromEnv(os.LookupEnv)
+		cl.Injector = injectors.Default()
+		smtpd.Serve(tcpserver.StdioConn(), cfg, cl)
 		return nil
 	}
 	lns, err := tcpserver.Bind(c.Listen.Value(), c.User, log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
-	l := &smtpd.Listener{Cfg: cfg, ACL: c.ACL, LocalHost: c.LocalHost, Hosts: c.hosts(), MaxConns: c.Concurrency, MaxPerIP: c.PerIP, Getenv: os.Getenv}
+	l := &smtpd.Listener{Cfg: cfg, ACL: c.ACL, LocalHost: c.LocalHost, Hosts: c.hosts(), MaxConns: c.Concurrency, MaxPerIP: c.PerIP, Injectors: injectors}
 	if l.LocalHost == "" {
 		l.LocalHost = cfg.Hostname
 	}

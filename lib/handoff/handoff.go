@@ -85,6 +85,58 @@ func Select(getenv func(string) string) Injector {
 	return &Exec{Path: DefaultQueue()}
 }
 
+// Chooser is a listener's choice of injector, made once in its main from
+// the process's environment (Select), and the injector a client's
+// tcprules rule names instead when it sets QMAILQUEUE or GW_QUEUED (the
+// rule's value first, the process's for the variable it leaves unset), as
+// qmail-smtpd under tcpserver takes a rule's QMAILQUEUE. Nothing below
+// main reads the environment for it.
+type Chooser struct {
+	qmailqueue, queued string // the process's values, read once
+	def                Injector
+}
+
+// NewChooser reads QMAILQUEUE and GW_QUEUED once, through getenv.
+func NewChooser(getenv func(string) string) *Chooser {
+	c := &Chooser{qmailqueue: getenv("QMAILQUEUE"), queued: getenv("GW_QUEUED")}
+	c.def = Select(c.process)
+	return c
+}
+
+func (c *Chooser) process(k string) string {
+	switch k {
+	case "QMAILQUEUE":
+		return c.qmailqueue
+	case "GW_QUEUED":
+		return c.queued
+	}
+	return ""
+}
+
+// Default returns the injector chosen from the process's environment:
+// the one for every client when no rule names another, and the only one
+// under tcpserver, where the rule's variables are the process's.
+func (c *Chooser) Default() Injector { return c.def }
+
+// For returns the injector of a client whose rule set the variables
+// rule reports (nil: none).
+func (c *Chooser) For(rule func(string) (string, bool)) Injector {
+	if rule == nil {
+		return c.def
+	}
+	_, q := rule("QMAILQUEUE")
+	_, s := rule("GW_QUEUED")
+	if !q && !s {
+		return c.def
+	}
+	return Select(func(k string) string {
+		if v, ok := rule(k); ok {
+			return v
+		}
+		return c.process(k)
+	})
+}
+
 // DefaultQueue returns the path of gw-queue: beside the running program if
 // it is there, else the name alone for PATH to resolve.
 func DefaultQueue() string {

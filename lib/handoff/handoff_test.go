@@ -501,3 +501,42 @@ func TestExecQID(t *testing.T) {
 		t.Errorf("withQIDFD = %q", env)
 	}
 }
+
+// TestChooser: the injector is decided once from the process's
+// environment; a client's rule that sets QMAILQUEUE or GW_QUEUED gets its
+// own, the process's value standing for the variable the rule leaves out.
+func TestChooser(t *testing.T) {
+	process := map[string]string{"GW_QUEUED": "/run/inject.sock"}
+	c := NewChooser(func(k string) string { return process[k] })
+	process["GW_QUEUED"] = "/elsewhere" // read once: later changes do not count
+	name := func(i Injector) string {
+		switch i := i.(type) {
+		case *Exec:
+			return "exec:" + i.Path
+		case *Pool:
+			return "pool:" + i.sock
+		}
+		return "?"
+	}
+	rule := func(env map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	}
+	cases := []struct {
+		name string
+		rule func(string) (string, bool)
+		want string
+	}{
+		{"no rule", nil, "pool:/run/inject.sock"},
+		{"a rule that sets neither", rule(map[string]string{"RELAYCLIENT": ""}), "pool:/run/inject.sock"},
+		{"a rule's QMAILQUEUE", rule(map[string]string{"QMAILQUEUE": "/bin/scan"}), "exec:/bin/scan"},
+		{"a rule's GW_QUEUED", rule(map[string]string{"GW_QUEUED": "/other.sock"}), "pool:/other.sock"},
+	}
+	for _, tc := range cases {
+		if got := name(c.For(tc.rule)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	if c.For(nil) != c.Default() {
+		t.Errorf("the default injector is made anew for each client")
+	}
+}

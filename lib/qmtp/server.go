@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -277,11 +276,11 @@ func (s *session) pkg() (*answer, string) {
 	if err != nil {
 		return nil, s.drop(msgID, nil, noEOF(err))
 	}
-	inj := s.cl.Injector
-	if inj == nil {
-		inj = handoff.Select(os.Getenv)
+	var tx handoff.Tx
+	txErr := errors.New("no injector chosen for this client")
+	if s.cl.Injector != nil {
+		tx, txErr = s.cl.Injector.Begin(envelope.Envelope{})
 	}
-	tx, txErr := inj.Begin(envelope.Envelope{})
 	if txErr == nil {
 		if _, ok := tx.(handoff.Late); !ok {
 			tx.Abort()

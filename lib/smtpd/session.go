@@ -313,11 +313,7 @@ func (s *session) Data(r io.Reader) error {
 	s.msgs++
 	msgID := s.id + "." + strconv.Itoa(s.msgs)
 	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
-	inj := s.cl.Injector
-	if inj == nil {
-		inj = handoff.Select(os.Getenv)
-	}
-	tx, beginErr := inj.Begin(env)
+	tx, beginErr := begin(s.cl.Injector, env)
 	m := &handoff.MessageWriter{Tx: tx, Limit: s.databytes()}
 	if beginErr != nil {
 		m.Tx = nil // the body is read all the same, to answer after it
@@ -380,6 +376,15 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.log("info", "accepted", "msg", msgID, "qid", qid, "from", env.Sender, "rcpts", len(env.Recipients), "size", m.Size)
 	return reply(250, "2.0.0", "ok "+qid)
+}
+
+// begin starts the message with the injector main chose for the client;
+// with none, the message is refused as when no injector could start.
+func begin(inj handoff.Injector, env envelope.Envelope) (handoff.Tx, error) {
+	if inj == nil {
+		return nil, errors.New("no injector chosen for this client")
+	}
+	return inj.Begin(env)
 }
 
 func addressError(err error, syntax *smtp.SMTPError) *smtp.SMTPError {

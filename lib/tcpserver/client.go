@@ -37,12 +37,16 @@ type Client struct {
 	HasDatabytes bool
 	NoGreylist   bool // GW_NOGREYLIST is set
 
-	Rule     string           // the ACL rule that applied, for the log
-	Injector handoff.Injector // nil: chosen from the environment
+	Rule string // the ACL rule that applied, for the log
+	// Injector takes the client's messages: the listener's main chose it
+	// (handoff.Chooser), never this package. nil: none, every message
+	// gets a temporary refusal.
+	Injector handoff.Injector
 }
 
 // ClientFromEnv builds a Client from environment lookups (os.LookupEnv
-// under tcpserver; the computed environment when standalone).
+// under tcpserver; the computed environment when standalone), all but
+// its Injector, which the caller sets.
 func ClientFromEnv(lookup func(string) (string, bool)) Client {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	var c Client
@@ -61,7 +65,6 @@ func ClientFromEnv(lookup func(string) (string, bool)) Client {
 	}
 	_, c.NoGreylist = lookup("GW_NOGREYLIST")
 	c.Rule = get("GW_ACLRULE")
-	c.Injector = handoff.Select(get)
 	return c
 }
 

@@ -259,8 +259,11 @@ func measureQueued(work string, size, conc int) result {
 		cmd.Stderr = &logs
 		check(cmd.Start())
 		defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
-		for i := 0; i < 100; i++ {
-			if _, err := os.Stat(sock); err == nil {
+		// The socket's file appears at bind, a moment before gw-queued
+		// listens: wait for a connection, not for the file.
+		for i := 0; i < 250; i++ {
+			if c, err := inject.Dial(sock); err == nil {
+				c.Close()
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
