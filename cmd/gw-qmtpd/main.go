@@ -29,7 +29,7 @@ func main() {
 	var c config
 	app := program.New("gw-qmtpd", "QMTP receiver")
 	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"} // -h is tcpserver's
-	app.Flags = append(c.Flags(100), c.hostFlags()...)
+	app.Flags = append(listenFlags(&c.Options, 100), c.hostFlags()...)
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
 }
@@ -56,7 +56,7 @@ func run(c *config) error {
 		qmtp.Serve(tcpserver.StdioConn(), cfg, cl)
 		return nil
 	}
-	lns, err := tcpserver.Bind(c.Listen.Value(), c.User, log)
+	lns, err := tcpserver.Bind(c.Listen, c.User, log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}

@@ -30,7 +30,7 @@ func main() {
 	var c config
 	app := program.New("gw-smtpd", "SMTP receiver with the gateway's before-queue policy")
 	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"} // -h is tcpserver's
-	app.Flags = append(append(c.Flags(200), c.hostFlags()...), []cli.Flag{
+	app.Flags = append(append(listenFlags(&c.Options, 200), c.hostFlags()...), []cli.Flag{
 		&cli.BoolFlag{Name: "tls", Usage: "implicit TLS from the first byte (port 465)", Destination: &c.implicitTLS},
 		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
@@ -66,7 +66,7 @@ func run(c *config) error {
 		smtpd.Serve(tcpserver.StdioConn(), cfg, cl)
 		return nil
 	}
-	lns, err := tcpserver.Bind(c.Listen.Value(), c.User, log)
+	lns, err := tcpserver.Bind(c.Listen, c.User, log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
