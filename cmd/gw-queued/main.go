@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -46,6 +47,13 @@ func main() {
 
 func serve(dir, socket string, mode os.FileMode, budget int64) error {
 	log := logline.Stderr
+	// The budget bounds the message bytes the sessions hold; a soft limit
+	// of the budget and 64 MiB makes the collector give back what they let
+	// go before the heap doubles, as GOGC's default alone would let it.
+	// GOMEMLIMIT, when set, is the admin's and wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(budget + 64<<20)
+	}
 	// Started as root (by hand), it writes as the queue's owner, as its
 	// service does: the runner refuses segments of any other owner.
 	if _, _, err := privilege.BecomeOwnerOf(dir); err != nil {
