@@ -52,7 +52,7 @@ func run(c *config) error {
 	injectors := handoff.NewChooser(os.Getenv)
 	if !standalone {
 		cl := tcpserver.ClientFromEnv(os.LookupEnv)
-		cl.Injector = injectors.Default()
+		cl.Injector, cl.Space = injectors.Default(), injectors.DefaultSpace()
 		qmtp.Serve(tcpserver.StdioConn(), cfg, cl)
 		return nil
 	}
@@ -64,7 +64,7 @@ func run(c *config) error {
 		Log: log,
 		Session: func(conn net.Conn, lookup func(string) (string, bool)) {
 			cl := tcpserver.ClientFromEnv(lookup)
-			cl.Injector = injectors.For(lookup)
+			cl.Injector, cl.Space = injectors.For(lookup), injectors.SpaceFor(lookup)
 			qmtp.Serve(conn, cfg, cl)
 		},
 		// QMTP has no greeting to refuse with: a closed connection is a

@@ -62,7 +62,7 @@ func run(c *config) error {
 	injectors := handoff.NewChooser(os.Getenv)
 	if !standalone {
 		cl := tcpserver.ClientFromEnv(os.LookupEnv)
-		cl.Injector = injectors.Default()
+		cl.Injector, cl.Space = injectors.Default(), injectors.DefaultSpace()
 		smtpd.Serve(tcpserver.StdioConn(), cfg, cl)
 		return nil
 	}

@@ -85,21 +85,25 @@ func Select(getenv func(string) string) Injector {
 	return &Exec{Path: DefaultQueue()}
 }
 
-// Chooser is a listener's choice of injector, made once in its main from
-// the process's environment (Select), and the injector a client's
-// tcprules rule names instead when it sets QMAILQUEUE or GW_QUEUED (the
-// rule's value first, the process's for the variable it leaves unset), as
-// qmail-smtpd under tcpserver takes a rule's QMAILQUEUE. Nothing below
-// main reads the environment for it.
+// Chooser is a listener's choice of injector and of the Space it checks
+// at MAIL, made once in its main from the process's environment (Select,
+// SpaceFor), and the ones a client's tcprules rule names instead when it
+// sets QMAILQUEUE, GW_QUEUED or GW_QUEUE (the rule's value first, the
+// process's for a variable it leaves unset), as qmail-smtpd under
+// tcpserver takes a rule's QMAILQUEUE. Nothing below main reads the
+// environment for them.
 type Chooser struct {
-	qmailqueue, queued string // the process's values, read once
-	def                Injector
+	qmailqueue, queued, queue string // the process's values, read once
+	def                       Injector
+	space                     Space
 }
 
-// NewChooser reads QMAILQUEUE and GW_QUEUED once, through getenv.
+// NewChooser reads QMAILQUEUE, GW_QUEUED and GW_QUEUE once, through
+// getenv.
 func NewChooser(getenv func(string) string) *Chooser {
-	c := &Chooser{qmailqueue: getenv("QMAILQUEUE"), queued: getenv("GW_QUEUED")}
+	c := &Chooser{qmailqueue: getenv("QMAILQUEUE"), queued: getenv("GW_QUEUED"), queue: getenv("GW_QUEUE")}
 	c.def = Select(c.process)
+	c.space = SpaceFor(c.process)
 	return c
 }
 
@@ -109,8 +113,21 @@ func (c *Chooser) process(k string) string {
 		return c.qmailqueue
 	case "GW_QUEUED":
 		return c.queued
+	case "GW_QUEUE":
+		return c.queue
 	}
 	return ""
+}
+
+// merged looks a variable up in the rule's assignments, then in the
+// process's values read at start.
+func (c *Chooser) merged(rule func(string) (string, bool)) func(string) string {
+	return func(k string) string {
+		if v, ok := rule(k); ok {
+			return v
+		}
+		return c.process(k)
+	}
 }
 
 // Default returns the injector chosen from the process's environment:
@@ -129,12 +146,25 @@ func (c *Chooser) For(rule func(string) (string, bool)) Injector {
 	if !q && !s {
 		return c.def
 	}
-	return Select(func(k string) string {
-		if v, ok := rule(k); ok {
-			return v
-		}
-		return c.process(k)
-	})
+	return Select(c.merged(rule))
+}
+
+// DefaultSpace returns the Space of the queue the process's environment
+// names (SpaceFor).
+func (c *Chooser) DefaultSpace() Space { return c.space }
+
+// SpaceFor returns the Space of a client whose rule set the variables
+// rule reports (nil: none).
+func (c *Chooser) SpaceFor(rule func(string) (string, bool)) Space {
+	if rule == nil {
+		return c.space
+	}
+	_, s := rule("GW_QUEUED")
+	_, q := rule("GW_QUEUE")
+	if !s && !q {
+		return c.space
+	}
+	return SpaceFor(c.merged(rule))
 }
 
 // DefaultQueue returns the path of gw-queue: beside the running program if

@@ -539,4 +539,11 @@ func TestChooser(t *testing.T) {
 	if c.For(nil) != c.Default() {
 		t.Errorf("the default injector is made anew for each client")
 	}
+	// The Space is chosen the same way: the process's, or the rule's.
+	if p := c.SpaceFor(rule(map[string]string{"RELAYCLIENT": ""})).Path; p != "/run/inject.sock" {
+		t.Errorf("Space without a rule's queue: %q, want the process's socket", p)
+	}
+	if p := c.SpaceFor(rule(map[string]string{"GW_QUEUED": "/other.sock"})).Path; p != "/other.sock" {
+		t.Errorf("Space of a rule's GW_QUEUED: %q", p)
+	}
 }

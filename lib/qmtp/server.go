@@ -82,6 +82,7 @@ const (
 	respRouted      = "Dsender-specified routing is not allowed (#5.7.1)"
 	respTooManyRcpt = "Dtoo many recipients (#5.5.3)"
 	respNoInjector  = "Zunable to exec qq (#4.3.0)"
+	respNoSpace     = "Zinsufficient system storage (#4.3.1)"
 	// A route loop between instances or hosts ends here, not at
 	// queuelifetime: each hop adds a Received line (qmail's MAXHOPS).
 	respLooping = "Dtoo many hops, this message is looping (#5.4.6)"
@@ -276,9 +277,14 @@ func (s *session) pkg() (*answer, string) {
 	if err != nil {
 		return nil, s.drop(msgID, nil, noEOF(err))
 	}
+	noSpace := s.noSpace(msgID, n-1)
 	var tx handoff.Tx
-	txErr := errors.New("no injector chosen for this client")
-	if s.cl.Injector != nil {
+	txErr := errNoSpace
+	switch {
+	case noSpace:
+	case s.cl.Injector == nil:
+		txErr = errors.New("no injector chosen for this client")
+	default:
 		tx, txErr = s.cl.Injector.Begin(envelope.Envelope{})
 	}
 	if txErr == nil {
@@ -324,6 +330,8 @@ func (s *session) pkg() (*answer, string) {
 			resp[i] = respBadSender
 		case m.Over:
 			resp[i] = respTooBig
+		case noSpace:
+			resp[i] = respNoSpace
 		case m.Hops.Looping():
 			resp[i] = respLooping
 		case tx == nil:
@@ -344,6 +352,8 @@ func (s *session) pkg() (*answer, string) {
 			reason = "bad_sender"
 		case m.Over:
 			reason = "databytes"
+		case noSpace:
+			reason = "no_space"
 		case m.Hops.Looping():
 			reason = "looping"
 		case tx == nil:

@@ -59,6 +59,14 @@ func (s *Sender) deliver(j *job) {
 		s.record(j, &m, out, true, "", false)
 		return
 	}
+	if s.looping(j.id) {
+		for k := range out {
+			out[k].err = errLooping
+		}
+		j.reachable = true
+		s.record(j, &m, out, dying, "", false)
+		return
+	}
 	host, tlsOn := s.transactWritable(j, &m, cfg, out)
 	s.record(j, &m, out, dying, host, tlsOn)
 }
@@ -122,7 +130,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		return "", false
 	}
 	dcfg := deliver.Config{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
-		NoTLS: !cfg.TLS, LMTP: j.route.Proto == route.LMTP}
+		NoTLS: !cfg.TLS, LMTP: j.route.Proto == route.LMTP, TLSFailed: s.tlsFailed(j)}
 	var lastErr error
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
@@ -238,13 +246,17 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		setAll(err)
 		return isAnswer(err) || dataSent(d)
 	}
+	dot := dataSent(d)
+	if dot {
+		s.dotSent(j)
+	}
 	res, err := d.Commit()
 	if err != nil {
-		setAll(err)
-		return isAnswer(err) || dataSent(d)
+		setAll(afterDot(dot, err))
+		return isAnswer(err) || dot
 	}
 	for k := range out {
-		out[k] = outcome{err: res[k], host: host}
+		out[k] = outcome{err: afterDot(dot, res[k]), host: host}
 	}
 	return true
 }
@@ -304,6 +316,7 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 		var err error
 		result := "delivered"
 		reply, status := "", ""
+		s.logDuplicate(j, rc, o)
 		switch {
 		case o.err == nil:
 			err = s.r.Delivered(j.id, i)
@@ -321,7 +334,7 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			err = s.r.Failed(j.id, i, reply)
 		default:
 			result, reply, status = "deferred", o.err.Error(), statusOf(o.err, false)
-			next := schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip)
+			next := schedule.Capped(schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip), t, s.config().BackoffMax)
 			err = s.r.Deferred(j.id, i, next, reply)
 			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) {
 				rc.LastError = reply

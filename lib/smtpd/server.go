@@ -58,7 +58,7 @@ func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
 		Log: l.Cfg.Log,
 		Session: func(c net.Conn, lookup func(string) (string, bool)) {
 			cl := ClientFromEnv(lookup)
-			cl.Injector = l.Injectors.For(lookup)
+			cl.Injector, cl.Space = l.Injectors.For(lookup), l.Injectors.SpaceFor(lookup)
 			Serve(c, l.Config(), cl)
 		},
 		Refuse: func(c net.Conn, why tcpserver.Refusal) {

@@ -256,6 +256,9 @@ func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
 		s.log("info", "mail", "from", from.String(), "result", "reject", "reason", "auth_param")
 		return errBadAuthParam
 	}
+	if s.noSpace(from, opts) {
+		return errNoSpace
+	}
 	s.inMail, s.from = true, from
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom)

@@ -38,15 +38,17 @@ type Client struct {
 	NoGreylist   bool // GW_NOGREYLIST is set
 
 	Rule string // the ACL rule that applied, for the log
-	// Injector takes the client's messages: the listener's main chose it
-	// (handoff.Chooser), never this package. nil: none, every message
-	// gets a temporary refusal.
+	// Injector takes the client's messages and Space is its queue's
+	// filesystem, for the check at MAIL: the listener's main chose both
+	// (handoff.Chooser), never this package. A nil Injector: every message
+	// gets a temporary refusal; a zero Space: never short.
 	Injector handoff.Injector
+	Space    handoff.Space
 }
 
 // ClientFromEnv builds a Client from environment lookups (os.LookupEnv
 // under tcpserver; the computed environment when standalone), all but
-// its Injector, which the caller sets.
+// its Injector and Space, which the caller sets.
 func ClientFromEnv(lookup func(string) (string, bool)) Client {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	var c Client
