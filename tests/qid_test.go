@@ -121,3 +121,32 @@ func TestQIDInQMTPK(t *testing.T) {
 		t.Errorf("gw-qmtpd's accepted line does not name %s:\n%s", m[1], log)
 	}
 }
+
+// TestQIDThroughScanWrapper: with gw-scan as QMAILQUEUE the id still
+// reaches the client, whichever way gw-scan ends: executing gw-queue
+// (which inherits the descriptor) or handing the message to gw-queued
+// (gw-scan writes what gw-queued named).
+func TestQIDThroughScanWrapper(t *testing.T) {
+	p := scanners(t)
+	for _, viaSocket := range []bool{false, true} {
+		t.Run(map[bool]string{false: "gw-queue", true: "gw-queued"}[viaSocket], func(t *testing.T) {
+			in := newSMTPDInstance(t, map[string]string{"clamd": p.clamdSock + "\n", "spamd": p.spamdAddr + "\n"})
+			env := []string{"QMAILQUEUE=" + bin("gw-scan"), "GW_CONTROL_DIR=" + in.control}
+			if viaSocket {
+				sock := filepath.Join(in.dir, "inject.sock")
+				startQueued(t, in.queue, sock)
+				env = append(env, "GW_QUEUED="+sock)
+			}
+			addr := in.standalone(t, env)
+			r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, plainMessage("scanned", "hi\n"))
+			m := okQID.FindStringSubmatch(r)
+			if m == nil {
+				t.Fatalf("end of data answered %q, want 250 2.0.0 ok <qid>", r)
+			}
+			msgs := in.messages(t)
+			if len(msgs) != 1 || msgs[0].ID.String() != m[1] {
+				t.Errorf("the reply names %s, the queue holds %v", m[1], msgs)
+			}
+		})
+	}
+}
