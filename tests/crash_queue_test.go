@@ -25,9 +25,9 @@ import (
 )
 
 // Message sizes of the crash suite: a typical message, a large one that
-// still fits gw-queue's write buffer in one write, and one that crosses
-// body chunks (64 KiB), gw-queue's write buffer (128 KiB) and gw-queued's
-// queue.MaxIncoming (1 MiB), so gw-queued streams it to a segment of its own.
+// still fits gw-queued's group commit and crosses a body chunk (64 KiB),
+// and one that crosses gw-queued's queue.MaxIncoming (1 MiB), so
+// gw-queued streams it to a segment of its own.
 const (
 	sizeSmall = 1 << 10
 	sizeLarge = 100 << 10

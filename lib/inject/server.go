@@ -120,7 +120,15 @@ func (s *Server) session(c *net.UnixConn) {
 	defer s.setIdle(c, false)
 	uid, pid := peer(c)
 	dr := &deadlineReader{c: c}
-	r := bufio.NewReaderSize(dr, 64<<10)
+	// The read buffer is the session's only while it has bytes to read:
+	// a listener keeps connections open between messages, and hundreds
+	// of idle ones must not each hold one.
+	var r *bufio.Reader
+	defer func() {
+		if r != nil {
+			readerPool.Put(r)
+		}
+	}()
 	version := byte(Version1) // until the client asks for more
 	var out []byte
 	for {
@@ -128,9 +136,21 @@ func (s *Server) session(c *net.UnixConn) {
 			return
 		}
 		dr.giveUp = time.Time{}
-		_, err := r.Peek(1)
+		if r != nil && r.Buffered() == 0 {
+			r.Reset(nil)
+			readerPool.Put(r)
+			r = nil
+		}
+		err := dr.waitReadable(r)
 		if !s.setIdle(c, false) || err != nil {
 			return // shutting down, or the client is done (or gone)
+		}
+		if r == nil {
+			r = readerPool.Get().(*bufio.Reader)
+			r.Reset(dr)
+		}
+		if _, err := r.Peek(1); err != nil {
+			return // the client is done (or gone)
 		}
 		start := time.Now()
 		dr.giveUp = start.Add(queue.DeathAfter)
@@ -343,6 +363,30 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	}
 	d.c.SetReadDeadline(dl)
 	return d.c.Read(p)
+}
+
+// readerPool holds the read buffers of the sessions between messages.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
+// waitReadable waits, with the reads' deadline, until the client sends
+// something or closes: without reading when r is nil (no buffer taken
+// yet), else with r.Peek.
+func (d *deadlineReader) waitReadable(r *bufio.Reader) error {
+	if r != nil {
+		_, err := r.Peek(1)
+		return err
+	}
+	raw, err := d.c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	d.c.SetReadDeadline(time.Now().Add(idleTimeout))
+	var b [1]byte
+	werr := raw.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN // bytes, the end, or an error: the reader will tell
+	})
+	return werr
 }
 
 // peer returns the uid and pid of the process at the other end of c, for

@@ -70,7 +70,9 @@ type writerBufs struct {
 	bw    *bufio.Writer
 }
 
-var writerPool = sync.Pool{New: func() any { return &writerBufs{bw: bufio.NewWriterSize(nil, 128<<10)} }}
+// The write buffer only gathers a record's small fields: a body chunk
+// larger than what it holds goes to the file in one write of its own.
+var writerPool = sync.Pool{New: func() any { return &writerBufs{bw: bufio.NewWriterSize(nil, 16<<10)} }}
 
 // release gives the buffers back; the writer writes nothing more.
 func (w *MessageWriter) release() {
