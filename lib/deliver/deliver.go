@@ -79,6 +79,9 @@ type Reply struct {
 	Enhanced string
 	Stage    Stage  // what it answered; "" for gw's own refusals
 	Note     string // gw's remark on the circumstances, after the reply
+	// Own marks gw's own refusal (5.6.3, 5.6.7, 5.3.4): no server said
+	// it, and a DSN does not present it as a server's reply.
+	Own bool
 }
 
 func (r *Reply) Error() string {

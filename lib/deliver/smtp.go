@@ -309,12 +309,19 @@ type badAddress struct {
 	err    error
 }
 
-func (e *badAddress) Error() string {
-	status := "5.1.3"
+func (e *badAddress) Error() string { return e.Reason() + " (#" + e.Status() + ")" }
+
+// Reason is the failure without its status.
+func (e *badAddress) Reason() string {
+	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v", e.role(), e.addr, e.err)
+}
+
+// Status is the failure's enhanced status code.
+func (e *badAddress) Status() string {
 	if e.sender {
-		status = "5.1.7"
+		return "5.1.7"
 	}
-	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v (#%s)", e.role(), e.addr, e.err, status)
+	return "5.1.3"
 }
 
 // Unwritable returns the permanent failure of stored address addr when no
@@ -392,11 +399,11 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	}
 	if utf8 {
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
-			return nil, &Reply{Code: 553, Enhanced: "5.6.7", Text: "5.6.7 server does not offer SMTPUTF8, needed for this message", Host: s.host}
+			return nil, &Reply{Code: 553, Enhanced: "5.6.7", Own: true, Text: "5.6.7 server does not offer SMTPUTF8, needed for this message", Host: s.host}
 		}
 	}
 	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && size > int64(max) {
-		return nil, &Reply{Code: 552, Enhanced: "5.3.4", Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
+		return nil, &Reply{Code: 552, Enhanced: "5.3.4", Own: true, Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
 	}
 	opts := &smtp.MailOptions{Size: size, UTF8: utf8}
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
