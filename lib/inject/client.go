@@ -44,7 +44,9 @@ func Dial(path string) (*Client, error) {
 		}
 		v = Version1
 	}
-	return &Client{conn: c, w: bufio.NewWriterSize(c, 64<<10), buf: make([]byte, 64<<10), version: v}, nil
+	// The writer and the read buffer Send streams through are made on
+	// first use: the pool's clients send from memory (End).
+	return &Client{conn: c, version: v}, nil
 }
 
 // dialHello connects and asks for the newest version; v is 0 (and the
@@ -100,6 +102,9 @@ func (c *Client) Inject(msg io.Reader, env envelope.Envelope) (int, error) {
 // the message (QMTP). A queue id that is not one (PlainQID) is dropped:
 // the message is queued all the same.
 func (c *Client) Send(msg io.Reader, env func() envelope.Envelope) (Reply, error) {
+	if c.w == nil { // made on first use: the pool's clients send from memory
+		c.w, c.buf = bufio.NewWriterSize(c.conn, 64<<10), make([]byte, 64<<10)
+	}
 	var hdr [4]byte
 	for {
 		n, rerr := msg.Read(c.buf)
@@ -123,11 +128,64 @@ func (c *Client) Send(msg io.Reader, env func() envelope.Envelope) (Reply, error
 	if err := c.w.Flush(); err != nil {
 		return Reply{}, err
 	}
+	return c.reply()
+}
+
+// InjectBytes is Send for a message held whole in memory: the chunks,
+// the end and the envelope go out in one writev, with no copy.
+func (c *Client) InjectBytes(msg []byte, env envelope.Envelope) (Reply, error) {
+	return c.End(msg, env)
+}
+
+// MaxChunk is the largest chunk a client sends (the server takes up to
+// maxSocketChunk).
+const MaxChunk = 256 << 10
+
+// WriteChunk sends p as chunks of the message under way, with no copy;
+// a message is WriteChunk… then End. Empty p sends nothing (a zero-length
+// chunk would end the message).
+func (c *Client) WriteChunk(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	bufs := make(net.Buffers, 0, 2*(len(p)/MaxChunk+1))
+	bufs = appendChunks(bufs, p)
+	_, err := bufs.WriteTo(c.conn)
+	return err
+}
+
+// End sends last as the message's final chunks, the end of the message
+// and env's wire form, in one writev, and returns the server's reply, as
+// Send does (see Inject for an error).
+func (c *Client) End(last []byte, env envelope.Envelope) (Reply, error) {
+	bufs := make(net.Buffers, 0, 2*(len(last)/MaxChunk+1)+2)
+	bufs = appendChunks(bufs, last)
+	bufs = append(bufs, []byte{0, 0, 0, 0}, env.Wire())
+	if _, err := bufs.WriteTo(c.conn); err != nil {
+		return Reply{}, err
+	}
+	return c.reply()
+}
+
+// reply reads the server's answer to a message; a malformed queue id is
+// dropped (the message is queued all the same).
+func (c *Client) reply() (Reply, error) {
 	code, qid, err := readReply(c.conn, c.version)
 	if err != nil && !errors.Is(err, errBadQID) {
 		return Reply{}, err
 	}
 	return Reply{Code: code, QID: qid}, nil
+}
+
+// appendChunks adds p to bufs as chunks of at most MaxChunk bytes, each
+// after its length.
+func appendChunks(bufs net.Buffers, p []byte) net.Buffers {
+	for len(p) > 0 {
+		n := min(len(p), MaxChunk)
+		bufs = append(bufs, binary.BigEndian.AppendUint32(nil, uint32(n)), p[:n])
+		p = p[n:]
+	}
+	return bufs
 }
 
 // Stale reports, without waiting, whether the server closed the

@@ -161,7 +161,7 @@ func (s *Server) session(c *net.UnixConn) {
 			}
 			continue
 		}
-		id, size, rcpts, err := s.message(r, uid, pid)
+		id, size, rcpts, err := s.message(r, dr, uid, pid)
 		code := Code(err)
 		if err != nil && errors.Is(err, errClientGone) {
 			s.Log.Info("aborted", "uid", uid, "pid", pid, "reason", err)
@@ -207,16 +207,17 @@ func (s *Server) hello(r *bufio.Reader) (byte, bool) {
 // errClientGone is a connection closed inside a message: an abort.
 var errClientGone = errors.New("connection closed inside a message")
 
-// message reads and commits one message. Small ones are held in memory and
-// committed with others; one that outgrows queue.MaxIncoming is moved to a
-// segment of its own and streamed.
+// message reads and commits one message from r, whose source is src.
+// Small ones are held in memory, within the server's budget, and
+// committed with others; one that outgrows queue.MaxIncoming, or finds
+// the budget spent, is moved to a segment of its own and streamed.
 //
 // A queue error half way through the body (disk full) does not end the
 // reading: the rest of the message and its envelope are read and dropped,
 // and only then is the message refused. Answering at once would leave the
 // rest of the body in the stream to be read as the next message, under an
 // envelope of the sender's choosing.
-func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int, error) {
+func (s *Server) message(r *bufio.Reader, src io.Reader, uid, pid uint32) (queue.ID, int64, int, error) {
 	in := s.Committer.NewIncoming(uid, pid)
 	mem := &heldBytes{s: s}
 	defer mem.release()
@@ -254,7 +255,15 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 			mem.release()
 			body.err = err
 		}
-		if err := copyN(body, r, int(n)); err != nil {
+		var err error
+		if body.w == in && body.err == nil {
+			// Held in memory: read into the message's blocks, with no
+			// buffer in between once r's is drained.
+			err = in.ReadChunk(straightReader{r, src}, int(n))
+		} else {
+			err = copyChunk(body, r, int(n))
+		}
+		if err != nil {
 			return 0, 0, 0, errClientGone
 		}
 	}
@@ -310,20 +319,37 @@ func (h *heldBytes) release() {
 	h.n = 0
 }
 
-// copyN copies n bytes from r to w straight out of r's buffer, with no
-// buffer of its own: one for every chunk of every session would be
-// garbage the size of the traffic.
-func copyN(w io.Writer, r *bufio.Reader, n int) error {
+// copyChunk passes the next n bytes of r to w straight from r's buffer:
+// io.CopyN would allocate a buffer of its own for every chunk (garbage
+// the size of the traffic) and copy the bytes twice.
+func copyChunk(w io.Writer, r *bufio.Reader, n int) error {
 	for n > 0 {
-		p, err := r.Peek(min(n, r.Size()))
-		if len(p) == 0 && err != nil {
+		b, err := r.Peek(min(n, r.Size()))
+		if len(b) == 0 {
 			return err
 		}
-		w.Write(p)
-		r.Discard(len(p))
-		n -= len(p)
+		w.Write(b) // a refusingWriter: never fails
+		r.Discard(len(b))
+		n -= len(b)
 	}
 	return nil
+}
+
+// straightReader reads what r holds in its buffer, then from src, r's
+// source, straight into the caller's slice: a message held in memory is
+// read into its own blocks, not through r's buffer. The caller asks for
+// no more than the chunk's bytes, so nothing past them leaves the
+// connection behind r's back.
+type straightReader struct {
+	r   *bufio.Reader
+	src io.Reader
+}
+
+func (s straightReader) Read(p []byte) (int, error) {
+	if s.r.Buffered() > 0 {
+		return s.r.Read(p)
+	}
+	return s.src.Read(p)
 }
 
 // refusingWriter passes a body to w until w fails, then keeps the first

@@ -146,18 +146,52 @@ func (p *Incoming) Size() int64 { return p.size }
 func (p *Incoming) Write(b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {
-		last := len(p.blocks) - 1
-		if last < 0 || len(p.blocks[last]) == IncomingBlock {
-			p.blocks = append(p.blocks, blockPool.Get().(*[IncomingBlock]byte)[:0])
-			last++
-		}
-		blk := p.blocks[last]
+		blk := p.room()
 		k := copy(blk[len(blk):IncomingBlock], b)
-		p.blocks[last] = blk[:len(blk)+k]
+		p.grew(k)
 		b = b[k:]
 	}
-	p.size += int64(n)
 	return n, nil
+}
+
+// ReadChunk appends the next n bytes of r to the body, read straight into
+// its blocks, with no buffer in between: a reader that reads a request
+// from its source (a drained bufio.Reader, the connection itself) puts
+// the bytes where they stay for the commit's writev. Fewer than n bytes is
+// io.ErrUnexpectedEOF; what was read is kept.
+func (p *Incoming) ReadChunk(r io.Reader, n int) error {
+	for n > 0 {
+		blk := p.room()
+		k := min(n, IncomingBlock-len(blk))
+		got, err := io.ReadFull(r, blk[len(blk):len(blk)+k])
+		p.grew(got)
+		n -= got
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// room returns the last block, taking a new one from the pool when it is
+// full (or there is none): what comes next is appended to it.
+func (p *Incoming) room() []byte {
+	if last := len(p.blocks) - 1; last >= 0 && len(p.blocks[last]) < IncomingBlock {
+		return p.blocks[last]
+	}
+	blk := blockPool.Get().(*[IncomingBlock]byte)[:0]
+	p.blocks = append(p.blocks, blk)
+	return blk
+}
+
+// grew counts k bytes appended to the last block.
+func (p *Incoming) grew(k int) {
+	last := len(p.blocks) - 1
+	p.blocks[last] = p.blocks[last][:len(p.blocks[last])+k]
+	p.size += int64(k)
 }
 
 // WriteTo writes the body received so far to w, to hand it over to a
@@ -176,12 +210,13 @@ func (p *Incoming) WriteTo(w io.Writer) (int64, error) {
 
 // Release gives the body's blocks back to the pool. Commit does it; a
 // caller that abandons an Incoming (or moved its body elsewhere) calls
-// it. The Incoming holds nothing afterwards.
+// it. The Incoming holds no memory afterwards; Size still reports the
+// body's size, for the log line of a committed message.
 func (p *Incoming) Release() {
 	for _, blk := range p.blocks {
 		blockPool.Put((*[IncomingBlock]byte)(blk[:IncomingBlock]))
 	}
-	p.blocks, p.size = nil, 0
+	p.blocks = nil
 }
 
 // finish closes the record: body length, envelope, checksum. The record
