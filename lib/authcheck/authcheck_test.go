@@ -271,3 +271,47 @@ func TestLoadRefusesBadSettings(t *testing.T) {
 		t.Errorf("empty control: %+v, %v", cfg, err)
 	}
 }
+
+// TestRuleTurnsChecksOn: with no control file but control/me, a rule's
+// DMARCPOLICY and SPFPOLICY turn the checks on for its clients only.
+func TestRuleTurnsChecksOn(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "me"), []byte("mx.gw.test\n"), 0o644)
+	cfg := mustLoad(t, dir)
+	c := New(cfg, dns.New("127.0.0.1:1"))
+	plain, _ := cfg.ForClient(noEnv)
+	if c.Needed(&Transaction{Face: plain}) {
+		t.Error("nothing configured, yet the message is spooled")
+	}
+	on, err := cfg.ForClient(func(k string) (string, bool) {
+		return map[string]string{"DMARCPOLICY": "enforce", "SPFPOLICY": "tag"}[k], k == "DMARCPOLICY" || k == "SPFPOLICY"
+	})
+	if err != nil || !on.Verify || on.SPF.String() != "tag" || !c.Needed(&Transaction{Face: on}) {
+		t.Errorf("rule's variables: %+v, %v", on, err)
+	}
+}
+
+// TestHeloCheckedOnceASession: a second transaction with the same HELO
+// reuses its result; a new HELO name is checked again.
+func TestHeloCheckedOnceASession(t *testing.T) {
+	w := newWorld(t, map[string]string{"spfpolicy": "tag"})
+	c := w.checker(t)
+	face, _ := c.cfg.ForClient(noEnv)
+	ctx := context.Background()
+	tx := &Transaction{Face: face, Client: bankIP, Helo: "mail.bank.test", Sender: "a@bank.test"}
+	c.Mail(ctx, tx)
+	first := tx.HeloSPF
+	if first == nil || first.Name != "mail.bank.test" {
+		t.Fatalf("HELO result: %+v", first)
+	}
+	tx2 := &Transaction{Face: face, Client: bankIP, Helo: "mail.bank.test", Sender: "b@bank.test", HeloSPF: first}
+	c.Mail(ctx, tx2)
+	if tx2.HeloSPF != first || tx2.SPF()[0] != first.Result {
+		t.Errorf("same HELO checked again: %+v", tx2.HeloSPF)
+	}
+	tx3 := &Transaction{Face: face, Client: bankIP, Helo: "other.bank.test", Sender: "b@bank.test", HeloSPF: first}
+	c.Mail(ctx, tx3)
+	if tx3.HeloSPF == first || tx3.HeloSPF.Name != "other.bank.test" {
+		t.Errorf("new HELO not checked: %+v", tx3.HeloSPF)
+	}
+}

@@ -50,8 +50,18 @@ type Transaction struct {
 	Helo     string
 	Sender   string // MAIL FROM's address; "" for the null sender
 	Relaying bool   // RELAYCLIENT or AUTH: our own users' mail, signed not judged
+	// HeloSPF is the session's HELO result from an earlier transaction,
+	// kept by the listener: a HELO name is checked once a session, not
+	// once a message. Mail fills it.
+	HeloSPF *HeloResult
 
 	spf []spf.Result
+}
+
+// HeloResult is the SPF result of a HELO name.
+type HeloResult struct {
+	Name   string
+	Result spf.Result
 }
 
 // Reply is a refusal for the listener to send.
@@ -70,9 +80,11 @@ func (c *Checker) Mail(ctx context.Context, tx *Transaction) *Reply {
 		return nil
 	}
 	ip := net.IP(tx.Client.Unmap().AsSlice())
-	helo := c.spf.Helo(ctx, ip, tx.Helo)
+	if tx.HeloSPF == nil || tx.HeloSPF.Name != tx.Helo {
+		tx.HeloSPF = &HeloResult{Name: tx.Helo, Result: c.spf.Helo(ctx, ip, tx.Helo)}
+	}
 	from := c.spf.MailFrom(ctx, ip, tx.Helo, tx.Sender)
-	tx.spf = []spf.Result{helo, from}
+	tx.spf = []spf.Result{tx.HeloSPF.Result, from}
 	if r := tx.Face.SPF.Refusal(from); r != nil {
 		return &Reply{r.Code, r.Enhanced, r.Text}
 	}

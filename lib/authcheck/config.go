@@ -143,8 +143,3 @@ func (c *Config) ForClient(env func(string) (string, bool)) (Face, error) {
 	}
 	return f, bad
 }
-
-// Active reports whether anything is to be checked, signed or sealed.
-func (c *Config) Active() bool {
-	return c.Verify || c.SPF != spf.PolicyNone || c.Signer != nil || c.Sealer != nil
-}

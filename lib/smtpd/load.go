@@ -117,9 +117,10 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if auth.Active() {
-		c.MsgAuth = authcheck.New(auth, dns.FromEnv())
-	}
+	// Always a checker: a rule's DMARCPOLICY or SPFPOLICY turns checks on
+	// for its clients with no control file; a transaction with nothing to
+	// check costs a field read (authcheck.Checker.Needed).
+	c.MsgAuth = authcheck.New(auth, dns.FromEnv())
 	cert := filepath.Join(string(dir), "servercert.pem")
 	if _, err := os.Stat(cert); err == nil {
 		if c.TLS, err = TLSConfig(cert); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"net/netip"
-	"os"
 	"strconv"
 
 	"gw/lib/envelope"
@@ -52,8 +51,11 @@ func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (ha
 	}
 	var msg bytes.Buffer
 	msg.WriteString(s.received(msgID))
-	for _, f := range ss.Mail.Prepend {
-		msg.WriteString(f)
+	if ss.Mail != nil {
+		// the fields the checks at MAIL and RCPT decided
+		for _, f := range ss.Mail.Prepend {
+			msg.WriteString(f)
+		}
 	}
 	body := p.buf.Bytes()
 	if s.authing() {
@@ -73,11 +75,7 @@ func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (ha
 			return nil, r
 		}
 	}
-	inj := s.cl.Injector
-	if inj == nil {
-		inj = handoff.Select(os.Getenv)
-	}
-	tx, err := inj.Begin(env)
+	tx, err := begin(s.cl.Injector, env)
 	if err != nil {
 		s.log("warning", "refused", "msg", msgID, "code", 451, "err", err)
 		return nil, errNoInjector

@@ -58,11 +58,12 @@ func (s *session) spfAtMail(ss *smtpserver.Session) *smtpserver.Reply {
 	}
 	ip, _ := netip.ParseAddr(s.cl.RemoteIP)
 	s.atx = &authcheck.Transaction{Face: s.authFace, Client: ip, Helo: ss.Helo,
-		Sender: s.from.String(), Relaying: s.relays()}
+		Sender: s.from.String(), Relaying: s.relays(), HeloSPF: s.heloSPF}
 	if s.from.Null {
 		s.atx.Sender = ""
 	}
 	r := s.cfg.MsgAuth.Mail(context.Background(), s.atx)
+	s.heloSPF = s.atx.HeloSPF
 	for _, res := range s.atx.SPF() {
 		s.log("info", "spf", "identity", res.Identity, "domain", res.Domain, "result", res.Value, "reason", res.Reason)
 	}
