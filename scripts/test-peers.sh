@@ -21,6 +21,7 @@ runit           # runsvdir/runsv/sv/svlogd/chpst: the scenario tests supervise g
 daemontools     # svscan/supervise/svc/multilog/setuidgid/envdir: one scenario under daemontools
 unbound         # the tests' DNS server on loopback (lib/dns/dnstest): MX, A, AAAA, null MX, DNSBL zones
 python3-aiosmtpd # gw-send e2e tests: the scriptable receiver (4xx/5xx at chosen stages, hangs mid-DATA)
+rspamd          # gw-scan e2e tests: rspamd's normal worker on loopback, the tests' own configuration, no redis
 "
 
 want=$(printf '%s\n' "$packages" | sed 's/#.*//' | tr -s ' \n' '\n' | sed '/^$/d')

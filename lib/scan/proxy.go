@@ -202,7 +202,11 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 	id := NewID()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
 	defer cancel()
-	rep := p.Scanner.Scan(ctx, f, size, id)
+	meta := Meta{From: env.Sender, Rcpts: env.Recipients, QueueID: msgID(f)}
+	// The proxy's client is the front listener: the Internet client is
+	// the one gw-smtpd's Received names.
+	meta.IP, meta.Hostname, meta.Helo = clientFromReceived(f)
+	rep := p.Scanner.Scan(ctx, f, size, id, meta)
 	plan := p.Scanner.Plan(rep, env)
 	acts, deliver, held := plan.Acts, plan.Deliver, plan.Held
 	mid := msgID(f)
@@ -212,6 +216,9 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 		return errContentRejected
 	case Tempfail:
 		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 451)
+		if plan.Text != "" {
+			return smtpserver.R(451, "4.7.1", plan.Text)
+		}
 		return errScanTempfail
 	}
 	w := &Wrapper{Scanner: p.Scanner, TmpDir: p.TmpDir, Quarantine: p.Quarantine}
