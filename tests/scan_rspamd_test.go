@@ -206,4 +206,3 @@ func TestScanRspamdDown(t *testing.T) {
 		})
 	}
 }
-
