@@ -1,7 +1,7 @@
 // Package scan is gw-scan's engine: it checks a spooled message with clamd,
-// spamd and the built-in MIME rules, decides an action for each recipient
-// from the instance's policy, and rewrites the header (strip what outsiders
-// may forge, add what the scan found).
+// spamd, rspamd and the built-in MIME rules, decides an action for each
+// recipient from the instance's policy, and rewrites the header (strip what
+// outsiders may forge, add what the scan found).
 //
 // Implementation summary. A message is scanned from a seekable spool file,
 // never from memory: clamd (INSTREAM), spamd (SYMBOLS) and the MIME walk
