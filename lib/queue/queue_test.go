@@ -653,3 +653,53 @@ func TestCommitterSeedsFromMessagesInSharedSegments(t *testing.T) {
 		t.Errorf("after a lost clock a new committer drew %s, not above the queue's last message %s", id, last)
 	}
 }
+
+// TestMessageWriterWriteSizes: a body written whole, in small pieces, or
+// in pieces larger than a chunk after a few bytes (as gw-queued hands
+// over a message that outgrew memory) is stored in the same chunks, so in
+// segments of one length, and reads back the same.
+func TestMessageWriterWriteSizes(t *testing.T) {
+	q := newQueue(t)
+	body := make([]byte, 5*bodyChunk+123)
+	rand.New(rand.NewSource(7)).Read(body)
+	splits := map[string][]int{
+		"whole":              {len(body)},
+		"small":              {7000},
+		"a little, then big": {100, 3*bodyChunk + 5},
+		"chunk by chunk":     {bodyChunk},
+	}
+	sizes := map[int64]string{}
+	for name, pattern := range splits {
+		w, err := q.NewMessage(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rest, i := body, 0; len(rest) > 0; i++ {
+			n := min(pattern[min(i, len(pattern)-1)], len(rest))
+			if _, err := w.Write(rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		if err := w.Commit(env("r@example.net")); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(q.path(dirSeg, w.ID().String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[st.Size()] += name + " "
+	}
+	if len(sizes) != 1 {
+		t.Errorf("segment sizes differ with the writes: %v", sizes)
+	}
+	snap, err := q.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range snap.Messages {
+		if got := readBody(t, q, m); !bytes.Equal(got, body) {
+			t.Errorf("message %s: %d bytes read back, differing from the %d written", m.ID, len(got), len(body))
+		}
+	}
+}
