@@ -350,6 +350,12 @@ func startGW(dir, sink string, routes ...string) (*side, error) {
 
 // startGWControl is startGW with more control files (name: contents).
 func startGWControl(dir, sink string, control map[string]string, routes ...string) (*side, error) {
+	return startGWEnv(dir, sink, control, nil, routes...)
+}
+
+// startGWEnv is startGWControl with more environment for gw-smtpd
+// (QMAILQUEUE=gw-scan): then gw-smtpd's reaped children count as the side's.
+func startGWEnv(dir, sink string, control map[string]string, smtpdEnv []string, routes ...string) (*side, error) {
 	ctl := filepath.Join(dir, "control")
 	q := filepath.Join(dir, "queue")
 	check(os.MkdirAll(ctl, 0o755))
@@ -410,7 +416,7 @@ func startGWControl(dir, sink string, control map[string]string, routes ...strin
 	if err == nil {
 		// -H: the bench measures sessions, not a resolver, and the one of
 		// /etc/resolv.conf may be off the host
-		err = start([]string{"GW_QUEUED=" + sock}, "gw-smtpd", "--control-dir", ctl, "--listen", addr,
+		err = start(append([]string{"GW_QUEUED=" + sock}, smtpdEnv...), "gw-smtpd", "--control-dir", ctl, "--listen", addr,
 			"--concurrency", strconv.Itoa(*smtpdIdle+100), "--per-ip", "0", "-H")
 	}
 	if err == nil {
@@ -429,7 +435,12 @@ func startGWControl(dir, sink string, control map[string]string, routes ...strin
 	return &side{name: "gw", addr: addr, stop: stop,
 		pids:  func() []int { return pids },
 		progs: func() []namedPid { return named },
-		reap:  func() int { return 0 }}, nil
+		reap: func() int {
+			if smtpdEnv == nil {
+				return 0
+			}
+			return pids[len(pids)-1] // gw-smtpd, last started
+		}}, nil
 }
 
 func signalAll(cmd *exec.Cmd, sig string) {
