@@ -9,11 +9,11 @@ import (
 
 // Forged reports whether an incoming header field is one gw-scan writes
 // and outsiders could forge to pass as scanned or clean: X-Spam-*,
-// X-Virus-*, X-GW-Alert and X-GW-Scanned. Rewrite removes them; a trusted
+// X-Virus-*, X-Rspamd-*, X-GW-Alert and X-GW-Scanned. Rewrite removes them; a trusted
 // message (a valid X-GW-Scanned) keeps them, since its scanner wrote them.
 func Forged(name string) bool {
 	n := strings.ToLower(name)
-	return strings.HasPrefix(n, "x-spam-") || strings.HasPrefix(n, "x-virus-") ||
+	return strings.HasPrefix(n, "x-spam-") || strings.HasPrefix(n, "x-virus-") || strings.HasPrefix(n, "x-rspamd-") ||
 		n == "x-gw-alert" || n == "x-gw-scanned"
 }
 

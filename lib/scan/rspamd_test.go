@@ -49,7 +49,8 @@ func TestParseRspamdReply(t *testing.T) {
 }
 
 func TestRewriteDrop(t *testing.T) {
-	in := "Received: one\nX-A: 1\nX-Spam-Flag: YES\nX-A: 2\n long\nSubject: s\nX-A: 3\n\nX-A: body\n"
+	// X-Spam-Flag and X-Rspamd-Status are forgeable verdicts: always dropped.
+	in := "Received: one\nX-A: 1\nX-Spam-Flag: YES\nX-A: 2\n long\nX-Rspamd-Status: no action\nSubject: s\nX-A: 3\n\nX-A: body\n"
 	for _, c := range []struct {
 		drop map[string]int
 		want string
