@@ -13,6 +13,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -29,11 +30,13 @@ import (
 	"gw/lib/scan"
 	"gw/tests/internal/clamdtest"
 	"gw/tests/internal/rspamdtest"
+	"gw/tests/internal/spamdtest"
 )
 
 var (
 	scanPathMessages = flag.Int("scanpath-messages", 600, "messages a figure of the scanned-path bench (0: skip it)")
 	scanPathSessions = flag.Int("scanpath-sessions", 10, "parallel sessions of the scanned-path bench")
+	scanPathSpamd    = flag.Int("scanpath-spamd", 100, "messages a figure through SpamAssassin's spamd, about 10 a second here (0: skip spamd)")
 )
 
 // scanner is a scanner daemon whose CPU is counted apart.
@@ -70,6 +73,20 @@ func scanPathBench(work string) {
 	} else {
 		defer rsp.Stop()
 		scanners = append(scanners, scanner{"rspamd", func() []int { return descendants(rsp.Cmd.Process.Pid) }})
+	}
+	var sa *spamdtest.Spamd
+	if *scanPathSpamd > 0 {
+		// spamd's children run as debian-spamd: its directory is outside
+		// the 0700 work directory too.
+		sdir, _ := os.MkdirTemp("", "gw-bench-spamd-")
+		os.Chmod(sdir, 0o755)
+		defer os.RemoveAll(sdir)
+		if sa, err = spamdtest.Start(sdir, 2, nil); err != nil {
+			fmt.Println("  spamd:", err)
+		} else {
+			defer sa.Stop()
+			scanners = append(scanners, scanner{"spamd", func() []int { return descendants(sa.Cmd.Process.Pid) }})
+		}
 	}
 	scannerCPU := func() time.Duration {
 		var t time.Duration
@@ -111,20 +128,38 @@ func scanPathBench(work string) {
 		row("rspamd alone (/checkv2)", f, err)
 	}
 
+	if sa != nil {
+		c := &scan.Spamd{Addr: sa.Addr, Timeout: 60 * time.Second}
+		f, err := direct(*scanPathSpamd, sess, scannerCPU, func() error {
+			_, err := c.Check(context.Background(), bytes.NewReader(msg), int64(len(msg)))
+			return err
+		})
+		row("spamd alone (SYMBOLS)", f, err)
+	}
+
 	type path struct {
 		name    string
 		control map[string]string
 		wrapper bool
 		proxy   bool
+		n       int
 	}
-	var paths = []path{{"gw-smtpd, no scan", nil, false, false}}
+	var paths = []path{{"gw-smtpd, no scan", nil, false, false, 0}}
 	if clamd != nil {
 		cl := map[string]string{"clamd": clamd.Sock + "\n"}
-		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (clamd)", cl, true, false}, path{"gw-scan proxy (clamd) + gw-smtpd", cl, false, true})
+		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (clamd)", cl, true, false, 0}, path{"gw-scan proxy (clamd) + gw-smtpd", cl, false, true, 0})
 	}
 	if rsp != nil {
 		rc := map[string]string{"rspamd": rsp.Addr + "\n"}
-		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (rspamd)", rc, true, false}, path{"gw-scan proxy (rspamd) + gw-smtpd", rc, false, true})
+		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (rspamd)", rc, true, false, 0}, path{"gw-scan proxy (rspamd) + gw-smtpd", rc, false, true, 0})
+	}
+	if sa != nil {
+		sc := map[string]string{"spamd": sa.Addr + "\n", "scantimeout": "120\n"}
+		if clamd != nil {
+			sc["clamd"] = clamd.Sock + "\n"
+		}
+		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (clamd+spamd)", sc, true, false, *scanPathSpamd},
+			path{"gw-scan proxy (clamd+spamd) + gw-smtpd", sc, false, true, *scanPathSpamd})
 	}
 	for i, p := range paths {
 		pdir := filepath.Join(dir, fmt.Sprintf("gw%d", i))
@@ -146,7 +181,7 @@ func scanPathBench(work string) {
 			row(p.name, pathFigure{}, err)
 			continue
 		}
-		f, err := measurePath(s, msg, n, sess, scannerCPU)
+		f, err := measurePath(s, msg, cmp.Or(p.n, n), sess, scannerCPU)
 		row(p.name, f, err)
 		s.stop()
 		stopSink()
@@ -186,7 +221,7 @@ func scanPathBench(work string) {
 		stopSink()
 		os.RemoveAll(pdir)
 	}
-	fmt.Println("  (own CPU: gw's programs, or Postfix's, a message; scanner: clamd and rspamd a message; amavisd-new: not measured)")
+	fmt.Println("  (own CPU: gw's programs, or Postfix's, a message; scanner: clamd, spamd and rspamd a message; amavisd-new: not measured)")
 }
 
 // scanPathMessage is a plain text message of about size bytes, in lines
