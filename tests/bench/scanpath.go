@@ -106,7 +106,7 @@ func scanPathBench(work string) {
 			fmt.Printf("%-40s failed: %v\n", name, err)
 			return
 		}
-		fmt.Printf("%-40s %8.0f %12.2f %12.2f %8.1f %8.1f\n", name, f.rate, f.ownMs, f.scanMs, f.p50, f.p99)
+		fmt.Printf("%-40s %8.1f %12.2f %12.2f %8.1f %8.1f\n", name, f.rate, f.ownMs, f.scanMs, f.p50, f.p99)
 	}
 
 	// The scanners alone, asked by gw-scan's own clients from sess
