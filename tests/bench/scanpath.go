@@ -172,7 +172,7 @@ func scanPathBench(work string) {
 		if p.wrapper {
 			env = []string{"QMAILQUEUE=" + filepath.Join(*binDir, "gw-scan"), "GW_CONTROL_DIR=" + filepath.Join(pdir, "control")}
 		}
-		s, err := startGWEnv(pdir, sink, p.control, env)
+		s, err := startGWWith(pdir, sink, p.control, env)
 		if err == nil && p.proxy {
 			s, err = scanProxySide(pdir, s, p.control)
 		}

@@ -350,12 +350,11 @@ func startGW(dir, sink string, routes ...string) (*side, error) {
 
 // startGWControl is startGW with more control files (name: contents).
 func startGWControl(dir, sink string, control map[string]string, routes ...string) (*side, error) {
-	return startGWEnv(dir, sink, control, nil, routes...)
+	return startGWWith(dir, sink, control, nil, routes...)
 }
 
-// startGWEnv is startGWControl with more environment for gw-smtpd
-// (QMAILQUEUE=gw-scan): then gw-smtpd's reaped children count as the side's.
-func startGWEnv(dir, sink string, control map[string]string, smtpdEnv []string, routes ...string) (*side, error) {
+// startGWWith is startGWControl with gw-smtpd's extra environment.
+func startGWWith(dir, sink string, control map[string]string, smtpdEnv []string, routes ...string) (*side, error) {
 	ctl := filepath.Join(dir, "control")
 	q := filepath.Join(dir, "queue")
 	check(os.MkdirAll(ctl, 0o755))
@@ -435,12 +434,9 @@ func startGWEnv(dir, sink string, control map[string]string, smtpdEnv []string, 
 	return &side{name: "gw", addr: addr, stop: stop,
 		pids:  func() []int { return pids },
 		progs: func() []namedPid { return named },
-		reap: func() int {
-			if smtpdEnv == nil {
-				return 0
-			}
-			return pids[len(pids)-1] // gw-smtpd, last started
-		}}, nil
+		// gw-smtpd's reaped children (gw-scan as QMAILQUEUE) are the
+		// side's; a gw-smtpd that runs none adds nothing.
+		reap: func() int { return pids[len(pids)-1] }}, nil
 }
 
 func signalAll(cmd *exec.Cmd, sig string) {
