@@ -30,6 +30,8 @@ opendkim        # gw-smtpd milter tests: OpenDKIM signing and verifying through 
 opendmarc       # gw-smtpd milter tests: OpenDMARC's Authentication-Results and RejectFailures
 clamav-milter   # gw-smtpd milter tests: clamav-milter on the clamd the tests start
 rspamd          # gw-scan e2e tests: rspamd's normal worker on loopback, the tests' own configuration, no redis
+amavisd-new     # make bench: the seeds' pipeline, Postfix → amavisd-new (clamd, SpamAssassin) → Postfix, a private instance
+spamassassin    # amavisd-new's spam checks: Mail::SpamAssassin loaded in amavisd's own processes
 "
 
 want=$(printf '%s\n' "$packages" | sed 's/#.*//' | tr -s ' \n' '\n' | sed '/^$/d')

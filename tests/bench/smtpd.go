@@ -200,12 +200,22 @@ func measureSide(s *side, size, sess, n int) (figure, error) {
 // settle waits until the side has used no CPU for 300 ms (its queue is
 // delivered), at most limit.
 func settle(s *side, limit time.Duration) {
+	settleOn(func() time.Duration { return sideCPU(s) }, limit)
+}
+
+// settleQuiet is how long settleOn's processes stay idle before it
+// returns: the last of their work ended about that long before.
+const settleQuiet = 300 * time.Millisecond
+
+// settleOn waits until cpu has grown by no more than 10 ms in each of
+// three 100 ms ticks, at most limit.
+func settleOn(cpu func() time.Duration, limit time.Duration) {
 	deadline := time.Now().Add(limit)
-	last := sideCPU(s)
+	last := cpu()
 	quiet := 0
 	for time.Now().Before(deadline) && quiet < 3 {
 		time.Sleep(100 * time.Millisecond)
-		now := sideCPU(s)
+		now := cpu()
 		if now-last <= 10*time.Millisecond {
 			quiet++
 		} else {
@@ -456,6 +466,12 @@ func postfixVersion() string {
 // startPostfix sets up and starts a private Postfix in dir: its smtpd on
 // a loopback port, relaying everything to sink.
 func startPostfix(dir, sink string, extra ...string) (*side, error) {
+	return startPostfixMaster(dir, sink, "", extra...)
+}
+
+// startPostfixMaster is startPostfix with more master.cf services
+// (masterExtra, lines as master.cf has them).
+func startPostfixMaster(dir, sink, masterExtra string, extra ...string) (*side, error) {
 	if os.Getuid() != 0 {
 		return nil, errors.New("postfix -c needs root")
 	}
@@ -500,7 +516,7 @@ func startPostfix(dir, sink string, extra ...string) (*side, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(conf, "master.cf"), []byte(master), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(conf, "master.cf"), []byte(master+masterExtra), 0o644); err != nil {
 		return nil, err
 	}
 	postfix := func(args ...string) error {
