@@ -149,7 +149,9 @@ func read(c *cli.Context) (reps []qstat.Report, errs []error, err error) {
 	return reps, errs, nil
 }
 
-func warn(c *cli.Context, msg string) { fmt.Fprintf(c.App.ErrWriter, "%s: warning: %s\n", c.App.Name, msg) }
+func warn(c *cli.Context, msg string) {
+	fmt.Fprintf(c.App.ErrWriter, "%s: warning: %s\n", c.App.Name, msg)
+}
 
 type format func(w io.Writer, reps []qstat.Report, c *cli.Context) error
 
