@@ -147,9 +147,14 @@ type Setting struct {
 }
 
 // Settings returns every registered setting of d, in name order: the value
-// read from its file, or its default. A file that cannot be read is an
-// error, as it is to the programs.
+// read from its file, or its default; a default of "me" is shown as the
+// host's name it stands for. A file that cannot be read is an error, as it
+// is to the programs.
 func (d Dir) Settings() ([]Setting, error) {
+	me, hasMe, err := d.line("me")
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Setting, 0, len(Registry))
 	for _, f := range Registry {
 		s := Setting{File: f, Value: f.Default}
@@ -181,6 +186,9 @@ func (d Dir) Settings() ([]Setting, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if !s.Set && f.Default == "me" && hasMe {
+			s.Value = me
 		}
 		if s.Set && f.Secret() {
 			s.Value = "(set, not shown)"
