@@ -24,12 +24,14 @@ import (
 type config struct {
 	queue, control, root, instance string
 	grace                          time.Duration
+	explain                        bool
 }
 
 func main() {
 	var c config
 	app := program.New("gw-send", "deliver the messages of a gw queue")
-	app.UsageText = "gw-send [--instance NAME [--root DIR]] [--queue DIR] [--control-dir DIR]"
+	app.UsageText = "gw-send [--instance NAME [--root DIR]] [--queue DIR] [--control-dir DIR]\n" +
+		"   gw-send [--instance NAME [--root DIR]] [--control-dir DIR] --explain ADDRESS..."
 	app.Flags = []cli.Flag{
 		&cli.StringFlag{Name: "queue", Usage: "run the queue directory `DIR` (default ./queue)", Destination: &c.queue},
 		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR` (default ./control)", Destination: &c.control},
@@ -37,12 +39,26 @@ func main() {
 		&cli.StringFlag{Name: "instance", Usage: "run the instance `NAME` under the root", Destination: &c.instance},
 		&cli.DurationFlag{Name: "stop-grace", Usage: "on SIGTERM, let deliveries run this long before aborting them",
 			Value: 30 * time.Second, Destination: &c.grace},
+		&cli.BoolFlag{Name: "explain", Usage: "print where mail to each ADDRESS would go: route, MX hosts, TLS; deliver nothing",
+			Destination: &c.explain},
 	}
-	app.Action = func(*cli.Context) error { return run(c) }
+	app.Action = func(ctx *cli.Context) error {
+		c.paths()
+		if c.explain {
+			return explain(os.Stdout, c, ctx.Args().Slice())
+		}
+		if ctx.NArg() > 0 {
+			return program.Fail(program.ExitPermanent, "usage: unexpected argument %q (addresses go with --explain)", ctx.Args().First())
+		}
+		return run(c)
+	}
 	program.Run(app)
 }
 
-func run(c config) error {
+// paths fills in the queue and control directories: those given, else
+// the instance's, else ./queue and ./control as a service's run script,
+// started in the instance's directory, finds them.
+func (c *config) paths() {
 	base := "."
 	if c.instance != "" {
 		base = filepath.Join(c.root, c.instance)
@@ -53,6 +69,9 @@ func run(c config) error {
 	if c.control == "" {
 		c.control = filepath.Join(base, "control")
 	}
+}
+
+func run(c config) error {
 	// Started as root (by hand), it runs as the queue's owner, as its
 	// service does: a journal written as root would stop the service.
 	if _, _, err := privilege.BecomeOwnerOf(c.queue); err != nil {
