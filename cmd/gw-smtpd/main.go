@@ -50,7 +50,7 @@ func run(c *config) error {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
 	}
 	if c.implicitTLS && cfg.TLS == nil {
-		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem")
+		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem, and one that loads")
 	}
 	standalone, err := c.Standalone()
 	if err != nil {

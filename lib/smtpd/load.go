@@ -100,8 +100,11 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 	}
 	cert := filepath.Join(string(dir), "servercert.pem")
 	if _, err := os.Stat(cert); err == nil {
+		// A certificate that does not load turns STARTTLS off, loudly:
+		// refusing to start would take the whole listener down, and mail
+		// with it, over what only the TLS-willing clients need.
 		if c.TLS, err = TLSConfig(cert); err != nil {
-			return nil, err
+			log.Alert("tls_off", "reason", "certificate does not load", "err", err)
 		}
 	}
 	return c, nil
