@@ -9,6 +9,11 @@
 // Values are quoted when they hold a space, a quote, '=' or are empty, and
 // every byte outside printable ASCII is escaped, because peers choose the
 // bytes that end up in logs.
+//
+// An error is logged under the key err, in every program, so that one
+// grep finds them all:
+//
+//	warning journal qid=0669a1b2c3d4e err="fsync: input/output error"
 package logline
 
 import (

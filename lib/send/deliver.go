@@ -145,7 +145,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			scancel()
 			// A 5xx greeting or EHLO is an answer about this host, not
 			// the message: the next one is tried as for no answer.
-			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
+			s.log.Info("connect", "qid", j.id, "host", h.String(), "err", err)
 			lastErr = err
 			continue
 		}
@@ -182,7 +182,7 @@ func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tl
 		if j.ctx.Err() != nil {
 			return "", false, false
 		}
-		s.log.Info("reuse_failed", "qid", j.id, "host", ps.host.String(), "error", out[0].err)
+		s.log.Info("reuse_failed", "qid", j.id, "host", ps.host.String(), "err", out[0].err)
 	}
 }
 
@@ -342,7 +342,7 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			}
 		}
 		if err != nil {
-			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "error", err)
+			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "err", err)
 		}
 		fields := []any{"qid", j.id, "rcpt", rc.Address, "dest", j.dest, "host", firstNonEmpty(o.host, host),
 			"tls", yesNo(tlsOn), "result", result}
@@ -352,12 +352,12 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 		s.log.Info("delivery", append(fields, "reply", strings.TrimSpace(reply))...)
 	}
 	if err := s.r.Sync(); err != nil {
-		s.log.Alert("sync", "qid", j.id, "error", err)
+		s.log.Alert("sync", "qid", j.id, "err", err)
 		return
 	}
 	if len(delayed) > 0 {
 		if err := s.warn(m, delayed); err != nil {
-			s.log.Warning("delay_warning", "qid", j.id, "error", err)
+			s.log.Warning("delay_warning", "qid", j.id, "err", err)
 		}
 	}
 }

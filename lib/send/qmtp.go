@@ -48,7 +48,7 @@ func (s *Sender) transactQMTP(j *job, m *queue.Message, cfg *Config, out []outco
 		}
 		sess, derr := deliver.DialQMTP(j.ctx, h, dcfg)
 		if derr != nil {
-			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", derr)
+			s.log.Info("connect", "qid", j.id, "host", h.String(), "err", derr)
 			err = derr
 			continue
 		}
