@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -20,20 +21,25 @@ import (
 )
 
 func main() {
-	var queueDir, socket string
-	var mode int
+	var queueDir, socket, mode string
 	app := program.New("gw-queued", "put messages into a gw queue for listeners on a unix socket")
 	app.Flags = []cli.Flag{
 		&cli.StringFlag{Name: "queue", Usage: "the queue `DIR`", EnvVars: []string{"GW_QUEUE"},
 			Value: "/var/gw/main/queue", Destination: &queueDir},
 		&cli.StringFlag{Name: "socket", Usage: "listen on `PATH` (default: DIR/lock/inject.sock)", Destination: &socket},
-		&cli.IntFlag{Name: "mode", Usage: "permissions of the socket, octal `MODE`", Value: 0o660, Destination: &mode},
+		// A string read as octal, as chmod reads it: an IntFlag would take
+		// "660" as decimal and show its default as 432.
+		&cli.StringFlag{Name: "mode", Usage: "permissions of the socket, octal `MODE`", Value: "0660", Destination: &mode},
 	}
 	app.Action = func(c *cli.Context) error {
 		if socket == "" {
 			socket = filepath.Join(queueDir, "lock", "inject.sock")
 		}
-		return serve(queueDir, socket, os.FileMode(mode))
+		m, err := strconv.ParseUint(mode, 8, 32)
+		if err != nil || m > 0o777 {
+			return program.Fail(program.ExitPermanent, "usage: --mode %q: want octal permissions such as 0660", mode)
+		}
+		return serve(queueDir, socket, os.FileMode(m))
 	}
 	program.Run(app)
 }
