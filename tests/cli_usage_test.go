@@ -62,3 +62,47 @@ func TestQueuedModeOctal(t *testing.T) {
 		t.Errorf("--mode 999: %v: %s", err, out)
 	}
 }
+
+// TestQueueToolsTakeInstance: the queue tools an admin types take
+// --root and --instance as gw-qstat and gw-send do, not only --queue.
+func TestQueueToolsTakeInstance(t *testing.T) {
+	root := workDir(t)
+	if _, errs, code := gwInstanceRun(t, root, "create", "main", "--me", "gw.test"); code != 0 {
+		t.Fatalf("create: %s", errs)
+	}
+	qdir := root + "/main/queue"
+	id, err := qstatInject(qdir, "a@example.org", "b@example.net", "Subject: x\n\nx\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// $ gw-qctl --root R --instance main hold QID
+	out, err := exec.Command(bin("gw-qctl"), "--root", root, "--instance", "main", "--wait", "1s", "hold", id).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gw-qctl --instance: %v: %s", err, out)
+	}
+	list, _ := qstatRun(t, nil, 0, "list", "--root", root, "--instance", "main")
+	if !strings.Contains(list, "#"+id+" ") || !strings.Contains(list, " held") {
+		t.Errorf("gw-qctl --instance main hold did not hold %s:\n%s", id, list)
+	}
+	out, err = exec.Command(bin("gw-qctl"), "--queue", qdir, "--instance", "main", "release", id).CombinedOutput()
+	if exitCode(err) != 100 || !strings.Contains(string(out), "--queue and --instance exclude each other") {
+		t.Errorf("gw-qctl --queue --instance: %v: %s", err, out)
+	}
+
+	// $ gw-queued --root R --instance main: the instance's queue.
+	sock := root + "/main/queue/lock/t.sock"
+	cmd := exec.Command(bin("gw-queued"), "--root", root, "--instance", "main", "--socket", sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("gw-queued --instance main made no socket %s", sock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -21,17 +21,28 @@ import (
 )
 
 func main() {
-	var queueDir, socket, mode string
+	var queueDir, socket, mode, root, inst string
 	app := program.New("gw-queued", "put messages into a gw queue for listeners on a unix socket")
 	app.Flags = []cli.Flag{
 		&cli.StringFlag{Name: "queue", Usage: "the queue `DIR`", EnvVars: []string{"GW_QUEUE"},
 			Value: "/var/gw/main/queue", Destination: &queueDir},
+		&cli.StringFlag{Name: "root", Usage: "instances live under `DIR`", Value: "/var/gw", Destination: &root},
+		&cli.StringFlag{Name: "instance", Usage: "serve the queue of the instance `NAME` under the root", Destination: &inst},
 		&cli.StringFlag{Name: "socket", Usage: "listen on `PATH` (default: DIR/lock/inject.sock)", Destination: &socket},
 		// A string read as octal, as chmod reads it: an IntFlag would take
 		// "660" as decimal and show its default as 432.
 		&cli.StringFlag{Name: "mode", Usage: "permissions of the socket, octal `MODE`", Value: "0660", Destination: &mode},
 	}
 	app.Action = func(c *cli.Context) error {
+		if inst != "" {
+			if inst == "." || inst == ".." || filepath.Base(inst) != inst {
+				return program.Fail(program.ExitPermanent, "usage: bad instance name %q", inst)
+			}
+			if c.IsSet("queue") && os.Getenv("GW_QUEUE") != queueDir {
+				return program.Fail(program.ExitPermanent, "usage: --queue and --instance exclude each other")
+			}
+			queueDir = filepath.Join(root, inst, "queue")
+		}
 		if socket == "" {
 			socket = filepath.Join(queueDir, "lock", "inject.sock")
 		}
