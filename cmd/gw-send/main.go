@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/logline"
+	"gw/lib/metrics"
 	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qstat"
@@ -25,6 +26,7 @@ type config struct {
 	queue, control, root, instance string
 	grace                          time.Duration
 	explain                        bool
+	metrics                        string
 }
 
 func main() {
@@ -39,6 +41,7 @@ func main() {
 		&cli.StringFlag{Name: "instance", Usage: "run the instance `NAME` under the root", Destination: &c.instance},
 		&cli.DurationFlag{Name: "stop-grace", Usage: "on SIGTERM, let deliveries run this long before aborting them",
 			Value: 30 * time.Second, Destination: &c.grace},
+		metrics.Flag(&c.metrics),
 		&cli.BoolFlag{Name: "explain", Usage: "print where mail to each ADDRESS would go: route, MX hosts, TLS; deliver nothing",
 			Destination: &c.explain},
 	}
@@ -72,6 +75,9 @@ func (c *config) paths() {
 }
 
 func run(c config) error {
+	if err := metrics.Start("gw-send", c.metrics, logline.Stderr); err != nil {
+		return program.Fail(program.ExitPermanent, "%v", err)
+	}
 	// Started as root (by hand), it runs as the queue's owner, as its
 	// service does: a journal written as root would stop the service.
 	if _, _, err := privilege.BecomeOwnerOf(c.queue); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"gw/lib/dns"
 	"gw/lib/logline"
+	"gw/lib/metrics"
 	"gw/lib/program"
 	"gw/lib/smtpd"
 	"gw/lib/tcpserver"
@@ -23,6 +24,7 @@ type config struct {
 	checkpw, greylistDB, calloutCache  string
 	implicitTLS                        bool
 	remoteHost, noRemoteHost, paranoid bool
+	metrics                            string
 }
 
 func main() {
@@ -34,6 +36,7 @@ func main() {
 		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
 		&cli.StringFlag{Name: "callout-cache", Usage: "cache recipient callout answers in the bbolt `FILE`", Destination: &c.calloutCache},
+		metrics.Flag(&c.metrics),
 	}...)
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
@@ -56,9 +59,16 @@ func run(c *config) error {
 	if err != nil {
 		return program.Fail(program.ExitPermanent, "%v", err)
 	}
+	if !standalone && c.metrics != "" {
+		return program.Fail(program.ExitPermanent, "usage: --metrics goes with --listen: under tcpserver a process lives one session")
+	}
 	if !standalone {
 		smtpd.Serve(tcpserver.StdioConn(), cfg, tcpserver.ClientFromEnv(os.LookupEnv))
 		return nil
+	}
+	// Bound before tcpserver.Bind drops the privileges.
+	if err := metrics.Start("gw-smtpd", c.metrics, log); err != nil {
+		return program.Fail(program.ExitPermanent, "%v", err)
 	}
 	lns, err := tcpserver.Bind(c.Listen.Value(), c.User, log)
 	if err != nil {
