@@ -104,13 +104,15 @@ func (s *smtpSink) rcptArgs() []string {
 // insidePostfix is a private Postfix instance playing the inside host a
 // gateway delivers to: it trusts the gateway (mynetworks 127.0.0.0/8),
 // forwards gw.test to the mailbox host and victim.test to the victim, both
-// smtp-sinks, and refuses every other destination.
+// smtp-sinks, and refuses every other destination. A test may change
+// that with main.cf lines of its own (extra), which replace the default
+// ones.
 type insidePostfix struct {
 	dir, addr      string
 	inside, victim *smtpSink
 }
 
-func startInsidePostfix(t *testing.T) *insidePostfix {
+func startInsidePostfix(t *testing.T, extra ...string) *insidePostfix {
 	t.Helper()
 	need(t, "postfix")
 	if os.Getuid() != 0 {
@@ -154,6 +156,10 @@ smtp_dns_support_level = disabled
 smtputf8_enable = no
 `, dir, host(p.inside.addr), port(p.inside.addr), host(p.victim.addr), port(p.victim.addr))
 	os.WriteFile(filepath.Join(etc, "master.cf"), master, 0o644)
+	for _, l := range extra {
+		name, _, _ := strings.Cut(l, "=")
+		mainCF = regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(strings.TrimSpace(name))+` =.*\n`).ReplaceAllString(mainCF, "") + l + "\n"
+	}
 	os.WriteFile(filepath.Join(etc, "main.cf"), []byte(mainCF), 0o644)
 	if out, err := exec.Command("postfix", "-c", etc, "start").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))

@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -309,12 +310,19 @@ type badAddress struct {
 	err    error
 }
 
-func (e *badAddress) Error() string {
-	status := "5.1.3"
+func (e *badAddress) Error() string { return e.Reason() + " (#" + e.Status() + ")" }
+
+// Reason is the failure without its status.
+func (e *badAddress) Reason() string {
+	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v", e.role(), e.addr, e.err)
+}
+
+// Status is the failure's enhanced status code.
+func (e *badAddress) Status() string {
 	if e.sender {
-		status = "5.1.7"
+		return "5.1.7"
 	}
-	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v (#%s)", e.role(), e.addr, e.err, status)
+	return "5.1.3"
 }
 
 // Unwritable returns the permanent failure of stored address addr when no
@@ -392,11 +400,11 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	}
 	if utf8 {
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
-			return nil, &Reply{Code: 553, Enhanced: "5.6.7", Text: "5.6.7 server does not offer SMTPUTF8, needed for this message", Host: s.host}
+			return nil, &Reply{Code: 553, Enhanced: "5.6.7", Own: true, Text: "5.6.7 server does not offer SMTPUTF8, needed for this message", Host: s.host}
 		}
 	}
 	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && size > int64(max) {
-		return nil, &Reply{Code: 552, Enhanced: "5.3.4", Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
+		return nil, &Reply{Code: 552, Enhanced: "5.3.4", Own: true, Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
 	}
 	opts := &smtp.MailOptions{Size: size, UTF8: utf8}
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
@@ -469,8 +477,12 @@ func (d *smtpDelivery) AddRcpt(to string) error {
 	return nil
 }
 
-// Body sends DATA and then the message, through go-smtp's DotWriter
-// (LF to CRLF, dot-stuffing) after gw's lineEnds (lone CR to a space).
+// Body sends DATA and then the message. gw writes the message's lines
+// to the connection itself (dataWriter: CRLF line ends, dot-stuffing,
+// lone CR to a space) in large blocks, and only the last line end through
+// go-smtp's DotWriter, byte by byte: the writer stands at a line end then,
+// and Commit's close writes the final dot. The DotWriter's bufio.Writer
+// was flushed with the DATA command, so the two never interleave.
 // It does not end the data: Commit does.
 func (d *smtpDelivery) Body(r io.Reader) error {
 	if d.err != nil {
@@ -495,12 +507,14 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	}
 	d.w = w
 	d.inData = true
-	le := &lineEnds{w: w}
-	buf := make([]byte, 32<<10)
+	bufs := dataBufs.Get().(*dataBuffers)
+	defer dataBufs.Put(bufs)
+	dw := &dataWriter{w: d.s.kw, buf: bufs.out[:0]}
+	buf := bufs.in
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
-			if _, err := le.Write(buf[:n]); err != nil {
+			if _, err := dw.Write(buf[:n]); err != nil {
 				d.s.Kill()
 				return &ConnError{Host: d.s.host, Err: err, Stage: StageData}
 			}
@@ -515,12 +529,25 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 			return fmt.Errorf("reading the stored message: %w", rerr)
 		}
 	}
-	if err := le.Close(); err != nil {
+	err = dw.Close()
+	if err == nil {
+		_, err = io.WriteString(w, "\n")
+	}
+	if err != nil {
 		d.s.Kill()
 		return &ConnError{Host: d.s.host, Err: err, Stage: StageData}
 	}
 	return nil
 }
+
+// dataBuffers are what Body reads the stored message into and gathers
+// its wire form in; kept in dataBufs for the next message, so that a
+// delivery does not allocate (and zero) them.
+type dataBuffers struct{ in, out []byte }
+
+var dataBufs = sync.Pool{New: func() any {
+	return &dataBuffers{in: make([]byte, 64<<10), out: make([]byte, 0, dataWriterSize)}
+}}
 
 // DataSent reports whether the message body began to go out: from then
 // on a lost connection may have delivered it, so gw-send must not send it

@@ -129,8 +129,8 @@ func writeEnvelope(bw *bufio.Writer, r Report, m *queue.Message) {
 			line += " possible-duplicate"
 		}
 		bw.WriteString(line + "\n")
-		if rc.LastError != "" {
-			bw.WriteString("recipient error: " + safe(rc.LastError) + "\n")
+		if e := rc.LastError(); e != "" {
+			bw.WriteString("recipient error: " + safe(e) + "\n")
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"strings"
 
 	"gw/lib/bounce"
 	"gw/lib/envelope"
@@ -85,25 +84,13 @@ func (s *Sender) bounce(m *queue.Message, failed []queue.Recipient) error {
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: to, QueueID: m.ID.String(),
 		Arrival: m.Arrival, Date: s.now(), Double: double}
 	for _, rc := range failed {
-		rep.Recipients = append(rep.Recipients, bounce.Recipient{Address: rc.Address, Action: "failed",
-			Status: bounce.Status(rc.LastError, true), RemoteMTA: remoteHost(rc.LastError), Diagnostic: rc.LastError})
+		rep.Recipients = append(rep.Recipients, dsnRecipient(rc, "failed"))
 	}
 	kind := "bounce"
 	if double {
 		kind = "doublebounce"
 	}
 	return s.report(m, &rep, from, kind, len(failed))
-}
-
-// remoteHost is the name of the server named in a recipient's last error
-// ("name[addr]:port said: …"), or "": a DSN's Remote-MTA is a DNS name
-// (RFC 3464 2.3.5).
-func remoteHost(lastErr string) string {
-	if host, _, ok := strings.Cut(lastErr, " said: "); ok {
-		name, _, _ := strings.Cut(host, "[")
-		return name
-	}
-	return ""
 }
 
 // report injects DSN rep about message m from envelope sender from to

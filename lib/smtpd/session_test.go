@@ -15,6 +15,7 @@ import (
 	"gw/lib/handoff"
 	"gw/lib/logline"
 	"gw/lib/relay"
+	"gw/lib/smtpserver"
 )
 
 // recordingInjector keeps what it is given; code is the exit code it
@@ -159,12 +160,12 @@ func TestRecipientPolicy(t *testing.T) {
 		{"double trailing dot", false, "<u@example.com..>", "501 5.1.3"},
 		{"suffix trick", false, "<u@evilexample.com>", "553 5.7.1"},
 		{"postmaster without domain", false, "<Postmaster>", "250 2.0.0"},
-		{"other user without domain", false, "<root>", "501 5.5.2"},
-		{"null recipient", false, "<>", "501 5.5.2"},
+		{"other user without domain", false, "<root>", "501 5.1.3"},
+		{"null recipient", false, "<>", "501 5.1.3"},
 		{"badrcptto", false, "<nobody@example.com>", "553 5.7.1"},
 		{"non-ascii", false, "<ü@example.com>", "553 5.6.7"},
 		{"no brackets", false, "u@example.com", "250 2.0.0"},
-		{"params refused", false, "<u@example.com> NOTIFY=NEVER", "504 5.5.4"},
+		{"params refused", false, "<u@example.com> NOTIFY=NEVER", "555 5.5.4"},
 		{"relay client, other domain", true, "<u@evil.example>", "250 2.0.0"},
 		{"relay client, literal", true, "<u@[192.0.2.1]>", "250 2.0.0"},
 		{"relay client, bad syntax", true, "<u@@evil>", "501 5.1.3"},
@@ -189,8 +190,8 @@ func TestSenderPolicy(t *testing.T) {
 		{"<SPAMMER@Bad.Example>", "250 2.0.0", "553 5.7.1"},
 		{"<x@worse.example>", "250 2.0.0", "553 5.7.1"},
 		{"<x@a.spam.example>", "250 2.0.0", "553 5.7.1"},
-		{"<postmaster>", "501 5.5.2", "503 5.5.1"},
-		{"<a b@c.example>", "501 5.5.2", "503 5.5.1"},
+		{"<postmaster>", "553 5.1.7", "503 5.5.1"},
+		{"<a b@c.example>", "553 5.1.7", "503 5.5.1"},
 		{"<s@sender.example> SIZE=100", "250 2.0.0", "250 2.0.0"},
 		{"<s@sender.example> SIZE=99999999", "552 5.3.4", "503 5.5.1"},
 		{"<s@sender.example> AUTH=<>", "250 2.0.0", "250 2.0.0"},
@@ -395,8 +396,8 @@ func FuzzSession(f *testing.F) {
 	})
 }
 
-// TestSizeRefusalLogged: go-smtp refuses MAIL SIZE= over databytes
-// before the session hears of it; the refusal is logged all the same.
+// TestSizeRefusalLogged: the core refuses MAIL SIZE= over databytes
+// before the policy hears of it; the refusal is logged all the same.
 func TestSizeRefusalLogged(t *testing.T) {
 	var log syncBuffer
 	cfg := testConfig()
@@ -406,7 +407,7 @@ func TestSizeRefusalLogged(t *testing.T) {
 	if got, want := codes(r), "220,250,552 5.3.4,221 2.0.0"; got != want {
 		t.Fatalf("%s, want %s", got, want)
 	}
-	if !strings.Contains(log.String(), "info mail sid=") || !strings.Contains(log.String(), "from=s@sender.example result=reject reason=size code=552") {
+	if !strings.Contains(log.String(), "info refused sid=") || !strings.Contains(log.String(), "cmd=MAIL code=552 reason=size") {
 		t.Errorf("no mail refusal in the log:\n%s", log.String())
 	}
 }
@@ -438,5 +439,29 @@ func TestDoubleBounceSenderQueued(t *testing.T) {
 	defer inj.mu.Unlock()
 	if len(inj.msgs) != 1 || inj.msgs[0].env.Sender != "#@[]" {
 		t.Fatalf("queued %+v, want one message from #@[]", inj.msgs)
+	}
+}
+
+// TestMailTimeFields: header fields a check at MAIL or RCPT adds go on
+// top of the message, below gw-smtpd's Received line.
+func TestMailTimeFields(t *testing.T) {
+	inj := &recordingInjector{}
+	s := &session{cfg: testConfig(), cl: Client{Injector: inj}, id: "test", log: func(string, string, ...any) {}}
+	ss := &smtpserver.Session{Mail: &smtpserver.Mail{Prepend: []string{"Received-SPF: pass (test)\n"}}}
+	s.ss = ss
+	s.rcpts = []string{"u@example.com"}
+	w, r := s.Data(ss)
+	if r != nil {
+		t.Fatal(r)
+	}
+	io.WriteString(w, "Subject: x\n\nbody\n")
+	if r := s.DataEnd(ss, &smtpserver.Message{Size: 17}); r == nil || r.Code != 250 {
+		t.Fatalf("DataEnd: %v", r)
+	}
+	if len(inj.msgs) != 1 {
+		t.Fatalf("%d messages", len(inj.msgs))
+	}
+	if _, rest, _ := strings.Cut(inj.msgs[0].body, "\nReceived-SPF:"); rest != " pass (test)\nSubject: x\n\nbody\n" || !strings.HasPrefix(inj.msgs[0].body, "Received: from ") {
+		t.Errorf("queued %q", inj.msgs[0].body)
 	}
 }

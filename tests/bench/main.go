@@ -43,7 +43,7 @@ var sections = []struct {
 	run  func(work string)
 }{
 	{"queue", queueBench},
-	{"send", benchSend},
+	{"relay", benchSend},
 	{"backlog", backlogBench},
 	{"qstat", func(work string) {
 		if *qstatN > 0 {
