@@ -1,6 +1,7 @@
 package control
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"sort"
@@ -83,6 +84,12 @@ func TestManPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if *updateMan {
+		page = []byte(withFiles(string(page)))
+		if err := os.WriteFile("../../man/gw-control.5", page, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	_, files, _ := strings.Cut(string(page), "\n.Sh FILES\n")
 	files, _, _ = strings.Cut(files, "\n.Sh ")
 	entries := map[string]string{}
@@ -119,4 +126,30 @@ func TestManPage(t *testing.T) {
 	if !sort.StringsAreSorted(order) {
 		t.Errorf("gw-control.5: entries out of name order: %v", order)
 	}
+}
+
+var updateMan = flag.Bool("update-man", false, "rewrite the FILES list of man/gw-control.5 from the registry")
+
+// withFiles returns page with its FILES list written from the registry:
+// go test -update-man after adding a control file, then read the diff and
+// edit the prose around the list if needed.
+func withFiles(page string) string {
+	head, rest, _ := strings.Cut(page, "\n.Sh FILES\n")
+	_, tail, _ := strings.Cut(rest, "\n.Sh ")
+	var b strings.Builder
+	b.WriteString(head + "\n.Sh FILES\nEach entry gives the kind, the default and the programs that read the\nfile.\n.Bl -tag -width Ds\n")
+	for _, f := range Registry {
+		doc := strings.ToUpper(f.Doc[:1]) + f.Doc[1:]
+		b.WriteString(".It Pa " + f.Name + "\n" + strings.ReplaceAll(doc, `\`, `\e`) + ".\n.br\n")
+		b.WriteString("Kind: " + f.Kind.String() + ".\nDefault: " + f.Default + ".\nRead by:\n")
+		for i, p := range f.Programs {
+			sep := " ,"
+			if i == len(f.Programs)-1 {
+				sep = " ."
+			}
+			b.WriteString(".Xr " + p + " 8" + sep + "\n")
+		}
+	}
+	b.WriteString(".El\n.Sh " + tail)
+	return b.String()
 }
