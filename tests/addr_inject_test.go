@@ -112,14 +112,21 @@ type insidePostfix struct {
 	inside, victim *smtpSink
 }
 
+// startInsidePostfix starts one at a loopback address of its own.
 func startInsidePostfix(t *testing.T, extra ...string) *insidePostfix {
+	t.Helper()
+	return startInsidePostfixAt(t, loopbackAddr(t), extra...)
+}
+
+// startInsidePostfixAt is startInsidePostfix listening at addr.
+func startInsidePostfixAt(t *testing.T, addr string, extra ...string) *insidePostfix {
 	t.Helper()
 	need(t, "postfix")
 	if os.Getuid() != 0 {
 		t.Fatal("a private Postfix instance needs root to start")
 	}
 	dir := workDir(t)
-	p := &insidePostfix{dir: dir, addr: loopbackAddr(t),
+	p := &insidePostfix{dir: dir, addr: addr,
 		inside: startSMTPSink(t, filepath.Join(dir, "inside")), victim: startSMTPSink(t, filepath.Join(dir, "victim"))}
 	etc, data := filepath.Join(dir, "etc"), filepath.Join(dir, "data")
 	for _, d := range []string{etc, data, filepath.Join(dir, "spool")} {

@@ -18,6 +18,7 @@ import (
 
 	"gw/lib/mailbox"
 	"gw/lib/route"
+	"gw/lib/tlspolicy"
 )
 
 // Limits on what a server may send back, so a hostile one cannot make the
@@ -43,6 +44,9 @@ type Config struct {
 	TLS   *tls.Config
 	NoTLS bool
 	LMTP  bool
+	// Policy is what TLS this server must get (tlsauth.go); nil is
+	// "may", or "none" with NoTLS.
+	Policy *TLSPolicy
 	// TLSFailed, when set, hears of every TLS failure: gw-send logs it.
 	TLSFailed func(*TLSFailure)
 }
@@ -57,6 +61,8 @@ type smtpSession struct {
 	c    *smtp.Client
 	kw   *ehloKeywords // what c reads and writes through
 	tls  bool
+	// state is the session's TLS as negotiated, with its policy level.
+	state TLSState
 	// tlsFailed is why this session is in the clear although the server
 	// offered STARTTLS (nil if it is not): its temporary errors say so.
 	tlsFailed *TLSFailure
@@ -82,6 +88,11 @@ func Dial(ctx context.Context, h route.Host, cfg Config) (Session, error) {
 	var tf *TLSFailure
 	if errors.As(err, &tf) && !cfg.NoTLS {
 		cfg.reportTLS(tf)
+		if cfg.policy().required() {
+			// The policy wants TLS (or the certificate DNSSEC names):
+			// never the clear. The mail waits for the server.
+			return nil, err
+		}
 		cfg.NoTLS = true
 		return dialOnce(ctx, h, cfg, tf)
 	}
@@ -141,10 +152,15 @@ func (s *smtpSession) open(name string) error {
 	if err := s.hello(); err != nil {
 		return s.fail(err, StageHello)
 	}
-	if s.cfg.NoTLS || s.cfg.LMTP {
+	p := s.cfg.policy()
+	s.state.Level = p.Level
+	if s.cfg.NoTLS || s.cfg.LMTP || p.Level == tlspolicy.None {
 		return nil
 	}
 	if ok, _ := s.c.Extension("STARTTLS"); !ok {
+		if p.required() {
+			return s.tlsFailure("starttls", "STARTTLS not offered, and level "+p.Level.String()+" requires TLS", StatusNoTLS)
+		}
 		return nil
 	}
 	// go-smtp starts TLS only from NewClientStartTLS, which says EHLO as
@@ -287,8 +303,12 @@ func (s *smtpSession) refused(se *smtp.SMTPError, stage Stage) error {
 	}
 	if rp.Temporary() {
 		// What gw-qstat shows as the last error: a deferral in the
-		// clear is seen with the TLS failure that led to it.
+		// clear is seen with the TLS failure that led to it, one over
+		// TLS with what TLS it was.
 		rp.Note = s.tlsFailed.note()
+		if s.tls {
+			rp.Note = "over " + s.state.String()
+		}
 	}
 	return rp
 }
@@ -350,8 +370,9 @@ func (e *badAddress) role() string {
 
 func (e *badAddress) Temporary() bool { return false }
 
-func (s *smtpSession) TLS() bool      { return s.tls }
-func (s *smtpSession) Reusable() bool { return !s.broken }
+func (s *smtpSession) TLS() bool          { return s.tls }
+func (s *smtpSession) TLSState() TLSState { return s.state }
+func (s *smtpSession) Reusable() bool     { return !s.broken }
 
 func (s *smtpSession) Close() error {
 	if !s.broken {

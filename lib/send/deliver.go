@@ -64,7 +64,7 @@ func (s *Sender) deliver(j *job) {
 			out[k].err = storedOutcome{m.Recipients[i].Outcome}
 		}
 		j.reachable = true
-		s.record(j, &m, out, true, "", false)
+		s.record(j, &m, out, true, "", deliver.TLSState{})
 		return
 	}
 	if s.looping(j.id) {
@@ -72,7 +72,7 @@ func (s *Sender) deliver(j *job) {
 			out[k].err = errLooping
 		}
 		j.reachable = true
-		s.record(j, &m, out, dying, "", false)
+		s.record(j, &m, out, dying, "", deliver.TLSState{})
 		return
 	}
 	host, tlsOn := s.transactWritable(j, &m, cfg, out)
@@ -82,7 +82,7 @@ func (s *Sender) deliver(j *job) {
 // transactWritable fails at once the recipients no SMTP path can carry
 // (all of them when the sender is such), before any DNS lookup or
 // connection for a domain that is no domain, and transacts the others.
-func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
+func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []outcome) (string, deliver.TLSState) {
 	senderErr := deliver.Unwritable(m.Sender, true)
 	var keep, at []int
 	for k, i := range j.rcpts {
@@ -101,7 +101,7 @@ func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []o
 	}
 	if len(keep) == 0 {
 		j.reachable = true // nothing was tried: the destination is not to blame
-		return "", false
+		return "", deliver.TLSState{}
 	}
 	sub := *j
 	sub.rcpts = keep
@@ -116,7 +116,7 @@ func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []o
 
 // transact tries the hosts of j's route in order until one answers, and
 // fills out with each recipient's result: one loop for every transport.
-func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
+func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) (string, deliver.TLSState) {
 	setAll := func(err error, at route.Host) {
 		for k := range out {
 			out[k] = outcome{err: err, at: at}
@@ -135,16 +135,22 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		setAll(err, route.Host{})
 		j.reachable = deliver.Permanent(err) // a DNS failure backs the destination off
 		j.lastErr, j.lastOut = err.Error(), outcomeOf(err, false, route.Host{})
-		return "", false
+		return "", deliver.TLSState{}
 	}
 	opts := DialOptions{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
 		TLS: cfg.TLS, TLSFailed: s.tlsFailed(j)}
 	var lastErr error
 	var lastAt route.Host
+	tp := s.newTLSPolicies(j, cfg)
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
 			lastErr = errStopped
 			break
+		}
+		if opts.Policy, err = tp.forHost(j.ctx, h); err != nil {
+			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
+			lastErr, lastAt = err, h
+			continue
 		}
 		// A session may outlive its job in the pool: its context is its
 		// own, ended with the job's only while the job uses it (carry).
@@ -152,6 +158,11 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		stop := context.AfterFunc(j.ctx, scancel)
 		sess, err := tr.Dial(sctx, h, opts)
 		stop()
+		if sess != nil {
+			tp.reportSession(h, opts.Policy, deliver.TLSStateOf(sess), nil)
+		} else {
+			tp.reportSession(h, opts.Policy, deliver.TLSState{}, err)
+		}
 		if err != nil {
 			scancel()
 			// A 5xx greeting or EHLO is an answer about this host, not
@@ -160,6 +171,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			lastErr, lastAt = err, h
 			continue
 		}
+		s.reportTesting(j, h, deliver.TLSStateOf(sess))
 		ps := &pooled{sess: sess, cancel: scancel, host: h, opened: s.now()}
 		if done, tlsOn := s.carry(j, m, ps, out, tr.Pooled()); done {
 			j.reachable = true
@@ -175,25 +187,26 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 	// was a permanent refusal.
 	j.reachable = j.ctx.Err() != nil || deliver.Permanent(lastErr)
 	j.lastErr, j.lastOut = lastErr.Error(), outcomeOf(lastErr, false, lastAt)
-	return "", false
+	// the level the destination wanted, for the log line of a failure
+	return "", deliver.TLSState{Level: tp.entry.Level}
 }
 
 // reuse carries j's message over an idle session to its destination, if
 // there is one. It reports false when there was none, or when the session
 // failed before any of the message went out (the server closed it while
 // idle): the caller then dials as if there had been none.
-func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tlsOn, done bool) {
+func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tlsOn deliver.TLSState, done bool) {
 	for {
 		ps := s.pool.get(j.dest, s.now())
 		if ps == nil {
-			return "", false, false
+			return "", deliver.TLSState{}, false
 		}
 		if done, tlsOn := s.carry(j, m, ps, out, true); done {
 			j.reachable = true
 			return ps.host.String(), tlsOn, true
 		}
 		if j.ctx.Err() != nil {
-			return "", false, false
+			return "", deliver.TLSState{}, false
 		}
 		s.log.Info("reuse_failed", "qid", j.id, "host", ps.host.String(), "err", out[0].err)
 	}
@@ -203,11 +216,11 @@ func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tl
 // back to the pool (when pool) or closes it. done is false when the host
 // failed as a whole before any of the message went out, so another may be
 // tried.
-func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome, pool bool) (done, tlsOn bool) {
+func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome, pool bool) (done bool, tlsOn deliver.TLSState) {
 	stop := context.AfterFunc(j.ctx, ps.cancel) // an abort drops the connection
 	done = s.session(j, m, ps.sess, ps.host, out)
 	stop()
-	tlsOn = ps.sess.TLS()
+	tlsOn = deliver.TLSStateOf(ps.sess)
 	ps.uses++
 	if pool && done && ps.sess.Reusable() && j.ctx.Err() == nil {
 		cfg := s.config()
@@ -320,7 +333,7 @@ func isASCII(s string) bool {
 // record writes the outcomes to the journal, logs a line per recipient,
 // and syncs. dying turns temporary failures into permanent ones
 // (queuelifetime passed).
-func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn bool) {
+func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn deliver.TLSState) {
 	t := s.now()
 	var delayed []queue.Recipient // deferred long enough to warn the sender
 	for k, i := range j.rcpts {
@@ -369,11 +382,12 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 	}
 }
 
-// logDelivery logs recipient rc's result: the outcome's fields, and the
-// outcome on one line as gw-qstat shows it.
-func (s *Sender) logDelivery(j *job, rc queue.Recipient, result string, oc queue.Outcome, host string, tlsOn bool) {
-	fields := []any{"qid", j.id, "rcpt", rc.Address, "dest", j.dest, "host", host,
-		"tls", yesNo(tlsOn), "result", result}
+// logDelivery logs recipient rc's result: the session's TLS (tlsOn), the
+// outcome's fields, and the outcome on one line as gw-qstat shows it.
+func (s *Sender) logDelivery(j *job, rc queue.Recipient, result string, oc queue.Outcome, host string, tlsOn deliver.TLSState) {
+	fields := []any{"qid", j.id, "rcpt", rc.Address, "dest", j.dest, "host", host, "tls", yesNo(tlsOn.On())}
+	fields = append(fields, tlsFields(tlsOn)...)
+	fields = append(fields, "result", result)
 	if oc.Status != "" {
 		fields = append(fields, "status", oc.Status)
 	}

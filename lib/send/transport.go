@@ -30,6 +30,9 @@ type DialOptions struct {
 	ConnectTimeout, Timeout time.Duration
 	TLS                     bool                        // try STARTTLS when offered
 	TLSFailed               func(f *deliver.TLSFailure) // told of every TLS failure
+	// Policy is the host's TLS policy (lib/send's tlsPolicies.forHost);
+	// nil is may, or none without TLS. QMTP has none.
+	Policy *deliver.TLSPolicy
 }
 
 // smtpTransport is SMTP, or LMTP, through lib/deliver.
@@ -37,7 +40,7 @@ type smtpTransport struct{ lmtp bool }
 
 func (t smtpTransport) Dial(ctx context.Context, h route.Host, o DialOptions) (deliver.Session, error) {
 	return deliver.Dial(ctx, h, deliver.Config{Helo: o.Helo, ConnectTimeout: o.ConnectTimeout, Timeout: o.Timeout,
-		NoTLS: !o.TLS, LMTP: t.lmtp, TLSFailed: o.TLSFailed})
+		NoTLS: !o.TLS, LMTP: t.lmtp, TLSFailed: o.TLSFailed, Policy: o.Policy})
 }
 
 func (smtpTransport) Pooled() bool { return true }

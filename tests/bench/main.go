@@ -44,6 +44,7 @@ var sections = []struct {
 }{
 	{"queue", queueBench},
 	{"relay", benchSend},
+	{"sendtls", benchSendTLS},
 	{"backlog", backlogBench},
 	{"qstat", func(work string) {
 		if *qstatN > 0 {

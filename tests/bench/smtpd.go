@@ -345,13 +345,22 @@ var gwSend *exec.Cmd
 // startGW runs gw-queued, gw-send (to the sink, after any smtproutes lines
 // given) and gw-smtpd standalone.
 func startGW(dir, sink string, routes ...string) (*side, error) {
+	return startGWControl(dir, sink, nil, routes...)
+}
+
+// startGWControl is startGW with more control files (name: contents).
+func startGWControl(dir, sink string, control map[string]string, routes ...string) (*side, error) {
 	ctl := filepath.Join(dir, "control")
 	q := filepath.Join(dir, "queue")
 	check(os.MkdirAll(ctl, 0o755))
-	for name, body := range map[string]string{
+	files := map[string]string{
 		"me": "gw.bench.example\n", "rcpthosts": "example.net\n",
 		"smtproutes": strings.Join(append(routes, ":"+sink), "\n") + "\n",
-	} {
+	}
+	for name, body := range control {
+		files[name] = body
+	}
+	for name, body := range files {
 		check(os.WriteFile(filepath.Join(ctl, name), []byte(body), 0o644))
 	}
 	if err := queue.Init(q); err != nil {
@@ -439,7 +448,7 @@ func postfixVersion() string {
 
 // startPostfix sets up and starts a private Postfix in dir: its smtpd on
 // a loopback port, relaying everything to sink.
-func startPostfix(dir, sink string) (*side, error) {
+func startPostfix(dir, sink string, extra ...string) (*side, error) {
 	if os.Getuid() != 0 {
 		return nil, errors.New("postfix -c needs root")
 	}
@@ -476,8 +485,7 @@ func startPostfix(dir, sink string) (*side, error) {
 		"alias_database =",
 		"biff = no",
 		"smtputf8_enable = no",
-		"",
-	}, "\n")
+	}, "\n") + "\n" + strings.Join(append(extra, ""), "\n")
 	if err := os.WriteFile(filepath.Join(conf, "main.cf"), []byte(mainCF), 0o644); err != nil {
 		return nil, err
 	}
