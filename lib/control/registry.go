@@ -20,9 +20,10 @@ const (
 	KindList             // every line but empty ones and comments (Dir.List)
 	KindPEM              // a PEM file read whole (certificate and key)
 	KindDir              // a directory of files
+	KindText             // a file of its own syntax, read whole by its parser
 )
 
-var kindNames = []string{"line", "number", "list", "pem", "directory"}
+var kindNames = []string{"line", "number", "list", "pem", "directory", "text"}
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -77,6 +78,7 @@ var Registry = sorted([]File{
 	{"concurrencyremote", KindInt, "20", []string{send}, "deliveries at once"},
 	{"databytes", KindInt, "0", []string{smtpd, qmtpd, scan}, "the largest message accepted, bytes; 0: no limit"},
 	{"delaywarning", KindInt, "0", []string{send}, "seconds after which the sender is told of a delay; 0: never"},
+	{"danetrusted", KindList, "none: loopback only", []string{send}, "DNS servers, besides loopback, whose AD bit DANE believes"},
 	{"dnsserver", KindLine, "the system's resolvers", []string{send}, "the DNS server for MX and address lookups, host:port"},
 	{"doublebouncehost", KindLine, "me", []string{send}, "the domain of the double-bounce recipient"},
 	{"doublebounceto", KindLine, "postmaster", []string{send}, "the local part of the double-bounce recipient"},
@@ -124,6 +126,9 @@ var Registry = sorted([]File{
 	{"timeoutqmtpd", KindInt, "1200", []string{qmtpd}, "seconds each read and write of gw-qmtpd may take"},
 	{"timeoutremote", KindInt, "1200", []string{send}, "seconds each read and write of gw-send may take"},
 	{"timeoutsmtpd", KindInt, "1200", []string{smtpd}, "seconds each read and write of gw-smtpd may take"},
+	{"tlscafile", KindLine, "none: the system's roots", []string{send}, "a PEM file of the roots verify and secure trust"},
+	{"tlslevel", KindLine, "may, or none with tlsremote 0", []string{send}, "the TLS level of destinations tlspolicy does not name"},
+	{"tlspolicy", KindText, "none", []string{send}, "per-destination TLS levels (gw-tlspolicy(5))"},
 	{"tlsremote", KindInt, "1", []string{send}, "0 turns STARTTLS to remote hosts off"},
 	{"users", KindList, "none: gw's default users", []string{instance}, "daemon=user lines"},
 })
@@ -181,7 +186,7 @@ func (d Dir) Settings() ([]Setting, error) {
 			if l, s.Set, err = d.listRaw(f.Name); s.Set {
 				s.Value = strings.Join(l, ", ")
 			}
-		case KindPEM, KindDir:
+		case KindPEM, KindDir, KindText:
 			s.Set, err = d.exists(f.Name)
 			if s.Set {
 				s.Value = "present"
