@@ -29,13 +29,18 @@ func TestSendExplain(t *testing.T) {
 			t.Fatalf("gw-instance %v: exit %d: %s", args, code, errs)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(root, "main", "control", "dnsserver"), []byte(d.Addr+"\n"), 0o644); err != nil {
-		t.Fatal(err)
+	for name, text := range map[string]string{
+		"dnsserver": d.Addr + "\n",
+		"tlspolicy": "# partners\npartner.test verify match=mx.partner.test\n",
+	} {
+		if err := os.WriteFile(filepath.Join(root, "main", "control", name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// $ gw-send --root R --instance main --explain ADDRESS...
 	cmd := exec.Command(bin("gw-send"), "--root", root, "--instance", "main", "--explain",
-		"bob@example.test", "ann@lists.example.test", "nobody@nowhere.test")
+		"bob@example.test", "ann@lists.example.test", "nobody@nowhere.test", "eve@partner.test")
 	var errs strings.Builder
 	cmd.Stderr = &errs
 	out, err := cmd.Output()
@@ -43,8 +48,8 @@ func TestSendExplain(t *testing.T) {
 		t.Fatalf("gw-send --explain: %v: %s", err, errs.String())
 	}
 	blocks := strings.Split(string(out), "\n\n")
-	if len(blocks) != 3 {
-		t.Fatalf("gw-send --explain: %d blocks, want 3:\n%s", len(blocks), out)
+	if len(blocks) != 4 {
+		t.Fatalf("gw-send --explain: %d blocks, want 4:\n%s", len(blocks), out)
 	}
 	for i, want := range [][]string{
 		{
@@ -54,7 +59,7 @@ func TestSendExplain(t *testing.T) {
 			"mx: 20 mx2.example.test 127.0.0.12",
 			"try: mx1.example.test[127.0.0.11]:25",
 			"try: mx2.example.test[127.0.0.12]:25",
-			"tls: STARTTLS when the host offers it, certificate not verified; in the clear otherwise (control/tlsremote 1)",
+			"tls: may (control/tlslevel or its default: no tlspolicy line names example.test); the domain's MTA-STS policy, if it has one, is asked at delivery",
 		},
 		{
 			"address: ann@lists.example.test",
@@ -66,6 +71,10 @@ func TestSendExplain(t *testing.T) {
 		{
 			"address: nobody@nowhere.test",
 			"fails: no mail host for nowhere.test: no MX and no address (#5.1.2)",
+		},
+		{
+			"address: eve@partner.test",
+			"tls: verify (control/tlspolicy line 2: partner.test); names mx.partner.test",
 		},
 	} {
 		for _, line := range want {

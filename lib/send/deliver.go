@@ -148,7 +148,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			break
 		}
 		if opts.Policy, err = tp.forHost(j.ctx, h); err != nil {
-			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
+			s.log.Info("connect", "qid", j.id, "host", h.String(), "err", err)
 			lastErr, lastAt = err, h
 			continue
 		}

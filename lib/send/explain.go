@@ -11,6 +11,7 @@ import (
 
 	"gw/lib/dns"
 	"gw/lib/route"
+	"gw/lib/tlspolicy"
 )
 
 // Explanation is where mail to one address would go from this queue, as
@@ -66,15 +67,43 @@ func Explain(ctx context.Context, c *Config, res route.Resolver, addr string) *E
 		}
 	}
 	e.Hosts, e.HostsErr = route.Hosts(ctx, res, e.Domain, e.Route, c.SMTPPort, c.Self)
-	switch {
-	case e.Route.Proto != route.SMTP:
-		e.TLS = "none: " + strings.ToUpper(string(e.Route.Proto)) + " has no STARTTLS"
-	case c.TLS:
-		e.TLS = "STARTTLS when the host offers it, certificate not verified; in the clear otherwise (control/tlsremote 1)"
-	default:
-		e.TLS = "off: never STARTTLS (control/tlsremote 0)"
-	}
+	e.TLS = tlsText(c, e)
 	return e
+}
+
+// tlsText says what a delivery would make of TLS, as newTLSPolicies
+// decides it: no TLS for QMTP and LMTP, else the tlspolicy line for the
+// destination, else the default level.
+func tlsText(c *Config, e *Explanation) string {
+	if e.Route.Proto != route.SMTP {
+		return "none: " + strings.ToUpper(string(e.Route.Proto)) + " has no STARTTLS"
+	}
+	if c.TLSPolicy == nil {
+		if c.TLS {
+			return "may (control/tlsremote 1)"
+		}
+		return "none (control/tlsremote 0)"
+	}
+	port := e.Route.Port
+	if port == 0 {
+		port = c.SMTPPort
+	}
+	en := c.TLSPolicy.Lookup(e.Domain, e.Route.Relay, port)
+	if en.Dest == "" {
+		text := en.Level.String() + " (control/tlslevel or its default: no tlspolicy line names " + e.Domain + ")"
+		if (en.Level == tlspolicy.May || en.Level == tlspolicy.Dane) && e.Route.Relay == "" {
+			text += "; the domain's MTA-STS policy, if it has one, is asked at delivery"
+		}
+		return text
+	}
+	text := fmt.Sprintf("%s (control/tlspolicy line %d: %s)", en.Level, en.Line, en.Dest)
+	if len(en.Match) > 0 {
+		text += "; names " + strings.Join(en.Match, " ")
+	}
+	if en.CertFile != "" {
+		text += "; client certificate " + en.CertFile
+	}
+	return text
 }
 
 // Write prints the explanation, one "key: value" line each:
