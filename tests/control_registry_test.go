@@ -28,7 +28,7 @@ var readInMain = map[string]string{"rblzones": "../cmd/gw-smtpd/config.go"}
 
 // readWhole are the registered files a loader opens or stats rather than
 // reads through control.Dir.
-var readWhole = map[string]bool{"servercert.pem": true, "recipients": true, "tlspolicy": true}
+var readWhole = map[string]bool{"servercert.pem": true, "recipients": true, "tlspolicy": true, "dkim": true}
 
 // TestControlRegistry drives every loader of control files over an
 // instance and holds what they read to lib/control's registry: each file

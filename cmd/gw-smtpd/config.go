@@ -6,6 +6,7 @@ import (
 	"gw/lib/callout"
 	"gw/lib/checkpassword"
 	"gw/lib/control"
+	"gw/lib/dmarcreport"
 	"gw/lib/dns"
 	"gw/lib/greylist"
 	"gw/lib/logline"
@@ -53,6 +54,9 @@ func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 		}
 		keep.greylist.SetTimings(g)
 		cfg.Greylist = keep.greylist
+	}
+	if cfg.MsgAuth != nil && c.dmarcReports != "" {
+		cfg.MsgAuth.Reports = dmarcreport.File{Path: c.dmarcReports}
 	}
 	v, err := callout.Load(dir, c.calloutCache, standalone)
 	if err != nil {

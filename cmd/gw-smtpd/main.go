@@ -22,6 +22,7 @@ import (
 type config struct {
 	tcpserver.Options
 	checkpw, greylistDB, calloutCache  string
+	dmarcReports                       string
 	implicitTLS                        bool
 	remoteHost, noRemoteHost, paranoid bool
 	metrics                            string
@@ -36,6 +37,7 @@ func main() {
 		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
 		&cli.StringFlag{Name: "callout-cache", Usage: "cache recipient callout answers in the bbolt `FILE`", Destination: &c.calloutCache},
+		&cli.StringFlag{Name: "dmarc-reports", Usage: "record DMARC results for gw-dmarc's reports in the bbolt `FILE`", Destination: &c.dmarcReports},
 		metrics.Flag(&c.metrics),
 	}...)
 	app.Action = func(*cli.Context) error { return run(&c) }

@@ -54,7 +54,9 @@ const (
 // drives every loader and checks that each file read, and each default
 // given, is the one written here.
 var Registry = sorted([]File{
+	{"arcseal", KindLine, "none: no ARC seal", []string{smtpd}, "domain selector: the key among dkim/ that ARC-seals (gw-auth(5))"},
 	{"authfailwindow", KindInt, "900", []string{smtpd}, "seconds over which maxauthfail counts an address's AUTH failures"},
+	{"authservid", KindLine, "me", []string{smtpd}, "the authserv-id of Authentication-Results (gw-auth(5))"},
 	{"backoffmin", KindInt, "60", []string{send}, "seconds before the first retry"},
 	{"backoffmax", KindInt, "3600", []string{send}, "the longest wait between retries, seconds"},
 	{"badmailfrom", KindList, "none", []string{smtpd}, "senders refused at MAIL (address, @domain or pattern)"},
@@ -79,6 +81,10 @@ var Registry = sorted([]File{
 	{"databytes", KindInt, "0", []string{smtpd, qmtpd, scan}, "the largest message accepted, bytes; 0: no limit"},
 	{"delaywarning", KindInt, "0", []string{send}, "seconds after which the sender is told of a delay; 0: never"},
 	{"danetrusted", KindList, "none: loopback only", []string{send}, "DNS servers, besides loopback, whose AD bit DANE believes"},
+	{"dkim", KindDir, "none: nothing signed", []string{smtpd}, "signing keys, dkim/DOMAIN/SELECTOR.key, made by gw-dkim"},
+	{"dkimmaxsignatures", KindInt, "5", []string{smtpd}, "DKIM signatures of one message checked"},
+	{"dmarcforwarders", KindList, "none", []string{smtpd}, "forwarders whose mail DMARC does not judge when it fails"},
+	{"dmarcpolicy", KindLine, "none: DMARC, DKIM and ARC not checked", []string{smtpd}, "enforce, quarantine or none (gw-auth(5))"},
 	{"dnsserver", KindLine, "the system's resolvers", []string{send}, "the DNS server for MX and address lookups, host:port"},
 	{"doublebouncehost", KindLine, "me", []string{send}, "the domain of the double-bounce recipient"},
 	{"doublebounceto", KindLine, "postmaster", []string{send}, "the local part of the double-bounce recipient"},
@@ -118,6 +124,7 @@ var Registry = sorted([]File{
 	{"smtpgreeting", KindLine, "me", []string{smtpd}, "the greeting after 220"},
 	{"smtpport", KindInt, "25", []string{send}, "the port of MX hosts"},
 	{"smtproutes", KindList, "none", []string{send, smtpd}, "domain:host:port routes over SMTP"},
+	{"spfpolicy", KindLine, "none", []string{smtpd}, "none, tag or refuse: SPF at MAIL (gw-auth(5))"},
 	{"spamd", KindLine, "none: no spam check", []string{scan}, "spamd's address"},
 	{"spamdmaxbytes", KindInt, "512000", []string{scan}, "larger messages are not sent to spamd"},
 	{"spamkill", KindLine, "none", []string{scan}, "a score at or over this is classed spamkill"},

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"gw/lib/authcheck"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
 	"gw/lib/mailbox"
@@ -51,6 +52,12 @@ type session struct {
 
 	rblDone   bool
 	rblListed *smtpserver.Reply // the refusal for a listed client
+
+	// message authentication (msgauth.go); zero when not configured
+	authFace authcheck.Face
+	atx      *authcheck.Transaction
+	heloSPF  *authcheck.HeloResult // the HELO name's SPF result, once a session
+	spool    *spool
 }
 
 // Serve runs one SMTP session on conn for client cl and closes conn. It is
@@ -91,6 +98,9 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 // waiting for replies, a spam engine (Postfix postscreen's PREGREET).
 func (s *session) Connect(ss *smtpserver.Session) *smtpserver.Reply {
 	s.ss = ss
+	if s.cfg.MsgAuth != nil {
+		s.authFace = s.face()
+	}
 	if !s.cfg.ImplicitTLS && !s.cl.Relay && ss.TalksFirst(s.cfg.GreetDelay) {
 		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
 		return errPregreet
@@ -111,6 +121,7 @@ func (s *session) Reset(*smtpserver.Session) { s.reset() }
 func (s *session) reset() {
 	s.badFrom, s.rcpts = false, s.rcpts[:0]
 	s.from = mailbox.Address{}
+	s.atx, s.spool = nil, nil
 }
 
 func (s *session) databytes() int64 {
@@ -159,6 +170,10 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 	}
 	m.Addr, s.from = from, from
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
+	if r := s.spfAtMail(ss); r != nil {
+		s.from = mailbox.Address{}
+		return r
+	}
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom, "utf8", m.UTF8)
 	return nil
 }
@@ -202,6 +217,13 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 	s.msgs++
 	s.msgID = s.id + "." + strconv.Itoa(s.msgs)
+	if s.spooling() {
+		// the checks see the message whole before the injector starts
+		s.spool = &spool{}
+		s.tx, s.beginErr = s.spool, nil
+		s.mw = &handoff.MessageWriter{Tx: s.spool}
+		return s.mw, nil
+	}
 	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
 	inj := s.cl.Injector
 	if inj == nil {
@@ -249,6 +271,17 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 		abort()
 		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", s.mw.Hops.Hops)
 		return errLooping
+	}
+	if p := s.spool; p != nil {
+		s.spool = nil
+		var r *smtpserver.Reply
+		var early []string
+		if ss.Mail != nil {
+			early = ss.Mail.Prepend
+		}
+		if tx, r = s.authEnd(p, msgID, early); r != nil {
+			return r
+		}
 	}
 	code, err := commit(tx)
 	if code != qq.OK {

@@ -37,6 +37,14 @@ type Client struct {
 	HasDatabytes bool
 	NoGreylist   bool // GW_NOGREYLIST is set
 
+	// Message authentication's per-face overrides (gw-auth(5)): the
+	// variable's value, when set.
+	SPFPolicy      string // SPFPOLICY
+	HasSPFPolicy   bool
+	DMARCPolicy    string // DMARCPOLICY
+	HasDMARCPolicy bool
+	ARCSeal        bool // ARCSEAL is set
+
 	Rule     string           // the ACL rule that applied, for the log
 	Injector handoff.Injector // nil: chosen from the environment
 	Space    handoff.Space    // the injector's queue's filesystem, for the check at MAIL
@@ -61,6 +69,9 @@ func ClientFromEnv(lookup func(string) (string, bool)) Client {
 		}
 	}
 	_, c.NoGreylist = lookup("GW_NOGREYLIST")
+	c.SPFPolicy, c.HasSPFPolicy = lookup("SPFPOLICY")
+	c.DMARCPolicy, c.HasDMARCPolicy = lookup("DMARCPOLICY")
+	_, c.ARCSeal = lookup("ARCSEAL")
 	c.Rule = get("GW_ACLRULE")
 	c.Injector = handoff.Select(get)
 	// gw-queue, run by the injector, inherits the process's GW_QUEUE when

@@ -57,6 +57,8 @@ var sections = []struct {
 	{"scan", scanBench},
 	{"qmtp", qmtpBench},
 	{"qmq", qmqBench},
+	{"auth", authBench},
+	{"smtpd-auth", smtpdAuthBench},
 }
 
 func sectionNames() string {
