@@ -27,7 +27,7 @@ type lasting struct {
 // start and again on SIGHUP.
 func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 	dir := control.Dir(c.ControlDir)
-	standalone := len(c.Listen.Value()) > 0
+	standalone := len(c.Listen) > 0
 	cfg, err := smtpd.Load(dir, logline.Stderr)
 	if err != nil {
 		return nil, err

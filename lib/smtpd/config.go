@@ -6,6 +6,7 @@ import (
 
 	"gw/lib/authcheck"
 	"gw/lib/logline"
+	"gw/lib/rbl"
 	"gw/lib/relay"
 	"gw/lib/tcpserver"
 )
@@ -77,12 +78,9 @@ type RBL interface {
 	Lookup(ip string) (*Listing, error)
 }
 
-// Listing is one DNSBL answer.
-type Listing struct {
-	Zone      string
-	Text      string // the TXT record, when there is one
-	Permanent bool   // refuse with 553 rather than 451
-}
+// Listing is one DNSBL answer, lib/rbl's: the checker knows nothing of
+// SMTP, the session words the refusal.
+type Listing = rbl.Listing
 
 // Greylist decides on (client, sender, recipient) triplets.
 type Greylist interface {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -225,11 +224,7 @@ func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 		return s.mw, nil
 	}
 	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
-	inj := s.cl.Injector
-	if inj == nil {
-		inj = handoff.Select(os.Getenv)
-	}
-	s.tx, s.beginErr = inj.Begin(env)
+	s.tx, s.beginErr = begin(s.cl.Injector, env)
 	s.mw = &handoff.MessageWriter{Tx: s.tx}
 	if s.beginErr != nil {
 		s.tx, s.mw.Tx = nil, nil
@@ -289,8 +284,24 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 		s.log("warning", "refused", "msg", msgID, "code", r.Code, "qq", code, "err", err)
 		return r
 	}
-	s.log("info", "accepted", "msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked)
-	return reply(250, "2.0.0", "ok "+msgID)
+	// The queue id, when the injector said it, is the client's key to the
+	// queue's log (qmail's "qp"); else the message's id in this log.
+	qid := handoff.QID(tx)
+	if qid == "" {
+		s.log("info", "accepted", "msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked)
+		return reply(250, "2.0.0", "ok "+msgID)
+	}
+	s.log("info", "accepted", "msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked)
+	return reply(250, "2.0.0", "ok "+qid)
+}
+
+// begin starts the message with the injector main chose for the client;
+// with none, the message is refused as when no injector could start.
+func begin(inj handoff.Injector, env envelope.Envelope) (handoff.Tx, error) {
+	if inj == nil {
+		return nil, errors.New("no injector chosen for this client")
+	}
+	return inj.Begin(env)
 }
 
 // commit is the one place a message is handed to the injector for good.
