@@ -28,7 +28,7 @@ var readInMain = map[string]string{"rblzones": "../cmd/gw-smtpd/config.go"}
 
 // readWhole are the registered files a loader opens or stats rather than
 // reads through control.Dir.
-var readWhole = map[string]bool{"servercert.pem": true, "recipients": true, "tlspolicy": true, "dkim": true}
+var readWhole = map[string]bool{"servercert.pem": true, "recipients": true, "tlspolicy": true, "dkim": true, "milters": true}
 
 // TestControlRegistry drives every loader of control files over an
 // instance and holds what they read to lib/control's registry: each file
@@ -43,7 +43,7 @@ func TestControlRegistry(t *testing.T) {
 	}
 	dir := control.Dir(in.Control())
 	// Files whose presence makes a loader read more.
-	for name, v := range map[string]string{"clamd": "127.0.0.1:3310\n", "spamd": "127.0.0.1:783\n", "callouts": "example.com:\n"} {
+	for name, v := range map[string]string{"clamd": "127.0.0.1:3310\n", "spamd": "127.0.0.1:783\n", "rspamd": "127.0.0.1:11333\n", "callouts": "example.com:\n"} {
 		if err := os.WriteFile(filepath.Join(in.Control(), name), []byte(v), 0o644); err != nil {
 			t.Fatal(err)
 		}
