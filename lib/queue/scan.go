@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"gw/lib/dsn"
 )
 
 // Ossified is the age after which the runner gives up on a segment that
@@ -29,6 +31,7 @@ type Recipient struct {
 	Attempts  int
 	NextTry   time.Time // zero: as soon as possible
 	LastError string
+	DSN       dsn.Rcpt // NOTIFY and ORCPT, as the envelope gave them
 }
 
 // Message is a queued message as readers see it.
@@ -38,6 +41,7 @@ type Message struct {
 	Size       int64 // bytes of the stored message (trace line included)
 	Sender     string
 	Recipients []Recipient
+	DSN        dsn.Mail // RET and ENVID, as the envelope gave them
 	Held       bool
 	Picked     bool // the runner has seen it (qmail: preprocessed)
 	UID, PID   uint32
@@ -117,12 +121,13 @@ func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
 		case kindMessage:
 			m := &Message{
 				ID: r.ID, Arrival: r.Arrival, Size: r.BodySize,
-				Sender: r.Envelope.Sender, UID: r.UID, PID: r.PID,
+				Sender: r.Envelope.Sender, DSN: r.Envelope.DSN, UID: r.UID, PID: r.PID,
 				Segment: name, Offset: r.Offset,
 			}
 			m.Recipients = make([]Recipient, len(r.Envelope.Recipients))
 			for i, a := range r.Envelope.Recipients {
 				m.Recipients[i].Address = a
+				m.Recipients[i].DSN = r.Envelope.RcptDSNOf(i)
 			}
 			s.messages = append(s.messages, m)
 		case kindCancel:
