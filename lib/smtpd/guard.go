@@ -64,6 +64,7 @@ type guard struct {
 	verb       string // the command the replies being written answer
 	path       string // MAIL/RCPT: the path as the client wrote it
 	pathErr    error  // MAIL/RCPT: why that path does not parse
+	params     string // MAIL/RCPT: the ESMTP parameters after the path
 	rcptJudged bool   // the session judged this RCPT (bad recipients count there)
 	sasl       bool   // a 334 challenge is out: the next line answers it
 	data       bool   // 354 is out: the session reads the body
@@ -171,7 +172,7 @@ func (g *guard) command(line string) {
 			arg = g.s.helo
 		}
 	case "MAIL", "RCPT":
-		g.path, g.pathErr = "", mailbox.ErrSyntax
+		g.path, g.pathErr, g.params = "", mailbox.ErrSyntax, ""
 		prefix := "FROM:"
 		if g.verb == "RCPT" {
 			prefix = "TO:"
@@ -179,6 +180,7 @@ func (g *guard) command(line string) {
 		if rest, ok := cutPrefixFold(arg, prefix); ok {
 			var params string
 			g.path, params, g.pathErr = mailbox.ParsePath(rest)
+			g.params = params
 			if g.verb == "RCPT" && g.pathErr == nil && strings.EqualFold(g.path, "postmaster") {
 				// RFC 5321 4.1.1.3: go-smtp wants a domain. The
 				// session decides on g.path, the bare postmaster.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
 	"gw/lib/mailbox"
@@ -60,6 +61,8 @@ type session struct {
 	from    mailbox.Address
 	badFrom bool
 	rcpts   []string
+	dsn     dsn.Mail   // MAIL's RET and ENVID
+	rcptDSN []dsn.Rcpt // each accepted recipient's NOTIFY and ORCPT, by index into rcpts
 
 	rblDone   bool
 	rblListed *smtp.SMTPError // the refusal for a listed client
@@ -157,6 +160,9 @@ func (s *session) serveSMTP() {
 	// go-smtp cannot see TLS through the guard; AUTH is offered and
 	// allowed only over TLS by AuthMechanisms and Auth.
 	srv.AllowInsecureAuth = true
+	// DSN (RFC 3461) is advertised and go-smtp lets its parameters
+	// through; the session reads them again from the guard with lib/dsn.
+	srv.EnableDSN = true
 	if s.cfg.TLS != nil && !s.tls {
 		srv.TLSConfig = s.cfg.TLS // advertises STARTTLS; the guard answers it
 	}
@@ -208,8 +214,8 @@ func (s *session) hello(arg string, ehlo bool) {
 func (s *session) Reset() { s.reset() }
 
 func (s *session) reset() {
-	s.inMail, s.badFrom, s.rcpts = false, false, s.rcpts[:0]
-	s.from = mailbox.Address{}
+	s.inMail, s.badFrom, s.rcpts, s.rcptDSN = false, false, s.rcpts[:0], s.rcptDSN[:0]
+	s.from, s.dsn = mailbox.Address{}, dsn.Mail{}
 }
 
 // Logout is go-smtp's goodbye; Serve does the rest.
@@ -256,7 +262,12 @@ func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
 		s.log("info", "mail", "from", from.String(), "result", "reject", "reason", "auth_param")
 		return errBadAuthParam
 	}
-	s.inMail, s.from = true, from
+	var md dsn.Mail
+	if err := takeDSN(s.g.params, md.Param); err != nil {
+		s.log("info", "mail", "from", from.String(), "result", "reject", "reason", "dsn_param", "err", err)
+		return dsnReply(err)
+	}
+	s.inMail, s.from, s.dsn = true, from, md
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom)
 	return nil
@@ -280,6 +291,10 @@ func (s *session) Rcpt(_ string, _ *smtp.RcptOptions) error {
 		s.log("info", "rcpt", "to", to.String(), "result", "reject", "reason", "maxrcpt")
 		return errTooManyRcpt
 	}
+	var rd dsn.Rcpt
+	if err := takeDSN(s.g.params, rd.Param); err != nil {
+		return s.refuseRcpt(to.String(), dsnReply(err), "dsn_param: "+err.Error())
+	}
 	r, reason := s.decide(&to)
 	if r != nil {
 		return s.refuseRcpt(to.String(), r, reason)
@@ -297,6 +312,7 @@ func (s *session) Rcpt(_ string, _ *smtp.RcptOptions) error {
 		return s.refuseRcpt(addr, r, err.Error())
 	}
 	s.rcpts = append(s.rcpts, addr)
+	s.rcptDSN = append(s.rcptDSN, rd)
 	s.log("info", "rcpt", "to", addr, "result", "accept", "reason", reason)
 	return nil
 }
@@ -312,7 +328,10 @@ func (s *session) Data(r io.Reader) error {
 	g := s.g
 	s.msgs++
 	msgID := s.id + "." + strconv.Itoa(s.msgs)
-	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
+	env := envelope.Envelope{Sender: s.from.String(), DSN: s.dsn}
+	for i, r := range s.rcpts {
+		env.Add(r, s.rcptDSN[i])
+	}
 	inj := s.cl.Injector
 	if inj == nil {
 		inj = handoff.Select(os.Getenv)
@@ -598,6 +617,38 @@ func sanitize(v string) string {
 	b := []byte(v)
 	for i, c := range b {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".@%+/=:-[]", c) >= 0) {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+// takeDSN gives take (dsn.Mail.Param or dsn.Rcpt.Param) each of a MAIL
+// or RCPT command's parameters, as the client wrote them: go-smtp has
+// judged the others, and keeps one of two parameters of the same name,
+// where RFC 3461 refuses the command.
+func takeDSN(params string, take func(k, v string, hasValue bool) (bool, error)) error {
+	for _, kv := range strings.Fields(params) {
+		k, v, has := strings.Cut(kv, "=")
+		if _, err := take(k, v, has); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dsnReply is the refusal of a bad DSN parameter, saying which.
+func dsnReply(err error) *smtp.SMTPError { return reply(501, "5.5.4", sanitizeText(err.Error())) }
+
+// sanitizeText keeps a reply text to printable ASCII, at most 200 bytes:
+// it quotes what the client sent.
+func sanitizeText(t string) string {
+	b := []byte(t)
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	for i, c := range b {
+		if c < 32 || c > 126 {
 			b[i] = '?'
 		}
 	}
