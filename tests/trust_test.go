@@ -25,7 +25,7 @@ import (
 // queue user of the old layout, in the listeners' group.
 const (
 	listenersGroup = "gwtl"
-	trustQueueUser      = "gwtq"
+	trustQueueUser = "gwtq"
 	smtpdUser      = "gwtsmtpd"
 	qmtpdUser      = "gwtqmtpd"
 	oldQueueUser   = "gwtqold"

@@ -77,7 +77,8 @@ type Reply struct {
 	// Enhanced is the reply's enhanced status code (RFC 3463), "" when
 	// it gave none.
 	Enhanced string
-	Stage    Stage // what it answered; "" for gw's own refusals
+	Stage    Stage  // what it answered; "" for gw's own refusals
+	Note     string // gw's remark on the circumstances, after the reply
 }
 
 func (r *Reply) Error() string {
@@ -87,6 +88,9 @@ func (r *Reply) Error() string {
 	}
 	if r.Stage != "" {
 		msg += " (in reply to " + string(r.Stage) + ")"
+	}
+	if r.Note != "" {
+		msg += " (" + r.Note + ")"
 	}
 	if r.hostRefused() {
 		// The text carries the status: the journal keeps the text.
@@ -150,6 +154,7 @@ type ConnError struct {
 	// Enhanced is the status a DSN gives it; "" is 4.4.2 (bad
 	// connection).
 	Enhanced string
+	Note     string // gw's remark on the circumstances, after the error
 }
 
 // Statuses of failures to talk to a server (RFC 3463).
@@ -163,6 +168,9 @@ func (e *ConnError) Error() string {
 	msg := e.Host + ": " + e.Err.Error()
 	if e.Stage != "" && e.Stage != StageConnect {
 		msg += " (during " + string(e.Stage) + ")"
+	}
+	if e.Note != "" {
+		msg += " (" + e.Note + ")"
 	}
 	return msg + " (#" + e.Status() + ")"
 }

@@ -42,6 +42,8 @@ type Config struct {
 	TLS   *tls.Config
 	NoTLS bool
 	LMTP  bool
+	// TLSFailed, when set, hears of every TLS failure: gw-send logs it.
+	TLSFailed func(*TLSFailure)
 }
 
 // smtpSession is an SMTP or LMTP session: a go-smtp client over a
@@ -54,6 +56,9 @@ type smtpSession struct {
 	c    *smtp.Client
 	kw   *ehloKeywords // what c reads and writes through
 	tls  bool
+	// tlsFailed is why this session is in the clear although the server
+	// offered STARTTLS (nil if it is not): its temporary errors say so.
+	tlsFailed *TLSFailure
 	// needHello: go-smtp's Reset forgets the EHLO, and says it again
 	// before the next command; Start does it explicitly, so that its
 	// failure is a failure of the session and not a missing extension.
@@ -66,29 +71,31 @@ type smtpSession struct {
 // STARTTLS when offered, EHLO again. ctx ending drops the connection,
 // whatever it is doing.
 //
-// A server that offers STARTTLS but whose handshake fails (an old TLS
-// version, a broken certificate setup) gets the mail in the clear on a
-// new connection, as with Postfix's "may" level: opportunistic TLS never
-// makes mail undeliverable.
+// A server that offers STARTTLS but whose TLS fails (see TLSFailure)
+// gets the mail in the clear on a new connection, as with Postfix's
+// "may" level: opportunistic TLS never makes mail undeliverable. Each
+// such failure goes to cfg.TLSFailed, and the temporary errors of the
+// session in the clear that follows say so.
 func Dial(ctx context.Context, h route.Host, cfg Config) (Session, error) {
-	s, err := dialOnce(ctx, h, cfg)
-	if errors.Is(err, errHandshake) && !cfg.NoTLS {
+	s, err := dialOnce(ctx, h, cfg, nil)
+	var tf *TLSFailure
+	if errors.As(err, &tf) && !cfg.NoTLS {
+		cfg.reportTLS(tf)
 		cfg.NoTLS = true
-		return dialOnce(ctx, h, cfg)
+		return dialOnce(ctx, h, cfg, tf)
 	}
 	return s, err
 }
 
-// errHandshake marks a failed STARTTLS handshake.
-var errHandshake = errors.New("TLS handshake")
-
-func dialOnce(ctx context.Context, h route.Host, cfg Config) (Session, error) {
+// dialOnce opens one session; tlsFailed is the TLS failure of an earlier
+// connection that made this one go in the clear, if any.
+func dialOnce(ctx context.Context, h route.Host, cfg Config, tlsFailed *TLSFailure) (Session, error) {
 	d := net.Dialer{Timeout: cfg.ConnectTimeout}
 	raw, err := d.DialContext(ctx, "tcp", net.JoinHostPort(h.Addr.String(), strconv.Itoa(h.Port)))
 	if err != nil {
-		return nil, &ConnError{Host: h.String(), Err: err, Stage: StageConnect, Enhanced: StatusNoAnswer}
+		return nil, &ConnError{Host: h.String(), Err: err, Stage: StageConnect, Enhanced: StatusNoAnswer, Note: tlsFailed.note()}
 	}
-	s := &smtpSession{cfg: cfg, host: h.String(), raw: raw}
+	s := &smtpSession{cfg: cfg, host: h.String(), raw: raw, tlsFailed: tlsFailed}
 	s.stop = context.AfterFunc(ctx, func() { raw.Close() })
 	s.dc = &deadlineConn{Conn: raw, timeout: cfg.Timeout, limit: maxReplyBytes}
 	if err := s.open(h.Name); err != nil {
@@ -141,37 +148,9 @@ func (s *smtpSession) open(name string) error {
 	}
 	// go-smtp starts TLS only from NewClientStartTLS, which says EHLO as
 	// "localhost" first and fails when STARTTLS is not offered: gw says
-	// STARTTLS itself, after go-smtp's EHLO with the instance's name.
-	code, err := s.startTLS()
-	if err != nil {
-		return s.fail(err, StageTLS)
-	}
-	if code != 220 {
-		return nil // offered but refused: go on in the clear
-	}
-	cfg := s.cfg.TLS
-	if cfg == nil {
-		cfg = &tls.Config{InsecureSkipVerify: true}
-	}
-	cfg = cfg.Clone()
-	if cfg.ServerName == "" && route.Domain("x@"+name) != "" && !strings.HasPrefix(name, "[") {
-		cfg.ServerName = name
-	}
-	tc := tls.Client(s.dc, cfg)
-	if err := tc.Handshake(); err != nil {
-		s.broken = true
-		return &ConnError{Host: s.host, Err: fmt.Errorf("%w: %w", errHandshake, err), Stage: StageTLS}
-	}
-	// A fresh client reads from the TLS connection only: whatever the
-	// server sent before the handshake is dropped (the response-injection
-	// class of RFC 3207 bugs). It expects a greeting, which the server
-	// gave before TLS: it gets a copy.
-	s.newClient(&greetedConn{Conn: tc, greeting: strings.NewReader("220 " + s.host + " TLS\r\n")})
-	s.tls = true
-	if err := s.hello(); err != nil {
-		return s.fail(err, StageHello)
-	}
-	return nil
+	// STARTTLS itself (starttls.go), after go-smtp's EHLO with the
+	// instance's name.
+	return s.startTLS(name)
 }
 
 // greeting reads the server's greeting: 220 opens the session; a 4xx or
@@ -208,20 +187,6 @@ func toSMTPError(code int, msg string) *smtp.SMTPError {
 	return se
 }
 
-// startTLS says STARTTLS and reads the reply a byte at a time, so that
-// nothing the server sends after it is read before the handshake.
-func (s *smtpSession) startTLS() (int, error) {
-	if _, err := io.WriteString(s.dc, "STARTTLS\r\n"); err != nil {
-		return 0, err
-	}
-	code, _, err := textproto.NewReader(bufio.NewReader(byteReader{s.dc})).ReadResponse(0)
-	var te *textproto.Error
-	if errors.As(err, &te) {
-		err = nil
-	}
-	return code, err
-}
-
 // ehloKeywords puts the keywords of an EHLO (LHLO) reply in upper case:
 // they are case-insensitive (RFC 5321 2.4), but go-smtp's client looks
 // them up as it got them and its own look-ups (Extension's included) are
@@ -237,12 +202,15 @@ type ehloKeywords struct {
 	col   int  // bytes into the current line
 	word  bool // in the line's first word
 	last  bool // the current line is the reply's last
+	// ahead counts what came in the same read after the reply's end:
+	// bytes the server sent unasked (see startTLS).
+	ahead int
 }
 
 func (k *ehloKeywords) Write(p []byte) (int, error) {
 	if k.armed {
 		k.armed = false
-		k.on, k.first, k.col, k.word, k.last = true, true, 0, true, false
+		k.on, k.first, k.col, k.word, k.last, k.ahead = true, true, 0, true, false, 0
 	}
 	return k.Conn.Write(p)
 }
@@ -255,6 +223,7 @@ func (k *ehloKeywords) Read(p []byte) (int, error) {
 		case c == '\n':
 			if k.last || k.col <= 3 {
 				k.on = false
+				k.ahead = n - 1 - i
 			}
 			k.first, k.col, k.word, k.last = false, 0, true, false
 			continue
@@ -270,16 +239,6 @@ func (k *ehloKeywords) Read(p []byte) (int, error) {
 		k.col++
 	}
 	return n, err
-}
-
-// byteReader reads one byte a call.
-type byteReader struct{ r io.Reader }
-
-func (b byteReader) Read(p []byte) (int, error) {
-	if len(p) > 1 {
-		p = p[:1]
-	}
-	return b.r.Read(p)
 }
 
 // greetedConn replays a greeting before what its connection reads.
@@ -304,7 +263,7 @@ func (s *smtpSession) fail(err error, stage Stage) error {
 		return s.refused(se, stage)
 	}
 	s.broken = true
-	return &ConnError{Host: s.host, Err: err, Stage: stage}
+	return &ConnError{Host: s.host, Err: err, Stage: stage, Note: s.tlsFailed.note()}
 }
 
 // refused turns a reply at stage into an error for the caller, and marks
@@ -324,6 +283,11 @@ func (s *smtpSession) refused(se *smtp.SMTPError, stage Stage) error {
 	rp := &Reply{Code: se.Code, Text: replyText(se), Host: s.host, Stage: stage}
 	if ec := se.EnhancedCode; ec != smtp.EnhancedCodeNotSet && ec != smtp.NoEnhancedCode {
 		rp.Enhanced = fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
+	}
+	if rp.Temporary() {
+		// What gw-qstat shows as the last error: a deferral in the
+		// clear is seen with the TLS failure that led to it.
+		rp.Note = s.tlsFailed.note()
 	}
 	return rp
 }
@@ -428,11 +392,11 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	}
 	if utf8 {
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
-			return nil, &Reply{Code: 553, Text: "5.6.7 server does not offer SMTPUTF8, needed for this message", Host: s.host}
+			return nil, &Reply{Code: 553, Enhanced: "5.6.7", Text: "5.6.7 server does not offer SMTPUTF8, needed for this message", Host: s.host}
 		}
 	}
 	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && size > int64(max) {
-		return nil, &Reply{Code: 552, Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
+		return nil, &Reply{Code: 552, Enhanced: "5.3.4", Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
 	}
 	opts := &smtp.MailOptions{Size: size, UTF8: utf8}
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
@@ -441,13 +405,14 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	if err := s.c.Mail(from, opts); err != nil {
 		return nil, s.fail(err, StageMail)
 	}
-	return &smtpDelivery{s: s}, nil
+	return &smtpDelivery{s: s, size: size}, nil
 }
 
 // smtpDelivery is one SMTP or LMTP transaction, in lock step: each
 // command's reply is read before the next command goes out.
 type smtpDelivery struct {
 	s        *smtpSession
+	size     int64 // as the queue recorded it
 	rcpts    []string
 	outcome  []error // per AddRcpt call
 	accepted []int   // indexes into outcome of accepted recipients
@@ -514,6 +479,15 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	if len(d.accepted) == 0 {
 		d.noData = true // Commit reports the refusals
 		return nil
+	}
+	if ok, _ := d.s.c.Extension("8BITMIME"); !ok {
+		// Before DATA: a message that cannot be made 7-bit fails with
+		// the transaction reset, not with a connection dropped.
+		seven, err := d.s.sevenBit(r, d.size)
+		if err != nil {
+			return err
+		}
+		r = seven
 	}
 	w, err := d.s.c.Data()
 	if err != nil {

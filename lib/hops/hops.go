@@ -45,6 +45,9 @@ func (c *Counter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Done reports whether the header has ended: nothing more can count.
+func (c *Counter) Done() bool { return c.done }
+
 // Looping reports whether the message has Max trace lines or more.
 func (c *Counter) Looping() bool { return c.Hops >= Max }
 

@@ -28,6 +28,13 @@ func TestCounter(t *testing.T) {
 		}
 	}
 	var c Counter
+	if c.Write([]byte("Received: x\nSubject: y\n")); c.Done() {
+		t.Error("done before the header's end")
+	}
+	if c.Write([]byte("\nReceived: body\n")); !c.Done() || c.Hops != 1 {
+		t.Errorf("after the header: done %v, hops %d", c.Done(), c.Hops)
+	}
+	c = Counter{}
 	c.Write([]byte(strings.Repeat("Received: x\n", Max-1) + "\n"))
 	if c.Looping() {
 		t.Errorf("%d hops looping", Max-1)

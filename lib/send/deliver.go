@@ -59,6 +59,14 @@ func (s *Sender) deliver(j *job) {
 		s.record(j, &m, out, true, "", false)
 		return
 	}
+	if s.looping(j.id) {
+		for k := range out {
+			out[k].err = errLooping
+		}
+		j.reachable = true
+		s.record(j, &m, out, dying, "", false)
+		return
+	}
 	host, tlsOn := s.transactWritable(j, &m, cfg, out)
 	s.record(j, &m, out, dying, host, tlsOn)
 }
@@ -122,7 +130,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		return "", false
 	}
 	dcfg := deliver.Config{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
-		NoTLS: !cfg.TLS, LMTP: j.route.Proto == route.LMTP}
+		NoTLS: !cfg.TLS, LMTP: j.route.Proto == route.LMTP, TLSFailed: s.tlsFailed(j)}
 	var lastErr error
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {

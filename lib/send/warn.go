@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"gw/lib/bounce"
+	"gw/lib/mailbox"
 	"gw/lib/queue"
 	"gw/lib/schedule"
 )
@@ -50,9 +51,10 @@ type delayedRcpt struct {
 }
 
 // warn sends the sender of m a delay notification (RFC 3464, Action:
-// delayed) for recipients, still queued. Null-sender mail gets none.
+// delayed) for recipients, still queued. Null-sender mail gets none, nor
+// does a sender no path can carry (gw-queue would refuse the notice).
 func (s *Sender) warn(m *queue.Message, recipients []delayedRcpt) error {
-	if m.Sender == "" || m.Sender == DoubleBounceSender {
+	if m.Sender == "" || m.Sender == DoubleBounceSender || mailbox.Check(m.Sender) != nil {
 		return nil
 	}
 	cfg := s.config()
