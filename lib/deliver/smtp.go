@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"gw/lib/dsn"
 	"gw/lib/mailbox"
 	"gw/lib/route"
 )
@@ -342,7 +343,36 @@ func (e *badAddress) role() string {
 
 func (e *badAddress) Temporary() bool { return false }
 
-func (s *smtpSession) TLS() bool      { return s.tls }
+func (s *smtpSession) TLS() bool { return s.tls }
+
+// OffersDSN reports DSN in the server's EHLO (LHLO) reply.
+func (s *smtpSession) OffersDSN() bool {
+	ok, _ := s.c.Extension("DSN")
+	return ok
+}
+
+// rcptOptions are the RCPT parameters for a recipient's DSN request, nil
+// when there are none or the server takes none. ORCPT goes on only with
+// the types go-smtp's client can write (rfc822, utf-8); another type is
+// left out rather than the recipient refused.
+func rcptOptions(s *smtpSession, dr dsn.Rcpt) *smtp.RcptOptions {
+	if dr.IsZero() || !s.OffersDSN() {
+		return nil
+	}
+	opts := &smtp.RcptOptions{}
+	for _, n := range []dsn.Notify{dsn.NotifySuccess, dsn.NotifyFailure, dsn.NotifyDelay, dsn.NotifyNever} {
+		if dr.Notify&n != 0 {
+			opts.Notify = append(opts.Notify, smtp.DSNNotify(n.String()))
+		}
+	}
+	switch {
+	case strings.EqualFold(dr.ORcptType, "rfc822"):
+		opts.OriginalRecipientType, opts.OriginalRecipient = smtp.DSNAddressTypeRFC822, dr.ORcpt
+	case strings.EqualFold(dr.ORcptType, "utf-8"):
+		opts.OriginalRecipientType, opts.OriginalRecipient = smtp.DSNAddressTypeUTF8, dr.ORcpt
+	}
+	return opts
+}
 func (s *smtpSession) Reusable() bool { return !s.broken }
 
 func (s *smtpSession) Close() error {
@@ -370,7 +400,7 @@ func (s *smtpSession) reset() {
 
 // Start sends MAIL FROM and waits for its reply: go-smtp's client does
 // not pipeline.
-func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, error) {
+func (s *smtpSession) Start(sender string, size int64, utf8 bool, dm dsn.Mail) (Delivery, error) {
 	if s.broken {
 		return nil, &ConnError{Host: s.host, Err: errors.New("session is closed")}
 	}
@@ -402,6 +432,10 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
 		opts.Body = smtp.Body8BitMIME // go-smtp says BODY=8BITMIME whenever offered
 	}
+	if s.OffersDSN() {
+		opts.Return = smtp.DSNReturn(dm.Ret.String())
+		opts.EnvelopeID = dm.EnvID
+	}
 	if err := s.c.Mail(from, opts); err != nil {
 		return nil, s.fail(err, StageMail)
 	}
@@ -426,7 +460,7 @@ type smtpDelivery struct {
 
 // AddRcpt keeps the path it writes in rcpts: go-smtp keys LMTP's replies
 // by it.
-func (d *smtpDelivery) AddRcpt(to string) error {
+func (d *smtpDelivery) AddRcpt(to string, dr dsn.Rcpt) error {
 	i := len(d.outcome)
 	bad := Unwritable(to, false)
 	path := to
@@ -457,7 +491,7 @@ func (d *smtpDelivery) AddRcpt(to string) error {
 			}
 		}
 	}
-	if err := d.s.c.Rcpt(to, nil); err != nil {
+	if err := d.s.c.Rcpt(to, rcptOptions(d.s, dr)); err != nil {
 		err = d.s.fail(err, StageRcpt)
 		d.outcome[i] = err
 		if d.s.broken {

@@ -136,6 +136,21 @@ func TestParams(t *testing.T) {
 	}
 }
 
+func TestField(t *testing.T) {
+	for _, c := range []struct {
+		r    Rcpt
+		want string
+	}{
+		{Rcpt{Notify: NotifyNever}, ""},
+		{Rcpt{ORcptType: "rfc822", ORcpt: "a+b@example.org"}, "rfc822;a+b@example.org"},
+		{Rcpt{ORcptType: "utf-8", ORcpt: "jörg@example.org"}, `utf-8;j\x{F6}rg@example.org`},
+	} {
+		if got := c.r.Field(); got != c.want {
+			t.Errorf("Field() = %q, want %q", got, c.want)
+		}
+	}
+}
+
 func TestRoundTrip(t *testing.T) {
 	for _, m := range []Mail{{Ret: RetFull}, {EnvID: "x y+z=\\"}, {Ret: RetHdrs, EnvID: "QQ1"}} {
 		got, err := ParseMail(m.String())

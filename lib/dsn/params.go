@@ -131,3 +131,18 @@ func parseList(s string, param func(k, v string, hasValue bool) (bool, error)) e
 	}
 	return nil
 }
+
+// Field is ORCPT as a DSN's Original-Recipient field gives it (RFC 3464
+// 2.3.1): "type;address", the address decoded, except that a utf-8
+// address has its non-ASCII characters escaped (RFC 6533), a field being
+// ASCII; "" when ORCPT was not given.
+func (r Rcpt) Field() string {
+	if r.ORcptType == "" {
+		return ""
+	}
+	addr := r.ORcpt
+	if strings.EqualFold(r.ORcptType, "utf-8") {
+		addr = encodeUTF8Escapes(addr)
+	}
+	return r.ORcptType + ";" + addr
+}

@@ -9,6 +9,7 @@ import (
 
 	"gw/lib/bounce"
 	"gw/lib/deliver"
+	"gw/lib/dsn"
 	"gw/lib/queue"
 	"gw/lib/route"
 	"gw/lib/schedule"
@@ -37,6 +38,9 @@ type job struct {
 type outcome struct {
 	err  error  // nil: delivered
 	host string // who answered, if anyone
+	// dsnTaken: the server offered DSN and got the recipient's request
+	// (RFC 3461 5.2.1): a success notice, if asked, is its to send.
+	dsnTaken bool
 }
 
 // deliver runs job j: route, connect, transact, record.
@@ -217,7 +221,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 			out[k] = outcome{err: err, host: host}
 		}
 	}
-	d, err := sess.Start(m.Sender, m.Size, needsUTF8(m, j.rcpts))
+	d, err := sess.Start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
 	if err != nil {
 		setAll(err)
 		return isAnswer(err)
@@ -225,7 +229,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 	for _, i := range j.rcpts {
 		// A refusal here comes out of Commit too (with pipelining it
 		// can only come from there).
-		d.AddRcpt(m.Recipients[i].Address)
+		d.AddRcpt(m.Recipients[i].Address, m.Recipients[i].DSN)
 	}
 	body, err := s.r.Body(j.id)
 	if err != nil {
@@ -252,7 +256,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		return isAnswer(err) || dataSent(d)
 	}
 	for k := range out {
-		out[k] = outcome{err: res[k], host: host}
+		out[k] = outcome{err: res[k], host: host, dsnTaken: sess.OffersDSN()}
 	}
 	return true
 }
@@ -305,6 +309,9 @@ func isASCII(s string) bool {
 // (queuelifetime passed).
 func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn bool) {
 	t := s.now()
+	// Success notices go out before the deliveries are recorded: a crash
+	// in between sends one twice, never none (as bounces do).
+	s.notifySuccess(j, m, out, host)
 	var delayed []delayedRcpt // deferred long enough to warn the sender
 	for k, i := range j.rcpts {
 		rc := m.Recipients[i]
@@ -331,7 +338,9 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			result, reply, status = "deferred", o.err.Error(), statusOf(o.err, false)
 			next := schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip)
 			err = s.r.Deferred(j.id, i, next, reply)
-			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) {
+			// NOTIFY without DELAY (NEVER included) asks for no
+			// delay notice; without NOTIFY, delaywarning decides.
+			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) && rc.DSN.Notify.Wants(dsn.NotifyDelay) {
 				rc.LastError = reply
 				delayed = append(delayed, delayedRcpt{rc: rc, status: status, host: remoteName(o.err)})
 			}

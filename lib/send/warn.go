@@ -59,11 +59,12 @@ func (s *Sender) warn(m *queue.Message, recipients []delayedRcpt) error {
 	}
 	cfg := s.config()
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: m.Sender, QueueID: m.ID.String(),
-		Arrival: m.Arrival, Date: s.now()}
+		Arrival: m.Arrival, Date: s.now(), EnvID: m.DSN.EnvID}
 	until := m.Arrival.Add(cfg.Lifetime)
 	for _, d := range recipients {
 		rep.Recipients = append(rep.Recipients, bounce.Recipient{Address: d.rc.Address, Action: "delayed",
-			Status: d.status, RemoteMTA: d.host, Diagnostic: d.rc.LastError, WillRetryUntil: until})
+			Status: d.status, RemoteMTA: d.host, Diagnostic: d.rc.LastError, WillRetryUntil: until,
+			OriginalRecipient: d.rc.DSN.Field()})
 	}
-	return s.report(m, &rep, "", "delay_warning", len(recipients))
+	return s.report(m, &rep, "", "delay_warning", len(recipients), false)
 }
