@@ -274,6 +274,13 @@ func item(b []byte, kind byte, v string) []byte {
 	return append(b, 0)
 }
 
+// WithoutDSN returns e without its DSN parameters: qmail-queue's
+// envelope alone, for a program that is not gw's own.
+func (e Envelope) WithoutDSN() Envelope {
+	e.DSN, e.RcptDSN = dsn.Mail{}, nil
+	return e
+}
+
 // Wire returns the form a caller writes on fd 1, final NUL included.
 func (e Envelope) Wire() []byte { return append(e.Stored(), 0) }
 
