@@ -265,6 +265,12 @@ func TestSendCrash(t *testing.T) {
 			if got := rv.count("after"); got != 1 {
 				t.Errorf("the message queued after the restart (%s) arrived %d times", later, got)
 			}
+			// The second arrival is announced: the restarted gw-send finds
+			// the dot record with no outcome after it. A kill before the
+			// dot or after the outcome's flush announces nothing.
+			if got, want := len(in.lines("possible_duplicate", "qid="+id)), c.copies-1; got != want {
+				t.Errorf("%d possible_duplicate lines, want %d", got, want)
+			}
 		})
 	}
 }

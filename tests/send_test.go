@@ -31,6 +31,7 @@ type sendReceiver struct {
 
 	t   *testing.T
 	dir string // one NNNNNN.json a message, in the order accepted
+	log *sendLog
 }
 
 type sendReceived struct {
@@ -92,6 +93,7 @@ func startReceiver(t *testing.T) *sendReceiver {
 	}
 	stderr := &sendLog{}
 	cmd.Stderr = stderr
+	rv.log = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting the SMTP receiver: %v (run scripts/test-peers.sh)", err)
 	}

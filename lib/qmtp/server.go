@@ -83,6 +83,7 @@ const (
 	respRouted      = "Dsender-specified routing is not allowed (#5.7.1)"
 	respTooManyRcpt = "Dtoo many recipients (#5.5.3)"
 	respNoInjector  = "Zunable to exec qq (#4.3.0)"
+	respNoSpace     = "Zinsufficient system storage (#4.3.1)"
 	// A route loop between instances or hosts ends here, not at
 	// queuelifetime: each hop adds a Received line (qmail's MAXHOPS).
 	respLooping = "Dtoo many hops, this message is looping (#5.4.6)"
@@ -281,7 +282,12 @@ func (s *session) pkg() (*answer, string) {
 	if inj == nil {
 		inj = handoff.Select(os.Getenv)
 	}
-	tx, txErr := inj.Begin(envelope.Envelope{})
+	noSpace := s.noSpace(msgID, n-1)
+	var tx handoff.Tx
+	txErr := errNoSpace
+	if !noSpace {
+		tx, txErr = inj.Begin(envelope.Envelope{})
+	}
 	if txErr == nil {
 		if _, ok := tx.(handoff.Late); !ok {
 			tx.Abort()
@@ -325,6 +331,8 @@ func (s *session) pkg() (*answer, string) {
 			resp[i] = respBadSender
 		case m.Over:
 			resp[i] = respTooBig
+		case noSpace:
+			resp[i] = respNoSpace
 		case m.Hops.Looping():
 			resp[i] = respLooping
 		case tx == nil:
@@ -345,6 +353,8 @@ func (s *session) pkg() (*answer, string) {
 			reason = "bad_sender"
 		case m.Over:
 			reason = "databytes"
+		case noSpace:
+			reason = "no_space"
 		case m.Hops.Looping():
 			reason = "looping"
 		case tx == nil:

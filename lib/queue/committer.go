@@ -194,7 +194,7 @@ func (c *Committer) loop() {
 			c.trigger.Close()
 		}
 	}()
-	idle := time.NewTicker(10 * time.Second)
+	idle := time.NewTicker(announceEvery)
 	defer idle.Stop()
 	for {
 		var first *commitReq
@@ -296,7 +296,7 @@ func (c *Committer) stillLinked() error {
 // announce tells the runner how far the current segment is flushed, so
 // that it reads no record of a batch before the batch is durable; with no
 // segment open, it only wakes the runner. No runner is fine: the notice is
-// repeated every ten seconds.
+// repeated every announceEvery.
 func (c *Committer) announce() {
 	if c.trigger == nil {
 		f, err := c.q.openSafe(fileTrig, unix.O_WRONLY, 0, fifo)

@@ -14,7 +14,8 @@
 //     entry are flushed.
 //   - journal/N holds the runner's records: picked up, per-recipient state
 //     (pending, delivered, failed; attempts; next try; last error), held,
-//     removed. Each states a whole value, so the last one wins.
+//     removed, and a dot record before each final dot (dot.go). Each
+//     states a whole value, so the last one wins.
 //   - lock/clock is a shared counter that IDs are drawn from; lock/trigger
 //     a FIFO an injector writes a byte to after each commit.
 //

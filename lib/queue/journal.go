@@ -39,6 +39,7 @@ const (
 	jHold      = 'H'
 	jRelease   = 'U'
 	jRemoved   = 'X' // delivered, bounced or deleted: gone for readers
+	jDot       = 'D' // idx:u32: the final dot to recipient idx is going out (dot.go)
 )
 
 const maxJournalRecord = 1 + 8 + 4 + 1 + 4 + 8 + 2 + maxErrorText
@@ -97,6 +98,9 @@ func (r jrec) encode(b []byte) []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(e)))
 		b = append(b, e...)
 	}
+	if r.Kind == jDot {
+		b = binary.BigEndian.AppendUint32(b, r.Index)
+	}
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-p))
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[p:], castagnoli))
 }
@@ -126,6 +130,11 @@ func decodeJrec(p []byte) (jrec, error) {
 			return r, errors.New("bad recipient record")
 		}
 		r.Err = string(p[19:])
+	case jDot:
+		if len(p) != 4 {
+			return r, errors.New("bad dot record")
+		}
+		r.Index = binary.BigEndian.Uint32(p)
 	default:
 		return r, fmt.Errorf("unknown journal record kind 0x%02x", r.Kind)
 	}
@@ -189,6 +198,7 @@ func readJournal(r io.Reader, fn func(jrec)) (*Problem, error) {
 type msgState struct {
 	picked, held, removed bool
 	rcpts                 map[uint32]jrec
+	dots                  map[uint32]bool // a dot record is the last word on these
 }
 
 func (s *msgState) apply(r jrec) {
@@ -206,6 +216,12 @@ func (s *msgState) apply(r jrec) {
 			s.rcpts = make(map[uint32]jrec)
 		}
 		s.rcpts[r.Index] = r
+		delete(s.dots, r.Index)
+	case jDot:
+		if s.dots == nil {
+			s.dots = make(map[uint32]bool)
+		}
+		s.dots[r.Index] = true
 	}
 }
 
@@ -323,23 +339,9 @@ func (w *journalWriter) sync(seq uint64) error {
 	if w.broken != nil {
 		return w.broken
 	}
-	w.mu.Lock()
-	buf, upto := w.buf, w.queued
-	w.buf = nil
-	w.mu.Unlock()
-	if len(buf) > 0 {
-		if _, err := w.f.Write(buf); err != nil {
-			// Cut off what was written of the records and keep them for
-			// the next sync: a torn record would hide every later one from
-			// readers, and a dropped one the next sync would call durable.
-			w.f.Truncate(w.size)
-			w.f.Seek(w.size, io.SeekStart)
-			w.mu.Lock()
-			w.buf = append(buf, w.buf...)
-			w.mu.Unlock()
-			return fmt.Errorf("journal write: %w", err)
-		}
-		w.size += int64(len(buf))
+	upto, err := w.writeOut()
+	if err != nil {
+		return err
 	}
 	if err := fdatasync(w.f); err != nil {
 		// After a failed flush the kernel may have dropped the pages and

@@ -41,7 +41,7 @@ func writerAlive(path string) bool {
 // PIPE_BUF bytes so that writers never interleave: "!" wakes the runner,
 // and "F name length\n" says that shared segment name is flushed up to
 // length. Lengths only grow, so a notice lost to a full FIFO is made good
-// by the next one; gw-queued repeats its last every few seconds.
+// by the next one; gw-queued repeats its last every announceEvery.
 const noticeFlushed = 'F'
 
 func flushedNotice(name string, length int64) []byte {
@@ -56,7 +56,7 @@ type flushedNotices struct {
 }
 
 // feed takes what was read from the FIFO and reports whether it held a
-// wake-up of any kind.
+// wake-up: a "!", an unknown byte, or a length that grew.
 func (n *flushedNotices) feed(b []byte) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -83,8 +83,8 @@ func (n *flushedNotices) feed(b []byte) bool {
 		}
 		if l, err := strconv.ParseInt(f[2], 10, 64); err == nil && l > n.lengths[f[1]] {
 			n.lengths[f[1]] = l
+			woke = true // a repeated notice is no news: no refresh for it
 		}
-		woke = true
 	}
 	return woke
 }

@@ -470,6 +470,7 @@ func FuzzReadJournal(f *testing.F) {
 	b = jrec{Kind: jRecipient, ID: 5, Index: 1, State: Failed, Attempts: 3, Next: 99, Err: "550 no"}.encode(b)
 	b = jrec{Kind: jRemoved, ID: 5}.encode(b)
 	f.Add(b)
+	f.Add(jrec{Kind: jDot, ID: 6, Index: 2}.encode([]byte(jnlMagic)))
 	f.Add([]byte(jnlMagic + "\x00\x00\x00\x09"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		readJournal(bytes.NewReader(data), func(r jrec) {

@@ -31,7 +31,8 @@ type Runner struct {
 	claimed map[ID]bool
 	jw      *journalWriter
 	jnum    uint64
-	jlive   int64 // journal size right after the last compaction
+	jlive   int64    // journal size right after the last compaction
+	unseen  []string // segments load left a tail of for Refresh (cutUnseen)
 }
 
 // runSeg is what the runner knows of one segment.
@@ -79,6 +80,7 @@ func (q *Queue) OpenRunner() (*Runner, error) {
 		return nil, err
 	}
 	r.keepReserve()
+	r.takeUnseen()
 	return r, nil
 }
 
@@ -113,8 +115,9 @@ func (r *Runner) load() error {
 		// At start every segment is read to its end, live writer or not:
 		// the journal's records (removed, delivered) apply only to the
 		// messages read now, and a message read later would come back as
-		// new. The cost is that a batch of gw-queued whose flush is under
-		// way at this very moment may be taken before it is durable (S2).
+		// new. In a segment a writer still holds, the messages from the
+		// first one the journal knows nothing of are left for Refresh
+		// (cutUnseen): their batch may be under a flush that fails.
 		s, err := r.q.scanSegment(name, 0, -1)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -128,11 +131,16 @@ func (r *Runner) load() error {
 		if err != nil {
 			return err
 		}
-		rs := r.addSegment(s, r.readLimitAfterLoad(name))
 		for _, m := range s.messages {
 			if m.ID > maxID {
 				maxID = m.ID
 			}
+		}
+		rs := r.addSegment(s, r.readLimitAfterLoad(name))
+		if !rs.eof && cutUnseen(s, rs, states) {
+			r.unseen = append(r.unseen, name)
+		}
+		for _, m := range s.messages {
 			st := states[m.ID]
 			if st != nil && st.removed {
 				rs.removed[m.ID] = true
@@ -295,6 +303,9 @@ func stateRecords(m *Message) []jrec {
 	for i, rc := range m.Recipients {
 		if rc.State != Pending || rc.Attempts != 0 {
 			recs = append(recs, recipientRecord(m.ID, i, rc))
+		}
+		if rc.DotSent {
+			recs = append(recs, jrec{Kind: jDot, ID: m.ID, Index: uint32(i)})
 		}
 	}
 	return recs
@@ -518,6 +529,7 @@ func (r *Runner) updateRecipient(id ID, i int, attempt bool, change func(*Recipi
 		return fmt.Errorf("message %s recipient %d is already %s", id, i, rc.State)
 	}
 	change(rc)
+	rc.DotSent = false // this record is the word after the dot
 	if attempt {
 		rc.Attempts++
 	}

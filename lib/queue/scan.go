@@ -32,6 +32,10 @@ type Recipient struct {
 	NextTry   time.Time // zero: as soon as possible
 	LastError string
 	DSN       dsn.Rcpt // NOTIFY and ORCPT, as the envelope gave them
+	// DotSent: the journal's last word on the recipient is that the final
+	// dot of a delivery to it went out, and no reply was recorded after:
+	// the runner stopped in between (a possible duplicate; see dot.go).
+	DotSent bool
 }
 
 // Message is a queued message as readers see it.
@@ -270,6 +274,11 @@ func (s *msgState) applyTo(m *Message) {
 		rc.State, rc.Attempts, rc.LastError = r.State, int(r.Attempts), r.Err
 		if r.Next != 0 {
 			rc.NextTry = time.Unix(r.Next, 0)
+		}
+	}
+	for i := range s.dots {
+		if int(i) < len(m.Recipients) && m.Recipients[i].State == Pending {
+			m.Recipients[i].DotSent = true
 		}
 	}
 }

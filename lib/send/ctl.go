@@ -109,6 +109,7 @@ func (s *Sender) ctlAction(action string, id queue.ID) error {
 		delete(s.dueAt, id)
 		return s.r.Remove(id)
 	case qctl.Retry:
+		s.liftWaiting(id)
 		s.retryNow(id)
 	case qctl.Bounce:
 		if err := qctl.Apply(s.r, qctl.Bounce, id); err != nil {

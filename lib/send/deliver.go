@@ -250,13 +250,17 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		setAll(err)
 		return isAnswer(err) || dataSent(d)
 	}
+	dot := dataSent(d)
+	if dot {
+		s.dotSent(j)
+	}
 	res, err := d.Commit()
 	if err != nil {
-		setAll(err)
-		return isAnswer(err) || dataSent(d)
+		setAll(afterDot(dot, err))
+		return isAnswer(err) || dot
 	}
 	for k := range out {
-		out[k] = outcome{err: res[k], host: host, dsnTaken: sess.OffersDSN()}
+		out[k] = outcome{err: afterDot(dot, res[k]), host: host, dsnTaken: sess.OffersDSN()}
 	}
 	return true
 }
@@ -319,6 +323,7 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 		var err error
 		result := "delivered"
 		reply, status := "", ""
+		s.logDuplicate(j, rc, o)
 		switch {
 		case o.err == nil:
 			err = s.r.Delivered(j.id, i)
@@ -336,7 +341,7 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			err = s.r.Failed(j.id, i, reply)
 		default:
 			result, reply, status = "deferred", o.err.Error(), statusOf(o.err, false)
-			next := schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip)
+			next := schedule.Capped(schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip), t, s.config().BackoffMax)
 			err = s.r.Deferred(j.id, i, next, reply)
 			// NOTIFY without DELAY (NEVER included) asks for no
 			// delay notice; without NOTIFY, delaywarning decides.

@@ -143,6 +143,7 @@ func (s *Sender) loop() error {
 	s.logSetAside()
 	s.collect()
 	for _, m := range msgs {
+		s.afterCrash(&m)
 		s.schedule(&m)
 	}
 	// A message committed while the runner read the queue, before it
@@ -291,6 +292,7 @@ func (s *Sender) schedule(m *queue.Message) {
 		s.finish(m.ID)
 		return
 	}
+	s.boundNextTry(m)
 	var at time.Time
 	first := true
 	for _, rc := range m.Recipients {
@@ -353,6 +355,7 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 		s.finish(id)
 		return
 	}
+	s.boundNextTry(&m)
 	f := s.flight[id]
 	forced := s.forced[id]
 	delete(s.forced, id)
@@ -386,13 +389,21 @@ func (s *Sender) plan(id queue.ID, t time.Time) {
 	if !later.IsZero() {
 		s.makeDue(id, later)
 	}
+	postponed := false
 	for _, j := range order {
 		s.claimJob(j)
+		if forced {
+			s.dests.Lift(j.dest) // gw-qctl retry: now, over the backoff
+		}
 		if s.dests.CanStart(j.dest, j.kind(), t) {
 			s.start(j)
 		} else {
 			s.waiting[j.dest] = append(s.waiting[j.dest], j)
+			postponed = s.postpone(j, t) || postponed
 		}
+	}
+	if postponed {
+		s.flushPostponed()
 	}
 }
 
@@ -455,29 +466,6 @@ func (s *Sender) jobDone(j *job) {
 	if m, err := s.r.Message(j.id); err == nil {
 		s.schedule(&m)
 	}
-}
-
-// expireWaiting fails the recipients of jobs waiting for a destination
-// that just failed again, when their message has outlived queuelifetime:
-// they would never get another try.
-func (s *Sender) expireWaiting(dest string) {
-	line := s.waiting[dest]
-	keep := line[:0]
-	t := s.now()
-	for _, j := range line {
-		m, err := s.r.Message(j.id)
-		if err == nil && t.Sub(m.Arrival) > s.config().Lifetime {
-			j.expired = true
-			j.lastErr = "destination unreachable"
-			if d := s.dests.Get(dest); d != nil && d.LastErr != "" {
-				j.lastErr = d.LastErr
-			}
-			go func() { s.deliver(j); s.done <- j }() // no network: see deliver
-			continue
-		}
-		keep = append(keep, j)
-	}
-	s.waiting[dest] = keep
 }
 
 // dueHeap orders messages by due time.

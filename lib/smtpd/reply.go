@@ -17,6 +17,7 @@ var (
 	errNoArgs        = reply(501, "5.5.4", "no arguments allowed")
 	errNestedMail    = reply(503, "5.5.1", "MAIL already given")
 	errBadAuthParam  = reply(501, "5.5.4", "malformed AUTH parameter")
+	errNoSpace       = reply(452, "4.3.1", "insufficient system storage")
 	errBadSender     = reply(553, "5.1.7", "bad sender address syntax")
 	errBadRcpt       = reply(501, "5.1.3", "bad recipient address syntax")
 	errQuotedRcpt    = reply(553, "5.1.3", "quoted local parts are not accepted")

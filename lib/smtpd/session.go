@@ -267,6 +267,9 @@ func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
 		s.log("info", "mail", "from", from.String(), "result", "reject", "reason", "dsn_param", "err", err)
 		return dsnReply(err)
 	}
+	if s.noSpace(from, opts) {
+		return errNoSpace
+	}
 	s.inMail, s.from, s.dsn = true, from, md
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom)

@@ -39,6 +39,7 @@ type Client struct {
 
 	Rule     string           // the ACL rule that applied, for the log
 	Injector handoff.Injector // nil: chosen from the environment
+	Space    handoff.Space    // the injector's queue's filesystem, for the check at MAIL
 }
 
 // ClientFromEnv builds a Client from environment lookups (os.LookupEnv
@@ -62,6 +63,15 @@ func ClientFromEnv(lookup func(string) (string, bool)) Client {
 	_, c.NoGreylist = lookup("GW_NOGREYLIST")
 	c.Rule = get("GW_ACLRULE")
 	c.Injector = handoff.Select(get)
+	// gw-queue, run by the injector, inherits the process's GW_QUEUE when
+	// the client's environment has none (standalone listeners pass only
+	// the injector's own variables into it).
+	c.Space = handoff.SpaceFor(func(k string) string {
+		if v := get(k); v != "" {
+			return v
+		}
+		return os.Getenv(k)
+	})
 	return c
 }
 
