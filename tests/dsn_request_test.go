@@ -280,3 +280,86 @@ func TestDSNDelayNotice(t *testing.T) {
 		t.Errorf("delay notice should name later2@ alone:\n%s", got[0].data)
 	}
 }
+
+// TestDSNStoredThroughGwQueued: through gw-queued's socket, as the
+// listeners use it, the DSN parameters are stored with the message and
+// each recipient; a bad one is refused at the door, naming it.
+func TestDSNStoredThroughGwQueued(t *testing.T) {
+	in := newSMTPDInstance(t, nil)
+	sock := filepath.Join(in.dir, "inject.sock")
+	qd := exec.Command(bin("gw-queued"), "--queue", in.queue, "--socket", sock)
+	qd.Stderr = os.Stderr
+	if err := qd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { qd.Process.Kill(); qd.Wait() }()
+	waitFor(t, "gw-queued's socket", 5*time.Second, func() bool { _, err := os.Stat(sock); return err == nil })
+	addr := in.standalone(t, []string{"GW_QUEUED=" + sock})
+	talk(t, addr,
+		"", "220 ",
+		"EHLO client.example", "250-DSN",
+		"MAIL FROM:<s@sender.example> RET=FULL ENVID=E+2B1", "250 ",
+		"RCPT TO:<u@example.com> NOTIFY=NEVER,SUCCESS", "501 5.5.4 ",
+		"RCPT TO:<u@example.com> NOTIFY=SUCCESS NOTIFY=FAILURE", "501 5.5.4 bad DSN parameter: NOTIFY given twice",
+		"RCPT TO:<u@example.com> NOTIFY=DELAY,SUCCESS ORCPT=rfc822;u+2Bold@example.com", "250 ",
+		"RCPT TO:<v@example.com>", "250 ",
+		"DATA", "354 ",
+		"Subject: stored\n\nbody\n.", "250 ",
+		"QUIT", "221 ")
+	msgs := in.messages(t)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(msgs))
+	}
+	m := msgs[0]
+	if m.DSN.Ret.String() != "FULL" || m.DSN.EnvID != "E+1" {
+		t.Errorf("message's DSN %+v", m.DSN)
+	}
+	if len(m.Recipients) != 2 {
+		t.Fatalf("recipients %+v", m.Recipients)
+	}
+	if u := m.Recipients[0].DSN; u.String() != "NOTIFY=SUCCESS,DELAY ORCPT=rfc822;u+2Bold@example.com" {
+		t.Errorf("u@'s DSN %q", u.String())
+	}
+	if v := m.Recipients[1].DSN; !v.IsZero() {
+		t.Errorf("v@'s DSN %q, want none", v.String())
+	}
+}
+
+// TestDSNItemsCheckedByGwQueue: gw-queue trusts no injector's DSN items
+// more than a client's: NOTIFY=NEVER,SUCCESS from a program is refused
+// with 91 and nothing is queued; a well-formed item is queued.
+func TestDSNItemsCheckedByGwQueue(t *testing.T) {
+	in := newSendInstance(t, map[string]string{})
+	queue := func(env string) (int, string) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		w.WriteString(env)
+		w.Close()
+		cmd := exec.Command(bin("gw-queue"))
+		cmd.Env = append(os.Environ(), "GW_QUEUE="+in.queue)
+		cmd.Stdin = strings.NewReader("Subject: x\n\nbody\n")
+		cmd.Stdout = r
+		var out strings.Builder
+		cmd.Stderr = &out
+		cmd.Run()
+		return cmd.ProcessState.ExitCode(), out.String()
+	}
+	if code, out := queue("Fa@sender.test\x00Tb@good.test\x00NNOTIFY=NEVER,SUCCESS\x00\x00"); code != 91 {
+		t.Errorf("bad NOTIFY item: exit %d, want 91\n%s", code, out)
+	}
+	if code, out := queue("Fa@sender.test\x00NNOTIFY=NEVER\x00Tb@good.test\x00\x00"); code != 91 {
+		t.Errorf("N item after F: exit %d, want 91\n%s", code, out)
+	}
+	if n := len(in.messages(t)); n != 0 {
+		t.Fatalf("%d messages queued from refused envelopes", n)
+	}
+	if code, out := queue("Fa@sender.test\x00DENVID=x\x00Tb@good.test\x00NNOTIFY=NEVER\x00\x00"); code != 0 {
+		t.Fatalf("good DSN items: exit %d\n%s", code, out)
+	}
+	if m := in.messages(t); len(m) != 1 || m[0].DSN.EnvID != "x" || m[0].Recipients[0].DSN.String() != "NOTIFY=NEVER" {
+		t.Errorf("queued %+v", m)
+	}
+}
