@@ -412,6 +412,7 @@ func FuzzSession(f *testing.F) {
 		"HELO x\nMAIL FROM: <a@b.example> SIZE=10 BODY=8BITMIME\nRCPT TO:<\"a\\\"b\"@example.com>\n",
 		"RCPT TO:<@a,@b:u@example.com>\r\nMAIL FROM:<>\r\nRCPT TO:<postmaster>\r\nRSET\r\nVRFY x\r\nNOOP\r\n",
 		"AUTH PLAIN AGEAYg==\r\nSTARTTLSX\r\nMAIL FROM:<a@[IPv6:::1]>\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b.example> RET=HDRS ENVID=a+2Bb\r\nRCPT TO:<u@example.com> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;u+40x\r\nRCPT TO:<v@example.com> NOTIFY=NEVER NOTIFY=NEVER\r\n",
 	} {
 		f.Add(s)
 	}
