@@ -22,10 +22,10 @@ type dsnGateway struct {
 	addr  string // gw-smtpd's
 }
 
-func startDSNGateway(t *testing.T, next int, control map[string]string) *dsnGateway {
+func startDSNGateway(t *testing.T, next string, control map[string]string) *dsnGateway {
 	t.Helper()
 	d := dnsFor(t, "good.test. MX 10 mx.good.test.", "mx.good.test. A 127.0.0.1", "sender.test. MX 10 mx.good.test.")
-	control["smtpport"] = fmt.Sprint(next)
+	control["smtpport"] = next
 	control["dnsserver"] = d.Addr
 	g := &dsnGateway{send: newSendInstance(t, control)}
 	g.smtpd = newSMTPDInstance(t, map[string]string{"rcpthosts": "good.test\n"})
@@ -86,7 +86,7 @@ func talk(t *testing.T, addr string, lines ...string) {
 //   - a third to bad4@, RET=FULL and no NOTIFY: a bounce with the message.
 func TestDSNHonouredWithoutDSNNextHop(t *testing.T) {
 	rv := startReceiver(t)
-	g := startDSNGateway(t, rv.port, map[string]string{})
+	g := startDSNGateway(t, fmt.Sprint(rv.port), map[string]string{})
 	talk(t, g.addr,
 		"", "220 ",
 		"EHLO client.example", "250-DSN",
@@ -173,47 +173,13 @@ func TestDSNHonouredWithoutDSNNextHop(t *testing.T) {
 	}
 }
 
-// sinkDSN is Postfix's smtp-sink, which offers DSN, keeping each
-// transaction in a file of dir: its MAIL and RCPT arguments as
-// X-Mail-Args and X-Rcpt-Args lines, then the message.
-func startSinkDSN(t *testing.T) (port int, dir string) {
-	t.Helper()
-	bin := need(t, "smtp-sink")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir = filepath.Join(workDir(t), "sink")
-	os.Mkdir(dir, 0o777)
-	os.Chmod(dir, 0o777)
-	args := []string{"-R", dir, "-d", "%H%M%S.", fmt.Sprintf("127.0.0.1:%d", port), "10"}
-	if os.Getuid() == 0 {
-		args = append([]string{"-u", "nobody"}, args...)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, "smtp-sink", 5*time.Second, func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return port, dir
-}
-
 // TestDSNPassedOnToPostfix: the next hop is Postfix's smtp-sink, which
 // offers DSN: it gets RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT,
 // and gw sends no success notice of its own (the next hop has the
 // request now).
 func TestDSNPassedOnToPostfix(t *testing.T) {
-	port, dir := startSinkDSN(t)
+	sink := startSMTPSink(t, filepath.Join(workDir(t), "sink"))
+	_, port, _ := net.SplitHostPort(sink.addr)
 	g := startDSNGateway(t, port, map[string]string{})
 	talk(t, g.addr,
 		"", "220 ",
@@ -226,25 +192,53 @@ func TestDSNPassedOnToPostfix(t *testing.T) {
 		"QUIT", "221 ")
 	waitFor(t, "the message to leave the queue", 10*time.Second, func() bool { return len(g.send.lines("end")) == 1 })
 	time.Sleep(300 * time.Millisecond)
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Fatalf("%d transactions at smtp-sink, want 1 (no success notice)", len(ents))
-	}
-	b, err := os.ReadFile(filepath.Join(dir, ents[0].Name()))
-	if err != nil {
-		t.Fatal(err)
+	txs := sink.transactions()
+	if len(txs) != 1 {
+		t.Fatalf("%d transactions at smtp-sink, want 1 (no success notice)", len(txs))
 	}
 	for _, want := range []string{
 		"X-Mail-Args: <a@sender.test> BODY=8BITMIME RET=HDRS ENVID=QQ2\n",
 		"X-Rcpt-Args: <ok@good.test> NOTIFY=SUCCESS,DELAY ORCPT=RFC822;ok@sender.test\n",
 		"X-Rcpt-Args: <plain@good.test>\n",
 	} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("smtp-sink's record lacks %q:\n%s", want, b)
+		if !strings.Contains(txs[0], want) {
+			t.Errorf("smtp-sink's record lacks %q:\n%s", want, txs[0])
 		}
 	}
 	if n := len(g.send.lines("success_notice")); n != 0 {
 		t.Errorf("%d success notices from gw-send, want none: the next hop took NOTIFY", n)
+	}
+}
+
+// TestDSNThroughScanProxy: gw-scan's SMTP proxy offers DSN and hands the
+// parameters, checked, to its next hop (Postfix's smtp-sink), so that a
+// NOTIFY=NEVER does not become a bounce one hop further in; a bad one is
+// refused.
+func TestDSNThroughScanProxy(t *testing.T) {
+	sink := startSMTPSink(t, filepath.Join(workDir(t), "next"))
+	addr, _, _ := scanProxy(t, sink.addr, map[string]string{})
+	talk(t, addr,
+		"", "220 ",
+		"EHLO client.example", "250-DSN",
+		"MAIL FROM:<a@sender.test> RET=FULL ENVID=P+2B1", "250 ",
+		"RCPT TO:<u@good.test> NOTIFY=NEVER", "250 ",
+		"RCPT TO:<v@good.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;v+2Bold@good.test", "250 ",
+		"RCPT TO:<w@good.test> NOTIFY=NEVER,FAILURE", "501 5.5.4 ",
+		"RCPT TO:<x@good.test>", "250 ",
+		"DATA", "354 ",
+		"Subject: proxied\n\nbody\n.", "250 ",
+		"QUIT", "221 ")
+	waitFor(t, "the next hop to take the message", 20*time.Second, func() bool { return len(sink.transactions()) == 1 })
+	tx := sink.transactions()[0]
+	for _, want := range []string{
+		"X-Mail-Args: <a@sender.test> BODY=8BITMIME RET=FULL ENVID=P+2B1\n", // go-smtp says BODY= whenever offered
+		"X-Rcpt-Args: <u@good.test> NOTIFY=NEVER\n",
+		"X-Rcpt-Args: <v@good.test> NOTIFY=FAILURE,DELAY ORCPT=RFC822;v+2Bold@good.test\n",
+		"X-Rcpt-Args: <x@good.test>\n",
+	} {
+		if !strings.Contains(tx, want) {
+			t.Errorf("smtp-sink's record lacks %q:\n%s", want, tx)
+		}
 	}
 }
 
@@ -253,7 +247,7 @@ func TestDSNPassedOnToPostfix(t *testing.T) {
 // asked NOTIFY=DELAY does.
 func TestDSNDelayNotice(t *testing.T) {
 	rv := startReceiver(t)
-	g := startDSNGateway(t, rv.port, map[string]string{"delaywarning": "1"})
+	g := startDSNGateway(t, fmt.Sprint(rv.port), map[string]string{"delaywarning": "1"})
 	talk(t, g.addr,
 		"", "220 ",
 		"EHLO client.example", "250-DSN",

@@ -352,26 +352,12 @@ func (s *smtpSession) OffersDSN() bool {
 }
 
 // rcptOptions are the RCPT parameters for a recipient's DSN request, nil
-// when there are none or the server takes none. ORCPT goes on only with
-// the types go-smtp's client can write (rfc822, utf-8); another type is
-// left out rather than the recipient refused.
+// when there are none or the server takes none.
 func rcptOptions(s *smtpSession, dr dsn.Rcpt) *smtp.RcptOptions {
-	if dr.IsZero() || !s.OffersDSN() {
+	if !s.OffersDSN() {
 		return nil
 	}
-	opts := &smtp.RcptOptions{}
-	for _, n := range []dsn.Notify{dsn.NotifySuccess, dsn.NotifyFailure, dsn.NotifyDelay, dsn.NotifyNever} {
-		if dr.Notify&n != 0 {
-			opts.Notify = append(opts.Notify, smtp.DSNNotify(n.String()))
-		}
-	}
-	switch {
-	case strings.EqualFold(dr.ORcptType, "rfc822"):
-		opts.OriginalRecipientType, opts.OriginalRecipient = smtp.DSNAddressTypeRFC822, dr.ORcpt
-	case strings.EqualFold(dr.ORcptType, "utf-8"):
-		opts.OriginalRecipientType, opts.OriginalRecipient = smtp.DSNAddressTypeUTF8, dr.ORcpt
-	}
-	return opts
+	return dr.RcptOptions()
 }
 func (s *smtpSession) Reusable() bool { return !s.broken }
 
@@ -433,8 +419,7 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool, dm dsn.Mail) (
 		opts.Body = smtp.Body8BitMIME // go-smtp says BODY=8BITMIME whenever offered
 	}
 	if s.OffersDSN() {
-		opts.Return = smtp.DSNReturn(dm.Ret.String())
-		opts.EnvelopeID = dm.EnvID
+		dm.MailOptions(opts)
 	}
 	if err := s.c.Mail(from, opts); err != nil {
 		return nil, s.fail(err, StageMail)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/mailbox"
 )
@@ -49,6 +50,9 @@ func (p *Proxy) Serve(l net.Listener) error {
 	s.MaxMessageBytes = p.MaxBytes
 	s.MaxRecipients = envelope.MaxRecipients
 	s.MaxLineLength = 4096
+	// DSN's parameters go on to the next hop with the message (relay): a
+	// NOTIFY=NEVER must not turn into a bounce one hop further in.
+	s.EnableDSN = true
 	err := s.Serve(l)
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
 		return nil
@@ -59,29 +63,38 @@ func (p *Proxy) Serve(l net.Listener) error {
 type proxySession struct {
 	p      *Proxy
 	remote string
-	from   string
-	rcpts  []string
+	env    envelope.Envelope // sender, recipients and DSN parameters, as accepted
 }
 
-func (s *proxySession) Reset() { s.from, s.rcpts = "", nil }
+func (s *proxySession) Reset() { s.env = envelope.Envelope{} }
+
+var errBadDSN = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "bad DSN parameter"}
 
 func (s *proxySession) Logout() error { return nil }
 
 // Mail and Rcpt take the address go-smtp unquoted, so the check is the
 // envelope's one definition; relay writes it back through mailbox.Path.
-func (s *proxySession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *proxySession) Mail(from string, opts *smtp.MailOptions) error {
 	if err := envelope.CheckAddress(from); err != nil {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "sender address refused"}
 	}
-	s.from, s.rcpts = from, nil
+	md, err := dsn.FromMailOptions(opts)
+	if err != nil {
+		return errBadDSN
+	}
+	s.env = envelope.Envelope{Sender: from, DSN: md}
 	return nil
 }
 
-func (s *proxySession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *proxySession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if err := envelope.CheckAddress(to); err != nil || to == "" {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "recipient address refused"}
 	}
-	s.rcpts = append(s.rcpts, to)
+	rd, err := dsn.FromRcptOptions(opts)
+	if err != nil {
+		return errBadDSN
+	}
+	s.env.Add(to, rd)
 	return nil
 }
 
@@ -101,7 +114,7 @@ func (s *proxySession) Data(r io.Reader) error {
 		return errLocal
 	}
 	defer f.Close()
-	env := envelope.Envelope{Sender: s.from, Recipients: s.rcpts}
+	env := s.env
 	id := NewID()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
 	defer cancel()
@@ -179,15 +192,20 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("MAIL: sender %q: %w", env.Sender, err)
 	}
-	if err := c.Mail(from, nil); err != nil {
+	// go-smtp's client writes DSN's parameters only to a next hop that
+	// offers DSN (gw-smtpd does); one that does not gets none, and the
+	// request ends there (gw-scan.8).
+	mo := &smtp.MailOptions{}
+	env.DSN.MailOptions(mo)
+	if err := c.Mail(from, mo); err != nil {
 		return "", fmt.Errorf("MAIL: %w", err)
 	}
-	for _, r := range env.Recipients {
+	for i, r := range env.Recipients {
 		to, err := mailbox.Path(r)
 		if err != nil {
 			return "", fmt.Errorf("RCPT %q: %w", r, err)
 		}
-		if err := c.Rcpt(to, nil); err != nil {
+		if err := c.Rcpt(to, env.RcptDSNOf(i).RcptOptions()); err != nil {
 			return "", fmt.Errorf("RCPT %s: %w", r, err)
 		}
 	}
