@@ -20,6 +20,7 @@ spamd           # gw-scan e2e tests: spamd with Debian's shipped rules (GTUBE), 
 runit           # runsvdir/runsv/sv/svlogd/chpst: the scenario tests supervise gw-instance's service dirs
 daemontools     # svscan/supervise/svc/multilog/setuidgid/envdir: one scenario under daemontools
 unbound         # the tests' DNS server on loopback (lib/dns/dnstest): MX, A, AAAA, null MX, DNSBL zones
+ldnsutils       # gw-send DANE tests: ldns-keygen and ldns-signzone sign the test zone unbound serves and validates
 python3-aiosmtpd # gw-send e2e tests: the scriptable receiver (4xx/5xx at chosen stages, hangs mid-DATA)
 "
 

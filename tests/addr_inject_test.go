@@ -104,20 +104,29 @@ func (s *smtpSink) rcptArgs() []string {
 // insidePostfix is a private Postfix instance playing the inside host a
 // gateway delivers to: it trusts the gateway (mynetworks 127.0.0.0/8),
 // forwards gw.test to the mailbox host and victim.test to the victim, both
-// smtp-sinks, and refuses every other destination.
+// smtp-sinks, and refuses every other destination. A test may change
+// that with main.cf lines of its own (extra), which replace the default
+// ones.
 type insidePostfix struct {
 	dir, addr      string
 	inside, victim *smtpSink
 }
 
-func startInsidePostfix(t *testing.T) *insidePostfix {
+// startInsidePostfix starts one at a loopback address of its own.
+func startInsidePostfix(t *testing.T, extra ...string) *insidePostfix {
+	t.Helper()
+	return startInsidePostfixAt(t, loopbackAddr(t), extra...)
+}
+
+// startInsidePostfixAt is startInsidePostfix listening at addr.
+func startInsidePostfixAt(t *testing.T, addr string, extra ...string) *insidePostfix {
 	t.Helper()
 	need(t, "postfix")
 	if os.Getuid() != 0 {
 		t.Fatal("a private Postfix instance needs root to start")
 	}
 	dir := workDir(t)
-	p := &insidePostfix{dir: dir, addr: loopbackAddr(t),
+	p := &insidePostfix{dir: dir, addr: addr,
 		inside: startSMTPSink(t, filepath.Join(dir, "inside")), victim: startSMTPSink(t, filepath.Join(dir, "victim"))}
 	etc, data := filepath.Join(dir, "etc"), filepath.Join(dir, "data")
 	for _, d := range []string{etc, data, filepath.Join(dir, "spool")} {
@@ -154,6 +163,10 @@ smtp_dns_support_level = disabled
 smtputf8_enable = no
 `, dir, host(p.inside.addr), port(p.inside.addr), host(p.victim.addr), port(p.victim.addr))
 	os.WriteFile(filepath.Join(etc, "master.cf"), master, 0o644)
+	for _, l := range extra {
+		name, _, _ := strings.Cut(l, "=")
+		mainCF = regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(strings.TrimSpace(name))+` =.*\n`).ReplaceAllString(mainCF, "") + l + "\n"
+	}
 	os.WriteFile(filepath.Join(etc, "main.cf"), []byte(mainCF), 0o644)
 	if out, err := exec.Command("postfix", "-c", etc, "start").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))

@@ -50,7 +50,7 @@ func TestSendPossibleDuplicateAfterCrash(t *testing.T) {
 		return len(in.lines("possible_duplicate", "qid="+id, "rcpt=hang@good.test")) == 1
 	})
 	for _, m := range in.messages(t) {
-		if rc := m.Recipients[0]; rc.Attempts != 1 || !strings.Contains(rc.LastError, "possible duplicate") {
+		if rc := m.Recipients[0]; rc.Attempts != 1 || !strings.Contains(rc.LastError(), "possible duplicate") {
 			t.Errorf("after the restart: %+v, want one attempt that names the possible duplicate", rc)
 		}
 	}

@@ -168,7 +168,7 @@ func (in *sendInstance) journalError(t *testing.T, id, rcpt string) string {
 		}
 		for _, rc := range m.Recipients {
 			if rc.Address == rcpt {
-				return rc.LastError
+				return rc.LastError()
 			}
 		}
 	}

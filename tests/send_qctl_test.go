@@ -105,9 +105,9 @@ func TestQctlRetryWithoutSend(t *testing.T) {
 		t.Fatalf("gw-qctl retry: exit %d, %q", code, out)
 	}
 	after := in.messages(t)[0].Recipients[0]
-	if time.Until(after.NextTry) > time.Second || after.Attempts != before.Attempts || after.LastError != before.LastError {
+	if time.Until(after.NextTry) > time.Second || after.Attempts != before.Attempts || after.LastError() != before.LastError() {
 		t.Fatalf("after retry: next %v (in %v), attempts %d (was %d), error %q (was %q)",
-			after.NextTry, time.Until(after.NextTry), after.Attempts, before.Attempts, after.LastError, before.LastError)
+			after.NextTry, time.Until(after.NextTry), after.Attempts, before.Attempts, after.LastError(), before.LastError())
 	}
 	in.start(t)
 	waitFor(t, "the second attempt", 5*time.Second, func() bool {

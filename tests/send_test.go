@@ -369,6 +369,12 @@ func TestSendPerRecipientOutcomesAndBounce(t *testing.T) {
 		"Final-Recipient: rfc822; later@good.test", "Status: 5.4.7",
 		"Final-Recipient: rfc822; x@null.test", "Status: 5.1.10",
 		"Content-Type: text/rfc822-headers", "Message-ID: <m1@sender.test>",
+		// The fields come from the stored outcome: the server's reply
+		// as it came, the server's name; past queuelifetime the last
+		// 4xx stays the diagnostic; gw's own verdict is x-gw.
+		"Status: 5.1.1\r\nRemote-MTA: dns; mx.good.test\r\nDiagnostic-Code: smtp; 550 5.1.1 ",
+		"Status: 5.4.7\r\nRemote-MTA: dns; mx.good.test\r\nDiagnostic-Code: smtp; 4",
+		"Status: 5.1.10\r\nDiagnostic-Code: x-gw; domain does not accept mail (null MX, RFC 7505)\r\n",
 	} {
 		if !strings.Contains(dsn.data, want) {
 			t.Errorf("DSN lacks %q:\n%s", want, dsn.data)
@@ -446,8 +452,8 @@ func TestSendRefusalsAfterDataAndAtMail(t *testing.T) {
 			continue
 		}
 		for _, rc := range m.Recipients {
-			if rc.Attempts != 1 || !strings.Contains(rc.LastError, reply) {
-				t.Errorf("%s: %d attempts, last error %q; want one deferral with %q", rc.Address, rc.Attempts, rc.LastError, reply)
+			if rc.Attempts != 1 || !strings.Contains(rc.LastError(), reply) {
+				t.Errorf("%s: %d attempts, last error %q; want one deferral with %q", rc.Address, rc.Attempts, rc.LastError(), reply)
 			}
 		}
 	}

@@ -174,7 +174,7 @@ func TestSMTPDStartTLSAndAuth(t *testing.T) {
 	}
 	// AUTH PLAIN with an authorization identity: alice may act as alice,
 	// never as bob (RFC 4616 section 2); HELP is answered.
-	for _, c := range []struct{ authzid, want string }{{"alice", "235 2.0.0"}, {"bob", "535 5.7.8"}} {
+	for _, c := range []struct{ authzid, want string }{{"alice", "235 2.7.0"}, {"bob", "535 5.7.8"}} {
 		resp := base64.StdEncoding.EncodeToString([]byte(c.authzid + "\x00alice\x00s3cret pass"))
 		cmd := exec.Command("openssl", "s_client", "-starttls", "smtp", "-connect", addr, "-quiet")
 		cmd.Stdin = strings.NewReader("EHLO c.example\r\nHELP\r\nAUTH PLAIN " + resp + "\r\nQUIT\r\n")

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
 
@@ -21,10 +20,17 @@ type Recipient struct {
 	// Action is RFC 3464's: "failed", "delayed", or for a success
 	// notice (RFC 3461 NOTIFY=SUCCESS) "relayed" (the next hop takes no
 	// DSN request) or "delivered" (the next hop is the final one, LMTP).
-	Action     string
-	Status     string // enhanced code, e.g. "5.1.1"
-	RemoteMTA  string // host name, when a server answered
-	Diagnostic string // the server's reply or gw-send's own reason
+	Action    string
+	Status    string // enhanced code, e.g. "5.1.1"
+	RemoteMTA string // host name, when a server answered
+	// DiagnosticType is the Diagnostic-Code's type (RFC 3464 2.3.6):
+	// "smtp" for a server's reply, "x-gw" for gw's own reasons; "" leaves
+	// the field out.
+	DiagnosticType string
+	Diagnostic     string // the server's reply or gw-send's own reason
+	// Explanation is the line the human-readable part gives the
+	// recipient; "" is Diagnostic, or the Action when that is "" too.
+	Explanation string
 	// WillRetryUntil is when a delayed recipient will be given up
 	// (RFC 3464 2.3.9); zero leaves the field out.
 	WillRetryUntil time.Time
@@ -84,37 +90,6 @@ func ReadHeaders(r io.Reader) ([]byte, error) {
 	}
 }
 
-// The places an enhanced status code is written in a recipient's last
-// error: gw's own "(#5.1.2)", qmail's way; a server's reply code followed
-// by one ("550 5.1.1 …", RFC 3463). Anywhere else three dotted numbers
-// are something else, an address ("10.5.4.1") or a version.
-var (
-	ownCode   = regexp.MustCompile(`\(#([245]\.\d{1,3}\.\d{1,3})\)`)
-	replyCode = regexp.MustCompile(`(?:^|[^\d.])[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3})\b`)
-)
-
-// Status returns the enhanced status code in text (gw's "(#5.1.2)", the
-// last one first, else a reply's "550 5.1.1"), whose class agrees with
-// perm; else 5.0.0 or 4.0.0.
-func Status(text string, perm bool) string {
-	class := "4"
-	if perm {
-		class = "5"
-	}
-	own := ownCode.FindAllStringSubmatch(text, -1)
-	for i := len(own) - 1; i >= 0; i-- {
-		if own[i][1][:1] == class {
-			return own[i][1]
-		}
-	}
-	for _, m := range replyCode.FindAllStringSubmatch(text, -1) {
-		if m[1][:1] == class {
-			return m[1]
-		}
-	}
-	return class + ".0.0"
-}
-
 // Message returns the DSN with LF line ends, as messages are stored.
 func (r *Report) Message() []byte {
 	bd := r.Boundary
@@ -165,11 +140,14 @@ func (r *Report) Message() []byte {
 		b.WriteString("Your message could not yet be delivered to one or more recipients.\nI will keep trying; you need not send it again.\n\n")
 	}
 	for _, rc := range r.Recipients {
-		if rc.Diagnostic == "" {
-			fmt.Fprintf(&b, "<%s>: %s\n", clean(rc.Address), rc.Action)
-			continue
+		line := rc.Explanation
+		if line == "" {
+			line = rc.Diagnostic
 		}
-		fmt.Fprintf(&b, "<%s>: %s\n", clean(rc.Address), clean(rc.Diagnostic))
+		if line == "" {
+			line = rc.Action // a success notice has no diagnostic
+		}
+		fmt.Fprintf(&b, "<%s>: %s\n", clean(rc.Address), clean(line))
 	}
 	b.WriteString("\n")
 
@@ -193,12 +171,8 @@ func (r *Report) Message() []byte {
 		if rc.RemoteMTA != "" {
 			fmt.Fprintf(&b, "Remote-MTA: dns; %s\n", clean(rc.RemoteMTA))
 		}
-		if rc.Diagnostic != "" {
-			diag := "x-gw; "
-			if looksLikeReply(rc.Diagnostic) {
-				diag = "smtp; "
-			}
-			fmt.Fprintf(&b, "Diagnostic-Code: %s%s\n", diag, clean(rc.Diagnostic))
+		if rc.DiagnosticType != "" {
+			fmt.Fprintf(&b, "Diagnostic-Code: %s; %s\n", rc.DiagnosticType, clean(rc.Diagnostic))
 		}
 		if !rc.WillRetryUntil.IsZero() {
 			fmt.Fprintf(&b, "Will-Retry-Until: %s\n", rc.WillRetryUntil.UTC().Format(time.RFC1123Z))
@@ -232,17 +206,6 @@ func headerAddress(addr string) string {
 		return p
 	}
 	return addr
-}
-
-var replyStart = regexp.MustCompile(`^[245]\d\d `)
-
-// looksLikeReply reports text that is a server's reply (RFC 3464 2.3.6
-// "smtp" diagnostic type), possibly after "host said: ".
-func looksLikeReply(s string) bool {
-	if i := strings.Index(s, " said: "); i >= 0 {
-		s = s[i+7:]
-	}
-	return replyStart.MatchString(s)
 }
 
 // clean keeps a field to one printable ASCII line: peers choose these

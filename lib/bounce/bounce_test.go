@@ -11,42 +11,15 @@ import (
 	"time"
 )
 
-func TestStatus(t *testing.T) {
-	cases := []struct {
-		text string
-		perm bool
-		want string
-	}{
-		{"mx said: 550 5.1.1 no such user", true, "5.1.1"},
-		{"no mail host (#5.1.2)", true, "5.1.2"},
-		{"451 4.3.0 later", false, "4.3.0"},
-		{"451 4.3.0 later", true, "5.0.0"}, // a lifetime expiry: the class is ours
-		{"451 4.2.0 later; too long in the queue (#5.4.7)", true, "5.4.7"},
-		{"connection refused", false, "4.0.0"},
-		{"version 1.2.3.4", true, "5.0.0"},
-		// an address is no status, nor a port
-		{"mx[10.5.4.1]:25 said: 550 no such user (in reply to RCPT TO)", true, "5.0.0"},
-		{"mx[192.0.2.4]:25: dial tcp 192.0.2.4:25: connect: connection refused (#4.4.1)", false, "4.4.1"},
-		{"mx[192.0.4.4]:2525: dial tcp 192.0.4.4:2525: i/o timeout", false, "4.0.0"},
-		// the last of gw's own codes of the class is the outcome
-		{"mx said: 554 5.7.1 go away (in reply to greeting) (#4.7.1); I'm not going to try again (#5.4.7)", true, "5.4.7"},
-		{"mx said: 554 5.7.1 go away (in reply to greeting) (#4.7.1)", false, "4.7.1"},
-		{"mx said: 452-4.2.2 full", false, "4.2.2"},
-	}
-	for _, c := range cases {
-		if got := Status(c.text, c.perm); got != c.want {
-			t.Errorf("Status(%q, %v) = %q, want %q", c.text, c.perm, got, c.want)
-		}
-	}
-}
-
 func TestReportParses(t *testing.T) {
 	r := Report{
 		ReportingMTA: "gw.test", From: "MAILER-DAEMON@gw.test", To: "a@x.test", QueueID: "0123456789abc",
 		Arrival: time.Unix(1e9, 0), Date: time.Unix(1e9+60, 0),
 		Recipients: []Recipient{
-			{Address: "b@y.test", Action: "failed", Status: "5.1.1", RemoteMTA: "mx.y.test", Diagnostic: "mx.y.test said: 550 5.1.1 no\r\nInjected: yes"},
-			{Address: "c@y.test", Action: "failed", Status: "5.4.7", Diagnostic: "message too old"},
+			{Address: "b@y.test", Action: "failed", Status: "5.1.1", RemoteMTA: "mx.y.test",
+				DiagnosticType: "smtp", Diagnostic: "550 5.1.1 no\r\nInjected: yes"},
+			{Address: "c@y.test", Action: "failed", Status: "5.4.7", DiagnosticType: "x-gw", Diagnostic: "message too old"},
+			{Address: "d@y.test", Action: "failed", Status: "5.0.0"},
 		},
 		Headers: []byte("Received: x\nSubject: hello\n"),
 	}
@@ -79,10 +52,14 @@ func TestReportParses(t *testing.T) {
 		t.Fatalf("parts %q", types)
 	}
 	for _, want := range []string{"Reporting-MTA: dns; gw.test", "Final-Recipient: rfc822; b@y.test", "Status: 5.1.1",
-		"Diagnostic-Code: smtp; mx.y.test said: 550 5.1.1 no??Injected: yes", "Final-Recipient: rfc822; c@y.test", "Action: failed"} {
+		"Remote-MTA: dns; mx.y.test", "Diagnostic-Code: smtp; 550 5.1.1 no??Injected: yes", "Final-Recipient: rfc822; c@y.test",
+		"Action: failed", "Diagnostic-Code: x-gw; message too old", "Final-Recipient: rfc822; d@y.test\nAction: failed\nStatus: 5.0.0"} {
 		if !strings.Contains(status, want) {
 			t.Errorf("delivery-status lacks %q:\n%s", want, status)
 		}
+	}
+	if n := strings.Count(status, "Diagnostic-Code:"); n != 2 {
+		t.Errorf("%d Diagnostic-Code fields, want 2: none for a recipient without one", n)
 	}
 	if strings.Contains(status, "\nInjected:") {
 		t.Error("a diagnostic grew a field")

@@ -6,7 +6,7 @@
 // SMTP and LMTP go through go-smtp's client (smtp.Client), over a
 // connection gw dials itself. gw adds what that client lacks (see
 // specs/go-smtp.md): a deadline on every read and write, the body's
-// included (deadlineConn); a lone CR sent as a space (lineEnds);
+// included (deadlineConn); a lone CR sent as a space (dataWriter);
 // STARTTLS after an EHLO with the instance's name, only when offered; a
 // bound on what a server may send unasked; per-recipient outcomes and
 // gw's error types. go-smtp's client does not pipeline: MAIL, each RCPT
@@ -88,6 +88,9 @@ type Reply struct {
 	Enhanced string
 	Stage    Stage  // what it answered; "" for gw's own refusals
 	Note     string // gw's remark on the circumstances, after the reply
+	// Own marks gw's own refusal (5.6.3, 5.6.7, 5.3.4): no server said
+	// it, and a DSN does not present it as a server's reply.
+	Own bool
 }
 
 func (r *Reply) Error() string {

@@ -30,7 +30,7 @@ func (s *smtpSession) sevenBit(r io.Reader, size int64) (io.Reader, error) {
 	out, err := Downgrade(msg)
 	if err != nil {
 		// gw's own verdict, so no Host: the server said nothing of it.
-		return nil, &Reply{Code: 554, Enhanced: "5.6.3",
+		return nil, &Reply{Code: 554, Enhanced: "5.6.3", Own: true,
 			Text: fmt.Sprintf("5.6.3 %s does not offer 8BITMIME and the message cannot be made 7-bit: %v", s.host, err)}
 	}
 	return bytes.NewReader(out), nil

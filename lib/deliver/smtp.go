@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -18,6 +19,7 @@ import (
 	"gw/lib/dsn"
 	"gw/lib/mailbox"
 	"gw/lib/route"
+	"gw/lib/tlspolicy"
 )
 
 // Limits on what a server may send back, so a hostile one cannot make the
@@ -43,6 +45,9 @@ type Config struct {
 	TLS   *tls.Config
 	NoTLS bool
 	LMTP  bool
+	// Policy is what TLS this server must get (tlsauth.go); nil is
+	// "may", or "none" with NoTLS.
+	Policy *TLSPolicy
 	// TLSFailed, when set, hears of every TLS failure: gw-send logs it.
 	TLSFailed func(*TLSFailure)
 }
@@ -57,6 +62,8 @@ type smtpSession struct {
 	c    *smtp.Client
 	kw   *ehloKeywords // what c reads and writes through
 	tls  bool
+	// state is the session's TLS as negotiated, with its policy level.
+	state TLSState
 	// tlsFailed is why this session is in the clear although the server
 	// offered STARTTLS (nil if it is not): its temporary errors say so.
 	tlsFailed *TLSFailure
@@ -82,6 +89,11 @@ func Dial(ctx context.Context, h route.Host, cfg Config) (Session, error) {
 	var tf *TLSFailure
 	if errors.As(err, &tf) && !cfg.NoTLS {
 		cfg.reportTLS(tf)
+		if cfg.policy().required() {
+			// The policy wants TLS (or the certificate DNSSEC names):
+			// never the clear. The mail waits for the server.
+			return nil, err
+		}
 		cfg.NoTLS = true
 		return dialOnce(ctx, h, cfg, tf)
 	}
@@ -141,10 +153,15 @@ func (s *smtpSession) open(name string) error {
 	if err := s.hello(); err != nil {
 		return s.fail(err, StageHello)
 	}
-	if s.cfg.NoTLS || s.cfg.LMTP {
+	p := s.cfg.policy()
+	s.state.Level = p.Level
+	if s.cfg.NoTLS || s.cfg.LMTP || p.Level == tlspolicy.None {
 		return nil
 	}
 	if ok, _ := s.c.Extension("STARTTLS"); !ok {
+		if p.required() {
+			return s.tlsFailure("starttls", "STARTTLS not offered, and level "+p.Level.String()+" requires TLS", StatusNoTLS)
+		}
 		return nil
 	}
 	// go-smtp starts TLS only from NewClientStartTLS, which says EHLO as
@@ -287,8 +304,12 @@ func (s *smtpSession) refused(se *smtp.SMTPError, stage Stage) error {
 	}
 	if rp.Temporary() {
 		// What gw-qstat shows as the last error: a deferral in the
-		// clear is seen with the TLS failure that led to it.
+		// clear is seen with the TLS failure that led to it, one over
+		// TLS with what TLS it was.
 		rp.Note = s.tlsFailed.note()
+		if s.tls {
+			rp.Note = "over " + s.state.String()
+		}
 	}
 	return rp
 }
@@ -310,12 +331,19 @@ type badAddress struct {
 	err    error
 }
 
-func (e *badAddress) Error() string {
-	status := "5.1.3"
+func (e *badAddress) Error() string { return e.Reason() + " (#" + e.Status() + ")" }
+
+// Reason is the failure without its status.
+func (e *badAddress) Reason() string {
+	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v", e.role(), e.addr, e.err)
+}
+
+// Status is the failure's enhanced status code.
+func (e *badAddress) Status() string {
 	if e.sender {
-		status = "5.1.7"
+		return "5.1.7"
 	}
-	return fmt.Sprintf("%s address %q cannot be written as an SMTP path: %v (#%s)", e.role(), e.addr, e.err, status)
+	return "5.1.3"
 }
 
 // Unwritable returns the permanent failure of stored address addr when no
@@ -343,7 +371,9 @@ func (e *badAddress) role() string {
 
 func (e *badAddress) Temporary() bool { return false }
 
-func (s *smtpSession) TLS() bool { return s.tls }
+func (s *smtpSession) TLS() bool          { return s.tls }
+func (s *smtpSession) TLSState() TLSState { return s.state }
+func (s *smtpSession) Reusable() bool     { return !s.broken }
 
 // OffersDSN reports DSN in the server's EHLO (LHLO) reply.
 func (s *smtpSession) OffersDSN() bool {
@@ -359,7 +389,6 @@ func rcptOptions(s *smtpSession, dr dsn.Rcpt) *smtp.RcptOptions {
 	}
 	return dr.RcptOptions()
 }
-func (s *smtpSession) Reusable() bool { return !s.broken }
 
 func (s *smtpSession) Close() error {
 	if !s.broken {
@@ -408,11 +437,11 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool, dm dsn.Mail) (
 	}
 	if utf8 {
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
-			return nil, &Reply{Code: 553, Enhanced: "5.6.7", Text: "5.6.7 server does not offer SMTPUTF8, needed for this message", Host: s.host}
+			return nil, &Reply{Code: 553, Enhanced: "5.6.7", Own: true, Text: "5.6.7 server does not offer SMTPUTF8, needed for this message", Host: s.host}
 		}
 	}
 	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && size > int64(max) {
-		return nil, &Reply{Code: 552, Enhanced: "5.3.4", Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
+		return nil, &Reply{Code: 552, Enhanced: "5.3.4", Own: true, Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
 	}
 	opts := &smtp.MailOptions{Size: size, UTF8: utf8}
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
@@ -488,8 +517,12 @@ func (d *smtpDelivery) AddRcpt(to string, dr dsn.Rcpt) error {
 	return nil
 }
 
-// Body sends DATA and then the message, through go-smtp's DotWriter
-// (LF to CRLF, dot-stuffing) after gw's lineEnds (lone CR to a space).
+// Body sends DATA and then the message. gw writes the message's lines
+// to the connection itself (dataWriter: CRLF line ends, dot-stuffing,
+// lone CR to a space) in large blocks, and only the last line end through
+// go-smtp's DotWriter, byte by byte: the writer stands at a line end then,
+// and Commit's close writes the final dot. The DotWriter's bufio.Writer
+// was flushed with the DATA command, so the two never interleave.
 // It does not end the data: Commit does.
 func (d *smtpDelivery) Body(r io.Reader) error {
 	if d.err != nil {
@@ -514,12 +547,14 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	}
 	d.w = w
 	d.inData = true
-	le := &lineEnds{w: w}
-	buf := make([]byte, 32<<10)
+	bufs := dataBufs.Get().(*dataBuffers)
+	defer dataBufs.Put(bufs)
+	dw := &dataWriter{w: d.s.kw, buf: bufs.out[:0]}
+	buf := bufs.in
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
-			if _, err := le.Write(buf[:n]); err != nil {
+			if _, err := dw.Write(buf[:n]); err != nil {
 				d.s.Kill()
 				return &ConnError{Host: d.s.host, Err: err, Stage: StageData}
 			}
@@ -534,12 +569,25 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 			return fmt.Errorf("reading the stored message: %w", rerr)
 		}
 	}
-	if err := le.Close(); err != nil {
+	err = dw.Close()
+	if err == nil {
+		_, err = io.WriteString(w, "\n")
+	}
+	if err != nil {
 		d.s.Kill()
 		return &ConnError{Host: d.s.host, Err: err, Stage: StageData}
 	}
 	return nil
 }
+
+// dataBuffers are what Body reads the stored message into and gathers
+// its wire form in; kept in dataBufs for the next message, so that a
+// delivery does not allocate (and zero) them.
+type dataBuffers struct{ in, out []byte }
+
+var dataBufs = sync.Pool{New: func() any {
+	return &dataBuffers{in: make([]byte, 64<<10), out: make([]byte, 0, dataWriterSize)}
+}}
 
 // DataSent reports whether the message body began to go out: from then
 // on a lost connection may have delivered it, so gw-send must not send it

@@ -88,3 +88,8 @@ func (r *Resolver) servers() []string {
 // resolvConf is the system's resolver configuration (a variable for the
 // tests).
 var resolvConf = "/etc/resolv.conf"
+
+// Servers lists the servers Exchange asks, host:port: a caller that
+// believes what they say (the AD bit of a validating resolver) must
+// know whom it believes.
+func (r *Resolver) Servers() []string { return r.servers() }

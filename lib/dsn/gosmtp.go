@@ -6,10 +6,9 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// go-smtp carries the parameters in its own types: its client writes
-// them to a server that offers DSN (and only then), its server hands
-// them decoded to gw-scan's proxy. These convert, checking what comes
-// from go-smtp's server as a client's parameters are checked.
+// go-smtp's client carries the parameters in its own types, and writes
+// them to a server that offers DSN (and only then): gw-send's SMTP
+// transport and gw-scan's proxy give them to it through these.
 
 // MailOptions sets m in opts for go-smtp's client.
 func (m Mail) MailOptions(opts *smtp.MailOptions) {
@@ -40,48 +39,4 @@ func (r Rcpt) RcptOptions() *smtp.RcptOptions {
 		return nil
 	}
 	return opts
-}
-
-// FromMailOptions reads the DSN parameters go-smtp's server parsed, with
-// this package's checks (ENVID's length, which go-smtp does not bound).
-func FromMailOptions(opts *smtp.MailOptions) (Mail, error) {
-	var m Mail
-	if opts == nil {
-		return m, nil
-	}
-	if opts.Return != "" {
-		if _, err := m.Param("RET", string(opts.Return), true); err != nil {
-			return Mail{}, err
-		}
-	}
-	if opts.EnvelopeID != "" {
-		if _, err := m.Param("ENVID", EncodeXtext(opts.EnvelopeID), true); err != nil {
-			return Mail{}, err
-		}
-	}
-	return m, nil
-}
-
-// FromRcptOptions reads the DSN parameters go-smtp's server parsed.
-func FromRcptOptions(opts *smtp.RcptOptions) (Rcpt, error) {
-	var r Rcpt
-	if opts == nil {
-		return r, nil
-	}
-	if len(opts.Notify) > 0 {
-		words := make([]string, len(opts.Notify))
-		for i, n := range opts.Notify {
-			words[i] = string(n)
-		}
-		if _, err := r.Param("NOTIFY", strings.Join(words, ","), true); err != nil {
-			return Rcpt{}, err
-		}
-	}
-	if opts.OriginalRecipient != "" {
-		v := string(opts.OriginalRecipientType) + ";" + EncodeXtext(opts.OriginalRecipient)
-		if _, err := r.Param("ORCPT", v, true); err != nil {
-			return Rcpt{}, err
-		}
-	}
-	return r, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"gw/lib/dsn"
 	"gw/lib/envelope"
+	"gw/lib/inject"
 	"gw/lib/qq"
 )
 
@@ -101,6 +102,9 @@ func (f *fakeQueued) serve(c net.Conn, drop bool) {
 			if n == 0 {
 				break
 			}
+			if n > 1<<20 { // gw-queued's limit on a chunk
+				return
+			}
 			if _, err := io.CopyN(&msg, br, int64(n)); err != nil {
 				return
 			}
@@ -165,6 +169,7 @@ func TestPoolMessages(t *testing.T) {
 		{"empty", "", 0},
 		{"at the replay limit", strings.Repeat("x", replayLimit), 0},
 		{"streamed", strings.Repeat("0123456789abcde\n", 3*replayLimit/16+7), 0},
+		{"one write of several chunks", strings.Repeat("x", 4*inject.MaxChunk+3), 0},
 		{"NULs and CRs", "a\x00b\rc\n", 0},
 		{"refused", "x\n", 31},
 	}

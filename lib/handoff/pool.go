@@ -1,11 +1,9 @@
 package handoff
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"syscall"
 	"time"
@@ -105,9 +103,12 @@ func (p *Pool) put(c *inject.Client) {
 // connection turns out dead before gw-queued read the envelope's end
 // (EPIPE, ECONNRESET), gw-queued cannot have queued it (it commits only
 // after the final NUL), so it goes once more over a fresh connection. A
-// larger message streams to gw-queued while the client sends it.
+// larger message streams to gw-queued while the client sends it, in
+// chunks of about replayLimit.
 const replayLimit = 64 << 10
 
+// bufPool holds the buffers messages are gathered in: one a message under
+// way, of replayLimit and a listener's write or so.
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Begin takes a connection — a pooled one that still looks alive (Stale),
@@ -123,62 +124,32 @@ func (p *Pool) Begin(env envelope.Envelope) (Tx, error) {
 	return &poolTx{pool: p, c: c, buf: b, env: env}, nil
 }
 
-type result struct {
-	code int
-	err  error
-}
-
+// poolTx gathers the message in buf and sends it from there, with no copy
+// and no goroutine: whole at Commit while it fits replayLimit, else a
+// chunk each time buf is over replayLimit (streaming), the last one with
+// the envelope.
 type poolTx struct {
-	pool *Pool
-	c    *inject.Client
-	env  envelope.Envelope
-	buf  *bytes.Buffer // the message so far, until it streams
-
-	// once streaming
-	pw   *io.PipeWriter
-	w    *bufio.Writer
-	done chan result
-	werr error
+	pool      *Pool
+	c         *inject.Client
+	env       envelope.Envelope
+	buf       *bytes.Buffer // what is not sent yet
+	streaming bool          // chunks went out: the message cannot be sent again
+	werr      error         // the first failure to send: gw-queued went away
 }
 
 // SetEnvelope replaces the envelope given to Begin (handoff.Late).
 func (t *poolTx) SetEnvelope(env envelope.Envelope) { t.env = env }
 
-var errAborted = errors.New("message aborted")
-
 func (t *poolTx) Write(p []byte) (int, error) {
-	if t.buf != nil {
-		t.buf.Write(p)
-		if t.buf.Len() > replayLimit {
-			t.stream()
+	t.buf.Write(p)
+	if t.buf.Len() > replayLimit {
+		t.streaming = true
+		if t.werr == nil {
+			t.werr = t.c.WriteChunk(t.buf.Bytes())
 		}
-		return len(p), nil
-	}
-	if t.werr == nil {
-		if _, err := t.w.Write(p); err != nil {
-			t.werr = err
-		}
+		t.buf.Reset()
 	}
 	return len(p), nil
-}
-
-// stream starts sending on the connection what was held, and from now on
-// what the caller writes.
-func (t *poolTx) stream() {
-	pr, pw := io.Pipe()
-	t.pw, t.w, t.done = pw, bufio.NewWriterSize(pw, 64<<10), make(chan result, 1)
-	c := t.c
-	go func() {
-		// t.env is read after pr's EOF, that is after Commit closed pw:
-		// the pipe orders SetEnvelope before this read.
-		code, err := c.InjectLate(pr, func() envelope.Envelope { return t.env })
-		pr.CloseWithError(errAborted) // unblock a writer the injector left
-		t.done <- result{code, err}
-	}()
-	held := t.buf
-	t.buf = nil
-	t.Write(held.Bytes())
-	bufPool.Put(held)
 }
 
 // nothingQueued reports an error that shows gw-queued never read the
@@ -189,9 +160,14 @@ func nothingQueued(err error) bool {
 
 func (t *poolTx) Commit() (int, error) {
 	var r result
-	if t.buf != nil {
-		msg := t.buf.Bytes()
-		r.code, r.err = t.c.Inject(bytes.NewReader(msg), t.env)
+	msg := t.buf.Bytes()
+	switch {
+	case t.werr != nil:
+		r.err = t.werr
+	case t.streaming:
+		r.code, r.err = t.c.End(msg, t.env)
+	default:
+		r.code, r.err = t.c.InjectBytes(msg, t.env)
 		if r.err != nil && nothingQueued(r.err) {
 			// XXX one retry only: a second dead connection in a row means
 			// gw-queued is going away, and the client's retry is right.
@@ -202,18 +178,11 @@ func (t *poolTx) Commit() (int, error) {
 				r.err = fmt.Errorf("%w; again: %v", r.err, err)
 			} else {
 				t.c = c
-				r.code, r.err = c.Inject(bytes.NewReader(msg), t.env)
+				r.code, r.err = c.InjectBytes(msg, t.env)
 			}
 		}
-		bufPool.Put(t.buf)
-		t.buf = nil
-	} else {
-		if t.werr == nil {
-			t.werr = t.w.Flush()
-		}
-		t.pw.Close()
-		r = <-t.done
 	}
+	t.release()
 	if r.err != nil {
 		if t.c != nil {
 			t.c.Close()
@@ -227,18 +196,29 @@ func (t *poolTx) Commit() (int, error) {
 	return r.code, nil
 }
 
+type result struct {
+	code int
+	err  error
+}
+
+// release gives the buffer back; a buffer grown far past a message's
+// chunk by one huge write is left to the collector.
+func (t *poolTx) release() {
+	if t.buf.Cap() <= 4*replayLimit {
+		bufPool.Put(t.buf)
+	}
+	t.buf = nil
+}
+
 // Abort abandons the message. One still held was never sent: the
 // connection goes back to the pool untouched. One streaming is stopped
-// mid-stream: the injector's read fails, and the connection is closed
-// before the end-of-message frame, so gw-queued queues nothing.
+// mid-stream: the connection is closed before the end-of-message chunk,
+// so gw-queued queues nothing.
 func (t *poolTx) Abort() {
-	if t.buf != nil {
-		bufPool.Put(t.buf)
-		t.buf = nil
+	t.release()
+	if !t.streaming {
 		t.pool.put(t.c)
 		return
 	}
-	t.pw.CloseWithError(errAborted)
-	<-t.done
 	t.c.Close()
 }

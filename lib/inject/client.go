@@ -27,7 +27,7 @@ func Dial(path string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{conn: c, w: bufio.NewWriterSize(c, 64<<10), buf: make([]byte, 64<<10)}, nil
+	return &Client{conn: c}, nil
 }
 
 // Inject sends the message msg with envelope env and returns qmail-queue's
@@ -41,6 +41,9 @@ func (c *Client) Inject(msg io.Reader, env envelope.Envelope) (int, error) {
 // InjectLate is Inject with the envelope asked for only once msg is read
 // to its end, for a listener that learns it after the message (QMTP).
 func (c *Client) InjectLate(msg io.Reader, env func() envelope.Envelope) (int, error) {
+	if c.w == nil { // made on first use: the pool's clients send from memory
+		c.w, c.buf = bufio.NewWriterSize(c.conn, 64<<10), make([]byte, 64<<10)
+	}
 	var hdr [4]byte
 	for {
 		n, rerr := msg.Read(c.buf)
@@ -69,6 +72,57 @@ func (c *Client) InjectLate(msg io.Reader, env func() envelope.Envelope) (int, e
 		return 0, fmt.Errorf("no reply from the injector: %w", err)
 	}
 	return int(code[0]), nil
+}
+
+// InjectBytes is Inject for a message held whole in memory: the chunk,
+// the end and the envelope go out in one writev, with no copy.
+func (c *Client) InjectBytes(msg []byte, env envelope.Envelope) (int, error) {
+	return c.End(msg, env)
+}
+
+// MaxChunk is the largest chunk a client sends (the server takes up to
+// maxSocketChunk).
+const MaxChunk = 256 << 10
+
+// WriteChunk sends p as chunks of the message under way, with no copy;
+// a message is WriteChunk… then End. Empty p sends nothing (a zero-length
+// chunk would end the message).
+func (c *Client) WriteChunk(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	bufs := make(net.Buffers, 0, 2*(len(p)/MaxChunk+1))
+	bufs = appendChunks(bufs, p)
+	_, err := bufs.WriteTo(c.conn)
+	return err
+}
+
+// End sends last as the message's final chunks, the end of the message
+// and env's wire form, in one writev, and returns qmail-queue's exit code
+// from the server (see Inject for an error).
+func (c *Client) End(last []byte, env envelope.Envelope) (int, error) {
+	bufs := make(net.Buffers, 0, 2*(len(last)/MaxChunk+1)+2)
+	bufs = appendChunks(bufs, last)
+	bufs = append(bufs, []byte{0, 0, 0, 0}, env.Wire())
+	if _, err := bufs.WriteTo(c.conn); err != nil {
+		return 0, err
+	}
+	var code [1]byte
+	if _, err := io.ReadFull(c.conn, code[:]); err != nil {
+		return 0, fmt.Errorf("no reply from the injector: %w", err)
+	}
+	return int(code[0]), nil
+}
+
+// appendChunks adds p to bufs as chunks of at most MaxChunk bytes, each
+// after its length.
+func appendChunks(bufs net.Buffers, p []byte) net.Buffers {
+	for len(p) > 0 {
+		n := min(len(p), MaxChunk)
+		bufs = append(bufs, binary.BigEndian.AppendUint32(nil, uint32(n)), p[:n])
+		p = p[n:]
+	}
+	return bufs
 }
 
 // Stale reports, without waiting, whether the server closed the

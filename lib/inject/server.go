@@ -187,7 +187,13 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 			}
 			body.err = err
 		}
-		if _, err := io.CopyN(body, r, int64(n)); err != nil {
+		var err error
+		if body.w == in && body.err == nil {
+			err = in.ReadChunk(r, int(n))
+		} else {
+			err = copyChunk(body, r, int(n))
+		}
+		if err != nil {
 			return 0, 0, 0, errClientGone
 		}
 	}
@@ -213,6 +219,22 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 		return 0, 0, 0, err
 	}
 	return in.ID(), in.Size(), len(e.Recipients), nil
+}
+
+// copyChunk passes the next n bytes of r to w straight from r's buffer:
+// io.CopyN would allocate a buffer of its own for every chunk and copy
+// the bytes twice.
+func copyChunk(w io.Writer, r *bufio.Reader, n int) error {
+	for n > 0 {
+		b, err := r.Peek(min(n, r.Size()))
+		if len(b) == 0 {
+			return err
+		}
+		w.Write(b) // a refusingWriter: never fails
+		r.Discard(len(b))
+		n -= len(b)
+	}
+	return nil
 }
 
 // refusingWriter passes a body to w until w fails, then keeps the first

@@ -207,7 +207,28 @@ func (in *Instance) WriteServices() error {
 			}
 		}
 	}
+	if err := in.sendState(s); err != nil {
+		return err
+	}
 	return in.setAccess(s)
+}
+
+// sendState makes state/send/, where gw-send keeps MTA-STS policies and
+// TLS-RPT results, the queue user's own: gw-send runs as that user, and
+// state/ is the smtpd user's. Others may pass through state/ to reach
+// it (0751), not list it.
+func (in *Instance) sendState(s *Settings) error {
+	dir := in.Path("state", "send")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	if s.Users.Queue == "" || os.Geteuid() != 0 {
+		return nil
+	}
+	if err := chownTree(dir, s.Users.Queue); err != nil {
+		return err
+	}
+	return os.Chmod(in.Path("state"), 0o751)
 }
 
 // writeEnvDir makes dir hold exactly env, one file a variable, as envdir

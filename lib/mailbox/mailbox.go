@@ -21,6 +21,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"gw/lib/alabel"
 )
 
 // Limits from RFC 5321 4.5.3.1.
@@ -136,6 +138,27 @@ func splitPath(arg string, limit int) (path, rest string, err error) {
 // RCPT only.
 func Parse(p string) (Address, error) {
 	return parse(p, true)
+}
+
+// ParseUTF8 is Parse for a transaction that said SMTPUTF8 (RFC 6531):
+// the local part may hold UTF-8 and the domain U-labels, with gw-smtpd's
+// other restrictions. The domain is kept as written, so the address is
+// stored as the client gave it; routing asks DNS by its A-labels.
+func ParseUTF8(p string) (Address, error) {
+	a, err := parse(p, false)
+	if err != nil {
+		return a, err
+	}
+	if len(p) > MaxPath-2 || len(a.Local) > MaxLocal {
+		return Address{}, ErrTooLong
+	}
+	if !a.Null && !a.Postmaster() && !dotAtom(a.Local) {
+		return Address{}, ErrQuoted
+	}
+	if _, err := alabel.Domain(a.Domain); err != nil && !a.Literal {
+		return Address{}, ErrSyntax
+	}
+	return a, nil
 }
 
 // ParseRFC5321 parses a path's content as RFC 5321 defines it (with RFC

@@ -96,3 +96,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseUTF8: with SMTPUTF8, UTF-8 local parts and U-label domains
+// are accepted and kept as written; gw-smtpd's other rules stay.
+func TestParseUTF8(t *testing.T) {
+	cases := []struct {
+		in   string
+		want string
+		err  error
+	}{
+		{"jürgen@bücher.example", "jürgen@bücher.example", nil},
+		{"用户@例子.测试", "用户@例子.测试", nil},
+		{"ascii@example.com", "ascii@example.com", nil},
+		{"\"a b\"@example.com", "", ErrQuoted},
+		{"a@b@c.example", "", ErrSyntax},
+		{"x\x01@example.com", "", ErrSyntax},
+		{"", "", nil},
+		{"Postmaster", "postmaster", nil},
+	}
+	for _, c := range cases {
+		a, err := ParseUTF8(c.in)
+		if err != c.err || err == nil && a.String() != c.want {
+			t.Errorf("ParseUTF8(%q) = %q, %v; want %q, %v", c.in, a.String(), err, c.want, c.err)
+		}
+	}
+	if _, err := Parse("jürgen@example.com"); err != ErrNonASCII {
+		t.Errorf("Parse without SMTPUTF8: %v, want ErrNonASCII", err)
+	}
+}

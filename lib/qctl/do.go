@@ -53,7 +53,7 @@ func (s *Selection) Match(m *queue.Message, now time.Time) bool {
 		return true
 	}
 	for _, rc := range m.Recipients {
-		if s.Error != "" && !containsFold(rc.LastError, s.Error) {
+		if s.Error != "" && !containsFold(rc.LastError(), s.Error) {
 			continue
 		}
 		if (s.Recipient != "" || s.Domain != "") && rc.State != queue.Pending {

@@ -151,7 +151,7 @@ func Apply(r *queue.Runner, action string, id queue.ID) error {
 		}
 		for i, rc := range m.Recipients {
 			if rc.State == queue.Pending {
-				if err := r.Failed(id, i, "bounced by the administrator (gw-qctl) (#5.0.0)"); err != nil {
+				if err := r.Failed(id, i, queue.Outcome{Source: queue.FromGW, Status: "5.0.0", Text: "bounced by the administrator (gw-qctl)"}); err != nil {
 					return err
 				}
 			}

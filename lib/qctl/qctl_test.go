@@ -10,7 +10,7 @@ import (
 func TestMatch(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	m := &queue.Message{ID: 7, Arrival: now.Add(-2 * time.Hour), Sender: "Alice@Example.org", Recipients: []queue.Recipient{
-		{Address: "bob@dead.test", State: queue.Pending, LastError: "connection refused"},
+		{Address: "bob@dead.test", State: queue.Pending, Outcome: queue.Outcome{Text: "connection refused"}},
 		{Address: "carol@live.test", State: queue.Delivered},
 	}}
 	cases := []struct {

@@ -29,6 +29,14 @@ type jsonRecipient struct {
 	Attempts    int    `json:"attempts"`
 	NextTry     int64  `json:"next_try,omitempty"`     // seconds since the epoch; absent: as soon as possible
 	DelayReason string `json:"delay_reason,omitempty"` // the last delivery error, if any
+	// The last outcome's fields (gw additions), each absent when it
+	// does not apply.
+	Status     string `json:"status,omitempty"`      // enhanced status code
+	ReplyCode  int    `json:"reply_code,omitempty"`  // the server's reply code
+	Stage      string `json:"stage,omitempty"`       // the step it came from
+	RemoteHost string `json:"remote_host,omitempty"` // the server's name
+	RemoteAddr string `json:"remote_addr,omitempty"` // its address and port
+	DotSent    bool   `json:"dot_sent,omitempty"`    // the final dot went out
 }
 
 // JSON writes one JSON object a message, one a line, with no enclosing
@@ -54,7 +62,9 @@ func JSON(w io.Writer, reps []Report) error {
 				Held:        m.Held,
 			}
 			for _, rc := range m.Recipients {
-				jr := jsonRecipient{Address: rc.Address, State: rc.State.String(), Attempts: rc.Attempts, DelayReason: rc.LastError}
+				o := rc.Outcome
+				jr := jsonRecipient{Address: rc.Address, State: rc.State.String(), Attempts: rc.Attempts, DelayReason: rc.LastError(),
+					Status: o.Status, ReplyCode: o.Code, Stage: o.Stage, RemoteHost: o.Host, RemoteAddr: o.Addr, DotSent: o.DotSent}
 				if rc.State == queue.Pending && !rc.NextTry.IsZero() {
 					jr.NextTry = rc.NextTry.Unix()
 				}

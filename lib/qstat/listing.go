@@ -85,9 +85,9 @@ func appendMessage(b []byte, m *queue.Message) []byte {
 			b = append(b, "\tnext "...)
 			b = append(b, date822(rc.NextTry)...)
 		}
-		if rc.LastError != "" {
+		if rc.LastError() != "" {
 			b = append(b, "\terror "...)
-			b = append(b, safe(rc.LastError)...)
+			b = append(b, safe(rc.LastError())...)
 		}
 		b = append(b, '\n')
 	}

@@ -36,18 +36,20 @@ func fixture() *queue.Snapshot {
 			{ID: 0x669a1b2c3d4e3, Arrival: ago(90 * time.Minute), Size: 12000, Sender: "list-bounces@lists.example.org", Picked: true,
 				Recipients: []queue.Recipient{
 					{Address: "erin@example.com", State: queue.Delivered, Attempts: 1},
-					{Address: "frank@slow.example", Attempts: 3, NextTry: now.Add(20 * time.Minute), LastError: "421 4.7.0 try later"},
+					{Address: "frank@slow.example", Attempts: 3, NextTry: now.Add(20 * time.Minute), Outcome: queue.Outcome{
+						Source: queue.FromReply, Code: 421, Status: "4.7.0", Text: "4.7.0 try later", Host: "mx.slow.example",
+						Addr: "192.0.2.25:25", Stage: "RCPT TO", DotSent: false}},
 				}},
 			{ID: 0x669a1b2c3d4e4, Arrival: ago(30 * time.Hour), Size: 500, Sender: "alice@example.org", Picked: true, Held: true,
 				Recipients: []queue.Recipient{{Address: "grace@example.net"}}},
 			{ID: 0x669a1b2c3d4e5, Arrival: ago(5 * time.Minute), Size: 1200, Sender: "", Picked: true,
 				Recipients: []queue.Recipient{
-					{Address: "heidi@example.net", State: queue.Failed, Attempts: 1, LastError: "550 5.1.1 no such user"},
+					{Address: "heidi@example.net", State: queue.Failed, Attempts: 1, Outcome: queue.Outcome{Text: "550 5.1.1 no such user"}},
 					{Address: "ivan@example.net", State: queue.Delivered, Attempts: 2},
 				}},
 			{ID: 0x669a1b2c3d4e6, Arrival: ago(25 * time.Hour), Size: 77, Sender: "ev\x1b[2Jil@x\ty", Picked: true,
 				Recipients: []queue.Recipient{
-					{Address: "a b@example.net", Attempts: 1, LastError: "451 line one\nforged: line two\r"},
+					{Address: "a b@example.net", Attempts: 1, Outcome: queue.Outcome{Text: "451 line one\nforged: line two\r"}},
 					{Address: "\xff\xfe@EXAMPLE.net"},
 					{Address: longAddress},
 					{Address: "postmaster"},

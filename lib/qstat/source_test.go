@@ -96,9 +96,9 @@ func TestLoadRealQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, r.Delivered(deferred, 0))
-	must(t, r.Deferred(deferred, 1, time.Now().Add(time.Hour), "421 later"))
+	must(t, r.Deferred(deferred, 1, time.Now().Add(time.Hour), queue.Outcome{Source: queue.FromReply, Code: 421, Text: "later", Status: "4.0.0"}))
 	must(t, r.Hold(held))
-	must(t, r.Failed(done, 0, "550 no"))
+	must(t, r.Failed(done, 0, queue.Outcome{Source: queue.FromReply, Code: 550, Text: "no", Status: "5.0.0"}))
 	must(t, r.Sync())
 	incoming := inject("new@example.net")
 

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +28,10 @@ type bodyReader struct {
 	ended bool
 }
 
+// bodyBufs keeps the read buffers of closed body readers for the next
+// ones, so that a delivery does not allocate (and zero) 64 KiB.
+var bodyBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // OpenBody opens the stored message m for reading. The last Read returns
 // io.EOF only when the whole record checked out, else ErrCorrupt.
 func (q *Queue) OpenBody(m *Message) (io.ReadCloser, error) {
@@ -38,10 +43,12 @@ func (q *Queue) OpenBody(m *Message) (io.ReadCloser, error) {
 		f.Close()
 		return nil, err
 	}
-	b := &bodyReader{f: f, r: bufio.NewReaderSize(f, 64<<10)}
+	br := bodyBufs.Get().(*bufio.Reader)
+	br.Reset(f)
+	b := &bodyReader{f: f, r: br}
 	kind, err := b.take(1)
 	if err != nil || kind[0] != kindMessage {
-		f.Close()
+		b.Close()
 		return nil, fmt.Errorf("message %s: no message record at offset %d: %w", m.ID, m.Offset, ErrCorrupt)
 	}
 	hl, err := b.take(4)
@@ -58,7 +65,7 @@ func (q *Queue) OpenBody(m *Message) (io.ReadCloser, error) {
 		}
 	}
 	if err != nil {
-		f.Close()
+		b.Close()
 		return nil, fmt.Errorf("message %s: %w", m.ID, err)
 	}
 	return b, nil
@@ -80,6 +87,9 @@ func (b *bodyReader) take(n int) ([]byte, error) {
 func (b *bodyReader) Read(p []byte) (int, error) {
 	if b.ended {
 		return 0, io.EOF
+	}
+	if b.r == nil {
+		return 0, os.ErrClosed
 	}
 	for b.left == 0 {
 		l, err := b.take(4)
@@ -131,4 +141,12 @@ func (b *bodyReader) finish() error {
 	return io.EOF
 }
 
-func (b *bodyReader) Close() error { return b.f.Close() }
+// Close closes the file; the reader's buffer goes back to bodyBufs.
+func (b *bodyReader) Close() error {
+	if b.r != nil {
+		b.r.Reset(nil)
+		bodyBufs.Put(b.r)
+		b.r = nil
+	}
+	return b.f.Close()
+}

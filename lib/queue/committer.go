@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -106,9 +108,16 @@ func (q *Queue) seedClock() {
 
 // Incoming is a message being received into memory for a Committer.
 type Incoming struct {
-	id  ID
-	buf bytes.Buffer
+	id   ID
+	buf  *bytes.Buffer // nil once committed
+	size int64         // the body's size, once committed
 }
+
+// incomingBufs keeps the buffers of committed messages for the next ones:
+// a buffer grown to a message's size costs its zeroing and its
+// collection when it is made anew for every message. sync.Pool lets the
+// collector take back what is not used again soon.
+var incomingBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // incomingBodyAt is where the body starts in a Incoming's buffer: kind,
 // header length, header, chunk length.
@@ -116,7 +125,8 @@ const incomingBodyAt = 1 + 4 + minHeader + 4
 
 // NewIncoming starts a message from uid/pid to be committed by c.
 func (c *Committer) NewIncoming(uid, pid uint32) *Incoming {
-	p := &Incoming{id: c.q.NewID()}
+	p := &Incoming{id: c.q.NewID(), buf: incomingBufs.Get().(*bytes.Buffer)}
+	p.buf.Reset()
 	p.buf.Grow(16 << 10)
 	p.buf.WriteByte(kindMessage)
 	h := header{ID: p.id, Arrival: time.Now(), UID: uid, PID: pid}.bytes()
@@ -130,19 +140,47 @@ func (c *Committer) NewIncoming(uid, pid uint32) *Incoming {
 func (p *Incoming) ID() ID { return p.id }
 
 // Size returns the body bytes received so far.
-func (p *Incoming) Size() int64 { return int64(p.buf.Len() - incomingBodyAt) }
+func (p *Incoming) Size() int64 {
+	if p.buf == nil {
+		return p.size
+	}
+	return int64(p.buf.Len() - incomingBodyAt)
+}
 
 // Write appends body bytes.
 func (p *Incoming) Write(b []byte) (int, error) { return p.buf.Write(b) }
+
+// ReadChunk appends the next n bytes of r to the body, read straight into
+// the buffer (a bufio.Reader reads a large chunk from its source, not
+// through its own buffer). Fewer than n bytes is io.ErrUnexpectedEOF.
+func (p *Incoming) ReadChunk(r io.Reader, n int) error {
+	// MinRead more: ReadFrom wants that much room for its last read, the
+	// one that finds the limit, and would grow the buffer for it.
+	p.buf.Grow(n + bytes.MinRead)
+	got, err := p.buf.ReadFrom(io.LimitReader(r, int64(n)))
+	if err == nil && got < int64(n) {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
 
 // Bytes returns the body received so far, to hand over to a MessageWriter
 // when the message outgrows memory.
 func (p *Incoming) Bytes() []byte { return p.buf.Bytes()[incomingBodyAt:] }
 
+// release gives the buffer back once the committer is done with it.
+func (p *Incoming) release() {
+	if p.buf.Cap() <= 2*MaxIncoming {
+		incomingBufs.Put(p.buf)
+	}
+	p.buf = nil
+}
+
 // finish closes the record: body length, envelope, checksum.
 func (p *Incoming) finish(env envelope.Envelope) []byte {
 	b := p.buf.Bytes()
 	n := len(b) - incomingBodyAt
+	p.size = int64(n)
 	if n > maxChunk {
 		panic("queue.Incoming.finish: body larger than one chunk")
 	}
@@ -172,6 +210,7 @@ var ErrCommitterClosed = errors.New("committer closed")
 // the error that kept it out (an *InjectError).
 func (c *Committer) Commit(p *Incoming, env envelope.Envelope) error {
 	req := &commitReq{rec: p.finish(env), id: p.id, done: make(chan error, 1)}
+	defer p.release() // the loop is done with rec when it answers
 	select {
 	case c.reqs <- req:
 	case <-c.done:

@@ -13,8 +13,9 @@
 //     message only after its record and, for a new name, the directory
 //     entry are flushed.
 //   - journal/N holds the runner's records: picked up, per-recipient state
-//     (pending, delivered, failed; attempts; next try; last error), held,
-//     removed, and a dot record before each final dot (dot.go). Each
+//     (pending, delivered, failed; attempts; next try; last outcome, kept
+//     as data: outcome.go), held, removed, and a dot record before each
+//     final dot (dot.go). Each
 //     states a whole value, so the last one wins.
 //   - lock/clock is a shared counter that IDs are drawn from; lock/trigger
 //     a FIFO an injector writes a byte to after each commit.

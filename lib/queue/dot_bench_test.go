@@ -53,7 +53,7 @@ func BenchmarkOutcome(b *testing.B) {
 				if mode == "dot" {
 					continue // the dot record's own cost, no flush
 				}
-				r.Deferred(id, 0, next, "451 4.3.0 try later")
+				r.Deferred(id, 0, next, TextOutcome("451 4.3.0 try later", Pending))
 				if err := r.Sync(); err != nil {
 					b.Fatal(err)
 				}

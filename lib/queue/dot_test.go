@@ -40,7 +40,7 @@ func TestDotSentSurvivesTheRunner(t *testing.T) {
 	r, err = q.OpenRunner()
 	must(t, err)
 	defer r.Close()
-	must(t, r.Deferred(id, 0, time.Now(), "possible duplicate"))
+	must(t, r.Deferred(id, 0, time.Now(), TextOutcome("possible duplicate", Pending)))
 	m, _ := r.Message(id)
 	if m.Recipients[0].DotSent {
 		t.Error("an outcome after the dot leaves it set")

@@ -17,8 +17,9 @@ import (
 )
 
 // The journal holds what the runner learned about messages: per recipient
-// its state, attempts, next try and last error; per message whether it is
-// held, picked up or removed. Only the runner writes it. A journal file is
+// its state, attempts, next try and last outcome (outcome.go); per
+// message whether it is held, picked up or removed. Only the runner writes
+// it. A journal file is
 //
 //	magic  "gwqjnl1\n"
 //	record len:u32 payload crc:u32
@@ -35,14 +36,15 @@ const jnlMagic = "gwqjnl1\n"
 // Journal record kinds.
 const (
 	jPicked    = 'P' // the runner has seen the message
-	jRecipient = 'R' // idx:u32 state:u8 attempts:u32 next:i64 errlen:u16 err
+	jRecipient = 'R' // idx:u32 state:u8 attempts:u32 next:i64 errlen:u16 err (read only: older gw)
+	jOutcome   = 'O' // idx:u32 state:u8 attempts:u32 next:i64 outcome (outcome.go)
 	jHold      = 'H'
 	jRelease   = 'U'
 	jRemoved   = 'X' // delivered, bounced or deleted: gone for readers
 	jDot       = 'D' // idx:u32: the final dot to recipient idx is going out (dot.go)
 )
 
-const maxJournalRecord = 1 + 8 + 4 + 1 + 4 + 8 + 2 + maxErrorText
+const maxJournalRecord = 1 + 8 + 4 + 1 + 4 + 8 + maxOutcome
 const maxErrorText = 4000
 
 // State is a recipient's delivery state.
@@ -76,8 +78,8 @@ type jrec struct {
 	Index    uint32
 	State    State
 	Attempts uint32
-	Next     int64 // Unix seconds
-	Err      string
+	Next     int64   // Unix seconds
+	Out      Outcome // the last outcome ('R' records: its text only)
 }
 
 func (r jrec) encode(b []byte) []byte {
@@ -86,17 +88,19 @@ func (r jrec) encode(b []byte) []byte {
 	p := len(b)
 	b = append(b, r.Kind)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.ID))
-	if r.Kind == jRecipient {
+	if r.Kind == jRecipient || r.Kind == jOutcome {
 		b = binary.BigEndian.AppendUint32(b, r.Index)
 		b = append(b, byte(r.State))
 		b = binary.BigEndian.AppendUint32(b, r.Attempts)
 		b = binary.BigEndian.AppendUint64(b, uint64(r.Next))
-		e := r.Err
-		if len(e) > maxErrorText {
-			e = e[:maxErrorText]
-		}
+	}
+	switch r.Kind {
+	case jRecipient:
+		e := clip(r.Out.String(), maxErrorText)
 		b = binary.BigEndian.AppendUint16(b, uint16(len(e)))
 		b = append(b, e...)
+	case jOutcome:
+		b = r.Out.encode(b)
 	}
 	if r.Kind == jDot {
 		b = binary.BigEndian.AppendUint32(b, r.Index)
@@ -126,10 +130,27 @@ func decodeJrec(p []byte) (jrec, error) {
 		r.Attempts = binary.BigEndian.Uint32(p[5:])
 		r.Next = int64(binary.BigEndian.Uint64(p[9:]))
 		n := int(binary.BigEndian.Uint16(p[17:]))
-		if len(p) != 19+n || r.State >= stateCount {
+		if len(p) != 19+n || n > maxErrorText || r.State >= stateCount {
 			return r, errors.New("bad recipient record")
 		}
-		r.Err = string(p[19:])
+		r.Out = TextOutcome(string(p[19:]), r.State)
+		r.Kind = jOutcome // one kind from here on: the reader has converted it
+	case jOutcome:
+		if len(p) < 17 {
+			return r, errors.New("short outcome record")
+		}
+		r.Index = binary.BigEndian.Uint32(p)
+		r.State = State(p[4])
+		r.Attempts = binary.BigEndian.Uint32(p[5:])
+		r.Next = int64(binary.BigEndian.Uint64(p[9:]))
+		if r.State >= stateCount {
+			return r, errors.New("bad outcome record")
+		}
+		o, err := decodeOutcome(p[17:])
+		if err != nil {
+			return r, err
+		}
+		r.Out = o
 	case jDot:
 		if len(p) != 4 {
 			return r, errors.New("bad dot record")
@@ -211,7 +232,7 @@ func (s *msgState) apply(r jrec) {
 		s.held = false
 	case jRemoved:
 		s.removed = true
-	case jRecipient:
+	case jOutcome:
 		if s.rcpts == nil {
 			s.rcpts = make(map[uint32]jrec)
 		}

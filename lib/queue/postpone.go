@@ -7,8 +7,8 @@ import "time"
 // is backed off after another message's attempt failed. No attempt is
 // counted; the record lets gw-qstat show when the recipient will be tried
 // and why it waits, which the runner otherwise knows only in memory.
-func (r *Runner) Postpone(id ID, i int, next time.Time, reason string) error {
+func (r *Runner) Postpone(id ID, i int, next time.Time, o Outcome) error {
 	return r.updateRecipient(id, i, false, func(rc *Recipient) {
-		rc.NextTry, rc.LastError = next, reason
+		rc.NextTry, rc.Outcome = next, o
 	})
 }

@@ -334,8 +334,8 @@ func TestRunnerLifecycle(t *testing.T) {
 	}
 	next := time.Now().Add(time.Hour).Truncate(time.Second)
 	must(t, r.Delivered(a, 0))
-	must(t, r.Failed(a, 1, "550 5.1.1 no such user"))
-	must(t, r.Deferred(a, 2, next, "421 4.7.0 try later"))
+	must(t, r.Failed(a, 1, TextOutcome("550 5.1.1 no such user", Failed)))
+	must(t, r.Deferred(a, 2, next, Outcome{Source: FromReply, Code: 421, Text: "4.7.0 try later", Status: "4.7.0", Host: "mx.example", Addr: "192.0.2.1:25", Stage: "RCPT TO"}))
 	r.Unclaim(a)
 	must(t, r.Hold(b))
 	if _, err := r.Claim(b); !errors.Is(err, ErrHeld) {
@@ -356,8 +356,8 @@ func TestRunnerLifecycle(t *testing.T) {
 		ma, mb := snap.Messages[0], snap.Messages[1]
 		got := fmt.Sprintf("%v/%d %v/%d %v/%d/%q/%v held=%v", ma.Recipients[0].State, ma.Recipients[0].Attempts,
 			ma.Recipients[1].State, ma.Recipients[1].Attempts, ma.Recipients[2].State, ma.Recipients[2].Attempts,
-			ma.Recipients[2].LastError, ma.Recipients[2].NextTry.Equal(next), mb.Held)
-		want := `delivered/1 failed/1 pending/1/"421 4.7.0 try later"/true held=true`
+			ma.Recipients[2].LastError(), ma.Recipients[2].NextTry.Equal(next), mb.Held)
+		want := `delivered/1 failed/1 pending/1/"mx.example[192.0.2.1]:25 said: 421 4.7.0 try later (in reply to RCPT TO) (#4.7.0)"/true held=true`
 		if got != want {
 			t.Errorf("%s: states %s, want %s", when, got, want)
 		}
@@ -467,14 +467,16 @@ func FuzzReadSegment(f *testing.F) {
 
 func FuzzReadJournal(f *testing.F) {
 	b := []byte(jnlMagic)
-	b = jrec{Kind: jRecipient, ID: 5, Index: 1, State: Failed, Attempts: 3, Next: 99, Err: "550 no"}.encode(b)
+	b = jrec{Kind: jRecipient, ID: 5, Index: 1, State: Failed, Attempts: 3, Next: 99, Out: TextOutcome("550 no", Failed)}.encode(b)
+	b = jrec{Kind: jOutcome, ID: 5, Index: 2, State: Pending, Attempts: 1, Next: 99, Out: Outcome{Source: FromReply,
+		Code: 450, Status: "4.2.0", Text: "4.2.0 busy", Host: "mx", Addr: "[::1]:25", Stage: "RCPT TO", DotSent: true}}.encode(b)
 	b = jrec{Kind: jRemoved, ID: 5}.encode(b)
 	f.Add(b)
 	f.Add(jrec{Kind: jDot, ID: 6, Index: 2}.encode([]byte(jnlMagic)))
 	f.Add([]byte(jnlMagic + "\x00\x00\x00\x09"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		readJournal(bytes.NewReader(data), func(r jrec) {
-			if r.Kind == jRecipient && r.State >= stateCount {
+			if r.Kind == jOutcome && r.State >= stateCount {
 				t.Fatalf("accepted state %d", r.State)
 			}
 			if again, err := decodeJrec(r.encode(nil)[4 : len(r.encode(nil))-4]); err != nil || again != r {
@@ -501,7 +503,7 @@ func TestRunnerSurvivesFailedFlush(t *testing.T) {
 	if r.jw == old {
 		t.Fatal("Sync kept writing the broken journal file")
 	}
-	must(t, r.Failed(id, 1, "550 no"))
+	must(t, r.Failed(id, 1, TextOutcome("550 no", Failed)))
 	must(t, r.Close())
 	r, err = q.OpenRunner()
 	must(t, err)
@@ -656,5 +658,55 @@ func TestCommitterSeedsFromMessagesInSharedSegments(t *testing.T) {
 	defer c2.Close()
 	if id := q.NewID(); id <= last {
 		t.Errorf("after a lost clock a new committer drew %s, not above the queue's last message %s", id, last)
+	}
+}
+
+// TestMessageWriterWriteSizes: a body written whole, in small pieces, or
+// in pieces larger than a chunk after a few bytes (as gw-queued hands
+// over a message that outgrew memory) is stored in the same chunks, so in
+// segments of one length, and reads back the same.
+func TestMessageWriterWriteSizes(t *testing.T) {
+	q := newQueue(t)
+	body := make([]byte, 5*bodyChunk+123)
+	rand.New(rand.NewSource(7)).Read(body)
+	splits := map[string][]int{
+		"whole":              {len(body)},
+		"small":              {7000},
+		"a little, then big": {100, 3*bodyChunk + 5},
+		"chunk by chunk":     {bodyChunk},
+	}
+	sizes := map[int64]string{}
+	for name, pattern := range splits {
+		w, err := q.NewMessage(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rest, i := body, 0; len(rest) > 0; i++ {
+			n := min(pattern[min(i, len(pattern)-1)], len(rest))
+			if _, err := w.Write(rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		if err := w.Commit(env("r@example.net")); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(q.path(dirSeg, w.ID().String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[st.Size()] += name + " "
+	}
+	if len(sizes) != 1 {
+		t.Errorf("segment sizes differ with the writes: %v", sizes)
+	}
+	snap, err := q.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range snap.Messages {
+		if got := readBody(t, q, m); !bytes.Equal(got, body) {
+			t.Errorf("message %s: %d bytes read back, differing from the %d written", m.ID, len(got), len(body))
+		}
 	}
 }

@@ -316,8 +316,8 @@ func recipientRecord(id ID, i int, rc Recipient) jrec {
 	if !rc.NextTry.IsZero() {
 		next = rc.NextTry.Unix()
 	}
-	return jrec{Kind: jRecipient, ID: id, Index: uint32(i), State: rc.State,
-		Attempts: uint32(rc.Attempts), Next: next, Err: rc.LastError}
+	return jrec{Kind: jOutcome, ID: id, Index: uint32(i), State: rc.State,
+		Attempts: uint32(rc.Attempts), Next: next, Out: rc.Outcome}
 }
 
 func (r *Runner) openTrigger() error {
@@ -487,17 +487,17 @@ func (r *Runner) Delivered(id ID, i int) error {
 }
 
 // Failed records that recipient i of message id failed permanently.
-func (r *Runner) Failed(id ID, i int, reason string) error {
+func (r *Runner) Failed(id ID, i int, o Outcome) error {
 	return r.setRecipient(id, i, func(rc *Recipient) {
-		rc.State, rc.LastError, rc.NextTry = Failed, reason, time.Time{}
+		rc.State, rc.Outcome, rc.NextTry = Failed, o, time.Time{}
 	})
 }
 
 // Deferred records a temporary failure of recipient i of message id, to be
 // tried again at next.
-func (r *Runner) Deferred(id ID, i int, next time.Time, reason string) error {
+func (r *Runner) Deferred(id ID, i int, next time.Time, o Outcome) error {
 	return r.setRecipient(id, i, func(rc *Recipient) {
-		rc.LastError, rc.NextTry = reason, next
+		rc.Outcome, rc.NextTry = o, next
 	})
 }
 

@@ -85,6 +85,10 @@ func (q *Queue) checkFd(rel string, fd int, kind uint32) error {
 	switch {
 	case st.Mode&unix.S_IFMT != kind:
 		return &UnsafeError{rel, "not a " + kindName(kind) + " but a " + kindName(st.Mode&unix.S_IFMT)}
+	case kind == regular && st.Nlink == 0:
+		// Removed between its open and this check (the runner finished
+		// it while a reader such as gw-qstat opened it): gone, not a link.
+		return &os.PathError{Op: "open", Path: q.path(rel), Err: unix.ENOENT}
 	case kind == regular && st.Nlink != 1:
 		return &UnsafeError{rel, fmt.Sprintf("a hard link (%d names for one file)", st.Nlink)}
 	case int(st.Uid) != q.owner:

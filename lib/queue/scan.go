@@ -26,12 +26,14 @@ const DeathAfter = 24 * time.Hour
 
 // Recipient is one recipient of a queued message with its delivery state.
 type Recipient struct {
-	Address   string
-	State     State
-	Attempts  int
-	NextTry   time.Time // zero: as soon as possible
-	LastError string
-	DSN       dsn.Rcpt // NOTIFY and ORCPT, as the envelope gave them
+	Address  string
+	State    State
+	Attempts int
+	NextTry  time.Time // zero: as soon as possible
+	// Outcome is the last attempt's outcome (or why the recipient
+	// waits); its String is the "last error" gw-qstat shows.
+	Outcome Outcome
+	DSN     dsn.Rcpt // NOTIFY and ORCPT, as the envelope gave them
 	// DotSent: the journal's last word on the recipient is that the final
 	// dot of a delivery to it went out, and no reply was recorded after:
 	// the runner stopped in between (a possible duplicate; see dot.go).
@@ -271,7 +273,7 @@ func (s *msgState) applyTo(m *Message) {
 			continue // a journal from another message with this ID: ignore
 		}
 		rc := &m.Recipients[i]
-		rc.State, rc.Attempts, rc.LastError = r.State, int(r.Attempts), r.Err
+		rc.State, rc.Attempts, rc.Outcome = r.State, int(r.Attempts), r.Out
 		if r.Next != 0 {
 			rc.NextTry = time.Unix(r.Next, 0)
 		}

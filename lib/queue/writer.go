@@ -97,6 +97,12 @@ func (w *MessageWriter) Size() int64 { return w.size }
 func (w *MessageWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
+		if len(w.buf) == 0 && len(p) >= cap(w.buf) {
+			// A whole chunk in p: encoded from there, not copied first.
+			w.enc.chunk(p[:cap(w.buf)])
+			p = p[cap(w.buf):]
+			continue
+		}
 		room := cap(w.buf) - len(w.buf)
 		if room > len(p) {
 			room = len(p)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"gw/lib/alabel"
 )
 
 // Host is one address to try, with the name it was found under.
@@ -35,17 +37,18 @@ const MaxHosts = 16
 
 // Error is a routing failure; Perm says retrying will not help.
 type Error struct {
-	Perm bool
-	Msg  string
+	Perm   bool
+	Msg    string
+	Status string // the enhanced status code (RFC 3463) a DSN gives it
 }
 
-func (e *Error) Error() string { return e.Msg }
+func (e *Error) Error() string { return e.Msg + " (#" + e.Status + ")" }
 
 // Temporary reports whether the failure may go away.
 func (e *Error) Temporary() bool { return !e.Perm }
 
 // ErrNullMX is the answer for a domain that publishes a null MX (RFC 7505).
-var ErrNullMX = &Error{Perm: true, Msg: "domain does not accept mail (null MX, RFC 7505) (#5.1.10)"}
+var ErrNullMX = &Error{Perm: true, Msg: "domain does not accept mail (null MX, RFC 7505)", Status: "5.1.10"}
 
 // notFound reports a name or record that does not exist (a final answer).
 func notFound(err error) bool {
@@ -94,13 +97,20 @@ func Hosts(ctx context.Context, res Resolver, domain string, r Route, mxPort int
 	if strings.HasPrefix(domain, "[") {
 		a, ok := Literal(domain)
 		if !ok {
-			return nil, &Error{Perm: true, Msg: fmt.Sprintf("bad address literal %q (#5.1.2)", domain)}
+			return nil, &Error{Perm: true, Msg: fmt.Sprintf("bad address literal %q", domain), Status: "5.1.2"}
 		}
 		return []Host{{Name: domain, Addr: a, Port: port}}, nil
 	}
+	// An SMTPUTF8 domain is stored as the client wrote it; DNS knows it
+	// by its A-labels (RFC 6531 3.2).
+	a, err := alabel.Domain(domain)
+	if err != nil {
+		return nil, &Error{Perm: true, Msg: fmt.Sprintf("bad domain %q: %v (#5.1.2)", domain, err)}
+	}
+	domain = a
 	mxs, err := res.LookupMX(ctx, domain)
 	if err != nil && !notFound(err) {
-		return nil, &Error{Msg: fmt.Sprintf("MX lookup for %s failed: %v (#4.4.3)", domain, err)}
+		return nil, &Error{Msg: fmt.Sprintf("MX lookup for %s failed: %v", domain, err), Status: "4.4.3"}
 	}
 	for _, mx := range mxs {
 		if mx.Host == "." || mx.Host == "" {
@@ -112,7 +122,7 @@ func Hosts(ctx context.Context, res Resolver, domain string, r Route, mxPort int
 		hs, err := addrHosts(ctx, res, domain, port, nil)
 		var re *Error
 		if errors.As(err, &re) && re.Perm {
-			return nil, &Error{Perm: true, Msg: fmt.Sprintf("no mail host for %s: no MX and no address (#5.1.2)", domain)}
+			return nil, &Error{Perm: true, Msg: fmt.Sprintf("no mail host for %s: no MX and no address", domain), Status: "5.1.2"}
 		}
 		if err == nil && (isSelf(me, domain, hs) || me != nil && me.Name(domain)) {
 			return nil, loopsBack(domain, domain)
@@ -206,7 +216,7 @@ func isSelf(me Self, name string, hs []Host) bool {
 // loopsBack is the failure of mail whose best MX is the gateway: it would
 // only come back here.
 func loopsBack(domain, mx string) error {
-	return &Error{Perm: true, Msg: fmt.Sprintf("mail for %s loops back to myself: I am its best MX (%s) (#5.4.6)", domain, mx)}
+	return &Error{Perm: true, Msg: fmt.Sprintf("mail for %s loops back to myself: I am its best MX (%s)", domain, mx), Status: "5.4.6"}
 }
 
 // Permanent reports whether err is a routing failure that retrying will
@@ -222,12 +232,12 @@ func addrHosts(ctx context.Context, res Resolver, name string, port int, hs []Ho
 	addrs, err := res.LookupNetIP(ctx, "ip", name)
 	if err != nil {
 		if notFound(err) {
-			return hs, &Error{Perm: true, Msg: fmt.Sprintf("no address for host %s (#5.4.4)", name)}
+			return hs, &Error{Perm: true, Msg: fmt.Sprintf("no address for host %s", name), Status: "5.4.4"}
 		}
-		return hs, &Error{Msg: fmt.Sprintf("address lookup for %s failed: %v (#4.4.3)", name, err)}
+		return hs, &Error{Msg: fmt.Sprintf("address lookup for %s failed: %v", name, err), Status: "4.4.3"}
 	}
 	if len(addrs) == 0 {
-		return hs, &Error{Perm: true, Msg: fmt.Sprintf("no address for host %s (#5.4.4)", name)}
+		return hs, &Error{Perm: true, Msg: fmt.Sprintf("no address for host %s", name), Status: "5.4.4"}
 	}
 	for _, want6 := range []bool{true, false} {
 		for _, a := range addrs {

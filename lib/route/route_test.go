@@ -108,6 +108,7 @@ func TestHosts(t *testing.T) {
 		"null.test. MX 0 .",
 		"dangling.test. MX 10 nowhere.test.",
 		"relay.test. A 127.0.0.6",
+		"xn--bcher-kva.test. MX 10 a.mx.test.",
 	)
 	srv.Fail("broken.test.")
 	res := dns.New(srv.Addr)
@@ -121,6 +122,7 @@ func TestHosts(t *testing.T) {
 		temp   bool // error expected, temporary
 	}{
 		{"mx order", "mx.test", Route{Proto: SMTP}, []string{"a.mx.test[127.0.0.2]:2525", "b.mx.test[::1]:2525", "b.mx.test[127.0.0.3]:2525"}, false, false},
+		{"U-label asked by its A-label", "bücher.test", Route{Proto: SMTP}, []string{"a.mx.test[127.0.0.2]:2525"}, false, false},
 		{"implicit mx", "nomx.test", Route{Proto: SMTP}, []string{"nomx.test[127.0.0.4]:2525"}, false, false},
 		{"null mx", "null.test", Route{Proto: SMTP}, nil, true, false},
 		{"nxdomain", "nothing.test", Route{Proto: SMTP}, nil, true, false},

@@ -1,20 +1,25 @@
 package scan
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/mailbox"
+	"gw/lib/smtpserver"
+	"gw/lib/tcpserver"
 )
 
 // Proxy is gw-scan as an SMTP content filter, amavisd-new's place: it
@@ -33,88 +38,173 @@ type Proxy struct {
 
 // Replies a proxy gives for its own verdicts.
 var (
-	errContentRejected = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "message content rejected"}
-	errScanTempfail    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "content scan unavailable, try again later"}
-	errLocal           = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "local error, try again later"}
-	errNextHop         = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "next hop unavailable, try again later"}
+	errContentRejected = smtpserver.R(554, "5.7.1", "message content rejected")
+	errScanTempfail    = smtpserver.R(451, "4.7.1", "content scan unavailable, try again later")
+	errLocal           = smtpserver.R(451, "4.3.0", "local error, try again later")
+	errNextHop         = smtpserver.R(451, "4.4.1", "next hop unavailable, try again later")
+	errBadSender       = smtpserver.R(553, "5.1.7", "sender address refused")
+	errBadRcpt         = smtpserver.R(553, "5.1.3", "recipient address refused")
 )
 
-// Serve accepts sessions on l until it is closed.
+// Serve accepts sessions on l until it is closed. Each runs on gw's
+// server core (lib/smtpserver) with the proxy as its policy: the same
+// protocol, limits and DATA reader as gw-smtpd.
 func (p *Proxy) Serve(l net.Listener) error {
-	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &proxySession{p: p, remote: c.Conn().RemoteAddr().String()}, nil
-	}))
-	s.Domain = p.Scanner.Hostname
-	s.ReadTimeout = p.Timeout
-	s.WriteTimeout = p.Timeout
-	s.MaxMessageBytes = p.MaxBytes
-	s.MaxRecipients = envelope.MaxRecipients
-	s.MaxLineLength = 4096
-	// DSN's parameters go on to the next hop with the message (relay): a
-	// NOTIFY=NEVER must not turn into a bounce one hop further in.
-	s.EnableDSN = true
-	err := s.Serve(l)
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
-		return nil
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		go p.serve(c)
 	}
-	return err
 }
 
+func (p *Proxy) serve(c net.Conn) {
+	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	cl := tcpserver.Client{RemoteIP: ap.Addr().Unmap().String(), RemotePort: strconv.Itoa(int(ap.Port()))}
+	s := &proxySession{p: p, remote: c.RemoteAddr().String()}
+	cfg := smtpserver.Config{
+		Hostname: p.Scanner.Hostname, Timeout: p.Timeout,
+		MinDataRate: smtpserver.DefaultMinDataRate, MaxJunk: smtpserver.DefaultMaxJunk,
+		MaxErrors: 10, MaxRcpt: envelope.MaxRecipients, MaxMessage: p.MaxBytes,
+		Log: func(sev, event string, kv ...any) {
+			p.Scanner.Log.Log(sev, event, append([]any{"remote", s.remote}, kv...)...)
+		},
+	}
+	smtpserver.Serve(c, cfg, cl, smtpserver.NewID(), s)
+	if s.spool != nil {
+		s.spool.Close()
+	}
+}
+
+// proxySession is the proxy's policy for one client.
 type proxySession struct {
 	p      *Proxy
 	remote string
-	env    envelope.Envelope // sender, recipients and DSN parameters, as accepted
+	from   string
+	rcpts  []string
+	// rcptDSN is each recipient's NOTIFY and ORCPT, by index into rcpts.
+	rcptDSN []dsn.Rcpt
+	spool   *os.File // the message under way, in stored form
+	sink    *spoolWriter
 }
 
-func (s *proxySession) Reset() { s.env = envelope.Envelope{} }
+func (s *proxySession) Connect(*smtpserver.Session) *smtpserver.Reply { return nil }
+func (s *proxySession) Helo(*smtpserver.Session) *smtpserver.Reply    { return nil }
+func (s *proxySession) Reset(*smtpserver.Session)                     { s.from, s.rcpts = "", nil }
 
-var errBadDSN = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "bad DSN parameter"}
+// Auth: the proxy takes mail from gw's own listeners only; it offers no
+// AUTH (the core does not advertise it).
+func (s *proxySession) Auth(*smtpserver.Session, string) (sasl.Server, *smtpserver.Reply) {
+	return nil, smtpserver.ErrUnimplemented
+}
 
-func (s *proxySession) Logout() error { return nil }
-
-// Mail and Rcpt take the address go-smtp unquoted, so the check is the
-// envelope's one definition; relay writes it back through mailbox.Path.
-func (s *proxySession) Mail(from string, opts *smtp.MailOptions) error {
-	if err := envelope.CheckAddress(from); err != nil {
-		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "sender address refused"}
-	}
-	md, err := dsn.FromMailOptions(opts)
+// parse reads a path as the next hop would (RFC 5321, with RFC 6531's
+// UTF-8 when the client said SMTPUTF8) into the stored form, which must
+// pass the envelope's one definition; relay writes it back through
+// mailbox.Path.
+func parsePath(path string, utf8 bool) (string, error) {
+	a, err := mailbox.ParseRFC5321(path)
 	if err != nil {
-		return errBadDSN
+		return "", err
 	}
-	s.env = envelope.Envelope{Sender: from, DSN: md}
+	if !utf8 {
+		for i := 0; i < len(path); i++ {
+			if path[i] >= 0x80 {
+				return "", mailbox.ErrNonASCII
+			}
+		}
+	}
+	if path == mailbox.DoubleBounce {
+		return path, nil
+	}
+	return a.String(), envelope.CheckAddress(a.String())
+}
+
+func (s *proxySession) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.Reply {
+	from, err := parsePath(m.Path, m.UTF8)
+	if err != nil && m.Path != mailbox.DoubleBounce {
+		s.p.Scanner.Log.Info("mail", "remote", s.remote, "from", m.Path, "result", "reject", "reason", err)
+		return errBadSender
+	}
+	if m.Path == mailbox.DoubleBounce {
+		from = m.Path
+	}
+	s.from, s.rcpts, s.rcptDSN = from, nil, nil
 	return nil
 }
 
-func (s *proxySession) Rcpt(to string, opts *smtp.RcptOptions) error {
-	if err := envelope.CheckAddress(to); err != nil || to == "" {
-		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "recipient address refused"}
+func (s *proxySession) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.Reply {
+	to, err := parsePath(r.Path, ss.Mail.UTF8)
+	if err == nil && to == "" {
+		err = mailbox.ErrSyntax
 	}
-	rd, err := dsn.FromRcptOptions(opts)
 	if err != nil {
-		return errBadDSN
+		s.p.Scanner.Log.Info("rcpt", "remote", s.remote, "to", r.Path, "result", "reject", "reason", err)
+		return errBadRcpt
 	}
-	s.env.Add(to, rd)
+	r.Stored = to
+	s.rcpts = append(s.rcpts, to)
+	s.rcptDSN = append(s.rcptDSN, r.DSN)
 	return nil
 }
 
-// Data spools the message in stored form (LF line ends), scans it and
-// either refuses it, holds it, or relays it and gives the next hop's
-// answer.
-func (s *proxySession) Data(r io.Reader) error {
+// Data spools the message in stored form (LF line ends), below the
+// fields the checks at MAIL and RCPT added.
+func (s *proxySession) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
+	f, _, err := spool(s.p.TmpDir, nil)
+	if err != nil {
+		s.p.Scanner.Log.Warning("refused", "remote", s.remote, "code", 451, "err", err)
+		return nil, errLocal
+	}
+	s.spool, s.sink = f, &spoolWriter{f: f}
+	for _, field := range ss.Mail.Prepend {
+		s.sink.Write([]byte(field))
+	}
+	return s.sink, nil
+}
+
+// spoolWriter writes the spool, remembering its first error: the core's
+// sink must take every byte, the failure is answered at the end.
+type spoolWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *spoolWriter) Write(p []byte) (int, error) {
+	if w.err == nil {
+		_, w.err = w.f.Write(p)
+	}
+	return len(p), nil
+}
+
+// DataEnd scans the spooled message and either refuses it, holds it, or
+// relays it and gives the next hop's answer.
+func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpserver.Reply {
 	p := s.p
 	log := p.Scanner.Log
-	f, size, err := spool(p.TmpDir, &lfReader{br: bufio.NewReaderSize(r, 64<<10)})
-	if err != nil {
-		var re readErr
-		if errors.As(err, &re) {
-			return err // the client's trouble: go-smtp answers it
-		}
+	f := s.spool
+	s.spool = nil
+	defer f.Close()
+	if m.Refused != nil {
+		log.Info("refused", "remote", s.remote, "code", m.Refused.Code, "reason", m.Reason)
+		return nil
+	}
+	if err := s.sink.err; err != nil {
 		log.Warning("refused", "remote", s.remote, "code", 451, "err", err)
 		return errLocal
 	}
-	defer f.Close()
-	env := s.env
+	size := m.Size
+	// DSN's parameters go on to the next hop with the message (relay):
+	// a NOTIFY=NEVER must not turn into a bounce one hop further in.
+	env := envelope.Envelope{Sender: s.from, Recipients: s.rcpts, DSN: ss.Mail.DSN, RcptDSN: s.rcptDSN}
 	id := NewID()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
 	defer cancel()
@@ -145,12 +235,16 @@ func (s *proxySession) Data(r io.Reader) error {
 			defer out.Close()
 			msg = out
 		}
-		reply, err := p.relay(deliver, msg)
+		reply, err := p.relay(deliver, msg, ss.Mail.UTF8)
 		if err != nil {
 			p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "next_hop", p.NextHop, "err", err)
 			var se *smtp.SMTPError
 			if errors.As(err, &se) && se.Code >= 500 {
-				return &smtp.SMTPError{Code: 554, EnhancedCode: se.EnhancedCode, Message: "next hop refused the message"}
+				enh := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+				if se.EnhancedCode[0] != 5 {
+					enh = "5.0.0"
+				}
+				return smtpserver.R(554, enh, "next hop refused the message")
 			}
 			return errNextHop
 		}
@@ -172,7 +266,7 @@ func (s *proxySession) Data(r io.Reader) error {
 }
 
 // relay sends the message to the next hop and returns its final reply.
-func (p *Proxy) relay(env envelope.Envelope, msg io.Reader) (string, error) {
+func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, error) {
 	d := net.Dialer{Timeout: p.Timeout}
 	conn, err := d.Dial("tcp", p.NextHop)
 	if err != nil {
@@ -195,9 +289,9 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader) (string, error) {
 	// go-smtp's client writes DSN's parameters only to a next hop that
 	// offers DSN (gw-smtpd does); one that does not gets none, and the
 	// request ends there (gw-scan.8).
-	mo := &smtp.MailOptions{}
-	env.DSN.MailOptions(mo)
-	if err := c.Mail(from, mo); err != nil {
+	opts := &smtp.MailOptions{UTF8: utf8}
+	env.DSN.MailOptions(opts)
+	if err := c.Mail(from, opts); err != nil {
 		return "", fmt.Errorf("MAIL: %w", err)
 	}
 	for i, r := range env.Recipients {
@@ -222,36 +316,4 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader) (string, error) {
 	}
 	c.Quit()
 	return strings.TrimSpace(resp.StatusText), nil
-}
-
-// lfReader turns CRLF into LF (the stored form); other CRs stay.
-type lfReader struct {
-	br *bufio.Reader
-}
-
-func (l *lfReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		c, err := l.br.ReadByte()
-		if err != nil {
-			if n > 0 && err == io.EOF {
-				return n, nil
-			}
-			if err != io.EOF {
-				err = readErr{err}
-			}
-			return n, err
-		}
-		if c == '\r' {
-			if next, err := l.br.Peek(1); err == nil && next[0] == '\n' {
-				continue
-			}
-		}
-		p[n] = c
-		n++
-		if l.br.Buffered() == 0 && n > 0 {
-			return n, nil
-		}
-	}
-	return n, nil
 }

@@ -235,14 +235,6 @@ func TestTrust(t *testing.T) {
 	}
 }
 
-func TestLFReader(t *testing.T) {
-	in := "a\r\nb\rc\r\r\n\r\n"
-	b, err := io.ReadAll(&lfReader{br: bufio.NewReaderSize(strings.NewReader(in), 16)})
-	if err != nil || string(b) != "a\nb\rc\r\n\n" {
-		t.Errorf("lfReader(%q) = %q, %v", in, b, err)
-	}
-}
-
 // TestHeadersSayWhatWasNotScanned: X-Virus-Scanned claims a scan only when
 // clamd answered; a message clamd or spamd never saw says why.
 func TestHeadersSayWhatWasNotScanned(t *testing.T) {

@@ -2,6 +2,7 @@ package send
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"time"
 
@@ -9,6 +10,8 @@ import (
 	"gw/lib/deliver"
 	"gw/lib/ipme"
 	"gw/lib/route"
+	"gw/lib/tlspolicy"
+	"gw/lib/tlsrpt"
 )
 
 // Config is what gw-send reads from control files, at start and on SIGHUP.
@@ -31,7 +34,18 @@ type Config struct {
 	BackoffMin     time.Duration // backoffmin (60 s)
 	BackoffMax     time.Duration // backoffmax (3600 s)
 	TLS            bool          // tlsremote (1): STARTTLS when offered
-	DelayWarning   time.Duration // delaywarning (0 = none): warn the sender of mail deferred this long
+	// TLSPolicy is tlspolicy, tlslevel (may; none when tlsremote is
+	// 0) and tlscafile; nil (in tests) is may or none by TLS.
+	TLSPolicy *tlspolicy.Policy
+	// DANETrusted are the DNS servers besides loopback whose AD bit is
+	// believed (danetrusted).
+	DANETrusted []netip.Addr
+	// STSCache is where MTA-STS policies are cached: the instance's
+	// state/send/mta-sts, beside the control directory.
+	STSCache string
+	// TLSRPT records TLS-RPT results in state/send/tlsrpt (gw-tlsrpt reports).
+	TLSRPT       *tlsrpt.Recorder
+	DelayWarning time.Duration // delaywarning (0 = none): warn the sender of mail deferred this long
 	// Self is the gateway itself (me, listeners, moreipme, notipme and
 	// the host's addresses), never a destination for MX delivery.
 	Self *ipme.Me
@@ -118,6 +132,22 @@ func ReadConfig(dir string) (*Config, error) {
 		return nil, err
 	}
 	c.TLS = tlsOn != 0
+	if c.TLSPolicy, err = tlspolicy.Load(dir, c.TLS); err != nil {
+		return nil, err
+	}
+	c.STSCache = filepath.Join(dir, "..", "state", "send", "mta-sts")
+	c.TLSRPT = &tlsrpt.Recorder{Dir: filepath.Join(dir, "..", "state", "send", "tlsrpt")}
+	trusted, _, err := d.List("danetrusted")
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range trusted {
+		a, err := netip.ParseAddr(t)
+		if err != nil {
+			return nil, fmt.Errorf("control/danetrusted: %w", err)
+		}
+		c.DANETrusted = append(c.DANETrusted, a.Unmap())
+	}
 	from, _, err := d.Line("bouncefrom")
 	if err != nil {
 		return nil, err

@@ -3,11 +3,8 @@ package send
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
-	"gw/lib/bounce"
 	"gw/lib/deliver"
 	"gw/lib/dsn"
 	"gw/lib/queue"
@@ -31,16 +28,26 @@ type job struct {
 
 	// Results, written by the job's goroutine before it reports.
 	reachable bool
-	lastErr   string
+	lastErr   string        // for the destinations table and the log
+	lastOut   queue.Outcome // the same, as data: why the destination is backed off
 }
 
 // outcome is one recipient's result.
 type outcome struct {
-	err  error  // nil: delivered
-	host string // who answered, if anyone
+	err error      // nil: delivered
+	at  route.Host // the host it comes from, if any
+	dot bool       // the final dot went out
 	// dsnTaken: the server offered DSN and got the recipient's request
 	// (RFC 3461 5.2.1): a success notice, if asked, is its to send.
 	dsnTaken bool
+}
+
+// hostName is the host o comes from as the log names it, or "".
+func (o outcome) hostName() string {
+	if !o.at.Addr.IsValid() {
+		return ""
+	}
+	return o.at.String()
 }
 
 // deliver runs job j: route, connect, transact, record.
@@ -55,12 +62,13 @@ func (s *Sender) deliver(j *job) {
 	dying := start.Sub(m.Arrival) > cfg.Lifetime
 	out := make([]outcome, len(j.rcpts))
 	if j.expired {
-		reason := j.lastErr // set by the loop: the destination's last error
-		for k := range out {
-			out[k].err = errors.New(reason)
+		// Each recipient fails with its own last outcome, of an attempt
+		// of its own (expireWaiting checked there was one).
+		for k, i := range j.rcpts {
+			out[k].err = storedOutcome{m.Recipients[i].Outcome}
 		}
 		j.reachable = true
-		s.record(j, &m, out, true, "", false)
+		s.record(j, &m, out, true, "", deliver.TLSState{})
 		return
 	}
 	if s.looping(j.id) {
@@ -68,7 +76,7 @@ func (s *Sender) deliver(j *job) {
 			out[k].err = errLooping
 		}
 		j.reachable = true
-		s.record(j, &m, out, dying, "", false)
+		s.record(j, &m, out, dying, "", deliver.TLSState{})
 		return
 	}
 	host, tlsOn := s.transactWritable(j, &m, cfg, out)
@@ -78,7 +86,7 @@ func (s *Sender) deliver(j *job) {
 // transactWritable fails at once the recipients no SMTP path can carry
 // (all of them when the sender is such), before any DNS lookup or
 // connection for a domain that is no domain, and transacts the others.
-func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
+func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []outcome) (string, deliver.TLSState) {
 	senderErr := deliver.Unwritable(m.Sender, true)
 	var keep, at []int
 	for k, i := range j.rcpts {
@@ -97,13 +105,13 @@ func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []o
 	}
 	if len(keep) == 0 {
 		j.reachable = true // nothing was tried: the destination is not to blame
-		return "", false
+		return "", deliver.TLSState{}
 	}
 	sub := *j
 	sub.rcpts = keep
 	subOut := make([]outcome, len(keep))
 	host, tlsOn := s.transact(&sub, m, cfg, subOut)
-	j.reachable, j.lastErr = sub.reachable, sub.lastErr
+	j.reachable, j.lastErr, j.lastOut = sub.reachable, sub.lastErr, sub.lastOut
 	for n, k := range at {
 		out[k] = subOut[n]
 	}
@@ -111,95 +119,114 @@ func (s *Sender) transactWritable(j *job, m *queue.Message, cfg *Config, out []o
 }
 
 // transact tries the hosts of j's route in order until one answers, and
-// fills out with each recipient's result.
-func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) (string, bool) {
-	setAll := func(err error, host string) {
+// fills out with each recipient's result: one loop for every transport.
+func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) (string, deliver.TLSState) {
+	setAll := func(err error, at route.Host) {
 		for k := range out {
-			out[k] = outcome{err: err, host: host}
+			out[k] = outcome{err: err, at: at}
 		}
 	}
-	if j.route.Proto == route.QMTP {
-		return s.transactQMTP(j, m, cfg, out)
-	}
-	if host, tlsOn, done := s.reuse(j, m, out); done {
-		return host, tlsOn
+	tr := s.transports[j.route.Proto]
+	if tr.Pooled() {
+		if host, tlsOn, done := s.reuse(j, m, out); done {
+			return host, tlsOn
+		}
 	}
 	ctx, cancel := context.WithTimeout(j.ctx, cfg.ConnectTimeout+10*time.Second)
 	hosts, err := route.Hosts(ctx, s.res, j.domain, j.route, cfg.SMTPPort, cfg.Self)
 	cancel()
 	if err != nil {
-		setAll(err, "")
+		setAll(err, route.Host{})
 		j.reachable = deliver.Permanent(err) // a DNS failure backs the destination off
-		j.lastErr = err.Error()
-		return "", false
+		j.lastErr, j.lastOut = err.Error(), outcomeOf(err, false, route.Host{})
+		return "", deliver.TLSState{}
 	}
-	dcfg := deliver.Config{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
-		NoTLS: !cfg.TLS, LMTP: j.route.Proto == route.LMTP, TLSFailed: s.tlsFailed(j)}
+	opts := DialOptions{Helo: cfg.Helo, ConnectTimeout: cfg.ConnectTimeout, Timeout: cfg.Timeout,
+		TLS: cfg.TLS, TLSFailed: s.tlsFailed(j)}
 	var lastErr error
+	var lastAt route.Host
+	tp := s.newTLSPolicies(j, cfg)
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
 			lastErr = errStopped
 			break
 		}
+		if opts.Policy, err = tp.forHost(j.ctx, h); err != nil {
+			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
+			lastErr, lastAt = err, h
+			continue
+		}
+		// A session may outlive its job in the pool: its context is its
+		// own, ended with the job's only while the job uses it (carry).
 		sctx, scancel := context.WithCancel(context.Background())
 		stop := context.AfterFunc(j.ctx, scancel)
-		sess, err := deliver.Dial(sctx, h, dcfg)
+		sess, err := tr.Dial(sctx, h, opts)
 		stop()
+		if sess != nil {
+			tp.reportSession(h, opts.Policy, deliver.TLSStateOf(sess), nil)
+		} else {
+			tp.reportSession(h, opts.Policy, deliver.TLSState{}, err)
+		}
 		if err != nil {
 			scancel()
 			// A 5xx greeting or EHLO is an answer about this host, not
 			// the message: the next one is tried as for no answer.
 			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
-			lastErr = err
+			lastErr, lastAt = err, h
 			continue
 		}
+		s.reportTesting(j, h, deliver.TLSStateOf(sess))
 		ps := &pooled{sess: sess, cancel: scancel, host: h, opened: s.now()}
-		if done, tlsOn := s.carry(j, m, ps, out); done {
+		if done, tlsOn := s.carry(j, m, ps, out, tr.Pooled()); done {
 			j.reachable = true
 			return h.String(), tlsOn
 		}
-		lastErr = out[0].err
+		lastErr, lastAt = out[0].err, h
 	}
 	if lastErr == nil {
-		lastErr = errors.New("no host to try")
+		lastErr = errNoHost
 	}
-	setAll(lastErr, "")
-	j.reachable = j.ctx.Err() != nil // aborted: the destination is not to blame
-	j.lastErr = lastErr.Error()
-	return "", false
+	setAll(lastErr, lastAt)
+	// Aborted, the destination is not to blame; nor when its last word
+	// was a permanent refusal.
+	j.reachable = j.ctx.Err() != nil || deliver.Permanent(lastErr)
+	j.lastErr, j.lastOut = lastErr.Error(), outcomeOf(lastErr, false, lastAt)
+	// the level the destination wanted, for the log line of a failure
+	return "", deliver.TLSState{Level: tp.entry.Level}
 }
 
 // reuse carries j's message over an idle session to its destination, if
 // there is one. It reports false when there was none, or when the session
 // failed before any of the message went out (the server closed it while
 // idle): the caller then dials as if there had been none.
-func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tlsOn, done bool) {
+func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tlsOn deliver.TLSState, done bool) {
 	for {
 		ps := s.pool.get(j.dest, s.now())
 		if ps == nil {
-			return "", false, false
+			return "", deliver.TLSState{}, false
 		}
-		if done, tlsOn := s.carry(j, m, ps, out); done {
+		if done, tlsOn := s.carry(j, m, ps, out, true); done {
 			j.reachable = true
 			return ps.host.String(), tlsOn, true
 		}
 		if j.ctx.Err() != nil {
-			return "", false, false
+			return "", deliver.TLSState{}, false
 		}
 		s.log.Info("reuse_failed", "qid", j.id, "host", ps.host.String(), "error", out[0].err)
 	}
 }
 
 // carry runs j's transaction over session ps and then gives the session
-// back to the pool or closes it. done is false when the host failed as a
-// whole before any of the message went out, so another may be tried.
-func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome) (done, tlsOn bool) {
+// back to the pool (when pool) or closes it. done is false when the host
+// failed as a whole before any of the message went out, so another may be
+// tried.
+func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome, pool bool) (done bool, tlsOn deliver.TLSState) {
 	stop := context.AfterFunc(j.ctx, ps.cancel) // an abort drops the connection
 	done = s.session(j, m, ps.sess, ps.host, out)
 	stop()
-	tlsOn = ps.sess.TLS()
+	tlsOn = deliver.TLSStateOf(ps.sess)
 	ps.uses++
-	if done && ps.sess.Reusable() && j.ctx.Err() == nil {
+	if pool && done && ps.sess.Reusable() && j.ctx.Err() == nil {
 		cfg := s.config()
 		s.pool.put(j.dest, ps, s.now(), cfg.PerDest, max(cfg.Overall, 1))
 	} else {
@@ -215,10 +242,9 @@ func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome) (don
 // delivered the message, and it is deferred rather than sent again at
 // once (RFC 5321 6.1: duplicates only in that window).
 func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route.Host, out []outcome) bool {
-	host := h.String()
 	setAll := func(err error) {
 		for k := range out {
-			out[k] = outcome{err: err, host: host}
+			out[k] = outcome{err: err, at: h}
 		}
 	}
 	d, err := sess.Start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
@@ -234,7 +260,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 	body, err := s.r.Body(j.id)
 	if err != nil {
 		d.Abort()
-		setAll(fmt.Errorf("cannot read the queued message: %w", err))
+		setAll(&gwError{"4.3.0", "cannot read the queued message: " + err.Error()})
 		return true
 	}
 	err = d.Body(body)
@@ -243,7 +269,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		if errors.Is(err, queue.ErrCorrupt) {
 			// Its segment goes to bad/ once finished, not away.
 			s.r.MarkDamaged(j.id, err.Error())
-			setAll(permanent{fmt.Errorf("queued message is corrupt (#5.3.0): %w", err)})
+			setAll(&gwError{"5.3.0", "queued message is corrupt: " + err.Error()})
 			return true
 		}
 		d.Abort()
@@ -257,10 +283,13 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 	res, err := d.Commit()
 	if err != nil {
 		setAll(afterDot(dot, err))
+		for k := range out {
+			out[k].dot = dot
+		}
 		return isAnswer(err) || dot
 	}
 	for k := range out {
-		out[k] = outcome{err: afterDot(dot, res[k]), host: host, dsnTaken: sess.OffersDSN()}
+		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot, dsnTaken: sess.OffersDSN()}
 	}
 	return true
 }
@@ -281,11 +310,8 @@ func isAnswer(err error) bool {
 	return errors.As(err, &rp) && rp.Code != 421
 }
 
-// permanent marks an error of gw-send's own as permanent.
-type permanent struct{ error }
-
-func (p permanent) Temporary() bool { return false }
-func (p permanent) Unwrap() error   { return p.error }
+// errNoHost is a route that gave no host at all to try.
+var errNoHost = &gwError{"4.4.4", "no host to try"}
 
 func needsUTF8(m *queue.Message, rcpts []int) bool {
 	if !isASCII(m.Sender) {
@@ -311,54 +337,48 @@ func isASCII(s string) bool {
 // record writes the outcomes to the journal, logs a line per recipient,
 // and syncs. dying turns temporary failures into permanent ones
 // (queuelifetime passed).
-func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn bool) {
+func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn deliver.TLSState) {
 	t := s.now()
 	// Success notices go out before the deliveries are recorded: a crash
 	// in between sends one twice, never none (as bounces do).
-	s.notifySuccess(j, m, out, host)
-	var delayed []delayedRcpt // deferred long enough to warn the sender
+	s.notifySuccess(j, m, out)
+	var delayed []queue.Recipient // deferred long enough to warn the sender
 	for k, i := range j.rcpts {
 		rc := m.Recipients[i]
 		o := out[k]
 		var err error
 		result := "delivered"
-		reply, status := "", ""
+		var oc queue.Outcome
 		s.logDuplicate(j, rc, o)
 		switch {
 		case o.err == nil:
 			err = s.r.Delivered(j.id, i)
 		case errors.Is(o.err, errStopped):
 			result = "aborted" // no attempt counted: nothing was decided
-			reply = o.err.Error()
+			oc = queue.Outcome{Source: queue.FromGW, Text: o.err.Error()}
 		case deliver.Permanent(o.err):
-			result, reply, status = "failed", o.err.Error(), statusOf(o.err, true)
-			err = s.r.Failed(j.id, i, reply)
+			result, oc = "failed", outcomeOf(o.err, o.dot, o.at)
+			err = s.r.Failed(j.id, i, oc)
 		case j.ctx != nil && j.ctx.Err() != nil:
-			result, reply = "aborted", errStopped.Error()
+			result, oc = "aborted", queue.Outcome{Source: queue.FromGW, Text: errStopped.Error()}
 		case dying:
-			result, status = "failed", "5.4.7"
-			reply = o.err.Error() + "; I'm not going to try again; this message has been in the queue too long (#5.4.7)"
-			err = s.r.Failed(j.id, i, reply)
+			result, oc = "failed", expired(outcomeOf(o.err, o.dot, o.at))
+			err = s.r.Failed(j.id, i, oc)
 		default:
-			result, reply, status = "deferred", o.err.Error(), statusOf(o.err, false)
+			result, oc = "deferred", outcomeOf(o.err, o.dot, o.at)
 			next := schedule.Capped(schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip), t, s.config().BackoffMax)
-			err = s.r.Deferred(j.id, i, next, reply)
+			err = s.r.Deferred(j.id, i, next, oc)
 			// NOTIFY without DELAY (NEVER included) asks for no
 			// delay notice; without NOTIFY, delaywarning decides.
 			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) && rc.DSN.Notify.Wants(dsn.NotifyDelay) {
-				rc.LastError = reply
-				delayed = append(delayed, delayedRcpt{rc: rc, status: status, host: remoteName(o.err)})
+				rc.Outcome = oc
+				delayed = append(delayed, rc)
 			}
 		}
 		if err != nil {
 			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "error", err)
 		}
-		fields := []any{"qid", j.id, "rcpt", rc.Address, "dest", j.dest, "host", firstNonEmpty(o.host, host),
-			"tls", yesNo(tlsOn), "result", result}
-		if status != "" {
-			fields = append(fields, "status", status)
-		}
-		s.log.Info("delivery", append(fields, "reply", strings.TrimSpace(reply))...)
+		s.logDelivery(j, rc, result, oc, firstNonEmpty(o.hostName(), host), tlsOn)
 	}
 	if err := s.r.Sync(); err != nil {
 		s.log.Alert("sync", "qid", j.id, "error", err)
@@ -371,29 +391,25 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 	}
 }
 
-// statusOf is the enhanced status code of a failure, of class 5 when
-// perm: the one a failure of lib/deliver carries, else the one written in
-// its text (gw's own "(#5.1.2)" or a reply's), else X.0.0.
-func statusOf(err error, perm bool) string {
-	class := "4."
-	if perm {
-		class = "5."
+// logDelivery logs recipient rc's result: the session's TLS (tlsOn), the
+// outcome's fields, and the outcome on one line as gw-qstat shows it.
+func (s *Sender) logDelivery(j *job, rc queue.Recipient, result string, oc queue.Outcome, host string, tlsOn deliver.TLSState) {
+	fields := []any{"qid", j.id, "rcpt", rc.Address, "dest", j.dest, "host", host, "tls", yesNo(tlsOn.On())}
+	fields = append(fields, tlsFields(tlsOn)...)
+	fields = append(fields, "result", result)
+	if oc.Status != "" {
+		fields = append(fields, "status", oc.Status)
 	}
-	var st interface{ Status() string }
-	if errors.As(err, &st) && strings.HasPrefix(st.Status(), class) {
-		return st.Status()
+	if oc.Stage != "" {
+		fields = append(fields, "stage", oc.Stage)
 	}
-	return bounce.Status(err.Error(), perm)
-}
-
-// remoteName is the name of the server that answered, or "".
-func remoteName(err error) string {
-	var rp *deliver.Reply
-	if errors.As(err, &rp) {
-		name, _, _ := strings.Cut(rp.Host, "[")
-		return name
+	if oc.Code != 0 {
+		fields = append(fields, "code", oc.Code)
 	}
-	return ""
+	if oc.DotSent {
+		fields = append(fields, "dot", "yes")
+	}
+	s.log.Info("delivery", append(fields, "reply", oc.String())...)
 }
 
 func firstNonEmpty(a, b string) string {

@@ -50,7 +50,7 @@ func (s *Sender) dotSent(j *job) {
 func (s *Sender) logDuplicate(j *job, rc queue.Recipient, o outcome) {
 	var pd possibleDuplicate
 	if errors.As(o.err, &pd) {
-		s.log.Warning("possible_duplicate", "qid", j.id, "rcpt", rc.Address, "host", o.host, "reason", pd.error.Error())
+		s.log.Warning("possible_duplicate", "qid", j.id, "rcpt", rc.Address, "host", o.hostName(), "reason", pd.error.Error())
 	}
 }
 
@@ -70,7 +70,10 @@ func (s *Sender) afterCrash(m *queue.Message) {
 		reason := "gw-send stopped after the final dot, before it recorded the reply"
 		s.log.Warning("possible_duplicate", "qid", m.ID, "rcpt", rc.Address, "reason", reason)
 		next := t
-		if err := s.r.Deferred(m.ID, i, next, reason+" (possible duplicate)"); err != nil {
+		// 4.3.0: gw's own system stopped, not the remote's connection.
+		o := queue.Outcome{Source: queue.FromGW, Status: "4.3.0", Text: reason, Stage: string(deliver.StageDot),
+			DotSent: true, Note: "possible duplicate"}
+		if err := s.r.Deferred(m.ID, i, next, o); err != nil {
 			s.log.Warning("journal", "qid", m.ID, "rcpt", rc.Address, "error", err)
 			continue
 		}

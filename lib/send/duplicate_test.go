@@ -55,10 +55,10 @@ func TestAfterCrashDefers(t *testing.T) {
 	s.afterCrash(&m)
 	m, _ = s.r.Message(id)
 	a, b := m.Recipients[0], m.Recipients[1]
-	if a.DotSent || a.Attempts != 1 || !strings.Contains(a.LastError, "possible duplicate") || a.NextTry.After(*clock) {
+	if a.DotSent || a.Attempts != 1 || !strings.Contains(a.LastError(), "possible duplicate") || a.NextTry.After(*clock) {
 		t.Errorf("recipient after the dot: %+v, want deferred as a possible duplicate", a)
 	}
-	if b.Attempts != 0 || b.LastError != "" {
+	if b.Attempts != 0 || b.LastError() != "" {
 		t.Errorf("the other recipient: %+v, want untouched", b)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"gw/lib/bounce"
 	"gw/lib/dsn"
@@ -87,9 +86,7 @@ func (s *Sender) bounce(m *queue.Message, failed []queue.Recipient) error {
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: to, QueueID: m.ID.String(),
 		Arrival: m.Arrival, Date: s.now(), Double: double, EnvID: m.DSN.EnvID}
 	for _, rc := range failed {
-		rep.Recipients = append(rep.Recipients, bounce.Recipient{Address: rc.Address, Action: "failed",
-			Status: bounce.Status(rc.LastError, true), RemoteMTA: remoteHost(rc.LastError), Diagnostic: rc.LastError,
-			OriginalRecipient: rc.DSN.Field()})
+		rep.Recipients = append(rep.Recipients, dsnRecipient(rc, "failed"))
 	}
 	kind := "bounce"
 	if double {
@@ -113,17 +110,6 @@ func returned(r io.Reader, full bool) (whole, headers []byte) {
 	// The header section is read within MaxHeaders bytes, fewer than b has.
 	headers, _ = bounce.ReadHeaders(bytes.NewReader(b))
 	return nil, headers
-}
-
-// remoteHost is the name of the server named in a recipient's last error
-// ("name[addr]:port said: …"), or "": a DSN's Remote-MTA is a DNS name
-// (RFC 3464 2.3.5).
-func remoteHost(lastErr string) string {
-	if host, _, ok := strings.Cut(lastErr, " said: "); ok {
-		name, _, _ := strings.Cut(host, "[")
-		return name
-	}
-	return ""
 }
 
 // report injects DSN rep about message m from envelope sender from to

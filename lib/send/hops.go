@@ -1,15 +1,13 @@
 package send
 
 import (
-	"errors"
-
 	"gw/lib/hops"
 	"gw/lib/queue"
 )
 
 // errLooping is the failure of a message with too many trace lines: the
 // listeners' reply to one, as a bounce.
-var errLooping = permanent{errors.New("too many hops, this message is looping (#5.4.6)")}
+var errLooping = &gwError{"5.4.6", "too many hops, this message is looping"}
 
 // looping counts the trace lines of stored message id as the listeners
 // count those of a message coming in (package hops), and reports whether

@@ -1,8 +1,6 @@
 package send
 
 import (
-	"strings"
-
 	"gw/lib/bounce"
 	"gw/lib/dsn"
 	"gw/lib/mailbox"
@@ -17,7 +15,7 @@ import (
 // offered DSN got NOTIFY with the recipient, and the notice is its to
 // send. A failure to queue the notice is logged: the message went out
 // all the same, and is not sent again for it.
-func (s *Sender) notifySuccess(j *job, m *queue.Message, out []outcome, host string) {
+func (s *Sender) notifySuccess(j *job, m *queue.Message, out []outcome) {
 	action := "relayed"
 	if j.route.Proto == route.LMTP {
 		action = "delivered"
@@ -28,9 +26,8 @@ func (s *Sender) notifySuccess(j *job, m *queue.Message, out []outcome, host str
 		if out[k].err != nil || out[k].dsnTaken || !rc.DSN.Notify.Wants(dsn.NotifySuccess) {
 			continue
 		}
-		name, _, _ := strings.Cut(firstNonEmpty(out[k].host, host), "[")
 		rcpts = append(rcpts, bounce.Recipient{Address: rc.Address, Action: action, Status: "2.0.0",
-			RemoteMTA: name, OriginalRecipient: rc.DSN.Field()})
+			RemoteMTA: out[k].at.Name, OriginalRecipient: rc.DSN.Field()})
 	}
 	// A notice never goes to the null sender (RFC 3461 6.1), nor to one
 	// no path can carry.

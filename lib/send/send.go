@@ -70,10 +70,13 @@ type Sender struct {
 	due     dueHeap
 	dueAt   map[queue.ID]time.Time
 	flight  map[queue.ID]*inflight
-	waiting map[string][]*job // per destination
-	forced  map[queue.ID]bool // due now whatever the recipients' next try says
-	done    chan *job
-	ctlReqs map[string]*ctlReq
+	waiting map[string][]*job        // per destination
+	forced  map[queue.ID]bool        // due now whatever the recipients' next try says
+	destOut map[string]queue.Outcome // why each backed-off destination is
+	// transports reach the servers, one a protocol (transport.go).
+	transports map[route.Proto]Transport
+	done       chan *job
+	ctlReqs    map[string]*ctlReq
 }
 
 // inflight is a message with jobs running (or its finish under way).
@@ -105,11 +108,18 @@ func Run(opt Options) error {
 	}
 	defer r.Close()
 	os.MkdirAll(filepath.Join(opt.QueueDir, qctl.Dir), 0o750)
-	s := &Sender{opt: opt, q: q, r: r, log: opt.Log, cfg: cfg, now: now, pool: newPool(),
-		dueAt: map[queue.ID]time.Time{}, flight: map[queue.ID]*inflight{},
-		waiting: map[string][]*job{}, forced: map[queue.ID]bool{}, done: make(chan *job, 64), ctlReqs: map[string]*ctlReq{}}
+	s := newSender(opt, q, r, opt.Log, cfg)
 	s.applyConfig(cfg)
 	return s.loop()
+}
+
+// newSender is a Sender on queue q and its runner r, before its loop
+// starts; Run and the tests make theirs here.
+func newSender(opt Options, q *queue.Queue, r *queue.Runner, log *logline.Logger, cfg *Config) *Sender {
+	return &Sender{opt: opt, q: q, r: r, log: log, cfg: cfg, now: now, pool: newPool(),
+		dueAt: map[queue.ID]time.Time{}, flight: map[queue.ID]*inflight{}, waiting: map[string][]*job{},
+		forced: map[queue.ID]bool{}, destOut: map[string]queue.Outcome{}, done: make(chan *job, 64),
+		ctlReqs: map[string]*ctlReq{}, transports: realTransports()}
 }
 
 func (s *Sender) config() *Config {
@@ -437,6 +447,11 @@ func (s *Sender) start(j *job) {
 
 func (s *Sender) jobDone(j *job) {
 	if j.started {
+		if j.reachable {
+			delete(s.destOut, j.dest)
+		} else {
+			s.destOut[j.dest] = j.lastOut
+		}
 		if s.dests.Done(j.dest, j.reachable, s.now(), j.lastErr) {
 			s.log.Warning("backoff", "dest", j.dest, "until", s.dests.Get(j.dest).Until.Format(time.RFC3339), "error", j.lastErr)
 			s.expireWaiting(j.dest)

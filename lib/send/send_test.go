@@ -55,10 +55,8 @@ func newTestSender(t *testing.T, smtproutes []string, lim schedule.Limits, sende
 	clock := msgs[0].Arrival
 	cfg := &Config{Me: "gw.test", Helo: "gw.test", Routes: route.Routes{tbl}, Lifetime: time.Hour,
 		Timeout: time.Second, ConnectTimeout: time.Second, SMTPPort: 25}
-	s := &Sender{opt: Options{QueueDir: dir}, q: q, r: r, log: logline.New(io.Discard), cfg: cfg,
-		dests: schedule.NewDests(lim), pool: newPool(), now: func() time.Time { return clock },
-		dueAt: map[queue.ID]time.Time{}, flight: map[queue.ID]*inflight{}, waiting: map[string][]*job{},
-		forced: map[queue.ID]bool{}, done: make(chan *job, 8), ctlReqs: map[string]*ctlReq{}}
+	s := newSender(Options{QueueDir: dir}, q, r, logline.New(io.Discard), cfg)
+	s.dests, s.now, s.done = schedule.NewDests(lim), func() time.Time { return clock }, make(chan *job, 8)
 	return s, msgs[0].ID, &clock
 }
 
@@ -71,7 +69,7 @@ func TestPlanOneJobADestination(t *testing.T) {
 		schedule.Limits{Overall: 0, PerDest: 1}, // nothing may start: jobs wait in their lines
 		"a@src.test", "u@a.relayed.test", "v@b.relayed.test", "w@x.test", "m1@mx.test", "m2@MX.test", "later@mx.test", "o@other.test")
 	next := clock.Add(time.Hour)
-	if err := s.r.Deferred(id, 5, next, "451 try later"); err != nil {
+	if err := s.r.Deferred(id, 5, next, queue.Outcome{Source: queue.FromReply, Code: 451, Text: "try later", Status: "4.0.0"}); err != nil {
 		t.Fatal(err)
 	}
 	s.plan(id, *clock)
@@ -263,29 +261,4 @@ func TestQMTPLimits(t *testing.T) {
 		t.Errorf("job for %s, kind %v", j.dest, j.kind())
 	}
 	s.jobDone(j)
-}
-
-// TestStatusOf: a DSN's status comes from the outcome when it carries
-// one of the right class, else from its text, else X.0.0.
-func TestStatusOf(t *testing.T) {
-	refused := &deliver.ConnError{Host: "mx[192.0.2.1]:25", Err: fmt.Errorf("connection refused"), Stage: deliver.StageConnect, Enhanced: deliver.StatusNoAnswer}
-	cases := []struct {
-		err  error
-		perm bool
-		want string
-	}{
-		{refused, false, "4.4.1"},
-		// an address in the text is not a status
-		{&deliver.ConnError{Host: "mx[10.5.4.1]:25", Err: fmt.Errorf("lost")}, false, "4.4.2"},
-		{&deliver.Reply{Code: 554, Text: "no service", Host: "mx", Stage: deliver.StageGreeting}, false, "4.3.2"},
-		{&deliver.Reply{Code: 550, Text: "5.1.1 no such user", Enhanced: "5.1.1", Host: "mx", Stage: deliver.StageRcpt}, true, "5.1.1"},
-		{&deliver.Reply{Code: 550, Text: "no such user", Host: "mx", Stage: deliver.StageRcpt}, true, "5.0.0"},
-		{&route.Error{Perm: true, Msg: "mail for x.test loops back to myself: I am its best MX (gw.x.test) (#5.4.6)"}, true, "5.4.6"},
-		{&route.Error{Msg: "address lookup for mx1.x.test failed: SERVFAIL (#4.4.3)"}, false, "4.4.3"},
-	}
-	for _, c := range cases {
-		if got := statusOf(c.err, c.perm); got != c.want {
-			t.Errorf("statusOf(%v, %v) = %s, want %s", c.err, c.perm, got, c.want)
-		}
-	}
 }

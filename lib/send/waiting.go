@@ -25,10 +25,6 @@ func (s *Sender) expireWaiting(dest string) {
 		m, err := s.r.Message(j.id)
 		if err == nil && t.Sub(m.Arrival) > s.config().Lifetime && triedAll(&m, j.rcpts) {
 			j.expired = true
-			j.lastErr = "destination unreachable"
-			if d := s.dests.Get(dest); d != nil && d.LastErr != "" {
-				j.lastErr = d.LastErr
-			}
 			go func() { s.deliver(j); s.done <- j }() // no network: see deliver
 			continue
 		}
@@ -64,9 +60,9 @@ func (s *Sender) postpone(j *job, t time.Time) bool {
 	if !off {
 		return false
 	}
-	reason := "destination backed off"
-	if d := s.dests.Get(j.dest); d != nil && d.LastErr != "" {
-		reason = d.LastErr
+	reason, ok := s.destOut[j.dest]
+	if !ok {
+		reason = queue.Outcome{Source: queue.FromGW, Status: "4.4.1", Text: "destination backed off"}
 	}
 	for _, i := range j.rcpts {
 		if err := s.r.Postpone(j.id, i, until, reason); err != nil {

@@ -31,7 +31,12 @@ func backOff(t *testing.T, s *Sender, dest string, now time.Time) {
 	if !s.dests.Done(dest, false, now, "connection refused") {
 		t.Fatal("no backoff after a failure")
 	}
+	s.destOut[dest] = refused
 }
+
+// refused is a connection refused, as the journal keeps it.
+var refused = queue.Outcome{Source: queue.FromConn, Status: "4.4.1", Text: "connection refused",
+	Host: "dead.test", Addr: "127.0.0.1:9", Stage: "connect"}
 
 // TestWaitingRecipientsShowNextTry: recipients that wait behind a
 // backed-off destination get the end of the backoff as their next try and
@@ -45,9 +50,9 @@ func TestWaitingRecipientsShowNextTry(t *testing.T) {
 	s.plan(id, *clock)
 	m, _ := s.r.Message(id)
 	rc := m.Recipients[0]
-	if !rc.NextTry.Equal(clock.Add(time.Minute)) || rc.LastError != "connection refused" || rc.Attempts != 0 {
+	if !rc.NextTry.Equal(clock.Add(time.Minute)) || rc.Outcome != refused || rc.Attempts != 0 {
 		t.Errorf("waiting recipient: next %v, error %q, attempts %d; want the backoff's end, its error, none",
-			rc.NextTry, rc.LastError, rc.Attempts)
+			rc.NextTry, rc.LastError(), rc.Attempts)
 	}
 }
 
@@ -114,7 +119,7 @@ func TestExpireWaitingNeedsAnAttempt(t *testing.T) {
 	}
 
 	// Once tried (and deferred), the same wait fails it for its age.
-	if err := s.r.Deferred(id, 0, clock.Add(time.Hour), "connection refused"); err != nil {
+	if err := s.r.Deferred(id, 0, clock.Add(time.Hour), refused); err != nil {
 		t.Fatal(err)
 	}
 	*clock = clock.Add(3 * time.Minute)
@@ -125,8 +130,9 @@ func TestExpireWaitingNeedsAnAttempt(t *testing.T) {
 	}
 	j := <-s.done
 	m, _ = s.r.Message(id)
-	if rc := m.Recipients[0]; rc.State != queue.Failed {
-		t.Errorf("tried recipient past the lifetime: %+v, want failed", rc)
+	if rc := m.Recipients[0]; rc.State != queue.Failed || rc.Outcome.Status != "5.4.7" ||
+		rc.Outcome.Source != queue.FromConn || rc.Outcome.Text != refused.Text {
+		t.Errorf("tried recipient past the lifetime: %+v, want failed 5.4.7 with its own last outcome", rc)
 	}
 	s.jobDone(j)
 	s.jobDone(<-s.done) // the bounce and removal, before the queue closes
@@ -165,7 +171,7 @@ func TestNextTryBehindAClockStep(t *testing.T) {
 	s, id, clock := newTestSender(t, []string{rt}, schedule.Limits{Overall: 10, PerDest: 5, BackoffMin: time.Minute, BackoffMax: time.Hour},
 		"a@src.test", "u@dead.test")
 	s.cfg.BackoffMax = time.Hour
-	if err := s.r.Deferred(id, 0, clock.Add(24*time.Hour), "451 later"); err != nil {
+	if err := s.r.Deferred(id, 0, clock.Add(24*time.Hour), queue.Outcome{Source: queue.FromReply, Code: 451, Text: "later", Status: "4.0.0"}); err != nil {
 		t.Fatal(err)
 	}
 	m, _ := s.r.Message(id)

@@ -41,19 +41,10 @@ func warnNow(after time.Duration, arrival, now time.Time, rc queue.Recipient) bo
 	return prev*prev < after.Seconds()
 }
 
-// delayedRcpt is a deferred recipient whose sender is to be warned, with
-// the status and the server of its deferral, taken from the outcome
-// itself rather than read back from its text.
-type delayedRcpt struct {
-	rc     queue.Recipient
-	status string
-	host   string // the server that answered, or ""
-}
-
 // warn sends the sender of m a delay notification (RFC 3464, Action:
 // delayed) for recipients, still queued. Null-sender mail gets none, nor
 // does a sender no path can carry (gw-queue would refuse the notice).
-func (s *Sender) warn(m *queue.Message, recipients []delayedRcpt) error {
+func (s *Sender) warn(m *queue.Message, recipients []queue.Recipient) error {
 	if m.Sender == "" || m.Sender == DoubleBounceSender || mailbox.Check(m.Sender) != nil {
 		return nil
 	}
@@ -61,10 +52,10 @@ func (s *Sender) warn(m *queue.Message, recipients []delayedRcpt) error {
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: m.Sender, QueueID: m.ID.String(),
 		Arrival: m.Arrival, Date: s.now(), EnvID: m.DSN.EnvID}
 	until := m.Arrival.Add(cfg.Lifetime)
-	for _, d := range recipients {
-		rep.Recipients = append(rep.Recipients, bounce.Recipient{Address: d.rc.Address, Action: "delayed",
-			Status: d.status, RemoteMTA: d.host, Diagnostic: d.rc.LastError, WillRetryUntil: until,
-			OriginalRecipient: d.rc.DSN.Field()})
+	for _, rc := range recipients {
+		r := dsnRecipient(rc, "delayed")
+		r.WillRetryUntil = until
+		rep.Recipients = append(rep.Recipients, r)
 	}
 	return s.report(m, &rep, "", "delay_warning", len(recipients), false)
 }

@@ -1,13 +1,14 @@
 package smtpd
 
 import (
-	"bytes"
 	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
+
+	"gw/lib/smtpserver"
 )
 
 // Limits on SMTP AUTH.
@@ -124,67 +125,29 @@ func (l *AuthLimiter) Failed(ip string) {
 // authDelay is a variable so tests need not wait.
 var authDelay = authFailDelay
 
-// AuthMechanisms lists what the EHLO reply offers (smtp.AuthSession):
-// PLAIN and LOGIN, over TLS only.
-func (s *session) AuthMechanisms() []string {
-	if s.cfg.Auth == nil || !s.tls {
-		return nil
-	}
-	return []string{"PLAIN", "LOGIN"}
-}
-
-// Auth starts AUTH PLAIN or AUTH LOGIN (smtp.AuthSession), offered only
-// over TLS. go-smtp runs the exchange (334 challenges, base64, "*"); the
-// password is never logged, the user name is, by logline's quoting.
-func (s *session) Auth(mech string) (sasl.Server, error) {
-	switch {
-	case s.cfg.Auth == nil:
-		return nil, errUnimplemented
-	case !s.tls:
-		return nil, errTLSFirst
-	case s.authUser != "":
-		return nil, errAuthDone
-	case s.inMail:
-		return nil, errNestedMail
-	}
+// Auth starts AUTH PLAIN or AUTH LOGIN; the core offers it over TLS
+// only and runs the exchange (334 challenges, base64, "*"). The password
+// is never logged, the user name is, by logline's quoting.
+func (s *session) Auth(ss *smtpserver.Session, mech string) (sasl.Server, *smtpserver.Reply) {
 	if s.cfg.AuthLimit != nil && s.cfg.AuthLimit.Blocked(s.cl.RemoteIP) {
 		s.log("warning", "auth", "result", "blocked", "reason", "maxauthfail")
-		return nil, errAuthBlocked // 421: the guard ends the session
+		return nil, errAuthBlocked // 421: the core ends the session
 	}
-	switch strings.ToUpper(mech) {
+	switch mech {
 	case "PLAIN":
-		return &plainServer{s: s}, nil
+		// RFC 4616: [authzid] NUL user NUL password. A user acts only
+		// as itself: an authorization identity other than the one
+		// authenticated fails (section 2).
+		return sasl.NewPlainServer(func(authzid, user, pass string) error {
+			if authzid != "" && authzid != user {
+				return s.authFailed(user, "authzid_mismatch")
+			}
+			return s.authCheck(user, pass)
+		}), nil
 	case "LOGIN":
 		return &loginServer{s: s}, nil
 	}
 	return nil, errAuthMech
-}
-
-// plainServer is RFC 4616's PLAIN: [authzid] NUL user NUL password.
-type plainServer struct {
-	s     *session
-	asked bool
-}
-
-func (p *plainServer) Next(resp []byte) ([]byte, bool, error) {
-	if resp == nil && !p.asked {
-		p.asked = true
-		return []byte{}, false, nil
-	}
-	parts := bytes.Split(resp, []byte{0})
-	if len(parts) != 3 {
-		return nil, false, errAuthSyntax
-	}
-	user, pass := string(parts[1]), string(parts[2])
-	// A user acts only as itself: an authorization identity other
-	// than the one authenticated must fail (RFC 4616 section 2).
-	if len(parts[0]) > 0 && string(parts[0]) != user {
-		return nil, false, p.s.authFailed(user, "authzid_mismatch")
-	}
-	if err := p.s.authCheck(user, pass); err != nil {
-		return nil, false, err
-	}
-	return nil, true, nil
 }
 
 // loginServer is the LOGIN mechanism: "Username:", then "Password:".
@@ -225,13 +188,13 @@ func (s *session) authCheck(user, pass string) error {
 	if !good {
 		return s.authFailed(user, "bad_password")
 	}
-	s.authUser = user
+	s.authUser, s.ss.AuthUser = user, user
 	s.log("info", "auth", "user", user, "result", "ok")
 	return nil
 }
 
 // authFailed counts a failure and returns its reply: 535, or 421 at
-// MaxAuthFailures (the guard then ends the session).
+// MaxAuthFailures (the core then ends the session).
 func (s *session) authFailed(user, reason string) error {
 	s.authFail++
 	if s.cfg.AuthLimit != nil {

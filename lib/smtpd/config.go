@@ -19,7 +19,10 @@ type Config struct {
 	MaxRcpt     int           // recipients a message (errTooManyRcpt); 0 = no limit
 	MaxErrors   int           // syntax and sequence errors a session; 0 = no limit
 	MaxBadRcpt  int           // refused recipients a session; 0 = no limit
-	Timeout     time.Duration // control/timeoutsmtpd, per read and write
+	Timeout     time.Duration // control/timeoutsmtpd: a whole command line, a reply's write
+	MinDataRate int           // control/mindatarate: bytes a second a message must come at
+	MaxSession  time.Duration // control/maxsessiontime; 0 = no limit
+	MaxJunk     int           // control/maxjunk: NOOP RSET VRFY HELP between messages; 0 = no limit
 	GreetDelay  time.Duration // control/greetdelay: wait this long for a client that talks first
 	AuthLimit   *AuthLimiter  // AUTH failures an address across sessions; nil = per session only
 

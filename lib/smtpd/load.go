@@ -12,6 +12,7 @@ import (
 	"gw/lib/logline"
 	"gw/lib/recipients"
 	"gw/lib/relay"
+	"gw/lib/smtpserver"
 )
 
 // Defaults of the control files, documented in gw-smtpd(8).
@@ -20,6 +21,7 @@ const (
 	DefaultMaxRcpt    = 1000 // maxrcpt (Postfix's smtpd_recipient_limit)
 	DefaultMaxErrors  = 10   // maxerrors
 	DefaultMaxBadRcpt = 50   // maxbadrcpt
+	DefaultMaxSession = 3600 // maxsessiontime, seconds
 )
 
 // Load reads the control files of dir into a Config. A file that exists
@@ -49,6 +51,11 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 		return nil, err
 	}
 	c.Timeout = time.Duration(max(t, 1)) * time.Second
+	st, err := dir.Int("maxsessiontime", DefaultMaxSession)
+	if err != nil {
+		return nil, err
+	}
+	c.MaxSession = time.Duration(max(st, 0)) * time.Second
 	g, err := dir.Int("greetdelay", 0)
 	if err != nil {
 		return nil, err
@@ -62,13 +69,15 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 		{"maxrcpt", DefaultMaxRcpt, &c.MaxRcpt},
 		{"maxerrors", DefaultMaxErrors, &c.MaxErrors},
 		{"maxbadrcpt", DefaultMaxBadRcpt, &c.MaxBadRcpt},
+		{"maxjunk", smtpserver.DefaultMaxJunk, &c.MaxJunk},
+		{"mindatarate", smtpserver.DefaultMinDataRate, &c.MinDataRate},
 	}
 	for _, i := range ints {
 		v, err := dir.Int(i.name, i.def)
 		if err != nil {
 			return nil, err
 		}
-		*i.to = int(min(v, 1<<30))
+		*i.to = int(min(max(v, 0), 1<<30))
 	}
 	maxAuth, err := dir.Int("maxauthfail", DefaultMaxAuthFail)
 	if err != nil {

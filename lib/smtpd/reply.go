@@ -1,68 +1,55 @@
 package smtpd
 
 import (
-	"fmt"
 	"strings"
 
-	"github.com/emersion/go-smtp"
+	"gw/lib/smtpserver"
 )
 
-// Every reply gw-smtpd gives is one of these values or made by reply():
-// a basic and an enhanced code and a generic text. Details of a refusal
-// go to the log, never to the client.
+// Every reply gw-smtpd gives is one of these values, one of the core's
+// (lib/smtpserver) or made by reply(): a basic and an enhanced code and
+// a generic text. Details of a refusal go to the log, never to the
+// client.
 var (
-	errSyntax        = reply(500, "5.5.2", "syntax error")
-	errLineTooLong   = reply(500, "5.5.2", "line too long")
-	errUnimplemented = reply(502, "5.5.1", "unimplemented")
-	errNoArgs        = reply(501, "5.5.4", "no arguments allowed")
-	errNestedMail    = reply(503, "5.5.1", "MAIL already given")
-	errBadAuthParam  = reply(501, "5.5.4", "malformed AUTH parameter")
-	errNoSpace       = reply(452, "4.3.1", "insufficient system storage")
-	errBadSender     = reply(553, "5.1.7", "bad sender address syntax")
-	errBadRcpt       = reply(501, "5.1.3", "bad recipient address syntax")
-	errQuotedRcpt    = reply(553, "5.1.3", "quoted local parts are not accepted")
-	errNonASCII      = reply(553, "5.6.7", "non-ASCII address without SMTPUTF8")
-	errAddrTooLong   = reply(501, "5.1.3", "address too long")
-	errTooBig        = reply(552, "5.3.4", "sorry, that message size exceeds my databytes limit")
-	errTooManyRcpt   = reply(452, "4.5.3", "too many recipients")
-	errTooManyErrors = reply(421, "4.7.0", "too many errors, closing connection")
-	errTooManyBad    = reply(421, "4.7.0", "too many rejected recipients, closing connection")
-	errNoRelay       = reply(553, "5.7.1", "sorry, that domain isn't in my list of allowed rcpthosts")
-	errRouted        = reply(553, "5.7.1", "sender-specified routing is not allowed")
-	errBadMailFrom   = reply(553, "5.7.1", "sorry, your envelope sender is in my badmailfrom list")
-	errBadRcptTo     = reply(553, "5.7.1", "sorry, that recipient is in my badrcptto list")
-	errUnknownUser   = reply(550, "5.1.1", "no such user here")
-	errUnverified    = reply(450, "4.1.1", "unable to verify the recipient now, try again later")
-	errGreylisted    = reply(451, "4.7.1", "greylisted, please try again later")
-	errLooping       = reply(554, "5.4.6", "too many hops, this message is looping")
-	errBareLine      = reply(451, "4.5.2", "bare LF or CR in message, see https://cr.yp.to/docs/smtplf.html")
-	errTimeout       = reply(451, "4.4.2", "timeout, closing connection")
-	errLocal         = reply(451, "4.3.0", "local error in processing")
-	errNoInjector    = reply(451, "4.3.0", "unable to start the queue")
-	errTLSFirst      = reply(530, "5.7.0", "must issue a STARTTLS command first")
-	errAuthDone      = reply(503, "5.5.1", "already authenticated")
-	errAuthFailed    = reply(535, "5.7.8", "authentication failed")
-	errAuthTemp      = reply(454, "4.7.0", "temporary authentication failure")
-	errAuthMech      = reply(504, "5.5.4", "unrecognized authentication type")
-	errAuthSyntax    = reply(501, "5.5.2", "cannot decode authentication data")
-	errTooManyAuth   = reply(421, "4.7.0", "too many authentication failures, closing connection")
-	errPregreet      = reply(554, "5.5.0", "SMTP protocol synchronization error, talk after the greeting")
-	errAuthBlocked   = reply(421, "4.7.0", "too many authentication failures from your address, closing connection")
-	errShutdown      = reply(421, "4.3.2", "service shutting down")
+	errNestedMail    = smtpserver.ErrNestedMail
+	errUnimplemented = smtpserver.ErrUnimplemented
+	errLocal         = smtpserver.ErrLocal
+	errAuthMech      = smtpserver.ErrAuthMech
+	errAuthSyntax    = smtpserver.ErrAuthSyntax
+	errAuthFailed    = smtpserver.ErrAuthFailed
+	errTLSFirst      = smtpserver.ErrTLSFirst
+	errAuthDone      = smtpserver.ErrAuthDone
+
+	errNoSpace     = reply(452, "4.3.1", "insufficient system storage")
+	errBadSender   = reply(553, "5.1.7", "bad sender address syntax")
+	errBadRcpt     = reply(501, "5.1.3", "bad recipient address syntax")
+	errQuotedRcpt  = reply(553, "5.1.3", "quoted local parts are not accepted")
+	errNonASCII    = reply(553, "5.6.7", "non-ASCII address without SMTPUTF8")
+	errAddrTooLong = reply(501, "5.1.3", "address too long")
+	errTooManyBad  = reply(421, "4.7.0", "too many rejected recipients, closing connection")
+	errNoRelay     = reply(553, "5.7.1", "sorry, that domain isn't in my list of allowed rcpthosts")
+	errRouted      = reply(553, "5.7.1", "sender-specified routing is not allowed")
+	errBadMailFrom = reply(553, "5.7.1", "sorry, your envelope sender is in my badmailfrom list")
+	errBadRcptTo   = reply(553, "5.7.1", "sorry, that recipient is in my badrcptto list")
+	errUnknownUser = reply(550, "5.1.1", "no such user here")
+	errUnverified  = reply(450, "4.1.1", "unable to verify the recipient now, try again later")
+	errGreylisted  = reply(451, "4.7.1", "greylisted, please try again later")
+	errLooping     = reply(554, "5.4.6", "too many hops, this message is looping")
+	errNoInjector  = reply(451, "4.3.0", "unable to start the queue")
+	errAuthTemp    = reply(454, "4.7.0", "temporary authentication failure")
+	errTooManyAuth = reply(421, "4.7.0", "too many authentication failures, closing connection")
+	errPregreet    = reply(554, "5.5.0", "SMTP protocol synchronization error, talk after the greeting")
+	errAuthBlocked = reply(421, "4.7.0", "too many authentication failures from your address, closing connection")
 )
 
 // reply builds a reply from its code, enhanced code ("x.y.z") and text.
-func reply(code int, enhanced, text string) *smtp.SMTPError {
-	var ec smtp.EnhancedCode
-	if _, err := fmt.Sscanf(enhanced, "%d.%d.%d", &ec[0], &ec[1], &ec[2]); err != nil {
-		panic("smtpd.reply: bad enhanced code " + enhanced)
-	}
-	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: text}
+func reply(code int, enhanced, text string) *smtpserver.Reply {
+	return smtpserver.R(code, enhanced, text)
 }
 
 // queueReply turns qmail-queue's reply text for an exit code, which ends
 // in "(#x.y.z)", into a 554 (permanent) or 451 reply with that code.
-func queueReply(permanent bool, text string) *smtp.SMTPError {
+func queueReply(permanent bool, text string) *smtpserver.Reply {
 	code, enh := 451, "4.3.0"
 	if permanent {
 		code, enh = 554, "5.3.0"

@@ -1,14 +1,11 @@
 package smtpd
 
 import (
-	"fmt"
 	"net"
-	"strconv"
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"gw/lib/smtpserver"
 	"gw/lib/tcpserver"
 )
 
@@ -59,7 +56,7 @@ func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
 			Serve(c, l.Config(), ClientFromEnv(lookup))
 		},
 		Refuse: func(c net.Conn, why tcpserver.Refusal) {
-			r := []*smtp.SMTPError{errTooBusy, errTooManyIP, errACLTrouble}[why]
+			r := []*smtpserver.Reply{errTooBusy, errTooManyIP, errACLTrouble}[why]
 			if why != tcpserver.ACLTrouble {
 				l.Config().Log.Info("busy", "ip", tcpserver.AddrPort(c.RemoteAddr()).Addr().Unmap(), "code", r.Code)
 			}
@@ -69,8 +66,8 @@ func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
 	return tl.Serve(ln, grace)
 }
 
-func writeAndClose(c net.Conn, r *smtp.SMTPError) {
+func writeAndClose(c net.Conn, r *smtpserver.Reply) {
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	c.Write([]byte(strconv.Itoa(r.Code) + " " + fmt.Sprintf("%d.%d.%d", r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2]) + " " + r.Message + "\r\n"))
+	c.Write([]byte(r.Line() + "\r\n"))
 	c.Close()
 }

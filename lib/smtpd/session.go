@@ -1,20 +1,14 @@
 package smtpd
 
 import (
-	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"gw/lib/dsn"
 	"gw/lib/envelope"
@@ -22,77 +16,53 @@ import (
 	"gw/lib/mailbox"
 	"gw/lib/qq"
 	"gw/lib/relay"
+	"gw/lib/smtpserver"
 	"gw/lib/tcpserver"
 )
 
-// Limits on what a client sends, each with its named refusal.
-const (
-	MaxCommandLine = 2048 // bytes in a command line, CRLF included (errLineTooLong)
-	readBuffer     = 16 << 10
-	writeBuffer    = 4 << 10
-)
+// MaxCommandLine is the longest command line gw-smtpd answers, CRLF
+// included; a longer one gets 500 (smtpserver.ErrLineTooLong).
+const MaxCommandLine = smtpserver.DefaultMaxLine
 
-// session is one SMTP conversation. The protocol is go-smtp's
-// (smtp.Server, one per connection, or two when STARTTLS starts TLS);
-// session is its Backend's Session and AuthSession, and gw's policy. What
-// go-smtp leaves out or gets wrong is done around it: by guard (the
-// connection it reads and writes) and by Data, which reads the body from
-// the client's bytes under gw's line-ending policy (readData).
+// session is gw-smtpd's policy for one SMTP conversation: the core
+// (lib/smtpserver) runs the protocol and asks it at each step.
 type session struct {
 	cfg *Config
 	cl  Client
-	raw net.Conn // as the listener handed it over (tcpserver.Idle)
-	g   *guard   // the connection go-smtp is serving now
+	ss  *smtpserver.Session
 	id  string
 	log func(severity, event string, kv ...any)
 
 	helo     string // sanitized HELO/EHLO argument; "" before one
-	ehlo     bool
-	tls      bool
 	authUser string
-	errors   int // syntax and sequence errors (MaxErrors)
 	badRcpts int // refused recipients (MaxBadRcpt)
 	authFail int
 	msgs     int
-	reason   string // why the session ended, for the log
 
 	// the transaction
-	inMail  bool
 	from    mailbox.Address
 	badFrom bool
 	rcpts   []string
-	dsn     dsn.Mail   // MAIL's RET and ENVID
 	rcptDSN []dsn.Rcpt // each accepted recipient's NOTIFY and ORCPT, by index into rcpts
 
+	// the message under way
+	msgID    string
+	tx       handoff.Tx
+	beginErr error
+	mw       *handoff.MessageWriter
+
 	rblDone   bool
-	rblListed *smtp.SMTPError // the refusal for a listed client
-}
-
-var sessionSeq atomic.Uint64
-
-func newSessionID() string {
-	return strconv.FormatUint(uint64(time.Now().UnixNano())/1000, 36) + strconv.FormatUint(sessionSeq.Add(1)%1296, 36)
+	rblListed *smtpserver.Reply // the refusal for a listed client
 }
 
 // Serve runs one SMTP session on conn for client cl and closes conn. It is
 // the part both ways of running share: standalone after accept and ACL,
 // and under tcpserver on fds 0 and 1.
 func Serve(conn net.Conn, cfg *Config, cl Client) {
-	s := &session{cfg: cfg, cl: cl, raw: conn, id: newSessionID()}
+	s := &session{cfg: cfg, cl: cl, id: smtpserver.NewID()}
 	s.log = func(sev, event string, kv ...any) {
 		cfg.Log.Log(sev, event, append([]any{"sid", s.id}, kv...)...)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			s.log("alert", "panic", "err", fmt.Sprint(r))
-			if s.g != nil {
-				s.g.closing = false
-				s.g.reply(reply(421, "4.3.0", "internal error, closing connection"))
-				s.g.flush()
-			}
-		}
-		conn.Close()
-	}()
 	kv := []any{"ip", cl.RemoteIP, "port", cl.RemotePort}
 	if cl.HasRemoteHost {
 		kv = append(kv, "host", cl.RemoteHost)
@@ -102,124 +72,48 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 	}
 	kv = append(kv, "relay", cl.Relay)
 	s.log("info", "connect", kv...)
-	reason := s.run()
+	core := smtpserver.Config{
+		Hostname: cfg.Hostname, Greeting: cfg.Greeting,
+		Timeout: cfg.Timeout, MinDataRate: cfg.MinDataRate, MaxSession: cfg.MaxSession,
+		MaxJunk: cfg.MaxJunk, MaxErrors: cfg.MaxErrors, MaxRcpt: cfg.MaxRcpt,
+		MaxMessage: s.databytes(),
+		TLS:        cfg.TLS, ImplicitTLS: cfg.ImplicitTLS, Auth: cfg.Auth != nil,
+		Idle:    func(idle bool) bool { return tcpserver.Idle(conn, idle) },
+		Closing: func() bool { return tcpserver.Closing(conn) },
+		Log:     s.log,
+	}
+	reason := smtpserver.Serve(conn, core, cl, s.id, s)
+	if s.tx != nil { // a message a panic cut off
+		s.tx.Abort()
+	}
 	s.log("info", "end", "msgs", s.msgs, "reason", reason)
 }
 
-func (s *session) run() string {
-	var transport net.Conn = &timeoutConn{Conn: s.raw, timeout: s.cfg.Timeout}
-	if s.cfg.ImplicitTLS {
-		tc, err := s.handshake()
-		if err != nil {
-			return "tls_failed"
-		}
-		transport = &timeoutConn{Conn: tc, timeout: s.cfg.Timeout}
-	}
-	s.g = newGuard(s, transport)
-	if !s.cfg.ImplicitTLS && !s.cl.Relay && s.pregreet() {
-		// A client that talks before the greeting is not waiting for
-		// replies: a spam engine (Postfix postscreen's PREGREET).
+// Connect refuses a client that talks before the greeting: it is not
+// waiting for replies, a spam engine (Postfix postscreen's PREGREET).
+func (s *session) Connect(ss *smtpserver.Session) *smtpserver.Reply {
+	s.ss = ss
+	if !s.cfg.ImplicitTLS && !s.cl.Relay && ss.TalksFirst(s.cfg.GreetDelay) {
 		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
-		s.g.reply(errPregreet)
-		s.g.flush()
-		return "pregreet"
+		return errPregreet
 	}
-	for {
-		s.serveSMTP()
-		if !s.g.starttls {
-			break
-		}
-		// STARTTLS: whatever the client sent after it in plaintext is
-		// dropped with the old guard (the CVE-2011-0411 class), and all
-		// state learned before TLS is forgotten (RFC 3207 4.2): go-smtp
-		// starts afresh on the new guard.
-		tc, err := s.handshake()
-		if err != nil {
-			return "tls_failed"
-		}
-		s.reset()
-		s.helo, s.ehlo = "", false
-		s.g = newGuard(s, &timeoutConn{Conn: tc, timeout: s.cfg.Timeout})
-	}
-	if s.reason == "" {
-		return "quit"
-	}
-	return s.reason
+	return nil
 }
 
-// serveSMTP runs go-smtp's server on s.g until the guard is closed. The
-// server is made for this client: its greeting, SIZE (databytes, from the
-// ACL or control/databytes), STARTTLS while there is no TLS. go-smtp's
-// own timeouts are off: the guard's transport puts a deadline on every
-// read and write.
-func (s *session) serveSMTP() {
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return s, nil }))
-	srv.Domain = s.cfg.Greeting
-	srv.MaxMessageBytes = s.databytes()
-	srv.MaxLineLength = 2 * MaxCommandLine // the guard hands it shorter lines only
-	// go-smtp cannot see TLS through the guard; AUTH is offered and
-	// allowed only over TLS by AuthMechanisms and Auth.
-	srv.AllowInsecureAuth = true
-	// DSN (RFC 3461) is advertised and go-smtp lets its parameters
-	// through; the session reads them again from the guard with lib/dsn.
-	srv.EnableDSN = true
-	if s.cfg.TLS != nil && !s.tls {
-		srv.TLSConfig = s.cfg.TLS // advertises STARTTLS; the guard answers it
-	}
-	srv.ErrorLog = smtpLog{s}
-	srv.Serve(&oneListener{g: s.g})
-	srv.Shutdown(context.Background()) // waits for the connection's goroutine
+// Helo records the HELO or EHLO name, sanitized for the Received line.
+func (s *session) Helo(ss *smtpserver.Session) *smtpserver.Reply {
+	s.helo = sanitize(ss.Helo)
+	s.log("info", "helo", "helo", ss.Helo, "ehlo", ss.EHLO)
+	return nil
 }
 
-// smtpLog takes go-smtp's reports of unexpected errors (panics in a
-// command, with the stack).
-type smtpLog struct{ s *session }
-
-func (l smtpLog) Printf(format string, v ...any) {
-	l.s.log("alert", "smtp", "err", fmt.Sprintf(format, v...))
-}
-func (l smtpLog) Println(v ...any) { l.s.log("alert", "smtp", "err", fmt.Sprint(v...)) }
-
-// pregreet reports whether the client sent anything before the greeting:
-// during control/greetdelay when it is set, else already by now (a look
-// at the socket that does not wait).
-func (s *session) pregreet() bool {
-	tc, ok := s.g.conn.(*timeoutConn)
-	if !ok {
-		return false
-	}
-	if d := s.cfg.GreetDelay; d > 0 {
-		saved := tc.timeout
-		tc.timeout = d
-		_, err := s.g.br.Peek(1)
-		tc.timeout = saved
-		return err == nil
-	}
-	return tcpserver.Pending(tc.Conn)
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
-}
-
-// hello records a HELO or EHLO argument (the guard calls it; go-smtp
-// answers and resets the transaction).
-func (s *session) hello(arg string, ehlo bool) {
-	s.helo, s.ehlo = sanitize(arg), ehlo
-	s.log("info", "helo", "helo", arg, "ehlo", ehlo)
-}
-
-// Reset ends the transaction (smtp.Session: RSET, EHLO, after DATA).
-func (s *session) Reset() { s.reset() }
+// Reset ends the transaction.
+func (s *session) Reset(*smtpserver.Session) { s.reset() }
 
 func (s *session) reset() {
-	s.inMail, s.badFrom, s.rcpts, s.rcptDSN = false, false, s.rcpts[:0], s.rcptDSN[:0]
-	s.from, s.dsn = mailbox.Address{}, dsn.Mail{}
+	s.badFrom, s.rcpts, s.rcptDSN = false, s.rcpts[:0], s.rcptDSN[:0]
+	s.from = mailbox.Address{}
 }
-
-// Logout is go-smtp's goodbye; Serve does the rest.
-func (s *session) Logout() error { return nil }
 
 func (s *session) databytes() int64 {
 	if s.cl.HasDatabytes {
@@ -231,19 +125,27 @@ func (s *session) databytes() int64 {
 // relays reports whether the client may send to any domain.
 func (s *session) relays() bool { return s.cl.Relay || s.authUser != "" }
 
-// Mail starts a transaction (smtp.Session). go-smtp has checked the
-// syntax and the parameters (SIZE against databytes); the sender is the
-// path the client wrote, parsed by lib/mailbox (guard.path).
-func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
-	if s.inMail {
-		// go-smtp would keep its recipients: no second MAIL.
-		return errNestedMail
+// parse reads a path as gw-smtpd accepts it: UTF-8 only in a
+// transaction that said SMTPUTF8 (RFC 6531).
+func (s *session) parse(path string) (mailbox.Address, error) {
+	if s.ss.Mail != nil && s.ss.Mail.UTF8 {
+		return mailbox.ParseUTF8(path)
 	}
-	path, err := s.g.path, s.g.pathErr
-	if err != nil {
-		return addressError(err, errBadSender)
+	return mailbox.Parse(path)
+}
+
+// Mail starts a transaction. The core has checked the syntax and the
+// parameters (SIZE against databytes, AUTH=); the sender is the path
+// the client wrote, parsed by lib/mailbox.
+func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.Reply {
+	path := m.Path
+	var from mailbox.Address
+	var err error
+	if m.UTF8 {
+		from, err = mailbox.ParseUTF8(path)
+	} else {
+		from, err = mailbox.Parse(path)
 	}
-	from, err := mailbox.Parse(path)
 	if err == nil && from.Postmaster() {
 		err = mailbox.ErrNoDomain
 	}
@@ -254,53 +156,27 @@ func (s *session) Mail(_ string, opts *smtp.MailOptions) error {
 		s.log("info", "mail", "from", path, "result", "reject", "reason", err)
 		return addressError(err, errBadSender)
 	}
-	// RFC 4954 5: AUTH= is accepted and ignored; its value is never
-	// trusted, logged or copied anywhere (Exim CVE-2020-28021). go-smtp
-	// xtext-decodes it: control bytes in it make the command a syntax
-	// error.
-	if opts != nil && opts.Auth != nil && strings.ContainsFunc(*opts.Auth, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		s.log("info", "mail", "from", from.String(), "result", "reject", "reason", "auth_param")
-		return errBadAuthParam
-	}
-	var md dsn.Mail
-	if err := takeDSN(s.g.params, md.Param); err != nil {
-		s.log("info", "mail", "from", from.String(), "result", "reject", "reason", "dsn_param", "err", err)
-		return dsnReply(err)
-	}
-	if s.noSpace(from, opts) {
+	if s.noSpace(from, m.Size) {
 		return errNoSpace
 	}
-	s.inMail, s.from, s.dsn = true, from, md
+	m.Addr, s.from = from, from
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
-	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom)
+	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom, "utf8", m.UTF8)
 	return nil
 }
 
-// Rcpt judges a recipient (smtp.Session) on the path the client wrote.
-func (s *session) Rcpt(_ string, _ *smtp.RcptOptions) error {
-	path, err := s.g.path, s.g.pathErr
-	if err != nil {
-		return addressError(err, errBadRcpt) // a syntax error: it counts as one
-	}
-	s.g.rcptJudged = true
-	to, err := mailbox.Parse(path)
+// Rcpt judges a recipient on the path the client wrote.
+func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.Reply {
+	to, err := s.parse(r.Path)
 	if err == nil && to.Null {
 		err = mailbox.ErrSyntax
 	}
 	if err != nil {
-		return s.refuseRcpt(path, addressError(err, errBadRcpt), err.Error())
+		return s.refuseRcpt(r.Path, addressError(err, errBadRcpt), err.Error())
 	}
-	if s.cfg.MaxRcpt > 0 && len(s.rcpts) >= s.cfg.MaxRcpt {
-		s.log("info", "rcpt", "to", to.String(), "result", "reject", "reason", "maxrcpt")
-		return errTooManyRcpt
-	}
-	var rd dsn.Rcpt
-	if err := takeDSN(s.g.params, rd.Param); err != nil {
-		return s.refuseRcpt(to.String(), dsnReply(err), "dsn_param: "+err.Error())
-	}
-	r, reason := s.decide(&to)
-	if r != nil {
-		return s.refuseRcpt(to.String(), r, reason)
+	rep, reason := s.decide(&to)
+	if rep != nil {
+		return s.refuseRcpt(to.String(), rep, reason)
 	}
 	addr := to.String()
 	if s.cl.Relay && s.cl.RelayAppend != "" {
@@ -308,96 +184,93 @@ func (s *session) Rcpt(_ string, _ *smtp.RcptOptions) error {
 	}
 	if err := envelope.CheckAddress(addr); err != nil {
 		// Only RELAYCLIENT's suffix can make a parsed address fail here.
-		r := errAddrTooLong
+		rep := errAddrTooLong
 		if e := (*envelope.Error)(nil); errors.As(err, &e) && e.Code == qq.BadAddress {
-			r = errBadRcpt
+			rep = errBadRcpt
 		}
-		return s.refuseRcpt(addr, r, err.Error())
+		return s.refuseRcpt(addr, rep, err.Error())
 	}
+	r.Addr, r.Stored = to, addr
 	s.rcpts = append(s.rcpts, addr)
-	s.rcptDSN = append(s.rcptDSN, rd)
+	s.rcptDSN = append(s.rcptDSN, r.DSN)
 	s.log("info", "rcpt", "to", addr, "result", "accept", "reason", reason)
 	return nil
 }
 
-// Data reads the message (smtp.Session) and hands it to the injector.
-// go-smtp has sent 354; the body is read from the client's bytes by
-// readData, not from r: go-smtp's reader passes bare LF and CR, rewrites
-// some malformed lines and does not end at "<CR><CR><LF>.<CR><LF>"
-// (specs/go-smtp.md). r then gets an empty message from the guard. Every
-// reply is an unwrapped *smtp.SMTPError (go-smtp type-asserts; anything
-// else would be a permanent 554 with the error's text).
-func (s *session) Data(r io.Reader) error {
-	g := s.g
+// Data starts the message: the injector is started and given the
+// Received line and the fields the checks at MAIL and RCPT added; the
+// core passes the body through s.mw. When the
+// injector cannot start, the body is read all the same, to answer
+// after it.
+func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 	s.msgs++
-	msgID := s.id + "." + strconv.Itoa(s.msgs)
-	env := envelope.Envelope{Sender: s.from.String(), DSN: s.dsn}
-	for i, r := range s.rcpts {
-		env.Add(r, s.rcptDSN[i])
-	}
+	s.msgID = s.id + "." + strconv.Itoa(s.msgs)
+	// The DSN parameters go with the envelope (gw-queue.8, "Extended
+	// envelope"), each recipient's with it.
+	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts, DSN: ss.Mail.DSN, RcptDSN: s.rcptDSN}
 	inj := s.cl.Injector
 	if inj == nil {
 		inj = handoff.Select(os.Getenv)
 	}
-	tx, beginErr := inj.Begin(env)
-	m := &handoff.MessageWriter{Tx: tx, Limit: s.databytes()}
-	if beginErr != nil {
-		m.Tx = nil // the body is read all the same, to answer after it
+	s.tx, s.beginErr = inj.Begin(env)
+	s.mw = &handoff.MessageWriter{Tx: s.tx}
+	if s.beginErr != nil {
+		s.tx, s.mw.Tx = nil, nil
 	} else {
-		io.WriteString(tx, s.received(msgID))
+		io.WriteString(s.tx, s.received(s.msgID))
+		for _, f := range ss.Mail.Prepend {
+			io.WriteString(s.tx, f)
+		}
 	}
-	err := readData(g.br, m)
+	return s.mw, nil
+}
+
+// DataEnd commits the message or abandons it, and logs which, once.
+func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpserver.Reply {
+	tx, msgID := s.tx, s.msgID
+	s.tx = nil
 	abort := func() {
-		if m.Tx != nil {
-			m.Tx.Abort()
+		if tx != nil {
+			tx.Abort()
 		}
 	}
 	switch {
-	case errors.Is(err, errBareLF) || errors.Is(err, errBareCR):
-		// The rest is not parsed as commands (go-smtp issue #196): the
-		// session ends after this reply.
+	case m.Refused != nil:
 		abort()
-		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", err)
-		g.closeAfter = true
-		return errBareLine
-	case isTimeout(err):
-		abort()
-		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", "timeout")
-		g.closeAfter = true
-		g.end("timeout")
-		g.closing = false // the reply still goes out
-		return errTimeout
-	case err != nil:
-		abort()
-		s.log("warning", "refused", "msg", msgID, "reason", "disconnect", "err", err)
-		g.end("disconnect")
-		return errLocal
-	}
-	g.endData()
-	switch {
-	case beginErr != nil:
-		s.log("warning", "refused", "msg", msgID, "code", 451, "err", beginErr)
+		kv := []any{"msg", msgID, "code", m.Refused.Code, "reason", m.Reason}
+		if m.Reason == "databytes" {
+			kv = append(kv, "size", m.Size)
+		}
+		sev := "info"
+		if m.Refused.Temporary() {
+			sev = "warning"
+		}
+		s.log(sev, "refused", kv...)
+		return nil
+	case s.beginErr != nil:
+		s.log("warning", "refused", "msg", msgID, "code", 451, "err", s.beginErr)
 		return errNoInjector
-	case m.Over:
+	case s.mw.Hops.Looping():
 		abort()
-		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "databytes", "size", m.Size)
-		return errTooBig
-	case m.Hops.Looping():
-		abort()
-		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", m.Hops.Hops)
+		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", s.mw.Hops.Hops)
 		return errLooping
 	}
-	code, err := tx.Commit()
+	code, err := commit(tx)
 	if code != qq.OK {
 		r := queueReply(qq.Permanent(code), qq.Reply(code))
 		s.log("warning", "refused", "msg", msgID, "code", r.Code, "qq", code, "err", err)
 		return r
 	}
-	s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(env.Recipients), "size", m.Size)
+	s.log("info", "accepted", "msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked)
 	return reply(250, "2.0.0", "ok "+msgID)
 }
 
-func addressError(err error, syntax *smtp.SMTPError) *smtp.SMTPError {
+// commit is the one place a message is handed to the injector for good.
+func commit(tx handoff.Tx) (int, error) {
+	return tx.Commit()
+}
+
+func addressError(err error, syntax *smtpserver.Reply) *smtpserver.Reply {
 	switch {
 	case errors.Is(err, mailbox.ErrNonASCII):
 		return errNonASCII
@@ -416,12 +289,12 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 	return s[len(prefix):], true
 }
 
-func (s *session) refuseRcpt(to string, r *smtp.SMTPError, reason string) error {
+func (s *session) refuseRcpt(to string, r *smtpserver.Reply, reason string) *smtpserver.Reply {
 	s.log("info", "rcpt", "to", to, "result", "reject", "code", r.Code, "reason", reason)
 	s.badRcpts++
 	if s.cfg.MaxBadRcpt > 0 && s.badRcpts >= s.cfg.MaxBadRcpt {
 		s.log("warning", "too_many_bad_rcpts", "count", s.badRcpts)
-		return errTooManyBad // 421: the guard ends the session
+		return errTooManyBad // 421: the core ends the session
 	}
 	return r
 }
@@ -430,7 +303,7 @@ func (s *session) refuseRcpt(to string, r *smtp.SMTPError, reason string) error 
 // relay control, badrcptto, DNSBL, unknown users (the list, then the
 // callout), greylisting. It may rewrite a (postmaster, localiphost). A
 // nil reply accepts.
-func (s *session) decide(a *mailbox.Address) (*smtp.SMTPError, string) {
+func (s *session) decide(a *mailbox.Address) (*smtpserver.Reply, string) {
 	if s.badFrom {
 		return errBadMailFrom, "badmailfrom"
 	}
@@ -503,7 +376,7 @@ func (s *session) decide(a *mailbox.Address) (*smtp.SMTPError, string) {
 // session: rblsmtpd's RBLSMTPD first (set and empty: never listed; set:
 // listed with that text, 553 when it starts with '-', else 451), then the
 // zones of control/rblzones.
-func (s *session) rbl() *smtp.SMTPError {
+func (s *session) rbl() *smtpserver.Reply {
 	if s.rblDone {
 		return s.rblListed
 	}
@@ -540,7 +413,7 @@ func (s *session) rbl() *smtp.SMTPError {
 
 // rblReply is rblsmtpd's reply: 553 for a text that starts with '-', 451
 // otherwise; at most 200 bytes, bytes outside printable ASCII as '?'.
-func rblReply(text string) *smtp.SMTPError {
+func rblReply(text string) *smtpserver.Reply {
 	code, enh := 451, "4.7.1"
 	if strings.HasPrefix(text, "-") {
 		code, enh, text = 553, "5.7.1", text[1:]
@@ -559,14 +432,20 @@ func rblReply(text string) *smtp.SMTPError {
 
 func (s *session) proto() string {
 	p := "SMTP"
-	if s.ehlo {
-		p = "ESMTP"
-		if s.tls {
-			p += "S"
-		}
-		if s.authUser != "" {
-			p += "A"
-		}
+	if !s.ss.EHLO {
+		return p
+	}
+	// RFC 3848's protocol types, and RFC 6531's for a message that said
+	// SMTPUTF8.
+	p = "ESMTP"
+	if s.ss.Mail != nil && s.ss.Mail.UTF8 {
+		p = "UTF8SMTP"
+	}
+	if s.ss.TLS != nil {
+		p += "S"
+	}
+	if s.authUser != "" {
+		p += "A"
 	}
 	return p
 }
@@ -624,76 +503,4 @@ func sanitize(v string) string {
 		}
 	}
 	return string(b)
-}
-
-// takeDSN gives take (dsn.Mail.Param or dsn.Rcpt.Param) each of a MAIL
-// or RCPT command's parameters, as the client wrote them: go-smtp has
-// judged the others, and keeps one of two parameters of the same name,
-// where RFC 3461 refuses the command.
-func takeDSN(params string, take func(k, v string, hasValue bool) (bool, error)) error {
-	for _, kv := range strings.Fields(params) {
-		k, v, has := strings.Cut(kv, "=")
-		if _, err := take(k, v, has); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// dsnReply is the refusal of a bad DSN parameter, saying which.
-func dsnReply(err error) *smtp.SMTPError { return reply(501, "5.5.4", sanitizeText(err.Error())) }
-
-// sanitizeText keeps a reply text to printable ASCII, at most 200 bytes:
-// it quotes what the client sent.
-func sanitizeText(t string) string {
-	b := []byte(t)
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	for i, c := range b {
-		if c < 32 || c > 126 {
-			b[i] = '?'
-		}
-	}
-	return string(b)
-}
-
-// timeoutConn puts a fresh deadline on every read and write, so a session
-// times out when the client stops sending for Timeout, not when a long
-// message takes longer than Timeout in total (qmail's timeoutsmtpd is a
-// per-read timeout too).
-type timeoutConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *timeoutConn) Read(p []byte) (int, error) {
-	if c.timeout > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *timeoutConn) Write(p []byte) (int, error) {
-	if c.timeout > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
-	}
-	return c.Conn.Write(p)
-}
-
-// handshake runs the TLS server handshake on the client's connection.
-func (s *session) handshake() (*tls.Conn, error) {
-	tc := tls.Server(s.raw, s.cfg.TLS)
-	if s.cfg.Timeout > 0 {
-		tc.SetDeadline(time.Now().Add(s.cfg.Timeout))
-	}
-	if err := tc.Handshake(); err != nil {
-		s.log("warning", "tls", "result", "failed", "err", err)
-		return nil, err
-	}
-	tc.SetDeadline(time.Time{})
-	st := tc.ConnectionState()
-	s.log("info", "tls", "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
-	s.tls = true
-	return tc, nil
 }

@@ -16,6 +16,7 @@ import (
 	"gw/lib/handoff"
 	"gw/lib/logline"
 	"gw/lib/relay"
+	"gw/lib/smtpserver"
 )
 
 // recordingInjector keeps what it is given; code is the exit code it
@@ -160,8 +161,8 @@ func TestRecipientPolicy(t *testing.T) {
 		{"double trailing dot", false, "<u@example.com..>", "501 5.1.3"},
 		{"suffix trick", false, "<u@evilexample.com>", "553 5.7.1"},
 		{"postmaster without domain", false, "<Postmaster>", "250 2.0.0"},
-		{"other user without domain", false, "<root>", "501 5.5.2"},
-		{"null recipient", false, "<>", "501 5.5.2"},
+		{"other user without domain", false, "<root>", "501 5.1.3"},
+		{"null recipient", false, "<>", "501 5.1.3"},
 		{"badrcptto", false, "<nobody@example.com>", "553 5.7.1"},
 		{"non-ascii", false, "<ü@example.com>", "553 5.6.7"},
 		{"no brackets", false, "u@example.com", "250 2.0.0"},
@@ -194,8 +195,8 @@ func TestSenderPolicy(t *testing.T) {
 		{"<SPAMMER@Bad.Example>", "250 2.0.0", "553 5.7.1"},
 		{"<x@worse.example>", "250 2.0.0", "553 5.7.1"},
 		{"<x@a.spam.example>", "250 2.0.0", "553 5.7.1"},
-		{"<postmaster>", "501 5.5.2", "503 5.5.1"},
-		{"<a b@c.example>", "501 5.5.2", "503 5.5.1"},
+		{"<postmaster>", "553 5.1.7", "503 5.5.1"},
+		{"<a b@c.example>", "553 5.1.7", "503 5.5.1"},
 		{"<s@sender.example> SIZE=100", "250 2.0.0", "250 2.0.0"},
 		{"<s@sender.example> SIZE=99999999", "552 5.3.4", "503 5.5.1"},
 		{"<s@sender.example> AUTH=<>", "250 2.0.0", "250 2.0.0"},
@@ -221,9 +222,9 @@ func TestSenderPolicy(t *testing.T) {
 	}
 }
 
-// TestDSNInEnvelope: DSN is offered, and what MAIL and RCPT asked goes to
-// the injector with the envelope, each recipient's with it; a RSET
-// forgets the transaction's.
+// TestDSNInEnvelope: what MAIL and RCPT asked of DSN goes to the
+// injector with the envelope, each recipient's with it; a RSET forgets
+// the transaction's.
 func TestDSNInEnvelope(t *testing.T) {
 	in := "EHLO client\r\nMAIL FROM:<x@sender.example> RET=FULL\r\nRSET\r\n" +
 		"MAIL FROM:<s@sender.example> RET=HDRS ENVID=QQ+2B1\r\n" +
@@ -412,7 +413,6 @@ func FuzzSession(f *testing.F) {
 		"HELO x\nMAIL FROM: <a@b.example> SIZE=10 BODY=8BITMIME\nRCPT TO:<\"a\\\"b\"@example.com>\n",
 		"RCPT TO:<@a,@b:u@example.com>\r\nMAIL FROM:<>\r\nRCPT TO:<postmaster>\r\nRSET\r\nVRFY x\r\nNOOP\r\n",
 		"AUTH PLAIN AGEAYg==\r\nSTARTTLSX\r\nMAIL FROM:<a@[IPv6:::1]>\r\n",
-		"EHLO x\r\nMAIL FROM:<a@b.example> RET=HDRS ENVID=a+2Bb\r\nRCPT TO:<u@example.com> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;u+40x\r\nRCPT TO:<v@example.com> NOTIFY=NEVER NOTIFY=NEVER\r\n",
 	} {
 		f.Add(s)
 	}
@@ -429,8 +429,8 @@ func FuzzSession(f *testing.F) {
 	})
 }
 
-// TestSizeRefusalLogged: go-smtp refuses MAIL SIZE= over databytes
-// before the session hears of it; the refusal is logged all the same.
+// TestSizeRefusalLogged: the core refuses MAIL SIZE= over databytes
+// before the policy hears of it; the refusal is logged all the same.
 func TestSizeRefusalLogged(t *testing.T) {
 	var log syncBuffer
 	cfg := testConfig()
@@ -440,7 +440,7 @@ func TestSizeRefusalLogged(t *testing.T) {
 	if got, want := codes(r), "220,250,552 5.3.4,221 2.0.0"; got != want {
 		t.Fatalf("%s, want %s", got, want)
 	}
-	if !strings.Contains(log.String(), "info mail sid=") || !strings.Contains(log.String(), "from=s@sender.example result=reject reason=size code=552") {
+	if !strings.Contains(log.String(), "info refused sid=") || !strings.Contains(log.String(), "cmd=MAIL code=552 reason=size") {
 		t.Errorf("no mail refusal in the log:\n%s", log.String())
 	}
 }
@@ -472,5 +472,29 @@ func TestDoubleBounceSenderQueued(t *testing.T) {
 	defer inj.mu.Unlock()
 	if len(inj.msgs) != 1 || inj.msgs[0].env.Sender != "#@[]" {
 		t.Fatalf("queued %+v, want one message from #@[]", inj.msgs)
+	}
+}
+
+// TestMailTimeFields: header fields a check at MAIL or RCPT adds go on
+// top of the message, below gw-smtpd's Received line.
+func TestMailTimeFields(t *testing.T) {
+	inj := &recordingInjector{}
+	s := &session{cfg: testConfig(), cl: Client{Injector: inj}, id: "test", log: func(string, string, ...any) {}}
+	ss := &smtpserver.Session{Mail: &smtpserver.Mail{Prepend: []string{"Received-SPF: pass (test)\n"}}}
+	s.ss = ss
+	s.rcpts = []string{"u@example.com"}
+	w, r := s.Data(ss)
+	if r != nil {
+		t.Fatal(r)
+	}
+	io.WriteString(w, "Subject: x\n\nbody\n")
+	if r := s.DataEnd(ss, &smtpserver.Message{Size: 17}); r == nil || r.Code != 250 {
+		t.Fatalf("DataEnd: %v", r)
+	}
+	if len(inj.msgs) != 1 {
+		t.Fatalf("%d messages", len(inj.msgs))
+	}
+	if _, rest, _ := strings.Cut(inj.msgs[0].body, "\nReceived-SPF:"); rest != " pass (test)\nSubject: x\n\nbody\n" || !strings.HasPrefix(inj.msgs[0].body, "Received: from ") {
+		t.Errorf("queued %q", inj.msgs[0].body)
 	}
 }

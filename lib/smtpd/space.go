@@ -1,8 +1,6 @@
 package smtpd
 
 import (
-	"github.com/emersion/go-smtp"
-
 	"gw/lib/handoff"
 	"gw/lib/mailbox"
 )
@@ -11,11 +9,7 @@ import (
 // little room for the message MAIL starts (handoff.Space): 452 4.3.1 now
 // costs the client a command, where a refusal after the data costs it the
 // whole message.
-func (s *session) noSpace(from mailbox.Address, opts *smtp.MailOptions) bool {
-	var declared int64
-	if opts != nil {
-		declared = opts.Size
-	}
+func (s *session) noSpace(from mailbox.Address, declared int64) bool {
 	need := handoff.SpaceNeeded(s.databytes(), declared)
 	short, free, err := s.cl.Space.Short(need)
 	if err != nil {

@@ -43,7 +43,8 @@ var sections = []struct {
 	run  func(work string)
 }{
 	{"queue", queueBench},
-	{"send", benchSend},
+	{"relay", benchSend},
+	{"sendtls", benchSendTLS},
 	{"backlog", backlogBench},
 	{"qstat", func(work string) {
 		if *qstatN > 0 {

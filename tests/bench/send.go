@@ -26,21 +26,23 @@ import (
 type relayResult struct {
 	rate      float64       // messages a second, from the first injection to the last arrival
 	cpuPerMsg time.Duration // CPU of the relay's processes (not the load generator's or the sink's)
+	perProg   []progCPU     // the same, program by program, where the side names them
 	p50, p99  time.Duration // inject (250) → arrival at 100 messages/s offered
 	err       error
 }
 
 const (
 	relaySize     = 10 << 10
+	bigRelaySize  = 100 << 10 // the second figure: what the bytes cost beyond the session
 	relaySessions = 10
 	latencyRate   = 100 // messages a second offered for the latency figure
 )
 
 // benchSend measures gw's relay and Postfix's and prints them side by
-// side with their ratio. A side that fails is reported and skipped.
+// side with their ratio, at relaySize and at bigRelaySize: the difference
+// between the two is what gw spends on the bytes themselves. A side that
+// fails is reported and skipped.
 func benchSend(work string) {
-	fmt.Printf("\nrelay end to end: smtp-source → listener → queue → relay → smtp-sink, %dK, %d sessions\n",
-		relaySize>>10, relaySessions)
 	for _, p := range []string{"smtp-source", "smtp-sink"} {
 		if _, err := exec.LookPath(p); err != nil {
 			fmt.Printf("  %s is not installed (make peers): skipped\n", p)
@@ -53,31 +55,48 @@ func benchSend(work string) {
 	dir := filepath.Join(work, "relay")
 	check(os.MkdirAll(dir, 0o755))
 	defer os.RemoveAll(dir)
-	gw := measureRelay(dir, "gw", func(sink string) (*side, error) { return startGW(filepath.Join(dir, "gw"), sink) })
-	pf := measureRelay(dir, "postfix", func(sink string) (*side, error) { return startPostfix(filepath.Join(dir, "postfix"), sink) })
-	fmt.Printf("%-24s %9s %12s %9s %9s\n", "relay", "msg/s", "CPU ms/msg", "p50 ms", "p99 ms")
-	row := func(name string, r relayResult) {
-		if r.err != nil {
-			fmt.Printf("%-24s failed: %v\n", name, r.err)
-			return
+	for _, size := range []int{relaySize, bigRelaySize} {
+		fmt.Printf("\nrelay end to end: smtp-source → listener → queue → relay → smtp-sink, %dK, %d sessions\n",
+			size>>10, relaySessions)
+		gw := measureRelaySize(dir, "gw", size, func(sink string) (*side, error) {
+			return startGW(filepath.Join(dir, fmt.Sprintf("gw-%d", size)), sink)
+		})
+		pf := measureRelaySize(dir, "postfix", size, func(sink string) (*side, error) {
+			return startPostfix(filepath.Join(dir, fmt.Sprintf("postfix-%d", size)), sink)
+		})
+		fmt.Printf("%-24s %9s %12s %9s %9s\n", "relay", "msg/s", "CPU ms/msg", "p50 ms", "p99 ms")
+		row := func(name string, r relayResult) {
+			if r.err != nil {
+				fmt.Printf("%-24s failed: %v\n", name, r.err)
+				return
+			}
+			fmt.Printf("%-24s %9.0f %12.3f %9.2f %9.2f\n", name, r.rate, ms(r.cpuPerMsg), ms(r.p50), ms(r.p99))
+			for _, p := range r.perProg {
+				fmt.Printf("  %-22s %9s %12.3f\n", p.name, "", ms(p.cpu))
+			}
 		}
-		fmt.Printf("%-24s %9.0f %12.3f %9.2f %9.2f\n", name, r.rate, ms(r.cpuPerMsg), ms(r.p50), ms(r.p99))
+		row("gw (smtpd+queued+send)", gw)
+		row("Postfix "+postfixVersion(), pf)
+		if gw.err == nil && pf.err == nil {
+			fmt.Printf("%-24s %8.2fx %11.2fx %8.2fx %8.2fx\n", "gw / Postfix", gw.rate/pf.rate,
+				float64(gw.cpuPerMsg)/float64(pf.cpuPerMsg), float64(gw.p50)/float64(pf.p50), float64(gw.p99)/float64(pf.p99))
+		}
+		fmt.Printf("  (latency at %d msg/s offered, a connection a message, from the relay's 250 to the sink)\n", latencyRate)
 	}
-	row("gw (smtpd+queued+send)", gw)
-	row("Postfix "+postfixVersion(), pf)
-	if gw.err == nil && pf.err == nil {
-		fmt.Printf("%-24s %8.2fx %11.2fx %8.2fx %8.2fx\n", "gw / Postfix", gw.rate/pf.rate,
-			float64(gw.cpuPerMsg)/float64(pf.cpuPerMsg), float64(gw.p50)/float64(pf.p50), float64(gw.p99)/float64(pf.p99))
-	}
-	fmt.Printf("  (latency at %d msg/s offered, a connection a message, from the relay's 250 to the sink)\n", latencyRate)
 }
 
 func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
 
-// measureRelay starts a side relaying into a fresh smtp-sink, warms it
-// up, measures its throughput with smtp-source to the last arrival, then
-// its latency at latencyRate offered, into a fresh sink.
-func measureRelay(dir, name string, start func(sink string) (*side, error)) (res relayResult) {
+// measureRelay is measureRelaySize at relaySize.
+func measureRelay(dir, name string, start func(sink string) (*side, error)) relayResult {
+	return measureRelaySize(dir, name, relaySize, start)
+}
+
+// measureRelaySize starts a side relaying into a fresh smtp-sink, warms it
+// up, measures its throughput with smtp-source sending messages of size
+// bytes to the last arrival, then its latency at latencyRate offered,
+// into a fresh sink.
+func measureRelaySize(dir, name string, size int, start func(sink string) (*side, error)) (res relayResult) {
 	sinkAddr := freePort()
 	sk, err := startCountingSink(sinkAddr)
 	if err != nil {
@@ -91,7 +110,7 @@ func measureRelay(dir, name string, start func(sink string) (*side, error)) (res
 	defer s.stop()
 	n := int(1000 * duration.Seconds())
 	// Warm up: processes started, connections made.
-	if err := smtpSource(s.addr, 200); err != nil {
+	if err := smtpSource(s.addr, size, 200); err != nil {
 		return relayResult{err: err}
 	}
 	if !sk.waitFor(200, 30*time.Second) {
@@ -100,8 +119,9 @@ func measureRelay(dir, name string, start func(sink string) (*side, error)) (res
 	settle(s, 5*time.Second)
 	base := sk.count()
 	cpu0 := sideCPU(s)
+	prog0 := progCPUs(s)
 	t0 := time.Now()
-	if err := smtpSource(s.addr, n); err != nil {
+	if err := smtpSource(s.addr, size, n); err != nil {
 		return relayResult{err: err}
 	}
 	if !sk.waitFor(base+n, 120*time.Second) {
@@ -111,6 +131,9 @@ func measureRelay(dir, name string, start func(sink string) (*side, error)) (res
 	settle(s, 10*time.Second) // removal after delivery is part of the cost
 	res.rate = float64(n) / took.Seconds()
 	res.cpuPerMsg = (sideCPU(s) - cpu0) / time.Duration(n)
+	for i, p := range progCPUs(s) {
+		res.perProg = append(res.perProg, progCPU{p.name, (p.cpu - prog0[i].cpu) / time.Duration(n)})
+	}
 
 	sk.stop()
 	sk, err = startCountingSink(sinkAddr)
@@ -118,7 +141,7 @@ func measureRelay(dir, name string, start func(sink string) (*side, error)) (res
 		res.err = err
 		return res
 	}
-	res.p50, res.p99, res.err = latency(s.addr, sk, int(latencyRate*duration.Seconds()))
+	res.p50, res.p99, res.err = latency(s.addr, sk, size, int(latencyRate*duration.Seconds()))
 	return res
 }
 
@@ -200,8 +223,8 @@ func (s *countingSink) stop() {
 	}
 }
 
-func smtpSource(addr string, n int) error {
-	out, err := exec.Command("smtp-source", "-s", strconv.Itoa(relaySessions), "-l", strconv.Itoa(relaySize), "-m", strconv.Itoa(n),
+func smtpSource(addr string, size, n int) error {
+	out, err := exec.Command("smtp-source", "-s", strconv.Itoa(relaySessions), "-l", strconv.Itoa(size), "-m", strconv.Itoa(n),
 		"-f", benchFrom, "-t", benchTo, addr).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("smtp-source: %v: %s", err, out)
@@ -215,12 +238,12 @@ func smtpSource(addr string, n int) error {
 // message as it counts, so arrivals are matched to acceptances in order:
 // exact as long as the relay keeps the order, which at this rate (10 ms
 // between messages) it does but for the slowest few.
-func latency(addr string, sk *countingSink, n int) (p50, p99 time.Duration, err error) {
+func latency(addr string, sk *countingSink, size, n int) (p50, p99 time.Duration, err error) {
 	accepted := make([]time.Time, n)
 	var wg sync.WaitGroup
 	var failed atomic.Value
 	tick := time.NewTicker(time.Second / latencyRate)
-	body := bytes.Repeat([]byte("0123456789abcde\n"), relaySize/16)
+	body := bytes.Repeat([]byte("0123456789abcde\n"), size/16)
 	for i := 0; i < n; i++ {
 		<-tick.C
 		wg.Add(1)

@@ -48,7 +48,10 @@ type side struct {
 	addr string       // where smtp-source connects
 	pids func() []int // every process of the side
 	reap func() int   // pid whose reaped-children time counts, 0 if none
-	stop func()
+	// progs names the side's programs and their pids, for CPU program by
+	// program; nil where the side does not tell them apart.
+	progs func() []namedPid
+	stop  func()
 }
 
 func smtpdBench(work string) {
@@ -227,6 +230,30 @@ func sideCPU(s *side) time.Duration {
 	return t
 }
 
+type namedPid struct {
+	name string
+	pid  int
+}
+
+// progCPU is the CPU time of one program of a side.
+type progCPU struct {
+	name string
+	cpu  time.Duration
+}
+
+// progCPUs is the CPU time of each of the side's named programs.
+func progCPUs(s *side) []progCPU {
+	if s.progs == nil {
+		return nil
+	}
+	var out []progCPU
+	for _, p := range s.progs() {
+		u, st, _, _ := procTimes(p.pid)
+		out = append(out, progCPU{p.name, u + st})
+	}
+	return out
+}
+
 // procTimes returns utime, stime, cutime and cstime of pid.
 func procTimes(pid int) (u, s, cu, cs time.Duration) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -318,13 +345,22 @@ var gwSend *exec.Cmd
 // startGW runs gw-queued, gw-send (to the sink, after any smtproutes lines
 // given) and gw-smtpd standalone.
 func startGW(dir, sink string, routes ...string) (*side, error) {
+	return startGWControl(dir, sink, nil, routes...)
+}
+
+// startGWControl is startGW with more control files (name: contents).
+func startGWControl(dir, sink string, control map[string]string, routes ...string) (*side, error) {
 	ctl := filepath.Join(dir, "control")
 	q := filepath.Join(dir, "queue")
 	check(os.MkdirAll(ctl, 0o755))
-	for name, body := range map[string]string{
+	files := map[string]string{
 		"me": "gw.bench.example\n", "rcpthosts": "example.net\n",
 		"smtproutes": strings.Join(append(routes, ":"+sink), "\n") + "\n",
-	} {
+	}
+	for name, body := range control {
+		files[name] = body
+	}
+	for name, body := range files {
 		check(os.WriteFile(filepath.Join(ctl, name), []byte(body), 0o644))
 	}
 	if err := queue.Init(q); err != nil {
@@ -385,12 +421,15 @@ func startGW(dir, sink string, routes ...string) (*side, error) {
 		return nil, err
 	}
 	pids := make([]int, len(cmds))
+	named := make([]namedPid, len(cmds))
 	for i, c := range cmds {
 		pids[i] = c.Process.Pid
+		named[i] = namedPid{filepath.Base(c.Path), c.Process.Pid}
 	}
 	return &side{name: "gw", addr: addr, stop: stop,
-		pids: func() []int { return pids },
-		reap: func() int { return 0 }}, nil
+		pids:  func() []int { return pids },
+		progs: func() []namedPid { return named },
+		reap:  func() int { return 0 }}, nil
 }
 
 func signalAll(cmd *exec.Cmd, sig string) {
@@ -409,7 +448,7 @@ func postfixVersion() string {
 
 // startPostfix sets up and starts a private Postfix in dir: its smtpd on
 // a loopback port, relaying everything to sink.
-func startPostfix(dir, sink string) (*side, error) {
+func startPostfix(dir, sink string, extra ...string) (*side, error) {
 	if os.Getuid() != 0 {
 		return nil, errors.New("postfix -c needs root")
 	}
@@ -446,8 +485,7 @@ func startPostfix(dir, sink string) (*side, error) {
 		"alias_database =",
 		"biff = no",
 		"smtputf8_enable = no",
-		"",
-	}, "\n")
+	}, "\n") + "\n" + strings.Join(append(extra, ""), "\n")
 	if err := os.WriteFile(filepath.Join(conf, "main.cf"), []byte(mainCF), 0o644); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package smtpd
+package smtpserver
 
 import (
 	"bufio"
@@ -36,7 +36,8 @@ type dataReader struct {
 	br    *bufio.Reader
 	w     io.Writer
 	state int
-	crs   int // CRs pending in stCR
+	crs   int  // CRs pending in stCR
+	raw   bool // BDAT: no dot-stuffing, no end marker
 }
 
 var crs = []byte("\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r")
@@ -97,14 +98,14 @@ func (d *dataReader) scan(b []byte) (int, bool, error) {
 			start = i + 1
 			d.state, d.crs = stCR, 1
 		case stLineStart:
-			switch c {
-			case '.':
+			switch {
+			case c == '.' && !d.raw:
 				d.state = stDot
 				start = i + 1
-			case '\r':
+			case c == '\r':
 				d.state, d.crs = stCR, 1
 				start = i + 1
-			case '\n':
+			case c == '\n':
 				return i + 1, false, errBareLF
 			default:
 				d.state = stInLine
