@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -22,24 +23,37 @@ import (
 func main() {
 	var queueDir, socket string
 	var mode int
+	var budget int64
 	app := program.New("gw-queued", "put messages into a gw queue for listeners on a unix socket")
 	app.Flags = []cli.Flag{
 		&cli.StringFlag{Name: "queue", Usage: "the queue `DIR`", EnvVars: []string{"GW_QUEUE"},
 			Value: "/var/gw/main/queue", Destination: &queueDir},
 		&cli.StringFlag{Name: "socket", Usage: "listen on `PATH` (default: DIR/lock/inject.sock)", Destination: &socket},
 		&cli.IntFlag{Name: "mode", Usage: "permissions of the socket, octal `MODE`", Value: 0o660, Destination: &mode},
+		&cli.Int64Flag{Name: "budget", Usage: "hold at most `BYTES` of messages in memory until their flush; others go to segments of their own",
+			Value: inject.DefaultBudget, Destination: &budget},
 	}
 	app.Action = func(c *cli.Context) error {
 		if socket == "" {
 			socket = filepath.Join(queueDir, "lock", "inject.sock")
 		}
-		return serve(queueDir, socket, os.FileMode(mode))
+		if budget <= 0 {
+			return program.Fail(program.ExitPermanent, "--budget must be above 0")
+		}
+		return serve(queueDir, socket, os.FileMode(mode), budget)
 	}
 	program.Run(app)
 }
 
-func serve(dir, socket string, mode os.FileMode) error {
+func serve(dir, socket string, mode os.FileMode, budget int64) error {
 	log := logline.Stderr
+	// The budget bounds the message bytes the sessions hold; a soft limit
+	// of the budget and 64 MiB makes the collector give back what they let
+	// go before the heap doubles, as GOGC's default alone would let it.
+	// GOMEMLIMIT, when set, is the admin's and wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(budget + 64<<20)
+	}
 	// Started as root (by hand), it writes as the queue's owner, as its
 	// service does: the runner refuses segments of any other owner.
 	if _, _, err := privilege.BecomeOwnerOf(dir); err != nil {
@@ -62,7 +76,7 @@ func serve(dir, socket string, mode os.FileMode) error {
 		return program.Fail(program.ExitTemporary, "unable to listen on %s: %v", socket, err)
 	}
 	committer := q.NewCommitter()
-	srv := &inject.Server{Queue: q, Committer: committer, Log: log, Program: "gw-queued"}
+	srv := &inject.Server{Queue: q, Committer: committer, Log: log, Program: "gw-queued", Budget: budget}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() {

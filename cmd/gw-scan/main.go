@@ -16,6 +16,7 @@ import (
 
 	"gw/lib/control"
 	"gw/lib/handoff"
+	"gw/lib/inject"
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/qq"
@@ -119,6 +120,11 @@ func viaSocket(sock string, d *scan.Delivery) int {
 	code, err := tx.Commit()
 	if err != nil {
 		log.Warning("refused", "code", code, "err", err)
+	}
+	if code == qq.OK {
+		// The caller's descriptor for it, as gw-queue would have written
+		// (the exec path passes the descriptor on to gw-queue itself).
+		inject.TellQID(os.Getenv, handoff.QID(tx))
 	}
 	return code
 }

@@ -151,7 +151,8 @@ var numericControls = []string{
 	// gw-smtpd and gw-qmtpd
 	"databytes", "timeoutsmtpd", "timeoutqmtpd", "greetdelay", "maxrcpt", "maxerrors", "maxbadrcpt",
 	"maxauthfail", "authfailwindow", "greylistdelay", "greylistexpiry", "greylistwhitelist",
-	"callouttimeout", "calloutconnecttimeout", "calloutpositive", "calloutnegative",
+	"maxsessiontime", "maxjunk", "mindatarate",
+	"callouttimeout", "calloutconnecttimeout", "calloutpositive", "calloutnegative", "dkimmaxsignatures",
 	// gw-send
 	"concurrencyremote", "concurrencydest", "concurrencyqmtp", "queuelifetime", "timeoutremote",
 	"timeoutconnect", "smtpport", "backoffmin", "backoffmax", "delaywarning", "tlsremote",

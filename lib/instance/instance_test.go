@@ -228,7 +228,7 @@ func TestNumericControlsCoverWhatProgramsRead(t *testing.T) {
 	for _, f := range numericControls {
 		listed[f] = true
 	}
-	for _, pkg := range []string{"../smtpd", "../qmtp", "../send", "../scan", "../greylist", "../callout"} {
+	for _, pkg := range []string{"../smtpd", "../qmtp", "../send", "../scan", "../greylist", "../callout", "../authcheck"} {
 		files, _ := filepath.Glob(pkg + "/*.go")
 		for _, f := range files {
 			if strings.HasSuffix(f, "_test.go") {

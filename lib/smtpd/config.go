@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"time"
 
+	"gw/lib/authcheck"
 	"gw/lib/logline"
+	"gw/lib/rbl"
 	"gw/lib/relay"
 	"gw/lib/tcpserver"
 )
@@ -26,14 +28,15 @@ type Config struct {
 	GreetDelay  time.Duration // control/greetdelay: wait this long for a client that talks first
 	AuthLimit   *AuthLimiter  // AUTH failures an address across sessions; nil = per session only
 
-	Domains     *relay.Domains // rcpthosts + morercpthosts
-	BadMailFrom *Patterns      // control/badmailfrom
-	BadRcptTo   *Patterns      // control/badrcptto
-	Recipients  Recipients     // nil: recipients are not checked
-	Verifier    Verifier       // nil: no recipient callouts
-	RBL         RBL            // nil: no DNSBL
-	Greylist    Greylist       // nil: no greylisting
-	Auth        Authenticator  // nil: no SMTP AUTH
+	Domains     *relay.Domains     // rcpthosts + morercpthosts
+	BadMailFrom *Patterns          // control/badmailfrom
+	BadRcptTo   *Patterns          // control/badrcptto
+	Recipients  Recipients         // nil: recipients are not checked
+	Verifier    Verifier           // nil: no recipient callouts
+	RBL         RBL                // nil: no DNSBL
+	Greylist    Greylist           // nil: no greylisting
+	Auth        Authenticator      // nil: no SMTP AUTH
+	MsgAuth     *authcheck.Checker // nil: no SPF, DKIM, DMARC, ARC (gw-auth(5))
 
 	TLS         *tls.Config // nil: no STARTTLS
 	ImplicitTLS bool        // TLS from the first byte (port 465)
@@ -75,12 +78,9 @@ type RBL interface {
 	Lookup(ip string) (*Listing, error)
 }
 
-// Listing is one DNSBL answer.
-type Listing struct {
-	Zone      string
-	Text      string // the TXT record, when there is one
-	Permanent bool   // refuse with 553 rather than 451
-}
+// Listing is one DNSBL answer, lib/rbl's: the checker knows nothing of
+// SMTP, the session words the refusal.
+type Listing = rbl.Listing
 
 // Greylist decides on (client, sender, recipient) triplets.
 type Greylist interface {

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"gw/lib/authcheck"
 	"gw/lib/control"
+	"gw/lib/dns"
 	"gw/lib/logline"
 	"gw/lib/recipients"
 	"gw/lib/relay"
@@ -107,6 +109,14 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control/recipients: %w", err)
 	}
+	auth, err := authcheck.Load(string(dir))
+	if err != nil {
+		return nil, err
+	}
+	// Always a checker: a rule's DMARCPOLICY or SPFPOLICY turns checks on
+	// for its clients with no control file; a transaction with nothing to
+	// check costs a field read (authcheck.Checker.Needed).
+	c.MsgAuth = authcheck.New(auth, dns.FromEnv())
 	cert := filepath.Join(string(dir), "servercert.pem")
 	if _, err := os.Stat(cert); err == nil {
 		if c.TLS, err = TLSConfig(cert); err != nil {

@@ -37,13 +37,26 @@ type Client struct {
 	HasDatabytes bool
 	NoGreylist   bool // GW_NOGREYLIST is set
 
-	Rule     string           // the ACL rule that applied, for the log
-	Injector handoff.Injector // nil: chosen from the environment
-	Space    handoff.Space    // the injector's queue's filesystem, for the check at MAIL
+	// Message authentication's per-face overrides (gw-auth(5)): the
+	// variable's value, when set.
+	SPFPolicy      string // SPFPOLICY
+	HasSPFPolicy   bool
+	DMARCPolicy    string // DMARCPOLICY
+	HasDMARCPolicy bool
+	ARCSeal        bool // ARCSEAL is set
+
+	Rule string // the ACL rule that applied, for the log
+	// Injector takes the client's messages and Space is its queue's
+	// filesystem, for the check at MAIL: the listener's main chose both
+	// (handoff.Chooser), never this package. A nil Injector: every message
+	// gets a temporary refusal; a zero Space: never short.
+	Injector handoff.Injector
+	Space    handoff.Space
 }
 
 // ClientFromEnv builds a Client from environment lookups (os.LookupEnv
-// under tcpserver; the computed environment when standalone).
+// under tcpserver; the computed environment when standalone), all but
+// its Injector and Space, which the caller sets.
 func ClientFromEnv(lookup func(string) (string, bool)) Client {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	var c Client
@@ -61,17 +74,10 @@ func ClientFromEnv(lookup func(string) (string, bool)) Client {
 		}
 	}
 	_, c.NoGreylist = lookup("GW_NOGREYLIST")
+	c.SPFPolicy, c.HasSPFPolicy = lookup("SPFPOLICY")
+	c.DMARCPolicy, c.HasDMARCPolicy = lookup("DMARCPOLICY")
+	_, c.ARCSeal = lookup("ARCSEAL")
 	c.Rule = get("GW_ACLRULE")
-	c.Injector = handoff.Select(get)
-	// gw-queue, run by the injector, inherits the process's GW_QUEUE when
-	// the client's environment has none (standalone listeners pass only
-	// the injector's own variables into it).
-	c.Space = handoff.SpaceFor(func(k string) string {
-		if v := get(k); v != "" {
-			return v
-		}
-		return os.Getenv(k)
-	})
 	return c
 }
 
