@@ -34,6 +34,8 @@ type Proxy struct {
 	NextHop    string        // host:port
 	Timeout    time.Duration // each exchange with the next hop, and idle clients
 	MaxBytes   int64         // 0: no limit of our own
+
+	hops hopPool // idle connections to the next hop
 }
 
 // Replies a proxy gives for its own verdicts.
@@ -208,7 +210,11 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 	id := NewID()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
 	defer cancel()
-	rep := p.Scanner.Scan(ctx, f, size, id)
+	meta := Meta{From: env.Sender, Rcpts: env.Recipients, QueueID: msgID(f)}
+	// The proxy's client is the front listener: the Internet client is
+	// the one gw-smtpd's Received names.
+	meta.IP, meta.Hostname, meta.Helo = clientFromReceived(f)
+	rep := p.Scanner.Scan(ctx, f, size, id, meta)
 	plan := p.Scanner.Plan(rep, env)
 	acts, deliver, held := plan.Acts, plan.Deliver, plan.Held
 	mid := msgID(f)
@@ -218,6 +224,9 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 		return errContentRejected
 	case Tempfail:
 		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 451)
+		if plan.Text != "" {
+			return smtpserver.R(451, "4.7.1", plan.Text)
+		}
 		return errScanTempfail
 	}
 	w := &Wrapper{Scanner: p.Scanner, TmpDir: p.TmpDir, Quarantine: p.Quarantine}
@@ -266,18 +275,10 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 }
 
 // relay sends the message to the next hop and returns its final reply.
+// It reuses a connection an earlier message left idle; one that fails at
+// MAIL (the next hop closed it meanwhile) is replaced by a fresh one, which
+// is safe: nothing of the message was sent on it.
 func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, error) {
-	d := net.Dialer{Timeout: p.Timeout}
-	conn, err := d.Dial("tcp", p.NextHop)
-	if err != nil {
-		return "", err
-	}
-	conn.SetDeadline(time.Now().Add(4 * p.Timeout))
-	c := smtp.NewClient(conn)
-	defer c.Close()
-	if err := c.Hello(p.Scanner.Hostname); err != nil {
-		return "", fmt.Errorf("EHLO: %w", err)
-	}
 	// go-smtp's client writes the path between angle brackets as given:
 	// the local part must go quoted when it is no dot-atom, or the next
 	// hop reads another address, and what follows a '>' or a blank in it
@@ -286,34 +287,79 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, 
 	if err != nil {
 		return "", fmt.Errorf("MAIL: sender %q: %w", env.Sender, err)
 	}
+	to := make([]string, len(env.Recipients))
+	for i, r := range env.Recipients {
+		if to[i], err = mailbox.Path(r); err != nil {
+			return "", fmt.Errorf("RCPT %q: %w", r, err)
+		}
+	}
+	if h := p.hops.get(); h != nil {
+		reply, err, mailed := p.relayOn(h, env, from, to, msg, utf8)
+		if err == nil {
+			p.hops.put(h)
+			return reply, nil
+		}
+		h.c.Close()
+		if mailed {
+			return "", err
+		}
+	}
+	h, err := p.dialHop()
+	if err != nil {
+		return "", err
+	}
+	reply, err, _ := p.relayOn(h, env, from, to, msg, utf8)
+	if err != nil {
+		h.c.Close()
+		return "", err
+	}
+	p.hops.put(h)
+	return reply, nil
+}
+
+func (p *Proxy) dialHop() (*hopConn, error) {
+	d := net.Dialer{Timeout: p.Timeout}
+	conn, err := d.Dial("tcp", p.NextHop)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(p.Timeout))
+	c := smtp.NewClient(conn)
+	if err := c.Hello(p.Scanner.Hostname); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("EHLO: %w", err)
+	}
+	return &hopConn{c: c, conn: conn}, nil
+}
+
+// relayOn runs one transaction on h; mailed reports whether MAIL was
+// accepted, after which a failure is the message's, not the connection's.
+func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, msg io.Reader, utf8 bool) (reply string, err error, mailed bool) {
+	h.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
+	c := h.c
 	// go-smtp's client writes DSN's parameters only to a next hop that
 	// offers DSN (gw-smtpd does); one that does not gets none, and the
 	// request ends there (gw-scan.8).
 	opts := &smtp.MailOptions{UTF8: utf8}
 	env.DSN.MailOptions(opts)
 	if err := c.Mail(from, opts); err != nil {
-		return "", fmt.Errorf("MAIL: %w", err)
+		return "", fmt.Errorf("MAIL: %w", err), false
 	}
-	for i, r := range env.Recipients {
-		to, err := mailbox.Path(r)
-		if err != nil {
-			return "", fmt.Errorf("RCPT %q: %w", r, err)
-		}
-		if err := c.Rcpt(to, env.RcptDSNOf(i).RcptOptions()); err != nil {
-			return "", fmt.Errorf("RCPT %s: %w", r, err)
+	for i, r := range to {
+		if err := c.Rcpt(r, env.RcptDSNOf(i).RcptOptions()); err != nil {
+			return "", fmt.Errorf("RCPT %s: %w", r, err), true
 		}
 	}
 	wc, err := c.Data()
 	if err != nil {
-		return "", fmt.Errorf("DATA: %w", err)
+		return "", fmt.Errorf("DATA: %w", err), true
 	}
 	if _, err := io.Copy(wc, msg); err != nil {
-		return "", fmt.Errorf("DATA: %w", err)
+		return "", fmt.Errorf("DATA: %w", err), true
 	}
 	resp, err := wc.CloseWithResponse()
 	if err != nil {
-		return "", fmt.Errorf("end of DATA: %w", err)
+		return "", fmt.Errorf("end of DATA: %w", err), true
 	}
-	c.Quit()
-	return strings.TrimSpace(resp.StatusText), nil
+	return strings.TrimSpace(resp.StatusText), nil, true
 }
