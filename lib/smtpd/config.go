@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"gw/lib/logline"
+	"gw/lib/ratelimit"
 	"gw/lib/relay"
 	"gw/lib/tcpserver"
 )
@@ -26,14 +27,15 @@ type Config struct {
 	GreetDelay  time.Duration // control/greetdelay: wait this long for a client that talks first
 	AuthLimit   *AuthLimiter  // AUTH failures an address across sessions; nil = per session only
 
-	Domains     *relay.Domains // rcpthosts + morercpthosts
-	BadMailFrom *Patterns      // control/badmailfrom
-	BadRcptTo   *Patterns      // control/badrcptto
-	Recipients  Recipients     // nil: recipients are not checked
-	Verifier    Verifier       // nil: no recipient callouts
-	RBL         RBL            // nil: no DNSBL
-	Greylist    Greylist       // nil: no greylisting
-	Auth        Authenticator  // nil: no SMTP AUTH
+	Domains     *relay.Domains     // rcpthosts + morercpthosts
+	BadMailFrom *Patterns          // control/badmailfrom
+	BadRcptTo   *Patterns          // control/badrcptto
+	Recipients  Recipients         // nil: recipients are not checked
+	Verifier    Verifier           // nil: no recipient callouts
+	RBL         RBL                // nil: no DNSBL
+	Greylist    Greylist           // nil: no greylisting
+	Auth        Authenticator      // nil: no SMTP AUTH
+	Limits      *ratelimit.Limiter // counts the client's RATE_ limits; nil: none counted
 
 	TLS         *tls.Config // nil: no STARTTLS
 	ImplicitTLS bool        // TLS from the first byte (port 465)

@@ -95,7 +95,7 @@ func (s *session) Connect(ss *smtpserver.Session) *smtpserver.Reply {
 		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
 		return errPregreet
 	}
-	return nil
+	return s.limitConnect()
 }
 
 // Helo records the HELO or EHLO name, sanitized for the Received line.
@@ -157,6 +157,9 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 	if s.noSpace(from, m.Size) {
 		return errNoSpace
 	}
+	if r := s.limitMail(); r != nil {
+		return r
+	}
 	m.Addr, s.from = from, from
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom, "utf8", m.UTF8)
@@ -171,6 +174,9 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 	}
 	if err != nil {
 		return s.refuseRcpt(r.Path, addressError(err, errBadRcpt), err.Error())
+	}
+	if r := s.limitRcpt(); r != nil {
+		return r
 	}
 	rep, reason := s.decide(&to)
 	if rep != nil {
