@@ -45,7 +45,9 @@ func OpenRedis(url, password, prefix string, log *logline.Logger) (*Redis, error
 	opt.Password = password
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = redisTimeout, redisTimeout, redisTimeout
 	opt.MaxRetries = -1 // a retry doubles the wait of every session while the server is down
+	opt.DialerRetries = 1 // the same: one refused dial says the server is down
 	opt.PoolSize = 16
+	redis.SetLogger(quiet{})
 	opt.DisableIdentity = true
 	return &Redis{Prefix: prefix, Log: log, c: redis.NewClient(opt)}, nil
 }
@@ -149,3 +151,10 @@ func (r *Redis) health(err error) error {
 	}
 	return fmt.Errorf("%w: %v", ErrDown, err)
 }
+
+// quiet drops the client library's own log lines: they would repeat, once
+// an operation, what health says once a state change, and not in gw's
+// key=value form.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
