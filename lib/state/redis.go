@@ -44,7 +44,7 @@ func OpenRedis(url, password, prefix string, log *logline.Logger) (*Redis, error
 	}
 	opt.Password = password
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = redisTimeout, redisTimeout, redisTimeout
-	opt.MaxRetries = -1 // a retry doubles the wait of every session while the server is down
+	opt.MaxRetries = -1   // a retry doubles the wait of every session while the server is down
 	opt.DialerRetries = 1 // the same: one refused dial says the server is down
 	opt.PoolSize = 16
 	redis.SetLogger(quiet{})
