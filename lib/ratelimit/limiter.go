@@ -27,6 +27,11 @@ const (
 	Rcpt = "rcpt"
 )
 
+// Noun names what kind counts, for replies.
+func Noun(kind string) string {
+	return map[string]string{Conn: "connections", Msg: "messages", Rcpt: "recipients"}[kind]
+}
+
 // Verdict is the outcome of one Take.
 type Verdict struct {
 	Over  bool

@@ -70,7 +70,6 @@ func (s *session) over(kind, who string, r ratelimit.Rate, code int) *smtpserver
 	banned := s.cfg.Limits.Refused(who, s.cl.Rates.Ban)
 	s.log("info", "ratelimit", "kind", kind, "who", who, "count", v.Count, "limit", r.String(),
 		"result", "refused", "code", code, "reset", int(wait.Seconds()), "local", v.Local, "banned", banned)
-	what := map[string]string{ratelimit.Conn: "connections", ratelimit.Msg: "messages", ratelimit.Rcpt: "recipients"}[kind]
 	return reply(code, "4.7.0", fmt.Sprintf("too many %s from %s (limit %d per %v), try again in %d seconds",
-		what, who, r.N, r.Per, int(wait.Seconds())))
+		ratelimit.Noun(kind), who, r.N, r.Per, int(wait.Seconds())))
 }
