@@ -57,6 +57,7 @@ var sections = []struct {
 	{"scan", scanBench},
 	{"qmtp", qmtpBench},
 	{"qmq", qmqBench},
+	{"fleet", fleetBench},
 }
 
 func sectionNames() string {
