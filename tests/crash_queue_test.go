@@ -25,9 +25,9 @@ import (
 )
 
 // Message sizes of the crash suite: a typical message, a large one that
-// still fits gw-queue's write buffer in one write, and one that crosses
-// body chunks (64 KiB), gw-queue's write buffer (128 KiB) and gw-queued's
-// queue.MaxIncoming (1 MiB), so gw-queued streams it to a segment of its own.
+// still fits gw-queued's group commit and crosses a body chunk (64 KiB),
+// and one that crosses gw-queued's queue.MaxIncoming (1 MiB), so
+// gw-queued streams it to a segment of its own.
 const (
 	sizeSmall = 1 << 10
 	sizeLarge = 100 << 10
@@ -373,7 +373,14 @@ type queued struct {
 // and waits until its socket accepts connections.
 func startQueued(t *testing.T, dir, socket string, wrap ...string) *queued {
 	t.Helper()
+	return startQueuedFlags(t, dir, socket, wrap)
+}
+
+// startQueuedFlags is startQueued with more of gw-queued's flags.
+func startQueuedFlags(t *testing.T, dir, socket string, wrap []string, flags ...string) *queued {
+	t.Helper()
 	args := append(append([]string{}, wrap...), bin("gw-queued"), "--queue", dir, "--socket", socket)
+	args = append(args, flags...)
 	s := &queued{cmd: exec.Command(args[0], args[1:]...), socket: socket, done: make(chan struct{}), stderr: new(bytes.Buffer)}
 	s.cmd.Stderr = &lockedWriter{w: s.stderr}
 	// A group of its own, so that signals reach gw-queued under strace too

@@ -156,6 +156,7 @@ type queuedKill struct {
 	name    string
 	syscall string // "": SIGKILL from the test after a random delay
 	nth     int
+	budget  string // gw-queued's --budget; "": its default
 }
 
 // TestCrashQueuedKill kills gw-queued while 16 clients inject into it
@@ -170,6 +171,11 @@ type queuedKill struct {
 //	fsync #1             a new segment's directory entry being flushed
 //	write #n             a huge message streamed to its own segment, or an
 //	                     acknowledgement on its way to a client
+//	spill-…              the same with the memory budget spent (--budget 1:
+//	                     every message goes to a segment of its own, or
+//	                     64 KiB: some do), killed at random, as a spilled
+//	                     message is flushed (fdatasync), as its name
+//	                     appears (renameat2) and as seg/ is flushed (fsync)
 //
 // strace counts calls per thread, and gw-queued's committer moves between
 // threads, so "#n" is the nth call of some thread; what matters is that the
@@ -184,11 +190,16 @@ func TestCrashQueuedKill(t *testing.T) {
 	l := newLedger()
 	rounds := []queuedKill{
 		{name: "random-1"}, {name: "random-2"}, {name: "random-3"}, {name: "random-4"}, {name: "random-5"},
-		{"writev-3", "writev", 3},
-		{"fdatasync-2", "fdatasync", 2},
-		{"fdatasync-7", "fdatasync", 7},
-		{"fsync-1", "fsync", 1},
-		{"write-20", "write", 20},
+		{"writev-3", "writev", 3, ""},
+		{"fdatasync-2", "fdatasync", 2, ""},
+		{"fdatasync-7", "fdatasync", 7, ""},
+		{"fsync-1", "fsync", 1, ""},
+		{"write-20", "write", 20, ""},
+		{name: "spill-random", budget: "1"},
+		{name: "spill-some-random", budget: "65536"},
+		{"spill-fdatasync-3", "fdatasync", 3, "1"},
+		{"spill-renameat2-3", "renameat2", 3, "1"},
+		{"spill-fsync-3", "fsync", 3, "1"},
 	}
 	for i, round := range rounds {
 		t.Run(round.name, func(t *testing.T) {
@@ -200,7 +211,11 @@ func TestCrashQueuedKill(t *testing.T) {
 					"-e", "trace=" + round.syscall,
 					"-e", fmt.Sprintf("inject=%s:signal=KILL:when=%d", round.syscall, round.nth)}
 			}
-			s := startQueued(t, qdir, sock, wrap...)
+			var flags []string
+			if round.budget != "" {
+				flags = []string{"--budget", round.budget}
+			}
+			s := startQueuedFlags(t, qdir, sock, wrap, flags...)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			var mu sync.Mutex

@@ -13,6 +13,7 @@ import (
 
 	"gw/lib/control"
 	"gw/lib/dns"
+	"gw/lib/handoff"
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/qmtp"
@@ -30,7 +31,7 @@ func main() {
 	var c config
 	app := program.New("gw-qmtpd", "QMTP receiver")
 	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"} // -h is tcpserver's
-	app.Flags = append(c.Flags(100), c.hostFlags()...)
+	app.Flags = append(listenFlags(&c.Options, 100), c.hostFlags()...)
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
 }
@@ -56,18 +57,25 @@ func run(c *config) error {
 	if err != nil {
 		return program.Fail(program.ExitPermanent, "%v", err)
 	}
+	// The injector is chosen here, once (handoff.Chooser); under
+	// tcpserver a rule's QMAILQUEUE is already the process's.
+	injectors := handoff.NewChooser(os.Getenv)
 	if !standalone {
-		qmtp.Serve(tcpserver.StdioConn(), cfg, tcpserver.ClientFromEnv(os.LookupEnv))
+		cl := tcpserver.ClientFromEnv(os.LookupEnv)
+		cl.Injector, cl.Space = injectors.Default(), injectors.DefaultSpace()
+		qmtp.Serve(tcpserver.StdioConn(), cfg, cl)
 		return nil
 	}
-	lns, err := tcpserver.Bind(c.Listen.Value(), c.User, log)
+	lns, err := tcpserver.Bind(c.Listen, c.User, log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
 	l := &tcpserver.Listener{ACL: c.ACL, LocalHost: c.LocalHost, Hosts: c.hosts(), MaxConns: c.Concurrency, MaxPerIP: c.PerIP,
-		Getenv: os.Getenv, Log: log,
+		Log: log,
 		Session: func(conn net.Conn, lookup func(string) (string, bool)) {
-			qmtp.Serve(conn, cfg, tcpserver.ClientFromEnv(lookup))
+			cl := tcpserver.ClientFromEnv(lookup)
+			cl.Injector, cl.Space = injectors.For(lookup), injectors.SpaceFor(lookup)
+			qmtp.Serve(conn, cfg, cl)
 		},
 		// QMTP has no greeting to refuse with: a closed connection is a
 		// temporary failure for the client, which comes back.

@@ -69,7 +69,8 @@ func queueDir() (string, error) {
 }
 
 // run is qmail-queue: it never writes to fd 1 (the envelope pipe) and logs
-// one line to stderr for each outcome.
+// one line to stderr for each outcome. The queue id goes to the caller
+// only on the descriptor GW_QIDFD names, when it names one.
 func run() int {
 	log := logline.Stderr
 	// qmail-queue's alarm: an injection that takes a day is given up; what
@@ -105,5 +106,6 @@ func run() int {
 		return code
 	}
 	log.Info("queued", "qid", id, "uid", uid)
+	inject.TellQID(os.Getenv, id.String())
 	return qq.OK
 }

@@ -16,7 +16,9 @@ import (
 
 	"gw/lib/control"
 	"gw/lib/handoff"
+	"gw/lib/inject"
 	"gw/lib/logline"
+	"gw/lib/metrics"
 	"gw/lib/program"
 	"gw/lib/qq"
 	"gw/lib/queue"
@@ -25,7 +27,7 @@ import (
 
 type config struct {
 	controlDir, quarantine, queueProgram string
-	listen, nextHop                      string
+	listen, nextHop, metrics             string
 }
 
 func main() {
@@ -43,6 +45,7 @@ func main() {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "listen", Usage: "listen on `HOST:PORT`", Value: "127.0.0.1:10024", Destination: &c.listen},
 				&cli.StringFlag{Name: "next-hop", Usage: "relay to `HOST:PORT`", Value: "127.0.0.1:10025", Destination: &c.nextHop},
+				metrics.Flag(&c.metrics),
 			},
 			Action: func(*cli.Context) error { return proxy(&c) },
 		},
@@ -119,6 +122,11 @@ func viaSocket(sock string, d *scan.Delivery) int {
 	code, err := tx.Commit()
 	if err != nil {
 		log.Warning("refused", "code", code, "err", err)
+	}
+	if code == qq.OK {
+		// The caller's descriptor for it, as gw-queue would have written
+		// (the exec path passes the descriptor on to gw-queue itself).
+		inject.TellQID(os.Getenv, handoff.QID(tx))
 	}
 	return code
 }

@@ -6,6 +6,7 @@ import (
 	"gw/lib/callout"
 	"gw/lib/checkpassword"
 	"gw/lib/control"
+	"gw/lib/dmarcreport"
 	"gw/lib/dns"
 	"gw/lib/greylist"
 	"gw/lib/logline"
@@ -30,7 +31,7 @@ type lasting struct {
 // start and again on SIGHUP.
 func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 	dir := control.Dir(c.ControlDir)
-	standalone := len(c.Listen.Value()) > 0
+	standalone := len(c.Listen) > 0
 	cfg, err := smtpd.Load(dir, logline.Stderr)
 	if err != nil {
 		return nil, err
@@ -74,6 +75,9 @@ func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 		}
 		keep.greylist.SetTimings(g)
 		cfg.Greylist = keep.greylist
+	}
+	if cfg.MsgAuth != nil && c.dmarcReports != "" {
+		cfg.MsgAuth.Reports = dmarcreport.File{Path: c.dmarcReports}
 	}
 	v, err := callout.Load(dir, c.calloutCache, standalone)
 	if err != nil {

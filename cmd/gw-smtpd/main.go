@@ -12,7 +12,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/dns"
+	"gw/lib/handoff"
 	"gw/lib/logline"
+	"gw/lib/metrics"
 	"gw/lib/program"
 	"gw/lib/smtpd"
 	"gw/lib/tcpserver"
@@ -21,19 +23,23 @@ import (
 type config struct {
 	tcpserver.Options
 	checkpw, greylistDB, calloutCache  string
+	dmarcReports                       string
 	implicitTLS                        bool
 	remoteHost, noRemoteHost, paranoid bool
+	metrics                            string
 }
 
 func main() {
 	var c config
 	app := program.New("gw-smtpd", "SMTP receiver with the gateway's before-queue policy")
 	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"} // -h is tcpserver's
-	app.Flags = append(append(c.Flags(200), c.hostFlags()...), []cli.Flag{
+	app.Flags = append(append(listenFlags(&c.Options, 200), c.hostFlags()...), []cli.Flag{
 		&cli.BoolFlag{Name: "tls", Usage: "implicit TLS from the first byte (port 465)", Destination: &c.implicitTLS},
 		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
 		&cli.StringFlag{Name: "callout-cache", Usage: "cache recipient callout answers in the bbolt `FILE`", Destination: &c.calloutCache},
+		&cli.StringFlag{Name: "dmarc-reports", Usage: "record DMARC results for gw-dmarc's reports in the bbolt `FILE`", Destination: &c.dmarcReports},
+		metrics.Flag(&c.metrics),
 	}...)
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
@@ -50,21 +56,33 @@ func run(c *config) error {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
 	}
 	if c.implicitTLS && cfg.TLS == nil {
-		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem")
+		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem, and one that loads")
 	}
 	standalone, err := c.Standalone()
 	if err != nil {
 		return program.Fail(program.ExitPermanent, "%v", err)
 	}
+	if !standalone && c.metrics != "" {
+		return program.Fail(program.ExitPermanent, "usage: --metrics goes with --listen: under tcpserver a process lives one session")
+	}
+	// The injector is chosen here, once (handoff.Chooser); under
+	// tcpserver a rule's QMAILQUEUE is already the process's.
+	injectors := handoff.NewChooser(os.Getenv)
 	if !standalone {
-		smtpd.Serve(tcpserver.StdioConn(), cfg, tcpserver.ClientFromEnv(os.LookupEnv))
+		cl := tcpserver.ClientFromEnv(os.LookupEnv)
+		cl.Injector, cl.Space = injectors.Default(), injectors.DefaultSpace()
+		smtpd.Serve(tcpserver.StdioConn(), cfg, cl)
 		return nil
 	}
-	lns, err := tcpserver.Bind(c.Listen.Value(), c.User, log)
+	// Bound before tcpserver.Bind drops the privileges.
+	if err := metrics.Start("gw-smtpd", c.metrics, log); err != nil {
+		return program.Fail(program.ExitPermanent, "%v", err)
+	}
+	lns, err := tcpserver.Bind(c.Listen, c.User, log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
-	l := &smtpd.Listener{Cfg: cfg, ACL: c.ACL, LocalHost: c.LocalHost, Hosts: c.hosts(), MaxConns: c.Concurrency, MaxPerIP: c.PerIP, Getenv: os.Getenv}
+	l := &smtpd.Listener{Cfg: cfg, ACL: c.ACL, LocalHost: c.LocalHost, Hosts: c.hosts(), MaxConns: c.Concurrency, MaxPerIP: c.PerIP, Injectors: injectors}
 	if l.LocalHost == "" {
 		l.LocalHost = cfg.Hostname
 	}

@@ -16,8 +16,8 @@ import (
 )
 
 // Cache keeps callout answers in a bbolt file (state/callout.db by
-// convention): key "domain\0local", value one verdict byte and the
-// expiry in Unix seconds.
+// convention): key "domain\0local", value one verdict byte (storedExists,
+// storedUnknown) and the expiry in Unix seconds.
 //
 // bbolt allows one writing process per file. A standalone gw-smtpd sets
 // Keep and is that writer for as long as it runs. Under tcpserver, with a
@@ -51,6 +51,28 @@ const (
 
 var bucketAnswers = []byte("answers")
 
+// The verdict bytes on disk, numbered here once and for all: the file
+// outlives any build, and a verdict type of another package may be
+// reordered. They are the values gw stored before they had names of
+// their own (smtpd.Verdict's Exists and Unknown then), so those records
+// read as they were written. Never renumber; add new values after them.
+const (
+	storedExists  byte = 1
+	storedUnknown byte = 2
+)
+
+// storedByte returns the byte stored for v; only the final verdicts are
+// stored.
+func storedByte(v smtpd.Verdict) (byte, bool) {
+	switch v {
+	case smtpd.Exists:
+		return storedExists, true
+	case smtpd.Unknown:
+		return storedUnknown, true
+	}
+	return 0, false
+}
+
 // Get returns the cached verdict for key, if there is one not expired.
 func (c *Cache) Get(key string, now time.Time) (smtpd.Verdict, bool, error) {
 	if c.Shared != nil {
@@ -76,14 +98,19 @@ func (c *Cache) Get(key string, now time.Time) (smtpd.Verdict, bool, error) {
 	return v, ok, err
 }
 
-// Put stores verdict v for key until the given time.
+// Put stores verdict v for key until the given time; a verdict that is
+// not final is not stored.
 func (c *Cache) Put(key string, v smtpd.Verdict, until time.Time) error {
+	stored, ok := storedByte(v)
+	if !ok {
+		return nil
+	}
 	if c.Shared != nil {
 		ttl := time.Until(until)
 		if ttl <= 0 {
 			return nil
 		}
-		return c.Shared.Put("co:"+key, encode(v, until), ttl)
+		return c.Shared.Put("co:"+key, encode(stored, until), ttl)
 	}
 	return c.with(false, func(db *bolt.DB) error {
 		return db.Update(func(tx *bolt.Tx) error {
@@ -94,7 +121,7 @@ func (c *Cache) Put(key string, v smtpd.Verdict, until time.Time) error {
 			if rand.IntN(sweepOneIn) == 0 {
 				sweep(b, time.Now())
 			}
-			return b.Put([]byte(key), encode(v, until))
+			return b.Put([]byte(key), encode(stored, until))
 		})
 	})
 }
@@ -149,8 +176,10 @@ func (c *Cache) Close() error {
 	return err
 }
 
-func encode(v smtpd.Verdict, until time.Time) []byte {
-	return binary.BigEndian.AppendUint64([]byte{byte(v)}, uint64(until.Unix()))
+// encode is a stored value: the verdict's stored byte, then the expiry
+// in Unix seconds (the same in the file and in the shared store).
+func encode(stored byte, until time.Time) []byte {
+	return binary.BigEndian.AppendUint64([]byte{stored}, uint64(until.Unix()))
 }
 
 // decode returns the verdict of a stored value, if it is well formed and
@@ -159,8 +188,13 @@ func decode(val []byte, now time.Time) (smtpd.Verdict, bool) {
 	if len(val) != 9 {
 		return 0, false
 	}
-	v := smtpd.Verdict(val[0])
-	if v != smtpd.Exists && v != smtpd.Unknown {
+	var v smtpd.Verdict
+	switch val[0] {
+	case storedExists:
+		v = smtpd.Exists
+	case storedUnknown:
+		v = smtpd.Unknown
+	default:
 		return 0, false
 	}
 	until := time.Unix(int64(binary.BigEndian.Uint64(val[1:])), 0)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"gw/lib/route"
 	"gw/lib/smtpd"
 )
@@ -226,11 +228,11 @@ func TestCacheHostileValues(t *testing.T) {
 		val  []byte
 		ok   bool
 	}{
-		{"exists", stamp(byte(smtpd.Exists), future), true},
-		{"unknown", stamp(byte(smtpd.Unknown), future), true},
-		{"expired", stamp(byte(smtpd.Exists), now.Unix()), false},
-		{"unverified never believed", stamp(byte(smtpd.Unverified), future), false},
-		{"not verified never believed", stamp(byte(smtpd.NotVerified), future), false},
+		{"exists", stamp(1, future), true},
+		{"unknown", stamp(2, future), true},
+		{"expired", stamp(1, now.Unix()), false},
+		{"unverified never believed", stamp(3, future), false},
+		{"not verified never believed", stamp(0, future), false},
 		{"bad verdict", stamp(200, future), false},
 		{"short", []byte{1, 2, 3}, false},
 		{"empty", nil, false},
@@ -241,4 +243,55 @@ func TestCacheHostileValues(t *testing.T) {
 			t.Errorf("%s: decode(%x) ok = %v, want %v", c.name, c.val, ok, c.ok)
 		}
 	}
+}
+
+// TestStoredVerdictNumbers pins the bytes the cache stores: they are on
+// disk, so they never change, whatever happens to smtpd.Verdict. A record
+// written before the bytes had names of their own (1 exists, 2 unknown)
+// reads as it was written; the verdicts that are not final are never
+// stored.
+func TestStoredVerdictNumbers(t *testing.T) {
+	for v, want := range map[smtpd.Verdict]byte{smtpd.Exists: 1, smtpd.Unknown: 2} {
+		if got, ok := storedByte(v); !ok || got != want {
+			t.Errorf("verdict %d stored as %d (%v), want %d", v, got, ok, want)
+		}
+	}
+	for _, v := range []smtpd.Verdict{smtpd.NotVerified, smtpd.Unverified} {
+		if _, ok := storedByte(v); ok {
+			t.Errorf("verdict %d would be stored", v)
+		}
+	}
+	now := time.Unix(2e9, 0)
+	old := func(b byte) []byte { // as the cache wrote them before
+		return append([]byte{b}, 0, 0, 0, 0, 0x77, 0x35, 0x94, 0x00+0x10) // 2e9 + 16 s
+	}
+	for b, want := range map[byte]smtpd.Verdict{1: smtpd.Exists, 2: smtpd.Unknown} {
+		if got, ok := decode(old(b), now); !ok || got != want {
+			t.Errorf("an old record with byte %d reads as %d (%v), want %d", b, got, ok, want)
+		}
+	}
+
+	// Through the file: what Put stores is the pinned byte.
+	c := &Cache{Path: filepath.Join(t.TempDir(), "callout.db")}
+	if err := c.Put("example.com\x00a", smtpd.Unknown, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put("example.com\x00b", smtpd.Unverified, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(c.Path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAnswers)
+		if v := b.Get([]byte("example.com\x00a")); len(v) != 9 || v[0] != 2 {
+			t.Errorf("unknown stored as %x, want 02 and the expiry", v)
+		}
+		if v := b.Get([]byte("example.com\x00b")); v != nil {
+			t.Errorf("unverified stored as %x", v)
+		}
+		return nil
+	})
 }

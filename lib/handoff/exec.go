@@ -4,11 +4,16 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"gw/lib/envelope"
+	"gw/lib/inject"
 	"gw/lib/qq"
 )
 
@@ -22,39 +27,90 @@ type Exec struct {
 // "qq crashed", a temporary failure.
 const codeCrashed = qq.InternalBug
 
-// Begin starts the program with a pipe on its fd 0 (the message) and one
-// on its fd 1 (the envelope). Its stderr is the listener's, for the log.
+// qidWait bounds the read of the queue id once the injector has exited:
+// what it wrote is in the pipe already; only a descendant that kept the
+// descriptor open without writing could make the read wait.
+const qidWait = 100 * time.Millisecond
+
+// Begin starts the program with a pipe on its fd 0 (the message), one on
+// its fd 1 (the envelope) and one on fd 3 for the queue id (QIDFD). Its
+// stderr is the listener's, for the log.
 func (e *Exec) Begin(env envelope.Envelope) (Tx, error) {
-	msgR, msgW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errStarted, err)
+	var pipes [6]*os.File // message, envelope, queue id: read and write ends
+	closeAll := func() {
+		for _, f := range pipes {
+			if f != nil {
+				f.Close()
+			}
+		}
 	}
-	envR, envW, err := os.Pipe()
-	if err != nil {
-		msgR.Close()
-		msgW.Close()
-		return nil, fmt.Errorf("%w: %v", errStarted, err)
+	for i := 0; i < len(pipes); i += 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%w: %v", errStarted, err)
+		}
+		pipes[i], pipes[i+1] = r, w
 	}
+	msgR, msgW, envR, envW, qidR, qidW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5]
 	cmd := exec.Command(e.Path)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = msgR, envR, os.Stderr
-	cmd.Env = e.Env
-	err = cmd.Start()
+	cmd.ExtraFiles = []*os.File{qidW} // fd 3
+	cmd.Env = withQIDFD(e.Env)
+	err := cmd.Start()
 	msgR.Close()
 	envR.Close()
+	qidW.Close()
 	if err != nil {
 		msgW.Close()
 		envW.Close()
+		qidR.Close()
 		return nil, fmt.Errorf("%w: %s: %v", errStarted, e.Path, err)
 	}
-	return &execTx{cmd: cmd, msg: msgW, env: envW, w: bufio.NewWriterSize(msgW, 64<<10), envelope: env}, nil
+	return &execTx{cmd: cmd, msg: msgW, env: envW, qidR: qidR, w: bufio.NewWriterSize(msgW, 64<<10), envelope: env}, nil
+}
+
+// withQIDFD returns environ (the listener's own when nil) with QIDFD
+// naming fd 3, in place of any value it had: a wrapper's own descriptor
+// is not its injector's.
+func withQIDFD(environ []string) []string {
+	if environ == nil {
+		environ = os.Environ()
+	}
+	out := make([]string, 0, len(environ)+1)
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, inject.QIDFD+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, inject.QIDFD+"="+strconv.Itoa(inject.QIDFDNumber))
 }
 
 type execTx struct {
 	cmd      *exec.Cmd
 	msg, env *os.File
+	qidR     *os.File // the read end of the injector's fd 3
 	w        *bufio.Writer
 	envelope envelope.Envelope
 	werr     error // the first write error: the injector stopped reading
+	qid      string
+}
+
+// QID returns the queue id the injector wrote on its fd 3, once Commit
+// returned 0; "" when it wrote none, or not a queue id.
+func (t *execTx) QID() string { return t.qid }
+
+// readQID reads the line the injector wrote on its fd 3, if any.
+func (t *execTx) readQID() string {
+	defer t.qidR.Close()
+	t.qidR.SetReadDeadline(time.Now().Add(qidWait))
+	var buf [128]byte
+	n, _ := io.ReadFull(t.qidR, buf[:])
+	line, _, _ := strings.Cut(string(buf[:n]), "\n")
+	if !inject.PlainQID(line) {
+		return ""
+	}
+	return line
 }
 
 // SetEnvelope replaces the envelope given to Begin (handoff.Late).
@@ -83,17 +139,21 @@ func (t *execTx) Commit() (int, error) {
 	t.env.Close()
 	code, err := t.wait()
 	if err != nil {
+		t.qidR.Close()
 		return code, err
 	}
 	if t.werr != nil {
+		t.qidR.Close()
 		if code == qq.OK {
 			return qq.ReadError, fmt.Errorf("injector exited 0 after a write error: %w", t.werr)
 		}
 		return code, fmt.Errorf("injector exited %d: %s", code, qq.Reply(code))
 	}
 	if code != qq.OK {
+		t.qidR.Close()
 		return code, fmt.Errorf("injector exited %d: %s", code, qq.Reply(code))
 	}
+	t.qid = t.readQID()
 	return code, nil
 }
 
@@ -103,6 +163,7 @@ func (t *execTx) Abort() {
 	t.msg.Close()
 	t.env.Close()
 	t.wait()
+	t.qidR.Close()
 }
 
 func (t *execTx) wait() (int, error) {

@@ -44,6 +44,24 @@ type Tx interface {
 	Abort()
 }
 
+// Identified is a Tx that can tell the queue id its injector committed the
+// message under, once Commit returned 0: gw-queued says it on its socket
+// (protocol version 2), gw-queue on the descriptor GW_QIDFD names. A
+// listener puts it in its reply (250 ok <qid>, K…) and its log, so that
+// one key links the client's transcript to the queue's log.
+type Identified interface {
+	QID() string
+}
+
+// QID returns the queue id of a committed tx, or "" when its injector did
+// not say (a qmail-queue that is not gw's, an older gw-queued).
+func QID(tx Tx) string {
+	if i, ok := tx.(Identified); ok {
+		return i.QID()
+	}
+	return ""
+}
+
 // Late is a Tx whose envelope may be given after the message, the order
 // QMTP sends them in: begun with a zero envelope, it takes the one given to
 // SetEnvelope before Commit. Both injectors are Late, since both write the
@@ -65,6 +83,88 @@ func Select(getenv func(string) string) Injector {
 		return PoolFor(sock)
 	}
 	return &Exec{Path: DefaultQueue()}
+}
+
+// Chooser is a listener's choice of injector and of the Space it checks
+// at MAIL, made once in its main from the process's environment (Select,
+// SpaceFor), and the ones a client's tcprules rule names instead when it
+// sets QMAILQUEUE, GW_QUEUED or GW_QUEUE (the rule's value first, the
+// process's for a variable it leaves unset), as qmail-smtpd under
+// tcpserver takes a rule's QMAILQUEUE. Nothing below main reads the
+// environment for them.
+type Chooser struct {
+	qmailqueue, queued, queue string // the process's values, read once
+	def                       Injector
+	space                     Space
+}
+
+// NewChooser reads QMAILQUEUE, GW_QUEUED and GW_QUEUE once, through
+// getenv.
+func NewChooser(getenv func(string) string) *Chooser {
+	c := &Chooser{qmailqueue: getenv("QMAILQUEUE"), queued: getenv("GW_QUEUED"), queue: getenv("GW_QUEUE")}
+	c.def = Select(c.process)
+	c.space = SpaceFor(c.process)
+	return c
+}
+
+func (c *Chooser) process(k string) string {
+	switch k {
+	case "QMAILQUEUE":
+		return c.qmailqueue
+	case "GW_QUEUED":
+		return c.queued
+	case "GW_QUEUE":
+		return c.queue
+	}
+	return ""
+}
+
+// merged looks a variable up in the rule's assignments, then in the
+// process's values read at start.
+func (c *Chooser) merged(rule func(string) (string, bool)) func(string) string {
+	return func(k string) string {
+		if v, ok := rule(k); ok {
+			return v
+		}
+		return c.process(k)
+	}
+}
+
+// Default returns the injector chosen from the process's environment:
+// the one for every client when no rule names another, and the only one
+// under tcpserver, where the rule's variables are the process's.
+func (c *Chooser) Default() Injector { return c.def }
+
+// For returns the injector of a client whose rule set the variables
+// rule reports (nil: none).
+func (c *Chooser) For(rule func(string) (string, bool)) Injector {
+	if rule == nil {
+		return c.def
+	}
+	_, q := rule("QMAILQUEUE")
+	_, s := rule("GW_QUEUED")
+	if !q && !s {
+		return c.def
+	}
+	return Select(c.merged(rule))
+}
+
+// DefaultSpace returns the Space of the queue the process's environment
+// names (SpaceFor).
+func (c *Chooser) DefaultSpace() Space { return c.space }
+
+// SpaceFor returns the Space of a client whose rule set the variables
+// rule reports (nil: none).
+func (c *Chooser) SpaceFor(rule func(string) (string, bool)) Space {
+	if rule == nil {
+		return c.space
+	}
+	_, s := rule("GW_QUEUED")
+	_, q := rule("GW_QUEUE")
+	if !s && !q {
+		return c.space
+	}
+	return SpaceFor(c.merged(rule))
 }
 
 // DefaultQueue returns the path of gw-queue: beside the running program if

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -29,6 +30,8 @@ type fakeQueued struct {
 	path       string
 	code       byte
 	closeFirst int
+	old        bool // speaks protocol version 1: refuses the hello as gw-queued did
+	seq        int  // queue ids handed out
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -87,17 +90,35 @@ func (f *fakeQueued) serve(c net.Conn, drop bool) {
 	if drop { // read one frame header, leave the rest unread: a reset
 		var hdr [4]byte
 		io.ReadFull(c, hdr[:])
+		if binary.BigEndian.Uint32(hdr[:])>>8 == 0xFFFFFF { // after the hello
+			c.Write(hdr[3:])
+			io.ReadFull(c, hdr[:])
+		}
 		return
 	}
 	br := bufio.NewReader(c)
+	version := 1
 	for {
 		var msg bytes.Buffer
-		for {
+		for first := true; ; first = false {
 			var hdr [4]byte
 			if _, err := io.ReadFull(br, hdr[:]); err != nil {
 				return
 			}
 			n := binary.BigEndian.Uint32(hdr[:])
+			if first && n>>8 == 0xFFFFFF {
+				f.mu.Lock()
+				old := f.old
+				f.mu.Unlock()
+				if old { // an oversized chunk to gw-queued of version 1
+					c.Write([]byte{qq.ReadError})
+					return
+				}
+				version = int(n & 0xFF)
+				c.Write([]byte{byte(version)})
+				first = true
+				continue
+			}
 			if n == 0 {
 				break
 			}
@@ -125,8 +146,14 @@ func (f *fakeQueued) serve(c net.Conn, drop bool) {
 			f.envs = append(f.envs, env.String())
 		}
 		code := f.code
+		f.seq++
+		qid := fmt.Sprintf("%013x", f.seq)
 		f.mu.Unlock()
-		c.Write([]byte{code})
+		reply := []byte{code}
+		if version >= 2 && code == 0 {
+			reply = append(append(reply, byte(len(qid))), qid...)
+		}
+		c.Write(reply)
 	}
 }
 
@@ -408,5 +435,120 @@ func TestSelect(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%s: Select = %q, want %q", c.name, got, c.want)
 		}
+	}
+}
+
+// TestPoolQID: a gw-queued of protocol version 2 names the queue id of
+// each message it commits; one of version 1 refuses the hello, and the
+// pool speaks version 1 to it: the message is queued, with no id.
+func TestPoolQID(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		old  bool
+		want string
+	}{{"version 2", false, "0000000000001"}, {"version 1", true, ""}} {
+		t.Run(c.name, func(t *testing.T) {
+			f := startQueued(t)
+			f.set(func() { f.old = c.old })
+			p := &Pool{sock: f.path}
+			for _, body := range []string{"held\n", strings.Repeat("streamed\n", replayLimit/4)} {
+				tx, err := p.Begin(testEnv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.WriteString(tx, body)
+				if code, err := tx.Commit(); code != 0 {
+					t.Fatalf("Commit = %d, %v", code, err)
+				}
+				if got := QID(tx); got != c.want {
+					t.Errorf("%d bytes: QID = %q, want %q", len(body), got, c.want)
+				}
+				if !c.old {
+					c.want = "0000000000002"
+				}
+			}
+			if n := len(f.queued()); n != 2 {
+				t.Errorf("%d messages queued, want 2", n)
+			}
+		})
+	}
+}
+
+// TestExecQID: an injector that writes its queue id on the descriptor
+// GW_QIDFD names gives it to the listener; one that writes nothing there,
+// or no queue id, gives none, and its exit code alone counts.
+func TestExecQID(t *testing.T) {
+	cases := []struct {
+		name, script, want string
+	}{
+		{"gw-queue's way", `cat >/dev/null; cat <&1 >/dev/null; printf '0669a1b2c3d4e\n' >&$GW_QIDFD`, "0669a1b2c3d4e"},
+		{"a qmail-queue that knows nothing of it", "cat >/dev/null; cat <&1 >/dev/null", ""},
+		{"not a queue id", `cat >/dev/null; printf '250 ok\r\n' >&$GW_QIDFD`, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tx, err := (&Exec{Path: script(t, c.script)}).Begin(testEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(tx, "x\n")
+			if code, err := tx.Commit(); code != 0 {
+				t.Fatalf("Commit = %d, %v", code, err)
+			}
+			if got := QID(tx); got != c.want {
+				t.Errorf("QID = %q, want %q", got, c.want)
+			}
+		})
+	}
+	// A caller's own GW_QIDFD is not passed on: the injector gets fd 3.
+	env := withQIDFD([]string{"GW_QIDFD=7", "PATH=/bin"})
+	if len(env) != 2 || env[1] != "GW_QIDFD=3" {
+		t.Errorf("withQIDFD = %q", env)
+	}
+}
+
+// TestChooser: the injector is decided once from the process's
+// environment; a client's rule that sets QMAILQUEUE or GW_QUEUED gets its
+// own, the process's value standing for the variable the rule leaves out.
+func TestChooser(t *testing.T) {
+	process := map[string]string{"GW_QUEUED": "/run/inject.sock"}
+	c := NewChooser(func(k string) string { return process[k] })
+	process["GW_QUEUED"] = "/elsewhere" // read once: later changes do not count
+	name := func(i Injector) string {
+		switch i := i.(type) {
+		case *Exec:
+			return "exec:" + i.Path
+		case *Pool:
+			return "pool:" + i.sock
+		}
+		return "?"
+	}
+	rule := func(env map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	}
+	cases := []struct {
+		name string
+		rule func(string) (string, bool)
+		want string
+	}{
+		{"no rule", nil, "pool:/run/inject.sock"},
+		{"a rule that sets neither", rule(map[string]string{"RELAYCLIENT": ""}), "pool:/run/inject.sock"},
+		{"a rule's QMAILQUEUE", rule(map[string]string{"QMAILQUEUE": "/bin/scan"}), "exec:/bin/scan"},
+		{"a rule's GW_QUEUED", rule(map[string]string{"GW_QUEUED": "/other.sock"}), "pool:/other.sock"},
+	}
+	for _, tc := range cases {
+		if got := name(c.For(tc.rule)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	if c.For(nil) != c.Default() {
+		t.Errorf("the default injector is made anew for each client")
+	}
+	// The Space is chosen the same way: the process's, or the rule's.
+	if p := c.SpaceFor(rule(map[string]string{"RELAYCLIENT": ""})).Path; p != "/run/inject.sock" {
+		t.Errorf("Space without a rule's queue: %q, want the process's socket", p)
+	}
+	if p := c.SpaceFor(rule(map[string]string{"GW_QUEUED": "/other.sock"})).Path; p != "/other.sock" {
+		t.Errorf("Space of a rule's GW_QUEUED: %q", p)
 	}
 }

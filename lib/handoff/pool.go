@@ -124,6 +124,11 @@ func (p *Pool) Begin(env envelope.Envelope) (Tx, error) {
 	return &poolTx{pool: p, c: c, buf: b, env: env}, nil
 }
 
+type result struct {
+	inject.Reply
+	err error
+}
+
 // poolTx gathers the message in buf and sends it from there, with no copy
 // and no goroutine: whole at Commit while it fits replayLimit, else a
 // chunk each time buf is over replayLimit (streaming), the last one with
@@ -135,7 +140,13 @@ type poolTx struct {
 	buf       *bytes.Buffer // what is not sent yet
 	streaming bool          // chunks went out: the message cannot be sent again
 	werr      error         // the first failure to send: gw-queued went away
+
+	qid string // once committed, when gw-queued said it
 }
+
+// QID returns the queue id gw-queued committed the message under, once
+// Commit returned 0; "" from a gw-queued of protocol version 1.
+func (t *poolTx) QID() string { return t.qid }
 
 // SetEnvelope replaces the envelope given to Begin (handoff.Late).
 func (t *poolTx) SetEnvelope(env envelope.Envelope) { t.env = env }
@@ -165,9 +176,9 @@ func (t *poolTx) Commit() (int, error) {
 	case t.werr != nil:
 		r.err = t.werr
 	case t.streaming:
-		r.code, r.err = t.c.End(msg, t.env)
+		r.Reply, r.err = t.c.End(msg, t.env)
 	default:
-		r.code, r.err = t.c.InjectBytes(msg, t.env)
+		r.Reply, r.err = t.c.InjectBytes(msg, t.env)
 		if r.err != nil && nothingQueued(r.err) {
 			// XXX one retry only: a second dead connection in a row means
 			// gw-queued is going away, and the client's retry is right.
@@ -178,7 +189,7 @@ func (t *poolTx) Commit() (int, error) {
 				r.err = fmt.Errorf("%w; again: %v", r.err, err)
 			} else {
 				t.c = c
-				r.code, r.err = c.InjectBytes(msg, t.env)
+				r.Reply, r.err = c.InjectBytes(msg, t.env)
 			}
 		}
 	}
@@ -190,15 +201,11 @@ func (t *poolTx) Commit() (int, error) {
 		return qq.ReadError, fmt.Errorf("gw-queued at %s: %w", t.pool.sock, r.err)
 	}
 	t.pool.put(t.c)
-	if r.code != qq.OK {
-		return r.code, fmt.Errorf("gw-queued refused with %d: %s", r.code, qq.Reply(r.code))
+	if r.Code != qq.OK {
+		return r.Code, fmt.Errorf("gw-queued refused with %d: %s", r.Code, qq.Reply(r.Code))
 	}
-	return r.code, nil
-}
-
-type result struct {
-	code int
-	err  error
+	t.qid = r.QID
+	return r.Code, nil
 }
 
 // release gives the buffer back; a buffer grown far past a message's

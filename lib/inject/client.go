@@ -3,31 +3,89 @@ package inject
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"gw/lib/envelope"
+	"gw/lib/qq"
 )
 
 // Client sends messages to gw-queued over its unix socket; one Client is
 // one connection and carries one message at a time.
 type Client struct {
-	conn net.Conn
-	w    *bufio.Writer
-	buf  []byte
+	conn    net.Conn
+	w       *bufio.Writer
+	buf     []byte
+	version byte // the protocol version the server agreed to
 }
 
-// Dial connects to the gw-queued socket at path.
+// helloWait bounds the wait for the server's answer to a hello: a server
+// that accepted the connection answers at once.
+const helloWait = 10 * time.Second
+
+// Dial connects to the gw-queued socket at path and agrees on the
+// protocol's version: the newest both speak. A server of version 1 turns
+// the hello away and closes the connection; the client then dials again
+// and speaks version 1 (no queue id in the replies).
 func Dial(path string) (*Client, error) {
-	c, err := net.Dial("unix", path)
+	c, v, err := dialHello(path)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{conn: c}, nil
+	if v == 0 {
+		if c, err = net.Dial("unix", path); err != nil {
+			return nil, err
+		}
+		v = Version1
+	}
+	// The writer and the read buffer Send streams through are made on
+	// first use: the pool's clients send from memory (End).
+	return &Client{conn: c, version: v}, nil
+}
+
+// dialHello connects and asks for the newest version; v is 0 (and the
+// connection closed) when the server does not know the hello.
+func dialHello(path string) (conn net.Conn, v byte, err error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, 0, err
+	}
+	c.SetDeadline(time.Now().Add(helloWait))
+	h := hello(Newest)
+	var b [1]byte
+	if _, err = c.Write(h[:]); err == nil {
+		_, err = io.ReadFull(c, b[:])
+	}
+	c.SetDeadline(time.Time{})
+	switch {
+	case err == nil && b[0] >= Version2 && b[0] <= Newest:
+		return c, b[0], nil
+	case err == nil && int(b[0]) == qq.ReadError, errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		c.Close() // a version 1 server: it refused the hello as a chunk
+		return nil, 0, nil
+	case err == nil:
+		c.Close()
+		return nil, 0, fmt.Errorf("gw-queued answered the hello with %d", b[0])
+	}
+	c.Close()
+	return nil, 0, fmt.Errorf("hello: %w", err)
+}
+
+// Version returns the protocol version agreed with the server.
+func (c *Client) Version() int { return int(c.version) }
+
+// Reply is the server's answer to a message: qmail-queue's exit code, and
+// when it is 0 and the server speaks version 2, the queue id the message
+// was committed under.
+type Reply struct {
+	Code int
+	QID  string
 }
 
 // Inject sends the message msg with envelope env and returns qmail-queue's
@@ -35,12 +93,15 @@ func Dial(path string) (*Client, error) {
 // means the outcome is unknown: treat it as temporary (qq.ReadError) and
 // drop the connection.
 func (c *Client) Inject(msg io.Reader, env envelope.Envelope) (int, error) {
-	return c.InjectLate(msg, func() envelope.Envelope { return env })
+	r, err := c.Send(msg, func() envelope.Envelope { return env })
+	return r.Code, err
 }
 
-// InjectLate is Inject with the envelope asked for only once msg is read
-// to its end, for a listener that learns it after the message (QMTP).
-func (c *Client) InjectLate(msg io.Reader, env func() envelope.Envelope) (int, error) {
+// Send is Inject with the whole reply, and with the envelope asked for
+// only once msg is read to its end, for a listener that learns it after
+// the message (QMTP). A queue id that is not one (PlainQID) is dropped:
+// the message is queued all the same.
+func (c *Client) Send(msg io.Reader, env func() envelope.Envelope) (Reply, error) {
 	if c.w == nil { // made on first use: the pool's clients send from memory
 		c.w, c.buf = bufio.NewWriterSize(c.conn, 64<<10), make([]byte, 64<<10)
 	}
@@ -51,32 +112,28 @@ func (c *Client) InjectLate(msg io.Reader, env func() envelope.Envelope) (int, e
 			binary.BigEndian.PutUint32(hdr[:], uint32(n))
 			c.w.Write(hdr[:])
 			if _, err := c.w.Write(c.buf[:n]); err != nil {
-				return 0, err
+				return Reply{}, err
 			}
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return 0, fmt.Errorf("reading the message: %w", rerr)
+			return Reply{}, fmt.Errorf("reading the message: %w", rerr)
 		}
 	}
 	binary.BigEndian.PutUint32(hdr[:], 0)
 	c.w.Write(hdr[:])
 	c.w.Write(env().Wire())
 	if err := c.w.Flush(); err != nil {
-		return 0, err
+		return Reply{}, err
 	}
-	var code [1]byte
-	if _, err := io.ReadFull(c.conn, code[:]); err != nil {
-		return 0, fmt.Errorf("no reply from the injector: %w", err)
-	}
-	return int(code[0]), nil
+	return c.reply()
 }
 
-// InjectBytes is Inject for a message held whole in memory: the chunk,
+// InjectBytes is Send for a message held whole in memory: the chunks,
 // the end and the envelope go out in one writev, with no copy.
-func (c *Client) InjectBytes(msg []byte, env envelope.Envelope) (int, error) {
+func (c *Client) InjectBytes(msg []byte, env envelope.Envelope) (Reply, error) {
 	return c.End(msg, env)
 }
 
@@ -98,20 +155,26 @@ func (c *Client) WriteChunk(p []byte) error {
 }
 
 // End sends last as the message's final chunks, the end of the message
-// and env's wire form, in one writev, and returns qmail-queue's exit code
-// from the server (see Inject for an error).
-func (c *Client) End(last []byte, env envelope.Envelope) (int, error) {
+// and env's wire form, in one writev, and returns the server's reply, as
+// Send does (see Inject for an error).
+func (c *Client) End(last []byte, env envelope.Envelope) (Reply, error) {
 	bufs := make(net.Buffers, 0, 2*(len(last)/MaxChunk+1)+2)
 	bufs = appendChunks(bufs, last)
 	bufs = append(bufs, []byte{0, 0, 0, 0}, env.Wire())
 	if _, err := bufs.WriteTo(c.conn); err != nil {
-		return 0, err
+		return Reply{}, err
 	}
-	var code [1]byte
-	if _, err := io.ReadFull(c.conn, code[:]); err != nil {
-		return 0, fmt.Errorf("no reply from the injector: %w", err)
+	return c.reply()
+}
+
+// reply reads the server's answer to a message; a malformed queue id is
+// dropped (the message is queued all the same).
+func (c *Client) reply() (Reply, error) {
+	code, qid, err := readReply(c.conn, c.version)
+	if err != nil && !errors.Is(err, errBadQID) {
+		return Reply{}, err
 	}
-	return int(code[0]), nil
+	return Reply{Code: code, QID: qid}, nil
 }
 
 // appendChunks adds p to bufs as chunks of at most MaxChunk bytes, each

@@ -17,7 +17,7 @@ import (
 	"gw/lib/queue"
 )
 
-func newQueue(t *testing.T) *queue.Queue {
+func newQueue(t testing.TB) *queue.Queue {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "queue")
 	if err := queue.Init(dir); err != nil {

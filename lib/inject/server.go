@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,10 +25,14 @@ import (
 // big-endian length and that many bytes, a zero length to end it, then the
 // envelope exactly as on qmail-queue's fd 1 (F…\0T…\0\0). The server
 // answers one byte, qmail-queue's exit code, only once the message is
-// durable or refused; the connection then carries the next message. A
-// client aborts a message by closing the connection: nothing of it is
-// queued, as with a truncated envelope.
+// durable or refused, and in version 2 after a 0 the queue id
+// (protocol.go); the connection then carries the next message. A client
+// aborts a message by closing the connection: nothing of it is queued, as
+// with a truncated envelope.
 const maxSocketChunk = 1 << 20
+
+// DefaultBudget is the memory budget of a Server whose Budget is 0.
+const DefaultBudget = 32 << 20
 
 // Limits on a session, so a stuck client holds nothing forever. A message
 // takes at most queue.DeathAfter in all (deadlineReader), as with
@@ -42,8 +47,15 @@ type Server struct {
 	Committer *queue.Committer
 	Log       *logline.Logger
 	Program   string // name in the trace line
+	// Budget bounds the message bytes all sessions hold in memory until
+	// their group commit, whatever the number of sessions; 0 means
+	// DefaultBudget. A message that finds the budget spent is moved to a
+	// segment of its own, as one over queue.MaxIncoming is: it costs a
+	// file and a flush of its own, never an unbounded heap.
+	Budget int64
 
-	wg sync.WaitGroup
+	wg   sync.WaitGroup
+	held atomic.Int64 // bytes of incoming messages held in memory
 
 	mu      sync.Mutex
 	closing bool
@@ -108,25 +120,55 @@ func (s *Server) session(c *net.UnixConn) {
 	defer s.setIdle(c, false)
 	uid, pid := peer(c)
 	dr := &deadlineReader{c: c}
-	r := bufio.NewReaderSize(dr, 64<<10)
+	// The read buffer is the session's only while it has bytes to read:
+	// a listener keeps connections open between messages, and hundreds
+	// of idle ones must not each hold one.
+	var r *bufio.Reader
+	defer func() {
+		if r != nil {
+			readerPool.Put(r)
+		}
+	}()
+	version := byte(Version1) // until the client asks for more
+	var out []byte
 	for {
 		if !s.setIdle(c, true) {
 			return
 		}
 		dr.giveUp = time.Time{}
-		_, err := r.Peek(1)
+		if r != nil && r.Buffered() == 0 {
+			r.Reset(nil)
+			readerPool.Put(r)
+			r = nil
+		}
+		err := dr.waitReadable(r)
 		if !s.setIdle(c, false) || err != nil {
 			return // shutting down, or the client is done (or gone)
 		}
+		if r == nil {
+			r = readerPool.Get().(*bufio.Reader)
+			r.Reset(dr)
+		}
+		if _, err := r.Peek(1); err != nil {
+			return // the client is done (or gone)
+		}
 		start := time.Now()
 		dr.giveUp = start.Add(queue.DeathAfter)
-		id, size, rcpts, err := s.message(r, uid, pid)
+		if v, ok := s.hello(r); ok {
+			version = min(v, Newest)
+			if _, err := c.Write([]byte{version}); err != nil {
+				return
+			}
+			continue
+		}
+		id, size, rcpts, err := s.message(r, dr, uid, pid)
 		code := Code(err)
 		if err != nil && errors.Is(err, errClientGone) {
 			s.Log.Info("aborted", "uid", uid, "pid", pid, "reason", err)
 			return
 		}
-		if _, werr := c.Write([]byte{byte(code)}); werr != nil {
+		out = appendReply(out[:0], version, code, id.String())
+		if _, werr := c.Write(out); werr != nil {
 			// The client will not learn the outcome; if the message was
 			// queued it stays queued (a duplicate if the client retries,
 			// as with qmail-queue killed after its commit).
@@ -145,21 +187,44 @@ func (s *Server) session(c *net.UnixConn) {
 	}
 }
 
+// hello consumes a hello frame if one is next (at a message's start, where
+// a version 1 client sends a chunk header), and returns the version the
+// client asks for. A client that cannot send 4 bytes is left to message,
+// which reports it.
+func (s *Server) hello(r *bufio.Reader) (byte, bool) {
+	b, err := r.Peek(4)
+	if err != nil {
+		return 0, false
+	}
+	v, ok := helloVersion(binary.BigEndian.Uint32(b))
+	if !ok || v < Version1 {
+		return 0, false
+	}
+	r.Discard(4)
+	return v, true
+}
+
 // errClientGone is a connection closed inside a message: an abort.
 var errClientGone = errors.New("connection closed inside a message")
 
-// message reads and commits one message. Small ones are held in memory and
-// committed with others; one that outgrows queue.MaxIncoming is moved to a
-// segment of its own and streamed.
+// message reads and commits one message from r, whose source is src.
+// Small ones are held in memory, within the server's budget, and
+// committed with others; one that outgrows queue.MaxIncoming, or finds
+// the budget spent, is moved to a segment of its own and streamed.
 //
 // A queue error half way through the body (disk full) does not end the
 // reading: the rest of the message and its envelope are read and dropped,
 // and only then is the message refused. Answering at once would leave the
 // rest of the body in the stream to be read as the next message, under an
 // envelope of the sender's choosing.
-func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int, error) {
+func (s *Server) message(r *bufio.Reader, src io.Reader, uid, pid uint32) (queue.ID, int64, int, error) {
 	in := s.Committer.NewIncoming(uid, pid)
-	io.WriteString(in, Trace(s.Program, pid, uid, time.Now()))
+	mem := &heldBytes{s: s}
+	defer mem.release()
+	defer in.Release() // Commit releases it first; this is for the others
+	trace := Trace(s.Program, pid, uid, time.Now())
+	mem.take(int64(len(trace)))
+	io.WriteString(in, trace)
 	var big *queue.MessageWriter
 	defer func() {
 		if big != nil { // given up before its commit
@@ -179,17 +244,22 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 		if n > maxSocketChunk {
 			return 0, 0, 0, &readError{fmt.Errorf("chunk of %d bytes, over %d", n, maxSocketChunk)}
 		}
-		if big == nil && body.err == nil && in.Size()+int64(n) > queue.MaxIncoming {
+		if big == nil && body.err == nil && (in.Size()+int64(n) > queue.MaxIncoming || !mem.take(int64(n))) {
+			// Too large, or the budget is spent: a segment of its own.
 			w, err := s.Queue.NewMessage(uid, pid)
 			if err == nil {
 				big, body.w = w, w
-				_, err = w.Write(in.Bytes())
+				_, err = in.WriteTo(w)
 			}
+			in.Release()
+			mem.release()
 			body.err = err
 		}
 		var err error
 		if body.w == in && body.err == nil {
-			err = in.ReadChunk(r, int(n))
+			// Held in memory: read into the message's blocks, with no
+			// buffer in between once r's is drained.
+			err = in.ReadChunk(straightReader{r, src}, int(n))
 		} else {
 			err = copyChunk(body, r, int(n))
 		}
@@ -221,9 +291,37 @@ func (s *Server) message(r *bufio.Reader, uid, pid uint32) (queue.ID, int64, int
 	return in.ID(), in.Size(), len(e.Recipients), nil
 }
 
+// heldBytes is one message's share of the server's memory budget.
+type heldBytes struct {
+	s *Server
+	n int64
+}
+
+// take counts n more bytes held in memory, if the budget has room for
+// them.
+func (h *heldBytes) take(n int64) bool {
+	budget := h.s.Budget
+	if budget <= 0 {
+		budget = DefaultBudget
+	}
+	if h.s.held.Add(n) > budget {
+		h.s.held.Add(-n)
+		return false
+	}
+	h.n += n
+	return true
+}
+
+// release gives back what the message held: after its commit, or once it
+// moved to a segment of its own.
+func (h *heldBytes) release() {
+	h.s.held.Add(-h.n)
+	h.n = 0
+}
+
 // copyChunk passes the next n bytes of r to w straight from r's buffer:
-// io.CopyN would allocate a buffer of its own for every chunk and copy
-// the bytes twice.
+// io.CopyN would allocate a buffer of its own for every chunk (garbage
+// the size of the traffic) and copy the bytes twice.
 func copyChunk(w io.Writer, r *bufio.Reader, n int) error {
 	for n > 0 {
 		b, err := r.Peek(min(n, r.Size()))
@@ -235,6 +333,23 @@ func copyChunk(w io.Writer, r *bufio.Reader, n int) error {
 		n -= len(b)
 	}
 	return nil
+}
+
+// straightReader reads what r holds in its buffer, then from src, r's
+// source, straight into the caller's slice: a message held in memory is
+// read into its own blocks, not through r's buffer. The caller asks for
+// no more than the chunk's bytes, so nothing past them leaves the
+// connection behind r's back.
+type straightReader struct {
+	r   *bufio.Reader
+	src io.Reader
+}
+
+func (s straightReader) Read(p []byte) (int, error) {
+	if s.r.Buffered() > 0 {
+		return s.r.Read(p)
+	}
+	return s.src.Read(p)
 }
 
 // refusingWriter passes a body to w until w fails, then keeps the first
@@ -274,6 +389,30 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	}
 	d.c.SetReadDeadline(dl)
 	return d.c.Read(p)
+}
+
+// readerPool holds the read buffers of the sessions between messages.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
+// waitReadable waits, with the reads' deadline, until the client sends
+// something or closes: without reading when r is nil (no buffer taken
+// yet), else with r.Peek.
+func (d *deadlineReader) waitReadable(r *bufio.Reader) error {
+	if r != nil {
+		_, err := r.Peek(1)
+		return err
+	}
+	raw, err := d.c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	d.c.SetReadDeadline(time.Now().Add(idleTimeout))
+	var b [1]byte
+	werr := raw.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN // bytes, the end, or an error: the reader will tell
+	})
+	return werr
 }
 
 // peer returns the uid and pid of the process at the other end of c, for

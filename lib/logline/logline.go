@@ -9,6 +9,11 @@
 // Values are quoted when they hold a space, a quote, '=' or are empty, and
 // every byte outside printable ASCII is escaped, because peers choose the
 // bytes that end up in logs.
+//
+// An error is logged under the key err, in every program, so that one
+// grep finds them all:
+//
+//	warning journal qid=0669a1b2c3d4e err="fsync: input/output error"
 package logline
 
 import (
@@ -22,8 +27,18 @@ import (
 
 // Logger writes log lines to one writer; it is safe for concurrent use.
 type Logger struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu  sync.Mutex
+	w   io.Writer
+	tap func(severity, event string, kv []any)
+}
+
+// Tap makes fn see every event the logger writes, after it is written:
+// the metrics count the same events the log records, so that the two
+// cannot disagree. Set it before the logger is in use.
+func (l *Logger) Tap(fn func(severity, event string, kv []any)) {
+	l.mu.Lock()
+	l.tap = fn
+	l.mu.Unlock()
 }
 
 // New returns a Logger writing to w.
@@ -46,8 +61,12 @@ func (l *Logger) Alert(event string, kv ...any) { l.Log("alert", event, kv...) }
 func (l *Logger) Log(severity, event string, kv ...any) {
 	line := Format(severity, event, kv...)
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	io.WriteString(l.w, line)
+	tap := l.tap
+	l.mu.Unlock()
+	if tap != nil {
+		tap(severity, event, kv)
+	}
 }
 
 // Format returns the line Log would write, newline included.

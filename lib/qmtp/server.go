@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -284,15 +283,15 @@ func (s *session) pkg() (*answer, string) {
 	if err != nil {
 		return nil, s.drop(msgID, nil, noEOF(err))
 	}
-	inj := s.cl.Injector
-	if inj == nil {
-		inj = handoff.Select(os.Getenv)
-	}
 	noSpace := s.noSpace(msgID, n-1)
 	var tx handoff.Tx
 	txErr := errNoSpace
-	if !noSpace {
-		tx, txErr = inj.Begin(envelope.Envelope{})
+	switch {
+	case noSpace:
+	case s.cl.Injector == nil:
+		txErr = errors.New("no injector chosen for this client")
+	default:
+		tx, txErr = s.cl.Injector.Begin(envelope.Envelope{})
 	}
 	if txErr == nil {
 		if _, ok := tx.(handoff.Late); !ok {
@@ -386,8 +385,14 @@ func (s *session) pkg() (*answer, string) {
 			defer close(a.done)
 			code, err := tx.Commit()
 			if code == qq.OK {
-				a.final = "Kok " + strconv.FormatInt(time.Now().Unix(), 10) + " qp " + msgID
-				s.log("info", "accepted", "msg", msgID, "from", env.Sender, "rcpts", len(accepted), "size", m.Size)
+				// qmail's "qp": the queue id when the injector said it,
+				// the client's key to the queue's log.
+				qp, kv := msgID, []any{"msg", msgID}
+				if qid := handoff.QID(tx); qid != "" {
+					qp, kv = qid, append(kv, "qid", qid)
+				}
+				a.final = "Kok " + strconv.FormatInt(time.Now().Unix(), 10) + " qp " + qp
+				s.log("info", "accepted", append(kv, "from", env.Sender, "rcpts", len(accepted), "size", m.Size)...)
 				return
 			}
 			a.final = "Z" + qq.Reply(code)

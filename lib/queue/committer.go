@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -44,7 +43,8 @@ type Committer struct {
 }
 
 type commitReq struct {
-	rec  []byte
+	rec  [][]byte // the record, in pieces (Incoming.finish)
+	size int      // its length
 	id   ID
 	done chan error
 }
@@ -106,33 +106,33 @@ func (q *Queue) seedClock() {
 	}
 }
 
-// Incoming is a message being received into memory for a Committer.
+// Incoming is a message being received into memory for a Committer. Its
+// body is held in blocks of a fixed size drawn from a pool, not in one
+// buffer that doubles as it grows: the memory a message holds is its size
+// rounded up to a block, with no copy on growth and no garbage left for
+// the collector, so that a caller can bound what all incoming messages
+// hold together (gw-queued's memory budget) by counting bytes.
 type Incoming struct {
-	id   ID
-	buf  *bytes.Buffer // nil once committed
-	size int64         // the body's size, once committed
+	id     ID
+	head   []byte   // kind, header length, header, chunk length (set by finish)
+	blocks [][]byte // the body so far; every block but the last is full
+	size   int64
 }
 
-// incomingBufs keeps the buffers of committed messages for the next ones:
-// a buffer grown to a message's size costs its zeroing and its
-// collection when it is made anew for every message. sync.Pool lets the
-// collector take back what is not used again soon.
-var incomingBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// IncomingBlock is the size of the blocks an Incoming holds its body in.
+const IncomingBlock = 64 << 10
 
-// incomingBodyAt is where the body starts in a Incoming's buffer: kind,
-// header length, header, chunk length.
-const incomingBodyAt = 1 + 4 + minHeader + 4
+var blockPool = sync.Pool{New: func() any { return new([IncomingBlock]byte) }}
 
 // NewIncoming starts a message from uid/pid to be committed by c.
 func (c *Committer) NewIncoming(uid, pid uint32) *Incoming {
-	p := &Incoming{id: c.q.NewID(), buf: incomingBufs.Get().(*bytes.Buffer)}
-	p.buf.Reset()
-	p.buf.Grow(16 << 10)
-	p.buf.WriteByte(kindMessage)
+	p := &Incoming{id: c.q.NewID()}
 	h := header{ID: p.id, Arrival: time.Now(), UID: uid, PID: pid}.bytes()
-	p.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(h))))
-	p.buf.Write(h)
-	p.buf.Write([]byte{0, 0, 0, 0}) // the one chunk's length, set by finish
+	p.head = make([]byte, 0, 1+4+len(h)+4)
+	p.head = append(p.head, kindMessage)
+	p.head = binary.BigEndian.AppendUint32(p.head, uint32(len(h)))
+	p.head = append(p.head, h...)
+	p.head = append(p.head, 0, 0, 0, 0) // the one chunk's length, set by finish
 	return p
 }
 
@@ -140,63 +140,110 @@ func (c *Committer) NewIncoming(uid, pid uint32) *Incoming {
 func (p *Incoming) ID() ID { return p.id }
 
 // Size returns the body bytes received so far.
-func (p *Incoming) Size() int64 {
-	if p.buf == nil {
-		return p.size
-	}
-	return int64(p.buf.Len() - incomingBodyAt)
-}
+func (p *Incoming) Size() int64 { return p.size }
 
 // Write appends body bytes.
-func (p *Incoming) Write(b []byte) (int, error) { return p.buf.Write(b) }
+func (p *Incoming) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		blk := p.room()
+		k := copy(blk[len(blk):IncomingBlock], b)
+		p.grew(k)
+		b = b[k:]
+	}
+	return n, nil
+}
 
 // ReadChunk appends the next n bytes of r to the body, read straight into
-// the buffer (a bufio.Reader reads a large chunk from its source, not
-// through its own buffer). Fewer than n bytes is io.ErrUnexpectedEOF.
+// its blocks, with no buffer in between: a reader that reads a request
+// from its source (a drained bufio.Reader, the connection itself) puts
+// the bytes where they stay for the commit's writev. Fewer than n bytes is
+// io.ErrUnexpectedEOF; what was read is kept.
 func (p *Incoming) ReadChunk(r io.Reader, n int) error {
-	// MinRead more: ReadFrom wants that much room for its last read, the
-	// one that finds the limit, and would grow the buffer for it.
-	p.buf.Grow(n + bytes.MinRead)
-	got, err := p.buf.ReadFrom(io.LimitReader(r, int64(n)))
-	if err == nil && got < int64(n) {
-		err = io.ErrUnexpectedEOF
+	for n > 0 {
+		blk := p.room()
+		k := min(n, IncomingBlock-len(blk))
+		got, err := io.ReadFull(r, blk[len(blk):len(blk)+k])
+		p.grew(got)
+		n -= got
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
-// Bytes returns the body received so far, to hand over to a MessageWriter
-// when the message outgrows memory.
-func (p *Incoming) Bytes() []byte { return p.buf.Bytes()[incomingBodyAt:] }
-
-// release gives the buffer back once the committer is done with it.
-func (p *Incoming) release() {
-	if p.buf.Cap() <= 2*MaxIncoming {
-		incomingBufs.Put(p.buf)
+// room returns the last block, taking a new one from the pool when it is
+// full (or there is none): what comes next is appended to it.
+func (p *Incoming) room() []byte {
+	if last := len(p.blocks) - 1; last >= 0 && len(p.blocks[last]) < IncomingBlock {
+		return p.blocks[last]
 	}
-	p.buf = nil
+	blk := blockPool.Get().(*[IncomingBlock]byte)[:0]
+	p.blocks = append(p.blocks, blk)
+	return blk
 }
 
-// finish closes the record: body length, envelope, checksum.
-func (p *Incoming) finish(env envelope.Envelope) []byte {
-	b := p.buf.Bytes()
-	n := len(b) - incomingBodyAt
-	p.size = int64(n)
-	if n > maxChunk {
+// grew counts k bytes appended to the last block.
+func (p *Incoming) grew(k int) {
+	last := len(p.blocks) - 1
+	p.blocks[last] = p.blocks[last][:len(p.blocks[last])+k]
+	p.size += int64(k)
+}
+
+// WriteTo writes the body received so far to w, to hand it over to a
+// MessageWriter when the message outgrows memory.
+func (p *Incoming) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for _, blk := range p.blocks {
+		n, err := w.Write(blk)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Release gives the body's blocks back to the pool. Commit does it; a
+// caller that abandons an Incoming (or moved its body elsewhere) calls
+// it. The Incoming holds no memory afterwards; Size still reports the
+// body's size, for the log line of a committed message.
+func (p *Incoming) Release() {
+	for _, blk := range p.blocks {
+		blockPool.Put((*[IncomingBlock]byte)(blk[:IncomingBlock]))
+	}
+	p.blocks = nil
+}
+
+// finish closes the record: body length, envelope, checksum. The record
+// is the head, the body's blocks and a tail, written together by writev.
+func (p *Incoming) finish(env envelope.Envelope) [][]byte {
+	if p.size > maxChunk {
 		panic("queue.Incoming.finish: body larger than one chunk")
 	}
-	binary.BigEndian.PutUint32(b[incomingBodyAt-4:], uint32(n))
-	if n > 0 {
-		p.buf.Write([]byte{0, 0, 0, 0}) // end of body
-	} else {
-		// An empty body has no chunk: the length just written is the end mark.
-		p.buf.Truncate(incomingBodyAt)
+	binary.BigEndian.PutUint32(p.head[len(p.head)-4:], uint32(p.size))
+	var tail []byte
+	if p.size > 0 {
+		tail = append(tail, 0, 0, 0, 0) // end of body
 	}
+	// An empty body has no chunk: the length in the head is the end mark.
 	e := env.Stored()
-	p.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(e))))
-	p.buf.Write(e)
-	b = p.buf.Bytes()
-	p.buf.Write(binary.BigEndian.AppendUint32(nil, crc32.Checksum(b, castagnoli)))
-	return p.buf.Bytes()
+	tail = binary.BigEndian.AppendUint32(tail, uint32(len(e)))
+	tail = append(tail, e...)
+	crc := crc32.Update(0, castagnoli, p.head)
+	for _, blk := range p.blocks {
+		crc = crc32.Update(crc, castagnoli, blk)
+	}
+	crc = crc32.Update(crc, castagnoli, tail)
+	tail = binary.BigEndian.AppendUint32(tail, crc)
+	rec := make([][]byte, 0, len(p.blocks)+2)
+	rec = append(rec, p.head)
+	rec = append(rec, p.blocks...)
+	return append(rec, tail)
 }
 
 // MaxIncoming is the largest body a Incoming should hold; a caller moves a
@@ -209,8 +256,11 @@ var ErrCommitterClosed = errors.New("committer closed")
 // Commit adds env to p and returns once p is durable in the queue, or with
 // the error that kept it out (an *InjectError).
 func (c *Committer) Commit(p *Incoming, env envelope.Envelope) error {
+	defer p.Release() // once written, or given up
 	req := &commitReq{rec: p.finish(env), id: p.id, done: make(chan error, 1)}
-	defer p.release() // the loop is done with rec when it answers
+	for _, b := range req.rec {
+		req.size += len(b)
+	}
 	select {
 	case c.reqs <- req:
 	case <-c.done:
@@ -254,7 +304,7 @@ func (c *Committer) loop() {
 			continue
 		}
 		batch := []*commitReq{first}
-		size := len(first.rec)
+		size := first.size
 	drain:
 		for size < maxBatchBytes {
 			select {
@@ -263,7 +313,7 @@ func (c *Committer) loop() {
 					break drain
 				}
 				batch = append(batch, r)
-				size += len(r.rec)
+				size += r.size
 			default:
 				break drain
 			}
@@ -292,9 +342,9 @@ func (c *Committer) write(batch []*commitReq) error {
 			return err
 		}
 	}
-	bufs := make([][]byte, len(batch))
-	for i, r := range batch {
-		bufs[i] = r.rec
+	var bufs [][]byte
+	for _, r := range batch {
+		bufs = append(bufs, r.rec...)
 	}
 	before := c.segSize
 	n, err := writev(c.seg, bufs)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -527,7 +528,8 @@ func TestRunnerReadsSharedSegmentOnlyWhenFlushed(t *testing.T) {
 	// A record written behind the committer's back is not announced.
 	seg := c.seg
 	unflushed := c.NewIncoming(0, 0)
-	seg.Write(unflushed.finish(env("b@example.net")))
+	rec := net.Buffers(unflushed.finish(env("b@example.net")))
+	rec.WriteTo(seg)
 	deadline := time.Now().Add(5 * time.Second)
 	var got []Message
 	for len(got) == 0 && time.Now().Before(deadline) {
@@ -703,3 +705,51 @@ func TestMessageWriterWriteSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestIncomingReadChunk: a body read into an Incoming chunk by chunk
+// (ReadChunk, as gw-queued does), across its blocks' edges and from a
+// reader that returns little at a time, is stored as written whole, and
+// Size still tells it after the commit gave the blocks back; a reader
+// that ends early is io.ErrUnexpectedEOF.
+func TestIncomingReadChunk(t *testing.T) {
+	q := newQueue(t)
+	c := q.NewCommitter()
+	defer c.Close()
+	body := make([]byte, 3*IncomingBlock+77)
+	rand.New(rand.NewSource(3)).Read(body)
+	in := c.NewIncoming(0, 0)
+	in.Write(body[:10])
+	rest := body[10:]
+	for _, n := range []int{IncomingBlock - 10, 1, IncomingBlock + 5, 300} {
+		if err := in.ReadChunk(iotestHalf{bytes.NewReader(rest[:n])}, n); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[n:]
+	}
+	if err := in.ReadChunk(bytes.NewReader(rest), len(rest)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Commit(in, env("r@example.net")); err != nil {
+		t.Fatal(err)
+	}
+	if in.Size() != int64(len(body)) {
+		t.Errorf("Size after the commit is %d, want %d", in.Size(), len(body))
+	}
+	snap, err := q.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != 1 || !bytes.Equal(readBody(t, q, snap.Messages[0]), body) {
+		t.Errorf("the body read back differs from the one read in")
+	}
+	short := c.NewIncoming(0, 0)
+	defer short.Release()
+	if err := short.ReadChunk(bytes.NewReader(body[:100]), 200); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("a reader short of the chunk: %v, want io.ErrUnexpectedEOF", err)
+	}
+}
+
+// iotestHalf returns at most half of what is asked for (and one byte).
+type iotestHalf struct{ r io.Reader }
+
+func (h iotestHalf) Read(p []byte) (int, error) { return h.r.Read(p[:(len(p)+1)/2]) }

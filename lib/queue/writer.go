@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +58,30 @@ type MessageWriter struct {
 	enc  encoder
 	buf  []byte // body bytes not yet written as a chunk
 	size int64
+	bufs *writerBufs // buf's and bw's memory, back to the pool once flushed
+}
+
+// writerBufs are a MessageWriter's buffers, kept in a pool: gw-queued may
+// have a writer open for each of hundreds of clients (its memory budget
+// spent), and buffers made anew for each message would be garbage the
+// size of the traffic.
+type writerBufs struct {
+	chunk [bodyChunk]byte
+	bw    *bufio.Writer
+}
+
+// The write buffer only gathers a record's small fields: a body chunk
+// larger than what it holds goes to the file in one write of its own.
+var writerPool = sync.Pool{New: func() any { return &writerBufs{bw: bufio.NewWriterSize(nil, 16<<10)} }}
+
+// release gives the buffers back; the writer writes nothing more.
+func (w *MessageWriter) release() {
+	if w.bufs == nil {
+		return
+	}
+	w.bufs.bw.Reset(nil)
+	writerPool.Put(w.bufs)
+	w.bufs, w.bw, w.buf, w.enc.w = nil, nil, nil, nil
 }
 
 // NewMessage starts a message from the process uid/pid (recorded for the
@@ -76,14 +101,16 @@ func (q *Queue) NewMessage(uid, pid uint32) (*MessageWriter, error) {
 		os.Remove(path)
 		return nil, &InjectError{StepCreate, err}
 	}
-	w := &MessageWriter{q: q, id: id, path: path, f: f, bw: bufio.NewWriterSize(f, 128<<10)}
+	bufs := writerPool.Get().(*writerBufs)
+	bufs.bw.Reset(f)
+	w := &MessageWriter{q: q, id: id, path: path, f: f, bw: bufs.bw, bufs: bufs}
 	w.enc.w = w.bw
 	if _, err := w.bw.WriteString(segMagic); err != nil {
 		w.Abort()
 		return nil, &InjectError{StepWrite, err}
 	}
 	w.enc.begin(header{ID: id, Arrival: time.Now(), UID: uid, PID: pid})
-	w.buf = make([]byte, 0, bodyChunk)
+	w.buf = bufs.chunk[:0]
 	return w, nil
 }
 
@@ -93,8 +120,14 @@ func (w *MessageWriter) ID() ID { return w.id }
 // Size returns the body bytes written so far.
 func (w *MessageWriter) Size() int64 { return w.size }
 
+// errWriterDone is a write after Commit or Abort.
+var errWriterDone = errors.New("message writer already committed or aborted")
+
 // Write appends body bytes.
 func (w *MessageWriter) Write(p []byte) (int, error) {
+	if w.bufs == nil {
+		return 0, &InjectError{StepWrite, errWriterDone}
+	}
 	n := len(p)
 	for len(p) > 0 {
 		if len(w.buf) == 0 && len(p) >= cap(w.buf) {
@@ -130,6 +163,9 @@ func (w *MessageWriter) Write(p []byte) (int, error) {
 // message queued or not, never partial: the file was whole before its
 // name appeared.)
 func (w *MessageWriter) Commit(env envelope.Envelope) error {
+	if w.bufs == nil {
+		return &InjectError{StepWrite, errWriterDone}
+	}
 	w.enc.chunk(w.buf)
 	w.enc.finish(env.Stored())
 	if w.enc.err == nil {
@@ -138,6 +174,7 @@ func (w *MessageWriter) Commit(env envelope.Envelope) error {
 	if w.enc.err == nil {
 		w.enc.err = w.bw.Flush()
 	}
+	w.release()
 	if w.enc.err != nil {
 		err := w.enc.err
 		w.Abort()
@@ -179,6 +216,7 @@ func (w *MessageWriter) Commit(env envelope.Envelope) error {
 // the file is cut to nothing, so no reader can see a message in it; what is
 // left the runner removes by age.
 func (w *MessageWriter) Abort() {
+	w.release()
 	if w.f != nil {
 		w.f.Close()
 		w.f = nil

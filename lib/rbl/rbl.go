@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"gw/lib/dns"
-	"gw/lib/smtpd"
 )
 
 // Timeout bounds the lookups of one client in one zone.
@@ -28,6 +27,14 @@ const Timeout = 10 * time.Second
 type Zone struct {
 	Name      string
 	Permanent bool
+}
+
+// Listing is one block list's answer on a client: the listener that asked
+// words the refusal.
+type Listing struct {
+	Zone      string
+	Text      string // the TXT record, when there is one
+	Permanent bool   // refuse with 553 rather than 451
 }
 
 // Checker looks clients up in its zones.
@@ -72,7 +79,7 @@ func Query(ip netip.Addr, zone string) string {
 
 // Lookup returns the first listing of ip, or nil. The error reports
 // zones that could not be asked; they count as not listing ip.
-func (c *Checker) Lookup(ip string) (*smtpd.Listing, error) {
+func (c *Checker) Lookup(ip string) (*Listing, error) {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		return nil, fmt.Errorf("client address %q: %w", ip, err)
@@ -89,7 +96,7 @@ func (c *Checker) Lookup(ip string) (*smtpd.Listing, error) {
 			}
 			continue
 		}
-		l := &smtpd.Listing{Zone: z.Name, Permanent: z.Permanent}
+		l := &Listing{Zone: z.Name, Permanent: z.Permanent}
 		if txt, err := c.Resolver.LookupTXT(ctx, name); err == nil && len(txt) > 0 {
 			l.Text = strings.Join(txt, " ")
 		}

@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -15,20 +16,28 @@ const (
 	DefaultTimeout    = 30 * time.Second
 	DefaultClamdBytes = 25 << 20 // below clamd's StreamMaxLength (100M; 25M in older clamd)
 	DefaultSpamdBytes = 500 << 10
+	// rspamd reads the whole message, as spamd does, but faster: the
+	// bound is what a gateway sees of ordinary mail, below rspamd's own
+	// max_message.
+	DefaultRspamdBytes = 20 << 20
 )
 
-// Load reads the engine's control files from dir: clamd, spamd,
+// Load reads the engine's control files from dir: clamd, spamd, rspamd,
+// rspamdmaxbytes,
 // scantimeout, clamdmaxbytes, spamdmaxbytes, spamkill, scanpolicy,
 // bannedext, bannedtypes, mimemaxdepth, mimemaxparts, scaneicar,
 // scansecret and me. A file that exists but is wrong is an error.
 func Load(dir control.Dir, log *logline.Logger) (*Scanner, error) {
 	s := &Scanner{Log: log}
+	// Like the listeners, gw-scan will not start without the host's
+	// name: it names the host in the headers it adds and in its proxy's
+	// greeting, and "localhost" there would be quietly wrong.
 	me, _, err := dir.Line("me")
 	if err != nil {
 		return nil, err
 	}
 	if me == "" {
-		me = "localhost"
+		return nil, errors.New("control/me is missing: the host needs a name")
 	}
 	s.Hostname = me
 	secs, err := dir.Int("scantimeout", int64(DefaultTimeout/time.Second))
@@ -53,6 +62,15 @@ func Load(dir control.Dir, log *logline.Logger) (*Scanner, error) {
 			return nil, err
 		}
 		s.Spamd = &Spamd{Addr: addr, Timeout: timeout, MaxSize: n}
+	}
+	if addr, ok, err := dir.Line("rspamd"); err != nil {
+		return nil, err
+	} else if ok && addr != "" {
+		n, err := dir.Int("rspamdmaxbytes", DefaultRspamdBytes)
+		if err != nil {
+			return nil, err
+		}
+		s.Rspamd = &Rspamd{Addr: addr, Timeout: timeout, MaxSize: n}
 	}
 	if v, ok, err := dir.Line("spamkill"); err != nil {
 		return nil, err

@@ -4,8 +4,11 @@ import (
 	"crypto/tls"
 	"time"
 
+	"gw/lib/authcheck"
 	"gw/lib/logline"
+	"gw/lib/milter"
 	"gw/lib/ratelimit"
+	"gw/lib/rbl"
 	"gw/lib/relay"
 	"gw/lib/tcpserver"
 )
@@ -36,6 +39,8 @@ type Config struct {
 	Greylist    Greylist           // nil: no greylisting
 	Auth        Authenticator      // nil: no SMTP AUTH
 	Limits      *ratelimit.Limiter // counts the client's RATE_ limits; nil: none counted
+	MsgAuth     *authcheck.Checker // nil: no SPF, DKIM, DMARC, ARC (gw-auth(5))
+	Milters     []milter.Milter    // control/milters, in order; MILTERS picks among them
 
 	TLS         *tls.Config // nil: no STARTTLS
 	ImplicitTLS bool        // TLS from the first byte (port 465)
@@ -77,12 +82,9 @@ type RBL interface {
 	Lookup(ip string) (*Listing, error)
 }
 
-// Listing is one DNSBL answer.
-type Listing struct {
-	Zone      string
-	Text      string // the TXT record, when there is one
-	Permanent bool   // refuse with 553 rather than 451
-}
+// Listing is one DNSBL answer, lib/rbl's: the checker knows nothing of
+// SMTP, the session words the refusal.
+type Listing = rbl.Listing
 
 // Greylist decides on (client, sender, recipient) triplets.
 type Greylist interface {

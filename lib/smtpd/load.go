@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"gw/lib/authcheck"
 	"gw/lib/control"
+	"gw/lib/dns"
 	"gw/lib/logline"
+	"gw/lib/milter"
 	"gw/lib/recipients"
 	"gw/lib/relay"
 	"gw/lib/smtpserver"
@@ -107,10 +110,24 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control/recipients: %w", err)
 	}
+	if c.Milters, err = milter.Load(string(dir)); err != nil {
+		return nil, err
+	}
+	auth, err := authcheck.Load(string(dir))
+	if err != nil {
+		return nil, err
+	}
+	// Always a checker: a rule's DMARCPOLICY or SPFPOLICY turns checks on
+	// for its clients with no control file; a transaction with nothing to
+	// check costs a field read (authcheck.Checker.Needed).
+	c.MsgAuth = authcheck.New(auth, dns.FromEnv())
 	cert := filepath.Join(string(dir), "servercert.pem")
 	if _, err := os.Stat(cert); err == nil {
+		// A certificate that does not load turns STARTTLS off, loudly:
+		// refusing to start would take the whole listener down, and mail
+		// with it, over what only the TLS-willing clients need.
 		if c.TLS, err = TLSConfig(cert); err != nil {
-			return nil, err
+			log.Alert("tls_off", "reason", "certificate does not load", "err", err)
 		}
 	}
 	return c, nil

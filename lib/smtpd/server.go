@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gw/lib/handoff"
 	"gw/lib/smtpserver"
 	"gw/lib/tcpserver"
 )
@@ -20,9 +21,9 @@ type Listener struct {
 	Hosts     *tcpserver.HostLookup // TCPREMOTEHOST's lookup; nil: none (tcpserver -H)
 	MaxConns  int                   // sessions at once; over it a client gets errTooBusy
 	MaxPerIP  int                   // sessions at once from one address; 0 = no limit
-	// Getenv reads the process's environment for what it may still
-	// decide when the rule did not: QMAILQUEUE and GW_QUEUED only.
-	Getenv func(string) string
+	// Injectors gives each client its injector: main's choice, or the
+	// one its rule names.
+	Injectors *handoff.Chooser
 
 	cfg atomic.Pointer[Config] // the current one, once SetConfig was called
 }
@@ -51,9 +52,11 @@ var (
 func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
 	tl := &tcpserver.Listener{
 		ACL: l.ACL, LocalHost: l.LocalHost, Hosts: l.Hosts, MaxConns: l.MaxConns, MaxPerIP: l.MaxPerIP,
-		Getenv: l.Getenv, Log: l.Cfg.Log,
+		Log: l.Cfg.Log,
 		Session: func(c net.Conn, lookup func(string) (string, bool)) {
-			Serve(c, l.Config(), ClientFromEnv(lookup))
+			cl := ClientFromEnv(lookup)
+			cl.Injector, cl.Space = l.Injectors.For(lookup), l.Injectors.SpaceFor(lookup)
+			Serve(c, l.Config(), cl)
 		},
 		Refuse: func(c net.Conn, why tcpserver.Refusal) {
 			r := []*smtpserver.Reply{errTooBusy, errTooManyIP, errACLTrouble}[why]

@@ -5,14 +5,15 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"gw/lib/authcheck"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
 	"gw/lib/mailbox"
+	"gw/lib/milter"
 	"gw/lib/qq"
 	"gw/lib/relay"
 	"gw/lib/smtpserver"
@@ -51,6 +52,14 @@ type session struct {
 
 	rblDone   bool
 	rblListed *smtpserver.Reply // the refusal for a listed client
+
+	// message authentication (msgauth.go); zero when not configured
+	authFace authcheck.Face
+	atx      *authcheck.Transaction
+	heloSPF  *authcheck.HeloResult // the HELO name's SPF result, once a session
+	spool    *spool
+
+	milters []milter.Milter // this client's (milter.go)
 }
 
 // Serve runs one SMTP session on conn for client cl and closes conn. It is
@@ -91,6 +100,10 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 // waiting for replies, a spam engine (Postfix postscreen's PREGREET).
 func (s *session) Connect(ss *smtpserver.Session) *smtpserver.Reply {
 	s.ss = ss
+	if s.cfg.MsgAuth != nil {
+		s.authFace = s.face()
+	}
+	s.pickMilters()
 	if !s.cfg.ImplicitTLS && !s.cl.Relay && ss.TalksFirst(s.cfg.GreetDelay) {
 		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
 		return errPregreet
@@ -111,6 +124,7 @@ func (s *session) Reset(*smtpserver.Session) { s.reset() }
 func (s *session) reset() {
 	s.badFrom, s.rcpts = false, s.rcpts[:0]
 	s.from = mailbox.Address{}
+	s.atx, s.spool = nil, nil
 }
 
 func (s *session) databytes() int64 {
@@ -162,6 +176,10 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 	}
 	m.Addr, s.from = from, from
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
+	if r := s.spfAtMail(ss); r != nil {
+		s.from = mailbox.Address{}
+		return r
+	}
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom, "utf8", m.UTF8)
 	return nil
 }
@@ -208,12 +226,15 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 	s.msgs++
 	s.msgID = s.id + "." + strconv.Itoa(s.msgs)
-	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
-	inj := s.cl.Injector
-	if inj == nil {
-		inj = handoff.Select(os.Getenv)
+	if s.spooling() {
+		// the checks see the message whole before the injector starts
+		s.spool = &spool{}
+		s.tx, s.beginErr = s.spool, nil
+		s.mw = &handoff.MessageWriter{Tx: s.spool}
+		return s.mw, nil
 	}
-	s.tx, s.beginErr = inj.Begin(env)
+	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
+	s.tx, s.beginErr = begin(s.cl.Injector, env)
 	s.mw = &handoff.MessageWriter{Tx: s.tx}
 	if s.beginErr != nil {
 		s.tx, s.mw.Tx = nil, nil
@@ -256,14 +277,41 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 		s.log("info", "refused", "msg", msgID, "code", 554, "reason", "looping", "hops", s.mw.Hops.Hops)
 		return errLooping
 	}
+	if p := s.spool; p != nil {
+		s.spool = nil
+		var r *smtpserver.Reply
+		if tx, r = s.spooledEnd(ss, p, msgID); r != nil {
+			return r
+		}
+		if tx == nil {
+			// a milter discarded it
+			return reply(250, "2.0.0", "ok "+msgID)
+		}
+	}
 	code, err := commit(tx)
 	if code != qq.OK {
 		r := queueReply(qq.Permanent(code), qq.Reply(code))
 		s.log("warning", "refused", "msg", msgID, "code", r.Code, "qq", code, "err", err)
 		return r
 	}
-	s.log("info", "accepted", "msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked)
-	return reply(250, "2.0.0", "ok "+msgID)
+	// The queue id, when the injector said it, is the client's key to the
+	// queue's log (qmail's "qp"); else the message's id in this log.
+	qid := handoff.QID(tx)
+	if qid == "" {
+		s.log("info", "accepted", "msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked)
+		return reply(250, "2.0.0", "ok "+msgID)
+	}
+	s.log("info", "accepted", "msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked)
+	return reply(250, "2.0.0", "ok "+qid)
+}
+
+// begin starts the message with the injector main chose for the client;
+// with none, the message is refused as when no injector could start.
+func begin(inj handoff.Injector, env envelope.Envelope) (handoff.Tx, error) {
+	if inj == nil {
+		return nil, errors.New("no injector chosen for this client")
+	}
+	return inj.Begin(env)
 }
 
 // commit is the one place a message is handed to the injector for good.

@@ -40,13 +40,30 @@ type Client struct {
 	Rates        ratelimit.Rules // RATE_CONN, RATE_MSG, RATE_RCPT, RATE_BY, RATE_BAN
 	RatesErr     error           // a malformed RATE_ variable, for the log
 
-	Rule     string           // the ACL rule that applied, for the log
-	Injector handoff.Injector // nil: chosen from the environment
-	Space    handoff.Space    // the injector's queue's filesystem, for the check at MAIL
+	// Message authentication's per-face overrides (gw-auth(5)): the
+	// variable's value, when set.
+	SPFPolicy      string // SPFPOLICY
+	HasSPFPolicy   bool
+	DMARCPolicy    string // DMARCPOLICY
+	HasDMARCPolicy bool
+	ARCSeal        bool // ARCSEAL is set
+
+	// MILTERS picks the face's milters among control/milters, when set.
+	Milters    string
+	HasMilters bool
+
+	Rule string // the ACL rule that applied, for the log
+	// Injector takes the client's messages and Space is its queue's
+	// filesystem, for the check at MAIL: the listener's main chose both
+	// (handoff.Chooser), never this package. A nil Injector: every message
+	// gets a temporary refusal; a zero Space: never short.
+	Injector handoff.Injector
+	Space    handoff.Space
 }
 
 // ClientFromEnv builds a Client from environment lookups (os.LookupEnv
-// under tcpserver; the computed environment when standalone).
+// under tcpserver; the computed environment when standalone), all but
+// its Injector and Space, which the caller sets.
 func ClientFromEnv(lookup func(string) (string, bool)) Client {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	var c Client
@@ -65,17 +82,11 @@ func ClientFromEnv(lookup func(string) (string, bool)) Client {
 	}
 	_, c.NoGreylist = lookup("GW_NOGREYLIST")
 	c.Rates, c.RatesErr = ratelimit.FromEnv(lookup)
+	c.SPFPolicy, c.HasSPFPolicy = lookup("SPFPOLICY")
+	c.DMARCPolicy, c.HasDMARCPolicy = lookup("DMARCPOLICY")
+	_, c.ARCSeal = lookup("ARCSEAL")
+	c.Milters, c.HasMilters = lookup("MILTERS")
 	c.Rule = get("GW_ACLRULE")
-	c.Injector = handoff.Select(get)
-	// gw-queue, run by the injector, inherits the process's GW_QUEUE when
-	// the client's environment has none (standalone listeners pass only
-	// the injector's own variables into it).
-	c.Space = handoff.SpaceFor(func(k string) string {
-		if v := get(k); v != "" {
-			return v
-		}
-		return os.Getenv(k)
-	})
 	return c
 }
 

@@ -32,12 +32,10 @@ type Listener struct {
 	Hosts    *HostLookup
 	MaxConns int // sessions at once; 0 = no limit
 	MaxPerIP int // sessions at once from one address; 0 = no limit
-	// Getenv reads the process's environment for what it may still
-	// decide when the rule did not: QMAILQUEUE and GW_QUEUED only.
-	Getenv func(string) string
-	Log    *logline.Logger
-	// Session serves one connection whose environment lookup gives;
-	// it closes c.
+	Log      *logline.Logger
+	// Session serves one connection whose environment lookup gives
+	// (tcpserver's variables and the rule's assignments, nothing of the
+	// process's own); it closes c.
 	Session func(c net.Conn, lookup func(string) (string, bool))
 	// Refuse tells a client it is turned away, logs it and closes c;
 	// nil closes without a word. The client's address is c.RemoteAddr().
@@ -167,14 +165,8 @@ func (l *Listener) handle(c net.Conn) {
 		}
 	}
 	lookup := func(k string) (string, bool) {
-		if v, ok := env[k]; ok {
-			return v, true
-		}
-		if (k == "QMAILQUEUE" || k == "GW_QUEUED") && l.Getenv != nil {
-			v := l.Getenv(k)
-			return v, v != ""
-		}
-		return "", false
+		v, ok := env[k]
+		return v, ok
 	}
 	dc := &drainConn{Conn: c}
 	defer l.track(dc)()

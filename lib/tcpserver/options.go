@@ -4,34 +4,20 @@ import (
 	"errors"
 	"path/filepath"
 
-	"github.com/urfave/cli/v2"
-
 	"gw/lib/trustpath"
 )
 
-// Options are the command-line settings gw-smtpd and gw-qmtpd share: where
-// their control files are, and how they listen when standalone.
+// Options are the settings gw-smtpd and gw-qmtpd share: where their
+// control files are, and how they listen when standalone. Their mains
+// declare the flags that set them.
 type Options struct {
 	ControlDir  string
-	Listen      cli.StringSlice
+	Listen      []string // HOST:PORT addresses; none: one session on fds 0 and 1
 	ACL         string
 	Concurrency int
 	PerIP       int
 	LocalHost   string
 	User        string
-}
-
-// Flags declares the options; concurrency is --concurrency's default.
-func (o *Options) Flags(concurrency int) []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR`", Value: "/var/gw/main/control", Destination: &o.ControlDir},
-		&cli.StringSliceFlag{Name: "listen", Usage: "listen on `HOST:PORT` (repeatable); without it, serve one session on fds 0 and 1", Destination: &o.Listen},
-		&cli.StringFlag{Name: "acl", Aliases: []string{"x"}, Usage: "apply the compiled tcprules `FILE` to each client (standalone)", Destination: &o.ACL},
-		&cli.IntFlag{Name: "concurrency", Usage: "at most `N` sessions at once (standalone)", Value: concurrency, Destination: &o.Concurrency},
-		&cli.IntFlag{Name: "per-ip", Usage: "at most `N` sessions at once from one address (standalone)", Value: 20, Destination: &o.PerIP},
-		&cli.StringFlag{Name: "local-host", Usage: "TCPLOCALHOST for standalone sessions (default: control/me)", Destination: &o.LocalHost},
-		&cli.StringFlag{Name: "user", Usage: "after binding, run as `USER` (standalone, started as root)", Destination: &o.User},
-	}
 }
 
 // ErrUserUnderTcpserver refuses --user without --listen: under tcpserver
@@ -41,7 +27,7 @@ var ErrUserUnderTcpserver = errors.New("--user is for standalone mode; under tcp
 // Standalone reports whether the program listens itself (--listen given),
 // or serves one session on fds 0 and 1.
 func (o *Options) Standalone() (bool, error) {
-	if len(o.Listen.Value()) > 0 {
+	if len(o.Listen) > 0 {
 		return true, nil
 	}
 	if o.User != "" {

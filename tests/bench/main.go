@@ -55,9 +55,12 @@ var sections = []struct {
 	{"tcprules", tcprulesBench},
 	{"smtpd", smtpdBench},
 	{"scan", scanBench},
+	{"scanpath", scanPathBench},
 	{"qmtp", qmtpBench},
 	{"qmq", qmqBench},
 	{"fleet", fleetBench},
+	{"auth", authBench},
+	{"smtpd-auth", smtpdAuthBench},
 }
 
 func sectionNames() string {
@@ -112,6 +115,12 @@ func queueBench(work string) {
 			row("gw-queued (socket)", measureQueued(work, size, conc))
 			row("gw-queue (process)", measureProcess(work, size, conc))
 		}
+	}
+	fmt.Printf("\ngw-queued's memory, 1 MB messages (peak RSS: VmHWM)\n")
+	fmt.Printf("%5s %9s %12s %12s\n", "conc", "msg/s", "CPU ms/msg", "peak RSS")
+	for _, conc := range []int{32, 200} {
+		r := measureQueued(work, 1000000, conc)
+		fmt.Printf("%5d %9.0f %12.3f %9.1f MiB\n", conc, r.rate, r.cpuPerMsg.Seconds()*1000, float64(r.peakRSS)/(1<<20))
 	}
 }
 
@@ -174,6 +183,24 @@ func measureBare(work string, size, conc int) float64 {
 type result struct {
 	rate      float64
 	cpuPerMsg time.Duration
+	peakRSS   int64 // the injector's VmHWM, bytes, when measured
+}
+
+// peakRSS returns a process's VmHWM (the most resident memory it has had)
+// in bytes, 0 when it cannot be read.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // processCPU returns the user + system time pid has used so far.
@@ -237,8 +264,11 @@ func measureQueued(work string, size, conc int) result {
 		cmd.Stderr = &logs
 		check(cmd.Start())
 		defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
-		for i := 0; i < 100; i++ {
-			if _, err := os.Stat(sock); err == nil {
+		// The socket's file appears at bind, a moment before gw-queued
+		// listens: wait for a connection, not for the file.
+		for i := 0; i < 250; i++ {
+			if c, err := inject.Dial(sock); err == nil {
+				c.Close()
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -263,7 +293,7 @@ func measureQueued(work string, size, conc int) result {
 			return err
 		})
 		cpu := processCPU(cmd.Process.Pid) - cpu0
-		return result{rate: rate, cpuPerMsg: cpu / time.Duration(max(n.Load(), 1))}
+		return result{rate: rate, cpuPerMsg: cpu / time.Duration(max(n.Load(), 1)), peakRSS: peakRSS(cmd.Process.Pid)}
 	})
 }
 

@@ -350,6 +350,11 @@ func startGW(dir, sink string, routes ...string) (*side, error) {
 
 // startGWControl is startGW with more control files (name: contents).
 func startGWControl(dir, sink string, control map[string]string, routes ...string) (*side, error) {
+	return startGWWith(dir, sink, control, nil, routes...)
+}
+
+// startGWWith is startGWControl with gw-smtpd's extra environment.
+func startGWWith(dir, sink string, control map[string]string, smtpdEnv []string, routes ...string) (*side, error) {
 	ctl := filepath.Join(dir, "control")
 	q := filepath.Join(dir, "queue")
 	check(os.MkdirAll(ctl, 0o755))
@@ -410,7 +415,7 @@ func startGWControl(dir, sink string, control map[string]string, routes ...strin
 	if err == nil {
 		// -H: the bench measures sessions, not a resolver, and the one of
 		// /etc/resolv.conf may be off the host
-		err = start([]string{"GW_QUEUED=" + sock}, "gw-smtpd", "--control-dir", ctl, "--listen", addr,
+		err = start(append([]string{"GW_QUEUED=" + sock}, smtpdEnv...), "gw-smtpd", "--control-dir", ctl, "--listen", addr,
 			"--concurrency", strconv.Itoa(*smtpdIdle+100), "--per-ip", "0", "-H")
 	}
 	if err == nil {
@@ -429,7 +434,9 @@ func startGWControl(dir, sink string, control map[string]string, routes ...strin
 	return &side{name: "gw", addr: addr, stop: stop,
 		pids:  func() []int { return pids },
 		progs: func() []namedPid { return named },
-		reap:  func() int { return 0 }}, nil
+		// gw-smtpd's reaped children (gw-scan as QMAILQUEUE) are the
+		// side's; a gw-smtpd that runs none adds nothing.
+		reap: func() int { return pids[len(pids)-1] }}, nil
 }
 
 func signalAll(cmd *exec.Cmd, sig string) {

@@ -1,0 +1,146 @@
+// Command gw-dmarc sends DMARC aggregate reports (RFC 7489 §7.2): run
+// daily, it turns the results gw-smtpd recorded in state/dmarc.db for the
+// days before today into one gzip XML report a domain and mails it
+// through the instance's own queue to the domain's rua addresses. See
+// gw-dmarc(8).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"gw/lib/control"
+	"gw/lib/dmarcreport"
+	"gw/lib/dns"
+	"gw/lib/envelope"
+	"gw/lib/handoff"
+	"gw/lib/logline"
+	"gw/lib/program"
+	"gw/lib/qq"
+)
+
+func main() {
+	var controlDir, stateDir string
+	app := program.New("gw-dmarc", "send DMARC aggregate reports")
+	app.Flags = []cli.Flag{
+		&cli.StringFlag{Name: "control-dir", Usage: "the instance's control `DIR`", Value: "/var/gw/main/control", Destination: &controlDir},
+		&cli.StringFlag{Name: "state-dir", Usage: "the instance's state `DIR`, where dmarc.db is", Value: "/var/gw/main/state", Destination: &stateDir},
+	}
+	app.Commands = []*cli.Command{
+		{Name: "report", Usage: "mail the reports of the days before today",
+			Action: func(c *cli.Context) error { return report(controlDir, stateDir) }},
+	}
+	program.Run(app)
+}
+
+func report(controlDir, stateDir string) error {
+	d := control.Dir(controlDir)
+	me, err := d.LineOrMe("me", "")
+	if err != nil || me == "" {
+		return program.Fail(program.ExitTemporary, "control/me: %v", orMissing(err))
+	}
+	from, _, err := d.Line("dmarcreportfrom")
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
+	if from == "" {
+		from = "postmaster@" + me
+	}
+	store, err := dmarcreport.Open(filepath.Join(stateDir, "dmarc.db"))
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
+	defer store.Close()
+	now := time.Now()
+	due, err := store.Due(now)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
+	rp := dmarcreport.Reporter{Org: me, Email: from}
+	r := dns.FromEnv()
+	inj := handoff.Select(os.Getenv)
+	failed := 0
+	for _, p := range due {
+		if !sendPeriod(store, rp, r, inj, p, now) {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return program.Fail(program.ExitTemporary, "%d of %d reports kept for the next run", failed, len(due))
+	}
+	return nil
+}
+
+// sendPeriod mails one period's report to each destination and forgets
+// the period once every destination was either sent to or refused for
+// good; a destination that could not be checked or queued keeps it.
+func sendPeriod(store *dmarcreport.Store, rp dmarcreport.Reporter, r *dns.Resolver, inj handoff.Injector, p dmarcreport.Period, now time.Time) bool {
+	day := p.Day.Format("2006-01-02")
+	rows, err := store.Rows(p)
+	if err != nil {
+		logline.Stderr.Log("warning", "report", "domain", p.Domain, "day", day, "err", err)
+		return false
+	}
+	rep, err := rp.Build(p, rows)
+	if err != nil {
+		logline.Stderr.Log("warning", "report", "domain", p.Domain, "day", day, "err", err)
+		return false
+	}
+	keep := false
+	for _, dest := range dmarcreport.Destinations(context.Background(), r, p.Domain, rep.RUA) {
+		msg := rp.Message(rep, p.Domain, dest.Address, now)
+		switch {
+		case dest.Retry:
+			keep = true
+			logline.Stderr.Log("warning", "report", "domain", p.Domain, "day", day, "to", dest.Address, "result", "later", "reason", dest.Refused)
+		case dest.Refused != "":
+			logline.Stderr.Log("info", "report", "domain", p.Domain, "day", day, "to", dest.Address, "result", "refused", "reason", dest.Refused)
+		case dest.MaxSize > 0 && int64(len(msg)) > dest.MaxSize:
+			logline.Stderr.Log("info", "report", "domain", p.Domain, "day", day, "to", dest.Address, "result", "refused", "reason", "larger than the address takes", "size", len(msg))
+		default:
+			if err := queue(inj, rp.Email, dest.Address, msg); err != nil {
+				keep = true
+				logline.Stderr.Log("warning", "report", "domain", p.Domain, "day", day, "to", dest.Address, "result", "later", "err", err)
+				continue
+			}
+			logline.Stderr.Log("info", "report", "domain", p.Domain, "day", day, "to", dest.Address, "result", "queued", "id", rep.ID, "size", len(msg))
+		}
+	}
+	if keep {
+		return false
+	}
+	if err := store.Done(p); err != nil {
+		logline.Stderr.Log("warning", "report", "domain", p.Domain, "day", day, "err", err)
+		return false
+	}
+	return true
+}
+
+// queue hands one report to the instance's injector.
+func queue(inj handoff.Injector, from, to string, msg []byte) error {
+	tx, err := inj.Begin(envelope.Envelope{Sender: from, Recipients: []string{to}})
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Write(msg); err != nil {
+		tx.Abort()
+		return err
+	}
+	code, err := tx.Commit()
+	if code != qq.OK {
+		return fmt.Errorf("injector exit %d: %v", code, err)
+	}
+	return nil
+}
+
+func orMissing(err error) error {
+	if err == nil {
+		return fmt.Errorf("missing")
+	}
+	return err
+}

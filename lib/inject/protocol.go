@@ -1,0 +1,133 @@
+package inject
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// The socket protocol's versions (gw-queued.8, Protocol). Version 1 is
+// the first: the reply to a message is one byte, qmail-queue's exit code.
+// Version 2 adds the queue id to an accepting reply, so that a listener
+// can name it to its client (250 ok <qid>) and one key links its log to
+// gw-queued's. A connection speaks version 1 until its client asks for
+// more with a hello; an old client never does, so it is served as before.
+const (
+	Version1 = 1
+	Version2 = 2
+	// Newest is the version this build speaks.
+	Newest = Version2
+)
+
+// helloMark is the top of a hello frame header: a length no chunk can have
+// (over maxSocketChunk), whose low byte is the version asked for. A server
+// of version 1 refuses it as an oversized chunk (54) and closes the
+// connection, having read exactly these 4 bytes: the client then knows
+// it speaks version 1, and dials again.
+const helloMark = 0xFFFFFF00
+
+// hello returns the frame header that asks for version v.
+func hello(v byte) [4]byte {
+	var h [4]byte
+	binary.BigEndian.PutUint32(h[:], helloMark|uint32(v))
+	return h
+}
+
+// helloVersion reports whether the frame header n is a hello, and the
+// version it asks for.
+func helloVersion(n uint32) (byte, bool) {
+	if n&0xFFFFFF00 != helloMark {
+		return 0, false
+	}
+	return byte(n), true
+}
+
+// maxQIDLen bounds the queue id in a reply: 13 hex digits today, room for
+// a longer form later, and a bound on what a client reads.
+const maxQIDLen = 64
+
+// appendReply appends the reply to a message in version v: the exit code,
+// then in version 2 after a 0 the queue id as one length byte and its
+// text.
+func appendReply(b []byte, v byte, code int, qid string) []byte {
+	b = append(b, byte(code))
+	if v >= Version2 && code == 0 {
+		b = append(b, byte(len(qid)))
+		b = append(b, qid...)
+	}
+	return b
+}
+
+// errBadQID is a queue id in a reply that is not one: the message is
+// queued (the code said so), but its id is not repeated anywhere.
+var errBadQID = errors.New("queue id in the reply is not a queue id")
+
+// readReply reads the reply to a message in version v. A malformed queue
+// id is dropped (qid "", errBadQID) once its bytes are read, so the
+// connection stays in step: the code is what counts.
+func readReply(r io.Reader, v byte) (code int, qid string, err error) {
+	var b [1]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0, "", fmt.Errorf("no reply from the injector: %w", err)
+	}
+	code = int(b[0])
+	if v < Version2 || code != 0 {
+		return code, "", nil
+	}
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0, "", fmt.Errorf("no queue id from the injector: %w", err)
+	}
+	id := make([]byte, b[0])
+	if _, err := io.ReadFull(r, id); err != nil {
+		return 0, "", fmt.Errorf("no queue id from the injector: %w", err)
+	}
+	if !PlainQID(string(id)) {
+		return code, "", errBadQID
+	}
+	return code, string(id), nil
+}
+
+// PlainQID reports whether s may stand as a queue id in a reply and a
+// log line: 1 to 64 letters and digits. Whatever the injector says is
+// checked, as everything one gw program hears from another.
+func PlainQID(s string) bool {
+	if len(s) == 0 || len(s) > maxQIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// QIDFD names the descriptor on which an injector with qmail-queue's
+// interface may write the queue id it committed a message under, and
+// QIDFDNumber is the one handoff.Exec gives (gw-queue.8, QUEUE ID). This
+// is gw's extension of the interface, and an optional one: an injector
+// that knows nothing of it leaves the descriptor unwritten and the
+// listener has no id to give; gw-queue writes nothing there unless QIDFD
+// names it. Descriptors 0 and 1 keep their meaning and direction.
+const (
+	QIDFD       = "GW_QIDFD"
+	QIDFDNumber = 3
+)
+
+// TellQID writes qid and a newline on the descriptor QIDFD names in
+// getenv's environment, once the message is durable. Only a descriptor
+// above 2 is written: 0 and 1 are the message and the envelope, and an
+// injector never writes them. A failed write changes nothing: the exit
+// code is the answer, the id only a label.
+func TellQID(getenv func(string) string, qid string) {
+	fd, err := strconv.Atoi(getenv(QIDFD))
+	if err != nil || fd <= 2 || !PlainQID(qid) {
+		return
+	}
+	unix.Write(fd, []byte(qid+"\n"))
+}
