@@ -52,7 +52,10 @@ func TestQstatFleet(t *testing.T) {
 	bad := filepath.Join(dir, "mx3.json")
 	os.WriteFile(bad, []byte(`{"queue_id":"nothex","queue_name":"active"}`+"\n"), 0o644)
 	out, errOut := qstatRun(t, nil, 111, append([]string{"fleet"}, append(files, bad)...)...)
-	if qstatCount(t, out, "messages in queue") != 3 || !strings.Contains(errOut, "host left out: mx3: line 1") {
+	// No fleet totals without mx3 (they would read as the fleet's); the
+	// hosts that were read are shown.
+	if _, ok := qstatNumber(out, "messages in queue"); ok || qstatCount(t, out, "mx1: messages in queue") != 2 ||
+		!strings.Contains(errOut, "host left out: mx3: line 1") {
 		t.Errorf("with a bad file: %s\n%s", out, errOut)
 	}
 }

@@ -50,8 +50,12 @@ func fleetCommand() *cli.Command {
 					by = qstat.BySender
 				}
 				now := time.Now()
-				if err = qstat.FleetShape(w, reps, now, by); err == nil {
-					fmt.Fprintln(w)
+				if len(bad) == 0 {
+					if err = qstat.FleetShape(w, reps, now, by); err == nil {
+						_, err = fmt.Fprintln(w)
+					}
+				}
+				if err == nil {
 					err = qstat.Shape(w, reps, now, by)
 				}
 			} else {

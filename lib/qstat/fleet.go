@@ -99,15 +99,19 @@ func fleetMessage(line []byte) (*queue.Message, error) {
 }
 
 // FleetShape writes one qshape table for the whole fleet, the messages of
-// every host counted together; the per-host tables are Shape's.
+// every host counted together; the per-host tables are Shape's. As
+// Summary prints no totals when a queue could not be read, no fleet
+// table is written when a host was left out: a sum without it would read
+// as the fleet's.
 func FleetShape(w io.Writer, reps []Report, now time.Time, by ShapeBy) error {
 	all := Report{Source: Source{Instance: "fleet"}, Snapshot: &queue.Snapshot{}}
 	n := 0
 	for _, r := range reps {
-		if r.Err == nil {
-			all.Messages = append(all.Messages, r.Messages...)
-			n++
+		if r.Err != nil {
+			return nil
 		}
+		all.Messages = append(all.Messages, r.Messages...)
+		n++
 	}
 	if _, err := fmt.Fprintf(w, "fleet: %d hosts\n", n); err != nil {
 		return err
