@@ -91,7 +91,7 @@ func wrap(c *config) int {
 		log.Warning("timeout", "after", queue.DeathAfter)
 		os.Exit(qq.Timeout)
 	})
-	w := &scan.Wrapper{Scanner: s, Quarantine: c.quarantineDir()}
+	w := &scan.Wrapper{Scanner: s, Quarantine: c.quarantineDir(), Plain: !handoff.TakesDSN(c.queue())}
 	code, d := w.Wrap(context.Background(), os.Stdin, os.Stdout)
 	if d == nil {
 		return code

@@ -57,7 +57,7 @@ func qrelease(c *config, ids []string) error {
 		return program.Fail(program.ExitPermanent, "usage: gw-scan quarantine release ID...")
 	}
 	q := c.quarantineDir()
-	inj := &handoff.Exec{Path: c.queue()}
+	inj := &handoff.Exec{Path: c.queue(), Plain: !handoff.TakesDSN(c.queue())}
 	for _, id := range ids {
 		h, r, err := q.Open(id)
 		if err != nil {

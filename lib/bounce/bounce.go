@@ -16,8 +16,11 @@ import (
 
 // Recipient is one recipient's outcome for the report.
 type Recipient struct {
-	Address   string
-	Action    string // "failed" or "delayed"
+	Address string
+	// Action is RFC 3464's: "failed", "delayed", or for a success
+	// notice (RFC 3461 NOTIFY=SUCCESS) "relayed" (the next hop takes no
+	// DSN request) or "delivered" (the next hop is the final one, LMTP).
+	Action    string
 	Status    string // enhanced code, e.g. "5.1.1"
 	RemoteMTA string // host name, when a server answered
 	// DiagnosticType is the Diagnostic-Code's type (RFC 3464 2.3.6):
@@ -26,11 +29,14 @@ type Recipient struct {
 	DiagnosticType string
 	Diagnostic     string // the server's reply or gw-send's own reason
 	// Explanation is the line the human-readable part gives the
-	// recipient; "" is Diagnostic.
+	// recipient; "" is Diagnostic, or the Action when that is "" too.
 	Explanation string
 	// WillRetryUntil is when a delayed recipient will be given up
 	// (RFC 3464 2.3.9); zero leaves the field out.
 	WillRetryUntil time.Time
+	// OriginalRecipient is the client's ORCPT, "type;address" as
+	// dsn.Rcpt.Field writes it; "" leaves Original-Recipient out.
+	OriginalRecipient string
 }
 
 // Report is one DSN.
@@ -44,8 +50,18 @@ type Report struct {
 	Recipients   []Recipient
 	Double       bool   // a bounce that bounced: the report goes to the postmaster
 	Headers      []byte // the original message's header section
-	Boundary     string // MIME boundary; derived from QueueID when empty
+	// Full is the whole original message, returned instead of Headers
+	// (message/rfc822) when the sender asked RET=FULL and it is no
+	// larger than MaxFull; nil returns the headers.
+	Full     []byte
+	EnvID    string // the client's ENVID: Original-Envelope-Id; "" leaves it out
+	Boundary string // MIME boundary; derived from QueueID when empty
 }
+
+// MaxFull is the largest original message a failure report returns whole
+// (RET=FULL); a larger one has its headers returned, as RFC 3461 6.2
+// allows.
+const MaxFull = 256 << 10
 
 // MaxHeaders bounds how much of the original's header section is attached.
 const MaxHeaders = 64 << 10
@@ -83,14 +99,19 @@ func (r *Report) Message() []byte {
 	var b strings.Builder
 	failed, delayed := false, false
 	for _, rc := range r.Recipients {
-		if rc.Action == "delayed" {
+		switch rc.Action {
+		case "delayed":
 			delayed = true
-		} else {
+		case "failed":
 			failed = true
 		}
 	}
+	success := !failed && !delayed
 	subject := "Delivery Status Notification (Failure)"
-	if delayed && !failed {
+	switch {
+	case success:
+		subject = "Delivery Status Notification (Success)"
+	case delayed && !failed:
 		subject = "Delivery Status Notification (Delay)"
 	}
 	if r.Double {
@@ -113,6 +134,8 @@ func (r *Report) Message() []byte {
 		b.WriteString("A delivery status notification could not be delivered to the\nsender of the original message. Its details follow.\n\n")
 	case failed:
 		b.WriteString("I'm sorry to have to tell you that your message could not be\ndelivered to one or more recipients. This is a permanent error;\nI've given up.\n\n")
+	case success:
+		b.WriteString("Your message was passed on as you asked to be told. The next\nmail server will send no notice of its own; what became of the\nmessage after it is not known here.\n\n")
 	default:
 		b.WriteString("Your message could not yet be delivered to one or more recipients.\nI will keep trying; you need not send it again.\n\n")
 	}
@@ -121,11 +144,17 @@ func (r *Report) Message() []byte {
 		if line == "" {
 			line = rc.Diagnostic
 		}
+		if line == "" {
+			line = rc.Action // a success notice has no diagnostic
+		}
 		fmt.Fprintf(&b, "<%s>: %s\n", clean(rc.Address), clean(line))
 	}
 	b.WriteString("\n")
 
 	fmt.Fprintf(&b, "--%s\nContent-Type: message/delivery-status\nContent-Description: Delivery report\n\n", bd)
+	if r.EnvID != "" {
+		fmt.Fprintf(&b, "Original-Envelope-Id: %s\n", clean(r.EnvID))
+	}
 	fmt.Fprintf(&b, "Reporting-MTA: dns; %s\n", clean(r.ReportingMTA))
 	fmt.Fprintf(&b, "X-Gw-Queue-ID: %s\n", r.QueueID)
 	if !r.Arrival.IsZero() {
@@ -133,6 +162,9 @@ func (r *Report) Message() []byte {
 	}
 	for _, rc := range r.Recipients {
 		b.WriteString("\n")
+		if rc.OriginalRecipient != "" {
+			fmt.Fprintf(&b, "Original-Recipient: %s\n", clean(rc.OriginalRecipient))
+		}
 		fmt.Fprintf(&b, "Final-Recipient: rfc822; %s\n", clean(rc.Address))
 		fmt.Fprintf(&b, "Action: %s\n", rc.Action)
 		fmt.Fprintf(&b, "Status: %s\n", rc.Status)
@@ -148,8 +180,15 @@ func (r *Report) Message() []byte {
 	}
 	b.WriteString("\n")
 
-	fmt.Fprintf(&b, "--%s\nContent-Type: text/rfc822-headers\nContent-Description: Undelivered message headers\n\n", bd)
-	h := strings.ReplaceAll(string(r.Headers), "\r\n", "\n")
+	returned, ctype, desc := r.Headers, "text/rfc822-headers", "Undelivered message headers"
+	if r.Full != nil {
+		returned, ctype, desc = r.Full, "message/rfc822", "Undelivered message"
+	}
+	if success {
+		desc = "Headers of the message"
+	}
+	fmt.Fprintf(&b, "--%s\nContent-Type: %s\nContent-Description: %s\n\n", bd, ctype, desc)
+	h := strings.ReplaceAll(string(returned), "\r\n", "\n")
 	h = strings.ReplaceAll(h, "--"+bd, "- -"+bd)
 	b.WriteString(h)
 	if !strings.HasSuffix(h, "\n") {

@@ -92,3 +92,32 @@ func TestReportToQuoted(t *testing.T) {
 		}
 	}
 }
+
+// TestReportDSNFields: ENVID comes back as Original-Envelope-Id, ORCPT
+// as Original-Recipient before Final-Recipient (RFC 3464 2.2.1, 2.3.1),
+// a success notice says so without a Diagnostic-Code, and RET=FULL
+// returns the message as message/rfc822.
+func TestReportDSNFields(t *testing.T) {
+	r := Report{
+		ReportingMTA: "gw.test", From: "MAILER-DAEMON@gw.test", To: "a@x.test", QueueID: "0123456789abc",
+		Date: time.Unix(1e9+60, 0), EnvID: "QQ+1",
+		Recipients: []Recipient{{Address: "b@y.test", Action: "relayed", Status: "2.0.0", RemoteMTA: "mx.y.test",
+			OriginalRecipient: "rfc822;b+old@y.test"}},
+		Full: []byte("Subject: hello\n\nthe body\n"),
+	}
+	m := string(r.Message())
+	for _, want := range []string{
+		"Subject: Delivery Status Notification (Success)\n",
+		"Original-Envelope-Id: QQ+1\nReporting-MTA: dns; gw.test\n",
+		"\nOriginal-Recipient: rfc822;b+old@y.test\nFinal-Recipient: rfc822; b@y.test\nAction: relayed\nStatus: 2.0.0\nRemote-MTA: dns; mx.y.test\n\n",
+		"Content-Type: message/rfc822\n",
+		"\nthe body\n",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("report lacks %q:\n%s", want, m)
+		}
+	}
+	if strings.Contains(m, "Diagnostic-Code") || strings.Contains(m, "text/rfc822-headers") {
+		t.Errorf("success notice with a Diagnostic-Code or headers part:\n%s", m)
+	}
+}

@@ -20,14 +20,21 @@ import (
 	"io"
 	"net"
 	"strings"
+
+	"gw/lib/dsn"
 )
 
 // Session is one connection to a mail server, able to carry several
 // messages one after the other.
 type Session interface {
 	// Start begins a transaction for a message from sender (null sender
-	// "") of size bytes.
-	Start(sender string, size int64, utf8 bool) (Delivery, error)
+	// "") of size bytes, with the sender's DSN parameters (RET, ENVID),
+	// which go to a server that offers DSN.
+	Start(sender string, size int64, utf8 bool, d dsn.Mail) (Delivery, error)
+	// OffersDSN reports whether the server takes DSN parameters (RFC
+	// 3461): if so, what a recipient's NOTIFY asks is the next hop's to
+	// honour, else gw-send's.
+	OffersDSN() bool
 	// Reusable reports whether another message may follow on this session.
 	Reusable() bool
 	// TLS reports whether the session is encrypted.
@@ -39,8 +46,10 @@ type Session interface {
 
 // Delivery is one message's transaction within a session.
 type Delivery interface {
-	// AddRcpt offers a recipient; an error refuses that recipient only.
-	AddRcpt(to string) error
+	// AddRcpt offers a recipient, with its DSN parameters (NOTIFY,
+	// ORCPT) for a server that offers DSN; an error refuses that
+	// recipient only.
+	AddRcpt(to string, d dsn.Rcpt) error
 	// Body sends the message; r's error aborts the transaction so that
 	// nothing the receiver could take for a whole message reaches it.
 	Body(r io.Reader) error

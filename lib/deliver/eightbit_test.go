@@ -3,6 +3,8 @@ package deliver
 import (
 	"strings"
 	"testing"
+
+	"gw/lib/dsn"
 )
 
 // TestEightBitToServerWithout8BITMIME: a server that does not offer
@@ -16,11 +18,11 @@ func TestEightBitToServerWithout8BITMIME(t *testing.T) {
 	defer s.Close()
 	send := func(msg string) error {
 		t.Helper()
-		d, err := s.Start("a@x.test", int64(len(msg)), false)
+		d, err := s.Start("a@x.test", int64(len(msg)), false, dsn.Mail{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := d.AddRcpt("b@y.test"); err != nil {
+		if err := d.AddRcpt("b@y.test", dsn.Rcpt{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Body(strings.NewReader(msg)); err != nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"gw/lib/dsn"
 	"gw/lib/qmtp"
 	"gw/lib/route"
 )
@@ -122,16 +123,19 @@ type qmtpSession struct {
 // Start refuses a sender no SMTP path can carry: QMTP carries it raw, but
 // the server hands it on to SMTP hops, and gw writes nothing that it
 // would not write itself (mailbox.Check, the one definition).
-func (s *qmtpSession) Start(sender string, size int64, utf8 bool) (Delivery, error) {
+// Start: QMTP has no parameters, and the DSN request stays behind
+// (OffersDSN is false, so gw-send honours it itself).
+func (s *qmtpSession) Start(sender string, size int64, utf8 bool, _ dsn.Mail) (Delivery, error) {
 	if err := Unwritable(sender, true); err != nil {
 		return nil, err
 	}
 	return &qmtpDelivery{s: s, sender: sender, size: size}, nil
 }
 
-func (s *qmtpSession) Reusable() bool { return s.q.Err() == nil }
-func (s *qmtpSession) TLS() bool      { return false }
-func (s *qmtpSession) Close() error   { return nil }
+func (s *qmtpSession) Reusable() bool  { return s.q.Err() == nil }
+func (s *qmtpSession) TLS() bool       { return false }
+func (s *qmtpSession) OffersDSN() bool { return false }
+func (s *qmtpSession) Close() error    { return nil }
 
 // Kill drops the shared connection: every package waiting on it fails
 // temporarily.
@@ -150,7 +154,7 @@ type qmtpDelivery struct {
 
 // AddRcpt notes the recipient (QMTP answers for each after the message),
 // or refuses it at once when gw would not queue it itself.
-func (d *qmtpDelivery) AddRcpt(to string) error {
+func (d *qmtpDelivery) AddRcpt(to string, _ dsn.Rcpt) error {
 	if err := Unwritable(to, false); err != nil {
 		d.outcome, d.sentAs = append(d.outcome, err), append(d.sentAs, -1)
 		return err

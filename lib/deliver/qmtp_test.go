@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gw/lib/dsn"
 	"gw/lib/qmtp"
 	"gw/lib/route"
 )
@@ -78,16 +79,16 @@ func TestQMTPUnwritableRecipients(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Start("s@gw.test> SIZE=1", 2, false); !Permanent(err) {
+	if _, err := s.Start("s@gw.test> SIZE=1", 2, false, dsn.Mail{}); !Permanent(err) {
 		t.Errorf("Start with parameters in the sender's domain: %v", err)
 	}
-	d, err := s.Start("s@gw.test", 2, false)
+	d, err := s.Start("s@gw.test", 2, false, dsn.Mail{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rcpts := []string{"a b@gw.test", "x\x1bc@gw.test", "y@gw.test> NOTIFY=NEVER", "ok@gw.test"}
 	for _, r := range rcpts {
-		d.AddRcpt(r)
+		d.AddRcpt(r, dsn.Rcpt{})
 	}
 	if err := d.Body(strings.NewReader("x\n")); err != nil {
 		t.Fatal(err)
@@ -100,8 +101,8 @@ func TestQMTPUnwritableRecipients(t *testing.T) {
 		t.Errorf("the package carried %q", got)
 	}
 	// Every recipient refused: no package goes out at all.
-	d, _ = s.Start("s@gw.test", 2, false)
-	d.AddRcpt("x\x1bc@gw.test")
+	d, _ = s.Start("s@gw.test", 2, false, dsn.Mail{})
+	d.AddRcpt("x\x1bc@gw.test", dsn.Rcpt{})
 	d.Body(strings.NewReader("x\n"))
 	if res, err := d.Commit(); err != nil || len(res) != 1 || !Permanent(res[0]) {
 		t.Errorf("all refused: %v, %v", res, err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"gw/lib/dsn"
 	"gw/lib/mailbox"
 	"gw/lib/route"
 	"gw/lib/tlspolicy"
@@ -374,6 +375,21 @@ func (s *smtpSession) TLS() bool          { return s.tls }
 func (s *smtpSession) TLSState() TLSState { return s.state }
 func (s *smtpSession) Reusable() bool     { return !s.broken }
 
+// OffersDSN reports DSN in the server's EHLO (LHLO) reply.
+func (s *smtpSession) OffersDSN() bool {
+	ok, _ := s.c.Extension("DSN")
+	return ok
+}
+
+// rcptOptions are the RCPT parameters for a recipient's DSN request, nil
+// when there are none or the server takes none.
+func rcptOptions(s *smtpSession, dr dsn.Rcpt) *smtp.RcptOptions {
+	if !s.OffersDSN() {
+		return nil
+	}
+	return dr.RcptOptions()
+}
+
 func (s *smtpSession) Close() error {
 	if !s.broken {
 		s.c.Quit()
@@ -399,7 +415,7 @@ func (s *smtpSession) reset() {
 
 // Start sends MAIL FROM and waits for its reply: go-smtp's client does
 // not pipeline.
-func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, error) {
+func (s *smtpSession) Start(sender string, size int64, utf8 bool, dm dsn.Mail) (Delivery, error) {
 	if s.broken {
 		return nil, &ConnError{Host: s.host, Err: errors.New("session is closed")}
 	}
@@ -431,6 +447,9 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool) (Delivery, err
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
 		opts.Body = smtp.Body8BitMIME // go-smtp says BODY=8BITMIME whenever offered
 	}
+	if s.OffersDSN() {
+		dm.MailOptions(opts)
+	}
 	if err := s.c.Mail(from, opts); err != nil {
 		return nil, s.fail(err, StageMail)
 	}
@@ -455,7 +474,7 @@ type smtpDelivery struct {
 
 // AddRcpt keeps the path it writes in rcpts: go-smtp keys LMTP's replies
 // by it.
-func (d *smtpDelivery) AddRcpt(to string) error {
+func (d *smtpDelivery) AddRcpt(to string, dr dsn.Rcpt) error {
 	i := len(d.outcome)
 	bad := Unwritable(to, false)
 	path := to
@@ -486,7 +505,7 @@ func (d *smtpDelivery) AddRcpt(to string) error {
 			}
 		}
 	}
-	if err := d.s.c.Rcpt(to, nil); err != nil {
+	if err := d.s.c.Rcpt(to, rcptOptions(d.s, dr)); err != nil {
 		err = d.s.fail(err, StageRcpt)
 		d.outcome[i] = err
 		if d.s.broken {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"gw/lib/dsn"
 	"gw/lib/route"
 )
 
@@ -179,13 +180,13 @@ func TestSMTPPerRecipient(t *testing.T) {
 			return "250 ok"
 		}}
 		s := dial(t, sv.start(t), Config{ConnectTimeout: time.Second})
-		d, err := s.Start("a@x.test", 10, false)
+		d, err := s.Start("a@x.test", 10, false, dsn.Mail{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var early []error
 		for _, rc := range []string{"good@y.test", "bad@y.test", "later@y.test"} {
-			early = append(early, d.AddRcpt(rc))
+			early = append(early, d.AddRcpt(rc, dsn.Rcpt{}))
 		}
 		if early[0] != nil || !Permanent(early[1]) || early[2] == nil || Permanent(early[2]) {
 			t.Errorf("pipe=%v: AddRcpt gave %v", pipe, early)
@@ -230,12 +231,12 @@ func TestLMTPPerRecipient(t *testing.T) {
 	}, lmtpReplies: []string{"250 2.0.0 a ok", "452 4.2.2 b over quota"}}
 	s := dial(t, sv.start(t), Config{LMTP: true})
 	defer s.Close()
-	d, err := s.Start("", 0, false)
+	d, err := s.Start("", 0, false, dsn.Mail{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, rc := range []string{"a@y.test", "gone@y.test", "b@y.test", "a@y.test"} {
-		d.AddRcpt(rc)
+		d.AddRcpt(rc, dsn.Rcpt{})
 	}
 	if err := d.Body(strings.NewReader("x\n")); err != nil {
 		t.Fatal(err)
@@ -275,9 +276,9 @@ func TestLMTPRepliesCutShort(t *testing.T) {
 	}
 	s := dial(t, sv.start(t), Config{LMTP: true})
 	defer s.Close()
-	d, _ := s.Start("a@x.test", 0, false)
-	d.AddRcpt("a@y.test")
-	d.AddRcpt("b@y.test")
+	d, _ := s.Start("a@x.test", 0, false, dsn.Mail{})
+	d.AddRcpt("a@y.test", dsn.Rcpt{})
+	d.AddRcpt("b@y.test", dsn.Rcpt{})
 	if err := d.Body(strings.NewReader("x\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -340,11 +341,11 @@ func TestBodyWriteDeadline(t *testing.T) {
 	}}
 	s := dial(t, sv.start(t), Config{Timeout: 300 * time.Millisecond})
 	defer s.Close()
-	d, err := s.Start("a@x.test", 0, false)
+	d, err := s.Start("a@x.test", 0, false, dsn.Mail{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.AddRcpt("b@y.test")
+	d.AddRcpt("b@y.test", dsn.Rcpt{})
 	done := make(chan error, 1)
 	go func() { done <- d.Body(endless{}) }()
 	select {
@@ -367,8 +368,8 @@ func TestLoneCROnTheWire(t *testing.T) {
 	sv := &server{ehlo: "250 test\r\n", answer: ok}
 	s := dial(t, sv.start(t), Config{})
 	defer s.Close()
-	d, _ := s.Start("a@x.test", 0, false)
-	d.AddRcpt("b@y.test")
+	d, _ := s.Start("a@x.test", 0, false, dsn.Mail{})
+	d.AddRcpt("b@y.test", dsn.Rcpt{})
 	if err := d.Body(strings.NewReader("Subject: x\r\n\r\nx\r.\r\nRSET\r.\rMAIL FROM:<e@vil>\n.\nend\r")); err != nil {
 		t.Fatal(err)
 	}
@@ -393,9 +394,9 @@ func TestSMTPAllRefusedAndReuse(t *testing.T) {
 	}}
 	s := dial(t, sv.start(t), Config{})
 	defer s.Close()
-	d, _ := s.Start("a@x.test", 0, false)
-	d.AddRcpt("bad@y.test")
-	d.AddRcpt("bad2@y.test")
+	d, _ := s.Start("a@x.test", 0, false, dsn.Mail{})
+	d.AddRcpt("bad@y.test", dsn.Rcpt{})
+	d.AddRcpt("bad2@y.test", dsn.Rcpt{})
 	if err := d.Body(strings.NewReader("never sent\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -410,11 +411,11 @@ func TestSMTPAllRefusedAndReuse(t *testing.T) {
 		t.Fatal("session not reusable after a refused transaction")
 	}
 	for i, body := range []string{"second\n", "third\n"} {
-		d, err = s.Start("a@x.test", 0, false)
+		d, err = s.Start("a@x.test", 0, false, dsn.Mail{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.AddRcpt("good@y.test")
+		d.AddRcpt("good@y.test", dsn.Rcpt{})
 		if err := d.Body(strings.NewReader(body)); err != nil {
 			t.Fatal(err)
 		}
@@ -447,17 +448,17 @@ func TestSMTPAbortThenReuse(t *testing.T) {
 	sv := &server{ehlo: "250 test\r\n", answer: ok}
 	s := dial(t, sv.start(t), Config{})
 	defer s.Close()
-	d, _ := s.Start("a@x.test", 0, false)
-	d.AddRcpt("b@y.test")
+	d, _ := s.Start("a@x.test", 0, false, dsn.Mail{})
+	d.AddRcpt("b@y.test", dsn.Rcpt{})
 	d.Abort()
 	if !s.Reusable() {
 		t.Fatal("not reusable after Abort")
 	}
-	d, err := s.Start("a@x.test", 0, false)
+	d, err := s.Start("a@x.test", 0, false, dsn.Mail{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.AddRcpt("b@y.test")
+	d.AddRcpt("b@y.test", dsn.Rcpt{})
 	if err := d.Body(strings.NewReader("x\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -473,12 +474,12 @@ func TestSizeAndUTF8Refused(t *testing.T) {
 	sv := &server{ehlo: "250-test\r\n250 SIZE 1000\r\n", answer: ok}
 	s := dial(t, sv.start(t), Config{})
 	defer s.Close()
-	_, err := s.Start("a@x.test", 5000, false)
+	_, err := s.Start("a@x.test", 5000, false, dsn.Mail{})
 	var rp *Reply
 	if !errors.As(err, &rp) || rp.Code != 552 || !strings.HasPrefix(rp.Text, "5.3.4 ") {
 		t.Errorf("over SIZE: %v", err)
 	}
-	_, err = s.Start("jörg@x.test", 10, true)
+	_, err = s.Start("jörg@x.test", 10, true, dsn.Mail{})
 	if !errors.As(err, &rp) || rp.Code != 553 || !Permanent(err) {
 		t.Errorf("SMTPUTF8 not offered: %v", err)
 	}
@@ -490,7 +491,7 @@ func TestSizeAndUTF8Refused(t *testing.T) {
 			t.Errorf("%q sent", c)
 		}
 	}
-	if _, err := s.Start("a@x.test", 999, false); err != nil {
+	if _, err := s.Start("a@x.test", 999, false, dsn.Mail{}); err != nil {
 		t.Errorf("under SIZE: %v", err)
 	}
 }
@@ -506,8 +507,8 @@ func TestSMTP421AtRcpt(t *testing.T) {
 	}}
 	s := dial(t, sv.start(t), Config{})
 	defer s.Close()
-	d, _ := s.Start("a@x.test", 0, false)
-	if err := d.AddRcpt("b@y.test"); err == nil || Permanent(err) {
+	d, _ := s.Start("a@x.test", 0, false, dsn.Mail{})
+	if err := d.AddRcpt("b@y.test", dsn.Rcpt{}); err == nil || Permanent(err) {
 		t.Errorf("AddRcpt: %v", err)
 	}
 	if err := d.Body(strings.NewReader("x\n")); err == nil {
@@ -547,8 +548,8 @@ func TestSTARTTLS(t *testing.T) {
 	if st := <-sv.tlsDone; !st.HandshakeComplete {
 		t.Fatal("handshake")
 	}
-	d, _ := s.Start("a@x.test", 0, false)
-	d.AddRcpt("b@y.test")
+	d, _ := s.Start("a@x.test", 0, false, dsn.Mail{})
+	d.AddRcpt("b@y.test", dsn.Rcpt{})
 	if err := d.Body(strings.NewReader("secret\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -573,11 +574,11 @@ func TestSTARTTLSRefusedOrOff(t *testing.T) {
 		if s.TLS() {
 			t.Errorf("noTLS=%v: TLS on", noTLS)
 		}
-		d, err := s.Start("a@x.test", 0, false)
+		d, err := s.Start("a@x.test", 0, false, dsn.Mail{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.AddRcpt("b@y.test")
+		d.AddRcpt("b@y.test", dsn.Rcpt{})
 		if err := d.Body(strings.NewReader("clear\n")); err != nil {
 			t.Fatal(err)
 		}
@@ -658,17 +659,17 @@ func TestLowercaseEHLOKeywords(t *testing.T) {
 	if !s.TLS() {
 		t.Fatal("STARTTLS offered in lower case not used")
 	}
-	_, err := s.Start("a@x.test", 5000, false)
+	_, err := s.Start("a@x.test", 5000, false, dsn.Mail{})
 	var rp *Reply
 	if !errors.As(err, &rp) || rp.Code != 552 {
 		t.Errorf("over a lower-case SIZE: %v", err)
 	}
-	d, err := s.Start("jörg@x.test", 10, true)
+	d, err := s.Start("jörg@x.test", 10, true, dsn.Mail{})
 	if err != nil {
 		t.Fatalf("SMTPUTF8 offered in mixed case: %v", err)
 	}
 	d.Abort() // RSET: the next Start says EHLO again
-	if _, err := s.Start("jörg@x.test", 10, true); err != nil {
+	if _, err := s.Start("jörg@x.test", 10, true, dsn.Mail{}); err != nil {
 		t.Fatalf("after RSET: %v", err)
 	}
 	var mails []string
@@ -737,7 +738,7 @@ func TestReplyClasses(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				_, err = sess.Start("a@x.test", 10, false)
+				_, err = sess.Start("a@x.test", 10, false, dsn.Mail{})
 				if c.conn && sess.Reusable() {
 					t.Error("the session is still usable after an invalid reply")
 				}
@@ -825,16 +826,16 @@ func TestPathsWrittenQuoted(t *testing.T) {
 	for _, lmtp := range []bool{false, true} {
 		sv := &server{ehlo: "250-test\r\n250 8BITMIME\r\n", answer: ok, lmtpReplies: []string{"250 ok", "250 ok"}}
 		s := dial(t, sv.start(t), Config{ConnectTimeout: time.Second, LMTP: lmtp})
-		if _, err := s.Start("s@gw.test> SIZE=1", 10, false); !Permanent(err) || !strings.Contains(err.Error(), "5.1.7") {
+		if _, err := s.Start("s@gw.test> SIZE=1", 10, false, dsn.Mail{}); !Permanent(err) || !strings.Contains(err.Error(), "5.1.7") {
 			t.Errorf("lmtp=%v: Start with parameters in the sender: %v", lmtp, err)
 		}
-		d, err := s.Start("a b@x.test", 10, false)
+		d, err := s.Start("a b@x.test", 10, false, dsn.Mail{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var early []error
 		for _, rc := range []string{attack, "x\x1b[2J@gw.test", "y@gw.test> NOTIFY=NEVER", "ok@gw.test"} {
-			early = append(early, d.AddRcpt(rc))
+			early = append(early, d.AddRcpt(rc, dsn.Rcpt{}))
 		}
 		if early[0] != nil || !Permanent(early[1]) || !Permanent(early[2]) || early[3] != nil {
 			t.Errorf("lmtp=%v: AddRcpt gave %v", lmtp, early)

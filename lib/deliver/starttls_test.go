@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gw/lib/dsn"
 )
 
 // tlsFailures collects what Dial reports to Config.TLSFailed.
@@ -91,7 +93,7 @@ func TestSTARTTLSFailuresReported(t *testing.T) {
 		if len(f) != 1 || f[0].Stage != "starttls" || f[0].Reason != "454 4.7.0 TLS not available" {
 			t.Fatalf("reported %+v", f)
 		}
-		_, err := s.Start("a@x.test", 0, false)
+		_, err := s.Start("a@x.test", 0, false, dsn.Mail{})
 		want := " said: 451 4.7.1 greylisted (in reply to MAIL FROM) (in the clear: TLS failed at starttls: 454 4.7.0 TLS not available)"
 		if err == nil || !strings.HasSuffix(err.Error(), want) {
 			t.Fatalf("MAIL refused: %v, want %q", err, want)

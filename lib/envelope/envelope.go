@@ -5,6 +5,19 @@
 // The stored form, kept in the queue, is the same bytes without the final
 // extra NUL: that NUL is how a caller says the envelope is complete, and an
 // envelope cut before it is refused whole (qmail_fail's way to abort).
+//
+// gw extends the envelope with items of its own, which only gw's
+// injectors write and a stock qmail-queue client never does (gw-queue.8,
+// "Extended envelope", is their definition; version 1 of the extension):
+//
+//	D <MAIL's DSN parameters>   right after the F item, at most once
+//	N <RCPT's DSN parameters>   right after the T item it belongs to, at most once
+//
+// The parameters are written as lib/dsn writes them (xtext, single
+// spaces: printable ASCII, no NUL) and read back with its parsers. A new
+// kind of item gets a new letter, and the meaning of these never changes:
+// a reader that meets a letter it does not know refuses the envelope
+// (91, as qmail-queue does) rather than drop what it says.
 package envelope
 
 import (
@@ -14,6 +27,7 @@ import (
 	"fmt"
 	"io"
 
+	"gw/lib/dsn"
 	"gw/lib/mailbox"
 )
 
@@ -25,10 +39,42 @@ const (
 	MaxRecipients = 10000 // recipients in one envelope
 )
 
+// MaxStored bounds the stored form: every item (an address, or DSN
+// parameters, which are shorter) is at most MaxAddress bytes after its
+// letter, and there are at most two for the sender and two a recipient.
+const MaxStored = (2*MaxRecipients + 2) * (MaxAddress + 2)
+
 // Envelope is a sender and its recipients. The null sender is "".
 type Envelope struct {
 	Sender     string
 	Recipients []string
+	// DSN is the MAIL command's DSN parameters (RET, ENVID); zero when
+	// the client gave none.
+	DSN dsn.Mail
+	// RcptDSN is each recipient's DSN parameters (NOTIFY, ORCPT), by
+	// index into Recipients; it may be shorter (nil when no recipient
+	// has any): the rest have none. Use Add and RcptDSNOf.
+	RcptDSN []dsn.Rcpt
+}
+
+// Add appends a recipient with its DSN parameters, keeping RcptDSN in
+// step with Recipients.
+func (e *Envelope) Add(rcpt string, d dsn.Rcpt) {
+	if !d.IsZero() {
+		for len(e.RcptDSN) < len(e.Recipients) {
+			e.RcptDSN = append(e.RcptDSN, dsn.Rcpt{})
+		}
+		e.RcptDSN = append(e.RcptDSN, d)
+	}
+	e.Recipients = append(e.Recipients, rcpt)
+}
+
+// RcptDSNOf returns recipient i's DSN parameters (zero when none).
+func (e Envelope) RcptDSNOf(i int) dsn.Rcpt {
+	if i < len(e.RcptDSN) {
+		return e.RcptDSN[i]
+	}
+	return dsn.Rcpt{}
 }
 
 // Error is an envelope refusal; Code is the qmail-queue exit code it maps to.
@@ -72,6 +118,7 @@ func read(r io.ByteReader, check func(string) error) (Envelope, error) {
 	if err := check(env.Sender); err != nil {
 		return env, err
 	}
+	prev := byte('F') // the kind of the item before: where D and N may stand
 	for {
 		item, err := readItem(r)
 		if err != nil {
@@ -80,6 +127,14 @@ func read(r io.ByteReader, check func(string) error) (Envelope, error) {
 		if len(item) == 0 {
 			return env, nil
 		}
+		if item[0] == 'D' || item[0] == 'N' {
+			if err := env.extension(item, prev); err != nil {
+				return env, err
+			}
+			prev = item[0]
+			continue
+		}
+		prev = item[0]
 		if item[0] != 'T' {
 			return env, &Error{codeBadEnvelope, fmt.Sprintf("envelope item %d does not begin with T", len(env.Recipients)+1)}
 		}
@@ -96,6 +151,32 @@ func read(r io.ByteReader, check func(string) error) (Envelope, error) {
 		}
 		env.Recipients = append(env.Recipients, rcpt)
 	}
+}
+
+// extension reads a D or N item (see the package comment), which must
+// follow an F or a T item directly. Its parameters pass lib/dsn's checks
+// as a client's would: what another program wrote is not trusted more.
+func (e *Envelope) extension(item []byte, prev byte) error {
+	switch {
+	case item[0] == 'D' && prev == 'F':
+		d, err := dsn.ParseMail(string(item[1:]))
+		if err != nil {
+			return &Error{codeBadEnvelope, fmt.Sprintf("sender's DSN item: %v", err)}
+		}
+		e.DSN = d
+	case item[0] == 'N' && prev == 'T':
+		d, err := dsn.ParseRcpt(string(item[1:]))
+		if err != nil {
+			return &Error{codeBadEnvelope, fmt.Sprintf("recipient %d's DSN item: %v", len(e.Recipients), err)}
+		}
+		for len(e.RcptDSN) < len(e.Recipients)-1 {
+			e.RcptDSN = append(e.RcptDSN, dsn.Rcpt{})
+		}
+		e.RcptDSN = append(e.RcptDSN, d)
+	default:
+		return &Error{codeBadEnvelope, fmt.Sprintf("envelope item %c out of place", item[0])}
+	}
+	return nil
 }
 
 // readItem reads up to and including a NUL and returns what came before it.
@@ -166,21 +247,38 @@ func checkLength(a string) error {
 }
 
 // Stored returns the stored form: the wire form without its final NUL.
+// DSN items are written only where there are parameters, so an
+// envelope without any is qmail-queue's, byte for byte.
 func (e Envelope) Stored() []byte {
 	n := len(e.Sender) + 2
 	for _, r := range e.Recipients {
 		n += len(r) + 2
 	}
 	b := make([]byte, 0, n+1)
-	b = append(b, 'F')
-	b = append(b, e.Sender...)
-	b = append(b, 0)
-	for _, r := range e.Recipients {
-		b = append(b, 'T')
-		b = append(b, r...)
-		b = append(b, 0)
+	b = item(b, 'F', e.Sender)
+	if !e.DSN.IsZero() {
+		b = item(b, 'D', e.DSN.String())
+	}
+	for i, r := range e.Recipients {
+		b = item(b, 'T', r)
+		if d := e.RcptDSNOf(i); !d.IsZero() {
+			b = item(b, 'N', d.String())
+		}
 	}
 	return b
+}
+
+func item(b []byte, kind byte, v string) []byte {
+	b = append(b, kind)
+	b = append(b, v...)
+	return append(b, 0)
+}
+
+// WithoutDSN returns e without its DSN parameters: qmail-queue's
+// envelope alone, for a program that is not gw's own.
+func (e Envelope) WithoutDSN() Envelope {
+	e.DSN, e.RcptDSN = dsn.Mail{}, nil
+	return e
 }
 
 // Wire returns the form a caller writes on fd 1, final NUL included.

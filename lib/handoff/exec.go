@@ -21,6 +21,10 @@ import (
 type Exec struct {
 	Path string   // the program: $QMAILQUEUE or gw-queue
 	Env  []string // its environment; nil means the listener's own
+	// Plain writes qmail-queue's envelope alone, without gw's DSN items
+	// (gw-queue.8, "Extended envelope"), which a program that is not
+	// gw's own would refuse (91). See TakesDSN.
+	Plain bool
 }
 
 // codeCrashed stands for an injector killed by a signal: qmail_close's
@@ -67,7 +71,7 @@ func (e *Exec) Begin(env envelope.Envelope) (Tx, error) {
 		qidR.Close()
 		return nil, fmt.Errorf("%w: %s: %v", errStarted, e.Path, err)
 	}
-	return &execTx{cmd: cmd, msg: msgW, env: envW, qidR: qidR, w: bufio.NewWriterSize(msgW, 64<<10), envelope: env}, nil
+	return &execTx{cmd: cmd, msg: msgW, env: envW, qidR: qidR, w: bufio.NewWriterSize(msgW, 64<<10), envelope: env, plain: e.Plain}, nil
 }
 
 // withQIDFD returns environ (the listener's own when nil) with QIDFD
@@ -92,6 +96,7 @@ type execTx struct {
 	qidR     *os.File // the read end of the injector's fd 3
 	w        *bufio.Writer
 	envelope envelope.Envelope
+	plain    bool  // without DSN items (Exec.Plain)
 	werr     error // the first write error: the injector stopped reading
 	qid      string
 }
@@ -134,7 +139,11 @@ func (t *execTx) Commit() (int, error) {
 	}
 	t.msg.Close()
 	if t.werr == nil {
-		_, t.werr = t.env.Write(t.envelope.Wire())
+		env := t.envelope
+		if t.plain {
+			env = env.WithoutDSN()
+		}
+		_, t.werr = t.env.Write(env.Wire())
 	}
 	t.env.Close()
 	code, err := t.wait()

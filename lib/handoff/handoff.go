@@ -77,12 +77,23 @@ type Late interface {
 // program or on PATH.
 func Select(getenv func(string) string) Injector {
 	if p := getenv("QMAILQUEUE"); p != "" {
-		return &Exec{Path: p}
+		return &Exec{Path: p, Plain: !TakesDSN(p)}
 	}
 	if sock := getenv("GW_QUEUED"); sock != "" {
 		return PoolFor(sock)
 	}
 	return &Exec{Path: DefaultQueue()}
+}
+
+// TakesDSN reports whether the injector program at path is gw's own,
+// gw-queue or gw-scan (by its name), and so takes the envelope's DSN
+// items. Any other program, qmail-queue's or a filter in front of it,
+// gets qmail-queue's envelope alone: the DSN request is lost there, the
+// message is not (a wrapper script that ends in gw-queue is such a
+// program too).
+func TakesDSN(path string) bool {
+	base := filepath.Base(path)
+	return base == "gw-queue" || base == "gw-scan"
 }
 
 // Chooser is a listener's choice of injector and of the Space it checks

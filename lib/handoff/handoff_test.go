@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/inject"
 	"gw/lib/qq"
@@ -434,6 +435,47 @@ func TestSelect(t *testing.T) {
 		}
 		if got != c.want {
 			t.Errorf("%s: Select = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestExecDSNItems: gw's own injector gets the envelope's DSN items;
+// any other QMAILQUEUE program gets qmail-queue's envelope alone, which
+// it can read, rather than items it would refuse with 91.
+func TestExecDSNItems(t *testing.T) {
+	env := envelope.Envelope{Sender: "a@example.org", DSN: dsn.Mail{Ret: dsn.RetHdrs}}
+	env.Add("b@example.net", dsn.Rcpt{Notify: dsn.NotifyNever})
+	for _, c := range []struct {
+		program string
+		want    string
+	}{
+		{"gw-queue", "Fa@example.org\x00DRET=HDRS\x00Tb@example.net\x00NNOTIFY=NEVER\x00\x00"},
+		{"gw-scan", "Fa@example.org\x00DRET=HDRS\x00Tb@example.net\x00NNOTIFY=NEVER\x00\x00"},
+		{"qmail-queue", "Fa@example.org\x00Tb@example.net\x00\x00"},
+		{"gw-queue-wrapper.sh", "Fa@example.org\x00Tb@example.net\x00\x00"},
+	} {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "env")
+		p := filepath.Join(dir, c.program)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\ncat >/dev/null\ncat <&1 > "+out+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		inj := Select(func(k string) string {
+			if k == "QMAILQUEUE" {
+				return p
+			}
+			return ""
+		})
+		tx, err := inj.Begin(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(tx, "Subject: x\n\nbody\n")
+		if code, err := tx.Commit(); code != 0 {
+			t.Fatalf("%s: exit %d, %v", c.program, code, err)
+		}
+		if b, _ := os.ReadFile(out); string(b) != c.want {
+			t.Errorf("%s read the envelope %q, want %q", c.program, b, c.want)
 		}
 	}
 }

@@ -441,6 +441,13 @@ func FuzzReadSegment(f *testing.F) {
 	e.finish(env("b@example.net").Stored())
 	seg.Write(sealRecord(1))
 	f.Add(seg.Bytes())
+	seg.Reset()
+	seg.WriteString(segMagic)
+	e = encoder{w: &seg}
+	e.begin(header{ID: 2, Arrival: time.Unix(1, 0)})
+	e.chunk([]byte("Subject: y\n\nbody\n"))
+	e.finish([]byte("Fa@example.org\x00DRET=HDRS ENVID=x\x00Tb@example.net\x00NNOTIFY=NEVER\x00"))
+	f.Add(seg.Bytes())
 	f.Add([]byte(segMagic + "C\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00"))
 	f.Add([]byte("gwqseg1"))
 	f.Fuzz(func(t *testing.T, data []byte) {

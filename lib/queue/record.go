@@ -42,7 +42,7 @@ const (
 	maxHeader   = 4096
 	minHeader   = 24
 	maxChunk    = 16 << 20
-	maxEnvelope = envelope.MaxRecipients*(envelope.MaxAddress+2) + envelope.MaxAddress + 2
+	maxEnvelope = envelope.MaxStored
 	bodyChunk   = 64 << 10 // chunk size of a streamed body
 )
 

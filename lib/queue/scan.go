@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"gw/lib/dsn"
 )
 
 // Ossified is the age after which the runner gives up on a segment that
@@ -31,6 +33,7 @@ type Recipient struct {
 	// Outcome is the last attempt's outcome (or why the recipient
 	// waits); its String is the "last error" gw-qstat shows.
 	Outcome Outcome
+	DSN     dsn.Rcpt // NOTIFY and ORCPT, as the envelope gave them
 	// DotSent: the journal's last word on the recipient is that the final
 	// dot of a delivery to it went out, and no reply was recorded after:
 	// the runner stopped in between (a possible duplicate; see dot.go).
@@ -44,6 +47,7 @@ type Message struct {
 	Size       int64 // bytes of the stored message (trace line included)
 	Sender     string
 	Recipients []Recipient
+	DSN        dsn.Mail // RET and ENVID, as the envelope gave them
 	Held       bool
 	Picked     bool // the runner has seen it (qmail: preprocessed)
 	UID, PID   uint32
@@ -123,12 +127,13 @@ func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
 		case kindMessage:
 			m := &Message{
 				ID: r.ID, Arrival: r.Arrival, Size: r.BodySize,
-				Sender: r.Envelope.Sender, UID: r.UID, PID: r.PID,
+				Sender: r.Envelope.Sender, DSN: r.Envelope.DSN, UID: r.UID, PID: r.PID,
 				Segment: name, Offset: r.Offset,
 			}
 			m.Recipients = make([]Recipient, len(r.Envelope.Recipients))
 			for i, a := range r.Envelope.Recipients {
 				m.Recipients[i].Address = a
+				m.Recipients[i].DSN = r.Envelope.RcptDSNOf(i)
 			}
 			s.messages = append(s.messages, m)
 		case kindCancel:

@@ -290,12 +290,13 @@ func (s *Scanner) Plan(rep *Report, e envelope.Envelope) Plan {
 		return p
 	}
 	p.Deliver.Sender, p.Held.Sender = e.Sender, e.Sender
+	p.Deliver.DSN, p.Held.DSN = e.DSN, e.DSN // the DSN parameters go with each recipient
 	for i, a := range p.Acts {
 		switch a {
 		case Quarantine:
-			p.Held.Recipients = append(p.Held.Recipients, e.Recipients[i])
+			p.Held.Add(e.Recipients[i], e.RcptDSNOf(i))
 		case Pass, Tag:
-			p.Deliver.Recipients = append(p.Deliver.Recipients, e.Recipients[i])
+			p.Deliver.Add(e.Recipients[i], e.RcptDSNOf(i))
 			p.Tag = max(p.Tag, a)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/mailbox"
 	"gw/lib/smtpserver"
@@ -91,8 +92,10 @@ type proxySession struct {
 	remote string
 	from   string
 	rcpts  []string
-	spool  *os.File // the message under way, in stored form
-	sink   *spoolWriter
+	// rcptDSN is each recipient's NOTIFY and ORCPT, by index into rcpts.
+	rcptDSN []dsn.Rcpt
+	spool   *os.File // the message under way, in stored form
+	sink    *spoolWriter
 }
 
 func (s *proxySession) Connect(*smtpserver.Session) *smtpserver.Reply { return nil }
@@ -136,7 +139,7 @@ func (s *proxySession) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpser
 	if m.Path == mailbox.DoubleBounce {
 		from = m.Path
 	}
-	s.from, s.rcpts = from, nil
+	s.from, s.rcpts, s.rcptDSN = from, nil, nil
 	return nil
 }
 
@@ -151,6 +154,7 @@ func (s *proxySession) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpser
 	}
 	r.Stored = to
 	s.rcpts = append(s.rcpts, to)
+	s.rcptDSN = append(s.rcptDSN, r.DSN)
 	return nil
 }
 
@@ -200,7 +204,9 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 		return errLocal
 	}
 	size := m.Size
-	env := envelope.Envelope{Sender: s.from, Recipients: s.rcpts}
+	// DSN's parameters go on to the next hop with the message (relay):
+	// a NOTIFY=NEVER must not turn into a bounce one hop further in.
+	env := envelope.Envelope{Sender: s.from, Recipients: s.rcpts, DSN: ss.Mail.DSN, RcptDSN: s.rcptDSN}
 	id := NewID()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
 	defer cancel()
@@ -288,7 +294,7 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, 
 		}
 	}
 	if h := p.hops.get(); h != nil {
-		reply, err, mailed := p.relayOn(h, from, to, msg, utf8)
+		reply, err, mailed := p.relayOn(h, env, from, to, msg, utf8)
 		if err == nil {
 			p.hops.put(h)
 			return reply, nil
@@ -302,7 +308,7 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, 
 	if err != nil {
 		return "", err
 	}
-	reply, err, _ := p.relayOn(h, from, to, msg, utf8)
+	reply, err, _ := p.relayOn(h, env, from, to, msg, utf8)
 	if err != nil {
 		h.c.Close()
 		return "", err
@@ -328,18 +334,19 @@ func (p *Proxy) dialHop() (*hopConn, error) {
 
 // relayOn runs one transaction on h; mailed reports whether MAIL was
 // accepted, after which a failure is the message's, not the connection's.
-func (p *Proxy) relayOn(h *hopConn, from string, to []string, msg io.Reader, utf8 bool) (reply string, err error, mailed bool) {
+func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, msg io.Reader, utf8 bool) (reply string, err error, mailed bool) {
 	h.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
 	c := h.c
-	var opts *smtp.MailOptions
-	if utf8 {
-		opts = &smtp.MailOptions{UTF8: true}
-	}
+	// go-smtp's client writes DSN's parameters only to a next hop that
+	// offers DSN (gw-smtpd does); one that does not gets none, and the
+	// request ends there (gw-scan.8).
+	opts := &smtp.MailOptions{UTF8: utf8}
+	env.DSN.MailOptions(opts)
 	if err := c.Mail(from, opts); err != nil {
 		return "", fmt.Errorf("MAIL: %w", err), false
 	}
-	for _, r := range to {
-		if err := c.Rcpt(r, nil); err != nil {
+	for i, r := range to {
+		if err := c.Rcpt(r, env.RcptDSNOf(i).RcptOptions()); err != nil {
 			return "", fmt.Errorf("RCPT %s: %w", r, err), true
 		}
 	}

@@ -25,6 +25,9 @@ type Wrapper struct {
 	Scanner    *Scanner
 	TmpDir     string // spool files; "" is os.TempDir
 	Quarantine *QuarantineDir
+	// Plain gives the queue program qmail-queue's envelope alone,
+	// without the DSN items: it is not gw's own (handoff.TakesDSN).
+	Plain bool
 }
 
 // Delivery is what is left to queue after a scan: the message and its
@@ -144,7 +147,7 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 	}
 	if rep.Trusted {
 		// Byte for byte: the token covers what the first scanner wrote.
-		ef, err := envFile(w.TmpDir, deliver)
+		ef, err := w.envFile(deliver)
 		if err == nil {
 			_, err = f.Seek(0, io.SeekStart)
 		}
@@ -161,7 +164,7 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 		log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
 		return qq.WriteError, nil
 	}
-	ef, err := envFile(w.TmpDir, deliver)
+	ef, err := w.envFile(deliver)
 	if err != nil {
 		out.Close()
 		log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
@@ -216,8 +219,11 @@ func Forgeable(rep *Report) bool {
 		rep.ClamdErr == ErrTooBig || rep.SpamErr == ErrTooBig || rep.RspamdErr == ErrTooBig
 }
 
-func envFile(dir string, e envelope.Envelope) (*os.File, error) {
-	f, _, err := spool(dir, nil)
+func (w *Wrapper) envFile(e envelope.Envelope) (*os.File, error) {
+	if w.Plain {
+		e = e.WithoutDSN()
+	}
+	f, _, err := spool(w.TmpDir, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -83,3 +83,28 @@ func (b *byteReader) ReadByte() (byte, error) {
 	_, err := io.ReadFull(b.r, p[:])
 	return p[0], err
 }
+
+// TestWrapKeepsDSN: the recipients handed on keep their own DSN
+// parameters, those quarantined drop out with theirs; a queue program
+// that is not gw's own (Plain) gets qmail-queue's envelope alone.
+func TestWrapKeepsDSN(t *testing.T) {
+	exe := multipart("b", attachment("a.exe", "application/octet-stream", []byte("MZ")))
+	in := "Fa@x\x00DRET=HDRS ENVID=e1\x00Tu@example.com\x00NNOTIFY=NEVER\x00Tv@example.org\x00NNOTIFY=SUCCESS ORCPT=rfc822;v@old.example\x00\x00"
+	for _, plain := range []bool{false, true} {
+		w, log := testWrapper(t, ":banned:quarantine", "example.org:banned:tag")
+		w.Plain = plain
+		code, d := w.Wrap(context.Background(), strings.NewReader(exe), strings.NewReader(in))
+		if code != qq.OK || d == nil {
+			t.Fatalf("Wrap = %d\n%s", code, log)
+		}
+		b, _ := io.ReadAll(d.Envelope)
+		d.Close()
+		want := "Fa@x\x00DRET=HDRS ENVID=e1\x00Tv@example.org\x00NNOTIFY=SUCCESS ORCPT=rfc822;v@old.example\x00\x00"
+		if plain {
+			want = "Fa@x\x00Tv@example.org\x00\x00"
+		}
+		if string(b) != want {
+			t.Errorf("plain %v: envelope handed on %q, want %q", plain, b, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"gw/lib/deliver"
+	"gw/lib/dsn"
 	"gw/lib/queue"
 	"gw/lib/route"
 	"gw/lib/schedule"
@@ -36,6 +37,9 @@ type outcome struct {
 	err error      // nil: delivered
 	at  route.Host // the host it comes from, if any
 	dot bool       // the final dot went out
+	// dsnTaken: the server offered DSN and got the recipient's request
+	// (RFC 3461 5.2.1): a success notice, if asked, is its to send.
+	dsnTaken bool
 }
 
 // hostName is the host o comes from as the log names it, or "".
@@ -243,7 +247,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 			out[k] = outcome{err: err, at: h}
 		}
 	}
-	d, err := sess.Start(m.Sender, m.Size, needsUTF8(m, j.rcpts))
+	d, err := sess.Start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
 	if err != nil {
 		setAll(err)
 		return isAnswer(err)
@@ -251,7 +255,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 	for _, i := range j.rcpts {
 		// A refusal here comes out of Commit too (with pipelining it
 		// can only come from there).
-		d.AddRcpt(m.Recipients[i].Address)
+		d.AddRcpt(m.Recipients[i].Address, m.Recipients[i].DSN)
 	}
 	body, err := s.r.Body(j.id)
 	if err != nil {
@@ -285,7 +289,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		return isAnswer(err) || dot
 	}
 	for k := range out {
-		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot}
+		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot, dsnTaken: sess.OffersDSN()}
 	}
 	return true
 }
@@ -335,6 +339,9 @@ func isASCII(s string) bool {
 // (queuelifetime passed).
 func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, host string, tlsOn deliver.TLSState) {
 	t := s.now()
+	// Success notices go out before the deliveries are recorded: a crash
+	// in between sends one twice, never none (as bounces do).
+	s.notifySuccess(j, m, out)
 	var delayed []queue.Recipient // deferred long enough to warn the sender
 	for k, i := range j.rcpts {
 		rc := m.Recipients[i]
@@ -361,7 +368,9 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			result, oc = "deferred", outcomeOf(o.err, o.dot, o.at)
 			next := schedule.Capped(schedule.NextRetry(m.Arrival, t, schedule.RemoteSkip), t, s.config().BackoffMax)
 			err = s.r.Deferred(j.id, i, next, oc)
-			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) {
+			// NOTIFY without DELAY (NEVER included) asks for no
+			// delay notice; without NOTIFY, delaywarning decides.
+			if err == nil && warnNow(s.config().DelayWarning, m.Arrival, t, rc) && rc.DSN.Notify.Wants(dsn.NotifyDelay) {
 				rc.Outcome = oc
 				delayed = append(delayed, rc)
 			}

@@ -3,9 +3,11 @@ package send
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 
 	"gw/lib/bounce"
+	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/inject"
 	"gw/lib/mailbox"
@@ -50,8 +52,8 @@ func (s *Sender) bounceAndRemove(id queue.ID) error {
 			delivered++
 		}
 	}
-	if len(failed) > 0 {
-		if err := s.bounce(&m, failed); err != nil {
+	if notify := s.wantFailureNotice(&m, failed); len(notify) > 0 {
+		if err := s.bounce(&m, notify); err != nil {
 			return err
 		}
 	}
@@ -82,7 +84,7 @@ func (s *Sender) bounce(m *queue.Message, failed []queue.Recipient) error {
 		to, from, double = cfg.DoubleBounceTo, DoubleBounceSender, true
 	}
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: to, QueueID: m.ID.String(),
-		Arrival: m.Arrival, Date: s.now(), Double: double}
+		Arrival: m.Arrival, Date: s.now(), Double: double, EnvID: m.DSN.EnvID}
 	for _, rc := range failed {
 		rep.Recipients = append(rep.Recipients, dsnRecipient(rc, "failed"))
 	}
@@ -90,15 +92,33 @@ func (s *Sender) bounce(m *queue.Message, failed []queue.Recipient) error {
 	if double {
 		kind = "doublebounce"
 	}
-	return s.report(m, &rep, from, kind, len(failed))
+	return s.report(m, &rep, from, kind, len(failed), m.DSN.Ret == dsn.RetFull)
+}
+
+// returned reads what a report returns of the message on r: the whole
+// of it when full and it is no larger than bounce.MaxFull, else its
+// header section.
+func returned(r io.Reader, full bool) (whole, headers []byte) {
+	if !full {
+		headers, _ = bounce.ReadHeaders(r)
+		return nil, headers
+	}
+	b, err := io.ReadAll(io.LimitReader(r, bounce.MaxFull+1))
+	if err == nil && len(b) <= bounce.MaxFull {
+		return b, nil
+	}
+	// The header section is read within MaxHeaders bytes, fewer than b has.
+	headers, _ = bounce.ReadHeaders(bytes.NewReader(b))
+	return nil, headers
 }
 
 // report injects DSN rep about message m from envelope sender from to
 // rep.To, into control/bouncequeue's queue if set, else this one, and
-// logs it as kind.
-func (s *Sender) report(m *queue.Message, rep *bounce.Report, from, kind string, rcpts int) error {
+// logs it as kind. full returns the whole message (RET=FULL) when it is
+// no larger than bounce.MaxFull; else its headers go back.
+func (s *Sender) report(m *queue.Message, rep *bounce.Report, from, kind string, rcpts int, full bool) error {
 	if body, err := s.r.Body(m.ID); err == nil {
-		rep.Headers, _ = bounce.ReadHeaders(body)
+		rep.Full, rep.Headers = returned(body, full)
 		body.Close()
 	}
 	q := s.q

@@ -119,7 +119,7 @@ func expired(o queue.Outcome) queue.Outcome {
 func dsnRecipient(rc queue.Recipient, action string) bounce.Recipient {
 	o := rc.Outcome
 	r := bounce.Recipient{Address: rc.Address, Action: action, Status: o.Status, RemoteMTA: o.Host,
-		Explanation: o.String()}
+		Explanation: o.String(), OriginalRecipient: rc.DSN.Field()}
 	if r.Status == "" {
 		r.Status = "5.0.0"
 		if action == "delayed" {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gw/lib/deliver"
+	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/logline"
 	"gw/lib/queue"
@@ -82,17 +83,18 @@ type fakeSession struct {
 	broken bool
 }
 
-func (s *fakeSession) Start(sender string, size int64, utf8 bool) (deliver.Delivery, error) {
+func (s *fakeSession) Start(sender string, size int64, utf8 bool, _ dsn.Mail) (deliver.Delivery, error) {
 	s.n.event("MAIL %s %s", s.host.Addr, sender)
 	if s.srv.mail != nil {
 		return nil, s.srv.mail
 	}
 	return &fakeDelivery{s: s}, nil
 }
-func (s *fakeSession) Reusable() bool { return !s.broken }
-func (s *fakeSession) TLS() bool      { return false }
-func (s *fakeSession) Close() error   { s.n.event("close %s", s.host.Addr); return nil }
-func (s *fakeSession) Kill()          { s.n.event("kill %s", s.host.Addr) }
+func (s *fakeSession) Reusable() bool  { return !s.broken }
+func (s *fakeSession) TLS() bool       { return false }
+func (s *fakeSession) OffersDSN() bool { return false }
+func (s *fakeSession) Close() error    { s.n.event("close %s", s.host.Addr); return nil }
+func (s *fakeSession) Kill()           { s.n.event("kill %s", s.host.Addr) }
 
 type fakeDelivery struct {
 	s        *fakeSession
@@ -100,7 +102,7 @@ type fakeDelivery struct {
 	dataSent bool
 }
 
-func (d *fakeDelivery) AddRcpt(to string) error {
+func (d *fakeDelivery) AddRcpt(to string, _ dsn.Rcpt) error {
 	err := d.s.srv.rcpt[to]
 	d.res = append(d.res, err)
 	return err

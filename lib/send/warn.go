@@ -50,12 +50,12 @@ func (s *Sender) warn(m *queue.Message, recipients []queue.Recipient) error {
 	}
 	cfg := s.config()
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: m.Sender, QueueID: m.ID.String(),
-		Arrival: m.Arrival, Date: s.now()}
+		Arrival: m.Arrival, Date: s.now(), EnvID: m.DSN.EnvID}
 	until := m.Arrival.Add(cfg.Lifetime)
 	for _, rc := range recipients {
 		r := dsnRecipient(rc, "delayed")
 		r.WillRetryUntil = until
 		rep.Recipients = append(rep.Recipients, r)
 	}
-	return s.report(m, &rep, "", "delay_warning", len(recipients))
+	return s.report(m, &rep, "", "delay_warning", len(recipients), false)
 }

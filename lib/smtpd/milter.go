@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 
+	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
 	"gw/lib/milter"
@@ -67,7 +68,7 @@ func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (ha
 		body = out
 	}
 	msg.Write(body)
-	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
+	env := s.txEnvelope()
 	data := msg.Bytes()
 	if len(s.milters) > 0 {
 		var r *smtpserver.Reply
@@ -130,7 +131,24 @@ func (s *session) runMilters(ss *smtpserver.Session, env envelope.Envelope, data
 		}
 		data = append(q.Bytes(), data...)
 	}
-	return envelope.Envelope{Sender: out.Sender, Recipients: out.Rcpts}, data, nil
+	return withDSN(env, out.Sender, out.Rcpts), data, nil
+}
+
+// withDSN is the envelope the milters left (sender, recipients) with the
+// DSN parameters of before: the message's, and each recipient's that
+// the milters kept; a recipient they added asked for nothing.
+func withDSN(before envelope.Envelope, sender string, rcpts []string) envelope.Envelope {
+	asked := make(map[string]dsn.Rcpt, len(before.Recipients))
+	for i, r := range before.Recipients {
+		if _, seen := asked[r]; !seen {
+			asked[r] = before.RcptDSNOf(i)
+		}
+	}
+	env := envelope.Envelope{Sender: sender, DSN: before.DSN}
+	for _, r := range rcpts {
+		env.Add(r, asked[r])
+	}
+	return env
 }
 
 // milterMacros are the values milters read, named as Sendmail and

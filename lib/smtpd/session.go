@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"gw/lib/authcheck"
+	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
 	"gw/lib/mailbox"
@@ -43,6 +44,8 @@ type session struct {
 	from    mailbox.Address
 	badFrom bool
 	rcpts   []string
+	rcptDSN []dsn.Rcpt // each accepted recipient's NOTIFY and ORCPT, by index into rcpts
+	mailDSN dsn.Mail   // MAIL's RET and ENVID
 
 	// the message under way
 	msgID    string
@@ -122,9 +125,16 @@ func (s *session) Helo(ss *smtpserver.Session) *smtpserver.Reply {
 func (s *session) Reset(*smtpserver.Session) { s.reset() }
 
 func (s *session) reset() {
-	s.badFrom, s.rcpts = false, s.rcpts[:0]
-	s.from = mailbox.Address{}
+	s.badFrom, s.rcpts, s.rcptDSN = false, s.rcpts[:0], s.rcptDSN[:0]
+	s.from, s.mailDSN = mailbox.Address{}, dsn.Mail{}
 	s.atx, s.spool = nil, nil
+}
+
+// txEnvelope is the transaction's envelope for the injector: the DSN
+// parameters go with it (gw-queue.8, "Extended envelope"), each
+// recipient's with it.
+func (s *session) txEnvelope() envelope.Envelope {
+	return envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts, DSN: s.mailDSN, RcptDSN: s.rcptDSN}
 }
 
 func (s *session) databytes() int64 {
@@ -174,7 +184,7 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 	if r := s.limitMail(); r != nil {
 		return r
 	}
-	m.Addr, s.from = from, from
+	m.Addr, s.from, s.mailDSN = from, from, m.DSN
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
 	if r := s.spfAtMail(ss); r != nil {
 		s.from = mailbox.Address{}
@@ -214,6 +224,7 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 	}
 	r.Addr, r.Stored = to, addr
 	s.rcpts = append(s.rcpts, addr)
+	s.rcptDSN = append(s.rcptDSN, r.DSN)
 	s.log("info", "rcpt", "to", addr, "result", "accept", "reason", reason)
 	return nil
 }
@@ -233,7 +244,7 @@ func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 		s.mw = &handoff.MessageWriter{Tx: s.spool}
 		return s.mw, nil
 	}
-	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
+	env := s.txEnvelope()
 	s.tx, s.beginErr = begin(s.cl.Injector, env)
 	s.mw = &handoff.MessageWriter{Tx: s.tx}
 	if s.beginErr != nil {

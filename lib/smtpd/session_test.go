@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
 	"gw/lib/logline"
@@ -165,7 +166,11 @@ func TestRecipientPolicy(t *testing.T) {
 		{"badrcptto", false, "<nobody@example.com>", "553 5.7.1"},
 		{"non-ascii", false, "<ü@example.com>", "553 5.6.7"},
 		{"no brackets", false, "u@example.com", "250 2.0.0"},
-		{"params refused", false, "<u@example.com> NOTIFY=NEVER", "555 5.5.4"},
+		{"DSN parameters", false, "<u@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;u+2Bx@example.com", "250 2.0.0"},
+		{"NOTIFY twice", false, "<u@example.com> NOTIFY=NEVER NOTIFY=SUCCESS", "501 5.5.4"},
+		{"NOTIFY=NEVER with another", false, "<u@example.com> NOTIFY=NEVER,DELAY", "501 5.5.4"},
+		{"ORCPT without type", false, "<u@example.com> ORCPT=u@example.com", "501 5.5.4"},
+		{"unknown parameter refused", false, "<u@example.com> FOO=BAR", "555 5.5.4"},
 		{"relay client, other domain", true, "<u@evil.example>", "250 2.0.0"},
 		{"relay client, literal", true, "<u@[192.0.2.1]>", "250 2.0.0"},
 		{"relay client, bad syntax", true, "<u@@evil>", "501 5.1.3"},
@@ -198,6 +203,10 @@ func TestSenderPolicy(t *testing.T) {
 		{"<s@sender.example> AUTH=x+00y@c.example", "501 5.5.4", "503 5.5.1"},
 		{"<s@sender.example> AUTH=x+0Ay@c.example", "501 5.5.4", "503 5.5.1"},
 		{"<s@sender.example> FOO=BAR", "555 5.5.4", "503 5.5.1"},
+		{"<s@sender.example> RET=HDRS ENVID=QQ+2B1", "250 2.0.0", "250 2.0.0"},
+		{"<s@sender.example> RET=HDRS RET=FULL", "501 5.5.4", "503 5.5.1"},
+		{"<s@sender.example> RET=SOME", "501 5.5.4", "503 5.5.1"},
+		{"<s@sender.example> ENVID=a+0Ab", "501 5.5.4", "503 5.5.1"},
 		{"<#@[]>", "250 2.0.0", "250 2.0.0"}, // a double bounce passing through
 		{"<a@[]>", "553 5.1.7", "503 5.5.1"}, // only the double-bounce sender has an empty literal
 	}
@@ -210,6 +219,30 @@ func TestSenderPolicy(t *testing.T) {
 				t.Errorf("MAIL FROM:%s: %s, want %s", c.from, got, want)
 			}
 		})
+	}
+}
+
+// TestDSNInEnvelope: what MAIL and RCPT asked of DSN goes to the
+// injector with the envelope, each recipient's with it; a RSET forgets
+// the transaction's.
+func TestDSNInEnvelope(t *testing.T) {
+	in := "EHLO client\r\nMAIL FROM:<x@sender.example> RET=FULL\r\nRSET\r\n" +
+		"MAIL FROM:<s@sender.example> RET=HDRS ENVID=QQ+2B1\r\n" +
+		"RCPT TO:<u@example.com>\r\nRCPT TO:<v@example.com> NOTIFY=never ORCPT=rfc822;v+2Bold@example.com\r\n" +
+		"DATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+	r, inj := converse(t, testConfig(), Client{RemoteIP: "192.0.2.9"}, in)
+	if len(inj.msgs) != 1 {
+		t.Fatalf("%d messages queued; replies %s", len(inj.msgs), codes(r))
+	}
+	e := inj.msgs[0].env
+	if e.DSN != (dsn.Mail{Ret: dsn.RetHdrs, EnvID: "QQ+1"}) {
+		t.Errorf("message DSN %+v", e.DSN)
+	}
+	if d := e.RcptDSNOf(0); !d.IsZero() {
+		t.Errorf("first recipient's DSN %+v, want none", d)
+	}
+	if d := e.RcptDSNOf(1); d != (dsn.Rcpt{Notify: dsn.NotifyNever, ORcptType: "rfc822", ORcpt: "v+old@example.com"}) {
+		t.Errorf("second recipient's DSN %+v", d)
 	}
 }
 

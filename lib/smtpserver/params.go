@@ -10,10 +10,9 @@ import (
 // parameter outside the table is 555; one given twice, or without the
 // value it needs, is 501.
 //
-// RFC 3461's DSN parameters plug in here when the DSN work lands:
-// RET and ENVID in mailParams, NOTIFY and ORCPT in rcptParams, each
-// setting the field it adds to Mail or Rcpt (and "DSN" joins the EHLO
-// keywords in hello). Until then they are unsupported, and said so.
+// RFC 3461's DSN parameters (RET and ENVID in mailParams, NOTIFY and
+// ORCPT in rcptParams) are read by lib/dsn, with the RFC's checks, into
+// Mail.DSN and Rcpt.DSN; "DSN" is among the EHLO keywords (hello).
 type paramTable[T any] map[string]func(c *conn, t T, value string, has bool) (*Reply, string)
 
 var mailParams = paramTable[*Mail]{
@@ -53,9 +52,31 @@ var mailParams = paramTable[*Mail]{
 		}
 		return nil, ""
 	},
+	"RET": func(c *conn, m *Mail, v string, has bool) (*Reply, string) {
+		return dsnParam(m.DSN.Param, "RET", v, has)
+	},
+	"ENVID": func(c *conn, m *Mail, v string, has bool) (*Reply, string) {
+		return dsnParam(m.DSN.Param, "ENVID", v, has)
+	},
 }
 
-var rcptParams = paramTable[*Rcpt]{}
+var rcptParams = paramTable[*Rcpt]{
+	"NOTIFY": func(c *conn, r *Rcpt, v string, has bool) (*Reply, string) {
+		return dsnParam(r.DSN.Param, "NOTIFY", v, has)
+	},
+	"ORCPT": func(c *conn, r *Rcpt, v string, has bool) (*Reply, string) {
+		return dsnParam(r.DSN.Param, "ORCPT", v, has)
+	},
+}
+
+// dsnParam gives DSN parameter k to lib/dsn (dsn.Mail.Param or
+// dsn.Rcpt.Param); a refusal names the parameter.
+func dsnParam(param func(k, v string, has bool) (bool, error), k, v string, has bool) (*Reply, string) {
+	if _, err := param(k, v, has); err != nil {
+		return R(501, "5.5.4", "malformed "+k+" parameter"), "dsn_" + strings.ToLower(k)
+	}
+	return nil, ""
+}
 
 // apply reads "KEY[=VALUE] ..." into t.
 func (p paramTable[T]) apply(c *conn, t T, params string) (*Reply, string) {

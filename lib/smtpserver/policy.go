@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"gw/lib/dsn"
 	"gw/lib/mailbox"
 	"gw/lib/tcpserver"
 )
@@ -98,7 +99,7 @@ type Mail struct {
 	// add (Received-SPF and the like), each a whole field ending in LF;
 	// the policy puts them on top of the message when it starts it.
 	Prepend []string
-	// RFC 3461's RET and ENVID land here with the DSN work (params.go).
+	DSN     dsn.Mail // RFC 3461's RET and ENVID, checked (params.go)
 }
 
 // Rcpt is RCPT TO's path and parameters.
@@ -106,7 +107,7 @@ type Rcpt struct {
 	Path   string          // between the angle brackets, as the client wrote it
 	Addr   mailbox.Address // the policy's parse of Path
 	Stored string          // what the policy queues for it, once accepted
-	// RFC 3461's NOTIFY and ORCPT land here with the DSN work (params.go).
+	DSN    dsn.Rcpt        // RFC 3461's NOTIFY and ORCPT, checked (params.go)
 }
 
 // Message is what DataEnd learns about the message the client sent.

@@ -66,7 +66,7 @@ func (c *conn) hello(arg string, ehlo bool) {
 		c.line("250 2.0.0 " + c.cfg.Hostname)
 		return
 	}
-	ext := []string{c.cfg.Hostname, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING"}
+	ext := []string{c.cfg.Hostname, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "DSN"}
 	if c.cfg.TLS != nil && c.s.TLS == nil {
 		ext = append(ext, "STARTTLS")
 	}
