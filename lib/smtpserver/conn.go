@@ -208,14 +208,23 @@ func (c *conn) line(l string) {
 
 // reply queues a final reply, counting errors: the one that reaches
 // MaxErrors is replaced by ErrTooManyErrors. A 421 ends the session.
-func (c *conn) reply(r *Reply) {
+func (c *conn) reply(r *Reply) { c.send(c.count(r)) }
+
+// count counts r if it is an error and returns the reply to send in its
+// place: r, or ErrTooManyErrors once MaxErrors is reached.
+func (c *conn) count(r *Reply) *Reply {
 	if countsAsError(r.Code) && !c.fromPol {
 		c.errors++
 		if m := c.cfg.MaxErrors; m > 0 && c.errors >= m {
 			c.log("warning", "too_many_errors", "errors", c.errors)
-			r = ErrTooManyErrors
+			return ErrTooManyErrors
 		}
 	}
+	return r
+}
+
+// send queues a counted reply; a 421 ends the session.
+func (c *conn) send(r *Reply) {
 	c.line(r.Line())
 	if r.Code == 421 {
 		c.stop(reasonOf(r))
@@ -239,9 +248,12 @@ func reasonOf(r *Reply) string {
 }
 
 // refuse answers a command the core refuses, with the reason logged once.
+// The line names the code the client is sent: the 421 of MaxErrors where
+// it replaced the refusal's own.
 func (c *conn) refuse(r *Reply, reason string, kv ...any) {
-	c.log("info", "refused", append([]any{"cmd", c.verb, "code", r.Code, "reason", reason}, kv...)...)
-	c.reply(r)
+	sent := c.count(r)
+	c.log("info", "refused", append([]any{"cmd", c.verb, "code", sent.Code, "reason", reason}, kv...)...)
+	c.send(sent)
 }
 
 // command reads one command line and answers it.
