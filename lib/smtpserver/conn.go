@@ -20,6 +20,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -137,6 +138,7 @@ func Serve(nc net.Conn, cfg Config, cl tcpserver.Client, id string, pol Policy) 
 			c.reason = "panic"
 		}
 		nc.Close()
+		c.release()
 		reason = c.reason
 	}()
 	c.run()
@@ -147,11 +149,33 @@ func (c *conn) log(severity, event string, kv ...any) {
 	c.cfg.Log(severity, event, kv...)
 }
 
+// The sessions' buffers are reused from one session to the next: a
+// fresh 20 KiB a connection was most of what a short session allocated,
+// and so most of the garbage collector's work.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBuffer) }}
+)
+
+// setTransport reads and writes through t from now on; whatever was
+// buffered for the transport before (STARTTLS) is dropped.
 func (c *conn) setTransport(t net.Conn) {
 	c.nc = t
 	c.feed = &feed{c: c, nc: t}
-	c.br = bufio.NewReaderSize(c.feed, readBuffer)
-	c.bw = bufio.NewWriterSize(writerFunc(c.write), writeBuffer)
+	if c.br == nil {
+		c.br, c.bw = readers.Get().(*bufio.Reader), writers.Get().(*bufio.Writer)
+	}
+	c.br.Reset(c.feed)
+	c.bw.Reset(writerFunc(c.write))
+}
+
+// release gives the session's buffers back, holding nothing of it.
+func (c *conn) release() {
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	readers.Put(c.br)
+	writers.Put(c.bw)
+	c.br, c.bw = nil, nil
 }
 
 // write sends replies with a deadline of their own.
