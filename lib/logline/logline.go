@@ -72,6 +72,20 @@ func toString(v any) string {
 		return x
 	case error:
 		return x.Error()
+	// The kinds most lines carry, without fmt's reflection: a session
+	// logs half a dozen lines of counts and flags.
+	case bool:
+		return strconv.FormatBool(x)
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case uint64:
+		return strconv.FormatUint(x, 10)
+	case uint32:
+		return strconv.FormatUint(uint64(x), 10)
+	case uint16:
+		return strconv.FormatUint(uint64(x), 10)
 	default:
 		return fmt.Sprint(v)
 	}

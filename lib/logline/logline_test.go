@@ -1,6 +1,9 @@
 package logline
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestFormat(t *testing.T) {
 	cases := []struct {
@@ -20,5 +23,14 @@ func TestFormat(t *testing.T) {
 				t.Errorf("Format(%q) = %q, want %q", c.kv, got, c.want)
 			}
 		})
+	}
+}
+
+// The kinds toString formats itself read as fmt would print them.
+func TestToStringAsFmt(t *testing.T) {
+	for _, v := range []any{true, false, 0, -7, int64(-1 << 40), uint64(1 << 63), uint32(4e9), uint16(25), 3.5, nil, []string{"a"}} {
+		if got, want := toString(v), fmt.Sprint(v); got != want {
+			t.Errorf("toString(%#v) = %q, want %q", v, got, want)
+		}
 	}
 }
