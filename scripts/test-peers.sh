@@ -26,6 +26,10 @@ python3-dkim    # lib/dkim, lib/arc: dkimpy's dkimsign/dkimverify/arcsign/arcver
 python3-nacl    # dkimpy's Ed25519 signatures (RFC 8463)
 python3-authheaders # lib/authres: Authentication-Results parsed by another implementation
 opendkim-tools  # lib/dkim: opendkim-genkey and opendkim-testkey, a second DKIM implementation
+opendkim        # gw-smtpd milter tests: OpenDKIM signing and verifying through control/milters
+opendmarc       # gw-smtpd milter tests: OpenDMARC's Authentication-Results and RejectFailures
+clamav-milter   # gw-smtpd milter tests: clamav-milter on the clamd the tests start
+rspamd          # gw-scan e2e tests: rspamd's normal worker on loopback, the tests' own configuration, no redis
 "
 
 want=$(printf '%s\n' "$packages" | sed 's/#.*//' | tr -s ' \n' '\n' | sed '/^$/d')

@@ -1,20 +1,15 @@
 package tests
 
 import (
-	"bufio"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"gw/tests/internal/clamdtest"
+	"gw/tests/internal/spamdtest"
 )
 
 // The scanners' test markers. clamd knows markerVirus by a signature the
@@ -114,45 +109,13 @@ func (p *scanPeers) startClamd() error {
 }
 
 func (p *scanPeers) startSpamd() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	sp, err := spamdtest.Start(p.dir, 2, daemonAttr())
 	if err != nil {
 		return err
 	}
-	p.spamdAddr = l.Addr().String()
-	l.Close()
-	home := filepath.Join(p.dir, "sa")
-	if err := os.MkdirAll(home, 0o777); err != nil {
-		return err
-	}
-	os.Chmod(home, 0o777)
-	argv := []string{"-x", "-L", "--listen=" + p.spamdAddr, "--max-children=2", "--min-children=1",
-		"--helper-home-dir=" + home, "-s", filepath.Join(p.dir, "spamd.log")}
-	if os.Geteuid() == 0 {
-		argv = append(argv, "-u", "debian-spamd")
-	}
-	cmd := exec.Command("spamd", argv...)
-	cmd.SysProcAttr = daemonAttr()
-	out, _ := os.Create(filepath.Join(p.dir, "spamd.out"))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("spamd: %w", err)
-	}
-	p.pids = append(p.pids, cmd.Process.Pid)
-	go cmd.Wait()
-	return pollUntil(func() error {
-		c, err := net.Dial("tcp", p.spamdAddr)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		c.Write([]byte("PING SPAMC/1.5\r\n\r\n"))
-		r, err := bufio.NewReader(c).ReadString('\n')
-		if !strings.Contains(r, "PONG") {
-			return fmt.Errorf("spamd PING: %q %v", r, err)
-		}
-		return nil
-	}, 90*time.Second)
+	p.spamdAddr = sp.Addr
+	p.pids = append(p.pids, sp.Cmd.Process.Pid)
+	return nil
 }
 
 func pollUntil(try func() error, limit time.Duration) error {

@@ -146,3 +146,45 @@ func TestScanManPageCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestScanProxyKeepsNextHop: messages one after another through the proxy
+// reuse one connection to the next hop, not a session each; a next hop
+// that went away in between is dialled again, and nothing is lost.
+func TestScanProxyKeepsNextHop(t *testing.T) {
+	inside := newSMTPDInstance(t, nil)
+	insideAddr := inside.standalone(t, nil)
+	addr, _, _ := scanProxy(t, insideAddr, map[string]string{})
+	for i := 0; i < 3; i++ {
+		if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, plainMessage("keep", "hi\n")); !strings.HasPrefix(r, "250") {
+			t.Fatalf("message %d: %q", i, r)
+		}
+	}
+	if n := len(inside.messages(t)); n != 3 {
+		t.Fatalf("%d relayed, want 3", n)
+	}
+	log, _ := os.ReadFile(inside.log)
+	if n := bytes.Count(log, []byte(" helo=scanner.example.net")); n != 1 {
+		t.Errorf("%d sessions from the proxy, want 1:\n%s", n, log)
+	}
+
+	// The next hop closes idle sessions after a second: the proxy's kept
+	// connection is dead when the next message comes, and a fresh one
+	// carries it.
+	inside2 := newSMTPDInstance(t, map[string]string{"timeoutsmtpd": "1\n"})
+	addr2, _, _ := scanProxy(t, inside2.standalone(t, nil), map[string]string{})
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			time.Sleep(2500 * time.Millisecond)
+		}
+		if r := sendMessage(t, addr2, "a@sender.example", []string{"u@example.com"}, plainMessage("stale", "hi\n")); !strings.HasPrefix(r, "250") {
+			t.Fatalf("message %d after the next hop's timeout: %q", i, r)
+		}
+	}
+	if n := len(inside2.messages(t)); n != 2 {
+		t.Fatalf("%d relayed, want 2", n)
+	}
+	log, _ = os.ReadFile(inside2.log)
+	if n := bytes.Count(log, []byte(" helo=scanner.example.net")); n != 2 {
+		t.Errorf("%d sessions from the proxy, want 2 (the stale one replaced):\n%s", n, log)
+	}
+}

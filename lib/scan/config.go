@@ -15,9 +15,14 @@ const (
 	DefaultTimeout    = 30 * time.Second
 	DefaultClamdBytes = 25 << 20 // below clamd's StreamMaxLength (100M; 25M in older clamd)
 	DefaultSpamdBytes = 500 << 10
+	// rspamd reads the whole message, as spamd does, but faster: the
+	// bound is what a gateway sees of ordinary mail, below rspamd's own
+	// max_message.
+	DefaultRspamdBytes = 20 << 20
 )
 
-// Load reads the engine's control files from dir: clamd, spamd,
+// Load reads the engine's control files from dir: clamd, spamd, rspamd,
+// rspamdmaxbytes,
 // scantimeout, clamdmaxbytes, spamdmaxbytes, spamkill, scanpolicy,
 // bannedext, bannedtypes, mimemaxdepth, mimemaxparts, scaneicar,
 // scansecret and me. A file that exists but is wrong is an error.
@@ -53,6 +58,15 @@ func Load(dir control.Dir, log *logline.Logger) (*Scanner, error) {
 			return nil, err
 		}
 		s.Spamd = &Spamd{Addr: addr, Timeout: timeout, MaxSize: n}
+	}
+	if addr, ok, err := dir.Line("rspamd"); err != nil {
+		return nil, err
+	} else if ok && addr != "" {
+		n, err := dir.Int("rspamdmaxbytes", DefaultRspamdBytes)
+		if err != nil {
+			return nil, err
+		}
+		s.Rspamd = &Rspamd{Addr: addr, Timeout: timeout, MaxSize: n}
 	}
 	if v, ok, err := dir.Line("spamkill"); err != nil {
 		return nil, err

@@ -1,7 +1,7 @@
 // Package scan is gw-scan's engine: it checks a spooled message with clamd,
-// spamd and the built-in MIME rules, decides an action for each recipient
-// from the instance's policy, and rewrites the header (strip what outsiders
-// may forge, add what the scan found).
+// spamd, rspamd and the built-in MIME rules, decides an action for each
+// recipient from the instance's policy, and rewrites the header (strip what
+// outsiders may forge, add what the scan found).
 //
 // Implementation summary. A message is scanned from a seekable spool file,
 // never from memory: clamd (INSTREAM), spamd (SYMBOLS) and the MIME walk
@@ -30,8 +30,9 @@ import (
 
 // Scanner is the configured engine.
 type Scanner struct {
-	Clamd    *Clamd // nil: no virus scan but the built-in rules
-	Spamd    *Spamd // nil: no spam check
+	Clamd    *Clamd  // nil: no virus scan but the built-in rules
+	Spamd    *Spamd  // nil: no spam check
+	Rspamd   *Rspamd // nil: no rspamd
 	MIME     *MIMERules
 	Policy   *Policy
 	SpamKill float64 // score at or over which class spamkill applies; 0: never
@@ -42,24 +43,32 @@ type Scanner struct {
 
 // Report is what one scan found.
 type Report struct {
-	ID       string // the scan's id: quarantine file name, log key
-	Size     int64
-	Clamd    *ClamdResult
-	ClamdMs  int64
-	ClamdErr error
-	Spam     *SpamResult
-	SpamMs   int64
-	SpamErr  error
-	MIME     *Finding
-	MIMEErr  error
-	Trusted  bool     // a valid token: not scanned again
-	Classes  []string // strongest first
+	ID        string // the scan's id: quarantine file name, log key
+	Size      int64
+	Clamd     *ClamdResult
+	ClamdMs   int64
+	ClamdErr  error
+	Spam      *SpamResult
+	SpamMs    int64
+	SpamErr   error
+	Rspamd    *RspamdResult
+	RspamdMs  int64
+	RspamdErr error
+	// Defer is the text of a 451 rspamd asked for (greylist, soft
+	// reject): not a class of content but "not now", so no per-domain
+	// policy turns it into a delivery.
+	Defer   string
+	MIME    *Finding
+	MIMEErr error
+	Trusted bool     // a valid token: not scanned again
+	Classes []string // strongest first
 }
 
 // Scan checks the size bytes of spool. Scanner errors become class fail;
 // a message over a scanner's size limit is not sent to it, and says so in
-// the log (skipped), as spamc passes large mail.
-func (s *Scanner) Scan(ctx context.Context, spool io.ReaderAt, size int64, id string) *Report {
+// the log (skipped), as spamc passes large mail. meta is what rspamd is
+// told of the envelope and the client.
+func (s *Scanner) Scan(ctx context.Context, spool io.ReaderAt, size int64, id string, meta Meta) *Report {
 	rep := &Report{ID: id, Size: size}
 	if s.Trust != nil && s.Trust.Verify(io.NewSectionReader(spool, 0, size)) {
 		rep.Trusted = true
@@ -94,6 +103,20 @@ func (s *Scanner) Scan(ctx context.Context, spool io.ReaderAt, size int64, id st
 			rep.Spam = &res
 		}()
 	}
+	if s.Rspamd != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			res, err := s.Rspamd.Check(ctx, io.NewSectionReader(spool, 0, size), size, meta)
+			rep.RspamdMs = time.Since(t).Milliseconds()
+			if err != nil {
+				rep.RspamdErr = err
+				return
+			}
+			rep.Rspamd = &res
+		}()
+	}
 	if s.MIME != nil {
 		rep.MIME, rep.MIMEErr = s.MIME.Inspect(io.NewSectionReader(spool, 0, size))
 	}
@@ -111,7 +134,8 @@ func (s *Scanner) Scan(ctx context.Context, spool io.ReaderAt, size int64, id st
 	if rep.Spam != nil && s.SpamKill > 0 && rep.Spam.Score >= s.SpamKill {
 		found[ClassSpamKill] = true
 	}
-	if failed(rep.ClamdErr) || failed(rep.SpamErr) || rep.MIMEErr != nil {
+	rspamdClasses(rep, found)
+	if failed(rep.ClamdErr) || failed(rep.SpamErr) || failed(rep.RspamdErr) || rep.MIMEErr != nil {
 		found[ClassFail] = true
 	}
 	for _, c := range classes {
@@ -120,6 +144,25 @@ func (s *Scanner) Scan(ctx context.Context, spool io.ReaderAt, size int64, id st
 		}
 	}
 	return rep
+}
+
+// rspamdClasses maps rspamd's action: reject is class spamkill (refused
+// by default), add header and rewrite subject are class spam (tagged by
+// default); greylist and soft reject ask for a 451, whatever the policy.
+func rspamdClasses(rep *Report, found map[string]bool) {
+	if rep.Rspamd == nil {
+		return
+	}
+	switch rep.Rspamd.Action {
+	case RspamdReject:
+		found[ClassSpamKill] = true
+	case RspamdAddHeader, RspamdRewriteSubject:
+		found[ClassSpam] = true
+	case RspamdGreylist:
+		rep.Defer = "greylisted, try again later"
+	case RspamdSoftReject:
+		rep.Defer = "message deferred by the content filter, try again later"
+	}
 }
 
 // failed reports whether a scanner error is a failure (too big is not: it
@@ -150,6 +193,12 @@ func (s *Scanner) LogVerdict(rep *Report, msgID string, rcpts []string, acts []A
 			kv = append(kv, "score", fmt.Sprintf("%.1f/%.1f", rep.Spam.Score, rep.Spam.Threshold), "tests", strings.Join(rep.Spam.Symbols, ","))
 		}
 	}
+	if s.Rspamd != nil && !rep.Trusted {
+		kv = append(kv, "rspamd", rspamdWord(rep), "rspamd_ms", rep.RspamdMs)
+		if r := rep.Rspamd; r != nil {
+			kv = append(kv, "rspamd_score", fmt.Sprintf("%.1f/%.1f", r.Score, r.Required), "symbols", strings.Join(r.Symbols, ","))
+		}
+	}
 	if rep.MIME != nil {
 		kv = append(kv, "mime", rep.MIME.String())
 	}
@@ -162,6 +211,9 @@ func (s *Scanner) LogVerdict(rep *Report, msgID string, rcpts []string, acts []A
 		}
 		if rep.SpamErr != nil {
 			kv = append(kv, "spamd_err", rep.SpamErr)
+		}
+		if rep.RspamdErr != nil {
+			kv = append(kv, "rspamd_err", rep.RspamdErr)
 		}
 		if rep.MIMEErr != nil {
 			kv = append(kv, "mime_err", rep.MIMEErr)
@@ -217,6 +269,7 @@ func summarize(acts []Action) string {
 type Plan struct {
 	Acts          []Action // one a recipient
 	Refuse        Action   // Reject, Tempfail, or Pass when not refused
+	Text          string   // the refusal's text when a scanner gave one (rspamd's greylist)
 	Deliver, Held envelope.Envelope
 	Tag           Action
 }
@@ -230,6 +283,10 @@ func (s *Scanner) Plan(rep *Report, e envelope.Envelope) Plan {
 	}
 	if st := Strongest(p.Acts); st == Reject || st == Tempfail {
 		p.Refuse = st
+		return p
+	}
+	if rep.Defer != "" && !rep.Trusted {
+		p.Refuse, p.Text = Tempfail, rep.Defer
 		return p
 	}
 	p.Deliver.Sender, p.Held.Sender = e.Sender, e.Sender
@@ -283,6 +340,7 @@ func (s *Scanner) Headers(rep *Report, act Action) []string {
 		}
 		h = append(h, "X-Spam-Status: unchecked ("+why+") gw-scan at "+s.Hostname+"\n")
 	}
+	h = append(h, s.rspamdHeaders(rep, act)...)
 	if act >= Tag {
 		for _, c := range rep.Classes {
 			switch c {
@@ -297,10 +355,56 @@ func (s *Scanner) Headers(rep *Report, act Action) []string {
 			}
 		}
 	}
-	if failed(rep.ClamdErr) || failed(rep.SpamErr) || rep.MIMEErr != nil {
+	if failed(rep.ClamdErr) || failed(rep.SpamErr) || failed(rep.RspamdErr) || rep.MIMEErr != nil {
 		h = append(h, "X-GW-Alert: unscanned (scanner unavailable)\n")
 	}
 	return h
+}
+
+// rspamdHeaders are X-Rspamd-Status (what rspamd said, or why it was not
+// asked) and the fields rspamd's reply asks to add; for "rewrite
+// subject", when the message is tagged, the new Subject (the old one is
+// dropped by Drops).
+func (s *Scanner) rspamdHeaders(rep *Report, act Action) []string {
+	if s.Rspamd == nil {
+		return nil
+	}
+	r := rep.Rspamd
+	if r == nil {
+		why := "rspamd unavailable"
+		if rep.RspamdErr == ErrTooBig {
+			why = fmt.Sprintf("%d bytes over rspamdmaxbytes %d", rep.Size, s.Rspamd.MaxSize)
+		}
+		return []string{"X-Rspamd-Status: unchecked (" + why + ") gw-scan at " + s.Hostname + "\n"}
+	}
+	h := []string{fmt.Sprintf("X-Rspamd-Status: %s, score=%.1f required=%.1f symbols=%s\n", sanitize(r.Action), r.Score, r.Required, foldList(r.Symbols))}
+	for _, f := range r.AddHeaders {
+		h = append(h, f.FieldLine())
+	}
+	if subjectRewrite(rep, act) {
+		h = append(h, HeaderField{Name: "Subject", Value: r.Subject}.FieldLine())
+	}
+	return h
+}
+
+func subjectRewrite(rep *Report, act Action) bool {
+	return act >= Tag && rep.Rspamd != nil && rep.Rspamd.Action == RspamdRewriteSubject && rep.Rspamd.Subject != ""
+}
+
+// Drops is the fields the rewritten message loses at rspamd's request:
+// its remove_headers, and the old Subject when the subject is rewritten.
+func (s *Scanner) Drops(rep *Report, act Action) map[string]int {
+	if rep.Rspamd == nil || rep.Trusted {
+		return nil
+	}
+	d := map[string]int{}
+	for n, i := range rep.Rspamd.RemoveHeaders {
+		d[n] = i
+	}
+	if subjectRewrite(rep, act) {
+		d["subject"] = 0
+	}
+	return d
 }
 
 // virusScanned is the value of X-Virus-Scanned: "gw-scan at HOST" only

@@ -9,11 +9,11 @@ import (
 
 // Forged reports whether an incoming header field is one gw-scan writes
 // and outsiders could forge to pass as scanned or clean: X-Spam-*,
-// X-Virus-*, X-GW-Alert and X-GW-Scanned. Rewrite removes them; a trusted
+// X-Virus-*, X-Rspamd-*, X-GW-Alert and X-GW-Scanned. Rewrite removes them; a trusted
 // message (a valid X-GW-Scanned) keeps them, since its scanner wrote them.
 func Forged(name string) bool {
 	n := strings.ToLower(name)
-	return strings.HasPrefix(n, "x-spam-") || strings.HasPrefix(n, "x-virus-") ||
+	return strings.HasPrefix(n, "x-spam-") || strings.HasPrefix(n, "x-virus-") || strings.HasPrefix(n, "x-rspamd-") ||
 		n == "x-gw-alert" || n == "x-gw-scanned"
 }
 
@@ -95,13 +95,63 @@ func fieldName(br *bufio.Reader) (string, bool) {
 // Rewrite copies the stored message in r to w: the lines in add first,
 // then r's header without Forged fields, then the rest byte for byte.
 func Rewrite(w io.Writer, r io.Reader, add []string) error {
+	return rewrite(w, r, add, nil, nil)
+}
+
+// RewriteDrop is Rewrite that also leaves out the fields in drop (a
+// lower-case name → 0 for every instance, n for the nth, -n for the nth
+// from the end), as rspamd's remove_headers asks. size bytes of r are
+// the message; counting from the end reads the header twice.
+func RewriteDrop(w io.Writer, r io.ReaderAt, add []string, drop map[string]int, size int64) error {
+	var total map[string]int
+	for _, i := range drop {
+		if i < 0 {
+			total = map[string]int{}
+			lastLF := true
+			err := walkHeader(bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 64<<10), func(name string, chunk []byte) error {
+				if lastLF && name != "" && isFieldStart(chunk) {
+					total[name]++
+				}
+				lastLF = chunk[len(chunk)-1] == '\n'
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			break
+		}
+	}
+	return rewrite(w, io.NewSectionReader(r, 0, size), add, drop, total)
+}
+
+// isFieldStart tells a field's first chunk from its continuations and
+// from the later chunks of a long line: only a first chunk begins with
+// the name.
+func isFieldStart(chunk []byte) bool {
+	return len(chunk) > 0 && chunk[0] != ' ' && chunk[0] != '\t'
+}
+
+func rewrite(w io.Writer, r io.Reader, add []string, drop, total map[string]int) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	for _, l := range add {
 		bw.WriteString(l)
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
+	seen := map[string]int{}
+	dropping := false
+	lastLF := true // whether the previous chunk ended a line
 	err := walkHeader(br, func(name string, chunk []byte) error {
-		if name != "" && Forged(name) {
+		start := lastLF && isFieldStart(chunk) && name != ""
+		lastLF = chunk[len(chunk)-1] == '\n'
+		if start {
+			seen[name]++
+			dropping = false
+			if i, ok := drop[name]; ok {
+				n := seen[name]
+				dropping = i == 0 || i == n || (i < 0 && total[name]+1+i == n)
+			}
+		}
+		if name != "" && (Forged(name) || dropping) {
 			return nil
 		}
 		_, err := bw.Write(chunk)

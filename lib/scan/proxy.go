@@ -33,6 +33,8 @@ type Proxy struct {
 	NextHop    string        // host:port
 	Timeout    time.Duration // each exchange with the next hop, and idle clients
 	MaxBytes   int64         // 0: no limit of our own
+
+	hops hopPool // idle connections to the next hop
 }
 
 // Replies a proxy gives for its own verdicts.
@@ -202,7 +204,11 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 	id := NewID()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
 	defer cancel()
-	rep := p.Scanner.Scan(ctx, f, size, id)
+	meta := Meta{From: env.Sender, Rcpts: env.Recipients, QueueID: msgID(f)}
+	// The proxy's client is the front listener: the Internet client is
+	// the one gw-smtpd's Received names.
+	meta.IP, meta.Hostname, meta.Helo = clientFromReceived(f)
+	rep := p.Scanner.Scan(ctx, f, size, id, meta)
 	plan := p.Scanner.Plan(rep, env)
 	acts, deliver, held := plan.Acts, plan.Deliver, plan.Held
 	mid := msgID(f)
@@ -212,6 +218,9 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 		return errContentRejected
 	case Tempfail:
 		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 451)
+		if plan.Text != "" {
+			return smtpserver.R(451, "4.7.1", plan.Text)
+		}
 		return errScanTempfail
 	}
 	w := &Wrapper{Scanner: p.Scanner, TmpDir: p.TmpDir, Quarantine: p.Quarantine}
@@ -260,18 +269,10 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 }
 
 // relay sends the message to the next hop and returns its final reply.
+// It reuses a connection an earlier message left idle; one that fails at
+// MAIL (the next hop closed it meanwhile) is replaced by a fresh one, which
+// is safe: nothing of the message was sent on it.
 func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, error) {
-	d := net.Dialer{Timeout: p.Timeout}
-	conn, err := d.Dial("tcp", p.NextHop)
-	if err != nil {
-		return "", err
-	}
-	conn.SetDeadline(time.Now().Add(4 * p.Timeout))
-	c := smtp.NewClient(conn)
-	defer c.Close()
-	if err := c.Hello(p.Scanner.Hostname); err != nil {
-		return "", fmt.Errorf("EHLO: %w", err)
-	}
 	// go-smtp's client writes the path between angle brackets as given:
 	// the local part must go quoted when it is no dot-atom, or the next
 	// hop reads another address, and what follows a '>' or a blank in it
@@ -280,33 +281,78 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, 
 	if err != nil {
 		return "", fmt.Errorf("MAIL: sender %q: %w", env.Sender, err)
 	}
+	to := make([]string, len(env.Recipients))
+	for i, r := range env.Recipients {
+		if to[i], err = mailbox.Path(r); err != nil {
+			return "", fmt.Errorf("RCPT %q: %w", r, err)
+		}
+	}
+	if h := p.hops.get(); h != nil {
+		reply, err, mailed := p.relayOn(h, from, to, msg, utf8)
+		if err == nil {
+			p.hops.put(h)
+			return reply, nil
+		}
+		h.c.Close()
+		if mailed {
+			return "", err
+		}
+	}
+	h, err := p.dialHop()
+	if err != nil {
+		return "", err
+	}
+	reply, err, _ := p.relayOn(h, from, to, msg, utf8)
+	if err != nil {
+		h.c.Close()
+		return "", err
+	}
+	p.hops.put(h)
+	return reply, nil
+}
+
+func (p *Proxy) dialHop() (*hopConn, error) {
+	d := net.Dialer{Timeout: p.Timeout}
+	conn, err := d.Dial("tcp", p.NextHop)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(p.Timeout))
+	c := smtp.NewClient(conn)
+	if err := c.Hello(p.Scanner.Hostname); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("EHLO: %w", err)
+	}
+	return &hopConn{c: c, conn: conn}, nil
+}
+
+// relayOn runs one transaction on h; mailed reports whether MAIL was
+// accepted, after which a failure is the message's, not the connection's.
+func (p *Proxy) relayOn(h *hopConn, from string, to []string, msg io.Reader, utf8 bool) (reply string, err error, mailed bool) {
+	h.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
+	c := h.c
 	var opts *smtp.MailOptions
 	if utf8 {
 		opts = &smtp.MailOptions{UTF8: true}
 	}
 	if err := c.Mail(from, opts); err != nil {
-		return "", fmt.Errorf("MAIL: %w", err)
+		return "", fmt.Errorf("MAIL: %w", err), false
 	}
-	for _, r := range env.Recipients {
-		to, err := mailbox.Path(r)
-		if err != nil {
-			return "", fmt.Errorf("RCPT %q: %w", r, err)
-		}
-		if err := c.Rcpt(to, nil); err != nil {
-			return "", fmt.Errorf("RCPT %s: %w", r, err)
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			return "", fmt.Errorf("RCPT %s: %w", r, err), true
 		}
 	}
 	wc, err := c.Data()
 	if err != nil {
-		return "", fmt.Errorf("DATA: %w", err)
+		return "", fmt.Errorf("DATA: %w", err), true
 	}
 	if _, err := io.Copy(wc, msg); err != nil {
-		return "", fmt.Errorf("DATA: %w", err)
+		return "", fmt.Errorf("DATA: %w", err), true
 	}
 	resp, err := wc.CloseWithResponse()
 	if err != nil {
-		return "", fmt.Errorf("end of DATA: %w", err)
+		return "", fmt.Errorf("end of DATA: %w", err), true
 	}
-	c.Quit()
-	return strings.TrimSpace(resp.StatusText), nil
+	return strings.TrimSpace(resp.StatusText), nil, true
 }

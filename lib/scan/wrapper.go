@@ -118,7 +118,7 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 		return code, nil
 	}
 	id := NewID()
-	rep := w.Scanner.Scan(ctx, f, size, id)
+	rep := w.Scanner.Scan(ctx, f, size, id, w.meta(f, e))
 	plan := w.Scanner.Plan(rep, e)
 	acts, deliver, held := plan.Acts, plan.Deliver, plan.Held
 	mid := msgID(f)
@@ -127,7 +127,9 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.Refused)
 		return qq.Refused, nil
 	case Tempfail:
-		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.TemporaryRefusal)
+		// qmail-queue's codes carry no text: the reason (rspamd's
+		// greylist) is in the log line.
+		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.TemporaryRefusal, "reason", plan.Text)
 		return qq.TemporaryRefusal, nil
 	}
 	if len(held.Recipients) > 0 {
@@ -184,7 +186,8 @@ func (w *Wrapper) rewrite(f *os.File, size int64, rep *Report, act Action) (*os.
 	if err != nil {
 		return nil, err
 	}
-	if err := Rewrite(out, io.NewSectionReader(f, 0, size), add); err != nil {
+	drop := w.Scanner.Drops(rep, act)
+	if err := RewriteDrop(out, io.NewSectionReader(f, 0, size), add, drop, size); err != nil {
 		out.Close()
 		return nil, err
 	}
@@ -209,8 +212,8 @@ func (w *Wrapper) hold(f *os.File, size int64, rep *Report, held envelope.Envelo
 // Forgeable reports whether a message must not get a trust token: it was
 // not fully scanned.
 func Forgeable(rep *Report) bool {
-	return failed(rep.ClamdErr) || failed(rep.SpamErr) || rep.MIMEErr != nil ||
-		rep.ClamdErr == ErrTooBig || rep.SpamErr == ErrTooBig
+	return failed(rep.ClamdErr) || failed(rep.SpamErr) || failed(rep.RspamdErr) || rep.MIMEErr != nil ||
+		rep.ClamdErr == ErrTooBig || rep.SpamErr == ErrTooBig || rep.RspamdErr == ErrTooBig
 }
 
 func envFile(dir string, e envelope.Envelope) (*os.File, error) {
@@ -240,7 +243,12 @@ func reason(rep *Report) string {
 	case ClassBanned, ClassBomb, ClassBadMIME:
 		return rep.Classes[0] + " " + rep.MIME.String()
 	case ClassSpam, ClassSpamKill:
-		return fmt.Sprintf("%s score=%.1f", rep.Classes[0], rep.Spam.Score)
+		if rep.Spam != nil {
+			return fmt.Sprintf("%s score=%.1f", rep.Classes[0], rep.Spam.Score)
+		}
+		if rep.Rspamd != nil {
+			return fmt.Sprintf("%s rspamd %s score=%.1f", rep.Classes[0], sanitize(rep.Rspamd.Action), rep.Rspamd.Score)
+		}
 	}
 	return rep.Classes[0]
 }

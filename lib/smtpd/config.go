@@ -6,6 +6,7 @@ import (
 
 	"gw/lib/authcheck"
 	"gw/lib/logline"
+	"gw/lib/milter"
 	"gw/lib/rbl"
 	"gw/lib/relay"
 	"gw/lib/tcpserver"
@@ -37,6 +38,7 @@ type Config struct {
 	Greylist    Greylist           // nil: no greylisting
 	Auth        Authenticator      // nil: no SMTP AUTH
 	MsgAuth     *authcheck.Checker // nil: no SPF, DKIM, DMARC, ARC (gw-auth(5))
+	Milters     []milter.Milter    // control/milters, in order; MILTERS picks among them
 
 	TLS         *tls.Config // nil: no STARTTLS
 	ImplicitTLS bool        // TLS from the first byte (port 465)

@@ -12,6 +12,7 @@ import (
 	"gw/lib/control"
 	"gw/lib/dns"
 	"gw/lib/logline"
+	"gw/lib/milter"
 	"gw/lib/recipients"
 	"gw/lib/relay"
 	"gw/lib/smtpserver"
@@ -108,6 +109,9 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 		c.Recipients = recipients.Open(rdir)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control/recipients: %w", err)
+	}
+	if c.Milters, err = milter.Load(string(dir)); err != nil {
+		return nil, err
 	}
 	auth, err := authcheck.Load(string(dir))
 	if err != nil {

@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/netip"
-	"os"
+	"strings"
 	"time"
 
 	"gw/lib/authcheck"
-	"gw/lib/envelope"
-	"gw/lib/handoff"
 	"gw/lib/smtpserver"
 )
 
@@ -30,7 +27,6 @@ const maxSpool = 64 << 20
 const endTimeout = 30 * time.Second
 
 var (
-	errTooBigToCheck = reply(552, "5.3.4", "message too big to authenticate")
 	errAuthTemporary = reply(451, "4.7.0", "message authentication failed temporarily")
 )
 
@@ -98,29 +94,23 @@ func (p *spool) Write(b []byte) (int, error) {
 func (p *spool) Commit() (int, error) { return 0, errors.New("a spool is not an injector") }
 func (p *spool) Abort()               { p.buf = bytes.Buffer{} }
 
-// spooling reports whether this transaction's message goes through the
-// checks, and so through a spool.
-func (s *session) spooling() bool {
+// authing reports whether this transaction's message goes through the
+// checks.
+func (s *session) authing() bool {
 	return s.cfg.MsgAuth != nil && s.atx != nil && s.cfg.MsgAuth.Needed(s.atx)
 }
 
-// authEnd runs the end-of-message checks on the spooled message, then
-// starts the injector and gives it the Received line, the fields the
-// checks at MAIL and RCPT added (early), the end-of-message checks'
-// fields and the message. It returns the transaction to commit, or the
-// reply that refuses the message.
-func (s *session) authEnd(p *spool, msgID string, early []string) (handoff.Tx, *smtpserver.Reply) {
-	if p.over {
-		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "too big to authenticate")
-		return nil, errTooBigToCheck
-	}
+// authEnd runs the end-of-message checks on the spooled message. It
+// returns the fields they put on top and the message they leave, or the
+// reply that refuses it.
+func (s *session) authEnd(msg []byte, msgID string) (string, []byte, *smtpserver.Reply) {
 	// the client waits for the reply to its dot: DNS gets half a minute
 	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
 	defer cancel()
-	out, err := s.cfg.MsgAuth.End(ctx, s.atx, p.buf.Bytes())
+	out, err := s.cfg.MsgAuth.End(ctx, s.atx, msg)
 	if err != nil {
 		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", "auth", "err", err)
-		return nil, errAuthTemporary
+		return "", nil, errAuthTemporary
 	}
 	s.logAuth(msgID, out)
 	if out.ReportErr != nil {
@@ -128,31 +118,18 @@ func (s *session) authEnd(p *spool, msgID string, early []string) (handoff.Tx, *
 	}
 	if out.Refuse != nil {
 		s.log("info", "refused", "msg", msgID, "code", out.Refuse.Code, "reason", "dmarc")
-		return nil, reply(out.Refuse.Code, out.Refuse.Enhanced, out.Refuse.Text)
+		return "", nil, reply(out.Refuse.Code, out.Refuse.Enhanced, out.Refuse.Text)
 	}
-	inj := s.cl.Injector
-	if inj == nil {
-		inj = handoff.Select(os.Getenv)
-	}
-	tx, err := inj.Begin(envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts})
-	if err != nil {
-		s.log("warning", "refused", "msg", msgID, "code", 451, "err", err)
-		return nil, errNoInjector
-	}
-	io.WriteString(tx, s.received(msgID))
-	for _, f := range early {
-		io.WriteString(tx, f)
-	}
+	var head strings.Builder
 	if out.Quarantine {
 		// DMARC asked for quarantine: the mark gw-scan and the inside
 		// servers' filters act on (gw-auth(5)).
-		io.WriteString(tx, "X-Gw-Quarantine: dmarc; "+sanitize(out.Reason)+"\n")
+		head.WriteString("X-Gw-Quarantine: dmarc; " + sanitize(out.Reason) + "\n")
 	}
 	for _, f := range out.Prepend {
-		io.WriteString(tx, f)
+		head.WriteString(f)
 	}
-	tx.Write(out.Message)
-	return tx, nil
+	return head.String(), out.Message, nil
 }
 
 func (s *session) logAuth(msgID string, out authcheck.Outcome) {

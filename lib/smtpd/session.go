@@ -13,6 +13,7 @@ import (
 	"gw/lib/envelope"
 	"gw/lib/handoff"
 	"gw/lib/mailbox"
+	"gw/lib/milter"
 	"gw/lib/qq"
 	"gw/lib/relay"
 	"gw/lib/smtpserver"
@@ -57,6 +58,8 @@ type session struct {
 	atx      *authcheck.Transaction
 	heloSPF  *authcheck.HeloResult // the HELO name's SPF result, once a session
 	spool    *spool
+
+	milters []milter.Milter // this client's (milter.go)
 }
 
 // Serve runs one SMTP session on conn for client cl and closes conn. It is
@@ -100,6 +103,7 @@ func (s *session) Connect(ss *smtpserver.Session) *smtpserver.Reply {
 	if s.cfg.MsgAuth != nil {
 		s.authFace = s.face()
 	}
+	s.pickMilters()
 	if !s.cfg.ImplicitTLS && !s.cl.Relay && ss.TalksFirst(s.cfg.GreetDelay) {
 		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
 		return errPregreet
@@ -270,12 +274,12 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 	if p := s.spool; p != nil {
 		s.spool = nil
 		var r *smtpserver.Reply
-		var early []string
-		if ss.Mail != nil {
-			early = ss.Mail.Prepend
-		}
-		if tx, r = s.authEnd(p, msgID, early); r != nil {
+		if tx, r = s.spooledEnd(ss, p, msgID); r != nil {
 			return r
+		}
+		if tx == nil {
+			// a milter discarded it
+			return reply(250, "2.0.0", "ok "+msgID)
 		}
 	}
 	code, err := commit(tx)

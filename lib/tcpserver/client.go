@@ -45,6 +45,10 @@ type Client struct {
 	HasDMARCPolicy bool
 	ARCSeal        bool // ARCSEAL is set
 
+	// MILTERS picks the face's milters among control/milters, when set.
+	Milters    string
+	HasMilters bool
+
 	Rule string // the ACL rule that applied, for the log
 	// Injector takes the client's messages and Space is its queue's
 	// filesystem, for the check at MAIL: the listener's main chose both
@@ -77,6 +81,7 @@ func ClientFromEnv(lookup func(string) (string, bool)) Client {
 	c.SPFPolicy, c.HasSPFPolicy = lookup("SPFPOLICY")
 	c.DMARCPolicy, c.HasDMARCPolicy = lookup("DMARCPOLICY")
 	_, c.ARCSeal = lookup("ARCSEAL")
+	c.Milters, c.HasMilters = lookup("MILTERS")
 	c.Rule = get("GW_ACLRULE")
 	return c
 }

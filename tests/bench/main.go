@@ -55,6 +55,7 @@ var sections = []struct {
 	{"tcprules", tcprulesBench},
 	{"smtpd", smtpdBench},
 	{"scan", scanBench},
+	{"scanpath", scanPathBench},
 	{"qmtp", qmtpBench},
 	{"qmq", qmqBench},
 	{"auth", authBench},

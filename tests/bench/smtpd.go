@@ -447,7 +447,9 @@ func startGWFrom(bin, dir, sink string, control map[string]string, smtpdEnv []st
 	return &side{name: "gw", addr: addr, stop: stop,
 		pids:  func() []int { return pids },
 		progs: func() []namedPid { return named },
-		reap:  func() int { return 0 }}, nil
+		// gw-smtpd's reaped children (gw-scan as QMAILQUEUE) are the
+		// side's; a gw-smtpd that runs none adds nothing.
+		reap: func() int { return pids[len(pids)-1] }}, nil
 }
 
 func signalAll(cmd *exec.Cmd, sig string) {

@@ -1,0 +1,235 @@
+package milter
+
+import (
+	"net"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gomilter "github.com/d--j/go-milter"
+)
+
+// filter is a milter served by go-milter's server side over a real unix
+// socket: it records what the client told it and, at the end of the
+// message, does what the test asks.
+type filter struct {
+	gomilter.NoOpMilter
+	mu      *sync.Mutex
+	seen    *seen
+	atEnd   func(m gomilter.Modifier) (*gomilter.Response, error)
+	atRcpt  *gomilter.Response
+	headers []string
+	body    []byte
+}
+
+type seen struct {
+	macros  map[string]string
+	helo    string
+	from    string
+	rcpts   []string
+	headers []string
+	body    string
+}
+
+func (f *filter) Connect(host, family string, port uint16, addr string, m gomilter.Modifier) (*gomilter.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, k := range []string{"j", "{daemon_name}", "{client_addr}", "{client_name}", "{if_addr}"} {
+		f.seen.macros[k] = m.Get(k)
+	}
+	f.seen.macros["connect"] = host + " " + family + " " + addr
+	return gomilter.RespContinue, nil
+}
+
+func (f *filter) Helo(name string, m gomilter.Modifier) (*gomilter.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen.helo = name
+	return gomilter.RespContinue, nil
+}
+
+func (f *filter) MailFrom(from, args string, m gomilter.Modifier) (*gomilter.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen.from = from
+	f.seen.macros["{mail_addr}"] = m.Get("{mail_addr}")
+	f.seen.macros["{auth_authen}"] = m.Get("{auth_authen}")
+	f.seen.macros["i"] = m.Get("i")
+	return gomilter.RespContinue, nil
+}
+
+func (f *filter) RcptTo(rcpt, args string, m gomilter.Modifier) (*gomilter.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen.rcpts = append(f.seen.rcpts, rcpt+" "+m.Get("{rcpt_addr}"))
+	if f.atRcpt != nil {
+		return f.atRcpt, nil
+	}
+	return gomilter.RespContinue, nil
+}
+
+func (f *filter) Header(name, value string, m gomilter.Modifier) (*gomilter.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen.headers = append(f.seen.headers, name+":"+value)
+	return gomilter.RespContinue, nil
+}
+
+func (f *filter) BodyChunk(chunk []byte, m gomilter.Modifier) (*gomilter.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen.body += string(chunk)
+	return gomilter.RespContinue, nil
+}
+
+func (f *filter) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) {
+	if f.atEnd == nil {
+		return gomilter.RespAccept, nil
+	}
+	return f.atEnd(m)
+}
+
+// serve starts the filter on a unix socket and returns its control line.
+func serve(t *testing.T, f filter) (Milter, *seen) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "f.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &seen{macros: map[string]string{}}
+	f.mu, f.seen = &sync.Mutex{}, s
+	srv := gomilter.NewServer(
+		gomilter.WithMilter(func() gomilter.Milter { c := f; return &c }),
+		gomilter.WithActions(gomilter.AllClientSupportedActionMasks),
+		gomilter.WithMacroRequest(gomilter.StageConnect, []string{"j", "{daemon_name}", "{client_addr}", "{client_name}", "{if_addr}"}),
+		gomilter.WithMacroRequest(gomilter.StageMail, []string{"{mail_addr}", "{auth_authen}", "i"}),
+		gomilter.WithMacroRequest(gomilter.StageRcpt, []string{"{rcpt_addr}"}),
+	)
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return Milter{Name: "f", Network: "unix", Address: sock, Timeout: 5 * time.Second}, s
+}
+
+var memo = Transaction{
+	Macros: map[string]string{"j": "mx.gw.test", "{daemon_name}": "gw-smtpd", "{client_addr}": "127.0.0.9",
+		"{client_name}": "client.test", "{if_addr}": "127.0.0.1", "{auth_authen}": "ops", "i": "sid.1"},
+	ClientAddr: "127.0.0.9", ClientPort: 4000, ClientName: "client.test", Helo: "client.test",
+	Sender: "ops@gw.test", Rcpts: []string{"a@example.org", "b@example.org"},
+	Message: []byte("Received: from client.test\n\tby mx.gw.test\nSubject: numbers\nX-Drop: me\nTo: a@example.org\n\nline one\nline two\n"),
+}
+
+// TestRunTellsAndModifies: the milter hears the transaction as Postfix
+// tells it (macros, angle-bracketed paths, header values, CRLF body),
+// and every modification it asks for is carried out in its order.
+func TestRunTellsAndModifies(t *testing.T) {
+	m, s := serve(t, filter{atEnd: func(m gomilter.Modifier) (*gomilter.Response, error) {
+		m.AddHeader("X-Added", "yes")
+		m.ChangeHeader(1, "Subject", "[ext] numbers")
+		m.ChangeHeader(1, "X-Drop", "")
+		m.InsertHeader(0, "X-First", "top")
+		m.ChangeFrom("<bounces@gw.test>", "")
+		m.AddRecipient("<c@example.org>", "")
+		m.DeleteRecipient("<a@example.org>")
+		m.ReplaceBody(strings.NewReader("new body\r\n"))
+		m.Quarantine("looks odd")
+		return gomilter.RespAccept, nil
+	}})
+	out := Run([]Milter{m}, memo)
+	if out.Reply != nil || out.Discard || len(out.Failed) > 0 {
+		t.Fatalf("outcome: %+v", out)
+	}
+	want := seen{
+		macros: map[string]string{"j": "mx.gw.test", "{daemon_name}": "gw-smtpd", "{client_addr}": "127.0.0.9",
+			"{client_name}": "client.test", "{if_addr}": "127.0.0.1", "connect": "client.test tcp4 127.0.0.9",
+			"{mail_addr}": "ops@gw.test", "{auth_authen}": "ops", "i": "sid.1"},
+		helo:    "client.test",
+		from:    "<ops@gw.test>",
+		rcpts:   []string{"<a@example.org> a@example.org", "<b@example.org> b@example.org"},
+		headers: []string{"Received:from client.test\n\tby mx.gw.test", "Subject:numbers", "X-Drop:me", "To:a@example.org"},
+		body:    "line one\r\nline two\r\n",
+	}
+	if !reflect.DeepEqual(*s, want) {
+		t.Errorf("the milter heard\n%#v\nwant\n%#v", *s, want)
+	}
+	msg := "X-First: top\nReceived: from client.test\n\tby mx.gw.test\nSubject: [ext] numbers\nTo: a@example.org\nX-Added: yes\n\nnew body\n"
+	if string(out.Message) != msg {
+		t.Errorf("message:\n%s\nwant\n%s", out.Message, msg)
+	}
+	if out.Sender != "bounces@gw.test" || !reflect.DeepEqual(out.Rcpts, []string{"b@example.org", "c@example.org"}) {
+		t.Errorf("envelope: %q %q", out.Sender, out.Rcpts)
+	}
+	if !reflect.DeepEqual(out.Quarantine, []string{"f: looks odd"}) {
+		t.Errorf("quarantine: %q", out.Quarantine)
+	}
+}
+
+// TestRunRefusals: a milter's own reply, at the end or at a recipient,
+// refuses the message with its code and text; a discard drops it.
+func TestRunRefusals(t *testing.T) {
+	reject, _ := gomilter.RejectWithCodeAndReason(554, "5.7.0 not from here\r\nsecond line")
+	m, _ := serve(t, filter{atEnd: func(gomilter.Modifier) (*gomilter.Response, error) { return reject, nil }})
+	out := Run([]Milter{m}, memo)
+	if out.Reply == nil || *out.Reply != (Reply{554, "5.7.0", "not from here second line"}) || out.By != "f" {
+		t.Errorf("reject with code: %+v %+v", out, out.Reply)
+	}
+	m, _ = serve(t, filter{atRcpt: gomilter.RespTempFail})
+	if out = Run([]Milter{m}, memo); out.Reply == nil || out.Reply.Code != 451 {
+		t.Errorf("tempfail at a recipient: %+v", out)
+	}
+	m, _ = serve(t, filter{atEnd: func(gomilter.Modifier) (*gomilter.Response, error) { return gomilter.RespDiscard, nil }})
+	if out = Run([]Milter{m}, memo); !out.Discard || out.Reply != nil {
+		t.Errorf("discard: %+v", out)
+	}
+	m, _ = serve(t, filter{atEnd: func(m gomilter.Modifier) (*gomilter.Response, error) {
+		m.DeleteRecipient("<a@example.org>")
+		m.DeleteRecipient("<B@example.org>")
+		return gomilter.RespAccept, nil
+	}})
+	if out = Run([]Milter{m}, memo); !out.Discard {
+		t.Errorf("every recipient deleted: %+v", out)
+	}
+}
+
+// TestRunDistrustsTheMilter: what a milter asks for is checked as if a
+// client sent it; a bad request is the milter's failure and gets its
+// default action, and the message goes on unchanged under accept.
+func TestRunDistrustsTheMilter(t *testing.T) {
+	for name, end := range map[string]func(m gomilter.Modifier){
+		"field ends the header": func(m gomilter.Modifier) { m.AddHeader("X-A", "v\n\nbody") },
+		"field starts a field":  func(m gomilter.Modifier) { m.AddHeader("X-A", "v\r\nBcc: x@y") },
+		"recipient":             func(m gomilter.Modifier) { m.AddRecipient("<no address>", "") },
+		"sender":                func(m gomilter.Modifier) { m.ChangeFrom("<a@b@c>", "") },
+	} {
+		m, _ := serve(t, filter{atEnd: func(m gomilter.Modifier) (*gomilter.Response, error) {
+			end(m)
+			return gomilter.RespAccept, nil
+		}})
+		out := Run([]Milter{m}, memo)
+		if out.Reply != replyTempfail || len(out.Failed) != 1 {
+			t.Errorf("%s: %+v", name, out)
+		}
+		m.Default = FailAccept
+		out = Run([]Milter{m}, memo)
+		if out.Reply != nil || string(out.Message) != string(memo.Message) || !reflect.DeepEqual(out.Rcpts, memo.Rcpts) {
+			t.Errorf("%s under default=accept: %+v", name, out)
+		}
+	}
+}
+
+// TestRunInOrder: the second milter sees the first one's changes.
+func TestRunInOrder(t *testing.T) {
+	first, _ := serve(t, filter{atEnd: func(m gomilter.Modifier) (*gomilter.Response, error) {
+		m.AddHeader("X-First", "1")
+		return gomilter.RespAccept, nil
+	}})
+	second, s := serve(t, filter{})
+	second.Name = "g"
+	Run([]Milter{first, second}, memo)
+	if last := s.headers[len(s.headers)-1]; last != "X-First:1" {
+		t.Errorf("second milter's last field: %q", last)
+	}
+}

@@ -1,0 +1,164 @@
+package smtpd
+
+import (
+	"bytes"
+	"crypto/tls"
+	"net/netip"
+	"strconv"
+
+	"gw/lib/envelope"
+	"gw/lib/handoff"
+	"gw/lib/milter"
+	"gw/lib/smtpserver"
+)
+
+// Milters (gw-milters(5)) and message authentication both need the whole
+// message before it is queued: a refusal is the reply to the dot, and
+// what they add or change goes into the queued message. Such a message
+// is spooled in memory (msgauth.go's spool), judged at its end, and only
+// then handed to the injector.
+
+var (
+	errTooBigToCheck = reply(552, "5.3.4", "message too big to check")
+)
+
+// pickMilters sets the client's milters at connect: the face's list, or
+// the ones its tcprules rule names in MILTERS. A MILTERS naming an
+// unknown milter runs them all: a typo must not let mail past a filter.
+func (s *session) pickMilters() {
+	list, err := milter.Select(s.cfg.Milters, s.cl.Milters, s.cl.HasMilters)
+	if err != nil {
+		s.log("warning", "milter_config", "err", err)
+		list = s.cfg.Milters
+	}
+	s.milters = list
+}
+
+// spooling reports whether this transaction's message waits in a spool.
+func (s *session) spooling() bool {
+	return len(s.milters) > 0 || s.authing()
+}
+
+// spooledEnd judges the spooled message (authentication, then the
+// milters on the message as it would be queued), then starts the
+// injector and gives it the result. It returns the transaction to
+// commit, nil with a nil reply for a message a milter discarded, or the
+// reply that refuses it.
+func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (handoff.Tx, *smtpserver.Reply) {
+	if p.over {
+		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "too big to check")
+		return nil, errTooBigToCheck
+	}
+	var msg bytes.Buffer
+	msg.WriteString(s.received(msgID))
+	if ss.Mail != nil {
+		// the fields the checks at MAIL and RCPT decided
+		for _, f := range ss.Mail.Prepend {
+			msg.WriteString(f)
+		}
+	}
+	body := p.buf.Bytes()
+	if s.authing() {
+		head, out, r := s.authEnd(body, msgID)
+		if r != nil {
+			return nil, r
+		}
+		msg.WriteString(head)
+		body = out
+	}
+	msg.Write(body)
+	env := envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts}
+	data := msg.Bytes()
+	if len(s.milters) > 0 {
+		var r *smtpserver.Reply
+		if env, data, r = s.runMilters(ss, env, data, msgID); r != nil || data == nil {
+			return nil, r
+		}
+	}
+	tx, err := begin(s.cl.Injector, env)
+	if err != nil {
+		s.log("warning", "refused", "msg", msgID, "code", 451, "err", err)
+		return nil, errNoInjector
+	}
+	tx.Write(data)
+	return tx, nil
+}
+
+// runMilters passes the message through the client's milters. It returns
+// the envelope and message to queue, a nil message for a discard, or the
+// refusal.
+func (s *session) runMilters(ss *smtpserver.Session, env envelope.Envelope, data []byte, msgID string) (envelope.Envelope, []byte, *smtpserver.Reply) {
+	port, _ := strconv.ParseUint(s.cl.RemotePort, 10, 16)
+	name := "[" + s.cl.RemoteIP + "]"
+	if s.cl.HasRemoteHost && s.cl.RemoteHost != "" {
+		name = s.cl.RemoteHost
+	}
+	out := milter.Run(s.milters, milter.Transaction{
+		Macros:     s.milterMacros(ss, msgID, name),
+		ClientAddr: s.cl.RemoteIP,
+		ClientPort: uint16(port),
+		ClientName: name,
+		Helo:       s.helo,
+		Sender:     env.Sender,
+		Rcpts:      env.Recipients,
+		Message:    data,
+	})
+	for _, f := range out.Failed {
+		s.log("warning", "milter_failed", "msg", msgID, "milter", f.Name, "err", f.Err)
+	}
+	for _, c := range out.Changes {
+		s.log("info", "milter_changed", "msg", msgID, "changes", c)
+	}
+	switch {
+	case out.Reply != nil:
+		r := out.Reply
+		s.log("info", "refused", "msg", msgID, "code", r.Code, "reason", "milter", "milter", out.By, "text", r.Text)
+		return env, nil, reply(r.Code, r.Enhanced, r.Text)
+	case out.Discard:
+		// A discard is the milter's accept-and-drop, as behind Postfix:
+		// the client is told ok, and the log says where the mail went.
+		s.log("info", "discarded", "msg", msgID, "milter", out.By, "from", env.Sender, "rcpts", len(env.Recipients))
+		return env, nil, nil
+	}
+	data = out.Message
+	if len(out.Quarantine) > 0 {
+		// the same mark DMARC's quarantine leaves (gw-auth(5)): gw-scan
+		// and the inside servers' filters act on it
+		var q bytes.Buffer
+		for _, reason := range out.Quarantine {
+			q.WriteString("X-Gw-Quarantine: milter; " + sanitize(reason) + "\n")
+		}
+		data = append(q.Bytes(), data...)
+	}
+	return envelope.Envelope{Sender: out.Sender, Recipients: out.Rcpts}, data, nil
+}
+
+// milterMacros are the values milters read, named as Sendmail and
+// Postfix name them. i is the message's id in gw's log: the queue id is
+// not known before the injector has run.
+func (s *session) milterMacros(ss *smtpserver.Session, msgID, clientName string) map[string]string {
+	m := map[string]string{
+		"j":             s.cfg.Hostname,
+		"v":             "gw",
+		"_":             clientName + " [" + s.cl.RemoteIP + "]",
+		"i":             msgID,
+		"{daemon_name}": "gw-smtpd",
+		"{daemon_addr}": s.cl.LocalIP,
+		"{if_addr}":     s.cl.LocalIP,
+		"{if_name}":     s.cl.LocalHost,
+		"{client_addr}": s.cl.RemoteIP,
+		"{client_port}": s.cl.RemotePort,
+		"{client_name}": clientName,
+		"{client_ptr}":  clientName,
+	}
+	if ip, err := netip.ParseAddr(s.cl.RemoteIP); err != nil || !ip.IsValid() {
+		delete(m, "{client_addr}")
+	}
+	if ss.TLS != nil {
+		m["{tls_version}"] = tls.VersionName(ss.TLS.Version)
+	}
+	if s.authUser != "" {
+		m["{auth_authen}"] = s.authUser
+	}
+	return m
+}

@@ -1,0 +1,400 @@
+package main
+
+// The scanned path side by side, in one run, the same messages through
+// each: gw-smtpd → (gw-scan as QMAILQUEUE, or gw-scan's proxy in front) →
+// gw-queued → gw-send → smtp-sink, against Postfix → smtp-sink with
+// rspamd's proxy worker as its milter, and the scanners asked directly by
+// gw's own clients (their ceiling on this machine). Each figure: the rate
+// the clients saw, the CPU a message of the system under test (gw's
+// programs, or Postfix's) and of the scanners (clamd, rspamd with its
+// workers), and the latency of a transaction (MAIL to the reply to the
+// final dot), p50 and p99. On a busy machine CPU a message is the robust
+// figure; rates move with the neighbours.
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"gw/lib/scan"
+	"gw/tests/internal/clamdtest"
+	"gw/tests/internal/rspamdtest"
+	"gw/tests/internal/spamdtest"
+)
+
+var (
+	scanPathMessages = flag.Int("scanpath-messages", 600, "messages a figure of the scanned-path bench (0: skip it)")
+	scanPathSessions = flag.Int("scanpath-sessions", 10, "parallel sessions of the scanned-path bench")
+	scanPathSpamd    = flag.Int("scanpath-spamd", 100, "messages a figure through SpamAssassin's spamd, about 10 a second here (0: skip spamd)")
+)
+
+// scanner is a scanner daemon whose CPU is counted apart.
+type scanner struct {
+	name string
+	pids func() []int
+}
+
+func scanPathBench(work string) {
+	n, sess, size := *scanPathMessages, *scanPathSessions, 10<<10
+	if n <= 0 {
+		return
+	}
+	fmt.Printf("\nThe scanned path, %d KiB messages, %d sessions, %d messages a figure, relaying to smtp-sink:\n", size>>10, sess, n)
+	dir := filepath.Join(work, "scanpath")
+	check(os.MkdirAll(dir, 0o755))
+	defer os.RemoveAll(dir)
+
+	var scanners []scanner
+	clamd, err := clamdtest.Start(filepath.Join(dir, "clamd"), "GATEWAY-BENCH-MARKER", nil)
+	if err != nil {
+		fmt.Println("  clamd:", err)
+	} else {
+		defer clamd.Stop()
+		scanners = append(scanners, scanner{"clamd", func() []int { return []int{clamd.Cmd.Process.Pid} }})
+	}
+	// rspamd's directory is reached by its workers; Postfix's by its
+	// daemons: neither may be under the bench's 0700 work directory.
+	rdir, _ := os.MkdirTemp("", "gw-bench-rspamd-")
+	defer os.RemoveAll(rdir)
+	rsp, err := rspamdtest.Start(rdir, rspamdtest.Options{Workers: 2, Milter: true})
+	if err != nil {
+		fmt.Println("  rspamd:", err)
+	} else {
+		defer rsp.Stop()
+		scanners = append(scanners, scanner{"rspamd", func() []int { return descendants(rsp.Cmd.Process.Pid) }})
+	}
+	var sa *spamdtest.Spamd
+	if *scanPathSpamd > 0 {
+		// spamd's children run as debian-spamd: its directory is outside
+		// the 0700 work directory too.
+		sdir, _ := os.MkdirTemp("", "gw-bench-spamd-")
+		os.Chmod(sdir, 0o755)
+		defer os.RemoveAll(sdir)
+		if sa, err = spamdtest.Start(sdir, 2, nil); err != nil {
+			fmt.Println("  spamd:", err)
+		} else {
+			defer sa.Stop()
+			scanners = append(scanners, scanner{"spamd", func() []int { return descendants(sa.Cmd.Process.Pid) }})
+		}
+	}
+	scannerCPU := func() time.Duration {
+		var t time.Duration
+		for _, s := range scanners {
+			for _, pid := range s.pids() {
+				u, st, _, _ := procTimes(pid)
+				t += u + st
+			}
+		}
+		return t
+	}
+	msg := scanPathMessage(size)
+
+	fmt.Printf("%-40s %8s %12s %12s %8s %8s\n", "path", "msg/s", "own CPU ms", "scanner ms", "p50 ms", "p99 ms")
+	row := func(name string, f pathFigure, err error) {
+		if err != nil {
+			fmt.Printf("%-40s failed: %v\n", name, err)
+			return
+		}
+		fmt.Printf("%-40s %8.1f %12.2f %12.2f %8.1f %8.1f\n", name, f.rate, f.ownMs, f.scanMs, f.p50, f.p99)
+	}
+
+	// The scanners alone, asked by gw-scan's own clients from sess
+	// goroutines: the ceiling a path through them can reach.
+	if clamd != nil {
+		c := &scan.Clamd{Addr: clamd.Sock, Timeout: 30 * time.Second}
+		f, err := direct(n, sess, scannerCPU, func() error {
+			_, err := c.Scan(context.Background(), bytes.NewReader(msg), int64(len(msg)))
+			return err
+		})
+		row("clamd alone (zINSTREAM)", f, err)
+	}
+	if rsp != nil {
+		r := &scan.Rspamd{Addr: rsp.Addr, Timeout: 30 * time.Second}
+		f, err := direct(n, sess, scannerCPU, func() error {
+			_, err := r.Check(context.Background(), bytes.NewReader(msg), int64(len(msg)), scan.Meta{From: benchFrom, Rcpts: []string{benchTo}, IP: "127.0.0.1", Helo: "client.example"})
+			return err
+		})
+		row("rspamd alone (/checkv2)", f, err)
+	}
+
+	if sa != nil {
+		c := &scan.Spamd{Addr: sa.Addr, Timeout: 60 * time.Second}
+		f, err := direct(*scanPathSpamd, sess, scannerCPU, func() error {
+			_, err := c.Check(context.Background(), bytes.NewReader(msg), int64(len(msg)))
+			return err
+		})
+		row("spamd alone (SYMBOLS)", f, err)
+	}
+
+	type path struct {
+		name    string
+		control map[string]string
+		wrapper bool
+		proxy   bool
+		n       int
+	}
+	var paths = []path{{"gw-smtpd, no scan", nil, false, false, 0}}
+	if clamd != nil {
+		cl := map[string]string{"clamd": clamd.Sock + "\n"}
+		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (clamd)", cl, true, false, 0}, path{"gw-scan proxy (clamd) + gw-smtpd", cl, false, true, 0})
+	}
+	if rsp != nil {
+		rc := map[string]string{"rspamd": rsp.Addr + "\n"}
+		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (rspamd)", rc, true, false, 0}, path{"gw-scan proxy (rspamd) + gw-smtpd", rc, false, true, 0})
+	}
+	if sa != nil {
+		sc := map[string]string{"spamd": sa.Addr + "\n", "scantimeout": "120\n"}
+		if clamd != nil {
+			sc["clamd"] = clamd.Sock + "\n"
+		}
+		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (clamd+spamd)", sc, true, false, *scanPathSpamd},
+			path{"gw-scan proxy (clamd+spamd) + gw-smtpd", sc, false, true, *scanPathSpamd})
+	}
+	for i, p := range paths {
+		pdir := filepath.Join(dir, fmt.Sprintf("gw%d", i))
+		sink, stopSink, err := startSink(dir, fmt.Sprintf("gw%d", i))
+		if err != nil {
+			row(p.name, pathFigure{}, err)
+			continue
+		}
+		var env []string
+		if p.wrapper {
+			env = []string{"QMAILQUEUE=" + filepath.Join(*binDir, "gw-scan"), "GW_CONTROL_DIR=" + filepath.Join(pdir, "control")}
+		}
+		s, err := startGWWith(pdir, sink, p.control, env)
+		if err == nil && p.proxy {
+			s, err = scanProxySide(pdir, s, p.control)
+		}
+		if err != nil {
+			stopSink()
+			row(p.name, pathFigure{}, err)
+			continue
+		}
+		f, err := measurePath(s, msg, cmp.Or(p.n, n), sess, scannerCPU)
+		row(p.name, f, err)
+		s.stop()
+		stopSink()
+	}
+
+	// Postfix, the same messages, plain and with rspamd's milter.
+	if _, err := exec.LookPath("postfix"); err != nil {
+		fmt.Println("  Postfix is not installed: its figures skipped")
+		return
+	}
+	pf := []struct {
+		name  string
+		extra []string
+	}{{"Postfix, no scan", nil}}
+	if rsp != nil {
+		pf = append(pf, struct {
+			name  string
+			extra []string
+		}{"Postfix + rspamd milter (proxy worker)", []string{"smtpd_milters = inet:" + rsp.Milter, "milter_protocol = 6", "milter_default_action = tempfail"}})
+	}
+	for i, p := range pf {
+		sink, stopSink, err := startSink(dir, fmt.Sprintf("pf%d", i))
+		if err != nil {
+			row(p.name, pathFigure{}, err)
+			continue
+		}
+		pdir, _ := os.MkdirTemp("", "gw-bench-postfix-")
+		os.Chmod(pdir, 0o755)
+		s, err := startPostfix(pdir, sink, p.extra...)
+		if err != nil {
+			row(p.name, pathFigure{}, err)
+		} else {
+			f, err := measurePath(s, msg, n, sess, scannerCPU)
+			row(p.name, f, err)
+			s.stop()
+		}
+		stopSink()
+		os.RemoveAll(pdir)
+	}
+	fmt.Println("  (own CPU: gw's programs, or Postfix's, a message; scanner: clamd, spamd and rspamd a message; amavisd-new: not measured)")
+}
+
+// scanPathMessage is a plain text message of about size bytes, in lines
+// of 64 characters, with the fields a real one has.
+func scanPathMessage(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString("From: bench@example.org\r\nTo: sink@example.net\r\nSubject: bench\r\nMessage-ID: <bench@example.org>\r\nDate: Wed, 2 Dec 2026 01:00:00 +0000\r\n\r\n")
+	line := strings.Repeat("lorem ipsum dolor sit amet ", 3)[:62] + "\r\n"
+	for b.Len()+len(line) <= size {
+		b.WriteString(line)
+	}
+	return b.Bytes()
+}
+
+// scanProxySide puts gw-scan's proxy, with the control files given, in
+// front of s: clients reach the proxy, which relays to s.
+func scanProxySide(dir string, s *side, control map[string]string) (*side, error) {
+	ctl := filepath.Join(dir, "proxy-control")
+	check(os.MkdirAll(ctl, 0o755))
+	control["me"] = "proxy.bench.example\n"
+	for name, body := range control {
+		check(os.WriteFile(filepath.Join(ctl, name), []byte(body), 0o644))
+	}
+	delete(control, "me")
+	addr := freePort()
+	cmd := exec.Command(filepath.Join(*binDir, "gw-scan"), "--control-dir", ctl, "--quarantine", filepath.Join(dir, "quarantine"),
+		"proxy", "--listen", addr, "--next-hop", s.addr)
+	log, _ := os.Create(filepath.Join(dir, "gw-scan-proxy.log"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		s.stop()
+		return nil, err
+	}
+	inner := s
+	stop := func() { cmd.Process.Kill(); cmd.Wait(); log.Close(); inner.stop() }
+	if err := waitListening(addr, 5*time.Second); err != nil {
+		stop()
+		return nil, err
+	}
+	return &side{name: "gw", addr: addr, stop: stop, reap: inner.reap,
+		pids: func() []int { return append(inner.pids(), cmd.Process.Pid) }}, nil
+}
+
+type pathFigure struct {
+	rate          float64
+	ownMs, scanMs float64 // CPU milliseconds a message
+	p50, p99      float64 // milliseconds
+}
+
+// measurePath sends n messages over sess sessions to s with go-smtp's
+// client, timing each transaction, and counts CPU until s is idle again
+// (its relaying done).
+func measurePath(s *side, msg []byte, n, sess int, scannerCPU func() time.Duration) (pathFigure, error) {
+	settle(s, 5*time.Second)
+	own0, scan0 := sideCPU(s), scannerCPU()
+	var (
+		mu   sync.Mutex
+		lat  []time.Duration
+		ferr error
+		next = make(chan struct{}, n)
+	)
+	for i := 0; i < n; i++ {
+		next <- struct{}{}
+	}
+	close(next)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < sess; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := smtp.Dial(s.addr)
+			if err == nil {
+				err = c.Hello("client.example")
+			}
+			for err == nil {
+				if _, ok := <-next; !ok {
+					break
+				}
+				t := time.Now()
+				if err = send(c, msg); err == nil {
+					mu.Lock()
+					lat = append(lat, time.Since(t))
+					mu.Unlock()
+				}
+			}
+			if c != nil {
+				c.Quit()
+			}
+			if err != nil {
+				mu.Lock()
+				ferr = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if ferr != nil {
+		return pathFigure{}, ferr
+	}
+	settle(s, 60*time.Second)
+	f := pathFigure{rate: float64(n) / elapsed.Seconds(),
+		ownMs:  float64((sideCPU(s) - own0).Microseconds()) / 1000 / float64(n),
+		scanMs: float64((scannerCPU() - scan0).Microseconds()) / 1000 / float64(n)}
+	f.p50, f.p99 = percentiles(lat)
+	return f, nil
+}
+
+func send(c *smtp.Client, msg []byte) error {
+	if err := c.Mail(benchFrom, nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt(benchTo, nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// direct runs op n times from sess goroutines: a scanner's own rate and
+// CPU, with no mail system in front.
+func direct(n, sess int, scannerCPU func() time.Duration, op func() error) (pathFigure, error) {
+	scan0 := scannerCPU()
+	var mu sync.Mutex
+	var lat []time.Duration
+	var ferr error
+	next := make(chan struct{}, n)
+	for i := 0; i < n; i++ {
+		next <- struct{}{}
+	}
+	close(next)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < sess; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				t := time.Now()
+				err := op()
+				mu.Lock()
+				if err != nil {
+					ferr = err
+				}
+				lat = append(lat, time.Since(t))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if ferr != nil {
+		return pathFigure{}, ferr
+	}
+	f := pathFigure{rate: float64(n) / time.Since(start).Seconds(),
+		scanMs: float64((scannerCPU() - scan0).Microseconds()) / 1000 / float64(n)}
+	f.p50, f.p99 = percentiles(lat)
+	return f, nil
+}
+
+func percentiles(lat []time.Duration) (p50, p99 float64) {
+	if len(lat) == 0 {
+		return 0, 0
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	at := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
+	}
+	return at(0.50), at(0.99)
+}
