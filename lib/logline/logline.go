@@ -21,9 +21,16 @@ import (
 )
 
 // Logger writes log lines to one writer; it is safe for concurrent use.
+// Lines logged while a write is under way are written together by the
+// next write, in the order logged: a busy listener's sessions share write
+// calls instead of making one each. Log returns only once its line has
+// been written, by itself or by the caller before it, so no line waits
+// in memory for a later event (or is lost when the program exits).
 type Logger struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu      sync.Mutex // guards pending
+	pending []byte     // lines logged, not yet taken by a writer
+	wmu     sync.Mutex // held by the one goroutine writing
+	w       io.Writer
 }
 
 // New returns a Logger writing to w.
@@ -46,8 +53,22 @@ func (l *Logger) Alert(event string, kv ...any) { l.Log("alert", event, kv...) }
 func (l *Logger) Log(severity, event string, kv ...any) {
 	line := Format(severity, event, kv...)
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	io.WriteString(l.w, line)
+	l.pending = append(l.pending, line...)
+	l.mu.Unlock()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	batch := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	if len(batch) > 0 {
+		l.w.Write(batch)
+		l.mu.Lock()
+		if l.pending == nil && cap(batch) <= 64<<10 {
+			l.pending = batch[:0] // reused: no allocation a line
+		}
+		l.mu.Unlock()
+	}
 }
 
 // Format returns the line Log would write, newline included.
