@@ -2,21 +2,31 @@
 # make run: a whole gw instance under ./run, on loopback high ports, in the
 # foreground under gw-instance run (the embedded supervisor), no root
 # needed. Creates the instance the first time and reuses it afterwards;
-# rm -rf run/ starts afresh. Ports: GW_RUN_SMTP (default 2525) for the
-# listener, GW_RUN_SINK (default 2526) where mail for example.com goes.
+# rm -rf run/ starts afresh. Ports (README.md): GW_RUN_SMTP (default 2525)
+# for the listener, GW_RUN_SINK (default 2526) where mail for example.com
+# goes. Given on a later run, they replace the ports the instance has;
+# not given, the instance keeps its own. GW_RUN_ROOT (default ./run) is
+# where the instance lives; GW_RUN_BIN (default ./bin) where the programs are.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-bin=$top/bin
-root=$top/run
-smtp=${GW_RUN_SMTP:-2525}
-sink=${GW_RUN_SINK:-2526}
+bin=${GW_RUN_BIN:-$top/bin}
+root=${GW_RUN_ROOT:-$top/run}
+ctl=$root/main/control
 
 mkdir -p "$root"
-"$bin/gw-instance" --root "$root" create main --exist >/dev/null \
-	--me gw.localhost --rcpthosts example.com \
-	--smtp "127.0.0.1:$smtp" --bin-dir "$bin"
-ctl=$root/main/control
-[ -e "$ctl/smtproutes" ] || echo "example.com:127.0.0.1:$sink" >"$ctl/smtproutes"
+if [ ! -e "$ctl/listeners" ]; then
+	"$bin/gw-instance" --root "$root" create main --exist >/dev/null \
+		--me gw.localhost --rcpthosts example.com \
+		--smtp "127.0.0.1:${GW_RUN_SMTP:-2525}" --bin-dir "$bin"
+elif [ -n "${GW_RUN_SMTP:-}" ]; then
+	"$bin/gw-instance" --root "$root" listen main smtpd smtp "127.0.0.1:$GW_RUN_SMTP"
+fi
+if [ ! -e "$ctl/smtproutes" ] || [ -n "${GW_RUN_SINK:-}" ]; then
+	# Other lines of smtproutes are the admin's: only example.com's moves.
+	{ [ -e "$ctl/smtproutes" ] && grep -v '^example\.com:' "$ctl/smtproutes" || true
+	  echo "example.com:127.0.0.1:${GW_RUN_SINK:-2526}"; } >"$ctl/smtproutes.tmp"
+	mv "$ctl/smtproutes.tmp" "$ctl/smtproutes"
+fi
 [ -e "$ctl/backoffmin" ] || echo 5 >"$ctl/backoffmin"
 [ -e "$ctl/backoffmax" ] || echo 30 >"$ctl/backoffmax"
 "$bin/gw-instance" --root "$root" check main
@@ -36,9 +46,13 @@ Send a test message:
 Receive it (optional; until then it waits in the queue, deferred):
   smtp-sink $sinkuser-c ${route%:*}:${route##*:} 100
   $bin/gw-qctl --queue $root/main/queue --domain example.com retry   # now, not at the next retry
-Watch the queue:
+Watch the queue, follow a message, see the settings:
   $bin/gw-qstat --root $root --instance main list
+  $bin/gw-qstat --root $root --instance main show QID
+  $bin/gw-send --root $root --instance main --explain test@example.com
+  $bin/gw-instance --root $root config main -n
   $bin/gw-instance --root $root list
+Other ports: GW_RUN_SMTP=PORT GW_RUN_SINK=PORT make run
 
 Logs follow, each line behind its daemon's name. Stop with Ctrl-C.
 EOT

@@ -94,3 +94,32 @@ func collectFlags(help string, into map[string]bool) {
 		}
 	}
 }
+
+// macroWord finds an mdoc macro name printed as a word of the rendered
+// text: a macro that was not at the start of a line, or not parsed as
+// one, shows to the reader as "acl/ Ns Ar file".
+var macroWord = regexp.MustCompile(`(?m)(?:^|[\s(])(Ns|Pa|Ar|Li|Fl|Cm|Xr|Ql|Dq|Sq|Pq|Ic|Ev|Sx|Nm|Bd|Ed|Bl|El|Oo|Oc)(?:[\s,.;:)]|$)`)
+
+// TestManPagesRenderClean renders every page with mandoc, as man shows
+// it, and fails on a macro name left in the text.
+func TestManPagesRenderClean(t *testing.T) {
+	mandoc := need(t, "mandoc")
+	pages, err := filepath.Glob("../man/*.[1-8]")
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no man pages: %v", err)
+	}
+	overstrike := regexp.MustCompile(".\b")
+	for _, p := range pages {
+		out, err := exec.Command(mandoc, "-Tutf8", p).Output()
+		if err != nil {
+			t.Errorf("mandoc %s: %v", p, err)
+			continue
+		}
+		text := overstrike.ReplaceAllString(string(out), "")
+		for _, m := range macroWord.FindAllStringSubmatchIndex(text, -1) {
+			start := max(0, m[0]-30)
+			end := min(len(text), m[1]+30)
+			t.Errorf("%s: the macro %s shows in the text: %q", filepath.Base(p), text[m[2]:m[3]], text[start:end])
+		}
+	}
+}

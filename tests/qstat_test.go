@@ -451,15 +451,17 @@ func TestQstatExitCodes(t *testing.T) {
 		code   int
 		stdout string // a line the output must hold
 		stderr string // a pattern stderr must match
+		nozero bool   // no total may be printed: it would read as an empty queue
 	}{
-		{"unknown argument", []string{"--queue", root, "frobnicate"}, 100, "", `^gw-qstat: fatal: usage: `},
-		{"queue and instance", []string{"--queue", root, "--instance", "good"}, 100, "", `fatal: usage: `},
-		{"json with metrics", []string{"--root", root, "--json", "metrics"}, 100, "", `fatal: usage: `},
-		{"not a queue", []string{"--queue", root}, 111, "", `fatal: .*not a gw queue`},
-		{"missing root", []string{"--root", filepath.Join(root, "nowhere")}, 111, "", `fatal: unable to list instances`},
-		{"one good instance", []string{"--root", root, "--instance", "good"}, 0, "messages in queue: 1", `^$`},
-		{"a broken instance among others", []string{"--root", root}, 111, "good: messages in queue: 1", `fatal: unable to read queue: .*broken`},
-		{"empty root", []string{"--root", filepath.Join(root, "good", "queue", "journal")}, 0, "messages in queue: 0", `warning: no instances under`},
+		{"unknown argument", []string{"--queue", root, "frobnicate"}, 100, "", `^gw-qstat: fatal: usage: `, false},
+		{"queue and instance", []string{"--queue", root, "--instance", "good"}, 100, "", `fatal: usage: `, false},
+		{"json with metrics", []string{"--root", root, "--json", "metrics"}, 100, "", `fatal: usage: `, false},
+		{"not a queue", []string{"--queue", root}, 111, "", `fatal: .*not a gw queue`, true},
+		{"a queue of an unknown format", []string{"--queue", filepath.Join(root, "broken", "queue")}, 111, "", `fatal: unable to read queue`, true},
+		{"missing root", []string{"--root", filepath.Join(root, "nowhere")}, 111, "", `fatal: unable to list instances`, false},
+		{"one good instance", []string{"--root", root, "--instance", "good"}, 0, "messages in queue: 1", `^$`, false},
+		{"a broken instance among others", []string{"--root", root}, 111, "good: messages in queue: 1", `fatal: unable to read queue: .*broken`, true},
+		{"empty root", []string{"--root", filepath.Join(root, "good", "queue", "journal")}, 0, "messages in queue: 0", `warning: no instances under`, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -469,6 +471,9 @@ func TestQstatExitCodes(t *testing.T) {
 			}
 			if !regexp.MustCompile(tc.stderr).MatchString(errs) {
 				t.Errorf("gw-qstat %v: stderr %q does not match %q", tc.args, errs, tc.stderr)
+			}
+			if tc.nozero && regexp.MustCompile(`(?m)^messages in queue: `).MatchString(out) {
+				t.Errorf("gw-qstat %v: a total for a queue it could not read:\n%s", tc.args, out)
 			}
 		})
 	}

@@ -28,6 +28,11 @@ func main() {
 	app.Commands = []*cli.Command{
 		{Name: "create", Usage: "make an instance", ArgsUsage: "NAME", Flags: createFlags(), Action: create},
 		{Name: "list", Usage: "each instance, its queue and its services", Action: list},
+		{Name: "config", Usage: "the settings in effect, from control/ or the defaults (postconf)", ArgsUsage: "[NAME] [SETTING...]",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "set", Aliases: []string{"n"}, Usage: "only the settings a control file sets (postconf -n)"},
+				&cli.BoolFlag{Name: "defaults", Aliases: []string{"d"}, Usage: "the defaults, whatever the files say (postconf -d)"},
+			}, Action: config},
 		{Name: "check", Usage: "lint instances (all without NAME)", ArgsUsage: "[NAME...]", Action: check},
 		{Name: "remove", Usage: "delete an instance", ArgsUsage: "NAME",
 			Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "even with messages queued or services up"}}, Action: remove},
@@ -219,7 +224,7 @@ func check(c *cli.Context) error {
 		}
 	}
 	if bad > 0 {
-		return program.Fail(program.ExitPermanent, "%d problems", bad)
+		return program.Fail(program.ExitPermanent, "%s", plural(bad, "problem"))
 	}
 	return nil
 }

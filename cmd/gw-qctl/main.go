@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,18 +16,21 @@ import (
 	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qctl"
+	"gw/lib/qstat"
 	"gw/lib/queue"
 )
 
 func main() {
 	app := program.New("gw-qctl", "hold, release, remove, retry or bounce queued messages")
 	app.Writer = os.Stdout
-	app.UsageText = "gw-qctl --queue DIR [selection] hold|release|remove|retry|bounce [ID...]"
+	app.UsageText = "gw-qctl --queue DIR | --instance NAME [--root DIR] [selection] hold|release|remove|retry|bounce [ID...]"
 	var sel qctl.Selection
-	var dir string
+	var dir, root, inst string
 	var wait time.Duration
 	app.Flags = []cli.Flag{
 		&cli.StringFlag{Name: "queue", Usage: "the queue directory `DIR` (default $GW_QUEUE)", EnvVars: []string{"GW_QUEUE"}, Destination: &dir},
+		&cli.StringFlag{Name: "root", Usage: "instances live under `DIR`", Value: qstat.DefaultRoot, Destination: &root},
+		&cli.StringFlag{Name: "instance", Usage: "act on the queue of the instance `NAME` under the root", Destination: &inst},
 		&cli.StringFlag{Name: "sender", Usage: "messages whose sender contains `TEXT`", Destination: &sel.Sender},
 		&cli.StringFlag{Name: "recipient", Usage: "messages with a pending recipient containing `TEXT`", Destination: &sel.Recipient},
 		&cli.StringFlag{Name: "domain", Usage: "messages with a pending recipient at `DOMAIN`", Destination: &sel.Domain},
@@ -39,8 +43,17 @@ func main() {
 		if len(args) == 0 || !qctl.ValidAction(args[0]) {
 			return program.Fail(program.ExitPermanent, "usage: %s", app.UsageText)
 		}
+		if inst != "" {
+			if c.IsSet("queue") && os.Getenv("GW_QUEUE") != dir {
+				return program.Fail(program.ExitPermanent, "usage: --queue and --instance exclude each other")
+			}
+			if inst == "." || inst == ".." || filepath.Base(inst) != inst {
+				return program.Fail(program.ExitPermanent, "usage: bad instance name %q", inst)
+			}
+			dir = filepath.Join(root, inst, "queue")
+		}
 		if dir == "" {
-			return program.Fail(program.ExitPermanent, "usage: no queue (--queue or $GW_QUEUE)")
+			return program.Fail(program.ExitPermanent, "usage: no queue (--queue, --instance or $GW_QUEUE)")
 		}
 		for _, a := range args[1:] {
 			id, err := queue.ParseID(a)

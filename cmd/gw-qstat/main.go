@@ -23,7 +23,7 @@ func main() {
 	// gw-qstat's output is for the terminal and for pipes, unlike the
 	// listeners' and gw-queue's fd 1.
 	app.Writer = os.Stdout
-	app.UsageText = "gw-qstat [selection] [--json] [list | shape | metrics]"
+	app.UsageText = "gw-qstat [selection] [--json] [list | shape | metrics | show QID...]"
 	app.Flags = flags(jsonFlag())
 	app.Action = show(true, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 		if lookup(c, "json") != nil {
@@ -52,6 +52,7 @@ func main() {
 			Action: show(false, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 				return qstat.Metrics(w, reps, time.Now())
 			})},
+		showCommand(),
 	}
 	program.Run(app)
 }
@@ -118,6 +119,40 @@ func becomeOwner(srcs []qstat.Source) error {
 	return nil
 }
 
+// read reads the selected queues and reports their problem files as
+// warnings; errs holds why each queue that could not be read at all was
+// not. err is bad usage or a root that cannot be listed.
+func read(c *cli.Context) (reps []qstat.Report, errs []error, err error) {
+	sel := qstat.Selection{Queue: str(c, "queue"), Root: str(c, "root"), Instance: str(c, "instance"),
+		All: lookup(c, "all") != nil, EnvQueue: os.Getenv("GW_QUEUE")}
+	srcs, err := sel.Sources()
+	if errors.Is(err, qstat.ErrUsage) {
+		return nil, nil, program.Fail(program.ExitPermanent, "%v", err)
+	} else if err != nil {
+		return nil, nil, program.Fail(program.ExitTemporary, "%v", err)
+	}
+	if len(srcs) == 0 {
+		warn(c, "no instances under "+sel.RootDir())
+	}
+	if err := becomeOwner(srcs); err != nil {
+		return nil, nil, program.Fail(program.ExitTemporary, "%v", err)
+	}
+	reps = qstat.Load(srcs)
+	for _, r := range reps {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	for _, p := range qstat.Problems(reps) {
+		warn(c, p)
+	}
+	return reps, errs, nil
+}
+
+func warn(c *cli.Context, msg string) {
+	fmt.Fprintf(c.App.ErrWriter, "%s: warning: %s\n", c.App.Name, msg)
+}
+
 type format func(w io.Writer, reps []qstat.Report, c *cli.Context) error
 
 // show reads the selected queues, reports their problem files as warnings
@@ -130,38 +165,17 @@ func show(jsonOK bool, f format) cli.ActionFunc {
 			return program.Fail(program.ExitPermanent, "usage: unexpected argument %q", c.Args().First())
 		}
 		if !jsonOK && lookup(c, "json") != nil {
-			return program.Fail(program.ExitPermanent, "usage: --json goes with the summary or list only")
+			return program.Fail(program.ExitPermanent, "usage: --json goes with the summary, list and show only")
 		}
-		sel := qstat.Selection{Queue: str(c, "queue"), Root: str(c, "root"), Instance: str(c, "instance"),
-			All: lookup(c, "all") != nil, EnvQueue: os.Getenv("GW_QUEUE")}
-		srcs, err := sel.Sources()
-		if errors.Is(err, qstat.ErrUsage) {
-			return program.Fail(program.ExitPermanent, "%v", err)
-		} else if err != nil {
-			return program.Fail(program.ExitTemporary, "%v", err)
-		}
-		warn := func(msg string) { fmt.Fprintf(c.App.ErrWriter, "%s: warning: %s\n", c.App.Name, msg) }
-		if len(srcs) == 0 {
-			warn("no instances under " + sel.RootDir())
-		}
-		if err := becomeOwner(srcs); err != nil {
-			return program.Fail(program.ExitTemporary, "%v", err)
-		}
-		reps := qstat.Load(srcs)
-		var errs []error
-		for _, r := range reps {
-			if r.Err != nil {
-				errs = append(errs, r.Err)
-			}
-		}
-		for _, p := range qstat.Problems(reps) {
-			warn(p)
+		reps, errs, err := read(c)
+		if err != nil {
+			return err
 		}
 		if err := f(c.App.Writer, reps, c); err != nil {
 			return program.Fail(program.ExitTemporary, "unable to write output: %v", err)
 		}
 		for _, e := range errs[min(1, len(errs)):] {
-			warn(fmt.Sprintf("unable to read queue: %v", e))
+			warn(c, fmt.Sprintf("unable to read queue: %v", e))
 		}
 		if len(errs) > 0 {
 			return program.Fail(program.ExitTemporary, "unable to read queue: %v", errs[0])

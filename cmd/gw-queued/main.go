@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -21,26 +22,42 @@ import (
 )
 
 func main() {
-	var queueDir, socket string
-	var mode int
+	var queueDir, socket, mode, root, inst string
 	var budget int64
 	app := program.New("gw-queued", "put messages into a gw queue for listeners on a unix socket")
 	app.Flags = []cli.Flag{
 		&cli.StringFlag{Name: "queue", Usage: "the queue `DIR`", EnvVars: []string{"GW_QUEUE"},
 			Value: "/var/gw/main/queue", Destination: &queueDir},
+		&cli.StringFlag{Name: "root", Usage: "instances live under `DIR`", Value: "/var/gw", Destination: &root},
+		&cli.StringFlag{Name: "instance", Usage: "serve the queue of the instance `NAME` under the root", Destination: &inst},
 		&cli.StringFlag{Name: "socket", Usage: "listen on `PATH` (default: DIR/lock/inject.sock)", Destination: &socket},
-		&cli.IntFlag{Name: "mode", Usage: "permissions of the socket, octal `MODE`", Value: 0o660, Destination: &mode},
+		// A string read as octal, as chmod reads it: an IntFlag would take
+		// "660" as decimal and show its default as 432.
+		&cli.StringFlag{Name: "mode", Usage: "permissions of the socket, octal `MODE`", Value: "0660", Destination: &mode},
 		&cli.Int64Flag{Name: "budget", Usage: "hold at most `BYTES` of messages in memory until their flush; others go to segments of their own",
 			Value: inject.DefaultBudget, Destination: &budget},
 	}
 	app.Action = func(c *cli.Context) error {
+		if inst != "" {
+			if inst == "." || inst == ".." || filepath.Base(inst) != inst {
+				return program.Fail(program.ExitPermanent, "usage: bad instance name %q", inst)
+			}
+			if c.IsSet("queue") && os.Getenv("GW_QUEUE") != queueDir {
+				return program.Fail(program.ExitPermanent, "usage: --queue and --instance exclude each other")
+			}
+			queueDir = filepath.Join(root, inst, "queue")
+		}
 		if socket == "" {
 			socket = filepath.Join(queueDir, "lock", "inject.sock")
+		}
+		m, err := strconv.ParseUint(mode, 8, 32)
+		if err != nil || m > 0o777 {
+			return program.Fail(program.ExitPermanent, "usage: --mode %q: want octal permissions such as 0660", mode)
 		}
 		if budget <= 0 {
 			return program.Fail(program.ExitPermanent, "--budget must be above 0")
 		}
-		return serve(queueDir, socket, os.FileMode(mode), budget)
+		return serve(queueDir, socket, os.FileMode(m), budget)
 	}
 	program.Run(app)
 }

@@ -18,6 +18,7 @@ import (
 	"gw/lib/handoff"
 	"gw/lib/inject"
 	"gw/lib/logline"
+	"gw/lib/metrics"
 	"gw/lib/program"
 	"gw/lib/qq"
 	"gw/lib/queue"
@@ -26,7 +27,7 @@ import (
 
 type config struct {
 	controlDir, quarantine, queueProgram string
-	listen, nextHop                      string
+	listen, nextHop, metrics             string
 }
 
 func main() {
@@ -44,6 +45,7 @@ func main() {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "listen", Usage: "listen on `HOST:PORT`", Value: "127.0.0.1:10024", Destination: &c.listen},
 				&cli.StringFlag{Name: "next-hop", Usage: "relay to `HOST:PORT`", Value: "127.0.0.1:10025", Destination: &c.nextHop},
+				metrics.Flag(&c.metrics),
 			},
 			Action: func(*cli.Context) error { return proxy(&c) },
 		},

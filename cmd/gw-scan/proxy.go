@@ -9,6 +9,7 @@ import (
 
 	"gw/lib/control"
 	"gw/lib/logline"
+	"gw/lib/metrics"
 	"gw/lib/program"
 	"gw/lib/scan"
 	"gw/lib/trustpath"
@@ -30,6 +31,9 @@ func proxy(c *config) error {
 	databytes, err := dir.Int("databytes", 0)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
+	}
+	if err := metrics.Start("gw-scan", c.metrics, log); err != nil {
+		return program.Fail(program.ExitPermanent, "%v", err)
 	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/logline"
+	"gw/lib/metrics"
 	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qstat"
@@ -24,12 +25,15 @@ import (
 type config struct {
 	queue, control, root, instance string
 	grace                          time.Duration
+	explain                        bool
+	metrics                        string
 }
 
 func main() {
 	var c config
 	app := program.New("gw-send", "deliver the messages of a gw queue")
-	app.UsageText = "gw-send [--instance NAME [--root DIR]] [--queue DIR] [--control-dir DIR]"
+	app.UsageText = "gw-send [--instance NAME [--root DIR]] [--queue DIR] [--control-dir DIR]\n" +
+		"   gw-send [--instance NAME [--root DIR]] [--control-dir DIR] --explain ADDRESS..."
 	app.Flags = []cli.Flag{
 		&cli.StringFlag{Name: "queue", Usage: "run the queue directory `DIR` (default ./queue)", Destination: &c.queue},
 		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR` (default ./control)", Destination: &c.control},
@@ -37,12 +41,27 @@ func main() {
 		&cli.StringFlag{Name: "instance", Usage: "run the instance `NAME` under the root", Destination: &c.instance},
 		&cli.DurationFlag{Name: "stop-grace", Usage: "on SIGTERM, let deliveries run this long before aborting them",
 			Value: 30 * time.Second, Destination: &c.grace},
+		metrics.Flag(&c.metrics),
+		&cli.BoolFlag{Name: "explain", Usage: "print where mail to each ADDRESS would go: route, MX hosts, TLS; deliver nothing",
+			Destination: &c.explain},
 	}
-	app.Action = func(*cli.Context) error { return run(c) }
+	app.Action = func(ctx *cli.Context) error {
+		c.paths()
+		if c.explain {
+			return explain(os.Stdout, c, ctx.Args().Slice())
+		}
+		if ctx.NArg() > 0 {
+			return program.Fail(program.ExitPermanent, "usage: unexpected argument %q (addresses go with --explain)", ctx.Args().First())
+		}
+		return run(c)
+	}
 	program.Run(app)
 }
 
-func run(c config) error {
+// paths fills in the queue and control directories: those given, else
+// the instance's, else ./queue and ./control as a service's run script,
+// started in the instance's directory, finds them.
+func (c *config) paths() {
 	base := "."
 	if c.instance != "" {
 		base = filepath.Join(c.root, c.instance)
@@ -52,6 +71,12 @@ func run(c config) error {
 	}
 	if c.control == "" {
 		c.control = filepath.Join(base, "control")
+	}
+}
+
+func run(c config) error {
+	if err := metrics.Start("gw-send", c.metrics, logline.Stderr); err != nil {
+		return program.Fail(program.ExitPermanent, "%v", err)
 	}
 	// Started as root (by hand), it runs as the queue's owner, as its
 	// service does: a journal written as root would stop the service.

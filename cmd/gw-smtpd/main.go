@@ -14,6 +14,7 @@ import (
 	"gw/lib/dns"
 	"gw/lib/handoff"
 	"gw/lib/logline"
+	"gw/lib/metrics"
 	"gw/lib/program"
 	"gw/lib/smtpd"
 	"gw/lib/tcpserver"
@@ -25,6 +26,7 @@ type config struct {
 	dmarcReports                       string
 	implicitTLS                        bool
 	remoteHost, noRemoteHost, paranoid bool
+	metrics                            string
 }
 
 func main() {
@@ -37,6 +39,7 @@ func main() {
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
 		&cli.StringFlag{Name: "callout-cache", Usage: "cache recipient callout answers in the bbolt `FILE`", Destination: &c.calloutCache},
 		&cli.StringFlag{Name: "dmarc-reports", Usage: "record DMARC results for gw-dmarc's reports in the bbolt `FILE`", Destination: &c.dmarcReports},
+		metrics.Flag(&c.metrics),
 	}...)
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
@@ -53,11 +56,14 @@ func run(c *config) error {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
 	}
 	if c.implicitTLS && cfg.TLS == nil {
-		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem")
+		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem, and one that loads")
 	}
 	standalone, err := c.Standalone()
 	if err != nil {
 		return program.Fail(program.ExitPermanent, "%v", err)
+	}
+	if !standalone && c.metrics != "" {
+		return program.Fail(program.ExitPermanent, "usage: --metrics goes with --listen: under tcpserver a process lives one session")
 	}
 	// The injector is chosen here, once (handoff.Chooser); under
 	// tcpserver a rule's QMAILQUEUE is already the process's.
@@ -67,6 +73,10 @@ func run(c *config) error {
 		cl.Injector, cl.Space = injectors.Default(), injectors.DefaultSpace()
 		smtpd.Serve(tcpserver.StdioConn(), cfg, cl)
 		return nil
+	}
+	// Bound before tcpserver.Bind drops the privileges.
+	if err := metrics.Start("gw-smtpd", c.metrics, log); err != nil {
+		return program.Fail(program.ExitPermanent, "%v", err)
 	}
 	lns, err := tcpserver.Bind(c.Listen, c.User, log)
 	if err != nil {

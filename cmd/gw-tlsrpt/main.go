@@ -127,7 +127,7 @@ func report(log *logline.Logger, res *dns.Resolver, me, queueDir, dir string, da
 			}
 		}
 		if err != nil && !dns.NotFound(err) {
-			log.Warning("tlsrpt_dns", "domain", domain, "error", err)
+			log.Warning("tlsrpt_dns", "domain", domain, "err", err)
 			failed = true
 			continue
 		}
@@ -141,7 +141,7 @@ func report(log *logline.Logger, res *dns.Resolver, me, queueDir, dir string, da
 		}
 		id, err := queueReport(q, msg, rua)
 		if err != nil {
-			log.Warning("tlsrpt_inject", "domain", domain, "error", err)
+			log.Warning("tlsrpt_inject", "domain", domain, "err", err)
 			failed = true
 			continue
 		}

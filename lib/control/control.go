@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -41,6 +42,11 @@ func (d Dir) read(name string) ([]byte, bool, error) {
 // Line returns the first line of control file name, trailing blanks
 // stripped, and whether the file exists.
 func (d Dir) Line(name string) (string, bool, error) {
+	note(name, KindLine, "")
+	return d.line(name)
+}
+
+func (d Dir) line(name string) (string, bool, error) {
 	b, ok, err := d.read(name)
 	if !ok || err != nil {
 		return "", ok, err
@@ -58,7 +64,8 @@ func firstLine(b []byte) string {
 // Int returns the number at the start of control file name's first line,
 // or def when the file is missing or its line does not begin with a digit.
 func (d Dir) Int(name string, def int64) (int64, error) {
-	line, ok, err := d.Line(name)
+	note(name, KindInt, strconv.FormatInt(def, 10))
+	line, ok, err := d.line(name)
 	if !ok || err != nil {
 		return def, err
 	}
@@ -82,6 +89,7 @@ func leadingInt(s string, def int64) int64 {
 
 // List returns the entries of list file name and whether it exists.
 func (d Dir) List(name string) ([]string, bool, error) {
+	note(name, KindList, "")
 	b, ok, err := d.read(name)
 	if !ok || err != nil {
 		return nil, ok, err
@@ -106,10 +114,12 @@ func (d Dir) Me() (string, bool, error) { return d.Line("me") }
 
 // LineOrMe returns control file name's line, else control/me, else def.
 func (d Dir) LineOrMe(name, def string) (string, error) {
-	if v, ok, err := d.Line(name); ok || err != nil {
+	note(name, KindLine, "")
+	if v, ok, err := d.line(name); ok || err != nil {
 		return v, err
 	}
-	if v, ok, err := d.Me(); ok || err != nil {
+	note("me", KindLine, "")
+	if v, ok, err := d.line("me"); ok || err != nil {
 		return v, err
 	}
 	return def, nil

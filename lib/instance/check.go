@@ -66,7 +66,7 @@ func (in *Instance) Check() []string {
 			add("control/rcpthosts is empty: the listeners accept mail for no domain")
 		}
 	}
-	for _, f := range numericControls {
+	for _, f := range numericControls() {
 		if line, ok, err := d.Line(f); err != nil {
 			add("control/%s: %v", f, err)
 		} else if ok && (line == "" || strings.Trim(line, "0123456789") != "") {
@@ -143,23 +143,20 @@ func duplicateAddrs(ls []Listener) string {
 	return ""
 }
 
-// checkCert returns what is wrong with the certificate file, or "".
-// numericControls are the control files the programs read as a number:
-// one that is not makes the daemon refuse to start, so check says so
-// first.
-var numericControls = []string{
-	// gw-smtpd and gw-qmtpd
-	"databytes", "timeoutsmtpd", "timeoutqmtpd", "greetdelay", "maxrcpt", "maxerrors", "maxbadrcpt",
-	"maxauthfail", "authfailwindow", "greylistdelay", "greylistexpiry", "greylistwhitelist",
-	"maxsessiontime", "maxjunk", "mindatarate",
-	"callouttimeout", "calloutconnecttimeout", "calloutpositive", "calloutnegative", "dkimmaxsignatures",
-	// gw-send
-	"concurrencyremote", "concurrencydest", "concurrencyqmtp", "queuelifetime", "timeoutremote",
-	"timeoutconnect", "smtpport", "backoffmin", "backoffmax", "delaywarning", "tlsremote",
-	// gw-scan
-	"scantimeout", "scaneicar", "clamdmaxbytes", "spamdmaxbytes", "mimemaxdepth", "mimemaxparts",
+// numericControls are the control files the programs read as a number,
+// as lib/control's registry lists them: one that is not makes the daemon
+// refuse to start, so check says so first.
+func numericControls() []string {
+	var names []string
+	for _, f := range control.Registry {
+		if f.Kind == control.KindInt {
+			names = append(names, f.Name)
+		}
+	}
+	return names
 }
 
+// checkCert returns what is wrong with the certificate file, or "".
 func checkCert(path string) string {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return ""

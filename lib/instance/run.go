@@ -3,8 +3,10 @@ package instance
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -16,8 +18,11 @@ import (
 // Supervision timing of Run, as supervise and runsv do it.
 const (
 	restartDelay = time.Second      // between a daemon's exit and its restart
-	socketWait   = 10 * time.Second // for gw-queued's socket before the listeners start
-	stopWait     = 40 * time.Second // after SIGTERM (gw-send's --stop-grace is 30s) before SIGKILL
+	maxDelay     = 30 * time.Second // the longest wait before restarting a daemon that keeps failing at start
+	quickExit    = 5 * time.Second  // a daemon that exits sooner failed at start
+
+	socketWait = 10 * time.Second // for gw-queued's socket before the listeners start
+	stopWait   = 40 * time.Second // after SIGTERM (gw-send's --stop-grace is 30s) before SIGKILL
 )
 
 // Run runs every daemon of the instance in the foreground until ctx ends,
@@ -40,6 +45,9 @@ func (in *Instance) Run(ctx context.Context, out io.Writer) error {
 			return usagef("instance %s: service %s is supervised already (svscan or runsvdir)", in.Name, svc.Name)
 		}
 	}
+	if err := in.listenersFree(s); err != nil {
+		return err
+	}
 	pidFile := in.Path("state", "run.pid")
 	if err := writeFile(pidFile, strconv.Itoa(os.Getpid())+"\n", 0o644); err != nil {
 		return err
@@ -50,6 +58,10 @@ func (in *Instance) Run(ctx context.Context, out io.Writer) error {
 	// start order: listeners first, so that nothing new arrives, then the
 	// runner, the injector last, once nobody can hand it a message.
 	w := &prefixWriter{out: out}
+	if os.Geteuid() == 0 && s.Users == (Users{}) {
+		w.line("gw-instance", "warning: running as root and control/users names no user: every daemon runs as root"+
+			" (gw-instance create --user ROLE:USER separates them)")
+	}
 	ds := in.Daemons(s)
 	for _, d := range ds {
 		if _, err := in.command(d, s); err != nil {
@@ -78,9 +90,33 @@ func (in *Instance) Run(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// supervise runs d until ctx ends.
+// listenersFree checks, before any daemon starts, that each listener's
+// address can be bound: a port another process holds would otherwise make
+// its daemon exit and restart over and over, its reason lost in the flow
+// of logs.
+func (in *Instance) listenersFree(s *Settings) error {
+	for _, l := range s.Listeners {
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			hint := ""
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = fmt.Sprintf(": another process holds it; stop it, or move the listener (gw-instance listen %s %s %s ADDRESS)", in.Name, l.Face, l.Proto)
+			}
+			return usagef("instance %s: listener %s cannot listen on %s: %v%s", in.Name, l.Face, l.Addr, err, hint)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// supervise runs d until ctx ends. A daemon that exits soon after its
+// start waits twice as long as the last time before the next, up to
+// maxDelay, as a supervisor should not spin on a daemon that cannot
+// start; one that ran a while is restarted after restartDelay again.
 func (in *Instance) supervise(ctx context.Context, d Daemon, s *Settings, w *prefixWriter) {
+	delay := restartDelay
 	for ctx.Err() == nil {
+		started := time.Now()
 		cmd, err := in.command(d, s)
 		if err != nil {
 			w.line("gw-instance", fmt.Sprintf("fatal: %s: %v", d.Name, err))
@@ -126,9 +162,18 @@ func (in *Instance) supervise(ctx context.Context, d Daemon, s *Settings, w *pre
 			}
 			w.line("gw-instance", fmt.Sprintf("info exit service=%s pid=%d status=%q", d.Name, cmd.Process.Pid, status))
 		}
+		failedAtStart := time.Since(started) < quickExit
+		if !failedAtStart {
+			delay = restartDelay
+		} else if ctx.Err() == nil {
+			w.line("gw-instance", fmt.Sprintf("warning: service=%s exited within %s of its start; next start in %s (its last lines above say why)", d.Name, quickExit, delay))
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(restartDelay):
+		case <-time.After(delay):
+		}
+		if failedAtStart {
+			delay = min(2*delay, maxDelay)
 		}
 	}
 }

@@ -9,6 +9,11 @@
 // Values are quoted when they hold a space, a quote, '=' or are empty, and
 // every byte outside printable ASCII is escaped, because peers choose the
 // bytes that end up in logs.
+//
+// An error is logged under the key err, in every program, so that one
+// grep finds them all:
+//
+//	warning journal qid=0669a1b2c3d4e err="fsync: input/output error"
 package logline
 
 import (
@@ -27,10 +32,20 @@ import (
 // been written, by itself or by the caller before it, so no line waits
 // in memory for a later event (or is lost when the program exits).
 type Logger struct {
-	mu      sync.Mutex // guards pending
+	mu      sync.Mutex // guards pending and tap
 	pending []byte     // lines logged, not yet taken by a writer
 	wmu     sync.Mutex // held by the one goroutine writing
 	w       io.Writer
+	tap     func(severity, event string, kv []any)
+}
+
+// Tap makes fn see every event the logger writes, after it is written:
+// the metrics count the same events the log records, so that the two
+// cannot disagree. Set it before the logger is in use.
+func (l *Logger) Tap(fn func(severity, event string, kv []any)) {
+	l.mu.Lock()
+	l.tap = fn
+	l.mu.Unlock()
 }
 
 // New returns a Logger writing to w.
@@ -54,21 +69,32 @@ func (l *Logger) Log(severity, event string, kv ...any) {
 	line := Format(severity, event, kv...)
 	l.mu.Lock()
 	l.pending = append(l.pending, line...)
+	tap := l.tap
 	l.mu.Unlock()
+	l.write()
+	if tap != nil {
+		tap(severity, event, kv)
+	}
+}
+
+// write writes what is pending, once the write under way (which may
+// have taken this caller's line with it) is done.
+func (l *Logger) write() {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()
 	batch := l.pending
 	l.pending = nil
 	l.mu.Unlock()
-	if len(batch) > 0 {
-		l.w.Write(batch)
-		l.mu.Lock()
-		if l.pending == nil && cap(batch) <= 64<<10 {
-			l.pending = batch[:0] // reused: no allocation a line
-		}
-		l.mu.Unlock()
+	if len(batch) == 0 {
+		return
 	}
+	l.w.Write(batch)
+	l.mu.Lock()
+	if l.pending == nil && cap(batch) <= 64<<10 {
+		l.pending = batch[:0] // reused: no allocation a line
+	}
+	l.mu.Unlock()
 }
 
 // Format returns the line Log would write, newline included.

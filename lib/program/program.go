@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -46,7 +48,7 @@ func New(name, usage string) *cli.App {
 	app.Writer = os.Stderr
 	app.ErrWriter = os.Stderr
 	app.OnUsageError = func(c *cli.Context, err error, isSubcommand bool) error {
-		return cli.Exit(fmt.Sprintf("usage: %v", err), ExitPermanent)
+		return cli.Exit("usage: "+asTyped(err.Error(), os.Args[1:]), ExitPermanent)
 	}
 	app.ExitErrHandler = func(c *cli.Context, err error) {
 		os.Exit(Report(c.App.ErrWriter, name, err))
@@ -73,6 +75,44 @@ func Report(w io.Writer, name string, err error) int {
 
 // Run runs app with os.Args and exits with the code its result carries.
 func Run(app *cli.App) {
+	usageErrors(app.Commands, app.OnUsageError)
 	err := app.Run(os.Args)
 	os.Exit(Report(app.ErrWriter, app.Name, err))
+}
+
+// flagInError finds the option Go's flag package names in its errors,
+// always with one dash: "flag provided but not defined: -bogus".
+var flagInError = regexp.MustCompile(`^(?:flag provided but not defined: |flag needs an argument: |invalid value "[^"]*" for flag |invalid boolean value "[^"]*" for )-([A-Za-z0-9][A-Za-z0-9_-]*)`)
+
+// asTyped rewrites the option in a flag error as the user typed it
+// (--bogus, not -bogus), found among args, so that the message names what
+// is on the command line.
+func asTyped(msg string, args []string) string {
+	m := flagInError.FindStringSubmatchIndex(msg)
+	if m == nil {
+		return msg
+	}
+	name := msg[m[2]:m[3]]
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		opt, _, _ := strings.Cut(a, "=")
+		if opt == "--"+name || opt == "-"+name {
+			return msg[:m[2]-1] + opt + msg[m[3]:]
+		}
+	}
+	return msg
+}
+
+// usageErrors gives every command the application's handling of usage
+// errors, so that "prog command --bogus" is reported, and exits, as
+// "prog --bogus" is.
+func usageErrors(cmds []*cli.Command, f cli.OnUsageErrorFunc) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = f
+		}
+		usageErrors(c.Subcommands, f)
+	}
 }

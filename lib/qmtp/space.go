@@ -17,7 +17,7 @@ func (s *session) noSpace(msgID string, declared int64) bool {
 	need := handoff.SpaceNeeded(s.databytes(), declared)
 	short, free, err := s.cl.Space.Short(need)
 	if err != nil {
-		s.log("warning", "space", "path", s.cl.Space.Path, "error", err)
+		s.log("warning", "space", "path", s.cl.Space.Path, "err", err)
 	}
 	if short {
 		s.log("info", "space", "msg", msgID, "result", "reject", "free", free, "need", need)

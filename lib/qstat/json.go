@@ -51,29 +51,41 @@ func JSON(w io.Writer, reps []Report) error {
 	jm := jsonMessage{Recipients: []jsonRecipient{}}
 	for _, r := range reps {
 		for _, m := range r.Messages {
-			jm = jsonMessage{
-				Instance:    r.Instance,
-				QueueName:   StateOf(m).String(),
-				QueueID:     m.ID.String(),
-				ArrivalTime: m.Arrival.Unix(),
-				MessageSize: m.Size,
-				Sender:      m.Sender,
-				Recipients:  jm.Recipients[:0],
-				Held:        m.Held,
-			}
-			for _, rc := range m.Recipients {
-				o := rc.Outcome
-				jr := jsonRecipient{Address: rc.Address, State: rc.State.String(), Attempts: rc.Attempts, DelayReason: rc.LastError(),
-					Status: o.Status, ReplyCode: o.Code, Stage: o.Stage, RemoteHost: o.Host, RemoteAddr: o.Addr, DotSent: o.DotSent}
-				if rc.State == queue.Pending && !rc.NextTry.IsZero() {
-					jr.NextTry = rc.NextTry.Unix()
-				}
-				jm.Recipients = append(jm.Recipients, jr)
-			}
+			jm = appendJSON(jm.Recipients[:0], r, m)
 			if err := enc.Encode(&jm); err != nil {
 				return err
 			}
 		}
 	}
 	return bw.Flush()
+}
+
+// toJSON returns m as the listing shows it.
+func toJSON(r Report, m *queue.Message) jsonMessage {
+	return appendJSON([]jsonRecipient{}, r, m)
+}
+
+// appendJSON returns m as the listing shows it, its recipients appended
+// to rcpts (a buffer the listing reuses from one message to the next).
+func appendJSON(rcpts []jsonRecipient, r Report, m *queue.Message) jsonMessage {
+	jm := jsonMessage{
+		Instance:    r.Instance,
+		QueueName:   StateOf(m).String(),
+		QueueID:     m.ID.String(),
+		ArrivalTime: m.Arrival.Unix(),
+		MessageSize: m.Size,
+		Sender:      m.Sender,
+		Recipients:  rcpts,
+		Held:        m.Held,
+	}
+	for _, rc := range m.Recipients {
+		o := rc.Outcome
+		jr := jsonRecipient{Address: rc.Address, State: rc.State.String(), Attempts: rc.Attempts, DelayReason: rc.LastError(),
+			Status: o.Status, ReplyCode: o.Code, Stage: o.Stage, RemoteHost: o.Host, RemoteAddr: o.Addr, DotSent: o.DotSent}
+		if rc.State == queue.Pending && !rc.NextTry.IsZero() {
+			jr.NextTry = rc.NextTry.Unix()
+		}
+		jm.Recipients = append(jm.Recipients, jr)
+	}
+	return jm
 }

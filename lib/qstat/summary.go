@@ -26,15 +26,24 @@ import (
 // the lines above are the totals, and the same lines follow for each
 // instance, prefixed by its name and ": ", so that grep finds either; an
 // instance that could not be read has no lines rather than zeros.
+//
+// When any queue could not be read the totals are left out too: a total
+// that silently skips a queue, or a lone unreadable queue shown as
+// "messages in queue: 0", is the number a monitoring check trusts and
+// must not get. The caller reports the error and exits 111.
 func Summary(w io.Writer, reps []Report) error {
 	bw := bufio.NewWriter(w)
 	var total Counts
 	each := make([]Counts, len(reps))
+	whole := true
 	for i, r := range reps {
 		each[i] = Count(r)
 		total.add(each[i])
+		whole = whole && r.Err == nil
 	}
-	writeCounts(bw, "", total)
+	if whole {
+		writeCounts(bw, "", total)
+	}
 	if len(reps) > 1 {
 		for i, r := range reps {
 			if r.Err == nil {

@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,12 +29,15 @@ const (
 // scansecret and me. A file that exists but is wrong is an error.
 func Load(dir control.Dir, log *logline.Logger) (*Scanner, error) {
 	s := &Scanner{Log: log}
+	// Like the listeners, gw-scan will not start without the host's
+	// name: it names the host in the headers it adds and in its proxy's
+	// greeting, and "localhost" there would be quietly wrong.
 	me, _, err := dir.Line("me")
 	if err != nil {
 		return nil, err
 	}
 	if me == "" {
-		me = "localhost"
+		return nil, errors.New("control/me is missing: the host needs a name")
 	}
 	s.Hostname = me
 	secs, err := dir.Int("scantimeout", int64(DefaultTimeout/time.Second))

@@ -128,11 +128,11 @@ func (s *Sender) answerIfDone(req *ctlReq) {
 		return
 	}
 	if err := s.r.Sync(); err != nil {
-		s.log.Alert("sync", "error", err)
+		s.log.Alert("sync", "err", err)
 		return // unanswered: the tool times out rather than hear "ok" for something not durable
 	}
 	if err := qctl.Answer(s.opt.QueueDir, req.name, req.lines); err != nil {
-		s.log.Warning("ctl", "request", req.name, "error", err)
+		s.log.Warning("ctl", "request", req.name, "err", err)
 	}
 	delete(s.ctlReqs, req.name)
 }

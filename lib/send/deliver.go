@@ -148,7 +148,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			break
 		}
 		if opts.Policy, err = tp.forHost(j.ctx, h); err != nil {
-			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
+			s.log.Info("connect", "qid", j.id, "host", h.String(), "err", err)
 			lastErr, lastAt = err, h
 			continue
 		}
@@ -167,7 +167,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			scancel()
 			// A 5xx greeting or EHLO is an answer about this host, not
 			// the message: the next one is tried as for no answer.
-			s.log.Info("connect", "qid", j.id, "host", h.String(), "error", err)
+			s.log.Info("connect", "qid", j.id, "host", h.String(), "err", err)
 			lastErr, lastAt = err, h
 			continue
 		}
@@ -208,7 +208,7 @@ func (s *Sender) reuse(j *job, m *queue.Message, out []outcome) (host string, tl
 		if j.ctx.Err() != nil {
 			return "", deliver.TLSState{}, false
 		}
-		s.log.Info("reuse_failed", "qid", j.id, "host", ps.host.String(), "error", out[0].err)
+		s.log.Info("reuse_failed", "qid", j.id, "host", ps.host.String(), "err", out[0].err)
 	}
 }
 
@@ -367,17 +367,17 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 			}
 		}
 		if err != nil {
-			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "error", err)
+			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "err", err)
 		}
 		s.logDelivery(j, rc, result, oc, firstNonEmpty(o.hostName(), host), tlsOn)
 	}
 	if err := s.r.Sync(); err != nil {
-		s.log.Alert("sync", "qid", j.id, "error", err)
+		s.log.Alert("sync", "qid", j.id, "err", err)
 		return
 	}
 	if len(delayed) > 0 {
 		if err := s.warn(m, delayed); err != nil {
-			s.log.Warning("delay_warning", "qid", j.id, "error", err)
+			s.log.Warning("delay_warning", "qid", j.id, "err", err)
 		}
 	}
 }

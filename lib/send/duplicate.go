@@ -41,7 +41,7 @@ func afterDot(dot bool, err error) error {
 // that it is going out (queue.Runner.DotSent).
 func (s *Sender) dotSent(j *job) {
 	if err := s.r.DotSent(j.id, j.rcpts); err != nil {
-		s.log.Warning("journal", "qid", j.id, "error", err)
+		s.log.Warning("journal", "qid", j.id, "err", err)
 	}
 }
 
@@ -74,7 +74,7 @@ func (s *Sender) afterCrash(m *queue.Message) {
 		o := queue.Outcome{Source: queue.FromGW, Status: "4.3.0", Text: reason, Stage: string(deliver.StageDot),
 			DotSent: true, Note: "possible duplicate"}
 		if err := s.r.Deferred(m.ID, i, next, o); err != nil {
-			s.log.Warning("journal", "qid", m.ID, "rcpt", rc.Address, "error", err)
+			s.log.Warning("journal", "qid", m.ID, "rcpt", rc.Address, "err", err)
 			continue
 		}
 		m.Recipients[i].NextTry = next
@@ -84,7 +84,7 @@ func (s *Sender) afterCrash(m *queue.Message) {
 	}
 	if found {
 		if err := s.r.Sync(); err != nil {
-			s.log.Alert("sync", "qid", m.ID, "error", err)
+			s.log.Alert("sync", "qid", m.ID, "err", err)
 		}
 	}
 }

@@ -27,7 +27,7 @@ func (s *Sender) finish(id queue.ID) {
 	go func() {
 		if err := s.bounceAndRemove(id); err != nil {
 			j.lastErr = err.Error()
-			s.log.Warning("finish", "qid", id, "error", err)
+			s.log.Warning("finish", "qid", id, "err", err)
 		}
 		s.done <- j
 	}()

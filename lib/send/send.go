@@ -193,7 +193,7 @@ func (s *Sender) loop() error {
 			switch sig {
 			case Reload:
 				if c, err := ReadConfig(s.opt.ControlDir); err != nil {
-					s.log.Warning("reload", "error", err)
+					s.log.Warning("reload", "err", err)
 				} else {
 					s.applyConfig(c)
 					s.log.Info("reload")
@@ -242,7 +242,7 @@ func (s *Sender) refresh() {
 	fresh, err := s.r.Refresh()
 	s.logSetAside()
 	if err != nil {
-		s.log.Warning("refresh", "error", err)
+		s.log.Warning("refresh", "err", err)
 	}
 	for _, m := range fresh {
 		s.log.Info("new", "qid", m.ID, "from", m.Sender, "rcpts", len(m.Recipients), "size", m.Size)
@@ -256,7 +256,7 @@ func (s *Sender) collect() {
 	st, err := s.r.Collect()
 	s.logSetAside()
 	if err != nil {
-		s.log.Warning("collect", "error", err)
+		s.log.Warning("collect", "err", err)
 	} else if st.Segments+st.SetAside+st.Leftovers > 0 {
 		s.log.Info("collect", "segments", st.Segments, "setaside", st.SetAside, "leftovers", st.Leftovers)
 	}
@@ -423,7 +423,7 @@ func (s *Sender) claimJob(j *job) {
 	f := s.flight[j.id]
 	if f == nil {
 		if _, err := s.r.Claim(j.id); err != nil {
-			s.log.Warning("claim", "qid", j.id, "error", err)
+			s.log.Warning("claim", "qid", j.id, "err", err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		f = &inflight{rcpts: map[int]bool{}, ctx: ctx, cancel: cancel}
@@ -453,7 +453,7 @@ func (s *Sender) jobDone(j *job) {
 			s.destOut[j.dest] = j.lastOut
 		}
 		if s.dests.Done(j.dest, j.reachable, s.now(), j.lastErr) {
-			s.log.Warning("backoff", "dest", j.dest, "until", s.dests.Get(j.dest).Until.Format(time.RFC3339), "error", j.lastErr)
+			s.log.Warning("backoff", "dest", j.dest, "until", s.dests.Get(j.dest).Until.Format(time.RFC3339), "err", j.lastErr)
 			s.expireWaiting(j.dest)
 		}
 	}

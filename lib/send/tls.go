@@ -104,7 +104,7 @@ func (s *Sender) mtaSTS(j *job, cfg *Config) *mtasts.Policy {
 		s.log.Warning("tls_failed", "qid", j.id, "host", "mta-sts."+j.domain, "stage", "mta-sts", "reason", err.Error())
 		if rerr := cfg.TLSRPT.Record(tlsrpt.Result{Time: s.now().Unix(), PolicyType: tlsrpt.PolicySTS, PolicyDomain: j.domain,
 			ResultType: tlsrpt.STSPolicyFetchError, Reason: err.Error()}); rerr != nil {
-			s.log.Warning("tlsrpt", "qid", j.id, "error", rerr)
+			s.log.Warning("tlsrpt", "qid", j.id, "err", rerr)
 		}
 	}
 	if p == nil || p.Mode == mtasts.None {
@@ -178,7 +178,7 @@ func (tp *tlsPolicies) report(h route.Host, typ string, ok bool, result, reason 
 		r.PolicyString = tp.sts.Lines()
 	}
 	if err := tp.cfg.TLSRPT.Record(r); err != nil {
-		tp.s.log.Warning("tlsrpt", "qid", tp.j.id, "error", err)
+		tp.s.log.Warning("tlsrpt", "qid", tp.j.id, "err", err)
 	}
 }
 

@@ -66,7 +66,7 @@ func (s *Sender) postpone(j *job, t time.Time) bool {
 	}
 	for _, i := range j.rcpts {
 		if err := s.r.Postpone(j.id, i, until, reason); err != nil {
-			s.log.Warning("journal", "qid", j.id, "error", err)
+			s.log.Warning("journal", "qid", j.id, "err", err)
 		}
 	}
 	return true
@@ -77,7 +77,7 @@ func (s *Sender) postpone(j *job, t time.Time) bool {
 // so the loop calls it only when something was postponed.
 func (s *Sender) flushPostponed() {
 	if err := s.r.Flush(); err != nil {
-		s.log.Warning("journal", "error", err)
+		s.log.Warning("journal", "err", err)
 	}
 }
 
@@ -112,7 +112,7 @@ func (s *Sender) boundNextTry(m *queue.Message) {
 			continue
 		}
 		if err := s.r.Reschedule(m.ID, i, next); err != nil {
-			s.log.Warning("journal", "qid", m.ID, "rcpt", rc.Address, "error", err)
+			s.log.Warning("journal", "qid", m.ID, "rcpt", rc.Address, "err", err)
 			continue
 		}
 		m.Recipients[i].NextTry = next

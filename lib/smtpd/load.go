@@ -123,8 +123,11 @@ func Load(dir control.Dir, log *logline.Logger) (*Config, error) {
 	c.MsgAuth = authcheck.New(auth, dns.FromEnv())
 	cert := filepath.Join(string(dir), "servercert.pem")
 	if _, err := os.Stat(cert); err == nil {
+		// A certificate that does not load turns STARTTLS off, loudly:
+		// refusing to start would take the whole listener down, and mail
+		// with it, over what only the TLS-willing clients need.
 		if c.TLS, err = TLSConfig(cert); err != nil {
-			return nil, err
+			log.Alert("tls_off", "reason", "certificate does not load", "err", err)
 		}
 	}
 	return c, nil

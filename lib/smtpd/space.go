@@ -13,7 +13,7 @@ func (s *session) noSpace(from mailbox.Address, declared int64) bool {
 	need := handoff.SpaceNeeded(s.databytes(), declared)
 	short, free, err := s.cl.Space.Short(need)
 	if err != nil {
-		s.log("warning", "space", "path", s.cl.Space.Path, "error", err)
+		s.log("warning", "space", "path", s.cl.Space.Path, "err", err)
 	}
 	if short {
 		s.log("info", "mail", "from", from.String(), "result", "reject", "reason", "no_space", "free", free, "need", need)
