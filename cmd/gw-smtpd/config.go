@@ -25,6 +25,7 @@ type lasting struct {
 	authLimit *smtpd.AuthLimiter
 	shared    *state.Redis  // control/statebackend, opened once
 	local     *state.Memory // the rate counts of this process
+	host      *state.Bolt   // --rates: the rate counts of this host
 }
 
 // configure reads the control files into a listener configuration, at
@@ -57,9 +58,17 @@ func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 	if keep.local == nil {
 		keep.local = &state.Memory{}
 	}
+	if keep.host == nil && c.ratesDB != "" {
+		// Opened once, like the greylist file: standalone it is kept
+		// open, and a reload must not open a second writer of it.
+		keep.host = &state.Bolt{Path: c.ratesDB, Keep: standalone}
+	}
 	cfg.Limits = &ratelimit.Limiter{Local: keep.local, Log: logline.Stderr}
 	if keep.shared != nil {
 		cfg.Limits.Store = keep.shared
+	}
+	if keep.host != nil {
+		cfg.Limits.Host = keep.host
 	}
 	if c.greylistDB != "" {
 		g, err := greylist.Load(dir, c.greylistDB)

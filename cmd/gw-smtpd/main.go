@@ -23,6 +23,7 @@ import (
 type config struct {
 	tcpserver.Options
 	checkpw, greylistDB, calloutCache  string
+	ratesDB                            string
 	dmarcReports                       string
 	implicitTLS                        bool
 	remoteHost, noRemoteHost, paranoid bool
@@ -37,6 +38,7 @@ func main() {
 		&cli.BoolFlag{Name: "tls", Usage: "implicit TLS from the first byte (port 465)", Destination: &c.implicitTLS},
 		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
+		&cli.StringFlag{Name: "rates", Usage: "keep rate counts and bans in the bbolt `FILE`", Destination: &c.ratesDB},
 		&cli.StringFlag{Name: "callout-cache", Usage: "cache recipient callout answers in the bbolt `FILE`", Destination: &c.calloutCache},
 		&cli.StringFlag{Name: "dmarc-reports", Usage: "record DMARC results for gw-dmarc's reports in the bbolt `FILE`", Destination: &c.dmarcReports},
 		metrics.Flag(&c.metrics),

@@ -11,11 +11,14 @@ import (
 )
 
 // Limiter counts events in Store. When Store fails (a shared server is
-// down), it counts in Local instead: a host then limits on its own
-// counts, as if it were alone, rather than letting everything through or
-// refusing everyone. Local must not be nil.
+// down), it counts in Host, the host's own file, instead; when that fails
+// too (its lock held past the timeout), in Local, this process's memory.
+// A host then limits on its own counts, as if it were alone, rather than
+// letting everything through or refusing everyone, and a session never
+// waits on a lock for long. Local must not be nil.
 type Limiter struct {
-	Store state.Store // nil: Local only
+	Store state.Store // nil: Host, then Local
+	Host  state.Store // nil: Local only after Store
 	Local *state.Memory
 	Log   *logline.Logger
 }
@@ -46,18 +49,37 @@ func (l *Limiter) Take(kind, who string, r Rate) Verdict {
 	return Verdict{Over: n > r.N, Count: n, Reset: reset, Local: local}
 }
 
-func (l *Limiter) count(key string, per time.Duration) (int64, time.Time, bool) {
-	if l.Store != nil {
-		n, reset, err := l.Store.Count(key, per)
+// count counts key in the first store that answers; local is whether
+// that was not Store (or Host, when there is no Store).
+func (l *Limiter) count(key string, per time.Duration) (n int64, reset time.Time, local bool) {
+	for i, s := range l.stores() {
+		n, reset, err := s.Count(key, per)
 		if err == nil {
-			return n, reset, false
+			return n, reset, i > 0
 		}
-		if !errors.Is(err, state.ErrDown) && l.Log != nil {
-			l.Log.Warning("ratelimit", "key", key, "err", err)
+		l.warn(key, err)
+	}
+	n, reset, _ = l.Local.Count(key, per)
+	return n, reset, true
+}
+
+// stores are the stores tried before Local, in order.
+func (l *Limiter) stores() []state.Store {
+	var ss []state.Store
+	for _, s := range []state.Store{l.Store, l.Host} {
+		if s != nil {
+			ss = append(ss, s)
 		}
 	}
-	n, reset, _ := l.Local.Count(key, per)
-	return n, reset, true
+	return ss
+}
+
+// warn logs a store's failure; a shared server's going down is logged
+// once by the store itself.
+func (l *Limiter) warn(key string, err error) {
+	if !errors.Is(err, state.ErrDown) && l.Log != nil {
+		l.Log.Warning("ratelimit", "key", key, "err", err)
+	}
 }
 
 // Refused records a refusal of who; once ban's count is reached in its
@@ -73,19 +95,26 @@ func (l *Limiter) Refused(who string, ban Rate) bool {
 	}
 	until := time.Now().Add(ban.Per)
 	val := []byte(strconv.FormatInt(until.Unix(), 10))
-	if l.Store == nil || l.Store.Put("ban:"+who, val, ban.Per) != nil {
-		l.Local.Put("ban:"+who, val, ban.Per)
+	for _, s := range l.stores() {
+		err := s.Put("ban:"+who, val, ban.Per)
+		if err == nil {
+			return true
+		}
+		l.warn("ban:"+who, err)
 	}
+	l.Local.Put("ban:"+who, val, ban.Per)
 	return true
 }
 
-// Banned returns when who's ban ends, if who is banned. A store that
-// cannot be read bans no one (the local list still does).
+// Banned returns when who's ban ends, if who is banned, in any of the
+// stores. A store that cannot be read bans no one (the others still do).
 func (l *Limiter) Banned(who string) (time.Time, bool) {
 	var v []byte
 	var ok bool
-	if l.Store != nil {
-		v, ok, _ = l.Store.Get("ban:" + who)
+	for _, s := range l.stores() {
+		if v, ok, _ = s.Get("ban:" + who); ok {
+			break
+		}
 	}
 	if !ok {
 		v, ok, _ = l.Local.Get("ban:" + who)

@@ -96,3 +96,28 @@ func TestBanAfterRepeatedRefusals(t *testing.T) {
 		t.Error("banned with no RATE_BAN")
 	}
 }
+
+// TestHostFileLockedCountsInMemory: the host's file held by another
+// process past the lock timeout: the count is taken in memory, marked
+// local and logged, not refused and not stalled.
+func TestHostFileLockedCountsInMemory(t *testing.T) {
+	path := t.TempDir() + "/rates.db"
+	host := &state.Bolt{Path: path}
+	l := &Limiter{Host: host, Local: &state.Memory{}}
+	r := Rate{N: 1, Per: time.Minute}
+	if v := l.Take(Msg, "ip:192.0.2.1", r); v.Over || v.Local || v.Count != 1 {
+		t.Fatalf("first take in the file: %+v", v)
+	}
+	held := &state.Bolt{Path: path, Keep: true}
+	if _, _, err := held.Count("x", time.Minute); err != nil { // opens and keeps the file
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if v := l.Take(Msg, "ip:192.0.2.1", r); v.Over || !v.Local || v.Count != 1 {
+		t.Fatalf("take with the file held: %+v", v)
+	}
+	held.Close()
+	if v := l.Take(Msg, "ip:192.0.2.1", r); !v.Over || v.Local || v.Count != 2 {
+		t.Fatalf("take with the file free again: %+v", v)
+	}
+}
