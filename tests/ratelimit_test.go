@@ -2,7 +2,9 @@ package tests
 
 import (
 	"bufio"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -92,4 +94,67 @@ func TestQMTPDMessageLimit(t *testing.T) {
 	if n := len(in.messages(t)); n != 1 {
 		t.Errorf("%d messages queued, want 1", n)
 	}
+}
+
+// TestSMTPDRatesUnderTcpserver: under tcpserver each connection is a new
+// gw-smtpd, so a client's counts add up only in the host's file
+// (--rates). A rule of tcprules allows three messages a minute: each
+// connection sends one, the fourth is refused 451 4.7.0; the messages
+// accepted are on the queue, the refused one is not.
+func TestSMTPDRatesUnderTcpserver(t *testing.T) {
+	in := newSMTPDInstance(t, nil)
+	rates := filepath.Join(in.dir, "state", "rates.db")
+	os.MkdirAll(filepath.Dir(rates), 0o755)
+	addr := in.underTcpserver(t, `127.:allow,RATE_MSG="3/60s"`+"\n", "--rates", rates)
+
+	send := func(i int) string {
+		c := dialSMTP(t, addr)
+		c.send("EHLO client.example\r\n")
+		c.expect("250 ")
+		c.send("MAIL FROM:<a@sender.example>\r\n")
+		r := c.reply()
+		if strings.HasPrefix(r, "250 ") {
+			c.send("RCPT TO:<bob@example.com>\r\n")
+			c.expect("250 ")
+			c.send("DATA\r\n")
+			c.expect("354 ")
+			c.send(fmt.Sprintf("Subject: %d\r\n\r\nmessage %d\r\n.\r\n", i, i))
+			c.expect("250 ")
+		}
+		c.send("QUIT\r\n")
+		c.expect("221 ")
+		return r
+	}
+	for i := 1; i <= 3; i++ {
+		if r := send(i); !strings.HasPrefix(r, "250 ") {
+			t.Fatalf("message %d over its own connection: MAIL answered %q", i, r)
+		}
+	}
+	r := send(4)
+	if !strings.HasPrefix(r, "451 4.7.0 too many messages from ip:127.0.0.1 (limit 3 per 1m0s), try again in ") {
+		t.Fatalf("message 4: MAIL answered %q, want 451 4.7.0", r)
+	}
+	in.waitLog(t, "result=refused")
+	if n := len(in.messages(t)); n != 3 {
+		t.Errorf("%d messages queued, want the 3 accepted", n)
+	}
+}
+
+// TestSMTPDConnLimitUnderTcpserver: RATE_CONN of the client's rule under
+// tcpserver: the connection over the limit is greeted 421 4.7.0.
+func TestSMTPDConnLimitUnderTcpserver(t *testing.T) {
+	in := newSMTPDInstance(t, nil)
+	rates := filepath.Join(in.dir, "state", "rates.db")
+	os.MkdirAll(filepath.Dir(rates), 0o755)
+	addr := in.underTcpserver(t, `127.:allow,RATE_CONN="2/60s"`+"\n", "--rates", rates)
+	for i, want := range []string{
+		"220 ",
+		"220 ",
+		"421 4.7.0 too many connections from ip:127.0.0.1 (limit 2 per 1m0s)",
+	} {
+		if g := greeting(t, addr); !strings.HasPrefix(g, want) {
+			t.Fatalf("connection %d: greeted %q, want %q", i+1, g, want)
+		}
+	}
+	in.waitLog(t, "result=refused")
 }
