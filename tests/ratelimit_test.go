@@ -158,3 +158,49 @@ func TestSMTPDConnLimitUnderTcpserver(t *testing.T) {
 	}
 	in.waitLog(t, "result=refused")
 }
+
+// TestQMTPDRatesUnderTcpserver: gw-qmtpd under tcpserver with --rates, a
+// rule allowing two messages a minute: the third package, over its own
+// connection, is answered Z4.7.0 and not queued.
+func TestQMTPDRatesUnderTcpserver(t *testing.T) {
+	need(t, "tcpserver")
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "example.net\n"})
+	rates := filepath.Join(in.dir, "state", "rates.db")
+	os.MkdirAll(filepath.Dir(rates), 0o755)
+	cdb := in.tcprulesCDB(t, "tcp.qmtp.cdb", `127.:allow,RATE_MSG="2/60s"`+"\n")
+	cmd := exec.Command("tcpserver", "-1", "-R", "-H", "-l", "gw.example.net", "-x", cdb, "127.0.0.1", "0",
+		bin("gw-qmtpd"), "--control-dir", in.control, "--rates", rates)
+	cmd.Env = in.env()
+	out, _ := cmd.StdoutPipe()
+	in.start(t, cmd)
+	port, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strings.TrimSpace(port)
+	pkg := qmtpPackage("Subject: hi\n\nhello\n", "a@example.org", "b@example.net")
+	for i := 1; i <= 2; i++ {
+		if got := qmtpFrom(t, addr, "127.0.0.1", pkg); !strings.HasPrefix(got, "K") {
+			t.Fatalf("message %d: %q", i, got)
+		}
+	}
+	if got := qmtpFrom(t, addr, "127.0.0.1", pkg); !strings.HasPrefix(got, "Z4.7.0 too many messages from ip:127.0.0.1") {
+		t.Fatalf("message 3: %q, want Z4.7.0", got)
+	}
+	if n := len(in.messages(t)); n != 2 {
+		t.Errorf("%d messages queued, want 2", n)
+	}
+}
+
+// tcprulesCDB compiles rules with ucspi-tcp's tcprules for tcpserver -x.
+func (in *smtpdInstance) tcprulesCDB(t *testing.T, name, rules string) string {
+	t.Helper()
+	need(t, "tcprules")
+	cdb := filepath.Join(in.dir, name)
+	c := exec.Command("tcprules", cdb, cdb+".tmp")
+	c.Stdin = strings.NewReader(rules)
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("tcprules: %v\n%s", err, out)
+	}
+	return cdb
+}

@@ -25,6 +25,7 @@ import (
 type config struct {
 	tcpserver.Options
 	remoteHost, noRemoteHost, paranoid bool
+	rates                              string // --rates: the host's bbolt file of rate counts
 }
 
 func main() {
@@ -56,6 +57,13 @@ func run(c *config) error {
 	standalone, err := c.Standalone()
 	if err != nil {
 		return program.Fail(program.ExitPermanent, "%v", err)
+	}
+	if c.rates != "" {
+		// Standalone the listener is the file's one writer and keeps
+		// it open; under tcpserver each count opens it.
+		host := &state.Bolt{Path: c.rates, Keep: standalone}
+		defer host.Close()
+		cfg.Limits.Host = host
 	}
 	// The injector is chosen here, once (handoff.Chooser); under
 	// tcpserver a rule's QMAILQUEUE is already the process's.
@@ -106,6 +114,8 @@ func (c *config) hostFlags() []cli.Flag {
 			Usage: "look up each client's name (PTR) for TCPREMOTEHOST and the host rules (standalone)"},
 		&cli.BoolFlag{Name: "no-remote-host", Aliases: []string{"H"}, Destination: &c.noRemoteHost,
 			Usage: "look up no client names: TCPREMOTEHOST unset, host rules never match (standalone; wins over -h)"},
+		&cli.StringFlag{Name: "rates", Destination: &c.rates,
+			Usage: "keep rate counts and bans in the bbolt `FILE` (see gw-smtpd(8))"},
 		&cli.BoolFlag{Name: "paranoid", Aliases: []string{"p"}, Destination: &c.paranoid,
 			Usage: "keep a client's name only if it resolves back to the client's address (standalone)"},
 	}
