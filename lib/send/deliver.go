@@ -247,9 +247,22 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 			out[k] = outcome{err: err, at: h}
 		}
 	}
-	d, err := sess.Start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
+	start := sess.Start
+	if m.RequireTLS {
+		// RFC 8689 4.2: only over authenticated TLS to a server that
+		// takes REQUIRETLS. A host that cannot is skipped, as one that
+		// cannot be reached: the next MX may; when none can, the
+		// permanent 5.7.10 is the last word and the message bounces.
+		start = func(sender string, size int64, utf8 bool, d dsn.Mail) (deliver.Delivery, error) {
+			return deliver.StartRequireTLS(sess, sender, size, utf8, d)
+		}
+	}
+	d, err := start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
 	if err != nil {
 		setAll(err)
+		if m.RequireTLS && isRequireTLSRefusal(err) {
+			return false
+		}
 		return isAnswer(err)
 	}
 	for _, i := range j.rcpts {
@@ -292,6 +305,13 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot, dsnTaken: sess.OffersDSN()}
 	}
 	return true
+}
+
+// isRequireTLSRefusal reports gw's own 5.7.10: this host cannot carry a
+// REQUIRETLS message, another may.
+func isRequireTLSRefusal(err error) bool {
+	var rp *deliver.Reply
+	return errors.As(err, &rp) && rp.Own && rp.Enhanced == deliver.StatusRequireTLS
 }
 
 // dataSent reports whether d's body began to go out; a transport that
