@@ -112,7 +112,7 @@ func (s *session) Connect(ss *smtpserver.Session) *smtpserver.Reply {
 		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
 		return errPregreet
 	}
-	return nil
+	return s.limitConnect()
 }
 
 // Helo records the HELO or EHLO name, sanitized for the Received line.
@@ -182,6 +182,9 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 	if s.noSpace(from, m.Size) {
 		return errNoSpace
 	}
+	if r := s.limitMail(); r != nil {
+		return r
+	}
 	m.Addr, s.from, s.mailDSN, s.reqTLS = from, from, m.DSN, m.RequireTLS
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
 	if r := s.spfAtMail(ss); r != nil {
@@ -200,6 +203,9 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 	}
 	if err != nil {
 		return s.refuseRcpt(r.Path, addressError(err, errBadRcpt), err.Error())
+	}
+	if r := s.limitRcpt(); r != nil {
+		return r
 	}
 	rep, reason := s.decide(&to)
 	if rep != nil {
