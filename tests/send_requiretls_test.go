@@ -136,7 +136,7 @@ func TestSendRequireTLS(t *testing.T) {
 		return len(toPostfix.lines("delivery", "qid="+id, "result=failed")) == 1
 	})
 	f := toPostfix.lines("delivery", "qid="+id, "result=failed")[0]
-	for _, want := range []string{"status=5.7.10", "does not offer REQUIRETLS"} {
+	for _, want := range []string{"status=5.7.10", "does not offer REQUIRETLS", "tls=yes", "tls_auth=verified"} {
 		if !strings.Contains(f, want) {
 			t.Errorf("the failure's line lacks %q:\n%s", want, f)
 		}
