@@ -78,7 +78,7 @@ func decodeCount(v []byte) (n int64, end time.Time, ok bool) {
 	}
 	n = int64(binary.BigEndian.Uint64(v))
 	end = time.Unix(0, int64(binary.BigEndian.Uint64(v[8:])))
-	return n, end, n > 0
+	return n, end, n > 0 && n < 1<<62 // room to add to
 }
 
 func encodeCount(n int64, end time.Time) []byte {

@@ -112,3 +112,33 @@ func TestBoltDistrustsItsFile(t *testing.T) {
 		}
 	}
 }
+
+// FuzzBoltCounter: whatever bytes a counter holds in the file (another
+// process, a damaged disk), counting on it never panics, and starts a new
+// window unless the bytes are a counter within the rule's window.
+func FuzzBoltCounter(f *testing.F) {
+	f.Add(encodeCount(3, time.Unix(1030, 0)))
+	f.Add([]byte("x"))
+	f.Add(encodeCount(-1, time.Unix(1030, 0)))
+	now := time.Unix(1000, 0)
+	f.Fuzz(func(t *testing.T, v []byte) {
+		path := filepath.Join(t.TempDir(), "rates.db")
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.Update(func(tx *bolt.Tx) error {
+			bk, _ := tx.CreateBucketIfNotExists(bucketCounts)
+			return bk.Put([]byte("k"), v)
+		})
+		db.Close()
+		b := &Bolt{Path: path, Now: func() time.Time { return now }}
+		n, reset, err := b.Count("k", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 1 || !now.Before(reset) || reset.After(now.Add(time.Minute)) {
+			t.Fatalf("counter %x: count %d, reset %v", v, n, reset)
+		}
+	})
+}
