@@ -1,10 +1,14 @@
 package tests
 
 import (
+	"bufio"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +16,9 @@ import (
 
 // TestTraceReplyOfNextHop (issue 17, one trace): a message through
 // gw-smtpd, gw-queued and gw-send to Postfix's smtp-sink. The qid in
-// gw-smtpd's 250 is on its accepted line and on gw-send's delivery line,
-// and the delivery line keeps the reply that took the message, where it
-// used to say reply="".
+// gw-smtpd's 250 is on its accepted line, with the message's Message-ID
+// and size, and on gw-send's delivery line, which keeps the reply that
+// took the message, where it used to say reply="".
 func TestTraceReplyOfNextHop(t *testing.T) {
 	sink := startSMTPSink(t, filepath.Join(workDir(t), "sink"))
 	_, port, _ := net.SplitHostPort(sink.addr)
@@ -28,11 +32,14 @@ func TestTraceReplyOfNextHop(t *testing.T) {
 		"Message-ID: <trace.1@sender.test>\nSubject: followed\n\nbody\n.", "250 2.0.0 ok ",
 		"QUIT", "221 ")
 	log, _ := os.ReadFile(g.smtpd.log)
-	m := regexp.MustCompile(` accepted .* qid=(\S+)`).FindStringSubmatch(string(log))
+	m := regexp.MustCompile(` accepted .* qid=(\S+) .* size=(\d+) .*msgid=<trace\.1@sender\.test>`).FindStringSubmatch(string(log))
 	if m == nil {
-		t.Fatalf("gw-smtpd logged no accepted line with a qid:\n%s", log)
+		t.Fatalf("gw-smtpd logged no accepted line with qid, size and msgid:\n%s", log)
 	}
 	qid := m[1]
+	if m[2] == "0" {
+		t.Errorf("accepted line says size=0:\n%s", log)
+	}
 	line := g.send.oneLine(t, "delivery", "qid="+qid, "result=delivered")
 	t.Logf("gw-send: %s", line)
 	if !regexp.MustCompile(`reply="250 2\.0\.0 \S`).MatchString(line) {
@@ -43,3 +50,40 @@ func TestTraceReplyOfNextHop(t *testing.T) {
 		t.Errorf("smtp-sink got another message:\n%s", sink.transactions()[0])
 	}
 }
+
+// TestTraceQMTPAcceptedMsgID: gw-qmtpd's accepted line names the
+// message's Message-ID and size beside its qid, as gw-smtpd's does.
+func TestTraceQMTPAcceptedMsgID(t *testing.T) {
+	need(t, "tcpserver")
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "example.net\n"})
+	cmd := exec.Command("tcpserver", "-1", "-R", "-H", "-l", "gw.example.net", "127.0.0.1", "0", bin("gw-qmtpd"), "--control-dir", in.control)
+	cmd.Env = in.env()
+	out, _ := cmd.StdoutPipe()
+	in.start(t, cmd)
+	port, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "Message-ID: <q.1@example.org>\nSubject: hop\n\nhello\n"
+	pkg := qmtpNetstring("\n"+msg) + qmtpNetstring("a@example.org") + qmtpNetstring(qmtpNetstring("b@example.net"))
+	conn, err := net.Dial("tcp", "127.0.0.1:"+strings.TrimSpace(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, pkg)
+	conn.(*net.TCPConn).CloseWrite()
+	resp, _ := io.ReadAll(conn)
+	conn.Close()
+	if !strings.Contains(string(resp), ":K") {
+		t.Fatalf("response %q, want K", resp)
+	}
+	var log []byte
+	re := regexp.MustCompile(` accepted .*qid=\S+ .*size=` + strconv.Itoa(len(msg)) + `\b.* msgid=<q\.1@example\.org>`)
+	waitFor(t, "gw-qmtpd's accepted line", 5*time.Second, func() bool {
+		log, _ = os.ReadFile(in.log)
+		return re.Match(log)
+	})
+}
+
+func qmtpNetstring(s string) string { return strconv.Itoa(len(s)) + ":" + s + "," }
