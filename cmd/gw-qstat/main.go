@@ -23,7 +23,7 @@ func main() {
 	// gw-qstat's output is for the terminal and for pipes, unlike the
 	// listeners' and gw-queue's fd 1.
 	app.Writer = os.Stdout
-	app.UsageText = "gw-qstat [selection] [--json] [list | shape | metrics | show QID...]"
+	app.UsageText = "gw-qstat [selection] [--json] [list | shape | metrics | show QID... | trace QID|MESSAGE-ID [LOGDIR...]]"
 	app.Flags = flags(jsonFlag())
 	app.Action = show(true, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 		if lookup(c, "json") != nil {
@@ -53,6 +53,7 @@ func main() {
 				return qstat.Metrics(w, reps, time.Now())
 			})},
 		showCommand(),
+		traceCommand(),
 	}
 	program.Run(app)
 }
