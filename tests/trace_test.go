@@ -45,6 +45,28 @@ func TestTraceReplyOfNextHop(t *testing.T) {
 	if !regexp.MustCompile(`reply="250 2\.0\.0 \S`).MatchString(line) {
 		t.Errorf("delivery line lacks smtp-sink's reply:\n%s", line)
 	}
+
+	// The logs as multilog keeps them: each line stamped by tai64n, in a
+	// directory of its own. gw-qstat trace finds the message by its qid
+	// and by its Message-ID, and tells its life in order.
+	need(t, "tai64n")
+	logs := filepath.Join(workDir(t), "logs")
+	stamp(t, filepath.Join(logs, "smtpd"), string(log))
+	stamp(t, filepath.Join(logs, "send"), g.send.log.String())
+	for _, id := range []string{qid, "<trace.1@sender.test>", "trace.1@sender.test"} {
+		out, err := exec.Command(bin("gw-qstat"), "trace", id, filepath.Join(logs, "smtpd"), filepath.Join(logs, "send")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("gw-qstat trace %s: %v\n%s", id, err, out)
+		}
+		want := regexp.MustCompile(`(?s)/smtpd info queued qid=` + qid + ` .*/smtpd info accepted sid=\S+ msg=\S+ qid=` + qid + ` .*msgid=<trace\.1@sender\.test>\n.*/send info delivery qid=` + qid + ` .*result=delivered reply="250 2\.0\.0 Ok"\n`)
+		if !want.Match(out) {
+			t.Errorf("gw-qstat trace %s:\n%s", id, out)
+		}
+	}
+	out, err := exec.Command(bin("gw-qstat"), "trace", "<nowhere@sender.test>", filepath.Join(logs, "smtpd"), filepath.Join(logs, "send")).CombinedOutput()
+	if exitCode(err) != 100 || !strings.Contains(string(out), "no log line names <nowhere@sender.test>") {
+		t.Errorf("trace of an unknown Message-ID: %v\n%s", err, out)
+	}
 	waitFor(t, "smtp-sink to record the message", 5*time.Second, func() bool { return len(sink.transactions()) == 1 })
 	if !strings.Contains(sink.transactions()[0], "Message-ID: <trace.1@sender.test>") {
 		t.Errorf("smtp-sink got another message:\n%s", sink.transactions()[0])
@@ -87,3 +109,21 @@ func TestTraceQMTPAcceptedMsgID(t *testing.T) {
 }
 
 func qmtpNetstring(s string) string { return strconv.Itoa(len(s)) + ":" + s + "," }
+
+// stamp writes text into dir/current as multilog would keep it: through
+// tai64n, each line stamped.
+func stamp(t *testing.T, dir, text string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("tai64n")
+	c.Stdin = strings.NewReader(text)
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("tai64n: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "current"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
