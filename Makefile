@@ -62,8 +62,17 @@ install: all
 	done
 
 # make bench ONLY=smtpd,tcprules runs only those sections (go run ./tests/bench -h).
+# make bench OLD=<commit> also builds that commit (from git, in a temporary
+# directory) and the smtpd section prints gw-smtpd's CPU a message, old
+# against new, measured turn about in the same run.
 bench: all
-	$(GO) run ./tests/bench -bin $(CURDIR)/bin $(if $(ONLY),-only $(ONLY))
+	@set -e; old=; \
+	if [ -n "$(OLD)" ]; then \
+		old=$$(mktemp -d /tmp/gw-bench-old-XXXXXX); trap 'rm -rf "$$old"' EXIT; \
+		git archive "$(OLD)" | tar -x -C "$$old"; \
+		(cd "$$old" && $(GO) build -trimpath -tags $(TAGS) -o bin/ ./cmd/...); \
+	fi; \
+	$(GO) run ./tests/bench -bin $(CURDIR)/bin $(if $(ONLY),-only $(ONLY)) $${old:+-old-bin $$old/bin}
 
 run: all
 	sh scripts/run.sh

@@ -22,6 +22,7 @@ daemontools     # svscan/supervise/svc/multilog/setuidgid/envdir: one scenario u
 unbound         # the tests' DNS server on loopback (lib/dns/dnstest): MX, A, AAAA, null MX, DNSBL zones
 ldnsutils       # gw-send DANE tests: ldns-keygen and ldns-signzone sign the test zone unbound serves and validates
 python3-aiosmtpd # gw-send e2e tests: the scriptable receiver (4xx/5xx at chosen stages, hangs mid-DATA)
+redis-server    # fleet tests: the shared state of two gw hosts, run on loopback with no persistence
 python3-dkim    # lib/dkim, lib/arc: dkimpy's dkimsign/dkimverify/arcsign/arcverify, an independent DKIM and ARC
 python3-nacl    # dkimpy's Ed25519 signatures (RFC 8463)
 python3-authheaders # lib/authres: Authentication-Results parsed by another implementation

@@ -347,13 +347,35 @@ func TestDSNItemsCheckedByGwQueue(t *testing.T) {
 	if code, out := queue("Fa@sender.test\x00NNOTIFY=NEVER\x00Tb@good.test\x00\x00"); code != 91 {
 		t.Errorf("N item after F: exit %d, want 91\n%s", code, out)
 	}
+	for name, env := range map[string]string{
+		"R item with a value":      "Fa@sender.test\x00Ryes\x00Tb@good.test\x00\x00",
+		"R item twice":             "Fa@sender.test\x00R\x00R\x00Tb@good.test\x00\x00",
+		"R item after a recipient": "Fa@sender.test\x00Tb@good.test\x00R\x00\x00",
+	} {
+		if code, out := queue(env); code != 91 {
+			t.Errorf("%s: exit %d, want 91\n%s", name, code, out)
+		}
+	}
 	if n := len(in.messages(t)); n != 0 {
 		t.Fatalf("%d messages queued from refused envelopes", n)
 	}
 	if code, out := queue("Fa@sender.test\x00DENVID=x\x00Tb@good.test\x00NNOTIFY=NEVER\x00\x00"); code != 0 {
 		t.Fatalf("good DSN items: exit %d\n%s", code, out)
 	}
-	if m := in.messages(t); len(m) != 1 || m[0].DSN.EnvID != "x" || m[0].Recipients[0].DSN.String() != "NOTIFY=NEVER" {
+	if m := in.messages(t); len(m) != 1 || m[0].DSN.EnvID != "x" || m[0].Recipients[0].DSN.String() != "NOTIFY=NEVER" || m[0].RequireTLS {
 		t.Errorf("queued %+v", m)
+	}
+	// REQUIRETLS after the D item: kept, with the DSN parameters.
+	if code, out := queue("Fa@sender.test\x00DENVID=y\x00R\x00Tb@good.test\x00\x00"); code != 0 {
+		t.Fatalf("D and R items: exit %d\n%s", code, out)
+	}
+	var found bool
+	for _, m := range in.messages(t) {
+		if m.DSN.EnvID == "y" {
+			found = m.RequireTLS
+		}
+	}
+	if !found {
+		t.Errorf("the R item was not kept: %+v", in.messages(t))
 	}
 }

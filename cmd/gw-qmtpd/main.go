@@ -17,6 +17,8 @@ import (
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/qmtp"
+	"gw/lib/ratelimit"
+	"gw/lib/state"
 	"gw/lib/tcpserver"
 )
 
@@ -42,6 +44,14 @@ func run(c *config) error {
 	cfg, err := qmtp.Load(control.Dir(c.ControlDir), log)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
+	}
+	shared, err := state.Load(control.Dir(c.ControlDir), log)
+	if err != nil {
+		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
+	}
+	cfg.Limits = &ratelimit.Limiter{Local: &state.Memory{}, Log: log}
+	if shared != nil {
+		cfg.Limits.Store = shared
 	}
 	standalone, err := c.Standalone()
 	if err != nil {

@@ -23,7 +23,7 @@ func main() {
 	// gw-qstat's output is for the terminal and for pipes, unlike the
 	// listeners' and gw-queue's fd 1.
 	app.Writer = os.Stdout
-	app.UsageText = "gw-qstat [selection] [--json] [list | shape | metrics | show QID... | trace QID|MESSAGE-ID [LOGDIR...]]"
+	app.UsageText = "gw-qstat [selection] [--json] [list | shape | metrics | show QID...]\n   gw-qstat trace QID|MESSAGE-ID [LOGDIR...]\n   gw-qstat fleet [--shape] HOST.json..."
 	app.Flags = flags(jsonFlag())
 	app.Action = show(true, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 		if lookup(c, "json") != nil {
@@ -52,6 +52,7 @@ func main() {
 			Action: show(false, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 				return qstat.Metrics(w, reps, time.Now())
 			})},
+		fleetCommand(),
 		showCommand(),
 		traceCommand(),
 	}

@@ -10,8 +10,10 @@ import (
 	"gw/lib/dns"
 	"gw/lib/greylist"
 	"gw/lib/logline"
+	"gw/lib/ratelimit"
 	"gw/lib/rbl"
 	"gw/lib/smtpd"
+	"gw/lib/state"
 )
 
 // lasting holds what outlives a reload: the bbolt files a standalone
@@ -21,6 +23,8 @@ type lasting struct {
 	greylist  *greylist.List
 	cache     *callout.Cache
 	authLimit *smtpd.AuthLimiter
+	shared    *state.Redis  // control/statebackend, opened once
+	local     *state.Memory // the rate counts of this process
 }
 
 // configure reads the control files into a listener configuration, at
@@ -43,6 +47,20 @@ func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 	if z := rbl.Parse(zones); len(z) > 0 {
 		cfg.RBL = &rbl.Checker{Zones: z, Resolver: dns.FromEnv()}
 	}
+	if keep.shared == nil {
+		// Opened once: a reload does not drop the pool under sessions
+		// that use it; a new server needs a restart.
+		if keep.shared, err = state.Load(dir, logline.Stderr); err != nil {
+			return nil, err
+		}
+	}
+	if keep.local == nil {
+		keep.local = &state.Memory{}
+	}
+	cfg.Limits = &ratelimit.Limiter{Local: keep.local, Log: logline.Stderr}
+	if keep.shared != nil {
+		cfg.Limits.Store = keep.shared
+	}
 	if c.greylistDB != "" {
 		g, err := greylist.Load(dir, c.greylistDB)
 		if err != nil {
@@ -51,6 +69,9 @@ func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 		g.Keep = standalone // the one writer while it runs
 		if keep.greylist == nil {
 			keep.greylist = g
+		}
+		if keep.greylist == g {
+			g.Shared = keep.shared // set before any session can read it
 		}
 		keep.greylist.SetTimings(g)
 		cfg.Greylist = keep.greylist
@@ -65,6 +86,12 @@ func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 	if v != nil {
 		if keep.cache == nil {
 			keep.cache = v.Cache
+			if keep.shared != nil { // the shared cache needs no file
+				if keep.cache == nil {
+					keep.cache = &callout.Cache{}
+				}
+				keep.cache.Shared = keep.shared
+			}
 		}
 		v.Cache = keep.cache
 		cfg.Verifier = v

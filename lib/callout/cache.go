@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"gw/lib/smtpd"
+	"gw/lib/state"
 )
 
 // Cache keeps callout answers in a bbolt file (state/callout.db by
@@ -29,9 +30,15 @@ import (
 // share one file between a standalone listener and tcpserver-run ones:
 // the standalone one holds the write lock and the others would always
 // miss.
+//
+// With Shared set (control/statebackend), answers live there instead,
+// for every host of the group, under "co:" and the key, in the same
+// encoding; when it is down, Get and Put fail and the callout is made
+// without the cache (gw-state(5)).
 type Cache struct {
-	Path string
-	Keep bool
+	Path   string
+	Keep   bool
+	Shared state.Store
 
 	mu sync.Mutex
 	db *bolt.DB
@@ -68,6 +75,14 @@ func storedByte(v smtpd.Verdict) (byte, bool) {
 
 // Get returns the cached verdict for key, if there is one not expired.
 func (c *Cache) Get(key string, now time.Time) (smtpd.Verdict, bool, error) {
+	if c.Shared != nil {
+		val, ok, err := c.Shared.Get("co:" + key)
+		if err != nil || !ok {
+			return 0, false, err
+		}
+		v, ok := decode(val, now) // another host wrote it: checked as from anyone
+		return v, ok, nil
+	}
 	var v smtpd.Verdict
 	var ok bool
 	err := c.with(true, func(db *bolt.DB) error {
@@ -90,6 +105,13 @@ func (c *Cache) Put(key string, v smtpd.Verdict, until time.Time) error {
 	if !ok {
 		return nil
 	}
+	if c.Shared != nil {
+		ttl := time.Until(until)
+		if ttl <= 0 {
+			return nil
+		}
+		return c.Shared.Put("co:"+key, encode(stored, until), ttl)
+	}
 	return c.with(false, func(db *bolt.DB) error {
 		return db.Update(func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucketIfNotExists(bucketAnswers)
@@ -99,8 +121,7 @@ func (c *Cache) Put(key string, v smtpd.Verdict, until time.Time) error {
 			if rand.IntN(sweepOneIn) == 0 {
 				sweep(b, time.Now())
 			}
-			val := binary.BigEndian.AppendUint64([]byte{stored}, uint64(until.Unix()))
-			return b.Put([]byte(key), val)
+			return b.Put([]byte(key), encode(stored, until))
 		})
 	})
 }
@@ -153,6 +174,12 @@ func (c *Cache) Close() error {
 	err := c.db.Close()
 	c.db = nil
 	return err
+}
+
+// encode is a stored value: the verdict's stored byte, then the expiry
+// in Unix seconds (the same in the file and in the shared store).
+func encode(stored byte, until time.Time) []byte {
+	return binary.BigEndian.AppendUint64([]byte{stored}, uint64(until.Unix()))
 }
 
 // decode returns the verdict of a stored value, if it is well formed and

@@ -416,6 +416,15 @@ func (s *smtpSession) reset() {
 // Start sends MAIL FROM and waits for its reply: go-smtp's client does
 // not pipeline.
 func (s *smtpSession) Start(sender string, size int64, utf8 bool, dm dsn.Mail) (Delivery, error) {
+	return s.start(sender, size, utf8, dm, false)
+}
+
+// startRequireTLS is Start with REQUIRETLS on MAIL (requiretls.go).
+func (s *smtpSession) startRequireTLS(sender string, size int64, utf8 bool, dm dsn.Mail) (Delivery, error) {
+	return s.start(sender, size, utf8, dm, true)
+}
+
+func (s *smtpSession) start(sender string, size int64, utf8 bool, dm dsn.Mail, requireTLS bool) (Delivery, error) {
 	if s.broken {
 		return nil, &ConnError{Host: s.host, Err: errors.New("session is closed")}
 	}
@@ -443,7 +452,12 @@ func (s *smtpSession) Start(sender string, size int64, utf8 bool, dm dsn.Mail) (
 	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && size > int64(max) {
 		return nil, &Reply{Code: 552, Enhanced: "5.3.4", Own: true, Text: fmt.Sprintf("5.3.4 message of %d bytes is over the SIZE %d the server announced", size, max), Host: s.host}
 	}
-	opts := &smtp.MailOptions{Size: size, UTF8: utf8}
+	if requireTLS {
+		if err := s.canRequireTLS(); err != nil {
+			return nil, err
+		}
+	}
+	opts := &smtp.MailOptions{Size: size, UTF8: utf8, RequireTLS: requireTLS}
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
 		opts.Body = smtp.Body8BitMIME // go-smtp says BODY=8BITMIME whenever offered
 	}

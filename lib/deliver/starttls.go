@@ -112,6 +112,7 @@ func (s *smtpSession) startTLS(name string) error {
 		tc.Close()
 		return s.tlsFailure("verify", err.Error(), StatusBadCert)
 	}
+	st.NameChecked = nameChecked(st, p, tc.ConnectionState().PeerCertificates, name)
 	s.state = st
 	// A fresh client reads from the TLS connection only. It expects a
 	// greeting, which the server gave before TLS: it gets a copy.

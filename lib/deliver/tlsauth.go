@@ -45,6 +45,10 @@ type TLSState struct {
 	// did not verify.
 	Why string
 	STS mtasts.Mode // the MTA-STS mode that applied, if any
+	// NameChecked: the certificate was matched to the server's name (by
+	// the policy's names, by DANE, or, at levels that name none, to the
+	// MX host's name), as REQUIRETLS wants (requiretls.go).
+	NameChecked bool
 }
 
 // On reports whether the session is encrypted.

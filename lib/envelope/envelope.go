@@ -12,6 +12,8 @@
 //
 //	D <MAIL's DSN parameters>   right after the F item, at most once
 //	N <RCPT's DSN parameters>   right after the T item it belongs to, at most once
+//	R                           REQUIRETLS (RFC 8689) on MAIL: right after F, or
+//	                            after D where there is one, at most once, empty
 //
 // The parameters are written as lib/dsn writes them (xtext, single
 // spaces: printable ASCII, no NUL) and read back with its parsers. A new
@@ -55,6 +57,10 @@ type Envelope struct {
 	// index into Recipients; it may be shorter (nil when no recipient
 	// has any): the rest have none. Use Add and RcptDSNOf.
 	RcptDSN []dsn.Rcpt
+	// RequireTLS is MAIL's REQUIRETLS (RFC 8689): every hop must be TLS
+	// with an authenticated peer that takes REQUIRETLS, or the message
+	// fails with 5.7.10. A flag of its own, not a DSN parameter.
+	RequireTLS bool
 }
 
 // Add appends a recipient with its DSN parameters, keeping RcptDSN in
@@ -127,7 +133,7 @@ func read(r io.ByteReader, check func(string) error) (Envelope, error) {
 		if len(item) == 0 {
 			return env, nil
 		}
-		if item[0] == 'D' || item[0] == 'N' {
+		if item[0] == 'D' || item[0] == 'N' || item[0] == 'R' {
 			if err := env.extension(item, prev); err != nil {
 				return env, err
 			}
@@ -153,7 +159,7 @@ func read(r io.ByteReader, check func(string) error) (Envelope, error) {
 	}
 }
 
-// extension reads a D or N item (see the package comment), which must
+// extension reads a D, N or R item (see the package comment), which must
 // follow an F or a T item directly. Its parameters pass lib/dsn's checks
 // as a client's would: what another program wrote is not trusted more.
 func (e *Envelope) extension(item []byte, prev byte) error {
@@ -164,6 +170,11 @@ func (e *Envelope) extension(item []byte, prev byte) error {
 			return &Error{codeBadEnvelope, fmt.Sprintf("sender's DSN item: %v", err)}
 		}
 		e.DSN = d
+	case item[0] == 'R' && (prev == 'F' || prev == 'D'):
+		if len(item) != 1 {
+			return &Error{codeBadEnvelope, "REQUIRETLS item holds a value"}
+		}
+		e.RequireTLS = true
 	case item[0] == 'N' && prev == 'T':
 		d, err := dsn.ParseRcpt(string(item[1:]))
 		if err != nil {
@@ -259,6 +270,9 @@ func (e Envelope) Stored() []byte {
 	if !e.DSN.IsZero() {
 		b = item(b, 'D', e.DSN.String())
 	}
+	if e.RequireTLS {
+		b = item(b, 'R', "")
+	}
 	for i, r := range e.Recipients {
 		b = item(b, 'T', r)
 		if d := e.RcptDSNOf(i); !d.IsZero() {
@@ -274,10 +288,10 @@ func item(b []byte, kind byte, v string) []byte {
 	return append(b, 0)
 }
 
-// WithoutDSN returns e without its DSN parameters: qmail-queue's
-// envelope alone, for a program that is not gw's own.
+// WithoutDSN returns e without its DSN parameters or REQUIRETLS:
+// qmail-queue's envelope alone, for a program that is not gw's own.
 func (e Envelope) WithoutDSN() Envelope {
-	e.DSN, e.RcptDSN = dsn.Mail{}, nil
+	e.DSN, e.RcptDSN, e.RequireTLS = dsn.Mail{}, nil, false
 	return e
 }
 

@@ -57,6 +57,14 @@ func TestRead(t *testing.T) {
 		{"SIZE in a D item", "Fa@b\x00DSIZE=10\x00\x00", Envelope{}, 91},
 		{"control byte in ENVID", "Fa@b\x00DENVID=a+0Ab\x00\x00", Envelope{}, 91},
 		{"unknown item", "Fa@b\x00Tc@d\x00Xsomething\x00\x00", Envelope{}, 91},
+		{"REQUIRETLS after the sender", "Fa@b\x00R\x00Tc@d\x00\x00",
+			Envelope{Sender: "a@b", Recipients: []string{"c@d"}, RequireTLS: true}, 0},
+		{"REQUIRETLS after the DSN item", "Fa@b\x00DRET=FULL\x00R\x00Tc@d\x00\x00",
+			Envelope{Sender: "a@b", Recipients: []string{"c@d"}, DSN: dsn.Mail{Ret: dsn.RetFull}, RequireTLS: true}, 0},
+		{"REQUIRETLS before the DSN item", "Fa@b\x00R\x00DRET=FULL\x00Tc@d\x00\x00", Envelope{}, 91},
+		{"REQUIRETLS twice", "Fa@b\x00R\x00R\x00Tc@d\x00\x00", Envelope{}, 91},
+		{"REQUIRETLS after a recipient", "Fa@b\x00Tc@d\x00R\x00\x00", Envelope{}, 91},
+		{"REQUIRETLS with a value", "Fa@b\x00Ryes\x00Tc@d\x00\x00", Envelope{}, 91},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -112,6 +120,7 @@ func FuzzReadEnvelope(f *testing.F) {
 	f.Add([]byte("Fa\x00Tb\x00"))
 	f.Add([]byte("Fa@b\x00DRET=hdrs ENVID=x+2By\x00Tc@d\x00NNOTIFY=failure ORCPT=rfc822;c@d\x00\x00"))
 	f.Add([]byte("Fa@b\x00Tc@d\x00NNOTIFY=NEVER\x00NNOTIFY=NEVER\x00\x00"))
+	f.Add([]byte("Fa@b\x00DRET=FULL\x00R\x00Tc@d\x00\x00"))
 	f.Fuzz(func(t *testing.T, wire []byte) {
 		env, err := Read(bufio.NewReader(bytes.NewReader(wire)))
 		if err != nil {

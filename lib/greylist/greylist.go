@@ -25,6 +25,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"gw/lib/control"
+	"gw/lib/state"
 )
 
 // Defaults of the control files (seconds), documented in gw-smtpd(8).
@@ -47,6 +48,11 @@ type List struct {
 	Delay, Expiry, Whitelist time.Duration
 	Keep                     bool // keep the file open between checks
 	Now                      func() time.Time
+	// Shared, when set, holds the triplets instead of the file, for
+	// every host that names it (control/statebackend); its clock, not
+	// Now, times the delays. When it is down, Check returns its error
+	// and the listener accepts (gw-state(5)).
+	Shared *state.Redis
 
 	mu sync.Mutex
 	db *bolt.DB
@@ -99,6 +105,10 @@ func Network(ip string) string {
 func (l *List) Check(ip, from, rcpt string) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.Shared != nil {
+		net := Network(ip)
+		return l.Shared.Greylist(net, net+"\x00"+strings.ToLower(from)+"\x00"+strings.ToLower(rcpt), l.Delay, l.Expiry, l.Whitelist)
+	}
 	if l.db == nil {
 		db, err := bolt.Open(l.Path, 0o600, &bolt.Options{Timeout: lockTimeout})
 		if err != nil {

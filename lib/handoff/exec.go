@@ -137,6 +137,13 @@ func (t *execTx) Commit() (int, error) {
 	if t.werr == nil {
 		t.werr = t.w.Flush()
 	}
+	if t.plain && t.envelope.RequireTLS {
+		// A plain qmail-queue cannot keep REQUIRETLS (RFC 8689), and
+		// dropping it would let the message go on in the clear: nothing
+		// is queued (the envelope ends without its final NUL).
+		t.Abort()
+		return qq.Refused, errors.New("REQUIRETLS message, and the injector is a plain qmail-queue that cannot keep REQUIRETLS")
+	}
 	t.msg.Close()
 	if t.werr == nil {
 		env := t.envelope

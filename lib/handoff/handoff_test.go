@@ -594,3 +594,41 @@ func TestChooser(t *testing.T) {
 		t.Errorf("Space of a rule's GW_QUEUED: %q", p)
 	}
 }
+
+// TestExecPlainRequireTLS: a plain qmail-queue cannot keep REQUIRETLS;
+// the message is refused for good (31) and the injector never gets the
+// envelope's final NUL, so it queues nothing. A gw injector gets the R
+// item.
+func TestExecPlainRequireTLS(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "env")
+	env := testEnv
+	env.RequireTLS = true
+	plain := &Exec{Path: script(t, "cat >/dev/null\ncat <&1 > "+out+"\n"), Plain: true}
+	tx, err := plain.Begin(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tx, "x\n")
+	if code, err := tx.Commit(); code != qq.Refused || err == nil || !strings.Contains(err.Error(), "REQUIRETLS") {
+		t.Errorf("plain injector with REQUIRETLS: %d, %v; want 31 naming REQUIRETLS", code, err)
+	}
+	if b, _ := os.ReadFile(out); len(b) != 0 {
+		t.Errorf("plain injector read envelope %q", b)
+	}
+	gw := &Exec{Path: script(t, "cat >/dev/null\ncat <&1 > "+out+"\n")}
+	if code, err := send(t, gw, "x\n"); code != 0 {
+		t.Fatalf("gw injector: %d, %v", code, err)
+	}
+	tx, err = gw.Begin(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tx, "x\n")
+	if code, err := tx.Commit(); code != 0 {
+		t.Fatalf("gw injector with REQUIRETLS: %d, %v", code, err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != string(env.Wire()) || !strings.Contains(string(b), "\x00R\x00") {
+		t.Errorf("gw injector's envelope %q, want the R item", b)
+	}
+}

@@ -26,10 +26,17 @@ import (
 )
 
 // Logger writes log lines to one writer; it is safe for concurrent use.
+// Lines logged while a write is under way are written together by the
+// next write, in the order logged: a busy listener's sessions share write
+// calls instead of making one each. Log returns only once its line has
+// been written, by itself or by the caller before it, so no line waits
+// in memory for a later event (or is lost when the program exits).
 type Logger struct {
-	mu  sync.Mutex
-	w   io.Writer
-	tap func(severity, event string, kv []any)
+	mu      sync.Mutex // guards pending and tap
+	pending []byte     // lines logged, not yet taken by a writer
+	wmu     sync.Mutex // held by the one goroutine writing
+	w       io.Writer
+	tap     func(severity, event string, kv []any)
 }
 
 // Tap makes fn see every event the logger writes, after it is written:
@@ -61,12 +68,33 @@ func (l *Logger) Alert(event string, kv ...any) { l.Log("alert", event, kv...) }
 func (l *Logger) Log(severity, event string, kv ...any) {
 	line := Format(severity, event, kv...)
 	l.mu.Lock()
-	io.WriteString(l.w, line)
+	l.pending = append(l.pending, line...)
 	tap := l.tap
 	l.mu.Unlock()
+	l.write()
 	if tap != nil {
 		tap(severity, event, kv)
 	}
+}
+
+// write writes what is pending, once the write under way (which may
+// have taken this caller's line with it) is done.
+func (l *Logger) write() {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	batch := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	l.w.Write(batch)
+	l.mu.Lock()
+	if l.pending == nil && cap(batch) <= 64<<10 {
+		l.pending = batch[:0] // reused: no allocation a line
+	}
+	l.mu.Unlock()
 }
 
 // Format returns the line Log would write, newline included.
@@ -91,6 +119,20 @@ func toString(v any) string {
 		return x
 	case error:
 		return x.Error()
+	// The kinds most lines carry, without fmt's reflection: a session
+	// logs half a dozen lines of counts and flags.
+	case bool:
+		return strconv.FormatBool(x)
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case uint64:
+		return strconv.FormatUint(x, 10)
+	case uint32:
+		return strconv.FormatUint(uint64(x), 10)
+	case uint16:
+		return strconv.FormatUint(uint64(x), 10)
 	default:
 		return fmt.Sprint(v)
 	}

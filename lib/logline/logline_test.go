@@ -1,6 +1,12 @@
 package logline
 
-import "testing"
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+)
 
 func TestFormat(t *testing.T) {
 	cases := []struct {
@@ -21,4 +27,67 @@ func TestFormat(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The kinds toString formats itself read as fmt would print them.
+func TestToStringAsFmt(t *testing.T) {
+	for _, v := range []any{true, false, 0, -7, int64(-1 << 40), uint64(1 << 63), uint32(4e9), uint16(25), 3.5, nil, []string{"a"}} {
+		if got, want := toString(v), fmt.Sprint(v); got != want {
+			t.Errorf("toString(%#v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// lineWriter records the writes it is given.
+type lineWriter struct {
+	mu     sync.Mutex
+	writes int
+	out    []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	w.out = append(w.out, p...)
+	return len(p), nil
+}
+
+// Lines logged at once by many goroutines are each written whole, once,
+// and each is written by the time its Log returns.
+func TestLogConcurrent(t *testing.T) {
+	w := &lineWriter{}
+	l := New(w)
+	const n, each = 8, 500
+	var wg sync.WaitGroup
+	for g := 0; g < n; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				l.Info("ev", "g", g, "i", i)
+				w.mu.Lock()
+				written := bytes.Contains(w.out, []byte(fmt.Sprintf("info ev g=%d i=%d\n", g, i)))
+				w.mu.Unlock()
+				if !written {
+					t.Errorf("line g=%d i=%d not written when Log returned", g, i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(string(w.out), "\n"), "\n")
+	if len(lines) != n*each {
+		t.Fatalf("%d lines, want %d", len(lines), n*each)
+	}
+	next := make([]int, n) // each goroutine's lines in its order
+	for _, line := range lines {
+		var g, i int
+		if _, err := fmt.Sscanf(line, "info ev g=%d i=%d", &g, &i); err != nil || i != next[g] {
+			t.Fatalf("line %q out of order or torn (want i=%d)", line, next[g])
+		}
+		next[g]++
+	}
+	t.Logf("%d lines in %d writes", n*each, w.writes)
 }

@@ -19,6 +19,7 @@ import (
 	"gw/lib/logline"
 	"gw/lib/mailbox"
 	"gw/lib/qq"
+	"gw/lib/ratelimit"
 	"gw/lib/relay"
 	"gw/lib/tcpserver"
 )
@@ -37,11 +38,12 @@ const (
 
 // Config is what gw-qmtpd knows before a client connects.
 type Config struct {
-	Hostname  string         // control/me, for the log
-	Databytes int64          // control/databytes; 0 = no limit
-	Timeout   time.Duration  // control/timeoutqmtpd, per read and write
-	Session   time.Duration  // the whole connection; 0 = MaxSession
-	Domains   *relay.Domains // rcpthosts + morercpthosts
+	Hostname  string             // control/me, for the log
+	Databytes int64              // control/databytes; 0 = no limit
+	Timeout   time.Duration      // control/timeoutqmtpd, per read and write
+	Session   time.Duration      // the whole connection; 0 = MaxSession
+	Domains   *relay.Domains     // rcpthosts + morercpthosts
+	Limits    *ratelimit.Limiter // counts the client's RATE_ limits; nil: none counted
 	Log       *logline.Logger
 }
 
@@ -132,6 +134,10 @@ func Serve(conn net.Conn, cfg *Config, cl tcpserver.Client) {
 		kv = append(kv, "rule", cl.Rule)
 	}
 	s.log("info", "connect", append(kv, "relay", cl.Relay)...)
+	if s.limitConnect() {
+		s.log("info", "end", "msgs", 0, "reason", "ratelimit")
+		return
+	}
 	reason := s.run()
 	s.log("info", "end", "msgs", s.msgs, "reason", reason)
 }
@@ -323,9 +329,15 @@ func (s *session) pkg() (*answer, string) {
 		return nil, s.drop(msgID, tx, fmt.Errorf("%w: no recipients", ErrSyntax))
 	}
 	var accepted []string
+	msgOver := ""
+	if !badSender && !m.Over && !noSpace && tx != nil {
+		msgOver = s.limitMsg()
+	}
 	for i, r := range rcpts {
 		switch {
 		case resp[i] != "":
+		case msgOver != "":
+			resp[i] = msgOver
 		case badSender:
 			resp[i] = respBadSender
 		case m.Over:
@@ -337,7 +349,9 @@ func (s *session) pkg() (*answer, string) {
 		case tx == nil:
 			resp[i] = respNoInjector
 		default:
-			accepted = append(accepted, r)
+			if resp[i] = s.limitRcpt(); resp[i] == "" {
+				accepted = append(accepted, r)
+			}
 		}
 	}
 	a := &answer{resp: resp}
@@ -348,6 +362,8 @@ func (s *session) pkg() (*answer, string) {
 		}
 		reason := "no_recipients"
 		switch {
+		case msgOver != "":
+			reason = "ratelimit"
 		case badSender:
 			reason = "bad_sender"
 		case m.Over:

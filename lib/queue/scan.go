@@ -48,6 +48,7 @@ type Message struct {
 	Sender     string
 	Recipients []Recipient
 	DSN        dsn.Mail // RET and ENVID, as the envelope gave them
+	RequireTLS bool     // REQUIRETLS (RFC 8689), as the envelope gave it
 	Held       bool
 	Picked     bool // the runner has seen it (qmail: preprocessed)
 	UID, PID   uint32
@@ -127,7 +128,7 @@ func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
 		case kindMessage:
 			m := &Message{
 				ID: r.ID, Arrival: r.Arrival, Size: r.BodySize,
-				Sender: r.Envelope.Sender, DSN: r.Envelope.DSN, UID: r.UID, PID: r.PID,
+				Sender: r.Envelope.Sender, DSN: r.Envelope.DSN, RequireTLS: r.Envelope.RequireTLS, UID: r.UID, PID: r.PID,
 				Segment: name, Offset: r.Offset,
 			}
 			m.Recipients = make([]Recipient, len(r.Envelope.Recipients))

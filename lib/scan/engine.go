@@ -291,6 +291,7 @@ func (s *Scanner) Plan(rep *Report, e envelope.Envelope) Plan {
 	}
 	p.Deliver.Sender, p.Held.Sender = e.Sender, e.Sender
 	p.Deliver.DSN, p.Held.DSN = e.DSN, e.DSN // the DSN parameters go with each recipient
+	p.Deliver.RequireTLS, p.Held.RequireTLS = e.RequireTLS, e.RequireTLS
 	for i, a := range p.Acts {
 		switch a {
 		case Quarantine:

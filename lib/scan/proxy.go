@@ -206,7 +206,7 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 	size := m.Size
 	// DSN's parameters go on to the next hop with the message (relay):
 	// a NOTIFY=NEVER must not turn into a bounce one hop further in.
-	env := envelope.Envelope{Sender: s.from, Recipients: s.rcpts, DSN: ss.Mail.DSN, RcptDSN: s.rcptDSN}
+	env := envelope.Envelope{Sender: s.from, Recipients: s.rcpts, DSN: ss.Mail.DSN, RcptDSN: s.rcptDSN, RequireTLS: ss.Mail.RequireTLS}
 	id := NewID()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
 	defer cancel()
@@ -340,7 +340,9 @@ func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []str
 	// go-smtp's client writes DSN's parameters only to a next hop that
 	// offers DSN (gw-smtpd does); one that does not gets none, and the
 	// request ends there (gw-scan.8).
-	opts := &smtp.MailOptions{UTF8: utf8}
+	// REQUIRETLS, unlike DSN, is never dropped: a next hop that does not
+	// offer it refuses the message here (RFC 8689 5, no downgrade).
+	opts := &smtp.MailOptions{UTF8: utf8, RequireTLS: env.RequireTLS}
 	env.DSN.MailOptions(opts)
 	if err := c.Mail(from, opts); err != nil {
 		return "", fmt.Errorf("MAIL: %w", err), false

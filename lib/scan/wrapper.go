@@ -152,8 +152,9 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 			_, err = f.Seek(0, io.SeekStart)
 		}
 		if err != nil {
-			log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
-			return qq.WriteError, nil
+			code := envFileCode(err)
+			log.Warning("refused", "scan", id, "code", code, "err", err)
+			return code, nil
 		}
 		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts)
 		keep = true
@@ -167,8 +168,9 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 	ef, err := w.envFile(deliver)
 	if err != nil {
 		out.Close()
-		log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
-		return qq.WriteError, nil
+		code := envFileCode(err)
+		log.Warning("refused", "scan", id, "code", code, "err", err)
+		return code, nil
 	}
 	w.Scanner.LogVerdict(rep, mid, e.Recipients, acts)
 	return qq.OK, &Delivery{Message: out, Envelope: ef, Env: deliver}
@@ -219,8 +221,25 @@ func Forgeable(rep *Report) bool {
 		rep.ClamdErr == ErrTooBig || rep.SpamErr == ErrTooBig || rep.RspamdErr == ErrTooBig
 }
 
+// envFileCode is the exit code for envFile's error: permanent for
+// errPlainRequireTLS, else a write error, temporary.
+func envFileCode(err error) int {
+	if errors.Is(err, errPlainRequireTLS) {
+		return qq.Refused
+	}
+	return qq.WriteError
+}
+
+// errPlainRequireTLS: a REQUIRETLS message (RFC 8689) cannot go to a
+// plain qmail-queue, which has no way to keep the flag; dropping it would
+// let the message go on in the clear, so it is refused for good.
+var errPlainRequireTLS = errors.New("REQUIRETLS message, and the next queue is a plain qmail-queue that cannot keep REQUIRETLS")
+
 func (w *Wrapper) envFile(e envelope.Envelope) (*os.File, error) {
 	if w.Plain {
+		if e.RequireTLS {
+			return nil, errPlainRequireTLS
+		}
 		e = e.WithoutDSN()
 	}
 	f, _, err := spool(w.TmpDir, nil)

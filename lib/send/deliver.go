@@ -148,6 +148,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		TLS: cfg.TLS, TLSFailed: s.tlsFailed(j)}
 	var lastErr error
 	var lastAt route.Host
+	var lastTLS deliver.TLSState // the last session's, for a REQUIRETLS refusal
 	tp := s.newTLSPolicies(j, cfg)
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
@@ -156,7 +157,7 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		}
 		if opts.Policy, err = tp.forHost(j.ctx, h); err != nil {
 			s.log.Info("connect", "qid", j.id, "host", h.String(), "err", err)
-			lastErr, lastAt = err, h
+			lastErr, lastAt, lastTLS = err, h, deliver.TLSState{}
 			continue
 		}
 		// A session may outlive its job in the pool: its context is its
@@ -175,16 +176,17 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 			// A 5xx greeting or EHLO is an answer about this host, not
 			// the message: the next one is tried as for no answer.
 			s.log.Info("connect", "qid", j.id, "host", h.String(), "err", err)
-			lastErr, lastAt = err, h
+			lastErr, lastAt, lastTLS = err, h, deliver.TLSState{}
 			continue
 		}
 		s.reportTesting(j, h, deliver.TLSStateOf(sess))
 		ps := &pooled{sess: sess, cancel: scancel, host: h, opened: s.now()}
-		if done, tlsOn := s.carry(j, m, ps, out, tr.Pooled()); done {
+		done, tlsOn := s.carry(j, m, ps, out, tr.Pooled())
+		if done {
 			j.reachable = true
 			return h.String(), tlsOn
 		}
-		lastErr, lastAt = out[0].err, h
+		lastErr, lastAt, lastTLS = out[0].err, h, tlsOn
 	}
 	if lastErr == nil {
 		lastErr = errNoHost
@@ -194,6 +196,10 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 	// was a permanent refusal.
 	j.reachable = j.ctx.Err() != nil || deliver.Permanent(lastErr)
 	j.lastErr, j.lastOut = lastErr.Error(), outcomeOf(lastErr, false, lastAt)
+	if isRequireTLSRefusal(lastErr) && lastTLS.On() {
+		// the TLS the last host gave, which REQUIRETLS found wanting
+		return "", lastTLS
+	}
 	// the level the destination wanted, for the log line of a failure
 	return "", deliver.TLSState{Level: tp.entry.Level}
 }
@@ -250,9 +256,22 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 			out[k] = outcome{err: err, at: h}
 		}
 	}
-	d, err := sess.Start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
+	start := sess.Start
+	if m.RequireTLS {
+		// RFC 8689 4.2: only over authenticated TLS to a server that
+		// takes REQUIRETLS. A host that cannot is skipped, as one that
+		// cannot be reached: the next MX may; when none can, the
+		// permanent 5.7.10 is the last word and the message bounces.
+		start = func(sender string, size int64, utf8 bool, d dsn.Mail) (deliver.Delivery, error) {
+			return deliver.StartRequireTLS(sess, sender, size, utf8, d)
+		}
+	}
+	d, err := start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
 	if err != nil {
 		setAll(err)
+		if m.RequireTLS && isRequireTLSRefusal(err) {
+			return false
+		}
 		return isAnswer(err)
 	}
 	for _, i := range j.rcpts {
@@ -302,6 +321,13 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		}
 	}
 	return true
+}
+
+// isRequireTLSRefusal reports gw's own 5.7.10: this host cannot carry a
+// REQUIRETLS message, another may.
+func isRequireTLSRefusal(err error) bool {
+	var rp *deliver.Reply
+	return errors.As(err, &rp) && rp.Own && rp.Enhanced == deliver.StatusRequireTLS
 }
 
 // dataSent reports whether d's body began to go out; a transport that

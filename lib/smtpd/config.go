@@ -7,6 +7,7 @@ import (
 	"gw/lib/authcheck"
 	"gw/lib/logline"
 	"gw/lib/milter"
+	"gw/lib/ratelimit"
 	"gw/lib/rbl"
 	"gw/lib/relay"
 	"gw/lib/tcpserver"
@@ -37,6 +38,7 @@ type Config struct {
 	RBL         RBL                // nil: no DNSBL
 	Greylist    Greylist           // nil: no greylisting
 	Auth        Authenticator      // nil: no SMTP AUTH
+	Limits      *ratelimit.Limiter // counts the client's RATE_ limits; nil: none counted
 	MsgAuth     *authcheck.Checker // nil: no SPF, DKIM, DMARC, ARC (gw-auth(5))
 	Milters     []milter.Milter    // control/milters, in order; MILTERS picks among them
 

@@ -144,7 +144,7 @@ func withDSN(before envelope.Envelope, sender string, rcpts []string) envelope.E
 			asked[r] = before.RcptDSNOf(i)
 		}
 	}
-	env := envelope.Envelope{Sender: sender, DSN: before.DSN}
+	env := envelope.Envelope{Sender: sender, DSN: before.DSN, RequireTLS: before.RequireTLS}
 	for _, r := range rcpts {
 		env.Add(r, asked[r])
 	}

@@ -46,6 +46,7 @@ type session struct {
 	rcpts   []string
 	rcptDSN []dsn.Rcpt // each accepted recipient's NOTIFY and ORCPT, by index into rcpts
 	mailDSN dsn.Mail   // MAIL's RET and ENVID
+	reqTLS  bool       // MAIL's REQUIRETLS (RFC 8689), taken over TLS only
 
 	// the message under way
 	msgID    string
@@ -111,7 +112,7 @@ func (s *session) Connect(ss *smtpserver.Session) *smtpserver.Reply {
 		s.log("info", "pregreet", "delay", s.cfg.GreetDelay.Seconds())
 		return errPregreet
 	}
-	return nil
+	return s.limitConnect()
 }
 
 // Helo records the HELO or EHLO name, sanitized for the Received line.
@@ -126,7 +127,7 @@ func (s *session) Reset(*smtpserver.Session) { s.reset() }
 
 func (s *session) reset() {
 	s.badFrom, s.rcpts, s.rcptDSN = false, s.rcpts[:0], s.rcptDSN[:0]
-	s.from, s.mailDSN = mailbox.Address{}, dsn.Mail{}
+	s.from, s.mailDSN, s.reqTLS = mailbox.Address{}, dsn.Mail{}, false
 	s.atx, s.spool = nil, nil
 }
 
@@ -134,7 +135,7 @@ func (s *session) reset() {
 // parameters go with it (gw-queue.8, "Extended envelope"), each
 // recipient's with it.
 func (s *session) txEnvelope() envelope.Envelope {
-	return envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts, DSN: s.mailDSN, RcptDSN: s.rcptDSN}
+	return envelope.Envelope{Sender: s.from.String(), Recipients: s.rcpts, DSN: s.mailDSN, RcptDSN: s.rcptDSN, RequireTLS: s.reqTLS}
 }
 
 func (s *session) databytes() int64 {
@@ -181,7 +182,10 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 	if s.noSpace(from, m.Size) {
 		return errNoSpace
 	}
-	m.Addr, s.from, s.mailDSN = from, from, m.DSN
+	if r := s.limitMail(); r != nil {
+		return r
+	}
+	m.Addr, s.from, s.mailDSN, s.reqTLS = from, from, m.DSN, m.RequireTLS
 	s.badFrom = !from.Null && s.cfg.BadMailFrom.Match(from.String())
 	if r := s.spfAtMail(ss); r != nil {
 		s.from = mailbox.Address{}
@@ -199,6 +203,9 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 	}
 	if err != nil {
 		return s.refuseRcpt(r.Path, addressError(err, errBadRcpt), err.Error())
+	}
+	if r := s.limitRcpt(); r != nil {
+		return r
 	}
 	rep, reason := s.decide(&to)
 	if rep != nil {

@@ -20,6 +20,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -137,6 +138,7 @@ func Serve(nc net.Conn, cfg Config, cl tcpserver.Client, id string, pol Policy) 
 			c.reason = "panic"
 		}
 		nc.Close()
+		c.release()
 		reason = c.reason
 	}()
 	c.run()
@@ -147,11 +149,33 @@ func (c *conn) log(severity, event string, kv ...any) {
 	c.cfg.Log(severity, event, kv...)
 }
 
+// The sessions' buffers are reused from one session to the next: a
+// fresh 20 KiB a connection was most of what a short session allocated,
+// and so most of the garbage collector's work.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBuffer) }}
+)
+
+// setTransport reads and writes through t from now on; whatever was
+// buffered for the transport before (STARTTLS) is dropped.
 func (c *conn) setTransport(t net.Conn) {
 	c.nc = t
 	c.feed = &feed{c: c, nc: t}
-	c.br = bufio.NewReaderSize(c.feed, readBuffer)
-	c.bw = bufio.NewWriterSize(writerFunc(c.write), writeBuffer)
+	if c.br == nil {
+		c.br, c.bw = readers.Get().(*bufio.Reader), writers.Get().(*bufio.Writer)
+	}
+	c.br.Reset(c.feed)
+	c.bw.Reset(writerFunc(c.write))
+}
+
+// release gives the session's buffers back, holding nothing of it.
+func (c *conn) release() {
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	readers.Put(c.br)
+	writers.Put(c.bw)
+	c.br, c.bw = nil, nil
 }
 
 // write sends replies with a deadline of their own.
@@ -208,14 +232,23 @@ func (c *conn) line(l string) {
 
 // reply queues a final reply, counting errors: the one that reaches
 // MaxErrors is replaced by ErrTooManyErrors. A 421 ends the session.
-func (c *conn) reply(r *Reply) {
+func (c *conn) reply(r *Reply) { c.send(c.count(r)) }
+
+// count counts r if it is an error and returns the reply to send in its
+// place: r, or ErrTooManyErrors once MaxErrors is reached.
+func (c *conn) count(r *Reply) *Reply {
 	if countsAsError(r.Code) && !c.fromPol {
 		c.errors++
 		if m := c.cfg.MaxErrors; m > 0 && c.errors >= m {
 			c.log("warning", "too_many_errors", "errors", c.errors)
-			r = ErrTooManyErrors
+			return ErrTooManyErrors
 		}
 	}
+	return r
+}
+
+// send queues a counted reply; a 421 ends the session.
+func (c *conn) send(r *Reply) {
 	c.line(r.Line())
 	if r.Code == 421 {
 		c.stop(reasonOf(r))
@@ -239,9 +272,12 @@ func reasonOf(r *Reply) string {
 }
 
 // refuse answers a command the core refuses, with the reason logged once.
+// The line names the code the client is sent: the 421 of MaxErrors where
+// it replaced the refusal's own.
 func (c *conn) refuse(r *Reply, reason string, kv ...any) {
-	c.log("info", "refused", append([]any{"cmd", c.verb, "code", r.Code, "reason", reason}, kv...)...)
-	c.reply(r)
+	sent := c.count(r)
+	c.log("info", "refused", append([]any{"cmd", c.verb, "code", sent.Code, "reason", reason}, kv...)...)
+	c.send(sent)
 }
 
 // command reads one command line and answers it.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"gw/lib/logline"
 	"gw/lib/mailbox"
 	"gw/lib/tcpserver"
 )
@@ -424,5 +425,36 @@ func TestUnfinishedChunks(t *testing.T) {
 		if len(p.msgs) != 0 || len(p.refused) != 1 || p.refused[0] != "unfinished" {
 			t.Errorf("ending with %q: stored %q, refused %q", end, p.msgs, p.refused)
 		}
+	}
+}
+
+// The refusal that reaches MaxErrors is answered 421, and its log line
+// says 421, the code the client was sent, not the 502 it replaced.
+func TestRefusedLogsCodeSent(t *testing.T) {
+	var mu sync.Mutex
+	var refused []string
+	cfg := testConfig()
+	cfg.MaxErrors = 3
+	cfg.Log = func(severity, event string, kv ...any) {
+		if event != "refused" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		refused = append(refused, strings.TrimSpace(logline.Format(severity, event, kv...)))
+	}
+	replies, reason := dialogue(t, cfg, &testPolicy{}, "FOO\r\nFOO\r\nFOO\r\nFOO\r\n")
+	if got := codes(replies); got != "220,502,502,421" || reason != "too_many_errors" {
+		t.Fatalf("replies %s, end %q", got, reason)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		"info refused cmd=FOO code=502 reason=unknown_command",
+		"info refused cmd=FOO code=502 reason=unknown_command",
+		"info refused cmd=FOO code=421 reason=unknown_command",
+	}
+	if strings.Join(refused, "\n") != strings.Join(want, "\n") {
+		t.Errorf("refused lines:\n%s\nwant:\n%s", strings.Join(refused, "\n"), strings.Join(want, "\n"))
 	}
 }

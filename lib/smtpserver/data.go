@@ -65,12 +65,28 @@ func readData(br *bufio.Reader, w io.Writer) error {
 }
 
 // scan consumes b and returns how much it consumed and whether the end
-// marker was found.
+// marker was found. The stored form is never longer than what it comes
+// from, so scan compacts it in place over the bytes it consumed (they are
+// discarded next, and the bytes after them are left as they were) and
+// hands w one span a call: a write a buffer, not two a line, is most of
+// what a message costs this reader.
 func (d *dataReader) scan(b []byte) (int, bool, error) {
-	start := 0 // beginning of the current span of plain data to copy
-	flush := func(end int) {
+	o := 0
+	n, done, err := d.compact(b, &o)
+	if o > 0 {
+		d.w.Write(b[:o])
+	}
+	return n, done, err
+}
+
+// compact is scan's state machine: it moves the stored form of b to
+// b[:*o], which never overtakes the byte being read.
+func (d *dataReader) compact(b []byte, o *int) (int, bool, error) {
+	start := 0 // beginning of the current span of plain data to keep
+	crAt := -1 // where this buffer's run of CRs began, -1: in an earlier one
+	keep := func(end int) {
 		if end > start {
-			d.w.Write(b[start:end])
+			*o += copy(b[*o:], b[start:end])
 		}
 	}
 	for i := 0; i < len(b); i++ {
@@ -86,7 +102,7 @@ func (d *dataReader) scan(b []byte) (int, bool, error) {
 				rest = rest[:j]
 			}
 			if k := bytes.IndexByte(rest, '\n'); k >= 0 {
-				flush(i + k)
+				keep(i + k)
 				return i + k + 1, false, errBareLF
 			}
 			if j < 0 {
@@ -94,16 +110,16 @@ func (d *dataReader) scan(b []byte) (int, bool, error) {
 				continue
 			}
 			i += j
-			flush(i)
+			keep(i)
 			start = i + 1
-			d.state, d.crs = stCR, 1
+			d.state, d.crs, crAt = stCR, 1, i
 		case stLineStart:
 			switch {
 			case c == '.' && !d.raw:
 				d.state = stDot
 				start = i + 1
 			case c == '\r':
-				d.state, d.crs = stCR, 1
+				d.state, d.crs, crAt = stCR, 1, i
 				start = i + 1
 			case c == '\n':
 				return i + 1, false, errBareLF
@@ -133,10 +149,22 @@ func (d *dataReader) scan(b []byte) (int, bool, error) {
 				d.crs++
 				start = i + 1
 			case '\n':
-				for k := d.crs - 1; k > 0; k -= len(crs) {
-					d.w.Write(crs[:min(k, len(crs))])
+				// The CRs before the last one are data. Those read in
+				// this buffer are still in it; a run begun in an
+				// earlier buffer (rare) is written from crs after what
+				// is kept so far.
+				if crAt >= 0 {
+					start = crAt
+					keep(i - 1)
+				} else {
+					d.w.Write(b[:*o])
+					*o = 0
+					for k := d.crs - 1; k > 0; k -= len(crs) {
+						d.w.Write(crs[:min(k, len(crs))])
+					}
 				}
-				d.w.Write(lf)
+				b[*o] = '\n'
+				*o++
 				d.state = stLineStart
 				start = i + 1
 			default:
@@ -145,9 +173,7 @@ func (d *dataReader) scan(b []byte) (int, bool, error) {
 		}
 	}
 	if d.state == stInLine {
-		flush(len(b))
+		keep(len(b))
 	}
 	return len(b), false, nil
 }
-
-var lf = []byte("\n")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -143,4 +144,38 @@ func class(err error) string {
 		return "bare"
 	}
 	return "eof"
+}
+
+// writeCounter counts the writes a reader makes.
+type writeCounter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) { w.writes++; return w.Buffer.Write(p) }
+
+// A message that fits the read buffer reaches the sink in one write, not
+// two a line: the per-line writes were most of what DATA cost.
+func TestReadDataOneWriteABuffer(t *testing.T) {
+	var in, want strings.Builder
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&in, "..line %d of text\r\r\r\n", i)
+		fmt.Fprintf(&want, ".line %d of text\r\r\n", i)
+	}
+	in.WriteString("\r\n.\r\nQUIT\r\n")
+	want.WriteString("\n")
+	br := bufio.NewReaderSize(strings.NewReader(in.String()), 64<<10)
+	var out writeCounter
+	if err := readData(br, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != want.String() {
+		t.Fatalf("stored form differs:\n%q\nwant\n%q", out.String(), want.String())
+	}
+	if out.writes != 1 {
+		t.Errorf("%d writes for a message in one buffer, want 1", out.writes)
+	}
+	if rest, _ := io.ReadAll(br); string(rest) != "QUIT\r\n" {
+		t.Errorf("left %q, want the pipelined QUIT intact", rest)
+	}
 }

@@ -58,6 +58,19 @@ var mailParams = paramTable[*Mail]{
 	"ENVID": func(c *conn, m *Mail, v string, has bool) (*Reply, string) {
 		return dsnParam(m.DSN.Param, "ENVID", v, has)
 	},
+	// RFC 8689 4.1: REQUIRETLS is taken only on a TLS session (and
+	// advertised only there, hello); in the clear it is 530 5.7.10, so
+	// a client cannot be led to believe the message went protected.
+	"REQUIRETLS": func(c *conn, m *Mail, v string, has bool) (*Reply, string) {
+		if has {
+			return ErrBadParam, "requiretls_value"
+		}
+		if c.s.TLS == nil {
+			return ErrRequireTLS, "requiretls_without_tls"
+		}
+		m.RequireTLS = true
+		return nil, ""
+	},
 }
 
 var rcptParams = paramTable[*Rcpt]{

@@ -100,6 +100,8 @@ type Mail struct {
 	// the policy puts them on top of the message when it starts it.
 	Prepend []string
 	DSN     dsn.Mail // RFC 3461's RET and ENVID, checked (params.go)
+	// RequireTLS is MAIL's REQUIRETLS (RFC 8689), given on a TLS session.
+	RequireTLS bool
 }
 
 // Rcpt is RCPT TO's path and parameters.

@@ -69,6 +69,7 @@ var (
 	ErrLocal         = R(451, "4.3.0", "local error in processing")
 	ErrInternal      = R(421, "4.3.0", "internal error, closing connection")
 	ErrTLSFirst      = R(530, "5.7.0", "must issue a STARTTLS command first")
+	ErrRequireTLS    = R(530, "5.7.10", "REQUIRETLS needs a TLS session")
 	ErrAuthDone      = R(503, "5.5.1", "already authenticated")
 	ErrAuthMech      = R(504, "5.5.4", "unrecognized authentication type")
 	ErrAuthSyntax    = R(501, "5.5.2", "cannot decode authentication data")

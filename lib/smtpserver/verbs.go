@@ -70,6 +70,9 @@ func (c *conn) hello(arg string, ehlo bool) {
 	if c.cfg.TLS != nil && c.s.TLS == nil {
 		ext = append(ext, "STARTTLS")
 	}
+	if c.s.TLS != nil {
+		ext = append(ext, "REQUIRETLS") // RFC 8689 4.1: on TLS sessions only
+	}
 	if c.cfg.Auth && c.s.TLS != nil {
 		ext = append(ext, "AUTH PLAIN LOGIN")
 	}

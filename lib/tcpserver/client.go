@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gw/lib/handoff"
+	"gw/lib/ratelimit"
 )
 
 // Client is what a listener knows about one connection: the environment
@@ -35,7 +36,9 @@ type Client struct {
 	HasRBLSMTPD  bool
 	Databytes    int64 // DATABYTES, when HasDatabytes
 	HasDatabytes bool
-	NoGreylist   bool // GW_NOGREYLIST is set
+	NoGreylist   bool            // GW_NOGREYLIST is set
+	Rates        ratelimit.Rules // RATE_CONN, RATE_MSG, RATE_RCPT, RATE_BY, RATE_BAN
+	RatesErr     error           // a malformed RATE_ variable, for the log
 
 	// Message authentication's per-face overrides (gw-auth(5)): the
 	// variable's value, when set.
@@ -78,6 +81,7 @@ func ClientFromEnv(lookup func(string) (string, bool)) Client {
 		}
 	}
 	_, c.NoGreylist = lookup("GW_NOGREYLIST")
+	c.Rates, c.RatesErr = ratelimit.FromEnv(lookup)
 	c.SPFPolicy, c.HasSPFPolicy = lookup("SPFPOLICY")
 	c.DMARCPolicy, c.HasDMARCPolicy = lookup("DMARCPOLICY")
 	_, c.ARCSeal = lookup("ARCSEAL")

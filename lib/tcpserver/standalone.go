@@ -1,6 +1,7 @@
 package tcpserver
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -16,8 +17,13 @@ import (
 // (lib/privilege) before any client is served.
 func Bind(addrs []string, user string, log *logline.Logger) ([]net.Listener, error) {
 	var lns []net.Listener
+	// No TCP keep-alive on accepted connections: every read and write of
+	// a session has its own deadline, which ends a dead peer's session
+	// sooner, and turning keep-alive on costs four setsockopt calls a
+	// connection.
+	lc := net.ListenConfig{KeepAlive: -1}
 	for _, a := range addrs {
-		ln, err := net.Listen("tcp", a)
+		ln, err := lc.Listen(context.Background(), "tcp", a)
 		if err != nil {
 			closeAll(lns)
 			return nil, fmt.Errorf("unable to listen on %s: %w", a, err)

@@ -58,6 +58,7 @@ var sections = []struct {
 	{"scanpath", scanPathBench},
 	{"qmtp", qmtpBench},
 	{"qmq", qmqBench},
+	{"fleet", fleetBench},
 	{"auth", authBench},
 	{"smtpd-auth", smtpdAuthBench},
 }

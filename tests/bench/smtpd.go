@@ -35,6 +35,7 @@ import (
 var (
 	smtpdMessages = flag.Int("smtpd-messages", 2000, "messages a figure of the gw-smtpd/Postfix bench (0: skip it)")
 	smtpdIdle     = flag.Int("smtpd-idle", 1000, "idle sessions for the gw-smtpd memory figure")
+	oldBin        = flag.String("old-bin", "", "directory of an older build: the smtpd section also prints gw-smtpd's CPU a message, old against new, in the same run")
 )
 
 const (
@@ -134,6 +135,9 @@ func smtpdBench(work string) {
 		}
 	}
 	fmt.Println("  (rate ratio: gw/Postfix, higher is better; CPU ratio: gw/Postfix, lower is better)")
+	if *oldBin != "" {
+		oldAgainstNew(dir, gw)
+	}
 
 	// The relay target goes down: gw-send's route now leads to a closed
 	// port, so every delivery fails and is deferred while mail comes in.
@@ -365,6 +369,11 @@ func startGWControl(dir, sink string, control map[string]string, routes ...strin
 
 // startGWWith is startGWControl with gw-smtpd's extra environment.
 func startGWWith(dir, sink string, control map[string]string, smtpdEnv []string, routes ...string) (*side, error) {
+	return startGWFrom(*binDir, dir, sink, control, smtpdEnv, routes...)
+}
+
+// startGWFrom is startGWWith with the programs of the build in bin.
+func startGWFrom(bin, dir, sink string, control map[string]string, smtpdEnv []string, routes ...string) (*side, error) {
 	ctl := filepath.Join(dir, "control")
 	q := filepath.Join(dir, "queue")
 	check(os.MkdirAll(ctl, 0o755))
@@ -385,7 +394,7 @@ func startGWWith(dir, sink string, control map[string]string, smtpdEnv []string,
 	addr := freePort()
 	var cmds []*exec.Cmd
 	start := func(env []string, name string, args ...string) error {
-		cmd := exec.Command(filepath.Join(*binDir, name), args...)
+		cmd := exec.Command(filepath.Join(bin, name), args...)
 		cmd.Env = append(os.Environ(), env...)
 		log, err := os.Create(filepath.Join(dir, name+".log"))
 		if err != nil {
@@ -423,10 +432,14 @@ func startGWWith(dir, sink string, control map[string]string, smtpdEnv []string,
 		gwSend = cmds[len(cmds)-1]
 	}
 	if err == nil {
+		args := []string{"--control-dir", ctl, "--listen", addr, "--concurrency", strconv.Itoa(*smtpdIdle + 100), "--per-ip", "0"}
 		// -H: the bench measures sessions, not a resolver, and the one of
-		// /etc/resolv.conf may be off the host
-		err = start(append([]string{"GW_QUEUED=" + sock}, smtpdEnv...), "gw-smtpd", "--control-dir", ctl, "--listen", addr,
-			"--concurrency", strconv.Itoa(*smtpdIdle+100), "--per-ip", "0", "-H")
+		// /etc/resolv.conf may be off the host (an old build without the
+		// flag looked nothing up)
+		if knowsFlag(filepath.Join(bin, "gw-smtpd"), "-H") {
+			args = append(args, "-H")
+		}
+		err = start(append([]string{"GW_QUEUED=" + sock}, smtpdEnv...), "gw-smtpd", args...)
 	}
 	if err == nil {
 		err = waitListening(addr, 5*time.Second)
