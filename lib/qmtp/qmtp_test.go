@@ -224,7 +224,7 @@ func TestSpecExamples(t *testing.T) {
 			}
 			got := inj.messages()
 			if len(got) != c.want.queued {
-				t.Fatalf("queued %d messages, want %d: %q", len(got), c.want.queued, got)
+				t.Fatalf("queued %d messages, want %d: %+v", len(got), c.want.queued, got)
 			}
 			if !c.want.rcptsOK {
 				return
