@@ -23,7 +23,7 @@ func main() {
 	// gw-qstat's output is for the terminal and for pipes, unlike the
 	// listeners' and gw-queue's fd 1.
 	app.Writer = os.Stdout
-	app.UsageText = "gw-qstat [selection] [--json] [list | shape | metrics | show QID...]\n   gw-qstat fleet [--shape] HOST.json..."
+	app.UsageText = "gw-qstat [selection] [--json] [list | shape | metrics | show QID...]\n   gw-qstat trace QID|MESSAGE-ID [LOGDIR...]\n   gw-qstat fleet [--shape] HOST.json..."
 	app.Flags = flags(jsonFlag())
 	app.Action = show(true, func(w io.Writer, reps []qstat.Report, c *cli.Context) error {
 		if lookup(c, "json") != nil {
@@ -54,6 +54,7 @@ func main() {
 			})},
 		fleetCommand(),
 		showCommand(),
+		traceCommand(),
 	}
 	program.Run(app)
 }

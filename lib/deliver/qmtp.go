@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,7 +151,14 @@ type qmtpDelivery struct {
 	sentAs  []int    // per AddRcpt call: its index in rcpts, or -1
 	noData  bool     // every recipient refused: no package was sent
 	p       *qmtp.Pending
+	// okReplies: per AddRcpt call, the server's K response text, kept
+	// for the log (the next hop's own id for the message).
+	okReplies []string
 }
+
+// Replies returns, per AddRcpt call, the response that took the message
+// for that recipient ("K" and its text), or "" where none did.
+func (d *qmtpDelivery) Replies() []string { return d.okReplies }
 
 // AddRcpt notes the recipient (QMTP answers for each after the message),
 // or refuses it at once when gw would not queue it itself.
@@ -198,6 +206,7 @@ func (d *qmtpDelivery) Commit() ([]error, error) {
 		return nil, &ConnError{Host: d.s.host, Err: fmt.Errorf("%d responses for %d recipients", len(resp), len(d.rcpts))}
 	}
 	out := make([]error, len(d.outcome))
+	d.okReplies = make([]string, len(d.outcome))
 	for i, k := range d.sentAs {
 		if k < 0 {
 			out[i] = d.outcome[i]
@@ -205,6 +214,7 @@ func (d *qmtpDelivery) Commit() ([]error, error) {
 		}
 		switch r := resp[k]; r.Code {
 		case 'K':
+			d.okReplies[i] = strings.TrimSpace("K " + oneLine(r.Text))
 		case 'D':
 			out[i] = &Reply{Code: 554, Text: oneLine(r.Text), Host: d.s.host}
 		default:

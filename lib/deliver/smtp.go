@@ -484,7 +484,15 @@ type smtpDelivery struct {
 	inData   bool
 	noData   bool // every recipient refused: no DATA was sent
 	done     bool
+	// okReplies: per AddRcpt call, the server's reply to the final dot
+	// when it took the message, so that the log keeps the next hop's
+	// "queued as" for following the message there.
+	okReplies []string
 }
+
+// Replies returns, per AddRcpt call, the reply that took the message for
+// that recipient ("250 2.0.0 Ok: queued as X"), or "" where none did.
+func (d *smtpDelivery) Replies() []string { return d.okReplies }
 
 // AddRcpt keeps the path it writes in rcpts: go-smtp keys LMTP's replies
 // by it.
@@ -627,9 +635,19 @@ func (d *smtpDelivery) Commit() ([]error, error) {
 		d.s.reset()
 		return res, nil
 	}
+	d.okReplies = make([]string, len(d.outcome))
 	if !d.s.cfg.LMTP {
-		if _, err := d.w.CloseWithResponse(); err != nil {
+		resp, err := d.w.CloseWithResponse()
+		if err != nil {
 			return nil, d.s.fail(err, StageDot)
+		}
+		for _, i := range d.accepted {
+			d.okReplies[i] = okReply(resp)
+		}
+		for i, j := range d.dupOf {
+			if j >= 0 {
+				d.okReplies[i] = d.okReplies[j]
+			}
 		}
 		return res, nil
 	}
@@ -647,6 +665,7 @@ func (d *smtpDelivery) Commit() ([]error, error) {
 		switch {
 		case ok[a] != nil:
 			res[i] = nil
+			d.okReplies[i] = okReply(ok[a])
 		case perRcpt[a] != nil:
 			res[i] = d.s.refused(perRcpt[a], StageDot)
 		case lostErr != nil:
@@ -659,9 +678,19 @@ func (d *smtpDelivery) Commit() ([]error, error) {
 	for i, j := range d.dupOf {
 		if j >= 0 {
 			res[i] = res[j]
+			d.okReplies[i] = d.okReplies[j]
 		}
 	}
 	return res, nil
+}
+
+// okReply is a success reply on one line as the log shows it: go-smtp
+// keeps only the text of a 250 (the code is the one it waited for).
+func okReply(r *smtp.DataResponse) string {
+	if r == nil {
+		return ""
+	}
+	return "250 " + oneLine(r.StatusText)
 }
 
 // lmtpErrors splits CloseWithLMTPResponse's error into the recipients'

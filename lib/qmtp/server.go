@@ -392,7 +392,11 @@ func (s *session) pkg() (*answer, string) {
 					qp, kv = qid, append(kv, "qid", qid)
 				}
 				a.final = "Kok " + strconv.FormatInt(time.Now().Unix(), 10) + " qp " + qp
-				s.log("info", "accepted", append(kv, "from", env.Sender, "rcpts", len(accepted), "size", m.Size)...)
+				kv = append(kv, "from", env.Sender, "rcpts", len(accepted), "size", m.Size)
+				if id := m.ID.ID(); id != "" {
+					kv = append(kv, "msgid", id)
+				}
+				s.log("info", "accepted", kv...)
 				return
 			}
 			a.final = "Z" + qq.Reply(code)

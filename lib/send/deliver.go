@@ -40,6 +40,9 @@ type outcome struct {
 	// dsnTaken: the server offered DSN and got the recipient's request
 	// (RFC 3461 5.2.1): a success notice, if asked, is its to send.
 	dsnTaken bool
+	// reply: the server's reply that took the message (delivered only),
+	// logged so that the next hop's own id for it is not lost.
+	reply string
 }
 
 // hostName is the host o comes from as the log names it, or "".
@@ -307,8 +310,15 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		}
 		return isAnswer(err) || dot
 	}
+	var replies []string
+	if r, ok := d.(interface{ Replies() []string }); ok {
+		replies = r.Replies()
+	}
 	for k := range out {
 		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot, dsnTaken: sess.OffersDSN()}
+		if k < len(replies) && out[k].err == nil {
+			out[k].reply = replies[k]
+		}
 	}
 	return true
 }
@@ -404,7 +414,7 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 		if err != nil {
 			s.log.Warning("journal", "qid", j.id, "rcpt", rc.Address, "err", err)
 		}
-		s.logDelivery(j, rc, result, oc, firstNonEmpty(o.hostName(), host), tlsOn)
+		s.logDelivery(j, rc, result, oc, o.reply, firstNonEmpty(o.hostName(), host), tlsOn)
 	}
 	if err := s.r.Sync(); err != nil {
 		s.log.Alert("sync", "qid", j.id, "err", err)
@@ -418,8 +428,9 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 }
 
 // logDelivery logs recipient rc's result: the session's TLS (tlsOn), the
-// outcome's fields, and the outcome on one line as gw-qstat shows it.
-func (s *Sender) logDelivery(j *job, rc queue.Recipient, result string, oc queue.Outcome, host string, tlsOn deliver.TLSState) {
+// outcome's fields, and the outcome on one line as gw-qstat shows it, or
+// on success the reply that took the message (okReply).
+func (s *Sender) logDelivery(j *job, rc queue.Recipient, result string, oc queue.Outcome, okReply, host string, tlsOn deliver.TLSState) {
 	fields := []any{"qid", j.id, "rcpt", rc.Address, "dest", j.dest, "host", host, "tls", yesNo(tlsOn.On())}
 	fields = append(fields, tlsFields(tlsOn)...)
 	fields = append(fields, "result", result)
@@ -435,7 +446,11 @@ func (s *Sender) logDelivery(j *job, rc queue.Recipient, result string, oc queue
 	if oc.DotSent {
 		fields = append(fields, "dot", "yes")
 	}
-	s.log.Info("delivery", append(fields, "reply", oc.String())...)
+	reply := oc.String()
+	if reply == "" {
+		reply = okReply
+	}
+	s.log.Info("delivery", append(fields, "reply", reply)...)
 }
 
 func firstNonEmpty(a, b string) string {

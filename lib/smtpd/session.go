@@ -310,11 +310,24 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 	// queue's log (qmail's "qp"); else the message's id in this log.
 	qid := handoff.QID(tx)
 	if qid == "" {
-		s.log("info", "accepted", "msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked)
+		s.log("info", "accepted", withMsgID([]any{"msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked}, s.mw)...)
 		return reply(250, "2.0.0", "ok "+msgID)
 	}
-	s.log("info", "accepted", "msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked)
+	s.log("info", "accepted", withMsgID([]any{"msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked}, s.mw)...)
 	return reply(250, "2.0.0", "ok "+qid)
+}
+
+// withMsgID adds the message's Message-ID, when it has one, to an
+// accepted line's fields: the key by which a user's copy of the message
+// finds its qid in the log (gw-qstat trace).
+func withMsgID(kv []any, mw *handoff.MessageWriter) []any {
+	if mw == nil {
+		return kv
+	}
+	if id := mw.ID.ID(); id != "" {
+		kv = append(kv, "msgid", id)
+	}
+	return kv
 }
 
 // begin starts the message with the injector main chose for the client;

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+
+	"gw/lib/logtrace"
+	"gw/lib/program"
+	"gw/lib/qstat"
+
+	"github.com/urfave/cli/v2"
+)
+
+func traceCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "trace",
+		Usage:     "a message's life from the daemons' logs, in time order, by queue id or Message-ID",
+		ArgsUsage: "QID|MESSAGE-ID [LOGDIR...]",
+		Flags:     flags(),
+		Action:    traceMessage,
+	}
+}
+
+// traceMessage prints the log lines about one message from the log
+// directories named, or else from every service's log/main of the
+// selected instances. Exit 100 when no line names the message; 111 when
+// a log directory could not be read (the lines may be there).
+func traceMessage(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return program.Fail(program.ExitPermanent, "usage: trace needs a queue id or a Message-ID")
+	}
+	id := c.Args().First()
+	dirs := map[string]string{} // log directory: the name it is shown under
+	if c.NArg() > 1 {
+		if str(c, "queue") != "" || str(c, "instance") != "" || lookup(c, "all") != nil || str(c, "root") != "" {
+			return program.Fail(program.ExitPermanent, "usage: log directories exclude --queue, --root, --instance and --all")
+		}
+		for _, d := range c.Args().Slice()[1:] {
+			dirs[d] = d
+		}
+	} else {
+		sel := qstat.Selection{Root: str(c, "root"), Instance: str(c, "instance"), All: lookup(c, "all") != nil}
+		if str(c, "queue") != "" {
+			return program.Fail(program.ExitPermanent, "usage: trace reads instances' logs, not a queue: name the log directories")
+		}
+		srcs, err := sel.Sources()
+		if errors.Is(err, qstat.ErrUsage) {
+			return program.Fail(program.ExitPermanent, "%v", err)
+		} else if err != nil {
+			return program.Fail(program.ExitTemporary, "%v", err)
+		}
+		for _, s := range srcs {
+			// service/NAME/log/main, as gw-instance lays an instance out
+			mains, _ := filepath.Glob(filepath.Join(filepath.Dir(s.Dir), "service", "*", "log", "main"))
+			for _, m := range mains {
+				dirs[m] = s.Label() + "/" + filepath.Base(filepath.Dir(filepath.Dir(m)))
+			}
+		}
+		if len(dirs) == 0 {
+			return program.Fail(program.ExitTemporary, "no service logs under %s", sel.RootDir())
+		}
+	}
+	names := make([]string, 0, len(dirs))
+	for d := range dirs {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	var all []logtrace.Line
+	unread := false
+	for _, d := range names {
+		l, err := logtrace.ReadDir(d, dirs[d])
+		if err != nil {
+			warn(c, fmt.Sprintf("unable to read log: %v", err))
+			unread = true
+		}
+		all = append(all, l...)
+	}
+	got := logtrace.Trace(all, id)
+	for _, l := range got {
+		fmt.Fprintf(c.App.Writer, "%s %s %s\n", l.Time.Format("2006-01-02 15:04:05.000000"), l.Source, l.Text)
+	}
+	switch {
+	case unread:
+		return program.Fail(program.ExitTemporary, "some logs could not be read")
+	case len(got) == 0:
+		return program.Fail(program.ExitPermanent, "no log line names %s", id)
+	}
+	return nil
+}

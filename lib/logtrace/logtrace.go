@@ -1,0 +1,171 @@
+// Package logtrace follows one message through the logs of gw's daemons,
+// as multilog (tai64n stamps) or svlogd -tt keeps them: gw-smtpd's or
+// gw-qmtpd's accepted line, gw-queued's queued line and gw-send's
+// delivery lines share the message's qid; a Message-ID leads to its qids
+// through the accepted lines' msgid=.
+package logtrace
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Line is one log line with its stamp decoded and its fields split.
+type Line struct {
+	Time   time.Time
+	Source string // the log directory it was read from
+	Text   string // the line after the stamp
+	Fields map[string]string
+}
+
+// maxLine bounds a line read: multilog and svlogd cut theirs shorter.
+const maxLine = 64 << 10
+
+// ReadDir reads a multilog or svlogd directory: its rotated files
+// (@*.s, @*.u) and current. A line whose stamp cannot be read is skipped:
+// it cannot be put in order.
+func ReadDir(dir, source string) ([]Line, error) {
+	rotated, _ := filepath.Glob(filepath.Join(dir, "@*"))
+	sort.Strings(rotated)
+	var out []Line
+	found := false
+	for _, p := range append(rotated, filepath.Join(dir, "current")) {
+		f, err := os.Open(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		found = true
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 4096), maxLine)
+		for sc.Scan() {
+			if l, ok := Parse(sc.Text()); ok {
+				l.Source = source
+				out = append(out, l)
+			}
+		}
+		f.Close()
+	}
+	if !found {
+		return nil, errors.New(dir + ": no log files (current, @*.s)")
+	}
+	return out, nil
+}
+
+// Parse splits a stamped line: "@" and 24 hex digits (tai64n), or svlogd
+// -tt's "YYYY-MM-DD_HH:MM:SS.fraction", then the line gw wrote.
+func Parse(s string) (Line, bool) {
+	stamp, text, ok := strings.Cut(s, " ")
+	if !ok {
+		return Line{}, false
+	}
+	t, ok := stampTime(stamp)
+	if !ok {
+		return Line{}, false
+	}
+	return Line{Time: t, Text: text, Fields: fields(text)}, true
+}
+
+// tai64Base is the TAI64 label of 1970-01-01 00:00:10 TAI, which
+// daemontools takes as the Unix epoch (TAI was then 10 s ahead of UTC;
+// later leap seconds are not counted, as tai64nlocal does not).
+const tai64Base = 1<<62 + 10
+
+func stampTime(s string) (time.Time, bool) {
+	if len(s) == 25 && s[0] == '@' {
+		b, err := hex.DecodeString(s[1:])
+		if err != nil {
+			return time.Time{}, false
+		}
+		var sec, nsec uint64
+		for _, x := range b[:8] {
+			sec = sec<<8 | uint64(x)
+		}
+		for _, x := range b[8:] {
+			nsec = nsec<<8 | uint64(x)
+		}
+		if sec < tai64Base || sec > tai64Base+1<<40 || nsec >= 1e9 {
+			return time.Time{}, false
+		}
+		return time.Unix(int64(sec-tai64Base), int64(nsec)).UTC(), true
+	}
+	t, err := time.Parse("2006-01-02_15:04:05.999999999", s)
+	return t, err == nil
+}
+
+// fields splits "severity event k=v k="quoted v"" into its key=value
+// fields; the severity and event are under "" and "event".
+func fields(text string) map[string]string {
+	m := map[string]string{}
+	sev, rest, _ := strings.Cut(text, " ")
+	m[""] = sev
+	ev, rest, _ := strings.Cut(rest, " ")
+	m["event"] = ev
+	for rest != "" {
+		rest = strings.TrimLeft(rest, " ")
+		k, after, ok := strings.Cut(rest, "=")
+		if !ok || strings.Contains(k, " ") {
+			break
+		}
+		var v string
+		if strings.HasPrefix(after, `"`) {
+			q, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				break
+			}
+			v, _ = strconv.Unquote(q)
+			rest = after[len(q):]
+		} else {
+			v, rest, _ = strings.Cut(after, " ")
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// Trace picks out of lines those about the message id names: a qid, or a
+// Message-ID (with or without its angle brackets), which stands for the
+// qids of the accepted lines that name it. The lines of the sessions that
+// accepted it (msg=) come too. They are returned in time order, lines of
+// one stamp in the order read.
+func Trace(lines []Line, id string) []Line {
+	qids := map[string]bool{}
+	msgs := map[string]bool{}
+	if isMessageID(id) {
+		want := strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
+		for _, l := range lines {
+			if v, ok := l.Fields["msgid"]; ok && strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">") == want && l.Fields["qid"] != "" {
+				qids[l.Fields["qid"]] = true
+			}
+		}
+	} else {
+		qids[id] = true
+	}
+	for _, l := range lines {
+		if l.Fields["event"] == "accepted" && qids[l.Fields["qid"]] && l.Fields["msg"] != "" {
+			msgs[l.Fields["msg"]] = true
+		}
+	}
+	var out []Line
+	for _, l := range lines {
+		if qids[l.Fields["qid"]] || msgs[l.Fields["msg"]] {
+			out = append(out, l)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out
+}
+
+// isMessageID tells a Message-ID from a qid: a qid is hex digits only.
+func isMessageID(s string) bool {
+	return strings.ContainsAny(s, "<@>")
+}

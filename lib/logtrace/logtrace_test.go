@@ -1,0 +1,79 @@
+package logtrace
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseStamps(t *testing.T) {
+	want := time.Date(2026, 12, 2, 2, 3, 15, 123456000, time.UTC)
+	for _, s := range []string{
+		"@400000006b0f7c6d075bca00 info queued qid=66a",
+		"2026-12-02_02:03:15.12345600 info queued qid=66a",
+	} {
+		l, ok := Parse(s)
+		if !ok || !l.Time.Equal(want) || l.Fields["qid"] != "66a" || l.Fields["event"] != "queued" {
+			t.Errorf("%s: %v %v %v", s, ok, l.Time, l.Fields)
+		}
+	}
+	for _, s := range []string{"info queued", "@40000000 info x", "@zz00000069fe484d075bca00 x", "@0000000069fe484d075bca00 x"} {
+		if _, ok := Parse(s); ok {
+			t.Errorf("%q parsed", s)
+		}
+	}
+}
+
+func TestTraceByQIDAndMessageID(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		os.MkdirAll(filepath.Join(dir, name), 0o755)
+		os.WriteFile(filepath.Join(dir, name, "current"), []byte(text), 0o644)
+	}
+	write("smtpd", "@4000000069fe484d00000001 info connect ip=127.0.0.1\n"+
+		"@4000000069fe484d00000003 info accepted msg=s1.1 qid=aa1 from=a@b rcpts=1 size=90 chunked=no msgid=<m@x>\n"+
+		"@4000000069fe484d00000004 info accepted msg=s1.2 qid=bb2 from=a@b rcpts=1 size=90 chunked=no msgid=<other@x>\n")
+	write("queued", "@4000000069fe484d00000002 info queued qid=aa1 uid=0 pid=9\n")
+	write("send", "@4000000069fe484e00000000 info delivery qid=aa1 rcpt=c@d result=delivered reply=\"250 2.0.0 Ok: queued as X\"\n"+
+		"@4000000069fe484e00000001 info delivery qid=bb2 rcpt=c@d result=delivered reply=\"250 ok\"\n")
+	var all []Line
+	for _, s := range []string{"smtpd", "queued", "send"} {
+		l, err := ReadDir(filepath.Join(dir, s), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, l...)
+	}
+	for _, id := range []string{"aa1", "<m@x>", "m@x"} {
+		got := Trace(all, id)
+		var ev []string
+		for _, l := range got {
+			ev = append(ev, l.Source+":"+l.Fields["event"])
+		}
+		if strings.Join(ev, " ") != "queued:queued smtpd:accepted send:delivery" {
+			t.Errorf("%s: %v", id, ev)
+		}
+		if len(got) == 3 && got[2].Fields["reply"] != "250 2.0.0 Ok: queued as X" {
+			t.Errorf("%s: reply %q", id, got[2].Fields["reply"])
+		}
+	}
+	if got := Trace(all, "cc3"); len(got) != 0 {
+		t.Errorf("unknown qid: %d lines", len(got))
+	}
+	if _, err := ReadDir(filepath.Join(dir, "none"), "none"); err == nil {
+		t.Error("a directory without logs read without error")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("@4000000069fe484d075bca00 info delivery qid=1 reply=\"250 \\\"x\" a=")
+	f.Add("2026-12-02_02:03:15.1 warning x k=\"unterminated")
+	f.Fuzz(func(t *testing.T, s string) {
+		l, ok := Parse(s)
+		if ok && l.Fields == nil {
+			t.Fatal("parsed without fields")
+		}
+	})
+}

@@ -1,0 +1,129 @@
+package tests
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTraceReplyOfNextHop (issue 17, one trace): a message through
+// gw-smtpd, gw-queued and gw-send to Postfix's smtp-sink. The qid in
+// gw-smtpd's 250 is on its accepted line, with the message's Message-ID
+// and size, and on gw-send's delivery line, which keeps the reply that
+// took the message, where it used to say reply="".
+func TestTraceReplyOfNextHop(t *testing.T) {
+	sink := startSMTPSink(t, filepath.Join(workDir(t), "sink"))
+	_, port, _ := net.SplitHostPort(sink.addr)
+	g := startDSNGateway(t, port, map[string]string{})
+	talk(t, g.addr,
+		"", "220 ",
+		"EHLO client.example", "250 ",
+		"MAIL FROM:<a@sender.test>", "250 ",
+		"RCPT TO:<ok@good.test>", "250 ",
+		"DATA", "354 ",
+		"Message-ID: <trace.1@sender.test>\nSubject: followed\n\nbody\n.", "250 2.0.0 ok ",
+		"QUIT", "221 ")
+	log, _ := os.ReadFile(g.smtpd.log)
+	m := regexp.MustCompile(` accepted .* qid=(\S+) .* size=(\d+) .*msgid=<trace\.1@sender\.test>`).FindStringSubmatch(string(log))
+	if m == nil {
+		t.Fatalf("gw-smtpd logged no accepted line with qid, size and msgid:\n%s", log)
+	}
+	qid := m[1]
+	if m[2] == "0" {
+		t.Errorf("accepted line says size=0:\n%s", log)
+	}
+	line := g.send.oneLine(t, "delivery", "qid="+qid, "result=delivered")
+	t.Logf("gw-send: %s", line)
+	if !regexp.MustCompile(`reply="250 2\.0\.0 \S`).MatchString(line) {
+		t.Errorf("delivery line lacks smtp-sink's reply:\n%s", line)
+	}
+
+	// The logs as multilog keeps them: each line stamped by tai64n, in a
+	// directory of its own. gw-qstat trace finds the message by its qid
+	// and by its Message-ID, and tells its life in order.
+	need(t, "tai64n")
+	logs := filepath.Join(workDir(t), "logs")
+	stamp(t, filepath.Join(logs, "smtpd"), string(log))
+	stamp(t, filepath.Join(logs, "send"), g.send.log.String())
+	for _, id := range []string{qid, "<trace.1@sender.test>", "trace.1@sender.test"} {
+		out, err := exec.Command(bin("gw-qstat"), "trace", id, filepath.Join(logs, "smtpd"), filepath.Join(logs, "send")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("gw-qstat trace %s: %v\n%s", id, err, out)
+		}
+		want := regexp.MustCompile(`(?s)/smtpd info queued qid=` + qid + ` .*/smtpd info accepted sid=\S+ msg=\S+ qid=` + qid + ` .*msgid=<trace\.1@sender\.test>\n.*/send info delivery qid=` + qid + ` .*result=delivered reply="250 2\.0\.0 Ok"\n`)
+		if !want.Match(out) {
+			t.Errorf("gw-qstat trace %s:\n%s", id, out)
+		}
+	}
+	out, err := exec.Command(bin("gw-qstat"), "trace", "<nowhere@sender.test>", filepath.Join(logs, "smtpd"), filepath.Join(logs, "send")).CombinedOutput()
+	if exitCode(err) != 100 || !strings.Contains(string(out), "no log line names <nowhere@sender.test>") {
+		t.Errorf("trace of an unknown Message-ID: %v\n%s", err, out)
+	}
+	waitFor(t, "smtp-sink to record the message", 5*time.Second, func() bool { return len(sink.transactions()) == 1 })
+	if !strings.Contains(sink.transactions()[0], "Message-ID: <trace.1@sender.test>") {
+		t.Errorf("smtp-sink got another message:\n%s", sink.transactions()[0])
+	}
+}
+
+// TestTraceQMTPAcceptedMsgID: gw-qmtpd's accepted line names the
+// message's Message-ID and size beside its qid, as gw-smtpd's does.
+func TestTraceQMTPAcceptedMsgID(t *testing.T) {
+	need(t, "tcpserver")
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "example.net\n"})
+	cmd := exec.Command("tcpserver", "-1", "-R", "-H", "-l", "gw.example.net", "127.0.0.1", "0", bin("gw-qmtpd"), "--control-dir", in.control)
+	cmd.Env = in.env()
+	out, _ := cmd.StdoutPipe()
+	in.start(t, cmd)
+	port, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "Message-ID: <q.1@example.org>\nSubject: hop\n\nhello\n"
+	pkg := qmtpNetstring("\n"+msg) + qmtpNetstring("a@example.org") + qmtpNetstring(qmtpNetstring("b@example.net"))
+	conn, err := net.Dial("tcp", "127.0.0.1:"+strings.TrimSpace(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, pkg)
+	conn.(*net.TCPConn).CloseWrite()
+	resp, _ := io.ReadAll(conn)
+	conn.Close()
+	if !strings.Contains(string(resp), ":K") {
+		t.Fatalf("response %q, want K", resp)
+	}
+	var log []byte
+	re := regexp.MustCompile(` accepted .*qid=\S+ .*size=` + strconv.Itoa(len(msg)) + `\b.* msgid=<q\.1@example\.org>`)
+	waitFor(t, "gw-qmtpd's accepted line", 5*time.Second, func() bool {
+		log, _ = os.ReadFile(in.log)
+		return re.Match(log)
+	})
+}
+
+func qmtpNetstring(s string) string { return strconv.Itoa(len(s)) + ":" + s + "," }
+
+// stamp writes text into dir/current as multilog would keep it: through
+// tai64n, each line stamped.
+func stamp(t *testing.T, dir, text string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("tai64n")
+	c.Stdin = strings.NewReader(text)
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("tai64n: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "current"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
