@@ -101,16 +101,21 @@ func Stream(q *queue.Queue, uid, pid uint32, trace string, msg, env io.Reader) (
 
 // copyBody copies msg into w, telling a read failure (54) from a write
 // failure (53).
+//
+// Each write is a whole 64 KiB block, however the pipe delivered the
+// bytes: the writer then encodes full chunks in place, and the same
+// message always makes the same writes to its segment (the kill tests
+// count them).
 func copyBody(w io.Writer, msg io.Reader) error {
 	buf := make([]byte, 64<<10)
 	for {
-		n, rerr := msg.Read(buf)
+		n, rerr := io.ReadFull(msg, buf)
 		if n > 0 {
 			if _, err := w.Write(buf[:n]); err != nil {
 				return err
 			}
 		}
-		if rerr == io.EOF {
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			return nil
 		}
 		if rerr != nil {
