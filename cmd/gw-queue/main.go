@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -23,6 +24,13 @@ import (
 // one a setuid or setgid gw-queue uses. A build for another layout sets
 // it: go build -ldflags "-X main.defaultQueue=/path/to/queue".
 var defaultQueue = "/var/gw/main/queue"
+
+// init wires the main goroutine, which does all of gw-queue's work, to
+// the process's first thread: a one-shot program gains nothing from
+// moving it, and its commit protocol then runs as one ordered sequence of
+// system calls on one thread, which is what strace's per-thread counts
+// (the kill tests) and a reader of an strace log expect.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	app := program.New("gw-queue", "put a message into a gw queue (qmail-queue's interface)")
