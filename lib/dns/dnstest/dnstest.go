@@ -56,8 +56,12 @@ type Server struct {
 	conf     string // its configuration file
 	socket   string // its remote-control socket
 	identity string // its answer to id.server: proves a reply is from it
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when the process has exited
+	// body, when set, gives the server settings after the common ones
+	// (see config) in place of a local-data server's: StartSigned's
+	// authoritative and validating servers.
+	body   func(port int) string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
 
 	mu      sync.Mutex
 	records []record // every record added, in the order added
@@ -76,10 +80,13 @@ type record struct {
 // unbound then fails to bind, Start tries a new port.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return startOn(t, func() (string, int, error) {
-		port, err := pickPort()
-		return "127.0.0.1", port, err
-	})
+	return startOn(t, freeLoopbackPort, nil)
+}
+
+// freeLoopbackPort picks a port of 127.0.0.1 free now (see Start).
+func freeLoopbackPort() (string, int, error) {
+	port, err := pickPort()
+	return "127.0.0.1", port, err
 }
 
 // StartPort53 starts unbound on port 53 of a loopback address of its
@@ -91,15 +98,15 @@ func StartPort53(t testing.TB) *Server {
 	t.Helper()
 	return startOn(t, func() (string, int, error) {
 		return fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254)), 53, nil
-	})
+	}, nil)
 }
 
 // IP is the address unbound answers on, without the port.
 func (s *Server) IP() string { return s.ip }
 
 // startOn starts unbound on an address pick gives, drawing again when
-// unbound cannot bind it.
-func startOn(t testing.TB, pick func() (ip string, port int, err error)) *Server {
+// unbound cannot bind it; body, if not nil, is Server.body.
+func startOn(t testing.TB, pick func() (ip string, port int, err error), body func(port int) string) *Server {
 	t.Helper()
 	unbound, control := peer("unbound"), peer("unbound-control")
 	if unbound == "" || control == "" {
@@ -135,6 +142,7 @@ func startOn(t testing.TB, pick func() (ip string, port int, err error)) *Server
 			conf:     filepath.Join(dir, "unbound.conf"),
 			socket:   socket,
 			identity: fmt.Sprintf("dnstest %d %s %d %d", os.Getpid(), ip, port, time.Now().UnixNano()),
+			body:     body,
 		}
 		err = s.start()
 		if err == nil {
@@ -262,7 +270,20 @@ server:
 	log-time-ascii: yes
 	verbosity: 1
 	identity: %q
-	# no validator, no trust anchor: nothing to fetch or refresh
+`, s.ip, s.port, s.dir, filepath.Join(s.dir, "unbound.pid"), filepath.Join(s.dir, "unbound.log"), s.identity)
+	if s.body != nil {
+		b.WriteString(s.body(s.port))
+	} else {
+		s.localData(&b)
+	}
+	fmt.Fprintf(&b, "remote-control:\n\tcontrol-enable: yes\n\tcontrol-interface: %q\n\tcontrol-use-cert: no\n", s.socket)
+	return b.String()
+}
+
+// localData writes the settings of a server that answers every name from
+// the records added, or fails it.
+func (s *Server) localData(b *strings.Builder) {
+	b.WriteString(`	# no validator, no trust anchor: nothing to fetch or refresh
 	module-config: "iterator"
 	# records in a fixed order (see load), not rotated
 	rrset-roundrobin: no
@@ -275,15 +296,13 @@ server:
 	# would send from 127.0.0.1, which reaches nothing beyond the host
 	do-not-query-localhost: yes
 	outgoing-interface: 127.0.0.1
-`, s.ip, s.port, s.dir, filepath.Join(s.dir, "unbound.pid"), filepath.Join(s.dir, "unbound.log"), s.identity)
+`)
 	for _, name := range s.fails {
-		fmt.Fprintf(&b, "\tlocal-zone: %q transparent\n", name)
+		fmt.Fprintf(b, "\tlocal-zone: %q transparent\n", name)
 	}
 	for _, name := range s.fails {
-		fmt.Fprintf(&b, "forward-zone:\n\tname: %q\n\tforward-addr: 127.0.0.1\n", name)
+		fmt.Fprintf(b, "forward-zone:\n\tname: %q\n\tforward-addr: 127.0.0.1\n", name)
 	}
-	fmt.Fprintf(&b, "remote-control:\n\tcontrol-enable: yes\n\tcontrol-interface: %q\n\tcontrol-use-cert: no\n", s.socket)
-	return b.String()
 }
 
 // answers checks that unbound, and no other server, answers at Addr over

@@ -7,9 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 )
@@ -64,7 +62,7 @@ func StartSigned(t testing.TB, z Zones) *Signed {
 	writeZone(t, plain, z.Unsigned, z.Plain)
 
 	s := &Signed{}
-	s.auth = startExtra(t, filepath.Join(dir, "auth"), func(port int) string {
+	s.auth = startOn(t, freeLoopbackPort, func(port int) string {
 		return fmt.Sprintf(`	module-config: "iterator"
 	local-zone: "." static
 	local-zone: %[1]q transparent
@@ -83,7 +81,7 @@ auth-zone:
 	for-upstream: no
 `, z.Signed, signed, z.Unsigned, plain)
 	})
-	s.val = startExtra(t, filepath.Join(dir, "validator"), func(port int) string {
+	s.val = startOn(t, freeLoopbackPort, func(port int) string {
 		return fmt.Sprintf(`	module-config: "validator iterator"
 	trust-anchor-file: %[1]q
 	val-log-level: 2
@@ -178,91 +176,4 @@ func corrupt(t testing.TB, file string, owners []string) {
 	if err := os.WriteFile(file, out.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// startExtra starts an unbound in dir with the common server settings
-// and the lines extra(port) gives, on a free loopback port.
-func startExtra(t testing.TB, dir string, extra func(port int) string) *Server {
-	t.Helper()
-	os.MkdirAll(dir, 0o755)
-	unbound, err := exec.LookPath("unbound")
-	if err != nil {
-		t.Fatalf("unbound is missing (scripts/test-peers.sh installs it): %v", err)
-	}
-	var s *Server
-	for try := 0; try < 5; try++ {
-		port, err := pickPort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s = &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), ip: "127.0.0.1", port: port, t: t, unbound: unbound, dir: dir,
-			conf: filepath.Join(dir, "unbound.conf")}
-		conf := fmt.Sprintf(`server:
-	interface: 127.0.0.1
-	port: %d
-	do-ip4: yes
-	do-ip6: no
-	do-udp: yes
-	do-tcp: yes
-	so-reuseport: no
-	num-threads: 1
-	access-control: 127.0.0.0/8 allow
-	username: ""
-	chroot: ""
-	directory: %q
-	pidfile: %q
-	use-syslog: no
-	logfile: %q
-	log-time-ascii: yes
-	verbosity: 1
-`, port, dir, filepath.Join(dir, "unbound.pid"), filepath.Join(dir, "unbound.log")) + extra(port)
-		os.WriteFile(s.conf, []byte(conf), 0o644)
-		s.cmd = exec.Command(unbound, "-d", "-c", s.conf)
-		s.cmd.Dir = dir
-		var stderr bytes.Buffer
-		s.cmd.Stdout, s.cmd.Stderr = &stderr, &stderr
-		s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := s.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { s.cmd.Wait(); close(exited) }()
-		up := false
-		for deadline := time.Now().Add(startTimeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			select {
-			case <-exited:
-				log, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
-				if strings.Contains(stderr.String()+string(log), "could not open ports") {
-					deadline = time.Now() // another port
-					continue
-				}
-				t.Fatalf("unbound exited at start: %s%s", stderr.String(), log)
-			default:
-			}
-			c := &dns.Client{Timeout: 200 * time.Millisecond}
-			m := new(dns.Msg)
-			m.SetQuestion("version.bind.", dns.TypeTXT)
-			m.Question[0].Qclass = dns.ClassCHAOS
-			if _, _, err := c.Exchange(m, s.Addr); err == nil {
-				up = true
-				break
-			}
-		}
-		if up {
-			cmd := s.cmd
-			t.Cleanup(func() {
-				cmd.Process.Kill()
-				<-exited
-				if t.Failed() {
-					log, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
-					t.Logf("unbound in %s:\n%s", dir, log)
-				}
-			})
-			return s
-		}
-		s.cmd.Process.Kill()
-		<-exited
-	}
-	t.Fatalf("unbound in %s did not start", dir)
-	return nil
 }
