@@ -203,6 +203,14 @@ func (p *insidePostfix) maillog() string {
 // stderr.
 func queueEnvelope(t *testing.T, dir, sender string, rcpts []string, body string) (int, string) {
 	t.Helper()
+	return injectEnvelope(t, bin("gw-queue"), []string{"GW_QUEUE=" + dir}, sender, rcpts, body)
+}
+
+// injectEnvelope runs program, which speaks qmail-queue's interface, with
+// environ added to the test's environment, and returns its exit code and
+// standard error.
+func injectEnvelope(t *testing.T, program string, environ []string, sender string, rcpts []string, body string) (int, string) {
+	t.Helper()
 	env := envelope.Envelope{Sender: sender, Recipients: rcpts}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -211,8 +219,8 @@ func queueEnvelope(t *testing.T, dir, sender string, rcpts []string, body string
 	defer r.Close()
 	w.Write(env.Wire())
 	w.Close()
-	cmd := exec.Command(bin("gw-queue"))
-	cmd.Env = append(os.Environ(), "GW_QUEUE="+dir)
+	cmd := exec.Command(program)
+	cmd.Env = append(os.Environ(), environ...)
 	cmd.Stdin, cmd.Stdout = strings.NewReader(body), r
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -376,6 +384,11 @@ func TestESCRefusedByEveryProducer(t *testing.T) {
 	}
 	if code, stderr := queueEnvelope(t, in.queue, "s@gw.test", []string{escRcpt}, "x\n"); code != 12 {
 		t.Errorf("gw-queue exit %d, want 12: %s", code, stderr)
+	}
+	// gw-scan's wrapper, in front of gw-queue as QMAILQUEUE.
+	scanEnv := []string{"GW_CONTROL_DIR=" + in.control, "GW_QUEUE=" + in.queue}
+	if code, stderr := injectEnvelope(t, bin("gw-scan"), scanEnv, "s@gw.test", []string{escRcpt}, "x\n"); code != 12 {
+		t.Errorf("gw-scan (wrapper) exit %d, want 12: %s", code, stderr)
 	}
 	sock := filepath.Join(in.dir, "queued.sock")
 	startQueued(t, in.queue, sock)
