@@ -70,6 +70,9 @@ func ParseForwarders(lines []string) (Forwarders, error) {
 			f.nets = append(f.nets, p.Masked())
 		default:
 			if a, err := netip.ParseAddr(line); err == nil {
+				// Clients are compared unmapped (Trusted): so is a listed
+				// IPv4-mapped address.
+				a = a.Unmap()
 				f.nets = append(f.nets, netip.PrefixFrom(a, a.BitLen()))
 				continue
 			}
