@@ -16,13 +16,13 @@ func TestParse(t *testing.T) {
 		{"host=gw1.example.net qid=0669a1b2c3d4e", Link{"gw1.example.net", "0669a1b2c3d4e"}, true},
 		{"  host=gw1.example.net\r\n\tqid=0669a1b2c3d4e ", Link{"gw1.example.net", "0669a1b2c3d4e"}, true},
 		{"host=[127.0.0.1] qid=0669a1b2c3d4e", Link{"[127.0.0.1]", "0669a1b2c3d4e"}, true},
-		{"qid=0669a1b2c3d4e host=gw1.example.net", Link{}, false},           // order is fixed
-		{"host=gw1.example.net qid=0669A1B2C3D4E", Link{}, false},           // a qid is lowercase
-		{"host=gw1.example.net qid=0669a1b2c3d4", Link{}, false},            // 12 digits
-		{"host=gw1 example qid=0669a1b2c3d4e", Link{}, false},               // three words
-		{"host=gw1/evil qid=0669a1b2c3d4e", Link{}, false},                  // '/' would split prev=
-		{"host=gw1\x1b[2J qid=0669a1b2c3d4e", Link{}, false},                // terminal escapes
-		{"host= qid=0669a1b2c3d4e", Link{}, false},                          // no host
+		{"qid=0669a1b2c3d4e host=gw1.example.net", Link{}, false}, // order is fixed
+		{"host=gw1.example.net qid=0669A1B2C3D4E", Link{}, false}, // a qid is lowercase
+		{"host=gw1.example.net qid=0669a1b2c3d4", Link{}, false},  // 12 digits
+		{"host=gw1 example qid=0669a1b2c3d4e", Link{}, false},     // three words
+		{"host=gw1/evil qid=0669a1b2c3d4e", Link{}, false},        // '/' would split prev=
+		{"host=gw1\x1b[2J qid=0669a1b2c3d4e", Link{}, false},      // terminal escapes
+		{"host= qid=0669a1b2c3d4e", Link{}, false},                // no host
 		{"host=" + strings.Repeat("a", MaxHost+1) + " qid=0669a1b2c3d4e", Link{}, false},
 		{"", Link{}, false},
 	} {
