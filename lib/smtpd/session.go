@@ -263,6 +263,9 @@ func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpserver.Reply {
 	tx, msgID := s.tx, s.msgID
 	s.tx = nil
+	if s.mw != nil {
+		s.mw.End()
+	}
 	abort := func() {
 		if tx != nil {
 			tx.Abort()
@@ -310,11 +313,21 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 	// queue's log (qmail's "qp"); else the message's id in this log.
 	qid := handoff.QID(tx)
 	if qid == "" {
-		s.log("info", "accepted", withMsgID([]any{"msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked}, s.mw)...)
+		s.log("info", "accepted", s.acceptedFields([]any{"msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked})...)
 		return reply(250, "2.0.0", "ok "+msgID)
 	}
-	s.log("info", "accepted", withMsgID([]any{"msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked}, s.mw)...)
+	s.log("info", "accepted", s.acceptedFields([]any{"msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked})...)
 	return reply(250, "2.0.0", "ok "+qid)
+}
+
+// acceptedFields are kv and what the message itself tells the log: its
+// Message-ID, and the link to the instance that handed it on.
+func (s *session) acceptedFields(kv []any) []any {
+	kv = withMsgID(kv, s.mw)
+	if s.mw != nil {
+		kv = append(kv, s.mw.TraceFields(s.cl.Peer)...)
+	}
+	return kv
 }
 
 // withMsgID adds the message's Message-ID, when it has one, to an
