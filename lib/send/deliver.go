@@ -3,6 +3,8 @@ package send
 import (
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"time"
 
 	"gw/lib/deliver"
@@ -10,6 +12,7 @@ import (
 	"gw/lib/queue"
 	"gw/lib/route"
 	"gw/lib/schedule"
+	"gw/lib/tracehdr"
 )
 
 // job is one message's due recipients of one domain, or (finishing) the
@@ -266,7 +269,8 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 			return deliver.StartRequireTLS(sess, sender, size, utf8, d)
 		}
 	}
-	d, err := start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
+	field := s.traceField(j)
+	d, err := start(m.Sender, m.Size+int64(len(field)), needsUTF8(m, j.rcpts), m.DSN)
 	if err != nil {
 		setAll(err)
 		if m.RequireTLS && isRequireTLSRefusal(err) {
@@ -285,7 +289,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		setAll(&gwError{"4.3.0", "cannot read the queued message: " + err.Error()})
 		return true
 	}
-	err = d.Body(body)
+	err = d.Body(io.MultiReader(strings.NewReader(field), body))
 	body.Close()
 	if err != nil {
 		if errors.Is(err, queue.ErrCorrupt) {
@@ -321,6 +325,23 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		}
 	}
 	return true
+}
+
+// traceField is the X-Gw-Trace line that goes on top of j's message: on
+// a QMTP route only. QMTP routes lead to gw's own instances (qmtproutes:
+// the primary's hand-over to its secondaries), whose listener takes the
+// field out and logs it; SMTP and LMTP deliveries, to the Internet or to
+// a mail store, carry none, so the field leaks nowhere. "" also when me
+// is not a name the field can carry.
+func (s *Sender) traceField(j *job) string {
+	if j.route.Proto != route.QMTP {
+		return ""
+	}
+	l := tracehdr.Link{Host: s.config().Me, QID: j.id.String()}
+	if _, ok := tracehdr.Parse("host=" + l.Host + " qid=" + l.QID); !ok {
+		return ""
+	}
+	return tracehdr.Field(l)
 }
 
 // isRequireTLSRefusal reports gw's own 5.7.10: this host cannot carry a
