@@ -134,8 +134,10 @@ func fields(text string) map[string]string {
 
 // Trace picks out of lines those about the message id names: a qid, or a
 // Message-ID (with or without its angle brackets), which stands for the
-// qids of the accepted lines that name it. The lines of the sessions that
-// accepted it (msg=) come too. They are returned in time order, lines of
+// qids of the accepted lines that name it. Hops between instances are
+// followed both ways: an accepted line's prev=HOST/QID joins its qid to
+// the one it came from. The lines of the sessions that accepted it (msg=)
+// come too. They are returned in time order, lines of
 // one stamp in the order read.
 func Trace(lines []Line, id string) []Line {
 	qids := map[string]bool{}
@@ -150,6 +152,7 @@ func Trace(lines []Line, id string) []Line {
 	} else {
 		qids[id] = true
 	}
+	followHops(lines, qids)
 	for _, l := range lines {
 		if l.Fields["event"] == "accepted" && qids[l.Fields["qid"]] && l.Fields["msg"] != "" {
 			msgs[l.Fields["msg"]] = true
@@ -163,6 +166,30 @@ func Trace(lines []Line, id string) []Line {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out
+}
+
+// followHops adds to qids, until nothing more is added, the qids that an
+// accepted line's prev= joins to one already there: the same message in
+// the instance before it or after it.
+func followHops(lines []Line, qids map[string]bool) {
+	type link struct{ here, prev string }
+	var links []link
+	for _, l := range lines {
+		if l.Fields["event"] != "accepted" || l.Fields["qid"] == "" {
+			continue
+		}
+		if i := strings.LastIndexByte(l.Fields["prev"], '/'); i >= 0 && i < len(l.Fields["prev"])-1 {
+			links = append(links, link{l.Fields["qid"], l.Fields["prev"][i+1:]})
+		}
+	}
+	for grown := true; grown; {
+		grown = false
+		for _, k := range links {
+			if qids[k.here] != qids[k.prev] {
+				qids[k.here], qids[k.prev], grown = true, true, true
+			}
+		}
+	}
 }
 
 // isMessageID tells a Message-ID from a qid: a qid is hex digits only.

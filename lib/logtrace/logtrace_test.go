@@ -77,3 +77,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestTraceAcrossHops: the secondary's accepted line names the primary's
+// qid in prev=; tracing either qid, or a third hop's, gives the whole
+// chain and nothing of another message.
+func TestTraceAcrossHops(t *testing.T) {
+	text := "@4000000069fe484d00000001 info accepted msg=s1.1 qid=aa1 from=a@b rcpts=1 size=9\n" +
+		"@4000000069fe484d00000002 info delivery qid=aa1 rcpt=c@d result=delivered reply=\"K ok 1 qp bb2\"\n" +
+		"@4000000069fe484d00000003 info accepted msg=t1.1 qid=bb2 from=a@b rcpts=1 size=9 prev=gw1.example/aa1\n" +
+		"@4000000069fe484d00000004 info delivery qid=bb2 rcpt=c@d result=deferred\n" +
+		"@4000000069fe484d00000005 info accepted msg=u1.1 qid=cc3 from=a@b rcpts=1 size=9 prev=gw2.example/bb2\n" +
+		"@4000000069fe484d00000006 info accepted msg=u1.2 qid=dd4 from=a@b rcpts=1 size=9 prev=gw2.example/\n" +
+		"@4000000069fe484d00000007 info accepted msg=u1.3 qid=ee5 from=a@b rcpts=1 size=9 prev=gw9.example/ff6\n"
+	var lines []Line
+	for _, s := range strings.SplitAfter(text, "\n") {
+		if l, ok := Parse(strings.TrimSuffix(s, "\n")); ok {
+			lines = append(lines, l)
+		}
+	}
+	for _, id := range []string{"aa1", "bb2", "cc3"} {
+		var got []string
+		for _, l := range Trace(lines, id) {
+			got = append(got, l.Fields["event"]+":"+l.Fields["qid"])
+		}
+		if want := "accepted:aa1 delivery:aa1 accepted:bb2 delivery:bb2 accepted:cc3"; strings.Join(got, " ") != want {
+			t.Errorf("trace %s: %v\nwant %s", id, got, want)
+		}
+	}
+}
