@@ -196,3 +196,30 @@ func followHops(lines []Line, qids map[string]bool) {
 func isMessageID(s string) bool {
 	return strings.ContainsAny(s, "<@>")
 }
+
+// Attempt is one delivery attempt to one recipient, as gw-send's
+// delivery line tells it.
+type Attempt struct {
+	Time   time.Time
+	Result string // delivered, deferred, failed
+	Host   string // the host tried, when one was
+	Reply  string // the outcome on one line, or the reply that took it
+}
+
+// Attempts returns, by recipient address, the delivery attempts the lines
+// record for the message qid, in time order. The journal keeps only each
+// recipient's latest outcome; the log keeps every one.
+func Attempts(lines []Line, qid string) map[string][]Attempt {
+	out := map[string][]Attempt{}
+	for _, l := range lines {
+		f := l.Fields
+		if f["event"] != "delivery" || f["qid"] != qid || f["rcpt"] == "" {
+			continue
+		}
+		out[f["rcpt"]] = append(out[f["rcpt"]], Attempt{Time: l.Time, Result: f["result"], Host: f["host"], Reply: f["reply"]})
+	}
+	for _, a := range out {
+		sort.SliceStable(a, func(i, j int) bool { return a[i].Time.Before(a[j].Time) })
+	}
+	return out
+}

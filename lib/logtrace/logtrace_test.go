@@ -105,3 +105,26 @@ func TestTraceAcrossHops(t *testing.T) {
 		}
 	}
 }
+
+func TestAttempts(t *testing.T) {
+	text := "2026-12-02_02:03:17.000000 info delivery qid=aa1 rcpt=b@slow dest=slow host=mx.slow result=deferred reply=\"mx.slow[192.0.2.1]:25 said: 421 later\"\n" +
+		"2026-12-02_02:03:15.000000 info delivery qid=aa1 rcpt=b@slow dest=slow host=mx.slow result=deferred reply=\"connection refused\"\n" +
+		"2026-12-02_02:03:16.000000 info delivery qid=aa1 rcpt=c@fast dest=fast host=mx.fast result=delivered reply=\"250 ok\"\n" +
+		"2026-12-02_02:03:16.000000 info delivery qid=bb2 rcpt=b@slow result=delivered reply=\"250 ok\"\n" +
+		"2026-12-02_02:03:16.000000 info queued qid=aa1 rcpt=b@slow\n"
+	var lines []Line
+	for _, s := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		l, ok := Parse(s)
+		if !ok {
+			t.Fatalf("%q did not parse", s)
+		}
+		lines = append(lines, l)
+	}
+	got := Attempts(lines, "aa1")
+	if len(got) != 2 || len(got["b@slow"]) != 2 || len(got["c@fast"]) != 1 {
+		t.Fatalf("attempts: %+v", got)
+	}
+	if a := got["b@slow"]; a[0].Reply != "connection refused" || a[1].Reply != "mx.slow[192.0.2.1]:25 said: 421 later" || a[1].Host != "mx.slow" || a[1].Result != "deferred" {
+		t.Errorf("b@slow's attempts out of order or wrong: %+v", a)
+	}
+}
