@@ -142,7 +142,8 @@ func writeEnvelope(bw *bufio.Writer, r Report, m *queue.Message, hist History) {
 		}
 		for _, a := range hist[rc.Address] {
 			line := "recipient attempt: " + date822(a.Time) + " " + safe(a.Result)
-			if a.Host != "" {
+			// a failure's text names its host already; a reply does not
+			if a.Host != "" && !strings.HasPrefix(a.Reply, a.Host) {
 				line += " " + safe(a.Host) + ":"
 			}
 			bw.WriteString(line + " " + safe(a.Reply) + "\n")
