@@ -140,7 +140,7 @@ func TestTraceAcrossQMTPHop(t *testing.T) {
 	show := qstat(t, root, "main", "show", "--envelope", q3)
 	t.Logf("gw-qstat show %s:\n%s", q3, show)
 	_, port, _ := strings.Cut(down, ":")
-	attempts := regexp.MustCompile(`(?m)^recipient attempt: \d+ \w+ \d{4} [0-9:]{8} GMT deferred 127\.0\.0\.1\[127\.0\.0\.1\]:` + port + `: .*connection refused \(#4\.4\.1\)$`).FindAllString(show, -1)
+	attempts := regexp.MustCompile(`(?m)^recipient attempt: \d+ \w+ \d{4} [0-9:]{8} GMT deferred 127\.0\.0\.1\[127\.0\.0\.1\]:`+port+`: .*connection refused \(#4\.4\.1\)$`).FindAllString(show, -1)
 	if len(attempts) < 2 {
 		t.Errorf("gw-qstat show lists %d attempts for carol@down.test, want both", len(attempts))
 	}
