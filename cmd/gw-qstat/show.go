@@ -99,7 +99,7 @@ func instanceLogs(c *cli.Context, dir string) []logtrace.Line {
 	}
 	all := []logtrace.Line{}
 	for _, d := range dirs {
-		l, err := logtrace.ReadDir(d, d)
+		l, err := logtrace.ReadDirFunc(d, d, logtrace.IsDelivery)
 		if err != nil {
 			warn(c, fmt.Sprintf("unable to read log for the recipients' history: %v", err))
 		}

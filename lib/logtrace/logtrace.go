@@ -32,6 +32,13 @@ const maxLine = 64 << 10
 // (@*.s, @*.u) and current. A line whose stamp cannot be read is skipped:
 // it cannot be put in order.
 func ReadDir(dir, source string) ([]Line, error) {
+	return ReadDirFunc(dir, source, nil)
+}
+
+// ReadDirFunc reads dir as ReadDir does, keeping only the lines keep
+// says yes to (all when keep is nil): a reader that wants one kind of
+// line holds no more of a large log than those.
+func ReadDirFunc(dir, source string, keep func(Line) bool) ([]Line, error) {
 	rotated, _ := filepath.Glob(filepath.Join(dir, "@*"))
 	sort.Strings(rotated)
 	var out []Line
@@ -48,7 +55,7 @@ func ReadDir(dir, source string) ([]Line, error) {
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 4096), maxLine)
 		for sc.Scan() {
-			if l, ok := Parse(sc.Text()); ok {
+			if l, ok := Parse(sc.Text()); ok && (keep == nil || keep(l)) {
 				l.Source = source
 				out = append(out, l)
 			}
@@ -205,6 +212,9 @@ type Attempt struct {
 	Host   string // the host tried, when one was
 	Reply  string // the outcome on one line, or the reply that took it
 }
+
+// IsDelivery keeps gw-send's delivery lines, those Attempts reads.
+func IsDelivery(l Line) bool { return l.Fields["event"] == "delivery" }
 
 // Attempts returns, by recipient address, the delivery attempts the lines
 // record for the message qid, in time order. The journal keeps only each
