@@ -53,12 +53,15 @@ func logsFlag() cli.Flag {
 	return &cli.StringSliceFlag{Name: "logs", Usage: "read the multilog or svlogd directory `DIR` (repeat for more) instead of the instances' logs"}
 }
 
-// logDirs returns the log directories to read, each with the name its
-// lines are shown under: those named (args and --logs), else every
-// service's log/main of the selected instances (by default every
-// instance under the root), as "INSTANCE/SERVICE".
-func logDirs(c *cli.Context, args []string) (map[string]string, error) {
-	dirs := map[string]string{} // log directory: the name it is shown under
+// logDir is a log directory to read: the name its lines are shown under,
+// and its instance ("" for a directory named on the command line).
+type logDir struct{ label, instance string }
+
+// logDirs returns the log directories to read: those named (args and
+// --logs), else every service's log/main of the selected instances (by
+// default every instance under the root), shown as "INSTANCE/SERVICE".
+func logDirs(c *cli.Context, args []string) (map[string]logDir, error) {
+	dirs := map[string]logDir{}
 	var named []string
 	if x := lookup(c, "logs"); x != nil {
 		named = x.StringSlice("logs")
@@ -69,7 +72,7 @@ func logDirs(c *cli.Context, args []string) (map[string]string, error) {
 			return nil, program.Fail(program.ExitPermanent, "usage: log directories exclude --queue, --root, --instance and --all")
 		}
 		for _, d := range named {
-			dirs[d] = d
+			dirs[d] = logDir{label: d}
 		}
 	} else {
 		// every instance under the root unless one is named: a
@@ -88,7 +91,7 @@ func logDirs(c *cli.Context, args []string) (map[string]string, error) {
 			// service/NAME/log/main, as gw-instance lays an instance out
 			mains, _ := filepath.Glob(filepath.Join(filepath.Dir(s.Dir), "service", "*", "log", "main"))
 			for _, m := range mains {
-				dirs[m] = s.Label() + "/" + filepath.Base(filepath.Dir(filepath.Dir(m)))
+				dirs[m] = logDir{label: s.Label() + "/" + filepath.Base(filepath.Dir(filepath.Dir(m))), instance: s.Label()}
 			}
 		}
 		if len(dirs) == 0 {
@@ -100,7 +103,7 @@ func logDirs(c *cli.Context, args []string) (map[string]string, error) {
 
 // readTrace reads the log directories and picks the lines about id;
 // unread is true when a directory could not be read (warned about).
-func readTrace(c *cli.Context, dirs map[string]string, id string) (got []logtrace.Line, unread bool) {
+func readTrace(c *cli.Context, dirs map[string]logDir, id string) (got []logtrace.Line, unread bool) {
 	names := make([]string, 0, len(dirs))
 	for d := range dirs {
 		names = append(names, d)
@@ -108,10 +111,13 @@ func readTrace(c *cli.Context, dirs map[string]string, id string) (got []logtrac
 	sort.Strings(names)
 	var all []logtrace.Line
 	for _, d := range names {
-		l, err := logtrace.ReadDir(d, dirs[d])
+		l, err := logtrace.ReadDir(d, dirs[d].label)
 		if err != nil {
 			warn(c, fmt.Sprintf("unable to read log: %v", err))
 			unread = true
+		}
+		for i := range l {
+			l[i].Instance = dirs[d].instance
 		}
 		all = append(all, l...)
 	}

@@ -128,3 +128,33 @@ func TestAttempts(t *testing.T) {
 		t.Errorf("b@slow's attempts out of order or wrong: %+v", a)
 	}
 }
+
+// TestTraceScopesQIDsByInstance: sec's queue drew for the message the
+// qid that other's queue drew for another; tracing main's qid, or the
+// Message-ID, follows the hop to sec and shows nothing of other's.
+func TestTraceScopesQIDsByInstance(t *testing.T) {
+	at := func(inst, text string) Line {
+		l, ok := Parse(text)
+		if !ok {
+			t.Fatalf("%q did not parse", text)
+		}
+		l.Instance, l.Source = inst, inst+"/x"
+		return l
+	}
+	lines := []Line{
+		at("main", "@4000000069fe484d00000001 info accepted msg=s1.1 qid=aa1 size=9 msgid=<m@x>"),
+		at("other", "@4000000069fe484d00000002 info accepted msg=s1.1 qid=bb2 size=7 msgid=<other@x>"),
+		at("sec", "@4000000069fe484d00000003 info accepted msg=t1.1 qid=bb2 size=9 msgid=<m@x> prev=gw.example/aa1"),
+		at("other", "@4000000069fe484d00000004 info delivery qid=bb2 rcpt=x@y result=delivered"),
+		at("sec", "@4000000069fe484d00000005 info delivery qid=bb2 rcpt=c@d result=delivered"),
+	}
+	for _, id := range []string{"aa1", "<m@x>"} {
+		var got []string
+		for _, l := range Trace(lines, id) {
+			got = append(got, l.Instance+":"+l.Fields["event"]+":"+l.Fields["qid"])
+		}
+		if want := "main:accepted:aa1 sec:accepted:bb2 sec:delivery:bb2"; strings.Join(got, " ") != want {
+			t.Errorf("trace %s: %v\nwant %s", id, got, want)
+		}
+	}
+}
