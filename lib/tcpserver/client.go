@@ -36,12 +36,10 @@ type Client struct {
 	HasRBLSMTPD  bool
 	Databytes    int64 // DATABYTES, when HasDatabytes
 	HasDatabytes bool
-	NoGreylist   bool // GW_NOGREYLIST is set
-	// Peer: GW_PEER is set, the client is another gw instance, whose
-	// X-Gw-Trace field (the message's qid there) is believed and logged.
-	Peer     bool
-	Rates    ratelimit.Rules // RATE_CONN, RATE_MSG, RATE_RCPT, RATE_BY, RATE_BAN
-	RatesErr error           // a malformed RATE_ variable, for the log
+	NoGreylist   bool            // GW_NOGREYLIST is set
+	Peer         bool            // GW_PEER is set: a gw instance, whose X-Gw-Trace is believed
+	Rates        ratelimit.Rules // RATE_CONN, RATE_MSG, RATE_RCPT, RATE_BY, RATE_BAN
+	RatesErr     error           // a malformed RATE_ variable, for the log
 
 	// Message authentication's per-face overrides (gw-auth(5)): the
 	// variable's value, when set.
