@@ -177,3 +177,39 @@ func TestTraceFieldBelievedFromPeersOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceSMTPHopToPeer: gw-send delivers by SMTP (smtproutes) to two
+// gw-smtpd under tcpserver. The one whose rules mark gw-send's address
+// GW_PEER offers XGWTRACE after EHLO, so gw-send puts its qid on top and
+// that gw-smtpd logs prev=; the other offers nothing and gets no field, as
+// no server on the Internet does.
+func TestTraceSMTPHopToPeer(t *testing.T) {
+	peer := newSMTPDInstance(t, nil)
+	peerAddr := peer.underTcpserver(t, "127.0.0.1:allow,GW_PEER=\"\"\n")
+	plain := newSMTPDInstance(t, nil)
+	plainAddr := plain.underTcpserver(t, "")
+	d := dnsFor(t)
+	snd := newSendInstance(t, map[string]string{"dnsserver": d.Addr,
+		"smtproutes": "example.com:" + peerAddr + "\na.example.org:" + plainAddr})
+	toPeer := snd.inject(t, "a@sender.test", []string{"u@example.com"}, "Subject: to the peer\n\nx\n")
+	toPlain := snd.inject(t, "a@sender.test", []string{"u@a.example.org"}, "Subject: to a plain server\n\nx\n")
+	snd.start(t)
+	waitFor(t, "both deliveries", 15*time.Second, func() bool {
+		return len(snd.lines("delivery", "result=delivered")) == 2
+	})
+	waitFor(t, "the peer's accepted line", 5*time.Second, func() bool {
+		log, _ := os.ReadFile(peer.log)
+		return regexp.MustCompile(`info accepted .* prev=gw\.test/` + toPeer + `\n`).Match(log)
+	})
+	log, _ := os.ReadFile(plain.log)
+	if !strings.Contains(string(log), "info accepted ") || strings.Contains(string(log), "prev=") || strings.Contains(string(log), "trace=") {
+		t.Errorf("the plain server's log shows a trace field (message %s):\n%s", toPlain, log)
+	}
+	for _, in := range []*smtpdInstance{peer, plain} {
+		for _, m := range in.messages(t) {
+			if body := in.body(t, m); strings.Contains(strings.ToLower(body), "x-gw-trace") {
+				t.Errorf("a queued message keeps the field:\n%s", body)
+			}
+		}
+	}
+}

@@ -269,7 +269,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 			return deliver.StartRequireTLS(sess, sender, size, utf8, d)
 		}
 	}
-	field := s.traceField(j)
+	field := s.traceField(j, sess)
 	d, err := start(m.Sender, m.Size+int64(len(field)), needsUTF8(m, j.rcpts), m.DSN)
 	if err != nil {
 		setAll(err)
@@ -327,14 +327,16 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 	return true
 }
 
-// traceField is the X-Gw-Trace line that goes on top of j's message: on
-// a QMTP route only. QMTP routes lead to gw's own instances (qmtproutes:
-// the primary's hand-over to its secondaries), whose listener takes the
-// field out and logs it; SMTP and LMTP deliveries, to the Internet or to
-// a mail store, carry none, so the field leaks nowhere. "" also when me
-// is not a name the field can carry.
-func (s *Sender) traceField(j *job) string {
-	if j.route.Proto != route.QMTP {
+// traceField is the X-Gw-Trace line that goes on top of j's message over
+// sess: on a QMTP route, and to an SMTP server that offered XGWTRACE. QMTP
+// routes lead to gw's own instances (qmtproutes: the primary's hand-over
+// to its secondaries); gw-smtpd offers the keyword only to the clients
+// its ACL marks GW_PEER. Each takes the field out and logs it. Other SMTP
+// and LMTP servers, the Internet's or a mail store, get none, so the
+// field leaks nowhere. "" also when me is not a name the field can carry.
+func (s *Sender) traceField(j *job, sess deliver.Session) string {
+	wants, ok := sess.(interface{ WantsTrace() bool })
+	if j.route.Proto != route.QMTP && !(ok && wants.WantsTrace()) {
 		return ""
 	}
 	l := tracehdr.Link{Host: s.config().Me, QID: j.id.String()}

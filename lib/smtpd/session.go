@@ -19,6 +19,7 @@ import (
 	"gw/lib/relay"
 	"gw/lib/smtpserver"
 	"gw/lib/tcpserver"
+	"gw/lib/tracehdr"
 )
 
 // MaxCommandLine is the longest command line gw-smtpd answers, CRLF
@@ -92,6 +93,11 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 		Idle:    func(idle bool) bool { return tcpserver.Idle(conn, idle) },
 		Closing: func() bool { return tcpserver.Closing(conn) },
 		Log:     s.log,
+	}
+	if cl.Peer {
+		// a gw instance's gw-send, seeing it, puts its qid on top of
+		// the message (X-Gw-Trace); no one else is asked for it
+		core.Keywords = []string{tracehdr.Keyword}
 	}
 	reason := smtpserver.Serve(conn, core, cl, s.id, s)
 	if s.tx != nil { // a message a panic cut off

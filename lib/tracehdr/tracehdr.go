@@ -1,6 +1,7 @@
 // Package tracehdr is the X-Gw-Trace header field: the link from one gw
 // instance's queue to the next across a hop. gw-send puts the field on top
-// of a message it hands over by QMTP,
+// of a message it hands over by QMTP, or by SMTP to a gw-smtpd that
+// offered Keyword,
 //
 //	X-Gw-Trace: host=gw1.example.net qid=0669a1b2c3d4e
 //
@@ -25,6 +26,12 @@ import (
 
 // Name is the field's name; matching ignores case, as header names do.
 const Name = "X-Gw-Trace"
+
+// Keyword is the EHLO keyword gw-smtpd offers the clients the ACL marks
+// as gw peers: a gw-send that sees it puts the field on the message, as
+// it does on every QMTP hand-over. A server that does not offer it (the
+// Internet, a mail store) never gets the field.
+const Keyword = "XGWTRACE"
 
 // MaxHost bounds the host part: a domain name's length (RFC 1035).
 const MaxHost = 253
