@@ -20,6 +20,7 @@ type Conn struct {
 	out io.Writer
 	mu  *sync.Mutex // shared with the explanations written between replies
 	buf []byte      // the rest of the line under way
+	cr  bool        // the piece before ended in CR (a line longer than the reader's buffer)
 }
 
 // NewConn reads the script from in and writes replies to out, holding mu
@@ -39,9 +40,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		c.buf = append(c.buf[:0], line...)
 		n := len(c.buf)
-		if c.buf[n-1] == '\n' && (n == 1 || c.buf[n-2] != '\r') {
+		if c.buf[n-1] == '\n' && (n == 1 && !c.cr || n > 1 && c.buf[n-2] != '\r') {
 			c.buf = append(c.buf[:n-1], '\r', '\n')
 		}
+		c.cr = line[len(line)-1] == '\r'
 	}
 	n := copy(p, c.buf)
 	c.buf = c.buf[n:]
