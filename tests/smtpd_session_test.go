@@ -252,10 +252,12 @@ func TestSMTPDSessionTestUnprivileged(t *testing.T) {
 		">>> relay: refused: example.net is not in rcpthosts/morercpthosts", "553 5.7.1 ", "221 ")
 }
 
-// TestSMTPDSessionTestScan: on a face whose mail goes through gw-scan, a
-// message with the virus marker is judged at the end of DATA by the
-// instance's real clamd and refused, the engine and the virus named; a
-// clean one gets its 250. Nothing is queued or held in the quarantine.
+// TestSMTPDSessionTestScan: on a face whose mail goes through gw-scan and
+// clamav-milter, both on the instance's real clamd, a message with the
+// virus marker is refused at the end of DATA by the milter, or, for a
+// client whose MILTERS names none, by the scan, the engine and the virus
+// named; a clean one passes both and gets its 250. Nothing is queued or
+// held in the quarantine.
 func TestSMTPDSessionTestScan(t *testing.T) {
 	need(t, "clamd")
 	dir := workDir(t)
@@ -264,14 +266,30 @@ func TestSMTPDSessionTestScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Stop)
-	in := newSessionInstance(t, map[string]string{"clamd": c.Sock + "\n"})
+	sock := filepath.Join(dir, "clamav-milter.sock")
+	conf := filepath.Join(dir, "clamav-milter.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("MilterSocket unix:%s\nClamdSocket unix:%s\nForeground yes\nFixStaleSocket yes\n"+
+		"PidFile %s/clamav-milter.pid\nLogFile %s/clamav-milter.log\nOnInfected Reject\nRejectMsg %%v found\nOnClean Accept\nAddHeader Replace\n",
+		sock, c.Sock, dir, dir)), 0o644)
+	milterDaemon(t, sock, "clamav-milter", "-c", conf)
+	in := newSessionInstance(t, map[string]string{"clamd": c.Sock + "\n", "milters": "clamav unix:" + sock + " timeout=30s\n"})
 	if out, err := exec.Command(bin("gw-instance"), "--root", in.root, "scan", "main").CombinedOutput(); err != nil {
 		t.Fatalf("gw-instance scan: %v\n%s", err, out)
 	}
 	before := instanceFiles(t, in.dir)
 	head := "HELO me\nMAIL FROM:<a@example.org>\nRCPT TO:<u@example.com>\nDATA\nSubject: test\n\n"
+	infected := head + "here it is: " + markerVirus + "\n.\nQUIT\n"
 
-	out := in.session(t, "203.0.113.5", head+"here it is: "+markerVirus+"\n.\nQUIT\n")
+	// The milter sees it first and refuses it.
+	out := in.session(t, "203.0.113.5", infected)
+	transcript(t, out,
+		"220 ", "250 ", "250 2.0.0 ok", "250 2.0.0 ok", "354 ",
+		">>> milters clamav: refused by clamav: 550 "+markerSig+" found",
+		"550 5.7.1 "+markerSig+" found",
+		"221 ")
+
+	// Without milters (MILTERS empty), gw-scan's clamd refuses it.
+	out = in.session(t, "203.0.113.5", infected, "--env", "MILTERS=")
 	transcript(t, out,
 		">>> injector: "+filepath.Join(binDir, "gw-scan")+" (not started)",
 		">>> scan: gw-scan checks each message with clamd, MIME rules",
@@ -284,8 +302,11 @@ func TestSMTPDSessionTestScan(t *testing.T) {
 		t.Errorf("the verdict line does not name clamd's finding:\n%s", out)
 	}
 
+	// A clean message passes the milter and the scan.
 	out = in.session(t, "203.0.113.5", head+"nothing to see\n.\nQUIT\n")
-	transcript(t, out, "354 ", ">>> log: info verdict scan=", ">>> scan: clean: delivered to every recipient",
+	transcript(t, out, "354 ",
+		">>> milters clamav: accepted, 1 change(s)",
+		">>> log: info verdict scan=", ">>> scan: clean: delivered to every recipient",
 		">>> queue: not queued (session test): ", "250 2.0.0 ok ", "221 ")
 
 	sameFiles(t, before, instanceFiles(t, in.dir))
