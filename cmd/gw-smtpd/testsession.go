@@ -97,6 +97,9 @@ func testSession(x *cli.Context, c *config, t *sessionTest, stdin io.Reader, std
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	client := smtpd.ClientFromEnv(lookup)
+	if client.Rates.Any() {
+		ex.Line("rates: counted within this session alone: the counts the listener keeps (--rates, control/statebackend) are neither read nor written")
+	}
 	client.Injector = t.injector(c, lookup, log, ex)
 	if client.HasDatabytes {
 		ex.Line(fmt.Sprintf("size: at most %d bytes a message (DATABYTES)", client.Databytes))
