@@ -24,7 +24,7 @@ import (
 //	:allow                            line 5, every other client
 type sessionInstance struct {
 	root, dir, acl string
-	dns            string // GW_DNS
+	dns            string // GW_DNS when the test runs a DNS server
 }
 
 func newSessionInstance(t *testing.T, control map[string]string) *sessionInstance {
@@ -71,7 +71,10 @@ func (in *sessionInstance) sessionAs(t *testing.T, attr *syscall.SysProcAttr, pr
 	args := append([]string{"--root", in.root, "--instance", "main", "--test-session", "--client", ip}, extra...)
 	cmd := exec.Command(prog, args...)
 	cmd.SysProcAttr = attr
-	cmd.Env = append(os.Environ(), "GW_DNS="+in.dns)
+	cmd.Env = os.Environ() // GW_DNS: the tests' loopback port (e2e.LoopbackDNS), or
+	if in.dns != "" {
+		cmd.Env = append(cmd.Env, "GW_DNS="+in.dns) // the test's own server
+	}
 	cmd.Stdin = strings.NewReader(script)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -309,5 +312,31 @@ func TestSMTPDSessionTestScan(t *testing.T) {
 		">>> log: info verdict scan=", ">>> scan: clean: delivered to every recipient",
 		">>> queue: not queued (session test): ", "250 2.0.0 ok ", "221 ")
 
+	sameFiles(t, before, instanceFiles(t, in.dir))
+}
+
+// TestSMTPDSessionTestGreylist: on a face that greylists, a stranger's
+// new triplet is deferred, and the greylist file is neither created nor
+// written: the session test only reads it.
+func TestSMTPDSessionTestGreylist(t *testing.T) {
+	in := newSessionInstance(t, nil)
+	if out, err := exec.Command(bin("gw-instance"), "--root", in.root, "listen", "main", "smtpd", "smtp", "127.0.0.1:2525", "--",
+		"--greylist", "state/greylist.db").CombinedOutput(); err != nil {
+		t.Fatalf("gw-instance listen: %v\n%s", err, out)
+	}
+	before := instanceFiles(t, in.dir)
+	out := in.session(t, "203.0.113.5", "HELO me\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.com>\nQUIT\n")
+	transcript(t, out, "220 ", "250 ", "250 2.0.0 ok",
+		">>> relay: example.com is accepted here",
+		">>> greylist: no triplet recorded yet: new, deferred (nothing recorded: session test)",
+		">>> greylist: the triplet (203.0.113.5, a@example.org, b@example.com) is new or too young: deferred",
+		"451 4.7.1 ",
+		"221 ")
+	// The relay client is not greylisted.
+	out = in.session(t, "192.0.2.10", "HELO me\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.com>\nQUIT\n")
+	transcript(t, out, ">>> relay: allowed to any domain", ">>> greylist: not applied: the client relays", "250 2.0.0 ok", "221 ")
+	if _, err := os.Stat(filepath.Join(in.dir, "state", "greylist.db")); !os.IsNotExist(err) {
+		t.Errorf("the session test created the greylist: %v", err)
+	}
 	sameFiles(t, before, instanceFiles(t, in.dir))
 }
