@@ -231,7 +231,16 @@ func (t *sessionTest) config(c *config, log *logline.Logger, ex *sessiontest.Exp
 		cfg.Verifier = v
 		ex.Line("callout: recipients of control/callouts are asked live; answers are not cached")
 	}
-	if c.greylistDB != "" {
+	shared, _, err := dir.Line("statebackend")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.greylistDB != "" && shared != "":
+		// The shared state checks and records a triplet in one step:
+		// there is no asking it without writing.
+		ex.Line("greylist: kept in the shared state (control/statebackend): not consulted; a new triplet would be deferred")
+	case c.greylistDB != "":
 		g, err := greylist.Load(dir, c.greylistDB)
 		if err != nil {
 			return nil, err

@@ -447,8 +447,10 @@ func (s *session) decide(a *mailbox.Address) (*smtpserver.Reply, string) {
 		} else {
 			s.explain("greylist: the triplet (%s, %s, %s) passes", s.cl.RemoteIP, s.from, a)
 		}
+	} else if s.cfg.Greylist != nil && s.relays() {
+		s.explain("greylist: not applied: the client relays")
 	} else if s.cfg.Greylist != nil {
-		s.explain("greylist: not applied: %s", map[bool]string{true: "the client relays", false: "GW_NOGREYLIST is set"}[s.relays()])
+		s.explain("greylist: not applied: GW_NOGREYLIST is set")
 	}
 	return nil, reason
 }
