@@ -271,14 +271,20 @@ func (t *sessionTest) injector(c *config, rule func(string) (string, bool), log 
 	if !scanned {
 		return inj
 	}
-	s, err := scan.Load(control.Dir(c.ControlDir), log)
+	// gw-scan reads the control directory its environment names, as
+	// the face's service gives it; else the listener's.
+	scanDir := t.getenv("GW_CONTROL_DIR")
+	if scanDir == "" {
+		scanDir = c.ControlDir
+	}
+	s, err := scan.Load(control.Dir(scanDir), log)
 	if err != nil {
 		// gw-scan would refuse every message so (qq.ConfigError).
 		ex.Line(fmt.Sprintf("scan: gw-scan cannot read its control files (%v): every message would be deferred", err))
 		inj.Broken = err
 		return inj
 	}
-	ex.Line("scan: " + engines(s))
+	ex.Line("scan: " + engines(s) + " (control: " + scanDir + ")")
 	inj.Scan = &scan.Wrapper{Scanner: s}
 	return inj
 }
