@@ -220,6 +220,25 @@ func TestSMTPDSessionTest(t *testing.T) {
 	transcript(t, out, `>>> env: RELAYCLIENT="" set by --env, over the rule's`,
 		">>> relay: allowed to any domain", "250 2.0.0 ok", "221 ")
 
+	// Bad usage: a clear error, exit 100, no session.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--test-session"}, `--test-session needs --client IP: "" is not an address`},
+		{[]string{"--test-session", "--client", "192.0.2.300"}, `"192.0.2.300" is not an address`},
+		{[]string{"--test-session", "--client", "192.0.2.1", "--env", "RELAYCLIENT"}, `--env "RELAYCLIENT": not NAME=VALUE`},
+		{[]string{"--test-session", "--client", "192.0.2.1", "--root", in.root, "--instance", "nosuch"}, "no instance nosuch under " + in.root},
+		{[]string{"--client", "192.0.2.1"}, "go with --test-session"},
+	} {
+		cmd := exec.Command(bin("gw-smtpd"), c.args...)
+		cmd.Stdin = strings.NewReader("HELO me\nQUIT\n")
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 100 || !strings.Contains(string(out), c.want) || strings.Contains(string(out), "220 ") {
+			t.Errorf("gw-smtpd %s: %v\n%s", strings.Join(c.args, " "), err, out)
+		}
+	}
+
 	// Nothing queued, nothing written.
 	qstat, err := exec.Command(bin("gw-qstat"), "--root", in.root, "--instance", "main").CombinedOutput()
 	if err != nil || !strings.Contains(string(qstat), "messages in queue: 0") {

@@ -66,6 +66,11 @@ func testSession(x *cli.Context, c *config, t *sessionTest, stdin io.Reader, std
 	if err != nil {
 		return program.Fail(program.ExitPermanent, "usage: --test-session needs --client IP: %q is not an address", t.client)
 	}
+	for _, item := range t.env {
+		if k, _, ok := strings.Cut(item, "="); !ok || k == "" {
+			return program.Fail(program.ExitPermanent, "usage: --env %q: not NAME=VALUE", item)
+		}
+	}
 	if err := t.resolve(c); err != nil {
 		return program.Fail(program.ExitPermanent, "%v", err)
 	}
