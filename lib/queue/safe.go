@@ -143,6 +143,8 @@ func (q *Queue) lstatSafe(rel string) *UnsafeError {
 		return nil
 	}
 	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return &UnsafeError{rel, "a symbolic link"} // as openSafe says it
 	case st.Mode&unix.S_IFMT != regular:
 		return &UnsafeError{rel, "not a regular file but a " + kindName(st.Mode&unix.S_IFMT)}
 	case st.Nlink != 1:

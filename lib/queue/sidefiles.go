@@ -62,6 +62,11 @@ func (q *Queue) ReadSide(rel string, limit int64) ([]byte, error) {
 	if err := q.checkSideParent(rel); err != nil {
 		return nil, err
 	}
+	// The name first: a file of another owner may not even open (EACCES),
+	// and is to be refused as foreign, not skipped as unreadable.
+	if ue := q.lstatSafe(rel); ue != nil {
+		return nil, ue
+	}
 	return q.readSafe(rel, limit)
 }
 
