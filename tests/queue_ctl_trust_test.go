@@ -186,3 +186,60 @@ func TestQueueParentOpenToAll(t *testing.T) {
 		return len(in.lines("delivery", "qid="+id, "result=deferred")) == 1
 	})
 }
+
+// TestQueueSubdirLinkIsRefused: the queue user moves journal/ away and
+// puts a link to a directory of its own in its place, where a journal
+// that says the message was removed waits. gw-send, gw-qctl and gw-qstat
+// each refuse the queue with one line naming journal/; put back, the
+// message is still queued.
+func TestQueueSubdirLinkIsRefused(t *testing.T) {
+	uid, gid := queueUser(t)
+	dir := workDir(t)
+	qdir := filepath.Join(dir, "queue")
+	id, _ := queueWith(t, qdir, "later@good.test")
+	os.MkdirAll(filepath.Join(dir, "control"), 0o755)
+	os.WriteFile(filepath.Join(dir, "control", "me"), []byte("gw.test\n"), 0o644)
+	giveQueue(t, qdir, uid, gid)
+	journal := filepath.Join(qdir, "journal")
+	moved := filepath.Join(qdir, "journal.real")
+	if err := os.Rename(journal, moved); err != nil {
+		t.Fatal(err)
+	}
+	theirs := filepath.Join(dir, "theirs")
+	os.Mkdir(theirs, 0o750)
+	os.Chown(theirs, uid, gid)
+	if err := os.Symlink(theirs, journal); err != nil {
+		t.Fatal(err)
+	}
+	os.Lchown(journal, uid, gid)
+
+	why := "journal: not a directory but a symbolic link"
+	code, stderr := runBriefly(t, []string{bin("gw-send"), "--queue", qdir, "--control-dir", filepath.Join(dir, "control")})
+	if code != 111 {
+		t.Errorf("gw-send with journal/ a link: exit %d, want 111", code)
+	}
+	oneLine(t, "gw-send", stderr, qdir, why)
+	out, code := qctl(t, qdir, "hold", id)
+	if code != 111 {
+		t.Errorf("gw-qctl with journal/ a link: exit %d, want 111", code)
+	}
+	oneLine(t, "gw-qctl", out, why)
+	qout, err := exec.Command(bin("gw-qstat"), "--queue", qdir).CombinedOutput()
+	if err == nil {
+		t.Errorf("gw-qstat with journal/ a link succeeded: %q", qout)
+	}
+	oneLine(t, "gw-qstat", string(qout), why)
+	if ents, _ := os.ReadDir(theirs); len(ents) != 0 {
+		t.Errorf("written into the linked journal/: %v", ents)
+	}
+
+	os.Remove(journal)
+	os.Rename(moved, journal)
+	found := false
+	for _, m := range snapshot(t, qdir).Messages {
+		found = found || m.ID.String() == id
+	}
+	if !found {
+		t.Fatalf("message %s gone", id)
+	}
+}
