@@ -3,6 +3,7 @@ package instance
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +38,28 @@ func TestWriteFileMakesItsTempAnew(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(pid); string(b) != "42\n" {
 		t.Errorf("run.pid holds %q", b)
+	}
+}
+
+// TestCheckNamesUnsafeQueueDirs: a queue subdirectory replaced by a link
+// makes gw-send and the queue tools refuse the queue; check says so.
+func TestCheckNamesUnsafeQueueDirs(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd"} {
+		os.WriteFile(bin+"/"+p, nil, 0o755)
+	}
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, Flavour: "runit", BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(in.Check(), "\n"); strings.Contains(got, "refused") {
+		t.Fatalf("a new instance: %s", got)
+	}
+	seg := filepath.Join(in.Queue(), "seg")
+	os.Rename(seg, seg+".real")
+	os.Symlink(seg+".real", seg)
+	got := strings.Join(in.Check(), "\n")
+	if !strings.Contains(got, "queue/ is refused by gw-send and the queue tools: "+in.Queue()+": seg: not a directory but a symbolic link") {
+		t.Errorf("check says:\n%s", got)
 	}
 }
