@@ -760,3 +760,35 @@ func TestIncomingReadChunk(t *testing.T) {
 type iotestHalf struct{ r io.Reader }
 
 func (h iotestHalf) Read(p []byte) (int, error) { return h.r.Read(p[:(len(p)+1)/2]) }
+
+// TestScanCountsHops: the scan that finds a message counts its trace
+// lines, across chunk boundaries and not past the header, for the
+// runner and for a snapshot alike.
+func TestScanCountsHops(t *testing.T) {
+	q := newQueue(t)
+	line := "Received: from a by b; " + string(bytes.Repeat([]byte("x"), 800)) + "\r\n"
+	hdr := bytes.Repeat([]byte(line), 99) // about 80 KiB: over a 64 KiB chunk
+	body := append(append(hdr, "Delivered-To: c@example.org\r\n\r\n"...), bytes.Repeat([]byte("Received: in the body\r\n"), 50)...)
+	id := inject(t, q, body, env("bob@example.org"))
+	plain := inject(t, q, []byte("Subject: none\r\n\r\nReceived: body\r\n"), env("bob@example.org"))
+	snap, err := q.Snapshot()
+	must(t, err)
+	r, err := q.OpenRunner()
+	must(t, err)
+	defer r.Close()
+	for _, c := range []struct {
+		id   ID
+		hops int
+	}{{id, 100}, {plain, 0}} {
+		m, err := r.Message(c.id)
+		must(t, err)
+		if m.Hops != c.hops {
+			t.Errorf("runner: message %s hops %d, want %d", c.id, m.Hops, c.hops)
+		}
+	}
+	for _, m := range snap.Messages {
+		if want := map[ID]int{id: 100, plain: 0}[m.ID]; m.Hops != want {
+			t.Errorf("snapshot: message %s hops %d, want %d", m.ID, m.Hops, want)
+		}
+	}
+}

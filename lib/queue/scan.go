@@ -45,6 +45,7 @@ type Message struct {
 	ID         ID
 	Arrival    time.Time
 	Size       int64 // bytes of the stored message (trace line included)
+	Hops       int   // its trace lines (package hops), counted by the scan that found it
 	Sender     string
 	Recipients []Recipient
 	DSN        dsn.Mail // RET and ENVID, as the envelope gave them
@@ -127,7 +128,7 @@ func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
 		switch r.Kind {
 		case kindMessage:
 			m := &Message{
-				ID: r.ID, Arrival: r.Arrival, Size: r.BodySize,
+				ID: r.ID, Arrival: r.Arrival, Size: r.BodySize, Hops: r.Hops,
 				Sender: r.Envelope.Sender, DSN: r.Envelope.DSN, RequireTLS: r.Envelope.RequireTLS, UID: r.UID, PID: r.PID,
 				Segment: name, Offset: r.Offset,
 			}
