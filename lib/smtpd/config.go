@@ -101,9 +101,3 @@ type Authenticator interface {
 
 // Client is what a listener knows about one connection (tcpserver.Client).
 type Client = tcpserver.Client
-
-// ClientFromEnv builds a Client from environment lookups
-// (tcpserver.ClientFromEnv).
-func ClientFromEnv(lookup func(string) (string, bool)) Client {
-	return tcpserver.ClientFromEnv(lookup)
-}
