@@ -792,3 +792,39 @@ func TestScanCountsHops(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyReadsItsRecordOnly: a body read stops at its record's end as
+// the scan measured it, the next message's record right behind it in the
+// same segment; a body whose record is cut short there is corrupt.
+func TestBodyReadsItsRecordOnly(t *testing.T) {
+	q := newQueue(t)
+	c := q.NewCommitter()
+	defer c.Close()
+	var ids []ID
+	for _, body := range []string{"Subject: one\r\n\r\nfirst\r\n", "Subject: two\r\n\r\nsecond\r\n"} {
+		p := c.NewIncoming(1000, 42)
+		p.Write([]byte(body))
+		must(t, c.Commit(p, env("bob@example.org")))
+		ids = append(ids, p.ID())
+	}
+	snap, err := q.Snapshot()
+	must(t, err)
+	if len(snap.Messages) != 2 || snap.Messages[0].Segment != snap.Messages[1].Segment {
+		t.Fatalf("want two messages in one segment: %+v", snap.Messages)
+	}
+	first := snap.Messages[0]
+	if first.Length <= 0 || first.Offset+first.Length != snap.Messages[1].Offset {
+		t.Fatalf("first record at %d, %d bytes; the second at %d", first.Offset, first.Length, snap.Messages[1].Offset)
+	}
+	if got := readBody(t, q, first); !bytes.HasSuffix(got, []byte("first\r\n")) {
+		t.Errorf("body %q", got)
+	}
+	short := *first
+	short.Length-- // the checksum's last byte left out
+	rc, err := q.OpenBody(&short)
+	must(t, err)
+	defer rc.Close()
+	if _, err := io.ReadAll(rc); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("record cut short: %v, want ErrCorrupt", err)
+	}
+}

@@ -56,6 +56,10 @@ type Message struct {
 
 	Segment string // where it is stored
 	Offset  int64
+	// Length is the record's length as the scan found it, so that a
+	// reader of the body reads that record and no read-ahead of the next
+	// ones; 0 (a Message made otherwise): read to the record's end.
+	Length int64
 }
 
 // Done reports whether no recipient is pending any more.
@@ -130,7 +134,7 @@ func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
 			m := &Message{
 				ID: r.ID, Arrival: r.Arrival, Size: r.BodySize, Hops: r.Hops,
 				Sender: r.Envelope.Sender, DSN: r.Envelope.DSN, RequireTLS: r.Envelope.RequireTLS, UID: r.UID, PID: r.PID,
-				Segment: name, Offset: r.Offset,
+				Segment: name, Offset: r.Offset, Length: r.Length,
 			}
 			m.Recipients = make([]Recipient, len(r.Envelope.Recipients))
 			for i, a := range r.Envelope.Recipients {
