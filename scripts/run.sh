@@ -49,6 +49,7 @@ Receive it (optional; until then it waits in the queue, deferred):
 Watch the queue, follow a message, see the settings:
   $bin/gw-qstat --root $root --instance main list
   $bin/gw-qstat --root $root --instance main show QID
+  $bin/gw-qstat --root $root --instance main trace QID   # its log lines, also by Message-ID
   $bin/gw-send --root $root --instance main --explain test@example.com
   $bin/gw-instance --root $root config main -n
   $bin/gw-instance --root $root list
