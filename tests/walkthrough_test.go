@@ -200,10 +200,11 @@ func TestNewAdminWalkThrough(t *testing.T) {
 	}
 	// $ gw-qstat … trace QID: make run keeps the daemons' logs where a
 	// supervisor's multilog would, so the message's life is there: its
-	// acceptance (with its session) and its queueing, then, once gw-send
+	// session's RCPT, its acceptance and its queueing, then, once gw-send
 	// has tried the sink that does not run, the deferral.
 	traceCmd := strings.Replace(bannerCommand(t, banner, "gw-qstat", " trace QID"), "QID", m[1], 1)
 	trace := waitShell(t, traceCmd,
+		`main/smtpd info rcpt sid=\S+ to=test@example.com result=accept`,
 		`main/smtpd info accepted sid=\S+ msg=\S+ qid=`+m[1]+` `,
 		`main/queued info queued qid=`+m[1]+` `,
 		`main/send info delivery qid=`+m[1]+` rcpt=test@example.com .*result=deferred`)
