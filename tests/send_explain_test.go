@@ -44,8 +44,11 @@ func TestSendExplain(t *testing.T) {
 	var errs strings.Builder
 	cmd.Stderr = &errs
 	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("gw-send --explain: %v: %s", err, errs.String())
+	// nobody@nowhere.test and eve@partner.test have no mail host: exit
+	// 100, as sendmail -bv says an address would bounce, each named on
+	// stderr.
+	if exitCode(err) != 100 || !strings.Contains(errs.String(), "fatal: mail to nobody@nowhere.test, eve@partner.test would bounce") {
+		t.Fatalf("gw-send --explain with an address that would bounce: %v: %s", err, errs.String())
 	}
 	blocks := strings.Split(string(out), "\n\n")
 	if len(blocks) != 4 {
@@ -89,6 +92,12 @@ func TestSendExplain(t *testing.T) {
 	}
 	if i, j := strings.Index(blocks[0], "try: mx1.example.test[::1]:25"), strings.Index(blocks[0], "try: mx2."); i < 0 || i > j {
 		t.Errorf("the IPv6 address of mx1 is not tried before mx2:\n%s", blocks[0])
+	}
+
+	// Every address with somewhere to go: exit 0.
+	cmd = exec.Command(bin("gw-send"), "--root", root, "--instance", "main", "--explain", "bob@example.test", "ann@lists.example.test")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("gw-send --explain with deliverable addresses: %v: %s", err, out)
 	}
 
 	// Not an address: bad usage, nothing looked up.
