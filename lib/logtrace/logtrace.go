@@ -142,7 +142,8 @@ func fields(text string) map[string]string {
 
 // Trace picks out of lines those about the message id names: a qid, or a
 // Message-ID (with or without its angle brackets), which stands for the
-// qids of the accepted lines that name it. Hops between instances are
+// qids of the accepted lines that name it, and for the messages the
+// refused and discarded lines that name it (msgid=) are about. Hops between instances are
 // followed both ways: an accepted line's prev=HOST/QID joins its qid to
 // the one it came from. The lines of the sessions that accepted it come
 // too: its own (msg=), the session's connect, helo and end, and the MAIL
@@ -162,15 +163,17 @@ func Trace(lines []Line, id string) []Line {
 	}
 	for _, l := range lines {
 		q := l.Fields["qid"]
-		if q == "" {
-			continue
-		}
 		if isMessageID(id) {
 			want := strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
 			if v, ok := l.Fields["msgid"]; ok && strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">") == want {
-				qids[scoped{l.Instance, q}] = true
+				if q != "" {
+					qids[scoped{l.Instance, q}] = true
+				} else if m := l.Fields["msg"]; m != "" {
+					// refused or discarded: no qid, its session's id
+					msgs[scoped{l.Instance, m}] = true
+				}
 			}
-		} else if q == id {
+		} else if q != "" && q == id {
 			qids[scoped{l.Instance, q}] = true
 		}
 	}

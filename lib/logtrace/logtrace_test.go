@@ -163,7 +163,7 @@ func TestTraceScopesQIDsByInstance(t *testing.T) {
 // A qid brings the lines of the session that accepted it: connect, helo
 // and end, and the MAIL and RCPT lines of its own transaction, not
 // another message's. A message refused by a milter has no qid: its id in
-// the session (msg=) or the session's id finds it. A bounce's qid brings
+// the session (msg=), its Message-ID or the session's id finds it. A bounce's qid brings
 // the line of the message it reports on.
 func TestTraceTakesTheSessionsLinesAndTheBounce(t *testing.T) {
 	var all []Line
@@ -175,7 +175,7 @@ func TestTraceTakesTheSessionsLinesAndTheBounce(t *testing.T) {
 		"info accepted sid=s1 msg=s1.1 qid=aa1 from=a@b rcpts=1",
 		"info mail sid=s1 from=x@y result=accept",
 		"info rcpt sid=s1 to=z@d result=accept",
-		"info refused sid=s1 msg=s1.2 code=550 reason=milter milter=m1",
+		"info refused sid=s1 msg=s1.2 code=550 reason=milter milter=m1 msgid=<r@x>",
 		"info end sid=s1 msgs=2 reason=quit",
 		"info connect sid=s2 ip=127.0.0.2",
 		"info delivery qid=aa1 rcpt=c@d result=failed status=5.1.1",
@@ -191,6 +191,7 @@ func TestTraceTakesTheSessionsLinesAndTheBounce(t *testing.T) {
 	for _, c := range []struct{ id, want string }{
 		{"aa1", "connect helo mail:a@b rcpt:c@d accepted end delivery bounce"},
 		{"s1.2", "connect helo mail:x@y rcpt:z@d refused end"},
+		{"<r@x>", "connect helo mail:x@y rcpt:z@d refused end"},
 		{"s1", "connect helo mail:a@b rcpt:c@d accepted mail:x@y rcpt:z@d refused end delivery bounce"},
 		{"bb2", "bounce new"},
 	} {
