@@ -62,10 +62,11 @@ type tlsPolicies struct {
 	sts *mtasts.Policy
 	// optional: the message says "TLS-Required: No" (RFC 8689 5) and
 	// did not come with REQUIRETLS, which would overrule it (RFC 8689
-	// 4.1). The recipient's published policies (DANE at level dane,
-	// MTA-STS) are set aside: TLS is tried, and the clear taken where it
-	// fails. Levels an admin wrote to require TLS stay: they are the
-	// sending site's own policy, not the recipient's.
+	// 4.1). DANE (levels dane and dane-only) and MTA-STS, the policies
+	// RFC 8689 names, are set aside: TLS is tried, and the clear taken
+	// where it fails. The PKIX levels an admin wrote (encrypt, verify,
+	// secure: a smarthost's or a partner's TLS) stay: they are the
+	// sending site's own terms with that peer.
 	optional bool
 	// setAside: a policy was set aside for a host of this job.
 	setAside bool
@@ -139,7 +140,7 @@ func (tp *tlsPolicies) nexthop() string {
 // is not to be tried: the mail is deferred, never sent with less.
 func (tp *tlsPolicies) forHost(ctx context.Context, h route.Host) (*deliver.TLSPolicy, error) {
 	e := tp.entry
-	if tp.optional && (e.Level == tlspolicy.May || e.Level == tlspolicy.Dane) {
+	if tp.optional && (e.Level == tlspolicy.May || e.Level == tlspolicy.Dane || e.Level == tlspolicy.DaneOnly) {
 		return tp.optionalFor(ctx, h), nil
 	}
 	p := &deliver.TLSPolicy{Level: e.Level, Cert: e.Cert}
@@ -178,8 +179,8 @@ func (tp *tlsPolicies) optionalFor(ctx context.Context, h route.Host) *deliver.T
 		p.Roots = tp.cfg.TLSPolicy.Roots
 	}
 	var set []string
-	if tp.entry.Level == tlspolicy.Dane {
-		dp := &deliver.TLSPolicy{Level: tlspolicy.Dane}
+	if tp.entry.Level == tlspolicy.Dane || tp.entry.Level == tlspolicy.DaneOnly {
+		dp := &deliver.TLSPolicy{Level: tp.entry.Level}
 		switch err := tp.dane(ctx, h, dp); {
 		case err != nil:
 			set = append(set, "dane ("+err.Error()+")")
