@@ -96,6 +96,8 @@ func TestSendTLSRequiredNo(t *testing.T) {
 		ign := in.lines("tls_policy_ignored", "qid="+optional[d])
 		if len(ign) == 0 || !strings.Contains(ign[0], setAside[d]) || !strings.Contains(ign[0], `header="TLS-Required: No"`) {
 			t.Errorf("%s: tls_policy_ignored lines %q, want one with %q", d, ign, setAside[d])
+		} else {
+			t.Logf("%s\n%s", ign[0], l)
 		}
 		l = result(strict[d])
 		for _, want := range []string{"result=deferred", "status=4.7.5"} {
