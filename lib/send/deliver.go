@@ -150,7 +150,8 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 	var lastAt route.Host
 	var lastTLS deliver.TLSState // the last session's, for a REQUIRETLS refusal
 	tp := s.newTLSPolicies(j, cfg)
-	tp.optional = j.route.Proto == route.SMTP && !m.RequireTLS && s.tlsRequiredNo(j.id)
+	// the header is read only where there is something to set aside
+	tp.optional = j.route.Proto == route.SMTP && !m.RequireTLS && tp.recipientPolicy() && s.tlsRequiredNo(j.id)
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
 			lastErr = errStopped

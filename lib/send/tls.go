@@ -140,7 +140,7 @@ func (tp *tlsPolicies) nexthop() string {
 // is not to be tried: the mail is deferred, never sent with less.
 func (tp *tlsPolicies) forHost(ctx context.Context, h route.Host) (*deliver.TLSPolicy, error) {
 	e := tp.entry
-	if tp.optional && (e.Level == tlspolicy.May || e.Level == tlspolicy.Dane || e.Level == tlspolicy.DaneOnly) {
+	if tp.optional {
 		return tp.optionalFor(ctx, h), nil
 	}
 	p := &deliver.TLSPolicy{Level: e.Level, Cert: e.Cert}
@@ -167,6 +167,13 @@ func (tp *tlsPolicies) forHost(ctx context.Context, h route.Host) (*deliver.TLSP
 		}
 	}
 	return p, nil
+}
+
+// recipientPolicy reports whether the destination's TLS policy holds
+// one TLS-Required: No sets aside: DANE or MTA-STS.
+func (tp *tlsPolicies) recipientPolicy() bool {
+	l := tp.entry.Level
+	return l == tlspolicy.Dane || l == tlspolicy.DaneOnly || tp.sts != nil
 }
 
 // optionalFor is the policy of a session with h for a message that says
