@@ -30,6 +30,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 
 	"gw/lib/acl"
 	"gw/lib/queue"
@@ -275,7 +276,13 @@ func writeNew(path, text string, replace bool) error {
 // writeFile replaces path with text atomically.
 func writeFile(path, text string, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	// The temp file is made anew, never opened where it stands: some
+	// directories written here (state/) belong to a daemon's user, who
+	// could put a link at the temp name to a file gw-instance, run as
+	// root, would then overwrite (and chmod). The stale one, or the link,
+	// is removed; one put back in between makes the create fail.
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
 	if err != nil {
 		return err
 	}
@@ -289,11 +296,13 @@ func writeFile(path, text string, mode os.FileMode) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := f.Close(); err != nil {
+	if err := f.Chmod(mode); err != nil { // the umask took bits off; by the file, not its name
+		f.Close()
 		os.Remove(tmp)
 		return err
 	}
-	if err := os.Chmod(tmp, mode); err != nil {
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)

@@ -255,8 +255,17 @@ func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome, pool
 // delivered the message, and it is deferred rather than sent again at
 // once (RFC 5321 6.1: duplicates only in that window).
 func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route.Host, out []outcome) bool {
+	// refused holds, per recipient of j, the server's answer to its RCPT
+	// when that was a refusal. A failure of the whole transaction after
+	// RCPT (a lost connection, a timeout after the dot) is not theirs:
+	// they keep their own answer, and the final dot never went to them.
+	refused := make([]error, len(j.rcpts))
 	setAll := func(err error) {
 		for k := range out {
+			if refused[k] != nil {
+				out[k] = outcome{err: refused[k], at: h}
+				continue
+			}
 			out[k] = outcome{err: err, at: h}
 		}
 	}
@@ -287,10 +296,16 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		}
 		return isAnswer(err)
 	}
-	for _, i := range j.rcpts {
+	var accepted []int // indexes into m.Recipients of those RCPT took
+	for k, i := range j.rcpts {
 		// A refusal here comes out of Commit too (with pipelining it
-		// can only come from there).
-		d.AddRcpt(m.Recipients[i].Address, m.Recipients[i].DSN)
+		// can only come from there, and the recipient counts as
+		// accepted until then).
+		if err := d.AddRcpt(m.Recipients[i].Address, m.Recipients[i].DSN); err != nil {
+			refused[k] = err
+		} else {
+			accepted = append(accepted, i)
+		}
 	}
 	body, err := s.r.Body(j.id)
 	if err != nil {
@@ -304,6 +319,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		if errors.Is(err, queue.ErrCorrupt) {
 			// Its segment goes to bad/ once finished, not away.
 			s.r.MarkDamaged(j.id, err.Error())
+			clear(refused) // no recipient can have a message that is gone
 			setAll(&gwError{"5.3.0", "queued message is corrupt: " + err.Error()})
 			return true
 		}
@@ -313,13 +329,13 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 	}
 	dot := dataSent(d)
 	if dot {
-		s.dotSent(j)
+		s.dotSent(j, accepted)
 	}
 	res, err := d.Commit()
 	if err != nil {
 		setAll(afterDot(dot, err))
 		for k := range out {
-			out[k].dot = dot
+			out[k].dot = dot && refused[k] == nil
 		}
 		return isAnswer(err) || dot
 	}
@@ -328,7 +344,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		replies = r.Replies()
 	}
 	for k := range out {
-		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot, dsnTaken: sess.OffersDSN()}
+		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot && refused[k] == nil, dsnTaken: sess.OffersDSN()}
 		if k < len(replies) && out[k].err == nil {
 			out[k].reply = replies[k]
 		}
