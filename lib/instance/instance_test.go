@@ -507,3 +507,37 @@ func TestListenersKeepRatesInState(t *testing.T) {
 		t.Errorf("%s made for a listener with its own --rates", in.RatesFile("submission"))
 	}
 }
+
+// TestRatesFileIsNotALink: the smtpd user owns state/ and puts a link at
+// a listener's rates file to a file of root's; gw-instance services, as
+// root, refuses the link and leaves the file behind it as it was, its
+// owner and mode too.
+func TestRatesFileIsNotALink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (make test runs as root in CI)")
+	}
+	root, bin := t.TempDir(), t.TempDir()
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin,
+		Users: Users{SMTPD: "nobody"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(victim, []byte("root:secret\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(in.RatesFile("smtpd"))
+	if err := os.Symlink(victim, in.RatesFile("smtpd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.WriteServices(); err == nil {
+		t.Error("services went through a link at the rates file")
+	}
+	fi, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 0 || fi.Mode().Perm() != 0o640 {
+		t.Errorf("the file behind the link: uid %d mode %04o, want root's, 0640", uid, fi.Mode().Perm())
+	}
+}

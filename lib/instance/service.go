@@ -108,25 +108,51 @@ func (in *Instance) ratesFiles(s *Settings) error {
 		if (l.Proto != "smtp" && l.Proto != "qmtp") || hasFlag(l.Args, "rates") {
 			continue
 		}
-		f, err := os.OpenFile(in.RatesFile(l.Face), os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			return err
-		}
-		f.Close()
 		u := s.listenerUser(l)
-		if u == "" || !root {
-			continue
+		if !root {
+			u = ""
 		}
-		if err := chownTo(in.RatesFile(l.Face), u); err != nil {
+		if err := ratesFile(in.RatesFile(l.Face), u); err != nil {
 			return err
 		}
-		if u != s.Users.SMTPD {
+		if u != "" && u != s.Users.SMTPD {
 			if err := os.Chmod(in.Path("state"), 0o751); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// ratesFile makes path an empty file if missing and gives it to user
+// ("" leaves the owner) with mode 0600. state/ belongs to a daemon's
+// user, who may have put a link or a special file at path: it is opened
+// without following a link, must be a regular file of one name, and is
+// changed through its descriptor, so that gw-instance, run as root, never
+// hands another file to that user.
+func ratesFile(path, user string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || (ok && st.Nlink != 1) {
+		return fmt.Errorf("%s is not a regular file of one name: remove it, then run gw-instance services again", path)
+	}
+	if user != "" {
+		uid, gid, err := lookupIDs(user)
+		if err != nil {
+			return err
+		}
+		if err := f.Chown(uid, gid); err != nil {
+			return err
+		}
+	}
+	return f.Chmod(0o600)
 }
 
 // scanProxy is gw-scan(8) as an SMTP proxy (the amavisd-new tradition):
