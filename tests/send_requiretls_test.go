@@ -146,9 +146,12 @@ func TestSendRequireTLS(t *testing.T) {
 	// Its bounce, REQUIRETLS too, is not dropped for Postfix's want of
 	// REQUIRETLS (RFC 8689 5): it goes over the verified session
 	// without the parameter, and the log says so.
+	// (the sink's file is read once it is whole: it ends with the
+	// report's closing boundary)
 	waitFor(t, "the bounce through Postfix", 20*time.Second, func() bool {
+		txs := pf.inside.transactions()
 		return len(toPostfix.lines("delivery", "rcpt=b@gw.test", "result=delivered", "tls_auth=verified")) == 1 &&
-			len(pf.inside.transactions()) == 1
+			len(txs) == 1 && strings.HasSuffix(strings.TrimRight(txs[0], "\n"), "--")
 	})
 	if l := toPostfix.lines("requiretls_not_offered"); len(l) != 1 || !strings.Contains(l[0], `action="report sent without REQUIRETLS"`) {
 		t.Errorf("requiretls_not_offered lines %q, want one", l)

@@ -120,7 +120,16 @@ func TestSendTLSRequiredNo(t *testing.T) {
 			t.Errorf("a policy the header does not touch was set aside: %q", ign)
 		}
 	}
-	waitFor(t, "the four optional messages through Postfix", 20*time.Second, func() bool { return len(pf.inside.transactions()) == 4 })
+	// (each whole: the body is its last line)
+	waitFor(t, "the four optional messages through Postfix", 20*time.Second, func() bool {
+		txs := pf.inside.transactions()
+		for _, tx := range txs {
+			if !strings.Contains(tx, "\n\nbody\n") {
+				return false
+			}
+		}
+		return len(txs) == 4
+	})
 	for _, tx := range pf.inside.transactions() {
 		if !strings.Contains(tx, "Subject: optional to ") {
 			t.Errorf("Postfix passed on a message that was not to go:\n%s", tx)
