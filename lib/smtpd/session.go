@@ -64,6 +64,7 @@ type session struct {
 	spool    *spool
 
 	milters []milter.Milter // this client's (milter.go)
+	milt    *milter.Session // their side of the session, from the first MAIL
 }
 
 // Serve runs one SMTP session on conn for client cl and closes conn. It is
@@ -94,6 +95,9 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 		Log:     s.log,
 	}
 	reason := smtpserver.Serve(conn, core, cl, s.id, s)
+	if s.milt != nil {
+		s.milt.Close()
+	}
 	if s.tx != nil { // a message a panic cut off
 		s.tx.Abort()
 	}
@@ -123,7 +127,12 @@ func (s *session) Helo(ss *smtpserver.Session) *smtpserver.Reply {
 }
 
 // Reset ends the transaction.
-func (s *session) Reset(*smtpserver.Session) { s.reset() }
+func (s *session) Reset(*smtpserver.Session) {
+	s.reset()
+	if s.milt != nil {
+		s.milt.Reset()
+	}
+}
 
 func (s *session) reset() {
 	s.badFrom, s.rcpts, s.rcptDSN = false, s.rcpts[:0], s.rcptDSN[:0]
@@ -191,6 +200,10 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 		s.from = mailbox.Address{}
 		return r
 	}
+	if r := s.milterMail(ss, from.String()); r != nil {
+		s.from = mailbox.Address{}
+		return r
+	}
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom, "utf8", m.UTF8)
 	return nil
 }
@@ -222,6 +235,9 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 			rep = errBadRcpt
 		}
 		return s.refuseRcpt(addr, rep, err.Error())
+	}
+	if rep := s.milterRcpt(addr); rep != nil {
+		return rep
 	}
 	r.Addr, r.Stored = to, addr
 	s.rcpts = append(s.rcpts, addr)
