@@ -384,3 +384,34 @@ func waitSeen(t *testing.T, s *seen, ok func(*seen) bool) {
 		}
 	}
 }
+
+// TestMailRefusalAndRcptDiscard: a refusal at MAIL is MAIL's, and the
+// milters after the refusing one are not told; a discard at RCPT takes
+// the recipient and drops the whole message at its end, as Postfix does.
+func TestMailRefusalAndRcptDiscard(t *testing.T) {
+	refuse, _ := gomilter.RejectWithCodeAndReason(550, "5.7.1 not this sender")
+	first, _ := serve(t, filter{atMail: refuse})
+	second, heard := serve(t, filter{})
+	second.Name = "g"
+	s := Open([]Milter{first, second}, memoClient)
+	if st := s.Mail("ops@gw.test", memoMail); st.Reply == nil || *st.Reply != (Reply{550, "5.7.1", "not this sender"}) || st.By != "f" {
+		t.Errorf("MAIL: %+v", st)
+	}
+	s.Close()
+	heard.mu.Lock()
+	if heard.from != "" {
+		t.Errorf("the second milter was told MAIL %q after the first refused it", heard.from)
+	}
+	heard.mu.Unlock()
+
+	m, _ := serve(t, filter{atRcpt: func(string) *gomilter.Response { return gomilter.RespDiscard }})
+	s = Open([]Milter{m}, memoClient)
+	defer s.Close()
+	s.Mail("ops@gw.test", memoMail)
+	if st := s.Rcpt("a@example.org"); st.Reply != nil {
+		t.Errorf("RCPT under a discard: %+v", st)
+	}
+	if out := s.End(memo); !out.Discard || out.By != "f" || out.Reply != nil {
+		t.Errorf("the message's end after a discard at RCPT: %+v", out)
+	}
+}
