@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"gw/lib/dsn"
 	"gw/lib/envelope"
@@ -113,6 +114,7 @@ func (s *session) milterMail(ss *smtpserver.Session, from string) *smtpserver.Re
 	st := s.milt.Mail(from, macros)
 	s.logMilterFailed("", st.Failed)
 	if r := st.Reply; r != nil {
+		s.explain("milter %s: refused the sender at MAIL: %d %s", st.By, r.Code, r.Text)
 		s.log("info", "mail", "from", from, "result", "reject", "code", r.Code, "reason", "milter", "milter", st.By, "text", r.Text)
 		return reply(r.Code, r.Enhanced, r.Text)
 	}
@@ -128,6 +130,7 @@ func (s *session) milterRcpt(addr string) *smtpserver.Reply {
 	st := s.milt.Rcpt(addr)
 	s.logMilterFailed("", st.Failed)
 	if r := st.Reply; r != nil {
+		s.explain("milter %s: refused %s at RCPT, this recipient alone: %d %s", st.By, addr, r.Code, r.Text)
 		return s.refuseRcpt(addr, reply(r.Code, r.Enhanced, r.Text), "milter "+st.By+": "+r.Text)
 	}
 	return nil
@@ -162,6 +165,7 @@ func (s *session) runMilters(env envelope.Envelope, data []byte, msgID string) (
 		Rcpts:   env.Recipients,
 		Message: data,
 	})
+	s.explainMilters(out)
 	s.logMilterFailed(msgID, out.Failed)
 	for _, c := range out.Changes {
 		s.log("info", "milter_changed", "msg", msgID, "changes", c)
@@ -233,4 +237,24 @@ func (s *session) milterMacros(ss *smtpserver.Session, clientName string) map[st
 		m["{auth_authen}"] = s.authUser
 	}
 	return m
+}
+
+// explainMilters tells the session test the milters' verdict.
+func (s *session) explainMilters(out milter.Outcome) {
+	if s.cfg.Explain == nil {
+		return
+	}
+	names := make([]string, len(s.milters))
+	for i, m := range s.milters {
+		names[i] = m.Name
+	}
+	ran := "milters " + strings.Join(names, ", ")
+	switch {
+	case out.Reply != nil:
+		s.explain("%s: refused by %s: %d %s", ran, out.By, out.Reply.Code, out.Reply.Text)
+	case out.Discard:
+		s.explain("%s: discarded by %s: the client is told ok, nothing is delivered", ran, out.By)
+	default:
+		s.explain("%s: accepted, %d change(s), %d quarantine mark(s), %d failed and passed by", ran, len(out.Changes), len(out.Quarantine), len(out.Failed))
+	}
 }
