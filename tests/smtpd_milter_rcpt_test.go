@@ -83,3 +83,27 @@ func TestSMTPDMilterRefusesOneRecipient(t *testing.T) {
 		t.Errorf("the log does not show the milter's refusal of nobody@:\n%s", log)
 	}
 }
+
+// TestSMTPDSessionTestMilterRcpt: gw-smtpd's session test, on a face
+// with the recipient milter, says which milter refused which recipient
+// at RCPT and that the others went on.
+func TestSMTPDSessionTestMilterRcpt(t *testing.T) {
+	dir := workDir(t)
+	sock := filepath.Join(dir, "rcptmilter.sock")
+	script, err := filepath.Abs("testdata/rcptmilter.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	milterDaemon(t, sock, "/usr/bin/python3", script, "unix:"+sock, "nobody@example.com", "old@example.com", "new@example.com")
+	in := newSessionInstance(t, map[string]string{"milters": "rcpt unix:" + sock + " timeout=20s\n"})
+	out := in.session(t, "203.0.113.5",
+		"HELO me\nMAIL FROM:<a@example.org>\nRCPT TO:<u@example.com>\nRCPT TO:<nobody@example.com>\nDATA\nSubject: test\n\nhi\n.\nQUIT\n")
+	transcript(t, out,
+		"220 ", "250 ", "250 2.0.0 ok", "250 2.0.0 ok",
+		">>> milter rcpt: refused nobody@example.com at RCPT, this recipient alone: 550 no mailbox here by that name",
+		"550 5.1.1 no mailbox here by that name",
+		"354 ",
+		">>> milters rcpt: accepted, 1 change(s)",
+		"250 2.0.0 ok",
+		"221 ")
+}
