@@ -77,7 +77,7 @@ func (s *Sender) deliver(j *job) {
 		s.record(j, &m, out, true, "", deliver.TLSState{})
 		return
 	}
-	if s.looping(j.id) {
+	if looping(&m) {
 		for k := range out {
 			out[k].err = errLooping
 		}
