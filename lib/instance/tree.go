@@ -200,7 +200,7 @@ func Create(root, name string, opts Options) (*Instance, error) {
 		"control/users":       opts.Users.format(),
 		"control/environment": envHeader + lines(opts.Env),
 		"acl/tcp.smtp":        aclText(opts.Relay),
-		"acl/tcp.qmtp":        "# QMTP clients: the primary instances that hand mail to this one\n127.:allow\n:deny\n",
+		"acl/tcp.qmtp":        qmtpACL,
 	}
 	if opts.Scan {
 		var faces []string
@@ -247,6 +247,13 @@ func lines(l []string) string {
 	}
 	return strings.Join(l, "\n") + "\n"
 }
+
+// qmtpACL is the default tcprules source of a QMTP face: the primaries on
+// this host, and no one else. GW_PEER marks them as gw instances, whose
+// X-Gw-Trace field (the message's qid in the primary) gw-qmtpd logs.
+const qmtpACL = "# QMTP clients: the primary instances that hand mail to this one;\n" +
+	"# GW_PEER: they are gw instances, believed on the message's qid there\n" +
+	"127.:allow,GW_PEER=\"\"\n:deny\n"
 
 // aclText is the default tcprules source of an SMTP face: the relay
 // prefixes get RELAYCLIENT, everyone else may connect and send to

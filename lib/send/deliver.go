@@ -3,6 +3,8 @@ package send
 import (
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"time"
 
 	"gw/lib/deliver"
@@ -10,6 +12,7 @@ import (
 	"gw/lib/queue"
 	"gw/lib/route"
 	"gw/lib/schedule"
+	"gw/lib/tracehdr"
 )
 
 // job is one message's due recipients of one domain, or (finishing) the
@@ -74,7 +77,7 @@ func (s *Sender) deliver(j *job) {
 		s.record(j, &m, out, true, "", deliver.TLSState{})
 		return
 	}
-	if s.looping(j.id) {
+	if looping(&m) {
 		for k := range out {
 			out[k].err = errLooping
 		}
@@ -279,15 +282,17 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 			return deliver.StartRequireTLS(sess, sender, size, utf8, d)
 		}
 	}
-	d, err := start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
+	field := s.traceField(j, sess)
+	size := m.Size + int64(len(field))
+	d, err := start(m.Sender, size, needsUTF8(m, j.rcpts), m.DSN)
 	if err != nil && m.RequireTLS && isReport(m) && deliver.RequireTLSNotOffered(err) {
 		// RFC 8689 5: a report about a REQUIRETLS message (null sender,
-		// or a double bounce's)
-		// is not dropped because the next hop lacks REQUIRETLS, which
-		// would lose it for good: it goes over the authenticated TLS
-		// session that hop gave, without the parameter, and says so.
+		// or a double bounce's) is not dropped because the next hop
+		// lacks REQUIRETLS, which would lose it for good: it goes over
+		// the authenticated TLS session that hop gave, without the
+		// parameter, and says so.
 		s.log.Warning("requiretls_not_offered", "qid", j.id, "host", h.String(), "action", "report sent without REQUIRETLS")
-		d, err = sess.Start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
+		d, err = sess.Start(m.Sender, size, needsUTF8(m, j.rcpts), m.DSN)
 	}
 	if err != nil {
 		setAll(err)
@@ -313,7 +318,7 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		setAll(&gwError{"4.3.0", "cannot read the queued message: " + err.Error()})
 		return true
 	}
-	err = d.Body(body)
+	err = d.Body(io.MultiReader(strings.NewReader(field), body))
 	body.Close()
 	if err != nil {
 		if errors.Is(err, queue.ErrCorrupt) {
@@ -356,6 +361,25 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 // or notice (null sender) or a double bounce.
 func isReport(m *queue.Message) bool {
 	return m.Sender == "" || m.Sender == DoubleBounceSender
+}
+
+// traceField is the X-Gw-Trace line that goes on top of j's message over
+// sess: on a QMTP route, and to an SMTP server that offered XGWTRACE. QMTP
+// routes lead to gw's own instances (qmtproutes: the primary's hand-over
+// to its secondaries); gw-smtpd offers the keyword only to the clients
+// its ACL marks GW_PEER. Each takes the field out and logs it. Other SMTP
+// and LMTP servers, the Internet's or a mail store, get none, so the
+// field leaks nowhere. "" also when me is not a name the field can carry.
+func (s *Sender) traceField(j *job, sess deliver.Session) string {
+	wants, ok := sess.(interface{ WantsTrace() bool })
+	if j.route.Proto != route.QMTP && !(ok && wants.WantsTrace()) {
+		return ""
+	}
+	l := tracehdr.Link{Host: s.config().Me, QID: j.id.String()}
+	if _, ok := tracehdr.Parse("host=" + l.Host + " qid=" + l.QID); !ok {
+		return ""
+	}
+	return tracehdr.Field(l)
 }
 
 // isRequireTLSRefusal reports gw's own 5.7.10: this host cannot carry a
