@@ -200,7 +200,7 @@ func (c *conn) run() {
 		c.stop("refused")
 		return
 	}
-	c.line("220 " + c.cfg.Greeting + " ESMTP")
+	c.line("220 ", c.cfg.Greeting, " ESMTP")
 	for c.reason == "" {
 		c.command()
 	}
@@ -224,9 +224,12 @@ func (c *conn) flush() {
 	}
 }
 
-// line queues one reply line.
-func (c *conn) line(l string) {
-	c.bw.WriteString(l)
+// line queues one reply line, given in parts: the writer joins them, with
+// no string made for the line.
+func (c *conn) line(parts ...string) {
+	for _, p := range parts {
+		c.bw.WriteString(p)
+	}
 	c.bw.WriteString("\r\n")
 }
 
@@ -249,7 +252,14 @@ func (c *conn) count(r *Reply) *Reply {
 
 // send queues a counted reply; a 421 ends the session.
 func (c *conn) send(r *Reply) {
-	c.line(r.Line())
+	if n := r.Code; n >= 100 && n <= 999 { // digit by digit: no string a reply
+		c.bw.WriteByte(byte('0' + n/100))
+		c.bw.WriteByte(byte('0' + n/10%10))
+		c.bw.WriteByte(byte('0' + n%10))
+	} else {
+		c.bw.WriteString(strconv.Itoa(n))
+	}
+	c.line(" ", r.Enhanced, " ", r.Text)
 	if r.Code == 421 {
 		c.stop(reasonOf(r))
 	}
