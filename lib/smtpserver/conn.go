@@ -92,6 +92,7 @@ type conn struct {
 	junk   int
 	reason string // why the session ended; "" while it goes on
 	end    time.Time
+	wset   time.Time // when the write deadline was last set; zero: not on this transport
 
 	verb    string // the command being answered
 	fromPol bool   // the reply comes from Policy.Rcpt: not a protocol error
@@ -160,7 +161,7 @@ var (
 // setTransport reads and writes through t from now on; whatever was
 // buffered for the transport before (STARTTLS) is dropped.
 func (c *conn) setTransport(t net.Conn) {
-	c.nc = t
+	c.nc, c.wset = t, time.Time{} // the handshake cleared the deadline
 	c.feed = &feed{c: c, nc: t}
 	if c.br == nil {
 		c.br, c.bw = readers.Get().(*bufio.Reader), writers.Get().(*bufio.Writer)
@@ -178,9 +179,16 @@ func (c *conn) release() {
 	c.br, c.bw = nil, nil
 }
 
-// write sends replies with a deadline of their own.
+// write sends replies with a deadline of their own: Timeout from the
+// write, renewed only once a sixteenth of it has passed since it was
+// last set. The time left for a write is never under 15/16 of Timeout,
+// and a session's replies share one timer update instead of making one
+// each.
 func (c *conn) write(p []byte) (int, error) {
-	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.Timeout))
+	if now := time.Now(); c.wset.IsZero() || now.Sub(c.wset) > c.cfg.Timeout/16 {
+		c.nc.SetWriteDeadline(now.Add(c.cfg.Timeout))
+		c.wset = now
+	}
 	return c.nc.Write(p)
 }
 
