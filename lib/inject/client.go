@@ -26,6 +26,7 @@ type Client struct {
 	// outOfStep: the server sent bytes past a reply; the connection
 	// carries no further message (Stale).
 	outOfStep bool
+	replyBuf  [maxReply]byte
 }
 
 // helloWait bounds the wait for the server's answer to a hello: a server
@@ -173,7 +174,7 @@ func (c *Client) End(last []byte, env envelope.Envelope) (Reply, error) {
 // reply reads the server's answer to a message; a malformed queue id is
 // dropped (the message is queued all the same).
 func (c *Client) reply() (Reply, error) {
-	code, qid, extra, err := readReply(c.conn, c.version)
+	code, qid, extra, err := readReply(c.conn, c.version, c.replyBuf[:])
 	c.outOfStep = c.outOfStep || extra
 	if err != nil && !errors.Is(err, errBadQID) {
 		return Reply{}, err

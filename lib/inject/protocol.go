@@ -77,9 +77,10 @@ const maxReply = 2 + 255
 // once its bytes are read: the code is what counts. Bytes the server
 // sent past the reply, which nobody asked for, are read with it and
 // reported as extra: the connection is out of step and must not carry
-// another message.
-func readReply(r io.Reader, v byte) (code int, qid string, extra bool, err error) {
-	var buf [maxReply]byte
+// another message. buf is where the reply is read, at least maxReply
+// bytes: the client's own, not one allocated a message.
+func readReply(r io.Reader, v byte, buf []byte) (code int, qid string, extra bool, err error) {
+	buf = buf[:maxReply]
 	have := 0
 	need := 1 // the code; then, for an accepting reply of version 2, the id's length and the id
 	for have < need {

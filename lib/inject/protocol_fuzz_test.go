@@ -28,7 +28,7 @@ func FuzzReadReply(f *testing.F) {
 	f.Add([]byte{0, 1, 'a', 0}, byte(2), uint8(0))
 	f.Fuzz(func(t *testing.T, in []byte, v byte, split uint8) {
 		r := &splitReader{b: in, first: int(split)}
-		code, qid, extra, err := readReply(r, v)
+		code, qid, extra, err := readReply(r, v, make([]byte, maxReply))
 		used := len(in) - len(r.b)
 		if err != nil && !errors.Is(err, errBadQID) {
 			return // short: the connection is dropped
