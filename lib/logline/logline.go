@@ -64,29 +64,35 @@ func (l *Logger) Warning(event string, kv ...any) { l.Log("warning", event, kv..
 func (l *Logger) Alert(event string, kv ...any) { l.Log("alert", event, kv...) }
 
 // Log writes one line of the given severity.
-func (l *Logger) Log(severity, event string, kv ...any) { l.LogWith("", severity, event, kv...) }
+func (l *Logger) Log(severity, event string, kv ...any) { l.LogWith(Fields{}, severity, event, kv...) }
 
 // Fields are key=value pairs formatted once, for the lines that all
 // carry them after the event name (a session's id).
-type Fields string
+type Fields struct {
+	kv   []any
+	text string
+}
 
 // With returns kv as Fields.
-func With(kv ...any) Fields { return Fields(appendFields(nil, kv)) }
+func With(kv ...any) Fields { return Fields{kv: kv, text: string(appendFields(nil, kv))} }
 
 // LogWith writes one line of the given severity with f, then kv, after
 // the event name. The line is formatted on the stack and copied into
 // the pending writes, with no string made of it: a busy listener logs
 // half a dozen lines a session, and each allocation is the collector's
-// work later.
+// work later. The tap sees f's pairs before kv, as the line has them.
 func (l *Logger) LogWith(f Fields, severity, event string, kv ...any) {
 	var buf [512]byte
-	line := appendLine(buf[:0], severity, event, f, kv)
+	line := appendLine(buf[:0], severity, event, f.text, kv)
 	l.mu.Lock()
 	l.pending = append(l.pending, line...)
 	tap := l.tap
 	l.mu.Unlock()
 	l.write()
 	if tap != nil {
+		if len(f.kv) > 0 {
+			kv = append(append(make([]any, 0, len(f.kv)+len(kv)), f.kv...), kv...)
+		}
 		tap(severity, event, kv)
 	}
 }
@@ -116,11 +122,11 @@ func Format(severity, event string, kv ...any) string {
 	return string(appendLine(nil, severity, event, "", kv))
 }
 
-func appendLine(b []byte, severity, event string, f Fields, kv []any) []byte {
+func appendLine(b []byte, severity, event, fields string, kv []any) []byte {
 	b = append(b, severity...)
 	b = append(b, ' ')
 	b = append(b, event...)
-	b = append(b, f...)
+	b = append(b, fields...)
 	b = appendFields(b, kv)
 	return append(b, '\n')
 }

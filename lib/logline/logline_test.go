@@ -34,6 +34,8 @@ func TestFormat(t *testing.T) {
 func TestLogWith(t *testing.T) {
 	var b bytes.Buffer
 	l := New(&b)
+	var tapped []string
+	l.Tap(func(severity, event string, kv []any) { tapped = append(tapped, Format(severity, event, kv...)) })
 	sid := With("sid", "abc", "peer", "a b")
 	l.LogWith(sid, "info", "mail", "from", "x@example.org", "size", 10, "err", fmt.Errorf("no=way"))
 	l.LogWith(sid, "warning", "end")
@@ -43,6 +45,9 @@ func TestLogWith(t *testing.T) {
 		"info plain n=7 ok=true\n"
 	if b.String() != want {
 		t.Errorf("logged\n%s\nwant\n%s", b.String(), want)
+	}
+	if strings.Join(tapped, "") != want {
+		t.Errorf("the tap saw\n%s\nwant what was logged\n%s", strings.Join(tapped, ""), want)
 	}
 }
 
