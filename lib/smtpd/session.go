@@ -21,6 +21,7 @@ import (
 	"gw/lib/relay"
 	"gw/lib/smtpserver"
 	"gw/lib/tcpserver"
+	"gw/lib/tracehdr"
 )
 
 // MaxCommandLine is the longest command line gw-smtpd answers, CRLF
@@ -93,6 +94,11 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 		Idle:    func(idle bool) bool { return tcpserver.Idle(conn, idle) },
 		Closing: func() bool { return tcpserver.Closing(conn) },
 		Log:     s.log,
+	}
+	if cl.Peer {
+		// a gw instance's gw-send, seeing it, puts its qid on top of
+		// the message (X-Gw-Trace); no one else is asked for it
+		core.Keywords = []string{tracehdr.Keyword}
 	}
 	reason := smtpserver.Serve(conn, core, cl, s.id, s)
 	if s.tx != nil { // a message a panic cut off
@@ -264,6 +270,9 @@ func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpserver.Reply {
 	tx, msgID := s.tx, s.msgID
 	s.tx = nil
+	if s.mw != nil {
+		s.mw.End()
+	}
 	abort := func() {
 		if tx != nil {
 			tx.Abort()
@@ -311,11 +320,21 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 	// queue's log (qmail's "qp"); else the message's id in this log.
 	qid := handoff.QID(tx)
 	if qid == "" {
-		s.log("info", "accepted", withMsgID([]any{"msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked}, s.mw)...)
+		s.log("info", "accepted", s.acceptedFields([]any{"msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked})...)
 		return reply(250, "2.0.0", "ok "+msgID)
 	}
-	s.log("info", "accepted", withMsgID([]any{"msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked}, s.mw)...)
+	s.log("info", "accepted", s.acceptedFields([]any{"msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked})...)
 	return reply(250, "2.0.0", "ok "+qid)
+}
+
+// acceptedFields are kv and what the message itself tells the log: its
+// Message-ID, and the link to the instance that handed it on.
+func (s *session) acceptedFields(kv []any) []any {
+	kv = withMsgID(kv, s.mw)
+	if s.mw != nil {
+		kv = append(kv, s.mw.TraceFields(s.cl.Peer)...)
+	}
+	return kv
 }
 
 // withMsgID adds the message's Message-ID, when it has one, to an

@@ -76,6 +76,7 @@ func (c *conn) hello(arg string, ehlo bool) {
 	if c.cfg.Auth && c.s.TLS != nil {
 		ext = append(ext, "AUTH PLAIN LOGIN")
 	}
+	ext = append(ext, c.cfg.Keywords...)
 	for _, e := range ext {
 		c.line("250-", e)
 	}
