@@ -14,6 +14,7 @@ import (
 	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
+	"gw/lib/logline"
 	"gw/lib/mailbox"
 	"gw/lib/milter"
 	"gw/lib/qq"
@@ -74,9 +75,8 @@ type session struct {
 // and under tcpserver on fds 0 and 1.
 func Serve(conn net.Conn, cfg *Config, cl Client) {
 	s := &session{cfg: cfg, cl: cl, id: smtpserver.NewID()}
-	s.log = func(sev, event string, kv ...any) {
-		cfg.Log.Log(sev, event, append([]any{"sid", s.id}, kv...)...)
-	}
+	sid := logline.With("sid", s.id)
+	s.log = func(sev, event string, kv ...any) { cfg.Log.LogWith(sid, sev, event, kv...) }
 	kv := []any{"ip", cl.RemoteIP, "port", cl.RemotePort}
 	if cl.HasRemoteHost {
 		kv = append(kv, "host", cl.RemoteHost)
