@@ -45,7 +45,7 @@ Send a test message:
   swaks --server $listen --from you@example.org --to test@example.com
 Receive it (optional; until then it waits in the queue, deferred):
   smtp-sink $sinkuser-c ${route%:*}:${route##*:} 100
-  $bin/gw-qctl --queue $root/main/queue --domain example.com retry   # now, not at the next retry
+  $bin/gw-qctl --root $root --instance main --domain example.com retry   # now, not at the next retry
 Watch the queue, follow a message, see the settings:
   $bin/gw-qstat --root $root --instance main list
   $bin/gw-qstat --root $root --instance main show QID

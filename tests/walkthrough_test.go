@@ -209,6 +209,11 @@ func TestNewAdminWalkThrough(t *testing.T) {
 		`main/queued info queued qid=`+m[1]+` `,
 		`main/send info delivery qid=`+m[1]+` rcpt=test@example.com .*result=deferred`)
 	t.Logf("$ %s\n%s", traceCmd, trace)
+	// $ gw-qctl … --domain example.com retry: the banner names the
+	// instance as every other command does.
+	if out := shell(t, bannerCommand(t, banner, "gw-qctl", "--instance main", " retry")); !hasLine(out, m[1]+" ok") {
+		t.Errorf("gw-qctl retry: no line %q in:\n%s", m[1]+" ok", out)
+	}
 	// $ gw-send … --explain test@example.com
 	explain := shell(t, bannerCommand(t, banner, "gw-send", "--explain"))
 	if want := "route: 127.0.0.1 port " + strconv.Itoa(sink) + " over SMTP (smtproutes; no MX lookup)"; !strings.Contains(explain, want) {
