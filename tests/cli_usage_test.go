@@ -1,8 +1,11 @@
 package tests
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +107,34 @@ func TestQueueToolsTakeInstance(t *testing.T) {
 			t.Fatalf("gw-queued --instance main made no socket %s", sock)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logErrorKey finds a log call that names its error "error=": gw's log
+// lines say err=, and a reader's grep for one should find them all.
+var logErrorKey = regexp.MustCompile(`\b(?:Info|Warning|Error|Alert|Log|LogWith|log)\(.*"error", `)
+
+// TestLogLinesSayErr: every log line of every program names an error
+// err=, never error=.
+func TestLogLinesSayErr(t *testing.T) {
+	for _, top := range []string{"../lib", "../cmd"} {
+		err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for i, line := range strings.Split(string(b), "\n") {
+				if logErrorKey.MatchString(line) {
+					t.Errorf("%s:%d logs error=, not err=: %s", path, i+1, strings.TrimSpace(line))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
