@@ -218,6 +218,7 @@ func TestTraceSMTPHopToPeer(t *testing.T) {
 // Message-ID, on gw-smtpd's refused line, finds it with gw-qstat trace,
 // with the lines of its own transaction and not those of the message
 // accepted before it in the same session; the session's id finds both.
+// gw-queue, behind gw-smtpd, logs the abandoned injection as aborted.
 func TestTraceRefusedAtData(t *testing.T) {
 	need(t, "tai64n")
 	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "inside.test\n", "databytes": "400\n"})
@@ -234,10 +235,20 @@ func TestTraceRefusedAtData(t *testing.T) {
 		"DATA", "354 ",
 		"Message-ID: <big.1@sender.test>\nSubject: big\n\n"+strings.Repeat("too much to take\n", 40)+".", "552 ",
 		"QUIT", "221 ")
-	log, _ := os.ReadFile(in.log)
+	// The session's end line and gw-queue's come after the replies.
+	var log []byte
+	waitFor(t, "the session's end and gw-queue's line in the log", 30*time.Second, func() bool {
+		log, _ = os.ReadFile(in.log)
+		return regexp.MustCompile(`info end sid=\S+ msgs=2 `).Match(log) && regexp.MustCompile(`info aborted uid=|warning refused code=`).Match(log)
+	})
 	m := regexp.MustCompile(`info refused sid=(\S+) msg=\S+ code=552 reason=databytes .*msgid=<big\.1@sender\.test>`).FindStringSubmatch(string(log))
 	if m == nil {
 		t.Fatalf("gw-smtpd's refused line does not name the Message-ID:\n%s", log)
+	}
+	// gw-queue, whose message gw-smtpd abandoned at the refusal, says so
+	// as gw-queued would: no warning of a read error.
+	if !strings.Contains(string(log), "info aborted uid=") || strings.Contains(string(log), "code=54") {
+		t.Errorf("gw-queue does not log the abandoned message as aborted:\n%s", log)
 	}
 	logs := filepath.Join(workDir(t), "logs")
 	stamp(t, filepath.Join(logs, "smtpd"), string(log))
