@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gw/lib/envelope"
+	"gw/lib/scan"
 )
 
 // TestUsageErrorsAsTyped: every program names an unknown option as it was
@@ -67,7 +70,8 @@ func TestQueuedModeOctal(t *testing.T) {
 }
 
 // TestQueueToolsTakeInstance: the queue tools an admin types take
-// --root and --instance as gw-qstat and gw-send do, not only --queue.
+// --root and --instance as gw-qstat and gw-send do, not only --queue;
+// gw-scan's quarantine commands too, not only --control-dir.
 func TestQueueToolsTakeInstance(t *testing.T) {
 	root := workDir(t)
 	if _, errs, code := gwInstanceRun(t, root, "create", "main", "--me", "gw.test"); code != 0 {
@@ -90,6 +94,22 @@ func TestQueueToolsTakeInstance(t *testing.T) {
 	out, err = exec.Command(bin("gw-qctl"), "--queue", qdir, "--instance", "main", "release", id).CombinedOutput()
 	if exitCode(err) != 100 || !strings.Contains(string(out), "--queue and --instance exclude each other") {
 		t.Errorf("gw-qctl --queue --instance: %v: %s", err, out)
+	}
+
+	// $ gw-scan --root R --instance main quarantine list: the instance's
+	// quarantine/, beside its control/.
+	held := scan.NewID()
+	q := &scan.QuarantineDir{Dir: root + "/main/quarantine"}
+	if err := q.Put(held, "virus", envelope.Envelope{Sender: "a@example.org", Recipients: []string{"b@example.net"}}, strings.NewReader("Subject: x\n\nx\n")); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin("gw-scan"), "--root", root, "--instance", "main", "quarantine", "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), held) {
+		t.Errorf("gw-scan --instance main quarantine list: %v: no %s in:\n%s", err, held, out)
+	}
+	out, err = exec.Command(bin("gw-scan"), "--root", root, "--instance", "main", "--control-dir", root+"/main/control", "quarantine", "list").CombinedOutput()
+	if exitCode(err) != 100 || !strings.Contains(string(out), "--instance and --control-dir exclude each other") {
+		t.Errorf("gw-scan --instance --control-dir: %v: %s", err, out)
 	}
 
 	// $ gw-queued --root R --instance main: the instance's queue.
