@@ -103,3 +103,65 @@ func untrusted(fi os.FileInfo) string {
 	}
 	return ""
 }
+
+// Own checks a directory a daemon keeps its own state in (gw-send's
+// MTA-STS policies, say) and every directory above it. Mode and owner of
+// the directory alone prove little: whoever may write a directory above
+// it can rename it away and put one of their own, with their own
+// content, in its place. So the directory must be a directory (not a
+// link) of root or this process's user that no one else may write, and
+// each directory above it, as named and as links resolve, root's or this
+// user's and writable by no one else unless sticky (/tmp: there no one
+// renames what is not theirs). A directory that does not exist yet
+// passes when the directories above it do: the daemon makes it.
+func Own(what, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return &Error{what, path, err.Error()}
+	}
+	fi, err := os.Lstat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return &Error{what, path, err.Error()}
+	case !fi.IsDir():
+		return &Error{what, path, "not a directory but " + fi.Mode().Type().String()}
+	default:
+		if reason := untrusted(fi); reason != "" {
+			return &Error{what, path, reason}
+		}
+	}
+	parents := []string{filepath.Dir(abs)}
+	if real, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil && real != parents[0] {
+		parents = append(parents, real)
+	}
+	for _, p := range parents {
+		for d := p; ; d = filepath.Dir(d) {
+			if reason := above(d); reason != "" {
+				return &Error{what, path, d + ", a directory above it, is " + reason}
+			}
+			if d == "/" || d == "." {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// above says why the directory d, above a daemon's own, lets someone
+// else replace what is below it, or "" when it does not.
+func above(d string) string {
+	fi, err := os.Stat(d)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "" // made with the directory below, by the daemon
+	}
+	if err != nil {
+		return err.Error()
+	}
+	if fi.Mode()&fs.ModeSticky != 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
+			return "" // /tmp and its kind
+		}
+	}
+	return untrusted(fi)
+}

@@ -71,3 +71,41 @@ func mkfifo(path string, mode os.FileMode) error {
 	}
 	return os.Chmod(path, mode)
 }
+
+// A daemon's own directory is refused when someone else could swap it: a
+// directory above it of another user, or one they may write, or a link.
+func TestOwnWithTheDirectoriesAbove(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	send := filepath.Join(state, "send")
+	os.MkdirAll(send, 0o750)
+	os.Chmod(state, 0o755)
+	if err := Own("state directory", send); err != nil {
+		t.Fatalf("state/send below 0755 directories of this user: %v", err)
+	}
+	if err := Own("state directory", filepath.Join(state, "none")); err != nil {
+		t.Errorf("a directory still to make: %v", err)
+	}
+	os.Chmod(state, 0o775)
+	if err := Own("state directory", send); err == nil || !strings.Contains(err.Error(), state+", a directory above it, is writable by its group") {
+		t.Errorf("state/ writable by its group: %v", err)
+	}
+	os.Chmod(state, 0o755)
+	os.Chmod(send, 0o770)
+	if err := Own("state directory", send); err == nil || !strings.Contains(err.Error(), "writable by its group (mode 0770)") {
+		t.Errorf("state/send writable by its group: %v", err)
+	}
+	os.Chmod(send, 0o750)
+	link := filepath.Join(state, "link")
+	os.Symlink(send, link)
+	if err := Own("state directory", link); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("a link in place of the directory: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	os.Chown(state, 65534, 65534)
+	if err := Own("state directory", send); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+		t.Errorf("state/ owned by nobody: %v", err)
+	}
+}
