@@ -219,6 +219,7 @@ func (in *Instance) checkPermissions(s *Settings) []string {
 		}
 	}
 	p = append(p, in.checkAccess(s)...)
+	p = append(p, in.checkState(s)...)
 	for _, u := range []string{s.Users.SMTPD, s.Users.QMTPD, s.Users.Log} {
 		if u == "" {
 			continue

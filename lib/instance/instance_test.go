@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -284,32 +284,102 @@ func TestSetScanOnAnExistingInstance(t *testing.T) {
 	}
 }
 
-// TestStateBelongsToTheSMTPDUser: with an smtpd user, state/ (greylisting,
-// callout cache) and quarantine/ (gw-scan) are that user's, who writes
-// them after gw-smtpd dropped root. Needs root to chown, as CI runs.
-func TestStateBelongsToTheSMTPDUser(t *testing.T) {
+// TestStateIsEachDaemonsOwn: state/ is root's, and each daemon's
+// directory in it its user's alone: the smtpd user keeps its databases in
+// state/smtpd/ and cannot swap gw-send's state/send/. quarantine/ (gw-scan)
+// is the smtpd user's. Needs root to chown, as CI runs.
+func TestStateIsEachDaemonsOwn(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root (make test runs as root in CI)")
 	}
 	root, bin := t.TempDir(), t.TempDir()
 	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin,
-		Users: Users{SMTPD: "nobody"}})
+		Users: Users{SMTPD: "nobody", Queue: "daemon"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	uid, _, err := lookupIDs("nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []string{"state", "quarantine"} {
-		fi, err := os.Stat(in.Path(d))
+	nobody, _, _ := lookupIDs("nobody")
+	daemon, _, _ := lookupIDs("daemon")
+	for d, want := range map[string]struct {
+		uid  int
+		mode os.FileMode
+	}{"state": {0, 0o755}, "state/send": {daemon, 0o750}, "state/smtpd": {nobody, 0o750}, "state/qmtpd": {0, 0o750}, "quarantine": {nobody, 0o750}} {
+		fi, err := os.Lstat(in.Path(d))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := int(fi.Sys().(*syscall.Stat_t).Uid); got != uid {
-			t.Errorf("%s/ belongs to uid %d, want nobody's %d", d, got, uid)
+		if got := fileUID(fi); got != want.uid || fi.Mode().Perm() != want.mode || !fi.IsDir() {
+			t.Errorf("%s/: uid %d mode %v, want a directory of uid %d mode %04o", d, got, fi.Mode(), want.uid, want.mode)
 		}
 	}
+	if p := in.checkState(mustSettings(t, in)); len(p) > 0 {
+		t.Errorf("check of the layout just made: %q", p)
+	}
+
+	// The older layout: state/ the smtpd user's, a database in it.
+	os.Chown(in.Path("state"), nobody, -1)
+	os.WriteFile(in.Path("state", "greylist.db"), nil, 0o600)
+	p := strings.Join(in.checkState(mustSettings(t, in)), "\n")
+	for _, want := range []string{"state/ is owned by uid " + strconv.Itoa(nobody), "state/greylist.db: a listener's database in the older layout's place"} {
+		if !strings.Contains(p, want) {
+			t.Errorf("check of the older layout: %q, want %q", p, want)
+		}
+	}
+	if err := in.WriteServices(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(in.Path("state")); fileUID(fi) != 0 {
+		t.Errorf("after services, state/ is uid %d's, want root's", fileUID(fi))
+	}
+
+	// What the smtpd user made in gw-send's place is refused, not given
+	// to the queue user with its content.
+	os.RemoveAll(in.Path("state", "send"))
+	os.Mkdir(in.Path("state", "send"), 0o750)
+	os.Chown(in.Path("state", "send"), nobody, -1)
+	if err := in.WriteServices(); err == nil || !strings.Contains(err.Error(), "state/send is owned by uid "+strconv.Itoa(nobody)+", neither root nor its user daemon") {
+		t.Errorf("services over a state/send the smtpd user made: %v", err)
+	}
+	os.RemoveAll(in.Path("state", "send"))
+	os.Symlink(in.Path("state", "smtpd"), in.Path("state", "send"))
+	if err := in.WriteServices(); err == nil || !strings.Contains(err.Error(), "state/send is a symbolic link") {
+		t.Errorf("services over a link at state/send: %v", err)
+	}
+}
+
+// TestGiveTreeFollowsNoLink: a link below a tree handed to a daemon's user
+// is given away itself, never its target.
+func TestGiveTreeFollowsNoLink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (make test runs as root in CI)")
+	}
+	dir := t.TempDir()
+	target := filepath.Join(dir, "root-file")
+	os.WriteFile(target, nil, 0o600)
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(tree, "sub"), 0o750)
+	os.Symlink(target, filepath.Join(tree, "sub", "link"))
+	os.Symlink(dir, filepath.Join(tree, "dirlink"))
+	if err := giveTree(tree, 65534, 65534, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{target, dir} {
+		if fi, _ := os.Stat(p); fileUID(fi) != 0 {
+			t.Errorf("%s, a link's target, was given to uid %d", p, fileUID(fi))
+		}
+	}
+	if fi, _ := os.Lstat(filepath.Join(tree, "sub", "link")); fileUID(fi) != 65534 {
+		t.Errorf("the link itself stayed uid %d's", fileUID(fi))
+	}
+}
+
+func mustSettings(t *testing.T, in *Instance) *Settings {
+	t.Helper()
+	s, err := in.Settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestOldACLDatabaseIsRecompiled: a listener's database that this gw

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Daemon is one long-running program of an instance: one service
@@ -198,37 +200,16 @@ func (in *Instance) WriteServices() error {
 		}
 	}
 	if s.Users.SMTPD != "" && os.Geteuid() == 0 {
-		// gw-smtpd keeps its databases (greylisting, callout answers) in
-		// state/, and gw-scan, its QMAILQUEUE, holds messages in
-		// quarantine/: both run as the smtpd user once it dropped root.
-		for _, d := range []string{"state", "quarantine"} {
-			if err := chownTree(in.Path(d), s.Users.SMTPD); err != nil {
-				return err
-			}
+		// gw-scan, the smtpd face's QMAILQUEUE or proxy, holds messages
+		// in quarantine/ as the smtpd user.
+		if err := chownTree(in.Path("quarantine"), s.Users.SMTPD); err != nil {
+			return err
 		}
 	}
-	if err := in.sendState(s); err != nil {
+	if err := in.setState(s); err != nil {
 		return err
 	}
 	return in.setAccess(s)
-}
-
-// sendState makes state/send/, where gw-send keeps MTA-STS policies and
-// TLS-RPT results, the queue user's own: gw-send runs as that user, and
-// state/ is the smtpd user's. Others may pass through state/ to reach
-// it (0751), not list it.
-func (in *Instance) sendState(s *Settings) error {
-	dir := in.Path("state", "send")
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	if s.Users.Queue == "" || os.Geteuid() != 0 {
-		return nil
-	}
-	if err := chownTree(dir, s.Users.Queue); err != nil {
-		return err
-	}
-	return os.Chmod(in.Path("state"), 0o751)
 }
 
 // writeEnvDir makes dir hold exactly env, one file a variable, as envdir
@@ -271,17 +252,22 @@ func chownTo(path, name string) error {
 	return os.Chown(path, uid, gid)
 }
 
+// chownTree gives root and everything below it to the user name, by
+// descriptors (giveTree): the user may be changing the tree meanwhile.
 func chownTree(root, name string) error {
 	uid, gid, err := lookupIDs(name)
 	if err != nil {
 		return err
 	}
-	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		unix.Close(fd)
+		return &os.PathError{Op: "chown", Path: root, Err: err}
+	}
+	return chownBelow(fd, root, uid, gid)
 }
 
 // LinkName is the name of daemon's link in a supervisor's scan directory.
