@@ -2,7 +2,6 @@ package instance
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -379,18 +378,10 @@ func (in *Instance) Status() Status {
 	return st
 }
 
-// runPID returns the pid in state/run.pid when that process lives.
+// runPID returns the pid in state/run.pid when that process lives and is
+// gw-instance run of this instance, 0 otherwise, with why a file there
+// was not believed.
 func (in *Instance) runPID() int {
-	b, err := os.ReadFile(in.Path("state", "run.pid"))
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return 0
-	}
+	pid, _ := in.readRunPID()
 	return pid
 }
