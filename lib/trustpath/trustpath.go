@@ -119,18 +119,6 @@ func Own(what, path string) error {
 	if err != nil {
 		return &Error{what, path, err.Error()}
 	}
-	fi, err := os.Lstat(abs)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return &Error{what, path, err.Error()}
-	case !fi.IsDir():
-		return &Error{what, path, "not a directory but " + fi.Mode().Type().String()}
-	default:
-		if reason := untrusted(fi); reason != "" {
-			return &Error{what, path, reason}
-		}
-	}
 	parents := []string{filepath.Dir(abs)}
 	if real, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil && real != parents[0] {
 		parents = append(parents, real)
@@ -143,6 +131,21 @@ func Own(what, path string) error {
 			if d == "/" || d == "." {
 				break
 			}
+		}
+	}
+	// The directory itself last: a swapped one is named by the directory
+	// above that let it be swapped.
+	fi, err := os.Lstat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return &Error{what, path, err.Error()}
+	case !fi.IsDir():
+		return &Error{what, path, "not a directory but " + fi.Mode().Type().String()}
+	default:
+		if reason := untrusted(fi); reason != "" {
+			return &Error{what, path, reason}
 		}
 	}
 	return nil
