@@ -151,3 +151,26 @@ func fileOwner(fi os.FileInfo) int {
 	}
 	return int(fi.Sys().(*syscall.Stat_t).Uid)
 }
+
+// The smtpd user links its dmarc.db to a file of root's; gw-dmarc, run
+// by root from cron, would have bbolt write its pages into it. It refuses
+// the link in one line and the file stays as it was.
+func TestDMARCReportFollowsNoLinkOfTheListener(t *testing.T) {
+	in := newTrustInstance(t, trustQueueUser)
+	rootFile := filepath.Join(in.root, "root-owned")
+	if err := os.WriteFile(rootFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	smtpdState := filepath.Join(in.dir, "state", "smtpd")
+	if out, err := as(t, smtpdUser, "ln", "-s", rootFile, filepath.Join(smtpdState, "dmarc.db")); err != nil {
+		t.Fatalf("as %s, ln -s: %v\n%s", smtpdUser, err, out)
+	}
+	code, stderr := runBriefly(t, []string{bin("gw-dmarc"), "--control-dir", filepath.Join(in.dir, "control"), "--state-dir", smtpdState, "report"})
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != 111 || len(lines) != 1 || !strings.Contains(lines[0], "too many levels of symbolic links") {
+		t.Errorf("gw-dmarc report over a linked dmarc.db: exit %d, stderr %q; want 111 and one line", code, stderr)
+	}
+	if fi, err := os.Stat(rootFile); err != nil || fi.Size() != 0 {
+		t.Errorf("root's file after gw-dmarc: %v, size %d; want it empty as it was", err, fi.Size())
+	}
+}

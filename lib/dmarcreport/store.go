@@ -20,6 +20,7 @@ import (
 	"gw/lib/dkim"
 	"gw/lib/dmarc"
 	"gw/lib/spf"
+	"gw/lib/trustpath"
 )
 
 // Row is what a report says of a group of messages: the source, the
@@ -111,7 +112,7 @@ type Store struct{ db *bbolt.DB }
 
 // Open opens (or creates) the results file.
 func Open(path string) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{OpenFile: trustpath.OpenOwned, Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, err
 	}

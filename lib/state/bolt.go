@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"gw/lib/trustpath"
 )
 
 // Bolt is a Store in a bbolt file of the host (state/rates.db by
@@ -54,7 +56,7 @@ func (b *Bolt) update(fn func(tx *bolt.Tx) error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.db == nil {
-		db, err := bolt.Open(b.Path, 0o600, &bolt.Options{Timeout: BoltLockTimeout})
+		db, err := bolt.Open(b.Path, 0o600, &bolt.Options{OpenFile: trustpath.OpenOwned, Timeout: BoltLockTimeout})
 		if err != nil {
 			return fmt.Errorf("state %s: %w", b.Path, err)
 		}

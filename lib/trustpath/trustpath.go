@@ -168,3 +168,49 @@ func above(d string) string {
 	}
 	return untrusted(fi)
 }
+
+// OpenOwned opens name as os.OpenFile does, for a database in a directory
+// a daemon's user owns (state/smtpd/greylist.db): that user may have put
+// a link there, or a second name of another file, for a process of more
+// privilege (root's gw-dmarc or session test, say) to open and write. So
+// it never follows a link, and takes only a regular file of one name
+// owned by root, this process's user or the directory's owner. It has
+// the signature of bbolt's Options.OpenFile.
+func OpenOwned(name string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(name, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, perm)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	reason := ""
+	switch {
+	case !fi.Mode().IsRegular():
+		reason = "not a regular file"
+	case st.Nlink != 1:
+		reason = fmt.Sprintf("a hard link (%d names for one file)", st.Nlink)
+	case st.Uid != 0 && int(st.Uid) != os.Geteuid() && int(st.Uid) != dirOwner(filepath.Dir(name)):
+		reason = fmt.Sprintf("owned by uid %d, neither root, this process's user nor its directory's owner", st.Uid)
+	}
+	if reason != "" {
+		f.Close()
+		return nil, &os.PathError{Op: "open", Path: name, Err: errors.New(reason)}
+	}
+	if err := syscall.SetNonblock(int(f.Fd()), false); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func dirOwner(dir string) int {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return -1
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Uid)
+}

@@ -109,3 +109,43 @@ func TestOwnWithTheDirectoriesAbove(t *testing.T) {
 		t.Errorf("state/ owned by nobody: %v", err)
 	}
 }
+
+// A database in a daemon's directory opens only as a regular file of one
+// name of the right owner: never through a link or a second name.
+func TestOpenOwned(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "greylist.db")
+	f, err := OpenOwned(db, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatalf("a new database: %v", err)
+	}
+	f.Close()
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("x"), 0o600)
+	os.Symlink(secret, filepath.Join(dir, "link.db"))
+	os.Link(secret, filepath.Join(dir, "hard.db"))
+	for name, want := range map[string]string{"link.db": "too many levels of symbolic links", "hard.db": "a hard link (2 names for one file)"} {
+		if f, err := OpenOwned(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o600); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", name, err, want)
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	// root (gw-dmarc, say) opens a file of the directory's owner, not
+	// one of a third user's.
+	os.Chown(dir, 65534, 65534)
+	os.Chown(db, 65534, 65534)
+	if f, err := OpenOwned(db, os.O_RDONLY, 0); err != nil {
+		t.Errorf("a database of the directory's owner: %v", err)
+	} else {
+		f.Close()
+	}
+	os.Chown(db, 1, 1)
+	if _, err := OpenOwned(db, os.O_RDONLY, 0); err == nil || !strings.Contains(err.Error(), "owned by uid 1") {
+		t.Errorf("a database of a third user's: %v", err)
+	}
+}
