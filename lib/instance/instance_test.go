@@ -505,3 +505,28 @@ func TestAccessOfTheQueueAndTheSocket(t *testing.T) {
 		t.Errorf("after services, queue/ mode %04o, want 0700", m)
 	}
 }
+
+// TestCheckNamesOpenKeys: a private key any local user may read or write
+// is named by check.
+func TestCheckNamesOpenKeys(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	in, err := Create(root, "main", Options{Me: "gw.test", BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := in.Path("control", "dkim", "gw.test", "s1.key")
+	os.MkdirAll(filepath.Dir(key), 0o750)
+	os.WriteFile(key, []byte("key"), 0o644)
+	p := strings.Join(in.Check(), "\n")
+	if !strings.Contains(p, "control/dkim/gw.test/s1.key, a private key, is readable by every local user (mode 0644)") {
+		t.Errorf("check of a 0644 DKIM key: %q", p)
+	}
+	os.Chmod(key, 0o666)
+	if p := strings.Join(in.Check(), "\n"); !strings.Contains(p, "control/dkim/gw.test/s1.key is writable by group or others (mode 0666)") {
+		t.Errorf("check of a 0666 DKIM key: %q", p)
+	}
+	os.Chmod(key, 0o640)
+	if p := strings.Join(in.Check(), "\n"); strings.Contains(p, "s1.key") {
+		t.Errorf("check of a 0640 DKIM key: %q", p)
+	}
+}
