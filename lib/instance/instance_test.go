@@ -320,16 +320,33 @@ func TestStateIsEachDaemonsOwn(t *testing.T) {
 	os.Chown(in.Path("state"), nobody, -1)
 	os.WriteFile(in.Path("state", "greylist.db"), nil, 0o600)
 	p := strings.Join(in.checkState(mustSettings(t, in)), "\n")
-	for _, want := range []string{"state/ is owned by uid " + strconv.Itoa(nobody), "state/greylist.db: a listener's database in the older layout's place"} {
+	for _, want := range []string{"state/ is owned by uid " + strconv.Itoa(nobody), "state/greylist.db: a database in the older layout's place"} {
 		if !strings.Contains(p, want) {
 			t.Errorf("check of the older layout: %q, want %q", p, want)
 		}
+	}
+	// A listener that names it keeps it: services moves it into
+	// state/smtpd/ and the argument with it.
+	ls := mustSettings(t, in).Listeners
+	ls[0].Args = []string{"--greylist=state/greylist.db", "--callout-cache=" + in.Path("state", "callout.db")}
+	if err := in.SetListeners(ls); err != nil {
+		t.Fatal(err)
 	}
 	if err := in.WriteServices(); err != nil {
 		t.Fatal(err)
 	}
 	if fi, _ := os.Stat(in.Path("state")); fileUID(fi) != 0 {
 		t.Errorf("after services, state/ is uid %d's, want root's", fileUID(fi))
+	}
+	if fi, err := os.Lstat(in.Path("state", "smtpd", "greylist.db")); err != nil || fileUID(fi) != nobody {
+		t.Errorf("after services, state/smtpd/greylist.db: %v (uid %d)", err, fileUID(fi))
+	}
+	got := mustSettings(t, in).Listeners[0].Args
+	if want := []string{"--greylist=state/smtpd/greylist.db", "--callout-cache=" + in.Path("state", "smtpd", "callout.db")}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("after services, the listener's arguments are %q, want %q", got, want)
+	}
+	if p := in.checkState(mustSettings(t, in)); len(p) > 0 {
+		t.Errorf("check after services: %q", p)
 	}
 
 	// What the smtpd user made in gw-send's place is refused, not given

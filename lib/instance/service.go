@@ -160,6 +160,16 @@ func (in *Instance) WriteServices() error {
 	if err != nil {
 		return err
 	}
+	// state/ first: the listeners' arguments may move with their
+	// databases into the new layout before the run scripts name them.
+	if err := in.setState(s); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 && s.Users != (Users{}) {
+		if err := in.migrateState(s); err != nil {
+			return err
+		}
+	}
 	// The listeners' rules: compiled again when older than their source
 	// or unreadable by this gw (a layout of an older version).
 	for _, l := range s.Listeners {
@@ -204,9 +214,6 @@ func (in *Instance) WriteServices() error {
 		if err := chownTree(in.Path("quarantine"), s.Users.SMTPD); err != nil {
 			return err
 		}
-	}
-	if err := in.setState(s); err != nil {
-		return err
 	}
 	return in.setAccess(s)
 }

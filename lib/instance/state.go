@@ -141,8 +141,8 @@ func (in *Instance) checkState(s *Settings) []string {
 	ents, _ := os.ReadDir(in.Path("state"))
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), ".db") {
-			p = append(p, fmt.Sprintf("state/%s: a listener's database in the older layout's place; move it into state/smtpd/ (or state/qmtpd/) and name it there in control/listeners",
-				e.Name()))
+			p = append(p, fmt.Sprintf("state/%s: a database in the older layout's place, where its user may create no file now; gw-instance services %s moves those control/listeners names into state/smtpd/ or state/qmtpd/",
+				e.Name(), in.Name))
 		}
 	}
 	return p
@@ -207,4 +207,80 @@ func chownBelow(fd int, path string, uid, gid int) error {
 		}
 	}
 	return nil
+}
+
+// migrateState moves the listeners' databases of the older layout
+// (state/greylist.db, named in control/listeners) into their user's
+// directory, state/smtpd/ or state/qmtpd/, and names them there, so that
+// an instance keeps its greylist and its callout answers when state/
+// becomes root's. A database already in the new place is kept, the old
+// one then left for check to name; a link in the old place is never
+// moved.
+func (in *Instance) migrateState(s *Settings) error {
+	changed := false
+	for li := range s.Listeners {
+		l := &s.Listeners[li]
+		role := "smtpd"
+		if l.Proto == "qmtp" {
+			role = "qmtpd"
+		}
+		for i, a := range l.Args {
+			prefix, val := "", a
+			if strings.HasPrefix(a, "-") {
+				k, v, ok := strings.Cut(a, "=")
+				if !ok {
+					continue
+				}
+				prefix, val = k+"=", v
+			}
+			abs := val
+			if !filepath.IsAbs(abs) {
+				abs = filepath.Join(in.Dir(), abs) // the run scripts start in the instance's directory
+			}
+			if filepath.Dir(abs) != in.Path("state") || !strings.HasSuffix(abs, ".db") {
+				continue
+			}
+			to := in.Path("state", role, filepath.Base(abs))
+			if fi, err := os.Lstat(abs); err == nil && fi.Mode().IsRegular() {
+				if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+					if err := os.Rename(abs, to); err != nil {
+						return err
+					}
+					if err := giveMoved(to, roleUser(s.Users, role)); err != nil {
+						return err
+					}
+				}
+			}
+			if filepath.IsAbs(val) {
+				l.Args[i] = prefix + to
+			} else {
+				l.Args[i] = prefix + filepath.Join("state", role, filepath.Base(abs))
+			}
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return in.SetListeners(s.Listeners)
+}
+
+func roleUser(u Users, role string) string {
+	if role == "qmtpd" {
+		return u.QMTPD
+	}
+	return u.SMTPD
+}
+
+// giveMoved gives a database just moved into a daemon's directory to
+// that daemon's user (the older layout may have had another write it).
+func giveMoved(path, user string) error {
+	uid, gid := 0, 0
+	if user != "" {
+		var err error
+		if uid, gid, err = lookupIDs(user); err != nil {
+			return err
+		}
+	}
+	return os.Lchown(path, uid, gid)
 }
