@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -326,7 +327,10 @@ func TestStateIsEachDaemonsOwn(t *testing.T) {
 		}
 	}
 	// A listener that names it keeps it: services moves it into
-	// state/smtpd/ and the argument with it.
+	// state/smtpd/ and the argument with it; the rates file a gw of the
+	// older layout made in state/ moves too.
+	os.Remove(in.Path("state", "smtpd", "rates-smtpd.db"))
+	os.WriteFile(in.Path("state", "rates-smtpd.db"), []byte("counts"), 0o600)
 	ls := mustSettings(t, in).Listeners
 	ls[0].Args = []string{"--greylist=state/greylist.db", "--callout-cache=" + in.Path("state", "callout.db")}
 	if err := in.SetListeners(ls); err != nil {
@@ -340,6 +344,9 @@ func TestStateIsEachDaemonsOwn(t *testing.T) {
 	}
 	if fi, err := os.Lstat(in.Path("state", "smtpd", "greylist.db")); err != nil || fileUID(fi) != nobody {
 		t.Errorf("after services, state/smtpd/greylist.db: %v (uid %d)", err, fileUID(fi))
+	}
+	if b, err := os.ReadFile(in.Path("state", "smtpd", "rates-smtpd.db")); string(b) != "counts" {
+		t.Errorf("after services, state/smtpd/rates-smtpd.db holds %q (%v), want the older state/rates-smtpd.db", b, err)
 	}
 	got := mustSettings(t, in).Listeners[0].Args
 	if want := []string{"--greylist=state/smtpd/greylist.db", "--callout-cache=" + in.Path("state", "smtpd", "callout.db")}; strings.Join(got, " ") != strings.Join(want, " ") {
@@ -545,5 +552,114 @@ func TestCheckNamesOpenKeys(t *testing.T) {
 	os.Chmod(key, 0o640)
 	if p := strings.Join(in.Check(), "\n"); strings.Contains(p, "s1.key") {
 		t.Errorf("check of a 0640 DKIM key: %q", p)
+	}
+}
+
+// TestListenersKeepRatesInState: each listener's run script names a
+// rates file of its own in state/, made by create, owned by the user the
+// listener runs as and private to it; a listener whose own arguments
+// give --rates keeps them. A run script of an older gw, without --rates,
+// is named by check, and services writes it anew.
+func TestListenersKeepRatesInState(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (make test runs as root in CI)")
+	}
+	root, bin := t.TempDir(), t.TempDir()
+	for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd", "gw-qmtpd"} {
+		os.WriteFile(bin+"/"+p, nil, 0o755)
+	}
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, QMTP: []string{"127.0.0.1:2209"},
+		BinDir: bin, Users: Users{SMTPD: "nobody", QMTPD: "daemon"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range mustSettings(t, in).Listeners {
+		face, user := l.Face, map[string]string{"smtpd": "nobody", "qmtpd": "daemon"}[l.Face]
+		file := in.RatesFile(l)
+		if want := filepath.Join(in.Dir(), "state", face, "rates-"+face+".db"); file != want {
+			t.Fatalf("RatesFile(%s) = %s, want %s", face, file, want)
+		}
+		if run := read(t, in.Path("service", face, "run")); !strings.Contains(run, " --rates "+file+" ") && !strings.HasSuffix(run, " --rates "+file+"\n") {
+			t.Errorf("%s/run gives no --rates %s:\n%s", face, file, run)
+		}
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _, _ := lookupIDs(user)
+		if got := int(fi.Sys().(*syscall.Stat_t).Uid); got != uid || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: uid %d mode %04o, want %s's (%d), 0600", file, got, fi.Mode().Perm(), user, uid)
+		}
+	}
+	if fi, _ := os.Stat(in.Path("state")); fi.Mode().Perm() != 0o755 || fileUID(fi) != 0 {
+		t.Errorf("state/ uid %d mode %04o, want root's, 0755: each listener's user passes through it to its own directory", fileUID(fi), fi.Mode().Perm())
+	}
+	if p := in.Check(); len(p) > 0 {
+		t.Errorf("check of a fresh instance: %q", p)
+	}
+
+	// A run script as an older gw wrote it.
+	run := in.Path("service", "smtpd", "run")
+	old := regexp.MustCompile(` --rates \S+`).ReplaceAllString(read(t, run), "")
+	if err := os.WriteFile(run, []byte(old), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := in.Check()
+	if len(p) != 1 || !strings.Contains(p[0], "service smtpd: run gives no --rates: rate counts and bans are kept in memory and lost at each restart") {
+		t.Errorf("check of an old run script: %q", p)
+	}
+	if err := in.WriteServices(); err != nil {
+		t.Fatal(err)
+	}
+	if p := in.Check(); len(p) > 0 {
+		t.Errorf("check after services: %q", p)
+	}
+
+	// The admin's own --rates stands, and no file is made for it.
+	if err := in.AddListener(Listener{Face: "submission", Proto: "smtp", Addr: "127.0.0.1:2587",
+		Args: []string{"--rates=/var/lib/shared-rates.db"}}); err != nil {
+		t.Fatal(err)
+	}
+	if run := read(t, in.Path("service", "submission", "run")); strings.Count(run, " --rates") != 1 {
+		t.Errorf("submission/run:\n%s\nwant only the listener's own --rates", run)
+	}
+	sub := Listener{Face: "submission", Proto: "smtp"}
+	if _, err := os.Stat(in.RatesFile(sub)); err == nil {
+		t.Errorf("%s made for a listener with its own --rates", in.RatesFile(sub))
+	}
+}
+
+// TestRatesFileIsNotALink: the smtpd user owns state/smtpd/ and puts a
+// link at a listener's rates file to a file of root's; gw-instance services, as
+// root, refuses the link and leaves the file behind it as it was, its
+// owner and mode too.
+func TestRatesFileIsNotALink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (make test runs as root in CI)")
+	}
+	root, bin := t.TempDir(), t.TempDir()
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin,
+		Users: Users{SMTPD: "nobody"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(victim, []byte("root:secret\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	rates := in.RatesFile(mustSettings(t, in).Listeners[0])
+	os.Remove(rates)
+	if err := os.Symlink(victim, rates); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.WriteServices(); err == nil {
+		t.Error("services went through a link at the rates file")
+	}
+	fi, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 0 || fi.Mode().Perm() != 0o640 {
+		t.Errorf("the file behind the link: uid %d mode %04o, want root's, 0640", uid, fi.Mode().Perm())
 	}
 }

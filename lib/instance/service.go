@@ -53,6 +53,12 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 			// user itself, checking that the drop took (gw-smtpd(8)).
 			argv = append(argv, "--user", user)
 		}
+		if !hasFlag(l.Args, "rates") {
+			// Rate counts and bans outlive a restart in a file of the
+			// listener's own: standalone it keeps the file open as its
+			// one writer, so two listeners cannot share one.
+			argv = append(argv, "--rates", in.RatesFile(l))
+		}
 		argv = append(argv, l.Args...)
 		env := map[string]string{"GW_QUEUED": in.InjectSocket()}
 		if l.Proto == "smtp" && slices.Contains(s.Scan, l.Face) {
@@ -64,6 +70,92 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 		ds = append(ds, Daemon{Name: l.Face, Argv: argv, Env: env})
 	}
 	return ds
+}
+
+// RatesFile is the bbolt file where listener l keeps its rate counts and
+// bans (gw-state(5)): state/smtpd/rates-FACE.db, or state/qmtpd/ for a
+// QMTP face, in the directory of the user it runs as.
+func (in *Instance) RatesFile(l Listener) string {
+	return in.Path("state", stateRole(l), "rates-"+l.Face+".db")
+}
+
+// stateRole is the directory below state/ of listener l's user.
+func stateRole(l Listener) string {
+	if l.Proto == "qmtp" {
+		return "qmtpd"
+	}
+	return "smtpd"
+}
+
+// hasFlag reports whether args, a listener's own arguments from
+// control/listeners, give --name (as "--name" or "--name=value"): the
+// admin's choice then stands.
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--"+name || strings.HasPrefix(a, "--"+name+"=") || a == "-"+name || strings.HasPrefix(a, "-"+name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// listenerUser is the user listener l runs as once it dropped root.
+func (s *Settings) listenerUser(l Listener) string {
+	if l.Proto == "qmtp" {
+		return s.Users.QMTPD
+	}
+	return s.Users.SMTPD
+}
+
+// ratesFiles makes each listener's rates file, empty (bbolt lays one
+// out on first open), its user's own and private (0600): the listener
+// opens it after it dropped root, in its user's directory below state/.
+func (in *Instance) ratesFiles(s *Settings) error {
+	root := os.Geteuid() == 0
+	for _, l := range s.Listeners {
+		if (l.Proto != "smtp" && l.Proto != "qmtp") || hasFlag(l.Args, "rates") {
+			continue
+		}
+		u := s.listenerUser(l)
+		if !root {
+			u = ""
+		}
+		if err := ratesFile(in.RatesFile(l), u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ratesFile makes path an empty file if missing and gives it to user
+// ("" leaves the owner) with mode 0600. Its directory belongs to a
+// daemon's user, who may have put a link or a special file at path: it is opened
+// without following a link, must be a regular file of one name, and is
+// changed through its descriptor, so that gw-instance, run as root, never
+// hands another file to that user.
+func ratesFile(path, user string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || (ok && st.Nlink != 1) {
+		return fmt.Errorf("%s is not a regular file of one name: remove it, then run gw-instance services again", path)
+	}
+	if user != "" {
+		uid, gid, err := lookupIDs(user)
+		if err != nil {
+			return err
+		}
+		if err := f.Chown(uid, gid); err != nil {
+			return err
+		}
+	}
+	return f.Chmod(0o600)
 }
 
 // scanProxy is gw-scan(8) as an SMTP proxy (the amavisd-new tradition):
@@ -214,6 +306,9 @@ func (in *Instance) WriteServices() error {
 		if err := chownTree(in.Path("quarantine"), s.Users.SMTPD); err != nil {
 			return err
 		}
+	}
+	if err := in.ratesFiles(s); err != nil {
+		return err
 	}
 	return in.setAccess(s)
 }

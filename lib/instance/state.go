@@ -220,9 +220,12 @@ func (in *Instance) migrateState(s *Settings) error {
 	changed := false
 	for li := range s.Listeners {
 		l := &s.Listeners[li]
-		role := "smtpd"
-		if l.Proto == "qmtp" {
-			role = "qmtpd"
+		role := stateRole(*l)
+		if !hasFlag(l.Args, "rates") {
+			// The rates file an earlier gw made for the listener.
+			if err := moveDB(in.Path("state", "rates-"+l.Face+".db"), in.RatesFile(*l), s.listenerUser(*l)); err != nil {
+				return err
+			}
 		}
 		for i, a := range l.Args {
 			prefix, val := "", a
@@ -241,15 +244,8 @@ func (in *Instance) migrateState(s *Settings) error {
 				continue
 			}
 			to := in.Path("state", role, filepath.Base(abs))
-			if fi, err := os.Lstat(abs); err == nil && fi.Mode().IsRegular() {
-				if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
-					if err := os.Rename(abs, to); err != nil {
-						return err
-					}
-					if err := giveMoved(to, roleUser(s.Users, role)); err != nil {
-						return err
-					}
-				}
+			if err := moveDB(abs, to, s.listenerUser(*l)); err != nil {
+				return err
 			}
 			if filepath.IsAbs(val) {
 				l.Args[i] = prefix + to
@@ -265,11 +261,20 @@ func (in *Instance) migrateState(s *Settings) error {
 	return in.SetListeners(s.Listeners)
 }
 
-func roleUser(u Users, role string) string {
-	if role == "qmtpd" {
-		return u.QMTPD
+// moveDB moves the database from into the daemon's directory as to and
+// gives it to user, when from is a regular file and to does not exist.
+func moveDB(from, to, user string) error {
+	fi, err := os.Lstat(from)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil // nothing to move, or a link: never moved, check names it
 	}
-	return u.SMTPD
+	if _, err := os.Lstat(to); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	return giveMoved(to, user)
 }
 
 // giveMoved gives a database just moved into a daemon's directory to
