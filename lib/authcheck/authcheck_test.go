@@ -181,6 +181,10 @@ func TestInboundVerdicts(t *testing.T) {
 	if out.Refuse != nil || out.ARC == nil || out.ARC.Value != "pass" || out.DMARC.Value != "fail" || !strings.Contains(out.Reason, "trusted forwarder lists.test") {
 		t.Errorf("forwarded by a trusted sealer: refuse=%+v arc=%+v dmarc=%+v reason=%s", out.Refuse, out.ARC, out.DMARC, out.Reason)
 	}
+	// the list's own signature holds: nothing changed after its seal
+	if ar := strings.Join(out.Prepend, ""); !strings.Contains(ar, "arc=pass header.oldest-pass=0") {
+		t.Errorf("forwarded: Authentication-Results lacks arc=pass header.oldest-pass=0:\n%s", ar)
+	}
 	untrusted := newWorld(t, map[string]string{"dmarcpolicy": "enforce"})
 	untrusted.srv = w.srv
 	c2 := New(mustLoad(t, untrusted.control), dns.New(w.srv.Addr))
