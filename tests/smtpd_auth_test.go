@@ -246,3 +246,33 @@ func TestSMTPDDMARCQuarantineTagOnly(t *testing.T) {
 		t.Errorf("tag only, yet held:\n%s", list)
 	}
 }
+
+// TestSMTPDDMARCHoldUnwritable: a quarantine that cannot be written turns
+// a p=quarantine message away with 451 4.3.0, for its client to retry;
+// it is neither queued nor taken for lost.
+func TestSMTPDDMARCHoldUnwritable(t *testing.T) {
+	in := newSMTPDInstance(t, map[string]string{
+		"rcpthosts": "inside.test\n", "authservid": "mx.gw.test\n", "dmarcpolicy": "enforce\n",
+	})
+	w := newAuthWorld(t, in.control)
+	notADir := filepath.Join(in.dir, "not-a-directory")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := in.standalone(t, []string{"GW_DNS=" + w.srv.Addr}, "--quarantine", filepath.Join(notADir, "quarantine"))
+	p := filepath.Join(in.dir, "shop")
+	if err := os.WriteFile(p, []byte(strings.ReplaceAll(bankStatement, "bank.test", "shop.test")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := swaks(t, addr, "--from", "sales@shop.test", "--to", "bob@inside.test", "--data", p)
+	if r := replyTo(out, "."); !strings.HasPrefix(r, "451 4.3.0") {
+		t.Errorf("p=quarantine spoof, quarantine unwritable: %q\n%s", r, out)
+	}
+	if n := len(in.messages(t)); n != 0 {
+		t.Errorf("%d messages queued", n)
+	}
+	log, _ := os.ReadFile(in.log)
+	if !strings.Contains(string(log), "reason=quarantine") {
+		t.Errorf("log does not say why:\n%s", log)
+	}
+}
