@@ -69,7 +69,7 @@ func TestSMTPDMessageAuthentication(t *testing.T) {
 	w := newAuthWorld(t, in.control)
 	db := filepath.Join(in.dir, "tcp.smtp.db")
 	c := exec.Command(bin("gw-tcprules"), db, db+".tmp")
-	c.Stdin = strings.NewReader("127.0.0.5:allow,RELAYCLIENT=\"\"\n127.0.0.6:allow,SPFPOLICY=\"refuse\"\n:allow\n")
+	c.Stdin = strings.NewReader("127.0.0.5:allow,RELAYCLIENT=\"\"\n127.0.0.6:allow,SPFPOLICY=\"refuse\"\n127.0.0.7:allow,GW_PEER=\"\"\n:allow\n")
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("gw-tcprules: %v\n%s", err, out)
 	}
@@ -116,10 +116,19 @@ func TestSMTPDMessageAuthentication(t *testing.T) {
 		strings.Replace(signed, "ready.\r\n", "ready.\r\n-- \r\nbank-customers list\r\n", 1)
 	set := dkimpytest.Run(t, w.srv.Addr, []byte(listed), "arcsign", "l1", "lists.test", w.listKey, "lists.test")
 	forged := "Authentication-Results: mx.gw.test; dmarc=pass header.from=bank.test\r\n"
+	// The sender's own quarantine mark goes too: only the gateway marks.
+	forgedMark := "X-Gw-Quarantine: dmarc; forged by the sender\r\n"
 	out = swaks(t, addr, "--from", "bank-customers-bounces@lists.test", "--to", "bob@inside.test",
-		"--data", data("listed", set+"\r\n"+forged+listed))
+		"--data", data("listed", forgedMark+set+"\r\n"+forged+listed))
 	if r := replyTo(out, "."); !strings.HasPrefix(r, "250 2.0.0") {
 		t.Fatalf("forwarded by a trusted ARC sealer: %q\n%s", r, out)
+	}
+
+	// Another gw instance (GW_PEER) hands on a message it marked: kept.
+	peerMsg := "X-Gw-Quarantine: dmarc; marked by the outside instance\r\nFrom: <a@example.test>\r\nTo: bob@inside.test\r\nSubject: marked\r\n\r\nhi\r\n"
+	out = swaks(t, addr, "--local-interface", "127.0.0.7", "--from", "peer@example.test", "--to", "bob@inside.test", "--data", data("peer", peerMsg))
+	if r := replyTo(out, "."); !strings.HasPrefix(r, "250 2.0.0") {
+		t.Fatalf("from a GW_PEER: %q\n%s", r, out)
 	}
 
 	// The organisation's own mail, relayed for 127.0.0.5: signed.
@@ -159,6 +168,12 @@ func TestSMTPDMessageAuthentication(t *testing.T) {
 			t.Errorf("forwarded message lacks %q:\n%s", want, b)
 		}
 	}
+	if strings.Contains(b, "forged by the sender") {
+		t.Errorf("the sender's X-Gw-Quarantine was kept:\n%s", b)
+	}
+	if b := bodies["peer@example.test"]; !strings.Contains(b, "X-Gw-Quarantine: dmarc; marked by the outside instance") {
+		t.Errorf("a GW_PEER's mark was taken out:\n%s", b)
+	}
 	if strings.Contains(b, "mx.gw.test; dmarc=pass") {
 		t.Errorf("the sender's Authentication-Results in our name was kept:\n%s", b)
 	}
@@ -176,7 +191,7 @@ func TestSMTPDMessageAuthentication(t *testing.T) {
 		t.Errorf("DMARC results recorded for %v, want shop.test", due)
 	}
 	log, _ := os.ReadFile(in.log)
-	for _, want := range []string{"identity=mailfrom domain=bank.test result=fail", "dmarc=fail policy=reject", "reason=dmarc", "arc=pass"} {
+	for _, want := range []string{"identity=mailfrom domain=bank.test result=fail", "dmarc=fail policy=reject", "reason=dmarc", "arc=pass", "mark_removed"} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("log lacks %q", want)
 		}

@@ -61,6 +61,12 @@ func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (ha
 		}
 	}
 	body := p.buf.Bytes()
+	if !s.cl.Peer {
+		var n int
+		if body, n = removeMarks(body); n > 0 {
+			s.log("info", "mark_removed", "msg", msgID, "field", markField, "count", n)
+		}
+	}
 	if s.authing() {
 		head, out, r := s.authEnd(body, msgID)
 		if r != nil {
