@@ -19,12 +19,13 @@ import (
 	"gw/lib/scan"
 	"gw/lib/send"
 	"gw/lib/smtpd"
+	"gw/lib/state"
 )
 
 // readInMain are control files a command's main package reads itself,
 // where this test cannot call the loader; the test checks that the
 // command's source names them.
-var readInMain = map[string]string{"rblzones": "../cmd/gw-smtpd/config.go"}
+var readInMain = map[string]string{"rblzones": "../cmd/gw-smtpd/config.go", "dmarcreportfrom": "../cmd/gw-dmarc/main.go"}
 
 // readWhole are the registered files a loader opens or stats rather than
 // reads through control.Dir.
@@ -75,6 +76,17 @@ func TestControlRegistry(t *testing.T) {
 		{"callout", func() error { _, err := callout.Load(dir, "", false); return err }},
 		{"instance", func() error { _, err := in.Settings(); return err }},
 		{"check", func() error { in.Check(); return nil }},
+		// A rediss:// server with a CA of its own makes Load read every
+		// statebackend file; nothing listens there, and Load does not dial.
+		{"state", func() error {
+			for name, v := range map[string]string{"statebackend": "rediss://127.0.0.1:1/0\n", "statebackendca": newTestPKI(t).file("ca.pem") + "\n", "statebackendprefix": "t:\n", "statebackendpassword": "x\n"} {
+				if err := os.WriteFile(filepath.Join(in.Control(), name), []byte(v), 0o644); err != nil {
+					return err
+				}
+			}
+			_, err := state.Load(dir, log)
+			return err
+		}},
 	}
 	for _, l := range loaders {
 		if err := l.load(); err != nil {

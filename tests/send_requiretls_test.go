@@ -32,8 +32,9 @@ func requireTLSHop(t *testing.T, pki *testPKI) *smtpdInstance {
 // REQUIRETLS on MAIL: that hop's queue holds it with REQUIRETLS again.
 //
 // The same kind of message to Postfix, which verifies but does not offer
-// REQUIRETLS, fails for good with 5.7.10 and never reaches it; and to
-// the gw-smtpd hop at level may, where its certificate is not checked
+// REQUIRETLS, fails for good with 5.7.10 and never reaches it (its
+// bounce does, without REQUIRETLS: a report is not dropped for that); and
+// to the gw-smtpd hop at level may, where its certificate is not checked
 // against a name (the route is an address literal), also 5.7.10.
 func TestSendRequireTLS(t *testing.T) {
 	pki := newTestPKI(t)
@@ -131,7 +132,8 @@ func TestSendRequireTLS(t *testing.T) {
 	// Postfix verifies for mx.test but does not offer REQUIRETLS.
 	pf := startTLSPostfix(t, pki, "good", "may")
 	toPostfix := tlsSendInstance(t, pf.addr, map[string]string{"tlscafile": pki.file("ca.pem")}, "%s verify match=mx.test")
-	id := toPostfix.injectRequireTLS(t, "a@src.test", "b@gw.test", "Subject: to postfix\n\nbody\n")
+	// (from b@gw.test, an address Postfix takes, for the bounce below)
+	id := toPostfix.injectRequireTLS(t, "b@gw.test", "b@gw.test", "Subject: to postfix\n\nbody\n")
 	waitFor(t, "the failure at Postfix", 20*time.Second, func() bool {
 		return len(toPostfix.lines("delivery", "qid="+id, "result=failed")) == 1
 	})
@@ -141,8 +143,21 @@ func TestSendRequireTLS(t *testing.T) {
 			t.Errorf("the failure's line lacks %q:\n%s", want, f)
 		}
 	}
-	if n := len(pf.inside.transactions()); n != 0 {
-		t.Errorf("Postfix passed on %d messages, want none", n)
+	// Its bounce, REQUIRETLS too, is not dropped for Postfix's want of
+	// REQUIRETLS (RFC 8689 5): it goes over the verified session
+	// without the parameter, and the log says so.
+	// (the sink's file is read once it is whole: it ends with the
+	// report's closing boundary)
+	waitFor(t, "the bounce through Postfix", 20*time.Second, func() bool {
+		txs := pf.inside.transactions()
+		return len(toPostfix.lines("delivery", "rcpt=b@gw.test", "result=delivered", "tls_auth=verified")) == 1 &&
+			len(txs) == 1 && strings.HasSuffix(strings.TrimRight(txs[0], "\n"), "--")
+	})
+	if l := toPostfix.lines("requiretls_not_offered"); len(l) != 1 || !strings.Contains(l[0], `action="report sent without REQUIRETLS"`) {
+		t.Errorf("requiretls_not_offered lines %q, want one", l)
+	}
+	if tx := pf.inside.transactions()[0]; !strings.Contains(tx, "report-type=delivery-status") || !strings.Contains(tx, "text/rfc822-headers") {
+		t.Errorf("Postfix passed on something other than the bounce:\n%s", tx)
 	}
 
 	// The gw-smtpd hop at level may: TLS, REQUIRETLS offered, but its
@@ -167,16 +182,65 @@ func TestSendRequireTLS(t *testing.T) {
 	}
 }
 
-// injectRequireTLS queues one message whose envelope carries REQUIRETLS
-// (the R item) with the real gw-queue, and returns its id.
-func (in *sendInstance) injectRequireTLS(t *testing.T, sender, rcpt, body string) string {
+// TestSendRequireTLSBounce: RFC 8689 5 on the reports about a REQUIRETLS
+// message. gw-send carries a REQUIRETLS message, RET=FULL, to a gw-smtpd
+// hop over verified TLS; the hop refuses its recipient for good. The
+// bounce goes back to the sender through the same hop: with REQUIRETLS
+// on MAIL (the hop queues it with the R item), and returning the
+// message's headers only, RET=FULL notwithstanding.
+func TestSendRequireTLSBounce(t *testing.T) {
+	pki := newTestPKI(t)
+	cert, _ := os.ReadFile(pki.file("good.pem"))
+	key, _ := os.ReadFile(pki.file("good.key"))
+	hop := newSMTPDInstance(t, map[string]string{"servercert.pem": string(cert) + string(key), "rcpthosts": "gw.test\nsrc.test\n"})
+	hopAddr := hop.standalone(t, nil)
+	sender := tlsSendInstance(t, hopAddr, map[string]string{"tlscafile": pki.file("ca.pem")}, "%s verify match=mx.test")
+
+	id := sender.injectEnvelope(t, "Fa@src.test\x00DRET=FULL\x00R\x00Tb@refused.test\x00\x00",
+		"Subject: secret subject\n\nsecret body\n")
+	waitFor(t, "the refusal at the hop", 20*time.Second, func() bool {
+		return len(sender.lines("delivery", "qid="+id, "result=failed")) == 1
+	})
+	var bounce string
+	waitFor(t, "the bounce at the hop", 20*time.Second, func() bool {
+		for _, m := range hop.messages(t) {
+			if m.Sender == "" && len(m.Recipients) == 1 && m.Recipients[0].Address == "a@src.test" {
+				if !m.RequireTLS {
+					t.Fatalf("the bounce reached the hop without REQUIRETLS")
+				}
+				bounce = hop.body(t, m)
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(bounce, "Content-Type: text/rfc822-headers") || !strings.Contains(bounce, "Subject: secret subject") {
+		t.Errorf("the bounce does not return the headers:\n%s", bounce)
+	}
+	if strings.Contains(bounce, "secret body") || strings.Contains(bounce, "message/rfc822") {
+		t.Errorf("the bounce of a REQUIRETLS message returns its body:\n%s", bounce)
+	}
+	// the hop has it: the line follows once the reply is in
+	var l []string
+	waitFor(t, "the bounce's delivery line", 20*time.Second, func() bool {
+		l = sender.lines("delivery", "rcpt=a@src.test", "result=delivered")
+		return len(l) == 1
+	})
+	if !strings.Contains(l[0], "tls_auth=verified") {
+		t.Errorf("the bounce went without verified TLS:\n%s", l[0])
+	}
+}
+
+// injectEnvelope queues body with the real gw-queue under env, an
+// envelope as written on gw-queue's fd 1, and returns its id.
+func (in *sendInstance) injectEnvelope(t *testing.T, env, body string) string {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	w.Write([]byte("F" + sender + "\x00R\x00T" + rcpt + "\x00\x00"))
+	w.Write([]byte(env))
 	w.Close()
 	cmd := exec.Command(bin("gw-queue"))
 	cmd.Env = append(os.Environ(), "GW_QUEUE="+in.queue)
@@ -192,4 +256,11 @@ func (in *sendInstance) injectRequireTLS(t *testing.T, sender, rcpt, body string
 		t.Fatalf("gw-queue logged no qid: %q", stderr.String())
 	}
 	return m[1]
+}
+
+// injectRequireTLS queues one message whose envelope carries REQUIRETLS
+// (the R item) with the real gw-queue, and returns its id.
+func (in *sendInstance) injectRequireTLS(t *testing.T, sender, rcpt, body string) string {
+	t.Helper()
+	return in.injectEnvelope(t, "F"+sender+"\x00R\x00T"+rcpt+"\x00\x00", body)
 }

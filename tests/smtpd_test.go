@@ -120,7 +120,14 @@ func (in *smtpdInstance) standalone(t *testing.T, env []string, args ...string) 
 // environment, and returns the address once it answers.
 func (in *smtpdInstance) listener(t *testing.T, program string, env []string, args ...string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return in.listenerOn(t, "127.0.0.1", program, env, args...)
+}
+
+// listenerOn is listener on a free port of the loopback address ip, as a
+// second host of a site stands on an address of its own.
+func (in *smtpdInstance) listenerOn(t *testing.T, ip, program string, env []string, args ...string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ type File struct {
 }
 
 // Secret reports whether the file's value must not be printed.
-func (f File) Secret() bool { return f.Name == "scansecret" }
+func (f File) Secret() bool { return f.Name == "scansecret" || f.Name == "statebackendpassword" }
 
 // The programs, as the registry names them.
 const (
@@ -46,6 +46,7 @@ const (
 	send     = "gw-send"
 	scan     = "gw-scan"
 	instance = "gw-instance"
+	dmarc    = "gw-dmarc"
 )
 
 // Registry is every control file a gw program reads, in name order. It is
@@ -84,6 +85,7 @@ var Registry = sorted([]File{
 	{"dkim", KindDir, "none: nothing signed", []string{smtpd}, "signing keys, dkim/DOMAIN/SELECTOR.key, made by gw-dkim"},
 	{"dkimmaxsignatures", KindInt, "5", []string{smtpd}, "DKIM signatures of one message checked"},
 	{"dmarcforwarders", KindList, "none", []string{smtpd}, "forwarders whose mail DMARC does not judge when it fails"},
+	{"dmarcreportfrom", KindLine, "postmaster@me", []string{dmarc}, "the From address of DMARC aggregate reports (gw-dmarc(8))"},
 	{"dmarcpolicy", KindLine, "none: DMARC, DKIM and ARC not checked", []string{smtpd}, "enforce, quarantine or none (gw-auth(5))"},
 	{"dmarcquarantine", KindLine, "hold", []string{smtpd}, "hold (in quarantine/, released by gw-scan) or tag what DMARC quarantines (gw-auth(5))"},
 	{"dnsserver", KindLine, "the system's resolvers", []string{send}, "the DNS server for MX and address lookups, host:port"},
@@ -106,7 +108,7 @@ var Registry = sorted([]File{
 	{"maxrcpt", KindInt, "1000", []string{smtpd}, "recipients a message"},
 	{"me", KindLine, "none: required", []string{smtpd, qmtpd, send, scan, instance}, "the host's name"},
 	{"mindatarate", KindInt, "500", []string{smtpd}, "bytes a second a message must come at; 0: only timeoutsmtpd"},
-	{"milters", KindText, "none", []string{smtpd}, "the milters each message goes through, in order (gw-milters(5))"},
+	{"milters", KindText, "none", []string{smtpd}, "the milters each session and message go through, in order (gw-milters(5))"},
 	{"mimemaxdepth", KindInt, "20", []string{scan}, "MIME nesting deeper than this is classed bomb"},
 	{"mimemaxparts", KindInt, "1000", []string{scan}, "more MIME parts than this are classed bomb"},
 	{"moreipme", KindList, "none", []string{send}, "more addresses of this host"},
@@ -132,6 +134,10 @@ var Registry = sorted([]File{
 	{"spamd", KindLine, "none: no spam check", []string{scan}, "spamd's address"},
 	{"spamdmaxbytes", KindInt, "512000", []string{scan}, "larger messages are not sent to spamd"},
 	{"spamkill", KindLine, "none", []string{scan}, "a score at or over this is classed spamkill"},
+	{"statebackend", KindLine, "none: each host keeps its own state", []string{smtpd, qmtpd}, "redis:// or rediss:// server shared by a fleet (gw-state(5))"},
+	{"statebackendca", KindLine, "none: the system's roots", []string{smtpd, qmtpd}, "a PEM file of the roots a rediss:// server is verified against"},
+	{"statebackendpassword", KindLine, "none", []string{smtpd, qmtpd}, "the shared state server's password (never printed)"},
+	{"statebackendprefix", KindLine, "gw:", []string{smtpd, qmtpd}, "the key prefix of this group of hosts"},
 	{"supervisor", KindLine, "runit", []string{instance}, "runit or daemontools: the run scripts' flavour"},
 	{"timeoutconnect", KindInt, "60", []string{send}, "seconds a connection may take"},
 	{"timeoutqmtpd", KindInt, "1200", []string{qmtpd}, "seconds each read and write of gw-qmtpd may take"},

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"crypto/x509"
+	"errors"
 	"strings"
 
 	"gw/lib/dane"
@@ -43,9 +44,24 @@ func (s *smtpSession) canRequireTLS() error {
 		return requireTLSRefusal(s.host, why)
 	}
 	if ok, _ := s.c.Extension("REQUIRETLS"); !ok {
-		return requireTLSRefusal(s.host, "the server does not offer REQUIRETLS")
+		return &notOffered{requireTLSRefusal(s.host, "the server does not offer REQUIRETLS").(*Reply)}
 	}
 	return nil
+}
+
+// notOffered is the 5.7.10 of a session that would do for REQUIRETLS
+// but for the server's not offering the extension.
+type notOffered struct{ *Reply }
+
+func (e *notOffered) Unwrap() error { return e.Reply }
+
+// RequireTLSNotOffered reports whether err is StartRequireTLS's refusal
+// of a session in authenticated TLS whose server does not offer
+// REQUIRETLS: RFC 8689 5 would not have a bounce (null sender) dropped
+// for that alone, and gw-send sends one over it without the parameter.
+func RequireTLSNotOffered(err error) bool {
+	var n *notOffered
+	return errors.As(err, &n)
 }
 
 // authenticated reports whether the session's server was authenticated

@@ -23,6 +23,10 @@ type Client struct {
 	w       *bufio.Writer
 	buf     []byte
 	version byte // the protocol version the server agreed to
+	// outOfStep: the server sent bytes past a reply; the connection
+	// carries no further message (Stale).
+	outOfStep bool
+	replyBuf  [maxReply]byte
 }
 
 // helloWait bounds the wait for the server's answer to a hello: a server
@@ -170,7 +174,8 @@ func (c *Client) End(last []byte, env envelope.Envelope) (Reply, error) {
 // reply reads the server's answer to a message; a malformed queue id is
 // dropped (the message is queued all the same).
 func (c *Client) reply() (Reply, error) {
-	code, qid, err := readReply(c.conn, c.version)
+	code, qid, extra, err := readReply(c.conn, c.version, c.replyBuf[:])
+	c.outOfStep = c.outOfStep || extra
 	if err != nil && !errors.Is(err, errBadQID) {
 		return Reply{}, err
 	}
@@ -192,6 +197,9 @@ func appendChunks(bufs net.Buffers, p []byte) net.Buffers {
 // connection (or sent bytes nobody asked for) while it sat idle: a
 // connection kept open across a restart of gw-queued.
 func (c *Client) Stale() bool {
+	if c.outOfStep {
+		return true
+	}
 	sc, ok := c.conn.(syscall.Conn)
 	if !ok {
 		return false

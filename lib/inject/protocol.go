@@ -66,29 +66,54 @@ func appendReply(b []byte, v byte, code int, qid string) []byte {
 // queued (the code said so), but its id is not repeated anywhere.
 var errBadQID = errors.New("queue id in the reply is not a queue id")
 
-// readReply reads the reply to a message in version v. A malformed queue
-// id is dropped (qid "", errBadQID) once its bytes are read, so the
-// connection stays in step: the code is what counts.
-func readReply(r io.Reader, v byte) (code int, qid string, err error) {
-	var b [1]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, "", fmt.Errorf("no reply from the injector: %w", err)
+// maxReply is the longest reply to a message: the code, the length byte
+// and the longest queue id the length byte can announce.
+const maxReply = 2 + 255
+
+// readReply reads the reply to a message in version v, with as few reads
+// as the server's writes allow (gw-queued writes a reply in one): a
+// message's handoff waits for it, and a read a byte was three system
+// calls a message. A malformed queue id is dropped (qid "", errBadQID)
+// once its bytes are read: the code is what counts. Bytes the server
+// sent past the reply, which nobody asked for, are read with it and
+// reported as extra: the connection is out of step and must not carry
+// another message. buf is where the reply is read, at least maxReply
+// bytes: the client's own, not one allocated a message.
+func readReply(r io.Reader, v byte, buf []byte) (code int, qid string, extra bool, err error) {
+	buf = buf[:maxReply]
+	have := 0
+	need := 1 // the code; then, for an accepting reply of version 2, the id's length and the id
+	for have < need {
+		n, rerr := r.Read(buf[have:])
+		have += n
+		if have >= 1 && v >= Version2 && buf[0] == 0 {
+			need = 2
+			if have >= 2 {
+				need = 2 + int(buf[1])
+			}
+		}
+		if have >= need {
+			break
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			if have == 0 {
+				return 0, "", false, fmt.Errorf("no reply from the injector: %w", rerr)
+			}
+			return 0, "", false, fmt.Errorf("no queue id from the injector: %w", rerr)
+		}
 	}
-	code = int(b[0])
-	if v < Version2 || code != 0 {
-		return code, "", nil
+	code, extra = int(buf[0]), have > need
+	if need == 1 {
+		return code, "", extra, nil
 	}
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, "", fmt.Errorf("no queue id from the injector: %w", err)
-	}
-	id := make([]byte, b[0])
-	if _, err := io.ReadFull(r, id); err != nil {
-		return 0, "", fmt.Errorf("no queue id from the injector: %w", err)
-	}
+	id := buf[2:need]
 	if !PlainQID(string(id)) {
-		return code, "", errBadQID
+		return code, "", extra, errBadQID
 	}
-	return code, string(id), nil
+	return code, string(id), extra, nil
 }
 
 // PlainQID reports whether s may stand as a queue id in a reply and a

@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -13,21 +12,24 @@ import (
 	"gw/lib/logline"
 )
 
-// FuzzReadReply feeds a client whatever a server might answer: the reply
-// is read without a panic, never past its own end (the next reply starts
-// where this one stops), and a queue id is only ever one that PlainQID
-// accepts.
+// FuzzReadReply feeds a client whatever a server might answer, split
+// into reads at any point: the reply is read without a panic, the code
+// is its first byte, bytes past the reply's end are reported (the
+// connection is then out of step) and never taken for part of it, and a
+// queue id is only ever one that PlainQID accepts.
 func FuzzReadReply(f *testing.F) {
-	f.Add([]byte{0}, byte(1))
-	f.Add([]byte{0, 13, '0', '6', '6', '9', 'a', '1', 'b', '2', 'c', '3', 'd', '4', 'e'}, byte(2))
-	f.Add([]byte{53}, byte(2))
-	f.Add([]byte{0, 5, 'a', '\r', '\n', 'b', 'c'}, byte(2))
-	f.Add([]byte{0, 0}, byte(2))
-	f.Add([]byte{0, 200, 'x'}, byte(2))
-	f.Fuzz(func(t *testing.T, in []byte, v byte) {
-		r := bytes.NewReader(in)
-		code, qid, err := readReply(r, v)
-		used := len(in) - r.Len()
+	f.Add([]byte{0}, byte(1), uint8(0))
+	f.Add([]byte{0, 13, '0', '6', '6', '9', 'a', '1', 'b', '2', 'c', '3', 'd', '4', 'e'}, byte(2), uint8(0))
+	f.Add([]byte{0, 13, '0', '6', '6', '9', 'a', '1', 'b', '2', 'c', '3', 'd', '4', 'e'}, byte(2), uint8(1))
+	f.Add([]byte{53}, byte(2), uint8(0))
+	f.Add([]byte{0, 5, 'a', '\r', '\n', 'b', 'c'}, byte(2), uint8(3))
+	f.Add([]byte{0, 0}, byte(2), uint8(0))
+	f.Add([]byte{0, 200, 'x'}, byte(2), uint8(1))
+	f.Add([]byte{0, 1, 'a', 0}, byte(2), uint8(0))
+	f.Fuzz(func(t *testing.T, in []byte, v byte, split uint8) {
+		r := &splitReader{b: in, first: int(split)}
+		code, qid, extra, err := readReply(r, v, make([]byte, maxReply))
+		used := len(in) - len(r.b)
 		if err != nil && !errors.Is(err, errBadQID) {
 			return // short: the connection is dropped
 		}
@@ -38,16 +40,36 @@ func FuzzReadReply(f *testing.F) {
 		if v >= Version2 && code == 0 {
 			want = 2 + int(in[1])
 		}
-		if used != want {
-			t.Fatalf("read %d bytes of the reply %x (version %d), want %d", used, in, v, want)
+		if used < want || extra != (used > want) {
+			t.Fatalf("read %d bytes of the reply %x (version %d, reply %d bytes), extra %v", used, in, v, want, extra)
 		}
-		if qid != "" && (!PlainQID(qid) || v < Version2) {
+		if qid != "" && (!PlainQID(qid) || v < Version2 || qid != string(in[2:want])) {
 			t.Fatalf("queue id %q accepted from %x (version %d)", qid, in, v)
 		}
 		if errors.Is(err, errBadQID) && qid != "" {
 			t.Fatalf("a bad queue id kept: %q", qid)
 		}
 	})
+}
+
+// splitReader gives its bytes as a socket might: first bytes in the
+// first read (all when 0), the rest in the next.
+type splitReader struct {
+	b     []byte
+	first int
+}
+
+func (r *splitReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := len(p)
+	if r.first > 0 {
+		n, r.first = min(n, r.first), 0
+	}
+	n = copy(p, r.b[:min(n, len(r.b))])
+	r.b = r.b[n:]
+	return n, nil
 }
 
 // FuzzServerStream sends a server whatever a client might: hellos, chunk

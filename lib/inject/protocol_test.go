@@ -118,6 +118,59 @@ func TestClientOfOldServer(t *testing.T) {
 	}
 }
 
+// TestReplyPastItsEnd: a server that sends bytes after a reply, which
+// nobody asked for, has its reply counted, and the connection is stale
+// from then on: the pool carries no further message on it.
+func TestReplyPastItsEnd(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "chatty.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var hdr [4]byte
+		io.ReadFull(c, hdr[:])
+		c.Write([]byte{Version2}) // the hello answered
+		for {
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
+				return
+			}
+			if n := binary.BigEndian.Uint32(hdr[:]); n > 0 {
+				io.CopyN(io.Discard, c, int64(n))
+				continue
+			}
+			env := make([]byte, 0, 64)
+			for b := [1]byte{}; !bytes.HasSuffix(env, []byte{0, 0}); env = append(env, b[0]) {
+				if _, err := c.Read(b[:]); err != nil {
+					return
+				}
+			}
+			c.Write([]byte{0, 3, 'a', 'b', 'c', 'X'}) // queued as abc, and one byte more
+		}
+	}()
+	cl, err := Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if cl.Stale() {
+		t.Fatal("a fresh connection is stale")
+	}
+	r, err := cl.End([]byte("Subject: x\n\nhi\n"), envelope.Envelope{Sender: "a@example.org", Recipients: []string{"b@example.net"}})
+	if err != nil || r.Code != 0 || r.QID != "abc" {
+		t.Fatalf("reply %+v, %v; want 0 and abc", r, err)
+	}
+	if !cl.Stale() {
+		t.Error("a connection with a byte past the reply is not stale")
+	}
+}
+
 // TestBudgetBoundsHeldBytes: with many messages under way at once, the
 // bytes held in memory never pass the budget; the messages that find it
 // spent go to segments of their own, and every message is queued whole.

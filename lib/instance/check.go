@@ -275,8 +275,19 @@ func (in *Instance) checkServices(s *Settings) []string {
 			p = append(p, fmt.Sprintf("service %s: %v (gw-instance services %s)", d.Name, err, in.Name))
 			continue
 		}
-		if string(b) != in.runScript(d, s.Flavour) {
+		want := in.runScript(d, s.Flavour)
+		switch {
+		case string(b) == want:
+		case strings.Contains(want, " --rates ") && !strings.Contains(string(b), "--rates"):
+			// a run script of a gw before listeners kept their counts
+			p = append(p, fmt.Sprintf("service %s: run gives no --rates: rate counts and bans are kept in memory and lost at each restart (gw-instance services %s)", d.Name, in.Name))
+		default:
 			p = append(p, fmt.Sprintf("service %s: run differs from the settings (gw-instance services %s)", d.Name, in.Name))
+		}
+		if rates := ratesArg(d.Argv); rates != "" {
+			if _, err := os.Stat(rates); err != nil {
+				p = append(p, fmt.Sprintf("service %s: %v (gw-instance services %s makes it)", d.Name, err, in.Name))
+			}
 		}
 		if st, err := os.Stat(run); err == nil && st.Mode().Perm()&0o100 == 0 {
 			p = append(p, fmt.Sprintf("service %s: run is not executable", d.Name))
@@ -286,6 +297,16 @@ func (in *Instance) checkServices(s *Settings) []string {
 		}
 	}
 	return p
+}
+
+// ratesArg is the file a daemon's --rates names, or "".
+func ratesArg(argv []string) string {
+	for i, a := range argv {
+		if a == "--rates" && i+1 < len(argv) {
+			return argv[i+1]
+		}
+	}
+	return ""
 }
 
 // checkQMTPRoutes checks that each QMTP route to a local instance's

@@ -497,3 +497,109 @@ func TestDMARCReportService(t *testing.T) {
 		t.Errorf("a face named %s: %v, want a usage error", DMARCDaemon, err)
 	}
 }
+
+// TestListenersKeepRatesInState: each listener's run script names a
+// rates file of its own in state/, made by create, owned by the user the
+// listener runs as and private to it; a listener whose own arguments
+// give --rates keeps them. A run script of an older gw, without --rates,
+// is named by check, and services writes it anew.
+func TestListenersKeepRatesInState(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (make test runs as root in CI)")
+	}
+	root, bin := t.TempDir(), t.TempDir()
+	for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd", "gw-qmtpd"} {
+		os.WriteFile(bin+"/"+p, nil, 0o755)
+	}
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, QMTP: []string{"127.0.0.1:2209"},
+		BinDir: bin, Users: Users{SMTPD: "nobody", QMTPD: "daemon"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for face, user := range map[string]string{"smtpd": "nobody", "qmtpd": "daemon"} {
+		file := in.RatesFile(face)
+		if want := filepath.Join(in.Dir(), "state", "rates-"+face+".db"); file != want {
+			t.Fatalf("RatesFile(%s) = %s, want %s", face, file, want)
+		}
+		if run := read(t, in.Path("service", face, "run")); !strings.Contains(run, " --rates "+file+" ") && !strings.HasSuffix(run, " --rates "+file+"\n") {
+			t.Errorf("%s/run gives no --rates %s:\n%s", face, file, run)
+		}
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _, _ := lookupIDs(user)
+		if got := int(fi.Sys().(*syscall.Stat_t).Uid); got != uid || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: uid %d mode %04o, want %s's (%d), 0600", file, got, fi.Mode().Perm(), user, uid)
+		}
+	}
+	if fi, _ := os.Stat(in.Path("state")); fi.Mode().Perm() != 0o751 {
+		t.Errorf("state/ mode %04o, want 0751: the qmtpd user passes through it to its file", fi.Mode().Perm())
+	}
+	if p := in.Check(); len(p) > 0 {
+		t.Errorf("check of a fresh instance: %q", p)
+	}
+
+	// A run script as an older gw wrote it.
+	run := in.Path("service", "smtpd", "run")
+	old := regexp.MustCompile(` --rates \S+`).ReplaceAllString(read(t, run), "")
+	if err := os.WriteFile(run, []byte(old), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := in.Check()
+	if len(p) != 1 || !strings.Contains(p[0], "service smtpd: run gives no --rates: rate counts and bans are kept in memory and lost at each restart") {
+		t.Errorf("check of an old run script: %q", p)
+	}
+	if err := in.WriteServices(); err != nil {
+		t.Fatal(err)
+	}
+	if p := in.Check(); len(p) > 0 {
+		t.Errorf("check after services: %q", p)
+	}
+
+	// The admin's own --rates stands, and no file is made for it.
+	if err := in.AddListener(Listener{Face: "submission", Proto: "smtp", Addr: "127.0.0.1:2587",
+		Args: []string{"--rates=/var/lib/shared-rates.db"}}); err != nil {
+		t.Fatal(err)
+	}
+	if run := read(t, in.Path("service", "submission", "run")); strings.Count(run, " --rates") != 1 {
+		t.Errorf("submission/run:\n%s\nwant only the listener's own --rates", run)
+	}
+	if _, err := os.Stat(in.RatesFile("submission")); err == nil {
+		t.Errorf("%s made for a listener with its own --rates", in.RatesFile("submission"))
+	}
+}
+
+// TestRatesFileIsNotALink: the smtpd user owns state/ and puts a link at
+// a listener's rates file to a file of root's; gw-instance services, as
+// root, refuses the link and leaves the file behind it as it was, its
+// owner and mode too.
+func TestRatesFileIsNotALink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (make test runs as root in CI)")
+	}
+	root, bin := t.TempDir(), t.TempDir()
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin,
+		Users: Users{SMTPD: "nobody"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(victim, []byte("root:secret\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(in.RatesFile("smtpd"))
+	if err := os.Symlink(victim, in.RatesFile("smtpd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.WriteServices(); err == nil {
+		t.Error("services went through a link at the rates file")
+	}
+	fi, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 0 || fi.Mode().Perm() != 0o640 {
+		t.Errorf("the file behind the link: uid %d mode %04o, want root's, 0640", uid, fi.Mode().Perm())
+	}
+}

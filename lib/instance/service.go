@@ -52,6 +52,12 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 			// user itself, checking that the drop took (gw-smtpd(8)).
 			argv = append(argv, "--user", user)
 		}
+		if !hasFlag(l.Args, "rates") {
+			// Rate counts and bans outlive a restart in a file of the
+			// listener's own: standalone it keeps the file open as its
+			// one writer, so two listeners cannot share one.
+			argv = append(argv, "--rates", in.RatesFile(l.Face))
+		}
 		argv = append(argv, l.Args...)
 		env := map[string]string{"GW_QUEUED": in.InjectSocket()}
 		if l.Proto == "smtp" && slices.Contains(s.Scan, l.Face) {
@@ -117,6 +123,59 @@ func (in *Instance) dropDMARCServices(s *Settings) error {
 	return nil
 }
 
+// RatesFile is the bbolt file where listener face keeps its rate counts
+// and bans (gw-state(5)): state/rates-FACE.db.
+func (in *Instance) RatesFile(face string) string {
+	return in.Path("state", "rates-"+face+".db")
+}
+
+// hasFlag reports whether args, a listener's own arguments from
+// control/listeners, give --name (as "--name" or "--name=value"): the
+// admin's choice then stands.
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--"+name || strings.HasPrefix(a, "--"+name+"=") || a == "-"+name || strings.HasPrefix(a, "-"+name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// listenerUser is the user listener l runs as once it dropped root.
+func (s *Settings) listenerUser(l Listener) string {
+	if l.Proto == "qmtp" {
+		return s.Users.QMTPD
+	}
+	return s.Users.SMTPD
+}
+
+// ratesFiles makes each listener's rates file, empty (bbolt lays one
+// out on first open), its user's own and private (0600): the listener
+// opens it after it dropped root, in state/, which another listener's
+// user owns. A user other than state/'s owner passes through state/
+// (0751) to reach its file, without listing it.
+func (in *Instance) ratesFiles(s *Settings) error {
+	root := os.Geteuid() == 0
+	for _, l := range s.Listeners {
+		if (l.Proto != "smtp" && l.Proto != "qmtp") || hasFlag(l.Args, "rates") {
+			continue
+		}
+		u := s.listenerUser(l)
+		if !root {
+			u = ""
+		}
+		if err := ratesFile(in.RatesFile(l.Face), u); err != nil {
+			return err
+		}
+		if u != "" && u != s.Users.SMTPD {
+			if err := os.Chmod(in.Path("state"), 0o751); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // dmarcReports is the database a listener's arguments record DMARC
 // results into, "" when they record none. A relative path is the
 // instance directory's, where the run scripts start.
@@ -133,6 +192,37 @@ func dmarcReports(l Listener) string {
 		}
 	}
 	return ""
+}
+
+// ratesFile makes path an empty file if missing and gives it to user
+// ("" leaves the owner) with mode 0600. state/ belongs to a daemon's
+// user, who may have put a link or a special file at path: it is opened
+// without following a link, must be a regular file of one name, and is
+// changed through its descriptor, so that gw-instance, run as root, never
+// hands another file to that user.
+func ratesFile(path, user string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || (ok && st.Nlink != 1) {
+		return fmt.Errorf("%s is not a regular file of one name: remove it, then run gw-instance services again", path)
+	}
+	if user != "" {
+		uid, gid, err := lookupIDs(user)
+		if err != nil {
+			return err
+		}
+		if err := f.Chown(uid, gid); err != nil {
+			return err
+		}
+	}
+	return f.Chmod(0o600)
 }
 
 // scanProxy is gw-scan(8) as an SMTP proxy (the amavisd-new tradition):
@@ -281,6 +371,9 @@ func (in *Instance) WriteServices() error {
 		}
 	}
 	if err := in.sendState(s); err != nil {
+		return err
+	}
+	if err := in.ratesFiles(s); err != nil {
 		return err
 	}
 	return in.setAccess(s)

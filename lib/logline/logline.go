@@ -21,7 +21,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 )
 
@@ -65,14 +64,35 @@ func (l *Logger) Warning(event string, kv ...any) { l.Log("warning", event, kv..
 func (l *Logger) Alert(event string, kv ...any) { l.Log("alert", event, kv...) }
 
 // Log writes one line of the given severity.
-func (l *Logger) Log(severity, event string, kv ...any) {
-	line := Format(severity, event, kv...)
+func (l *Logger) Log(severity, event string, kv ...any) { l.LogWith(Fields{}, severity, event, kv...) }
+
+// Fields are key=value pairs formatted once, for the lines that all
+// carry them after the event name (a session's id).
+type Fields struct {
+	kv   []any
+	text string
+}
+
+// With returns kv as Fields.
+func With(kv ...any) Fields { return Fields{kv: kv, text: string(appendFields(nil, kv))} }
+
+// LogWith writes one line of the given severity with f, then kv, after
+// the event name. The line is formatted on the stack and copied into
+// the pending writes, with no string made of it: a busy listener logs
+// half a dozen lines a session, and each allocation is the collector's
+// work later. The tap sees f's pairs before kv, as the line has them.
+func (l *Logger) LogWith(f Fields, severity, event string, kv ...any) {
+	var buf [512]byte
+	line := appendLine(buf[:0], severity, event, f.text, kv)
 	l.mu.Lock()
 	l.pending = append(l.pending, line...)
 	tap := l.tap
 	l.mu.Unlock()
 	l.write()
 	if tap != nil {
+		if len(f.kv) > 0 {
+			kv = append(append(make([]any, 0, len(f.kv)+len(kv)), f.kv...), kv...)
+		}
 		tap(severity, event, kv)
 	}
 }
@@ -99,18 +119,57 @@ func (l *Logger) write() {
 
 // Format returns the line Log would write, newline included.
 func Format(severity, event string, kv ...any) string {
-	var b strings.Builder
-	b.WriteString(severity)
-	b.WriteByte(' ')
-	b.WriteString(event)
+	return string(appendLine(nil, severity, event, "", kv))
+}
+
+func appendLine(b []byte, severity, event, fields string, kv []any) []byte {
+	b = append(b, severity...)
+	b = append(b, ' ')
+	b = append(b, event...)
+	b = append(b, fields...)
+	b = appendFields(b, kv)
+	return append(b, '\n')
+}
+
+// appendFields appends " key=value" for each pair of kv.
+func appendFields(b []byte, kv []any) []byte {
 	for i := 0; i+1 < len(kv); i += 2 {
-		b.WriteByte(' ')
-		b.WriteString(toString(kv[i]))
-		b.WriteByte('=')
-		b.WriteString(Quote(toString(kv[i+1])))
+		b = append(b, ' ')
+		b = appendValue(b, kv[i], false)
+		b = append(b, '=')
+		b = appendValue(b, kv[i+1], true)
 	}
-	b.WriteByte('\n')
-	return b.String()
+	return b
+}
+
+// appendValue appends v as toString gives it, quoted as Quote says
+// when quote is set (keys are gw's own words, values are not).
+func appendValue(b []byte, v any, quote bool) []byte {
+	switch x := v.(type) {
+	// The kinds most lines carry, straight into the line: a session logs
+	// half a dozen lines of names, counts and flags.
+	case string:
+		if quote {
+			return appendQuoted(b, x)
+		}
+		return append(b, x...)
+	case bool:
+		return strconv.AppendBool(b, x)
+	case int:
+		return strconv.AppendInt(b, int64(x), 10)
+	case int64:
+		return strconv.AppendInt(b, x, 10)
+	case uint64:
+		return strconv.AppendUint(b, x, 10)
+	case uint32:
+		return strconv.AppendUint(b, uint64(x), 10)
+	case uint16:
+		return strconv.AppendUint(b, uint64(x), 10)
+	}
+	if quote {
+		return appendQuoted(b, toString(v))
+	}
+	return append(b, toString(v)...)
 }
 
 func toString(v any) string {
@@ -119,23 +178,22 @@ func toString(v any) string {
 		return x
 	case error:
 		return x.Error()
-	// The kinds most lines carry, without fmt's reflection: a session
-	// logs half a dozen lines of counts and flags.
-	case bool:
-		return strconv.FormatBool(x)
-	case int:
-		return strconv.Itoa(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case uint64:
-		return strconv.FormatUint(x, 10)
-	case uint32:
-		return strconv.FormatUint(uint64(x), 10)
-	case uint16:
-		return strconv.FormatUint(uint64(x), 10)
+	case bool, int, int64, uint64, uint32, uint16:
+		return string(appendValue(nil, v, false))
 	default:
 		return fmt.Sprint(v)
 	}
+}
+
+// appendQuoted appends Quote(v).
+func appendQuoted(b []byte, v string) []byte {
+	if plain(v) {
+		return append(b, v...)
+	}
+	if v == "" {
+		return append(b, `""`...)
+	}
+	return strconv.AppendQuoteToASCII(b, v)
 }
 
 // Quote returns v as a field value: bare when it is a plain token, else in
@@ -144,11 +202,20 @@ func Quote(v string) string {
 	if v == "" {
 		return `""`
 	}
+	if !plain(v) {
+		return strconv.QuoteToASCII(v)
+	}
+	return v
+}
+
+// plain reports whether v stands bare as a field value: not empty, and
+// no space, quote, '=', backslash or byte outside printable ASCII.
+func plain(v string) bool {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if c <= ' ' || c >= 0x7f || c == '"' || c == '=' || c == '\\' {
-			return strconv.QuoteToASCII(v)
+			return false
 		}
 	}
-	return v
+	return v != ""
 }

@@ -29,6 +29,28 @@ func TestFormat(t *testing.T) {
 	}
 }
 
+// A session's fields, formatted once, come after the event name and
+// before the line's own, quoted as any value is.
+func TestLogWith(t *testing.T) {
+	var b bytes.Buffer
+	l := New(&b)
+	var tapped []string
+	l.Tap(func(severity, event string, kv []any) { tapped = append(tapped, Format(severity, event, kv...)) })
+	sid := With("sid", "abc", "peer", "a b")
+	l.LogWith(sid, "info", "mail", "from", "x@example.org", "size", 10, "err", fmt.Errorf("no=way"))
+	l.LogWith(sid, "warning", "end")
+	l.Log("info", "plain", "n", uint32(7), "ok", true)
+	want := "info mail sid=abc peer=\"a b\" from=x@example.org size=10 err=\"no=way\"\n" +
+		"warning end sid=abc peer=\"a b\"\n" +
+		"info plain n=7 ok=true\n"
+	if b.String() != want {
+		t.Errorf("logged\n%s\nwant\n%s", b.String(), want)
+	}
+	if strings.Join(tapped, "") != want {
+		t.Errorf("the tap saw\n%s\nwant what was logged\n%s", strings.Join(tapped, ""), want)
+	}
+}
+
 // The kinds toString formats itself read as fmt would print them.
 func TestToStringAsFmt(t *testing.T) {
 	for _, v := range []any{true, false, 0, -7, int64(-1 << 40), uint64(1 << 63), uint32(4e9), uint16(25), 3.5, nil, []string{"a"}} {

@@ -306,7 +306,11 @@ func domain(d string) (string, bool, bool) {
 	if d == "" || len(d) > MaxDomain {
 		return "", false, false
 	}
-	for _, label := range strings.Split(d, ".") {
+	// label by label without a slice of them: an address is parsed for
+	// each MAIL and RCPT
+	for rest, more := d, true; more; {
+		var label string
+		label, rest, more = strings.Cut(rest, ".")
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return "", false, false
 		}

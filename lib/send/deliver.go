@@ -153,6 +153,8 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 	var lastAt route.Host
 	var lastTLS deliver.TLSState // the last session's, for a REQUIRETLS refusal
 	tp := s.newTLSPolicies(j, cfg)
+	// the header is read only where there is something to set aside
+	tp.optional = j.route.Proto == route.SMTP && !m.RequireTLS && tp.recipientPolicy() && s.tlsRequiredNo(j.id)
 	for _, h := range hosts {
 		if j.ctx.Err() != nil {
 			lastErr = errStopped
@@ -184,7 +186,9 @@ func (s *Sender) transact(j *job, m *queue.Message, cfg *Config, out []outcome) 
 		}
 		s.reportTesting(j, h, deliver.TLSStateOf(sess))
 		ps := &pooled{sess: sess, cancel: scancel, host: h, opened: s.now()}
-		done, tlsOn := s.carry(j, m, ps, out, tr.Pooled())
+		// A session made with a policy set aside is this message's
+		// alone: pooled, it would carry others that want the policy.
+		done, tlsOn := s.carry(j, m, ps, out, tr.Pooled() && !tp.setAside)
 		if done {
 			j.reachable = true
 			return h.String(), tlsOn
@@ -279,7 +283,17 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		}
 	}
 	field := s.traceField(j, sess)
-	d, err := start(m.Sender, m.Size+int64(len(field)), needsUTF8(m, j.rcpts), m.DSN)
+	size := m.Size + int64(len(field))
+	d, err := start(m.Sender, size, needsUTF8(m, j.rcpts), m.DSN)
+	if err != nil && m.RequireTLS && isReport(m) && deliver.RequireTLSNotOffered(err) {
+		// RFC 8689 5: a report about a REQUIRETLS message (null sender,
+		// or a double bounce's) is not dropped because the next hop
+		// lacks REQUIRETLS, which would lose it for good: it goes over
+		// the authenticated TLS session that hop gave, without the
+		// parameter, and says so.
+		s.log.Warning("requiretls_not_offered", "qid", j.id, "host", h.String(), "action", "report sent without REQUIRETLS")
+		d, err = sess.Start(m.Sender, size, needsUTF8(m, j.rcpts), m.DSN)
+	}
 	if err != nil {
 		setAll(err)
 		if m.RequireTLS && isRequireTLSRefusal(err) {
@@ -341,6 +355,12 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		}
 	}
 	return true
+}
+
+// isReport reports whether m is a delivery report of gw's own: a bounce
+// or notice (null sender) or a double bounce.
+func isReport(m *queue.Message) bool {
+	return m.Sender == "" || m.Sender == DoubleBounceSender
 }
 
 // traceField is the X-Gw-Trace line that goes on top of j's message over

@@ -92,7 +92,9 @@ func (s *Sender) bounce(m *queue.Message, failed []queue.Recipient) error {
 	if double {
 		kind = "doublebounce"
 	}
-	return s.report(m, &rep, from, kind, len(failed), m.DSN.Ret == dsn.RetFull)
+	// RFC 8689 5: a REQUIRETLS message's bounce returns its headers
+	// only, whatever RET asked.
+	return s.report(m, &rep, from, kind, len(failed), m.DSN.Ret == dsn.RetFull && !m.RequireTLS)
 }
 
 // returned reads what a report returns of the message on r: the whole
@@ -130,7 +132,10 @@ func (s *Sender) report(m *queue.Message, rep *bounce.Report, from, kind string,
 		defer bq.Close()
 		q = bq
 	}
-	env := envelope.Envelope{Sender: from, Recipients: []string{rep.To}}
+	// A report about a REQUIRETLS message carries its headers: it asks
+	// for REQUIRETLS in turn (RFC 8689 5), so that what the sender
+	// wanted kept off the clear is not sent there in the report.
+	env := envelope.Envelope{Sender: from, Recipients: []string{rep.To}, RequireTLS: m.RequireTLS}
 	pid := uint32(os.Getpid())
 	uid := uint32(os.Getuid())
 	trace := inject.Trace("gw-send", pid, uid, s.now())

@@ -8,11 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"gw/lib/bounce"
 	"gw/lib/dane"
 	"gw/lib/deliver"
 	"gw/lib/mtasts"
+	"gw/lib/queue"
 	"gw/lib/route"
 	"gw/lib/tlspolicy"
+	"gw/lib/tlsrequired"
 	"gw/lib/tlsrpt"
 
 	mdns "github.com/miekg/dns"
@@ -57,6 +60,16 @@ type tlsPolicies struct {
 	// sts is the domain's MTA-STS policy, for MX delivery at the
 	// default level may or dane (an admin's own line wins).
 	sts *mtasts.Policy
+	// optional: the message says "TLS-Required: No" (RFC 8689 5) and
+	// did not come with REQUIRETLS, which would overrule it (RFC 8689
+	// 4.1). DANE (levels dane and dane-only) and MTA-STS, the policies
+	// RFC 8689 names, are set aside: TLS is tried, and the clear taken
+	// where it fails. The PKIX levels an admin wrote (encrypt, verify,
+	// secure: a smarthost's or a partner's TLS) stay: they are the
+	// sending site's own terms with that peer.
+	optional bool
+	// setAside: a policy was set aside for a host of this job.
+	setAside bool
 }
 
 func (s *Sender) newTLSPolicies(j *job, cfg *Config) *tlsPolicies {
@@ -127,6 +140,9 @@ func (tp *tlsPolicies) nexthop() string {
 // is not to be tried: the mail is deferred, never sent with less.
 func (tp *tlsPolicies) forHost(ctx context.Context, h route.Host) (*deliver.TLSPolicy, error) {
 	e := tp.entry
+	if tp.optional {
+		return tp.optionalFor(ctx, h), nil
+	}
 	p := &deliver.TLSPolicy{Level: e.Level, Cert: e.Cert}
 	if tp.cfg.TLSPolicy != nil {
 		p.Roots = tp.cfg.TLSPolicy.Roots
@@ -151,6 +167,49 @@ func (tp *tlsPolicies) forHost(ctx context.Context, h route.Host) (*deliver.TLSP
 		}
 	}
 	return p, nil
+}
+
+// recipientPolicy reports whether the destination's TLS policy holds
+// one TLS-Required: No sets aside: DANE or MTA-STS.
+func (tp *tlsPolicies) recipientPolicy() bool {
+	l := tp.entry.Level
+	return l == tlspolicy.Dane || l == tlspolicy.DaneOnly || tp.sts != nil
+}
+
+// optionalFor is the policy of a session with h for a message that says
+// "TLS-Required: No": level may. It still asks what DANE and MTA-STS
+// would have wanted of h, to log what it sets aside: an admin sees each
+// message that went with less than the recipient published.
+func (tp *tlsPolicies) optionalFor(ctx context.Context, h route.Host) *deliver.TLSPolicy {
+	p := &deliver.TLSPolicy{Level: tlspolicy.May, Cert: tp.entry.Cert}
+	if tp.cfg.TLSPolicy != nil {
+		p.Roots = tp.cfg.TLSPolicy.Roots
+	}
+	var set []string
+	if tp.entry.Level == tlspolicy.Dane || tp.entry.Level == tlspolicy.DaneOnly {
+		dp := &deliver.TLSPolicy{Level: tp.entry.Level}
+		switch err := tp.dane(ctx, h, dp); {
+		case err != nil:
+			set = append(set, "dane ("+err.Error()+")")
+		case len(dp.TLSA) > 0:
+			set = append(set, fmt.Sprintf("dane (%d usable TLSA records)", len(dp.TLSA)))
+		case dp.Level == tlspolicy.Encrypt:
+			set = append(set, "dane (TLSA records, none usable: TLS required)")
+		}
+	}
+	if tp.sts != nil {
+		why := "mx matches"
+		if !tp.sts.Matches(h.Name) {
+			why = "mx " + strings.Join(tp.sts.MX, ",") + " does not match"
+		}
+		set = append(set, fmt.Sprintf("mta-sts (mode %s, %s)", tp.sts.Mode, why))
+	}
+	if len(set) > 0 {
+		tp.setAside = true
+		tp.s.log.Warning("tls_policy_ignored", "qid", tp.j.id, "host", h.String(), "header", "TLS-Required: No",
+			"policy", strings.Join(set, "; "), "level", "may")
+	}
+	return p
 }
 
 // fail logs a policy failure before any connection and returns it as
@@ -319,3 +378,16 @@ func (noExchange) Exchange(context.Context, *mdns.Msg) (*mdns.Msg, error) {
 	return nil, errors.New("no resolver for DNSSEC queries")
 }
 func (noExchange) Servers() []string { return nil }
+
+// tlsRequiredNo reports whether message id's header section says
+// "TLS-Required: No" (RFC 8689 5). A message that cannot be read asks
+// for nothing: its policy stays whole.
+func (s *Sender) tlsRequiredNo(id queue.ID) bool {
+	body, err := s.r.Body(id)
+	if err != nil {
+		return false
+	}
+	defer body.Close()
+	h, err := bounce.ReadHeaders(body)
+	return err == nil && tlsrequired.No(h)
+}

@@ -500,3 +500,57 @@ func TestFakeQMTPRoute(t *testing.T) {
 		t.Errorf("not delivered over QMTP: %+v", f.recipients(f.id))
 	}
 }
+
+// TestFakeRequireTLSBounce: a REQUIRETLS message (RET=FULL) that no host
+// can carry fails 5.7.10, and its bounce asks for REQUIRETLS in turn and
+// returns the message's headers only (RFC 8689 5).
+func TestFakeRequireTLSBounce(t *testing.T) {
+	f := newFakeRun(t, map[string]*fakeServer{"192.0.2.1": {}, "192.0.2.2": {}}, "u@dest.test")
+	w, err := f.s.q.NewMessage(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Subject: secret subject\n\nsecret body\n")
+	if err := w.Commit(envelope.Envelope{Sender: "sender@src.test", Recipients: []string{"v@dest.test"},
+		DSN: dsn.Mail{Ret: dsn.RetFull}, RequireTLS: true}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := f.s.r.Refresh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id queue.ID
+	for _, m := range msgs {
+		if m.RequireTLS {
+			id = m.ID
+		}
+	}
+	f.attempt(id)
+	if rs := f.recipients(id); len(rs) != 0 {
+		t.Fatalf("the REQUIRETLS message is still queued: %+v", rs)
+	}
+	msgs, _ = f.s.r.Refresh()
+	found := false
+	for _, m := range msgs {
+		if m.Sender != "" {
+			continue
+		}
+		found = true
+		body, err := f.s.r.Body(m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(body)
+		body.Close()
+		if !m.RequireTLS {
+			t.Error("the bounce of a REQUIRETLS message does not ask for REQUIRETLS")
+		}
+		if s := string(b); !strings.Contains(s, "Status: 5.7.10") || !strings.Contains(s, "Subject: secret subject") ||
+			strings.Contains(s, "secret body") || !strings.Contains(s, "text/rfc822-headers") {
+			t.Errorf("bounce, want 5.7.10 and the headers only, RET=FULL notwithstanding:\n%s", s)
+		}
+	}
+	if !found {
+		t.Error("no bounce queued")
+	}
+}

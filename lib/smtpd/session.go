@@ -14,6 +14,7 @@ import (
 	"gw/lib/dsn"
 	"gw/lib/envelope"
 	"gw/lib/handoff"
+	"gw/lib/logline"
 	"gw/lib/mailbox"
 	"gw/lib/milter"
 	"gw/lib/qq"
@@ -69,6 +70,7 @@ type session struct {
 	hold string
 
 	milters []milter.Milter // this client's (milter.go)
+	milt    *milter.Session // their side of the session, from the first MAIL
 }
 
 // Serve runs one SMTP session on conn for client cl and closes conn. It is
@@ -76,9 +78,8 @@ type session struct {
 // and under tcpserver on fds 0 and 1.
 func Serve(conn net.Conn, cfg *Config, cl Client) {
 	s := &session{cfg: cfg, cl: cl, id: smtpserver.NewID()}
-	s.log = func(sev, event string, kv ...any) {
-		cfg.Log.Log(sev, event, append([]any{"sid", s.id}, kv...)...)
-	}
+	sid := logline.With("sid", s.id)
+	s.log = func(sev, event string, kv ...any) { cfg.Log.LogWith(sid, sev, event, kv...) }
 	kv := []any{"ip", cl.RemoteIP, "port", cl.RemotePort}
 	if cl.HasRemoteHost {
 		kv = append(kv, "host", cl.RemoteHost)
@@ -104,6 +105,9 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 		core.Keywords = []string{tracehdr.Keyword}
 	}
 	reason := smtpserver.Serve(conn, core, cl, s.id, s)
+	if s.milt != nil {
+		s.milt.Close()
+	}
 	if s.tx != nil { // a message a panic cut off
 		s.tx.Abort()
 	}
@@ -133,7 +137,12 @@ func (s *session) Helo(ss *smtpserver.Session) *smtpserver.Reply {
 }
 
 // Reset ends the transaction.
-func (s *session) Reset(*smtpserver.Session) { s.reset() }
+func (s *session) Reset(*smtpserver.Session) {
+	s.reset()
+	if s.milt != nil {
+		s.milt.Reset()
+	}
+}
 
 func (s *session) reset() {
 	s.badFrom, s.rcpts, s.rcptDSN = false, s.rcpts[:0], s.rcptDSN[:0]
@@ -201,6 +210,10 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 		s.from = mailbox.Address{}
 		return r
 	}
+	if r := s.milterMail(ss, from.String()); r != nil {
+		s.from = mailbox.Address{}
+		return r
+	}
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom, "utf8", m.UTF8)
 	return nil
 }
@@ -232,6 +245,9 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 			rep = errBadRcpt
 		}
 		return s.refuseRcpt(addr, rep, err.Error())
+	}
+	if rep := s.milterRcpt(addr); rep != nil {
+		return rep
 	}
 	r.Addr, r.Stored = to, addr
 	s.rcpts = append(s.rcpts, addr)

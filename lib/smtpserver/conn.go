@@ -93,6 +93,7 @@ type conn struct {
 	junk   int
 	reason string // why the session ended; "" while it goes on
 	end    time.Time
+	wset   time.Time // when the write deadline was last set; zero: not on this transport
 
 	verb    string // the command being answered
 	fromPol bool   // the reply comes from Policy.Rcpt: not a protocol error
@@ -161,7 +162,7 @@ var (
 // setTransport reads and writes through t from now on; whatever was
 // buffered for the transport before (STARTTLS) is dropped.
 func (c *conn) setTransport(t net.Conn) {
-	c.nc = t
+	c.nc, c.wset = t, time.Time{} // the handshake cleared the deadline
 	c.feed = &feed{c: c, nc: t}
 	if c.br == nil {
 		c.br, c.bw = readers.Get().(*bufio.Reader), writers.Get().(*bufio.Writer)
@@ -179,9 +180,16 @@ func (c *conn) release() {
 	c.br, c.bw = nil, nil
 }
 
-// write sends replies with a deadline of their own.
+// write sends replies with a deadline of their own: Timeout from the
+// write, renewed only once a sixteenth of it has passed since it was
+// last set. The time left for a write is never under 15/16 of Timeout,
+// and a session's replies share one timer update instead of making one
+// each.
 func (c *conn) write(p []byte) (int, error) {
-	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.Timeout))
+	if now := time.Now(); c.wset.IsZero() || now.Sub(c.wset) > c.cfg.Timeout/16 {
+		c.nc.SetWriteDeadline(now.Add(c.cfg.Timeout))
+		c.wset = now
+	}
 	return c.nc.Write(p)
 }
 
@@ -201,7 +209,7 @@ func (c *conn) run() {
 		c.stop("refused")
 		return
 	}
-	c.line("220 " + c.cfg.Greeting + " ESMTP")
+	c.line("220 ", c.cfg.Greeting, " ESMTP")
 	for c.reason == "" {
 		c.command()
 	}
@@ -225,9 +233,12 @@ func (c *conn) flush() {
 	}
 }
 
-// line queues one reply line.
-func (c *conn) line(l string) {
-	c.bw.WriteString(l)
+// line queues one reply line, given in parts: the writer joins them, with
+// no string made for the line.
+func (c *conn) line(parts ...string) {
+	for _, p := range parts {
+		c.bw.WriteString(p)
+	}
 	c.bw.WriteString("\r\n")
 }
 
@@ -250,7 +261,14 @@ func (c *conn) count(r *Reply) *Reply {
 
 // send queues a counted reply; a 421 ends the session.
 func (c *conn) send(r *Reply) {
-	c.line(r.Line())
+	if n := r.Code; n >= 100 && n <= 999 { // digit by digit: no string a reply
+		c.bw.WriteByte(byte('0' + n/100))
+		c.bw.WriteByte(byte('0' + n/10%10))
+		c.bw.WriteByte(byte('0' + n%10))
+	} else {
+		c.bw.WriteString(strconv.Itoa(n))
+	}
+	c.line(" ", r.Enhanced, " ", r.Text)
 	if r.Code == 421 {
 		c.stop(reasonOf(r))
 	}

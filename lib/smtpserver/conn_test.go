@@ -238,6 +238,38 @@ func TestTrickle(t *testing.T) {
 	}
 }
 
+// TestClientNotReading: a client that sends and never reads its replies
+// is cut off once a reply's write has waited Timeout, though the
+// session's write deadline is renewed only now and then.
+func TestClientNotReading(t *testing.T) {
+	cfg := testConfig()
+	cfg.Timeout, cfg.MaxJunk = 500*time.Millisecond, 0
+	server, client := pair(t)
+	defer client.Close()
+	client.SetReadBuffer(4 << 10)
+	done := make(chan string, 1)
+	go func() { done <- Serve(server, cfg, tcpserver.Client{}, "test", &testPolicy{}) }()
+	// NOOPs pipelined by the megabyte: their replies fill the socket
+	// buffers, and the server's write then waits for a reader that
+	// never comes.
+	go func() {
+		noops := []byte(strings.Repeat("NOOP\r\n", 1<<14))
+		for {
+			if _, err := client.Write(noops); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case reason := <-done:
+		if reason != "write_error" {
+			t.Errorf("session ended %q, want write_error", reason)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a client that never reads still holds its session after 30s")
+	}
+}
+
 // TestLineLimit: a line without LF ends the session once past
 // LineLimit, without waiting for the rest.
 func TestLineLimit(t *testing.T) {

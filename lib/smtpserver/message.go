@@ -72,7 +72,7 @@ func (c *conn) endMessage(m *Message, cnt *counter) {
 		if r == nil {
 			r = R(250, "2.0.0", "ok")
 		}
-		c.line(r.Line())
+		c.send(r)
 	}
 	c.msg, c.sink = nil, nil
 	c.reset()
@@ -136,7 +136,7 @@ func (c *conn) bdat(arg string) {
 		c.endMessage(m, cnt)
 		return
 	}
-	c.line("250 2.0.0 " + strconv.FormatInt(size, 10) + " octets received")
+	c.line("250 2.0.0 ", strconv.FormatInt(size, 10), " octets received")
 }
 
 func firstOr(f []string) string {

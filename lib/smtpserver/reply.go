@@ -17,16 +17,34 @@ type Reply struct {
 // R builds a reply. The enhanced code must agree with the basic code's
 // class, or R panics: a reply table with a typo must not reach a client.
 func R(code int, enhanced, text string) *Reply {
-	p := strings.Split(enhanced, ".")
-	if len(p) != 3 || code < 200 || code > 599 || p[0] != strconv.Itoa(code/100) {
+	if code < 200 || code > 599 || !enhancedOf(code, enhanced) {
 		panic("smtpserver.R: bad reply " + strconv.Itoa(code) + " " + enhanced)
 	}
-	for _, n := range p {
-		if _, err := strconv.Atoi(n); err != nil || len(n) > 3 {
-			panic("smtpserver.R: bad enhanced code " + enhanced)
+	return &Reply{Code: code, Enhanced: enhanced, Text: text}
+}
+
+// enhancedOf reports whether e is an enhanced status code (RFC 3463:
+// class.subject.detail, each of 1 to 3 digits) of code's class. It makes
+// no string: a listener builds a reply a message.
+func enhancedOf(code int, e string) bool {
+	class, rest, ok := strings.Cut(e, ".")
+	if !ok || len(class) != 1 || int(class[0]-'0') != code/100 {
+		return false
+	}
+	subject, detail, ok := strings.Cut(rest, ".")
+	return ok && digits(subject) && digits(detail)
+}
+
+func digits(s string) bool {
+	if len(s) == 0 || len(s) > 3 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
 		}
 	}
-	return &Reply{Code: code, Enhanced: enhanced, Text: text}
+	return true
 }
 
 func (r *Reply) Error() string { return r.Line() }

@@ -63,7 +63,7 @@ func (c *conn) hello(arg string, ehlo bool) {
 	}
 	c.st = stReady
 	if !ehlo {
-		c.line("250 2.0.0 " + c.cfg.Hostname)
+		c.line("250 2.0.0 ", c.cfg.Hostname)
 		return
 	}
 	ext := []string{c.cfg.Hostname, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "DSN"}
@@ -77,14 +77,14 @@ func (c *conn) hello(arg string, ehlo bool) {
 		ext = append(ext, "AUTH PLAIN LOGIN")
 	}
 	ext = append(ext, c.cfg.Keywords...)
-	size := "SIZE"
-	if c.cfg.MaxMessage > 0 {
-		size += " " + strconv.FormatInt(c.cfg.MaxMessage, 10)
-	}
 	for _, e := range ext {
-		c.line("250-" + e)
+		c.line("250-", e)
 	}
-	c.line("250 " + size)
+	if c.cfg.MaxMessage > 0 {
+		c.line("250 SIZE ", strconv.FormatInt(c.cfg.MaxMessage, 10))
+	} else {
+		c.line("250 SIZE")
+	}
 }
 
 // path splits MAIL's or RCPT's argument after prefix into the path and
@@ -159,7 +159,7 @@ func (c *conn) help(string) {
 }
 
 func (c *conn) quit(string) {
-	c.line("221 2.0.0 " + c.cfg.Hostname + " closing connection")
+	c.line("221 2.0.0 ", c.cfg.Hostname, " closing connection")
 	c.stop("quit")
 }
 

@@ -1,7 +1,9 @@
 package state
 
 import (
+	"crypto/x509"
 	"fmt"
+	"os"
 	"strings"
 
 	"gw/lib/control"
@@ -19,6 +21,9 @@ const DefaultPrefix = "gw:"
 //	statebackend          redis://host:port/db or rediss://host:port/db
 //	statebackendpassword  the server's password (AUTH), one line
 //	statebackendprefix    the key prefix of this group of hosts
+//	statebackendca        a PEM file of the roots a rediss:// server's
+//	                      certificate is verified against (default: the
+//	                      system's), for a server with a private CA
 func Load(dir control.Dir, log *logline.Logger) (*Redis, error) {
 	url, ok, err := dir.Line("statebackend")
 	if err != nil || !ok || url == "" {
@@ -38,5 +43,28 @@ func Load(dir control.Dir, log *logline.Logger) (*Redis, error) {
 	if !ok || prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return OpenRedis(url, password, prefix, log)
+	roots, err := loadRoots(dir)
+	if err != nil {
+		return nil, err
+	}
+	return OpenRedisTLS(url, password, prefix, roots, log)
+}
+
+// loadRoots reads the PEM file control/statebackendca names, or nil when
+// none is named. A file that holds no certificate is an error, not the
+// system's roots: the admin meant a CA of their own.
+func loadRoots(dir control.Dir) (*x509.CertPool, error) {
+	path, ok, err := dir.Line("statebackendca")
+	if err != nil || !ok || path == "" {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("control/statebackendca: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("control/statebackendca: %s holds no PEM certificate", path)
+	}
+	return roots, nil
 }

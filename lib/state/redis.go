@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strconv"
@@ -35,9 +36,21 @@ const redisTimeout = 500 * time.Millisecond
 // OpenRedis connects to the server of a redis:// or rediss:// URL (no
 // password in it: see Load). Nothing is sent until the first operation.
 func OpenRedis(url, password, prefix string, log *logline.Logger) (*Redis, error) {
+	return OpenRedisTLS(url, password, prefix, nil, log)
+}
+
+// OpenRedisTLS is OpenRedis whose rediss:// server certificate is
+// verified against roots (nil: the system's roots) for the URL's host.
+func OpenRedisTLS(url, password, prefix string, roots *x509.CertPool, log *logline.Logger) (*Redis, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("statebackend %q: %w", url, err)
+	}
+	if roots != nil {
+		if opt.TLSConfig == nil {
+			return nil, fmt.Errorf("statebackend %q: a CA file is for rediss:// only", url)
+		}
+		opt.TLSConfig.RootCAs = roots
 	}
 	if opt.Password != "" {
 		return nil, errors.New("statebackend: a password in the URL would be readable by all; put it in control/statebackendpassword")

@@ -1,12 +1,18 @@
 package state
 
 import (
+	"crypto/x509"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"gw/lib/control"
 )
 
 func TestMemoryWindow(t *testing.T) {
@@ -113,4 +119,35 @@ func TestRedisCountsAtomically(t *testing.T) {
 	if _, err := OpenRedis("redis://:secret@"+addr+"/0", "", "t:", nil); err == nil {
 		t.Error("a password in the URL was taken")
 	}
+}
+
+// TestStateBackendCA: control/statebackendca is for rediss:// only, and
+// a file with no certificate in it is refused, not taken as "use the
+// system's roots".
+func TestStateBackendCA(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("empty.pem", "not a certificate\n")
+	write("statebackend", "rediss://localhost:6379/0\n")
+	write("statebackendca", filepath.Join(dir, "empty.pem")+"\n")
+	if _, err := Load(control.Dir(dir), nil); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Errorf("a CA file with no certificate: %v", err)
+	}
+	write("statebackendca", filepath.Join(dir, "missing.pem")+"\n")
+	if _, err := Load(control.Dir(dir), nil); err == nil || !strings.Contains(err.Error(), "control/statebackendca") {
+		t.Errorf("a missing CA file: %v", err)
+	}
+	if _, err := OpenRedisTLS("redis://localhost:6379/0", "", "t:", x509.NewCertPool(), nil); err == nil {
+		t.Error("a CA for plain redis:// was taken")
+	}
+	r, err := OpenRedisTLS("rediss://localhost:6379/0", "", "t:", x509.NewCertPool(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
 }

@@ -54,6 +54,8 @@ type Listener struct {
 // Serve accepts connections on ln until it is closed, then waits for the
 // sessions under way to end, at most grace.
 func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
+	w := newWorkers(l)
+	defer w.stop()
 	var tempDelay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -76,7 +78,7 @@ func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
 		}
 		tempDelay = 0
 		l.wg.Add(1)
-		go l.handle(c)
+		w.serve(c)
 	}
 }
 

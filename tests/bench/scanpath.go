@@ -164,9 +164,14 @@ func scanPathBench(work string) {
 		cl := map[string]string{"clamd": clamd.Sock + "\n"}
 		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (clamd)", cl, true, false, 0}, path{"gw-scan proxy (clamd) + gw-smtpd", cl, false, true, 0})
 	}
+	var rspamdPaths []path
 	if rsp != nil {
 		rc := map[string]string{"rspamd": rsp.Addr + "\n"}
-		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (rspamd)", rc, true, false, 0}, path{"gw-scan proxy (rspamd) + gw-smtpd", rc, false, true, 0})
+		_, port, _ := strings.Cut(rsp.Milter, ":")
+		mc := map[string]string{"milters": "rspamd inet:" + port + "@127.0.0.1 timeout=30s\n"}
+		rspamdPaths = []path{{"gw-smtpd + gw-scan wrapper (rspamd)", rc, true, false, 0}, {"gw-scan proxy (rspamd) + gw-smtpd", rc, false, true, 0},
+			{"gw-smtpd + rspamd milter (proxy worker)", mc, false, false, 0}}
+		paths = append(paths, rspamdPaths...)
 	}
 	if sa != nil {
 		sc := map[string]string{"spamd": sa.Addr + "\n", "scantimeout": "120\n"}
@@ -176,13 +181,7 @@ func scanPathBench(work string) {
 		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (clamd+spamd)", sc, true, false, *scanPathSpamd},
 			path{"gw-scan proxy (clamd+spamd) + gw-smtpd", sc, false, true, *scanPathSpamd})
 	}
-	for i, p := range paths {
-		pdir := filepath.Join(dir, fmt.Sprintf("gw%d", i))
-		sink, stopSink, err := startSink(dir, fmt.Sprintf("gw%d", i))
-		if err != nil {
-			row(p.name, pathFigure{}, err)
-			continue
-		}
+	startGWPath := func(p path, pdir, sink string) (*side, error) {
 		var env []string
 		if p.wrapper {
 			env = []string{"QMAILQUEUE=" + filepath.Join(*binDir, "gw-scan"), "GW_CONTROL_DIR=" + filepath.Join(pdir, "control")}
@@ -191,6 +190,16 @@ func scanPathBench(work string) {
 		if err == nil && p.proxy {
 			s, err = scanProxySide(pdir, s, p.control)
 		}
+		return s, err
+	}
+	for i, p := range paths {
+		pdir := filepath.Join(dir, fmt.Sprintf("gw%d", i))
+		sink, stopSink, err := startSink(dir, fmt.Sprintf("gw%d", i))
+		if err != nil {
+			row(p.name, pathFigure{}, err)
+			continue
+		}
+		s, err := startGWPath(p, pdir, sink)
 		if err != nil {
 			stopSink()
 			row(p.name, pathFigure{}, err)
@@ -200,6 +209,17 @@ func scanPathBench(work string) {
 		row(p.name, f, err)
 		s.stop()
 		stopSink()
+	}
+	var probes []rspamdProbe
+	for i, p := range rspamdPaths {
+		probes = append(probes, rspamdProbe{p.name, func(sink string) (*side, func(), error) {
+			pdir := filepath.Join(dir, fmt.Sprintf("probe%d", i))
+			s, err := startGWPath(p, pdir, sink)
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, s.stop, nil
+		}})
 	}
 
 	// Postfix, the same messages, plain and with rspamd's milter.
@@ -216,6 +236,18 @@ func scanPathBench(work string) {
 			name  string
 			extra []string
 		}{"Postfix + rspamd milter (proxy worker)", []string{"smtpd_milters = inet:" + rsp.Milter, "milter_protocol = 6", "milter_default_action = tempfail"}})
+	}
+	if rsp != nil {
+		probes = append(probes, rspamdProbe{pf[1].name, func(sink string) (*side, func(), error) {
+			pdir, _ := os.MkdirTemp("", "gw-bench-postfix-")
+			os.Chmod(pdir, 0o755)
+			s, err := startPostfix(pdir, sink, pf[1].extra...)
+			if err != nil {
+				os.RemoveAll(pdir)
+				return nil, nil, err
+			}
+			return s, func() { s.stop(); os.RemoveAll(pdir) }, nil
+		}})
 	}
 	for i, p := range pf {
 		sink, stopSink, err := startSink(dir, fmt.Sprintf("pf%d", i))
@@ -239,6 +271,9 @@ func scanPathBench(work string) {
 	amavisBench(clamd, sa != nil, dir, n, sess, msg, scannerCPU, row)
 	fmt.Println("  (own CPU: gw's programs, or Postfix's (and amavisd's), a message; scanner: clamd, spamd and rspamd a message)")
 	scanPathGoals(got)
+	if len(probes) > 0 {
+		rspamdDecisions(probes)
+	}
 }
 
 // amavisBench runs the seeds' pipeline, Postfix → amavisd-new → Postfix,
@@ -306,6 +341,12 @@ func scanPathGoals(got map[string]pathFigure) {
 	sp := "spamd alone (SYMBOLS)"
 	fmt.Printf("  SpamAssassin, gw's scanned rate over spamd's ceiling (goal ≥ 0.95): wrapper %s, proxy %s; the amavis pipeline %s\n",
 		ratio("gw-smtpd + gw-scan wrapper (clamd+spamd)", sp), ratio("gw-scan proxy (clamd+spamd) + gw-smtpd", sp), ratio("Postfix + amavisd-new (clamd)+SA", sp))
+	pr := "Postfix + rspamd milter (proxy worker)"
+	fmt.Printf("  rspamd, gw over Postfix + rspamd's milter, same run (goal ≥ 1×): wrapper %s, proxy %s, gw-smtpd + the same milter %s\n",
+		ratio("gw-smtpd + gw-scan wrapper (rspamd)", pr), ratio("gw-scan proxy (rspamd) + gw-smtpd", pr), ratio("gw-smtpd + rspamd milter (proxy worker)", pr))
+	fmt.Printf("  rspamd, delivered, over the SpamAssassin pipeline (amavisd-new+SA) (goal ≥ 5×): wrapper %s, proxy %s, gw-smtpd + milter %s, Postfix + milter %s\n",
+		done("gw-smtpd + gw-scan wrapper (rspamd)", am+"+SA"), done("gw-scan proxy (rspamd) + gw-smtpd", am+"+SA"),
+		done("gw-smtpd + rspamd milter (proxy worker)", am+"+SA"), done(pr, am+"+SA"))
 	for _, name := range []string{"gw-smtpd + gw-scan wrapper (clamd+spamd)", "gw-scan proxy (clamd+spamd) + gw-smtpd"} {
 		if f, ok := got[name]; ok {
 			fmt.Printf("  %s: gw's own CPU %.2f ms a scanned message (goal ≤ 2 ms)\n", name, f.ownMs)
