@@ -16,7 +16,7 @@ import (
 	"gw/lib/trustpath"
 )
 
-// Cache keeps callout answers in a bbolt file (state/callout.db by
+// Cache keeps callout answers in a bbolt file (state/smtpd/callout.db by
 // convention): key "domain\0local", value one verdict byte (storedExists,
 // storedUnknown) and the expiry in Unix seconds.
 //

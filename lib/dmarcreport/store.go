@@ -107,7 +107,7 @@ func orR(s string) string {
 	return s
 }
 
-// Store is the results file, state/dmarc.db.
+// Store is the results file, state/smtpd/dmarc.db by convention.
 type Store struct{ db *bbolt.DB }
 
 // Open opens (or creates) the results file.

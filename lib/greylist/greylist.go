@@ -6,7 +6,7 @@
 // postgrey does). Networks are the client's /24 (IPv4) or /64 (IPv6), so
 // senders that retry from another host of their pool still pass.
 //
-// The triplets live in a bbolt file (state/greylist.db by convention).
+// The triplets live in a bbolt file (state/smtpd/greylist.db by convention).
 // bbolt allows one writing process: every check opens the file with a
 // lock Timeout and, unless Keep is set (a long-running listener, which is
 // then that one writer), closes it again, so tcpserver's one process a

@@ -12,7 +12,7 @@ import (
 	"gw/lib/trustpath"
 )
 
-// Bolt is a Store in a bbolt file of the host (state/rates.db by
+// Bolt is a Store in a bbolt file of the host (state/smtpd/rates-FACE.db by
 // convention): the rate counts and bans of a listener that names no
 // shared server, and what limits fall back to when that server is down.
 // Unlike Memory it outlives the process, so under tcpserver, one process
