@@ -179,13 +179,9 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 // rewrite writes the message as act delivers it into a new spool file:
 // the scan's headers (and the trust token) on top, forged ones stripped.
 func (w *Wrapper) rewrite(f *os.File, size int64, rep *Report, act Action) (*os.File, error) {
-	add := w.Scanner.Headers(rep, act)
-	if t := w.Scanner.Trust; t != nil && !Forgeable(rep) {
-		h, err := t.Header(io.NewSectionReader(f, 0, size))
-		if err != nil {
-			return nil, err
-		}
-		add = append(add, h)
+	add, err := w.additions(f, size, rep, act)
+	if err != nil {
+		return nil, err
 	}
 	out, _, err := spool(w.TmpDir, nil)
 	if err != nil {
@@ -201,6 +197,21 @@ func (w *Wrapper) rewrite(f *os.File, size int64, rep *Report, act Action) (*os.
 		return nil, err
 	}
 	return out, nil
+}
+
+// additions is the header lines the scan puts on top of the message
+// for action act: the scan's fields, and the trust token when the
+// message was scanned in full.
+func (w *Wrapper) additions(f io.ReaderAt, size int64, rep *Report, act Action) ([]string, error) {
+	add := w.Scanner.Headers(rep, act)
+	if t := w.Scanner.Trust; t != nil && !Forgeable(rep) {
+		h, err := t.Header(io.NewSectionReader(f, 0, size))
+		if err != nil {
+			return nil, err
+		}
+		add = append(add, h)
+	}
+	return add, nil
 }
 
 // hold puts the message, tagged as quarantined, in the quarantine for the
