@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -40,7 +41,21 @@ var (
 	scanPathMessages = flag.Int("scanpath-messages", 600, "messages a figure of the scanned-path bench (0: skip it)")
 	scanPathSessions = flag.Int("scanpath-sessions", 10, "parallel sessions of the scanned-path bench")
 	scanPathSpamd    = flag.Int("scanpath-spamd", 100, "messages a figure through SpamAssassin's spamd, about 10 a second here (0: skip spamd)")
+	scanPathOnly     = flag.String("scanpath-only", "", "run only the scanned-path figures whose name holds one of these comma-separated words (clamd, spamd, proxy, wrapper, Postfix, amavis, ...)")
 )
+
+// scanPathWanted reports whether the figure named name is to be run.
+func scanPathWanted(name string) bool {
+	if *scanPathOnly == "" {
+		return true
+	}
+	for _, w := range strings.Split(*scanPathOnly, ",") {
+		if w != "" && strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
 
 // scanner is a scanner daemon whose CPU is counted apart.
 type scanner struct {
@@ -112,6 +127,9 @@ func scanPathBench(work string) {
 	fmt.Printf("%-40s %8s %8s %12s %12s %8s %8s\n", "path", "msg/s", "done/s", "own CPU ms", "scanner ms", "p50 ms", "p99 ms")
 	got := map[string]pathFigure{}
 	row := func(name string, f pathFigure, err error) {
+		if err == errSkipped {
+			return
+		}
 		if err != nil {
 			fmt.Printf("%-40s failed: %v\n", name, err)
 			return
@@ -122,13 +140,20 @@ func scanPathBench(work string) {
 			done = fmt.Sprintf("%.1f", f.doneRate)
 		}
 		fmt.Printf("%-40s %8.1f %8s %12.2f %12.2f %8.1f %8.1f\n", name, f.rate, done, f.ownMs, f.scanMs, f.p50, f.p99)
+		if len(f.progs) > 0 {
+			var parts []string
+			for _, p := range f.progs {
+				parts = append(parts, fmt.Sprintf("%s %.2f", p.name, p.ms))
+			}
+			fmt.Printf("  %-38s own CPU ms a message: %s\n", "", strings.Join(parts, ", "))
+		}
 	}
 
 	// The scanners alone, asked by gw-scan's own clients from sess
 	// goroutines: the ceiling a path through them can reach.
 	if clamd != nil {
 		c := &scan.Clamd{Addr: clamd.Sock, Timeout: 30 * time.Second}
-		f, err := direct(n, sess, scannerCPU, func() error {
+		f, err := directIf("clamd alone (zINSTREAM)", n, sess, scannerCPU, func() error {
 			_, err := c.Scan(context.Background(), bytes.NewReader(msg), int64(len(msg)))
 			return err
 		})
@@ -136,7 +161,7 @@ func scanPathBench(work string) {
 	}
 	if rsp != nil {
 		r := &scan.Rspamd{Addr: rsp.Addr, Timeout: 30 * time.Second}
-		f, err := direct(n, sess, scannerCPU, func() error {
+		f, err := directIf("rspamd alone (/checkv2)", n, sess, scannerCPU, func() error {
 			_, err := r.Check(context.Background(), bytes.NewReader(msg), int64(len(msg)), scan.Meta{From: benchFrom, Rcpts: []string{benchTo}, IP: "127.0.0.1", Helo: "client.example"})
 			return err
 		})
@@ -145,7 +170,7 @@ func scanPathBench(work string) {
 
 	if sa != nil {
 		c := &scan.Spamd{Addr: sa.Addr, Timeout: 60 * time.Second}
-		f, err := direct(*scanPathSpamd, sess, scannerCPU, func() error {
+		f, err := directIf("spamd alone (SYMBOLS)", *scanPathSpamd, sess, scannerCPU, func() error {
 			_, err := c.Check(context.Background(), bytes.NewReader(msg), int64(len(msg)))
 			return err
 		})
@@ -177,6 +202,9 @@ func scanPathBench(work string) {
 			path{"gw-scan proxy (clamd+spamd) + gw-smtpd", sc, false, true, *scanPathSpamd})
 	}
 	for i, p := range paths {
+		if !scanPathWanted(p.name) {
+			continue
+		}
 		pdir := filepath.Join(dir, fmt.Sprintf("gw%d", i))
 		sink, stopSink, err := startSink(dir, fmt.Sprintf("gw%d", i))
 		if err != nil {
@@ -218,6 +246,9 @@ func scanPathBench(work string) {
 		}{"Postfix + rspamd milter (proxy worker)", []string{"smtpd_milters = inet:" + rsp.Milter, "milter_protocol = 6", "milter_default_action = tempfail"}})
 	}
 	for i, p := range pf {
+		if !scanPathWanted(p.name) {
+			continue
+		}
 		sink, stopSink, err := startSink(dir, fmt.Sprintf("pf%d", i))
 		if err != nil {
 			row(p.name, pathFigure{}, err)
@@ -263,6 +294,9 @@ func amavisBench(clamd *clamdtest.Clamd, spam bool, dir string, n, sess int, msg
 		}{"Postfix + amavisd-new (clamd)+SA", *scanPathSpamd, 2, true})
 	}
 	for i, r := range runs {
+		if !scanPathWanted(r.name) {
+			continue
+		}
 		sink, stopSink, err := startSink(dir, fmt.Sprintf("amavis%d", i))
 		if err != nil {
 			row(r.name, pathFigure{}, err)
@@ -351,14 +385,24 @@ func scanProxySide(dir string, s *side, control map[string]string) (*side, error
 		return nil, err
 	}
 	return &side{name: "gw", addr: addr, stop: stop, reap: inner.reap,
-		pids: func() []int { return append(inner.pids(), cmd.Process.Pid) }}, nil
+		pids: func() []int { return append(inner.pids(), cmd.Process.Pid) },
+		progs: func() []namedPid {
+			return append(inner.progs(), namedPid{"gw-scan proxy", cmd.Process.Pid})
+		}}, nil
 }
 
 type pathFigure struct {
-	rate          float64 // messages a second, as the clients saw them answered
-	doneRate      float64 // messages a second until the last left for the sink
-	ownMs, scanMs float64 // CPU milliseconds a message
-	p50, p99      float64 // milliseconds
+	rate          float64  // messages a second, as the clients saw them answered
+	doneRate      float64  // messages a second until the last left for the sink
+	ownMs, scanMs float64  // CPU milliseconds a message
+	p50, p99      float64  // milliseconds
+	progs         []progMs // own CPU program by program, where the side names them
+}
+
+// progMs is one program's CPU milliseconds a message.
+type progMs struct {
+	name string
+	ms   float64
 }
 
 // measurePath sends n messages over sess sessions to s with go-smtp's
@@ -373,7 +417,7 @@ func measurePath(s *side, msg []byte, n, sess int, scannerCPU func() time.Durati
 // last message handed to the sink), not until the last client's reply.
 func measureCPU(s *side, own func() time.Duration, delivered bool, msg []byte, n, sess int, scannerCPU func() time.Duration) (pathFigure, error) {
 	settleOn(own, 5*time.Second)
-	own0, scan0 := own(), scannerCPU()
+	own0, scan0, progs0, reaped0 := own(), scannerCPU(), progCPUs(s), reapedCPU(s)
 	var (
 		mu   sync.Mutex
 		lat  []time.Duration
@@ -428,8 +472,24 @@ func measureCPU(s *side, own func() time.Duration, delivered bool, msg []byte, n
 	f := pathFigure{rate: float64(n) / elapsed.Seconds(), doneRate: float64(n) / done.Seconds(),
 		ownMs:  float64((own() - own0).Microseconds()) / 1000 / float64(n),
 		scanMs: float64((scannerCPU() - scan0).Microseconds()) / 1000 / float64(n)}
+	for i, p := range progCPUs(s) {
+		f.progs = append(f.progs, progMs{p.name, float64((p.cpu - progs0[i].cpu).Microseconds()) / 1000 / float64(n)})
+	}
+	if r := reapedCPU(s) - reaped0; r > 0 && f.progs != nil {
+		f.progs = append(f.progs, progMs{"gw-smtpd's children (wrapper)", float64(r.Microseconds()) / 1000 / float64(n)})
+	}
 	f.p50, f.p99 = percentiles(lat)
 	return f, nil
+}
+
+// reapedCPU is what the side's reaped children used (gw-smtpd's
+// QMAILQUEUE programs), 0 where none are counted.
+func reapedCPU(s *side) time.Duration {
+	if s.reap == nil || s.reap() == 0 {
+		return 0
+	}
+	_, _, cu, cs := procTimes(s.reap())
+	return cu + cs
 }
 
 func send(c *smtp.Client, msg []byte) error {
@@ -447,6 +507,17 @@ func send(c *smtp.Client, msg []byte) error {
 		return err
 	}
 	return w.Close()
+}
+
+// errSkipped is a figure -scanpath-only left out: no row.
+var errSkipped = errors.New("skipped")
+
+// directIf is direct for the figure named name, when it is wanted.
+func directIf(name string, n, sess int, scannerCPU func() time.Duration, op func() error) (pathFigure, error) {
+	if !scanPathWanted(name) {
+		return pathFigure{}, errSkipped
+	}
+	return direct(n, sess, scannerCPU, op)
 }
 
 // direct runs op n times from sess goroutines: a scanner's own rate and
