@@ -52,6 +52,8 @@ Watch the queue, follow a message, see the settings:
   $bin/gw-send --root $root --instance main --explain test@example.com
   $bin/gw-instance --root $root config main -n
   $bin/gw-instance --root $root list
+Test a session from another address, each decision explained, nothing queued:
+  printf 'HELO me\nMAIL FROM:<you@example.org>\nRCPT TO:<test@example.com>\nRCPT TO:<x@example.net>\nQUIT\n' | $bin/gw-smtpd --root $root --instance main --test-session --client 192.0.2.7
 Other ports: GW_RUN_SMTP=PORT GW_RUN_SINK=PORT make run
 
 Logs follow, each line behind its daemon's name. Stop with Ctrl-C.

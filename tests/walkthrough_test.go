@@ -138,7 +138,8 @@ func freePort(t *testing.T) int {
 // TestNewAdminWalkThrough is a new admin's first hour, by the banner of
 // make run: start it on chosen ports, send a message with the banner's
 // swaks line, find it in the queue and show it, ask where its recipient
-// goes, read the settings in effect; then run again on another port, and
+// goes, read the settings in effect, test a session from a stranger's
+// address (nothing queued); then run again on another port, and
 // once more on a port another process holds.
 func TestNewAdminWalkThrough(t *testing.T) {
 	need(t, "swaks")
@@ -182,6 +183,25 @@ func TestNewAdminWalkThrough(t *testing.T) {
 		if !hasLine(config, want) {
 			t.Errorf("gw-instance config -n: no line %q in:\n%s", want, config)
 		}
+	}
+	// $ printf '…' | gw-smtpd … --test-session --client 192.0.2.7: the
+	// running instance's policy for a stranger, each decision explained,
+	// and the queue holds the one message it held before.
+	session := shell(t, bannerCommand(t, banner, "gw-smtpd", "--test-session"))
+	transcript(t, session,
+		`>>> acl: `+filepath.Join(root, "main", "acl", "tcp.smtp.db")+`: line 4 decides (key ""): :allow`,
+		">>> env: RELAYCLIENT is not set",
+		"220 gw.localhost ESMTP",
+		"250 ", // HELO
+		"250 2.0.0 ok",
+		">>> relay: example.com is accepted here",
+		"250 2.0.0 ok",
+		">>> relay: refused: example.net is not in rcpthosts/morercpthosts and the client may not relay",
+		"553 5.7.1 ",
+		"221 ")
+	again := shell(t, bannerCommand(t, banner, "gw-qstat", " list"))
+	if ids := regexp.MustCompile(`#([0-9a-f]{13}) `).FindAllStringSubmatch(again, -1); len(ids) != 1 || ids[0][1] != m[1] {
+		t.Errorf("after the session test the queue holds more than #%s:\n%s", m[1], again)
 	}
 	r.stop()
 

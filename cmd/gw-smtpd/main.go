@@ -28,6 +28,7 @@ type config struct {
 	implicitTLS                        bool
 	remoteHost, noRemoteHost, paranoid bool
 	metrics                            string
+	test                               sessionTest
 }
 
 func main() {
@@ -43,7 +44,16 @@ func main() {
 		&cli.StringFlag{Name: "dmarc-reports", Usage: "record DMARC results for gw-dmarc's reports in the bbolt `FILE`", Destination: &c.dmarcReports},
 		metrics.Flag(&c.metrics),
 	}...)
-	app.Action = func(*cli.Context) error { return run(&c) }
+	app.Flags = append(app.Flags, c.test.flags()...)
+	app.Action = func(x *cli.Context) error {
+		if c.test.on {
+			return testSession(x, &c, &c.test, os.Stdin, os.Stdout)
+		}
+		if x.IsSet("client") || x.IsSet("client-host") || x.IsSet("env") || x.IsSet("instance") || x.IsSet("face") {
+			return program.Fail(program.ExitPermanent, "usage: --client, --client-host, --env, --instance and --face go with --test-session")
+		}
+		return run(&c)
+	}
 	program.Run(app)
 }
 

@@ -15,9 +15,11 @@ package greylist
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -199,4 +201,53 @@ func unix(b []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(int64(binary.BigEndian.Uint64(b)), 0), true
+}
+
+// Peek reports what Check would answer for the triplet now, and why, but
+// writes nothing: gw-smtpd's session test asks it. The file is opened
+// read-only; a listener that keeps it open (gw-smtpd --listen) holds it
+// locked, and Peek then fails after its wait, saying so. Shared state
+// is not asked: its check and its record are one step.
+func (l *List) Peek(ip, from, rcpt string) (pass bool, why string, err error) {
+	if l.Shared != nil {
+		return false, "", fmt.Errorf("greylist: the shared state (control/statebackend) cannot be asked without recording")
+	}
+	if _, err := os.Stat(l.Path); errors.Is(err, os.ErrNotExist) {
+		return false, "no triplet recorded yet: new, deferred", nil
+	}
+	db, err := bolt.Open(l.Path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	if err != nil {
+		return false, "", fmt.Errorf("greylist %s: %w (a running listener keeps it locked)", l.Path, err)
+	}
+	defer db.Close()
+	now := l.Now()
+	net := Network(ip)
+	key := []byte(net + "\x00" + strings.ToLower(from) + "\x00" + strings.ToLower(rcpt))
+	err = db.View(func(tx *bolt.Tx) error {
+		trip, clients := tx.Bucket(bucketTriplets), tx.Bucket(bucketClients)
+		if clients != nil {
+			if until, ok := unix(clients.Get([]byte(net))); ok && now.Before(until) {
+				pass, why = true, "the client's network "+net+" is whitelisted until "+until.UTC().Format(time.RFC3339)
+				return nil
+			}
+		}
+		var first time.Time
+		ok := false
+		if trip != nil {
+			first, ok = unix(trip.Get(key))
+		}
+		switch {
+		case !ok || now.Sub(first) > l.Expiry:
+			why = "new triplet: deferred, and recorded by a real session"
+		case now.Sub(first) < l.Delay:
+			why = fmt.Sprintf("first seen %s ago, delay %s: deferred", now.Sub(first).Round(time.Second), l.Delay)
+		default:
+			pass, why = true, fmt.Sprintf("first seen %s ago, past the delay %s: passes", now.Sub(first).Round(time.Second), l.Delay)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, "", fmt.Errorf("greylist %s: %w", l.Path, err)
+	}
+	return pass, why, nil
 }

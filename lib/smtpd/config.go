@@ -46,6 +46,10 @@ type Config struct {
 	ImplicitTLS bool        // TLS from the first byte (port 465)
 
 	Log *logline.Logger
+	// Explain, when set, is told each policy decision in words, passes
+	// included: gw-smtpd's session test (--test-session) prints them
+	// between the replies. nil in service.
+	Explain func(line string)
 }
 
 // Recipients knows the valid recipients of the accepted domains.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"gw/lib/dsn"
 	"gw/lib/envelope"
@@ -104,6 +105,7 @@ func (s *session) runMilters(ss *smtpserver.Session, env envelope.Envelope, data
 		Rcpts:      env.Recipients,
 		Message:    data,
 	})
+	s.explainMilters(out)
 	for _, f := range out.Failed {
 		s.log("warning", "milter_failed", "msg", msgID, "milter", f.Name, "err", f.Err)
 	}
@@ -179,4 +181,24 @@ func (s *session) milterMacros(ss *smtpserver.Session, msgID, clientName string)
 		m["{auth_authen}"] = s.authUser
 	}
 	return m
+}
+
+// explainMilters tells the session test the milters' verdict.
+func (s *session) explainMilters(out milter.Outcome) {
+	if s.cfg.Explain == nil {
+		return
+	}
+	names := make([]string, len(s.milters))
+	for i, m := range s.milters {
+		names[i] = m.Name
+	}
+	ran := "milters " + strings.Join(names, ", ")
+	switch {
+	case out.Reply != nil:
+		s.explain("%s: refused by %s: %d %s", ran, out.By, out.Reply.Code, out.Reply.Text)
+	case out.Discard:
+		s.explain("%s: discarded by %s: the client is told ok, nothing is delivered", ran, out.By)
+	default:
+		s.explain("%s: accepted, %d change(s), %d quarantine mark(s), %d failed and passed by", ran, len(out.Changes), len(out.Quarantine), len(out.Failed))
+	}
 }

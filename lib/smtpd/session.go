@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -363,6 +364,13 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 	return s[len(prefix):], true
 }
 
+// explain tells the session test (Config.Explain) a decision in words.
+func (s *session) explain(format string, a ...any) {
+	if s.cfg.Explain != nil {
+		s.cfg.Explain(fmt.Sprintf(format, a...))
+	}
+}
+
 func (s *session) refuseRcpt(to string, r *smtpserver.Reply, reason string) *smtpserver.Reply {
 	s.log("info", "rcpt", "to", to, "result", "reject", "code", r.Code, "reason", reason)
 	s.badRcpts++
@@ -379,15 +387,18 @@ func (s *session) refuseRcpt(to string, r *smtpserver.Reply, reason string) *smt
 // nil reply accepts.
 func (s *session) decide(a *mailbox.Address) (*smtpserver.Reply, string) {
 	if s.badFrom {
+		s.explain("badmailfrom: the sender %s matches control/badmailfrom: every recipient refused", s.from)
 		return errBadMailFrom, "badmailfrom"
 	}
 	if a.Postmaster() { // RFC 5321 4.5.1: always accepted
 		a.Domain = strings.ToLower(s.cfg.Hostname)
+		s.explain("postmaster: <postmaster> is always accepted (RFC 5321 4.5.1)")
 		return nil, "postmaster"
 	}
 	if ip, ok := a.LiteralIP(); ok && s.cfg.LocalIPHost != "" {
 		if local, err := netip.ParseAddr(s.cl.LocalIP); err == nil && local.Unmap() == ip.Unmap() {
 			a.Domain, a.Literal = strings.ToLower(s.cfg.LocalIPHost), false // qmail's box@[local IP]
+			s.explain("localiphost: [%s] is this host's address: read as %s", ip, a.Domain)
 		}
 	}
 	reason := "relayclient"
@@ -398,52 +409,85 @@ func (s *session) decide(a *mailbox.Address) (*smtpserver.Reply, string) {
 		switch v := s.cfg.Domains.Decide(*a); v {
 		case relay.Local:
 			reason = v.String()
+			s.explain("relay: %s is accepted here (rcpthosts/morercpthosts)", a.Domain)
 		case relay.Routed:
+			s.explain("relay: refused: %s routes through this host by %% or ! (not relayed)", a)
 			return errRouted, v.String()
 		default:
+			s.explain("relay: refused: %s is not in rcpthosts/morercpthosts and the client may not relay (no RELAYCLIENT, no AUTH)", a.Domain)
 			return errNoRelay, v.String()
 		}
+	} else if s.authUser != "" {
+		s.explain("relay: allowed to any domain: authenticated as %s", s.authUser)
+	} else {
+		s.explain("relay: allowed to any domain: RELAYCLIENT is set for this client")
 	}
 	if s.cfg.BadRcptTo.Match(a.String()) {
+		s.explain("badrcptto: %s matches control/badrcptto", a)
 		return errBadRcptTo, "badrcptto"
 	}
 	if !s.relays() {
 		if r := s.rbl(); r != nil {
 			return r, "dnsbl"
 		}
+	} else {
+		s.explain("dnsbl: not consulted: the client relays")
 	}
+	if r, why := s.knownRcpt(a); r != nil {
+		return r, why
+	}
+	if !s.relays() && s.cfg.Greylist != nil && !s.cl.NoGreylist {
+		pass, err := s.cfg.Greylist.Check(s.cl.RemoteIP, s.from.String(), a.String())
+		if err != nil { // fail open: greylisting is a delay, not a defence to keep at any cost
+			s.log("warning", "greylist", "err", err)
+			s.explain("greylist: unreadable (%v): passed, as greylisting fails open", err)
+		} else if !pass {
+			s.explain("greylist: the triplet (%s, %s, %s) is new or too young: deferred", s.cl.RemoteIP, s.from, a)
+			return errGreylisted, "greylisted"
+		} else {
+			s.explain("greylist: the triplet (%s, %s, %s) passes", s.cl.RemoteIP, s.from, a)
+		}
+	} else if s.cfg.Greylist != nil && s.relays() {
+		s.explain("greylist: not applied: the client relays")
+	} else if s.cfg.Greylist != nil {
+		s.explain("greylist: not applied: GW_NOGREYLIST is set")
+	}
+	return nil, reason
+}
+
+// knownRcpt checks a recipient of an accepted domain against the list of
+// valid recipients, then by callout to the host that owns the domain.
+func (s *session) knownRcpt(a *mailbox.Address) (*smtpserver.Reply, string) {
 	if s.cfg.Recipients != nil && s.cfg.Domains.Accepts(a.Domain) {
 		ok, err := s.cfg.Recipients.Valid(a.Local, a.Domain)
 		if err != nil {
 			s.log("warning", "recipients", "err", err)
+			s.explain("recipients: unreadable (%v): deferred", err)
 			return errLocal, "recipients_unreadable"
 		}
 		if !ok && !strings.EqualFold(a.Local, "postmaster") && !strings.EqualFold(a.Local, "abuse") {
+			s.explain("recipients: %s is not a known recipient of %s (control/recipients)", a, a.Domain)
 			return errUnknownUser, "unknown_user"
 		}
+		s.explain("recipients: %s is known", a)
 	}
 	if s.cfg.Verifier != nil && s.cfg.Domains.Accepts(a.Domain) && !strings.EqualFold(a.Local, "postmaster") {
 		v, detail := s.cfg.Verifier.Verify(a.Local, a.Domain)
 		switch v {
 		case Unknown:
 			s.log("info", "callout", "to", a.String(), "result", "unknown", "detail", detail)
+			s.explain("callout: %s does not exist: %s", a, detail)
 			return errUnknownUser, "callout_unknown"
 		case Unverified:
 			s.log("warning", "callout", "to", a.String(), "result", "unverified", "detail", detail)
+			s.explain("callout: %s could not be verified (%s): deferred", a, detail)
 			return errUnverified, "callout_unverified"
 		case Exists:
 			s.log("info", "callout", "to", a.String(), "result", "exists", "detail", detail)
+			s.explain("callout: %s exists: %s", a, detail)
 		}
 	}
-	if !s.relays() && s.cfg.Greylist != nil && !s.cl.NoGreylist {
-		pass, err := s.cfg.Greylist.Check(s.cl.RemoteIP, s.from.String(), a.String())
-		if err != nil { // fail open: greylisting is a delay, not a defence to keep at any cost
-			s.log("warning", "greylist", "err", err)
-		} else if !pass {
-			return errGreylisted, "greylisted"
-		}
-	}
-	return nil, reason
+	return nil, ""
 }
 
 // rbl returns the refusal for a listed client, looking it up once a
@@ -457,23 +501,31 @@ func (s *session) rbl() *smtpserver.Reply {
 	s.rblDone = true
 	if s.cl.HasRBLSMTPD {
 		if s.cl.RBLSMTPD == "" {
+			s.explain("dnsbl: RBLSMTPD is set empty by the ACL: never listed")
 			return nil
 		}
 		s.rblListed = rblReply(s.cl.RBLSMTPD)
 		s.log("info", "dnsbl", "listed", true, "source", "RBLSMTPD")
+		s.explain("dnsbl: listed by the ACL's RBLSMTPD=%q: refused", s.cl.RBLSMTPD)
 		return s.rblListed
 	}
 	if s.cfg.RBL == nil {
+		s.explain("dnsbl: no zones (control/rblzones)")
 		return nil
 	}
 	hit, err := s.cfg.RBL.Lookup(s.cl.RemoteIP)
 	if err != nil {
 		s.log("warning", "dnsbl", "err", err)
+		s.explain("dnsbl: lookup failed (%v): not listed, as DNSBLs fail open", err)
 	}
 	if hit == nil {
+		if err == nil {
+			s.explain("dnsbl: %s is not listed in any zone of control/rblzones", s.cl.RemoteIP)
+		}
 		return nil
 	}
 	s.log("info", "dnsbl", "listed", true, "zone", hit.Zone, "text", hit.Text)
+	s.explain("dnsbl: %s is listed in zone %s (%q): refused", s.cl.RemoteIP, hit.Zone, hit.Text)
 	text := hit.Text
 	if text == "" {
 		text = "listed at " + hit.Zone
