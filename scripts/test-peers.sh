@@ -26,6 +26,7 @@ redis-server    # fleet tests: the shared state of two gw hosts, run on loopback
 python3-dkim    # lib/dkim, lib/arc: dkimpy's dkimsign/dkimverify/arcsign/arcverify, an independent DKIM and ARC
 python3-nacl    # dkimpy's Ed25519 signatures (RFC 8463)
 python3-authheaders # lib/authres: Authentication-Results parsed by another implementation
+python3-milter  # gw-smtpd milter tests: pymilter (libmilter) runs the test milter that refuses one recipient at RCPT
 opendkim-tools  # lib/dkim: opendkim-genkey and opendkim-testkey, a second DKIM implementation
 opendkim        # gw-smtpd milter tests: OpenDKIM signing and verifying through control/milters
 opendmarc       # gw-smtpd milter tests: OpenDMARC's Authentication-Results and RejectFailures

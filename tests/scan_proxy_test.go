@@ -70,7 +70,22 @@ func TestScanProxy(t *testing.T) {
 
 	orig := "X-Spam-Flag: NO\nFrom: a@sender.example\nTo: u@example.com\nSubject: proxied\nDate: Sun, 22 Nov 2026 05:00:00 +0000\nMessage-ID: <proxied@sender.example>\n\nline one\n.dot line\n"
 	want := "From: a@sender.example\nTo: u@example.com\nSubject: proxied\nDate: Sun, 22 Nov 2026 05:00:00 +0000\nMessage-ID: <proxied@sender.example>\n\nline one\n.dot line\n"
-	body := sendOnly(t, addr, inside, orig)
+	// The client's 250 is the inside listener's, queue id and all: the
+	// id gw-qstat lists in the inside queue.
+	r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, orig)
+	m := okQID.FindStringSubmatch(r)
+	if m == nil {
+		t.Fatalf("end of data through the proxy answered %q, want the inside's 250 2.0.0 ok <qid>", r)
+	}
+	list, _ := qstatRun(t, nil, 0, "--queue", inside.queue, "list")
+	if !strings.Contains(list, m[1]) {
+		t.Errorf("the proxy's 250 names %s; gw-qstat list of the inside queue:\n%s", m[1], list)
+	}
+	msgs := inside.messages(t)
+	if len(msgs) != 1 || msgs[0].ID.String() != m[1] {
+		t.Fatalf("the proxy's 250 names %s, the inside queue holds %v", m[1], msgs)
+	}
+	body := inside.body(t, msgs[0])
 	if !strings.HasSuffix(body, want) || !strings.Contains(body, "X-Virus-Scanned: gw-scan at scanner.example.net\n") || strings.Contains(body, "X-Spam-Flag") {
 		t.Errorf("relayed message:\n%s", body)
 	}

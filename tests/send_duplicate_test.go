@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gw/lib/queue"
 )
 
 // TestSendPossibleDuplicateAfterTimeout: the remote reads the message to
@@ -31,12 +33,18 @@ func TestSendPossibleDuplicateAfterTimeout(t *testing.T) {
 // TestSendPossibleDuplicateAfterCrash: gw-send is killed (SIGKILL) while
 // the remote holds the message after its final dot. Started again, it
 // finds in the journal that the dot went out with no reply recorded, and
-// logs the possible duplicate before it tries again.
+// logs the possible duplicate before it tries again. The same message
+// had two more recipients the remote did not take at RCPT, one refused
+// (550) and one deferred (451): the final dot never went to them, so
+// they are no possible duplicates; tried again, each gets its own answer.
 func TestSendPossibleDuplicateAfterCrash(t *testing.T) {
 	rv := startReceiver(t)
-	in := newSendInstance(t, map[string]string{"smtproutes": fmt.Sprintf("good.test:[127.0.0.1]:%d", rv.port)})
+	// timeoutremote ends the second attempt, which the remote holds too.
+	in := newSendInstance(t, map[string]string{"timeoutremote": "2",
+		"smtproutes": fmt.Sprintf("good.test:[127.0.0.1]:%d", rv.port)})
 	in.start(t)
-	id := in.inject(t, "a@gw.test", []string{"hang@good.test"}, "Subject: crash after the dot\n\nx\n")
+	id := in.inject(t, "a@gw.test", []string{"hang@good.test", "bad@good.test", "later@good.test"},
+		"Subject: crash after the dot\n\nx\n")
 	waitFor(t, "the remote to hold the message after the dot", 10*time.Second, func() bool {
 		return strings.Contains(rv.log.String(), "hanging")
 	})
@@ -47,11 +55,32 @@ func TestSendPossibleDuplicateAfterCrash(t *testing.T) {
 	in.cmd.Wait()
 	in.start(t)
 	waitFor(t, "the possible duplicate found at start", 5*time.Second, func() bool {
-		return len(in.lines("possible_duplicate", "qid="+id, "rcpt=hang@good.test")) == 1
+		return len(in.lines("possible_duplicate", "qid="+id, "rcpt=hang@good.test")) >= 1
 	})
+	waitFor(t, "the refused recipients tried again", 20*time.Second, func() bool {
+		return len(in.lines("delivery", "qid="+id, "rcpt=bad@good.test", "result=failed")) == 1 &&
+			len(in.lines("delivery", "qid="+id, "rcpt=later@good.test", "result=deferred")) == 1
+	})
+	for _, rcpt := range []string{"bad@good.test", "later@good.test"} {
+		if l := in.lines("possible_duplicate", "rcpt="+rcpt); len(l) != 0 {
+			t.Errorf("a recipient refused at RCPT is named a possible duplicate: %q", l)
+		}
+	}
 	for _, m := range in.messages(t) {
-		if rc := m.Recipients[0]; rc.Attempts != 1 || !strings.Contains(rc.LastError(), "possible duplicate") {
-			t.Errorf("after the restart: %+v, want one attempt that names the possible duplicate", rc)
+		if m.Sender == "" {
+			continue // the bounce for bad@good.test
+		}
+		hang, bad, later := m.Recipients[0], m.Recipients[1], m.Recipients[2]
+		// Two attempts: the one the crash cut, and the second (held too).
+		if hang.Attempts != 2 || !strings.Contains(hang.LastError(), "possible duplicate") {
+			t.Errorf("after the restart: %+v, want two attempts, the last naming the possible duplicate", hang)
+		}
+		if bad.State != queue.Failed || bad.Outcome.Code != 550 || bad.Outcome.DotSent {
+			t.Errorf("the recipient refused at RCPT: %+v, want failed by its 550", bad)
+		}
+		if later.State != queue.Pending || later.Outcome.Code != 451 || later.Outcome.DotSent ||
+			strings.Contains(later.LastError(), "possible duplicate") {
+			t.Errorf("the recipient deferred at RCPT: %+v, want deferred by its 451, no duplicate", later)
 		}
 	}
 }

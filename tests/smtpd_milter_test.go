@@ -192,30 +192,31 @@ func TestSMTPDMilterDefaultActions(t *testing.T) {
 	addr := in.standalone(t, nil, "--acl", db)
 	msg := filepath.Join(in.dir, "msg")
 	os.WriteFile(msg, []byte("From: a@outside.test\r\nTo: bob@inside.test\r\nSubject: hello\r\n\r\nhi\r\n"), 0o644)
-	send := func(from string) (string, time.Duration) {
+	// A milter is first needed at MAIL: its failure's default action is
+	// MAIL's reply, as Postfix gives it.
+	send := func(from string) (mail, dot string, took time.Duration) {
 		start := time.Now()
 		out := swaks(t, addr, "--local-interface", from, "--from", "a@outside.test", "--to", "bob@inside.test", "--data", msg)
-		return replyTo(out, "."), time.Since(start)
+		return replyTo(out, "MAIL"), replyTo(out, "."), time.Since(start)
 	}
-
-	if r, _ := send("127.0.0.1"); !strings.HasPrefix(r, "451 4.7.1") {
-		t.Errorf("milter down, default tempfail: %q", r)
+	if r, _, _ := send("127.0.0.1"); !strings.HasPrefix(r, "451 4.7.1") {
+		t.Errorf("milter down, default tempfail: MAIL %q", r)
 	}
-	if r, _ := send("127.0.0.2"); !strings.HasPrefix(r, "550 5.7.1") {
-		t.Errorf("milter down, default reject: %q", r)
+	if r, _, _ := send("127.0.0.2"); !strings.HasPrefix(r, "550 5.7.1") {
+		t.Errorf("milter down, default reject: MAIL %q", r)
 	}
 	if n := len(in.messages(t)); n != 0 {
 		t.Fatalf("%d messages queued after tempfail and reject", n)
 	}
-	if r, _ := send("127.0.0.3"); !strings.HasPrefix(r, "250 2.0.0") {
+	if _, r, _ := send("127.0.0.3"); !strings.HasPrefix(r, "250 2.0.0") {
 		t.Errorf("milter down, default accept: %q", r)
 	}
 	if n := len(in.messages(t)); n != 1 {
 		t.Fatalf("%d messages queued after the accept, want 1", n)
 	}
-	r, took := send("127.0.0.4")
+	r, _, took := send("127.0.0.4")
 	if !strings.HasPrefix(r, "550 5.7.1") || took < time.Second || took > 15*time.Second {
-		t.Errorf("silent milter, timeout=1s default=reject: %q after %v", r, took)
+		t.Errorf("silent milter, timeout=1s default=reject: MAIL %q after %v", r, took)
 	}
 	if n := len(in.messages(t)); n != 1 {
 		t.Fatalf("%d messages queued after the timeout, want 1", n)

@@ -127,3 +127,89 @@ func stamp(t *testing.T, dir, text string) {
 		t.Fatal(err)
 	}
 }
+
+// TestTraceFieldBelievedFromPeersOnly: gw-qmtpd under tcpserver, whose
+// rules mark 127.0.0.2 GW_PEER and let the rest of loopback in. The same
+// package, carrying an X-Gw-Trace field, from each: the peer's accepted
+// line links to the qid it names (prev=), the other's says
+// trace=untrusted; a malformed field from the peer is trace=malformed.
+// Neither queued message keeps the field.
+func TestTraceFieldBelievedFromPeersOnly(t *testing.T) {
+	need(t, "tcpserver")
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "example.net\n"})
+	cdb := in.tcprulesCDB(t, "tcp.qmtp.cdb", "127.0.0.2:allow,GW_PEER=\"\"\n127.:allow\n")
+	cmd := exec.Command("tcpserver", "-1", "-R", "-H", "-l", "gw.example.net", "-x", cdb, "127.0.0.1", "0",
+		bin("gw-qmtpd"), "--control-dir", in.control)
+	cmd.Env = in.env()
+	out, _ := cmd.StdoutPipe()
+	in.start(t, cmd)
+	port, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strings.TrimSpace(port)
+	for _, c := range []struct{ tag, from, field, logged string }{
+		{"peer", "127.0.0.2", "host=gw1.example.net qid=0669a1b2c3d4e", " prev=gw1.example.net/0669a1b2c3d4e"},
+		{"outsider", "127.0.0.1", "host=gw1.example.net qid=0669a1b2c3d4f", " trace=untrusted"},
+		{"garbled", "127.0.0.2", "host=gw1.example.net qid=../../x", " trace=malformed"},
+	} {
+		msg := "X-Gw-Trace: " + c.field + "\nMessage-ID: <" + c.tag + "@example.org>\nSubject: s\n\nbody\n"
+		if got := qmtpFrom(t, addr, c.from, qmtpPackage(msg, "a@example.org", "b@example.net")); !strings.HasPrefix(got, "K") {
+			t.Fatalf("from %s: %q, want K", c.from, got)
+		}
+		re := regexp.MustCompile(`(?m)info accepted .*qid=\S+ .*msgid=<` + c.tag + `@example\.org>` + regexp.QuoteMeta(c.logged) + `$`)
+		waitFor(t, "the accepted line for the package from "+c.from, 5*time.Second, func() bool {
+			log, _ := os.ReadFile(in.log)
+			return re.Match(log)
+		})
+	}
+	log, _ := os.ReadFile(in.log)
+	if strings.Count(string(log), " prev=") != 1 {
+		t.Errorf("prev= believed more than once:\n%s", log)
+	}
+	msgs := in.messages(t)
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages queued, want 3", len(msgs))
+	}
+	for _, m := range msgs {
+		if body := in.body(t, m); strings.Contains(strings.ToLower(body), "x-gw-trace") || !strings.Contains(body, "Subject: s\n") {
+			t.Errorf("queued message keeps the field or lost its header:\n%s", body)
+		}
+	}
+}
+
+// TestTraceSMTPHopToPeer: gw-send delivers by SMTP (smtproutes) to two
+// gw-smtpd under tcpserver. The one whose rules mark gw-send's address
+// GW_PEER offers XGWTRACE after EHLO, so gw-send puts its qid on top and
+// that gw-smtpd logs prev=; the other offers nothing and gets no field, as
+// no server on the Internet does.
+func TestTraceSMTPHopToPeer(t *testing.T) {
+	peer := newSMTPDInstance(t, nil)
+	peerAddr := peer.underTcpserver(t, "127.0.0.1:allow,GW_PEER=\"\"\n")
+	plain := newSMTPDInstance(t, nil)
+	plainAddr := plain.underTcpserver(t, "")
+	d := dnsFor(t)
+	snd := newSendInstance(t, map[string]string{"dnsserver": d.Addr,
+		"smtproutes": "example.com:" + peerAddr + "\na.example.org:" + plainAddr})
+	toPeer := snd.inject(t, "a@sender.test", []string{"u@example.com"}, "Subject: to the peer\n\nx\n")
+	toPlain := snd.inject(t, "a@sender.test", []string{"u@a.example.org"}, "Subject: to a plain server\n\nx\n")
+	snd.start(t)
+	waitFor(t, "both deliveries", 15*time.Second, func() bool {
+		return len(snd.lines("delivery", "result=delivered")) == 2
+	})
+	waitFor(t, "the peer's accepted line", 5*time.Second, func() bool {
+		log, _ := os.ReadFile(peer.log)
+		return regexp.MustCompile(`info accepted .* prev=gw\.test/` + toPeer + `\n`).Match(log)
+	})
+	log, _ := os.ReadFile(plain.log)
+	if !strings.Contains(string(log), "info accepted ") || strings.Contains(string(log), "prev=") || strings.Contains(string(log), "trace=") {
+		t.Errorf("the plain server's log shows a trace field (message %s):\n%s", toPlain, log)
+	}
+	for _, in := range []*smtpdInstance{peer, plain} {
+		for _, m := range in.messages(t) {
+			if body := in.body(t, m); strings.Contains(strings.ToLower(body), "x-gw-trace") {
+				t.Errorf("a queued message keeps the field:\n%s", body)
+			}
+		}
+	}
+}

@@ -358,6 +358,7 @@ func TestDaemonsRefuseWritableConfiguration(t *testing.T) {
 		{"queue/ open to all", queue, chmod(0o777), queued, "writable by group and others (mode 0777)"},
 		{"queue/seg open to all", filepath.Join(queue, "seg"), chmod(0o777), queued, "writable by group and others (mode 0777)"},
 		{"queue/ open to all, runner", queue, chmod(0o777), send, "writable by group and others (mode 0777)"},
+		{"the socket's directory writable by its group", dir, chmod(0o770), queued, "refusing socket directory " + dir + ": writable by its group (mode 0770)"},
 		{"control/ writable by its group, runner", control, chmod(0o770), send, "writable by its group (mode 0770)"},
 	} {
 		fi, err := os.Stat(tc.path)

@@ -7,13 +7,12 @@ package main
 import (
 	"net"
 	"os"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/control"
-	"gw/lib/dns"
 	"gw/lib/handoff"
+	"gw/lib/listener"
 	"gw/lib/logline"
 	"gw/lib/program"
 	"gw/lib/qmtp"
@@ -23,16 +22,18 @@ import (
 )
 
 type config struct {
-	tcpserver.Options
-	remoteHost, noRemoteHost, paranoid bool
-	rates                              string // --rates: the host's bbolt file of rate counts
+	listener.Options
+	rates string // --rates: the host's bbolt file of rate counts
 }
 
 func main() {
 	var c config
 	app := program.New("gw-qmtpd", "QMTP receiver")
 	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"} // -h is tcpserver's
-	app.Flags = append(listenFlags(&c.Options, 100), c.hostFlags()...)
+	app.Flags = append(c.Options.Flags(100),
+		&cli.StringFlag{Name: "rates", Destination: &c.rates,
+			Usage: "keep rate counts and bans in the bbolt `FILE` (see gw-smtpd(8))"},
+	)
 	app.Action = func(*cli.Context) error { return run(&c) }
 	program.Run(app)
 }
@@ -54,37 +55,21 @@ func run(c *config) error {
 	if shared != nil {
 		cfg.Limits.Store = shared
 	}
-	standalone, err := c.Standalone()
-	if err != nil {
-		return program.Fail(program.ExitPermanent, "%v", err)
-	}
 	if c.rates != "" {
 		// Standalone the listener is the file's one writer and keeps
 		// it open; under tcpserver each count opens it.
+		standalone, _ := c.Standalone()
 		host := &state.Bolt{Path: c.rates, Keep: standalone}
 		defer host.Close()
 		cfg.Limits.Host = host
 	}
-	// The injector is chosen here, once (handoff.Chooser); under
-	// tcpserver a rule's QMAILQUEUE is already the process's.
-	injectors := handoff.NewChooser(os.Getenv)
-	if !standalone {
-		cl := tcpserver.ClientFromEnv(os.LookupEnv)
-		cl.Injector, cl.Space = injectors.Default(), injectors.DefaultSpace()
-		qmtp.Serve(tcpserver.StdioConn(), cfg, cl)
-		return nil
-	}
-	lns, err := tcpserver.Bind(c.Listen, c.User, log)
-	if err != nil {
-		return program.Fail(program.ExitTemporary, "%v", err)
-	}
-	l := &tcpserver.Listener{ACL: c.ACL, LocalHost: c.LocalHost, Hosts: c.hosts(), MaxConns: c.Concurrency, MaxPerIP: c.PerIP,
-		Log: log,
-		Session: func(conn net.Conn, lookup func(string) (string, bool)) {
-			cl := tcpserver.ClientFromEnv(lookup)
-			cl.Injector, cl.Space = injectors.For(lookup), injectors.SpaceFor(lookup)
-			qmtp.Serve(conn, cfg, cl)
-		},
+	// gw-qmtpd has nothing to re-read on SIGHUP: it reads its controls
+	// once at start, and a supervisor restart reads them again.
+	return listener.Run(&c.Options, listener.Program{
+		Log:       log,
+		Injectors: handoff.NewChooser(os.Getenv), // chosen here, once
+		Me:        cfg.Hostname,
+		Session:   func(conn net.Conn, cl tcpserver.Client) { qmtp.Serve(conn, cfg, cl) },
 		// QMTP has no greeting to refuse with: a closed connection is a
 		// temporary failure for the client, which comes back.
 		Refuse: func(conn net.Conn, why tcpserver.Refusal) {
@@ -93,39 +78,5 @@ func run(c *config) error {
 			}
 			conn.Close()
 		},
-	}
-	if l.LocalHost == "" {
-		l.LocalHost = cfg.Hostname
-	}
-	// gw-qmtpd has nothing to re-read on SIGHUP: it reads its controls
-	// once at start, and a supervisor restart reads them again.
-	err = tcpserver.ServeAll(lns, func(ln net.Listener) error { return l.Serve(ln, 30*time.Second) }, nil, log)
-	if err != nil {
-		return program.Fail(program.ExitTemporary, "accept: %v", err)
-	}
-	return nil
-}
-
-// hostFlags are tcpserver's -h, -H and -p, under tcpserver's letters so
-// that a run script moving from tcpserver to --listen keeps its options.
-func (c *config) hostFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.BoolFlag{Name: "remote-host", Aliases: []string{"h"}, Value: true, Destination: &c.remoteHost,
-			Usage: "look up each client's name (PTR) for TCPREMOTEHOST and the host rules (standalone)"},
-		&cli.BoolFlag{Name: "no-remote-host", Aliases: []string{"H"}, Destination: &c.noRemoteHost,
-			Usage: "look up no client names: TCPREMOTEHOST unset, host rules never match (standalone; wins over -h)"},
-		&cli.StringFlag{Name: "rates", Destination: &c.rates,
-			Usage: "keep rate counts and bans in the bbolt `FILE` (see gw-smtpd(8))"},
-		&cli.BoolFlag{Name: "paranoid", Aliases: []string{"p"}, Destination: &c.paranoid,
-			Usage: "keep a client's name only if it resolves back to the client's address (standalone)"},
-	}
-}
-
-// hosts is the standalone listener's TCPREMOTEHOST lookup, through the
-// resolver GW_DNS names (the one the RBL checks use), or nil with -H.
-func (c *config) hosts() *tcpserver.HostLookup {
-	if !c.remoteHost || c.noRemoteHost {
-		return nil
-	}
-	return &tcpserver.HostLookup{Resolver: dns.FromEnv(), Paranoid: c.paranoid}
+	})
 }

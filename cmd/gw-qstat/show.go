@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
+	"gw/lib/logtrace"
 	"gw/lib/program"
 	"gw/lib/qstat"
 	"gw/lib/queue"
@@ -16,7 +18,7 @@ func showCommand() *cli.Command {
 		Name:      "show",
 		Usage:     "show queued messages by id: envelope, recipients' states, header and body (postcat -q)",
 		ArgsUsage: "QID...",
-		Flags: flags(jsonFlag(),
+		Flags: flags(jsonFlag(), logsFlag(),
 			&cli.BoolFlag{Name: "envelope", Usage: "show the envelope and the recipients' states"},
 			&cli.BoolFlag{Name: "header", Usage: "show the header"},
 			&cli.BoolFlag{Name: "body", Usage: "show the body"}),
@@ -52,6 +54,7 @@ func showMessages(c *cli.Context) error {
 	for _, e := range errs {
 		warn(c, fmt.Sprintf("unable to read queue: %v", e))
 	}
+	logs := map[string][]logtrace.Line{} // by queue directory: its instance's logs
 	var missing error
 	for _, id := range ids {
 		r, m, err := qstat.Find(reps, id)
@@ -63,7 +66,14 @@ func showMessages(c *cli.Context) error {
 			}
 			continue
 		}
-		if err := showOne(c, r, m, parts, asJSON); err != nil {
+		if _, ok := logs[r.Dir]; !ok {
+			logs[r.Dir] = instanceLogs(c, r.Dir)
+		}
+		var hist qstat.History
+		if logs[r.Dir] != nil {
+			hist = logtrace.Attempts(logs[r.Dir], m.ID.String())
+		}
+		if err := showOne(c, r, m, hist, parts, asJSON); err != nil {
 			return err
 		}
 	}
@@ -76,16 +86,41 @@ func showMessages(c *cli.Context) error {
 	return nil
 }
 
-func showOne(c *cli.Context, r qstat.Report, m *queue.Message, parts qstat.Parts, asJSON bool) error {
+// instanceLogs reads the logs the recipients' history comes from: those
+// --logs names, else the services' log/main beside the queue in dir, as
+// gw-instance lays an instance out. nil when there are none; a log that
+// cannot be read is warned about and its lines are left out.
+func instanceLogs(c *cli.Context, dir string) []logtrace.Line {
+	var dirs []string
+	if x := lookup(c, "logs"); x != nil {
+		dirs = x.StringSlice("logs")
+	} else {
+		dirs, _ = filepath.Glob(filepath.Join(filepath.Dir(dir), "service", "*", "log", "main"))
+	}
+	all := []logtrace.Line{}
+	for _, d := range dirs {
+		l, err := logtrace.ReadDirFunc(d, d, logtrace.IsDelivery)
+		if err != nil {
+			warn(c, fmt.Sprintf("unable to read log for the recipients' history: %v", err))
+		}
+		all = append(all, l...)
+	}
+	if len(dirs) == 0 {
+		return nil
+	}
+	return all
+}
+
+func showOne(c *cli.Context, r qstat.Report, m *queue.Message, hist qstat.History, parts qstat.Parts, asJSON bool) error {
 	content, err := qstat.OpenContent(r.Dir, m)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to read message %s: %v", m.ID, err)
 	}
 	defer content.Close()
 	if asJSON {
-		err = qstat.ShowJSON(c.App.Writer, r, m, content)
+		err = qstat.ShowJSON(c.App.Writer, r, m, hist, content)
 	} else {
-		err = qstat.Show(c.App.Writer, r, m, content, parts)
+		err = qstat.Show(c.App.Writer, r, m, hist, content, parts)
 	}
 	if errors.Is(err, queue.ErrCorrupt) {
 		return program.Fail(program.ExitTemporary, "message %s: %v", m.ID, err)

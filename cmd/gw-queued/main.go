@@ -81,6 +81,12 @@ func serve(dir, socket string, mode os.FileMode, budget int64) error {
 	if err := trustpath.Dir("queue", dir); err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
+	// Whoever may write the socket's directory may put a link in its
+	// place between its bind and its chmod, or a socket of their own
+	// that the listeners then hand their messages to.
+	if err := trustpath.File("socket directory", filepath.Dir(socket)); err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
 	q, err := queue.Open(dir)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to open queue %s: %v", dir, err)

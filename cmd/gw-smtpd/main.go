@@ -5,37 +5,34 @@
 package main
 
 import (
-	"net"
+	"errors"
 	"os"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"gw/lib/dns"
 	"gw/lib/handoff"
+	"gw/lib/listener"
 	"gw/lib/logline"
 	"gw/lib/metrics"
 	"gw/lib/program"
 	"gw/lib/smtpd"
-	"gw/lib/tcpserver"
 )
 
 type config struct {
-	tcpserver.Options
-	checkpw, greylistDB, calloutCache  string
-	ratesDB                            string
-	dmarcReports                       string
-	implicitTLS                        bool
-	remoteHost, noRemoteHost, paranoid bool
-	metrics                            string
-	test                               sessionTest
+	listener.Options
+	checkpw, greylistDB, calloutCache string
+	ratesDB                           string
+	dmarcReports                      string
+	implicitTLS                       bool
+	metrics                           string
+	test                              sessionTest
 }
 
 func main() {
 	var c config
 	app := program.New("gw-smtpd", "SMTP receiver with the gateway's before-queue policy")
 	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"} // -h is tcpserver's
-	app.Flags = append(append(listenFlags(&c.Options, 200), c.hostFlags()...), []cli.Flag{
+	app.Flags = append(c.Options.Flags(200), []cli.Flag{
 		&cli.BoolFlag{Name: "tls", Usage: "implicit TLS from the first byte (port 465)", Destination: &c.implicitTLS},
 		&cli.StringFlag{Name: "checkpassword", Usage: "offer AUTH after STARTTLS, verified by checkpassword `PROGRAM` (with arguments)", Destination: &c.checkpw},
 		&cli.StringFlag{Name: "greylist", Usage: "greylist untrusted clients, triplets in the bbolt `FILE`", Destination: &c.greylistDB},
@@ -70,40 +67,20 @@ func run(c *config) error {
 	if c.implicitTLS && cfg.TLS == nil {
 		return program.Fail(program.ExitPermanent, "--tls needs control/servercert.pem, and one that loads")
 	}
-	standalone, err := c.Standalone()
-	if err != nil {
-		return program.Fail(program.ExitPermanent, "%v", err)
-	}
-	if !standalone && c.metrics != "" {
+	if standalone, _ := c.Standalone(); !standalone && c.metrics != "" {
 		return program.Fail(program.ExitPermanent, "usage: --metrics goes with --listen: under tcpserver a process lives one session")
 	}
-	// The injector is chosen here, once (handoff.Chooser); under
-	// tcpserver a rule's QMAILQUEUE is already the process's.
-	injectors := handoff.NewChooser(os.Getenv)
-	if !standalone {
-		cl := tcpserver.ClientFromEnv(os.LookupEnv)
-		cl.Injector, cl.Space = injectors.Default(), injectors.DefaultSpace()
-		smtpd.Serve(tcpserver.StdioConn(), cfg, cl)
-		return nil
-	}
-	// Bound before tcpserver.Bind drops the privileges.
-	if err := metrics.Start("gw-smtpd", c.metrics, log); err != nil {
-		return program.Fail(program.ExitPermanent, "%v", err)
-	}
-	lns, err := tcpserver.Bind(c.Listen, c.User, log)
-	if err != nil {
-		return program.Fail(program.ExitTemporary, "%v", err)
-	}
-	l := &smtpd.Listener{Cfg: cfg, ACL: c.ACL, LocalHost: c.LocalHost, Hosts: c.hosts(), MaxConns: c.Concurrency, MaxPerIP: c.PerIP, Injectors: injectors}
-	if l.LocalHost == "" {
-		l.LocalHost = cfg.Hostname
-	}
-	err = tcpserver.ServeAll(lns, func(ln net.Listener) error { return l.Serve(ln, 30*time.Second) },
-		func() { reload(c, keep, l) }, log)
-	if err != nil {
-		return program.Fail(program.ExitTemporary, "accept: %v", err)
-	}
-	return nil
+	l := &smtpd.Listener{Cfg: cfg}
+	return listener.Run(&c.Options, listener.Program{
+		Log:       log,
+		Injectors: handoff.NewChooser(os.Getenv), // chosen here, once
+		Me:        cfg.Hostname,
+		Session:   l.Session,
+		Refuse:    l.Refuse,
+		// The metrics port is bound before the privileges go.
+		Bind:   func() error { return metrics.Start("gw-smtpd", c.metrics, log) },
+		Reload: func() { reload(c, keep, l) },
+	})
 }
 
 // reload reads the control files again for the sessions to come; on any
@@ -116,7 +93,7 @@ func reload(c *config, keep *lasting, l *smtpd.Listener) {
 		cfg, err = configure(c, keep)
 	}
 	if err == nil && c.implicitTLS && cfg.TLS == nil {
-		err = os.ErrNotExist
+		err = errors.New("--tls needs control/servercert.pem, and one that loads")
 	}
 	if err != nil {
 		logline.Stderr.Warning("reload", "result", "failed", "err", err)
@@ -124,26 +101,4 @@ func reload(c *config, keep *lasting, l *smtpd.Listener) {
 	}
 	l.SetConfig(cfg)
 	logline.Stderr.Info("reload", "result", "ok")
-}
-
-// hostFlags are tcpserver's -h, -H and -p, under tcpserver's letters so
-// that a run script moving from tcpserver to --listen keeps its options.
-func (c *config) hostFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.BoolFlag{Name: "remote-host", Aliases: []string{"h"}, Value: true, Destination: &c.remoteHost,
-			Usage: "look up each client's name (PTR) for TCPREMOTEHOST and the host rules (standalone)"},
-		&cli.BoolFlag{Name: "no-remote-host", Aliases: []string{"H"}, Destination: &c.noRemoteHost,
-			Usage: "look up no client names: TCPREMOTEHOST unset, host rules never match (standalone; wins over -h)"},
-		&cli.BoolFlag{Name: "paranoid", Aliases: []string{"p"}, Destination: &c.paranoid,
-			Usage: "keep a client's name only if it resolves back to the client's address (standalone)"},
-	}
-}
-
-// hosts is the standalone listener's TCPREMOTEHOST lookup, through the
-// resolver GW_DNS names (the one the RBL checks use), or nil with -H.
-func (c *config) hosts() *tcpserver.HostLookup {
-	if !c.remoteHost || c.noRemoteHost {
-		return nil
-	}
-	return &tcpserver.HostLookup{Resolver: dns.FromEnv(), Paranoid: c.paranoid}
 }

@@ -105,7 +105,7 @@ var Registry = sorted([]File{
 	{"maxrcpt", KindInt, "1000", []string{smtpd}, "recipients a message"},
 	{"me", KindLine, "none: required", []string{smtpd, qmtpd, send, scan, instance}, "the host's name"},
 	{"mindatarate", KindInt, "500", []string{smtpd}, "bytes a second a message must come at; 0: only timeoutsmtpd"},
-	{"milters", KindText, "none", []string{smtpd}, "the milters each message goes through, in order (gw-milters(5))"},
+	{"milters", KindText, "none", []string{smtpd}, "the milters each session and message go through, in order (gw-milters(5))"},
 	{"mimemaxdepth", KindInt, "20", []string{scan}, "MIME nesting deeper than this is classed bomb"},
 	{"mimemaxparts", KindInt, "1000", []string{scan}, "more MIME parts than this are classed bomb"},
 	{"moreipme", KindList, "none", []string{send}, "more addresses of this host"},

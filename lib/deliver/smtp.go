@@ -20,6 +20,7 @@ import (
 	"gw/lib/mailbox"
 	"gw/lib/route"
 	"gw/lib/tlspolicy"
+	"gw/lib/tracehdr"
 )
 
 // Limits on what a server may send back, so a hostile one cannot make the
@@ -370,6 +371,13 @@ func (e *badAddress) role() string {
 }
 
 func (e *badAddress) Temporary() bool { return false }
+
+// WantsTrace reports whether the server offered XGWTRACE: it is a gw
+// instance that takes the X-Gw-Trace field (tracehdr).
+func (s *smtpSession) WantsTrace() bool {
+	ok, _ := s.c.Extension(tracehdr.Keyword)
+	return ok
+}
 
 func (s *smtpSession) TLS() bool          { return s.tls }
 func (s *smtpSession) TLSState() TLSState { return s.state }

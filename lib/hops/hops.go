@@ -20,29 +20,35 @@ type Counter struct {
 	prefix []byte
 }
 
-// Write scans p; it never fails.
+// Write scans p; it never fails. It steps from line end to line end
+// (bytes.IndexByte) rather than byte by byte: a header of long lines,
+// or a message with no empty line at all, costs a search, not a loop.
 func (c *Counter) Write(p []byte) (int, error) {
-	if c.done {
-		return len(p), nil
-	}
-	for _, b := range p {
-		if b == '\n' {
-			line := bytes.TrimSuffix(c.prefix, []byte{'\r'})
-			if len(line) == 0 {
-				c.done = true // the empty line ends the header
-				return len(p), nil
-			}
-			if isTrace(line) {
-				c.Hops++
-			}
-			c.prefix = c.prefix[:0]
-			continue
+	n := len(p)
+	for !c.done && len(p) > 0 {
+		nl := bytes.IndexByte(p, '\n')
+		part := p
+		if nl >= 0 {
+			part = p[:nl]
 		}
-		if len(c.prefix) < prefixLen+1 {
-			c.prefix = append(c.prefix, b)
+		if room := prefixLen + 1 - len(c.prefix); room > 0 {
+			c.prefix = append(c.prefix, part[:min(room, len(part))]...)
+		}
+		if nl < 0 {
+			break
+		}
+		p = p[nl+1:]
+		line := bytes.TrimSuffix(c.prefix, []byte{'\r'})
+		c.prefix = c.prefix[:0]
+		if len(line) == 0 {
+			c.done = true // the empty line ends the header
+			break
+		}
+		if isTrace(line) {
+			c.Hops++
 		}
 	}
-	return len(p), nil
+	return n, nil
 }
 
 // Done reports whether the header has ended: nothing more can count.

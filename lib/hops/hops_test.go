@@ -45,3 +45,38 @@ func TestCounter(t *testing.T) {
 		t.Errorf("%d hops not looping", Max)
 	}
 }
+
+// FuzzCounter holds the line-stepping Counter to the plain reading of the
+// rule: split the text at LF, count Received: and Delivered-To: lines
+// until the first empty one. Written in two pieces at any point, the
+// count must be the same.
+func FuzzCounter(f *testing.F) {
+	f.Add([]byte("Received: a\r\nDelivered-To: b\r\n\r\nReceived: c\r\n"), 5)
+	f.Add([]byte("received:\n\rDELIVERED-TO:x\n\n"), 13)
+	f.Fuzz(func(t *testing.T, msg []byte, cut int) {
+		if cut < 0 || cut > len(msg) {
+			cut = len(msg) / 2
+		}
+		var c Counter
+		c.Write(msg[:cut])
+		c.Write(msg[cut:])
+		want, done := 0, false
+		lines := strings.Split(string(msg), "\n")
+		for i, l := range lines {
+			if i == len(lines)-1 {
+				l = l[:min(len(l), prefixLen+1)] // unended: only its start is seen
+			}
+			l = strings.TrimSuffix(l, "\r")
+			if i < len(lines)-1 && l == "" {
+				done = true
+				break
+			}
+			if i < len(lines)-1 && isTrace([]byte(l)) {
+				want++
+			}
+		}
+		if c.Hops != want || c.Done() != done {
+			t.Fatalf("hops %d done %v, want %d %v", c.Hops, c.Done(), want, done)
+		}
+	})
+}

@@ -17,6 +17,7 @@ import (
 	"gw/lib/control"
 	"gw/lib/ipme"
 	"gw/lib/qstat"
+	"gw/lib/queue"
 	"gw/lib/route"
 )
 
@@ -197,6 +198,12 @@ func (in *Instance) checkPermissions(s *Settings) []string {
 	}
 	if _, err := os.Stat(filepath.Join(in.Queue(), "format")); err != nil {
 		p = append(p, fmt.Sprintf("queue/ is not a gw queue: %v (gw-queue --init %s)", err, in.Queue()))
+	} else if q, err := queue.OpenReadOnly(in.Queue()); errors.Is(err, queue.ErrUnsafe) {
+		// What the daemons and tools will refuse (gw-queue(5), Safe
+		// opens): a directory on the way someone else could change.
+		p = append(p, fmt.Sprintf("queue/ is refused by gw-send and the queue tools: %v", err))
+	} else if err == nil {
+		q.Close()
 	}
 	if s.Users.Queue != "" {
 		uid, _, err := lookupIDs(s.Users.Queue)

@@ -152,7 +152,7 @@ func (in *Instance) AddListener(l Listener) error {
 	}
 	def := aclText([]string{"127."})
 	if l.Proto == "qmtp" {
-		def = "# QMTP clients: the primary instances that hand mail to this one\n127.:allow\n:deny\n"
+		def = qmtpACL
 	}
 	if err := writeNew(in.Path("acl", l.ACL), def, false); err != nil {
 		return err

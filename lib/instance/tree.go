@@ -30,6 +30,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 
 	"gw/lib/acl"
 	"gw/lib/queue"
@@ -199,7 +200,7 @@ func Create(root, name string, opts Options) (*Instance, error) {
 		"control/users":       opts.Users.format(),
 		"control/environment": envHeader + lines(opts.Env),
 		"acl/tcp.smtp":        aclText(opts.Relay),
-		"acl/tcp.qmtp":        "# QMTP clients: the primary instances that hand mail to this one\n127.:allow\n:deny\n",
+		"acl/tcp.qmtp":        qmtpACL,
 	}
 	if opts.Scan {
 		var faces []string
@@ -247,6 +248,13 @@ func lines(l []string) string {
 	return strings.Join(l, "\n") + "\n"
 }
 
+// qmtpACL is the default tcprules source of a QMTP face: the primaries on
+// this host, and no one else. GW_PEER marks them as gw instances, whose
+// X-Gw-Trace field (the message's qid in the primary) gw-qmtpd logs.
+const qmtpACL = "# QMTP clients: the primary instances that hand mail to this one;\n" +
+	"# GW_PEER: they are gw instances, believed on the message's qid there\n" +
+	"127.:allow,GW_PEER=\"\"\n:deny\n"
+
 // aclText is the default tcprules source of an SMTP face: the relay
 // prefixes get RELAYCLIENT, everyone else may connect and send to
 // rcpthosts.
@@ -275,7 +283,13 @@ func writeNew(path, text string, replace bool) error {
 // writeFile replaces path with text atomically.
 func writeFile(path, text string, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	// The temp file is made anew, never opened where it stands: some
+	// directories written here (state/) belong to a daemon's user, who
+	// could put a link at the temp name to a file gw-instance, run as
+	// root, would then overwrite (and chmod). The stale one, or the link,
+	// is removed; one put back in between makes the create fail.
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
 	if err != nil {
 		return err
 	}
@@ -289,11 +303,13 @@ func writeFile(path, text string, mode os.FileMode) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := f.Close(); err != nil {
+	if err := f.Chmod(mode); err != nil { // the umask took bits off; by the file, not its name
+		f.Close()
 		os.Remove(tmp)
 		return err
 	}
-	if err := os.Chmod(tmp, mode); err != nil {
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)

@@ -19,10 +19,11 @@ import (
 
 // Line is one log line with its stamp decoded and its fields split.
 type Line struct {
-	Time   time.Time
-	Source string // the log directory it was read from
-	Text   string // the line after the stamp
-	Fields map[string]string
+	Time     time.Time
+	Source   string // the log directory it was read from, or its label
+	Instance string // the instance whose log it is; "" when unknown
+	Text     string // the line after the stamp
+	Fields   map[string]string
 }
 
 // maxLine bounds a line read: multilog and svlogd cut theirs shorter.
@@ -32,6 +33,13 @@ const maxLine = 64 << 10
 // (@*.s, @*.u) and current. A line whose stamp cannot be read is skipped:
 // it cannot be put in order.
 func ReadDir(dir, source string) ([]Line, error) {
+	return ReadDirFunc(dir, source, nil)
+}
+
+// ReadDirFunc reads dir as ReadDir does, keeping only the lines keep
+// says yes to (all when keep is nil): a reader that wants one kind of
+// line holds no more of a large log than those.
+func ReadDirFunc(dir, source string, keep func(Line) bool) ([]Line, error) {
 	rotated, _ := filepath.Glob(filepath.Join(dir, "@*"))
 	sort.Strings(rotated)
 	var out []Line
@@ -48,7 +56,7 @@ func ReadDir(dir, source string) ([]Line, error) {
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 4096), maxLine)
 		for sc.Scan() {
-			if l, ok := Parse(sc.Text()); ok {
+			if l, ok := Parse(sc.Text()); ok && (keep == nil || keep(l)) {
 				l.Source = source
 				out = append(out, l)
 			}
@@ -134,30 +142,41 @@ func fields(text string) map[string]string {
 
 // Trace picks out of lines those about the message id names: a qid, or a
 // Message-ID (with or without its angle brackets), which stands for the
-// qids of the accepted lines that name it. The lines of the sessions that
-// accepted it (msg=) come too. They are returned in time order, lines of
-// one stamp in the order read.
+// qids of the accepted lines that name it. Hops between instances are
+// followed both ways: an accepted line's prev=HOST/QID joins its qid to
+// the one it came from. The lines of the sessions that accepted it (msg=)
+// come too. They are returned in time order, lines of one stamp in the
+// order read.
+//
+// A qid or session is taken within its line's Instance: each queue draws
+// its ids from a clock of its own, and two instances busy at once may
+// draw the same one. Lines of no known instance ("") are one scope.
 func Trace(lines []Line, id string) []Line {
-	qids := map[string]bool{}
-	msgs := map[string]bool{}
-	if isMessageID(id) {
-		want := strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
-		for _, l := range lines {
-			if v, ok := l.Fields["msgid"]; ok && strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">") == want && l.Fields["qid"] != "" {
-				qids[l.Fields["qid"]] = true
-			}
-		}
-	} else {
-		qids[id] = true
-	}
+	qids := map[scoped]bool{}
+	msgs := map[scoped]bool{}
 	for _, l := range lines {
-		if l.Fields["event"] == "accepted" && qids[l.Fields["qid"]] && l.Fields["msg"] != "" {
-			msgs[l.Fields["msg"]] = true
+		q := l.Fields["qid"]
+		if q == "" {
+			continue
+		}
+		if isMessageID(id) {
+			want := strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
+			if v, ok := l.Fields["msgid"]; ok && strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">") == want {
+				qids[scoped{l.Instance, q}] = true
+			}
+		} else if q == id {
+			qids[scoped{l.Instance, q}] = true
+		}
+	}
+	followHops(lines, qids)
+	for _, l := range lines {
+		if l.Fields["event"] == "accepted" && qids[scoped{l.Instance, l.Fields["qid"]}] && l.Fields["msg"] != "" {
+			msgs[scoped{l.Instance, l.Fields["msg"]}] = true
 		}
 	}
 	var out []Line
 	for _, l := range lines {
-		if qids[l.Fields["qid"]] || msgs[l.Fields["msg"]] {
+		if qids[scoped{l.Instance, l.Fields["qid"]}] || msgs[scoped{l.Instance, l.Fields["msg"]}] {
 			out = append(out, l)
 		}
 	}
@@ -165,7 +184,85 @@ func Trace(lines []Line, id string) []Line {
 	return out
 }
 
+// scoped is a qid or session id within its instance.
+type scoped struct{ instance, id string }
+
+// followHops adds to qids, until nothing more is added, the qids that an
+// accepted line's prev= joins to one already there: the same message in
+// the instance before it or after it. The qid prev= names is looked for
+// in the other instances (the name in prev= is a host's, which several
+// instances may share), or anywhere among lines of no known instance.
+func followHops(lines []Line, qids map[scoped]bool) {
+	where := map[string][]string{} // qid: the instances whose lines name it
+	seen := map[scoped]bool{}
+	type link struct {
+		here scoped
+		prev string
+	}
+	var links []link
+	for _, l := range lines {
+		q := l.Fields["qid"]
+		if q == "" {
+			continue
+		}
+		if k := (scoped{l.Instance, q}); !seen[k] {
+			seen[k] = true
+			where[q] = append(where[q], l.Instance)
+		}
+		if l.Fields["event"] != "accepted" {
+			continue
+		}
+		if i := strings.LastIndexByte(l.Fields["prev"], '/'); i >= 0 && i < len(l.Fields["prev"])-1 {
+			links = append(links, link{scoped{l.Instance, q}, l.Fields["prev"][i+1:]})
+		}
+	}
+	for grown := true; grown; {
+		grown = false
+		for _, k := range links {
+			for _, inst := range where[k.prev] {
+				if inst == k.here.instance && inst != "" {
+					continue
+				}
+				p := scoped{inst, k.prev}
+				if qids[k.here] != qids[p] {
+					qids[k.here], qids[p], grown = true, true, true
+				}
+			}
+		}
+	}
+}
+
 // isMessageID tells a Message-ID from a qid: a qid is hex digits only.
 func isMessageID(s string) bool {
 	return strings.ContainsAny(s, "<@>")
+}
+
+// Attempt is one delivery attempt to one recipient, as gw-send's
+// delivery line tells it.
+type Attempt struct {
+	Time   time.Time
+	Result string // delivered, deferred, failed
+	Host   string // the host tried, when one was
+	Reply  string // the outcome on one line, or the reply that took it
+}
+
+// IsDelivery keeps gw-send's delivery lines, those Attempts reads.
+func IsDelivery(l Line) bool { return l.Fields["event"] == "delivery" }
+
+// Attempts returns, by recipient address, the delivery attempts the lines
+// record for the message qid, in time order. The journal keeps only each
+// recipient's latest outcome; the log keeps every one.
+func Attempts(lines []Line, qid string) map[string][]Attempt {
+	out := map[string][]Attempt{}
+	for _, l := range lines {
+		f := l.Fields
+		if f["event"] != "delivery" || f["qid"] != qid || f["rcpt"] == "" {
+			continue
+		}
+		out[f["rcpt"]] = append(out[f["rcpt"]], Attempt{Time: l.Time, Result: f["result"], Host: f["host"], Reply: f["reply"]})
+	}
+	for _, a := range out {
+		sort.SliceStable(a, func(i, j int) bool { return a[i].Time.Before(a[j].Time) })
+	}
+	return out
 }

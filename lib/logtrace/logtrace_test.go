@@ -77,3 +77,84 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestTraceAcrossHops: the secondary's accepted line names the primary's
+// qid in prev=; tracing either qid, or a third hop's, gives the whole
+// chain and nothing of another message.
+func TestTraceAcrossHops(t *testing.T) {
+	text := "@4000000069fe484d00000001 info accepted msg=s1.1 qid=aa1 from=a@b rcpts=1 size=9\n" +
+		"@4000000069fe484d00000002 info delivery qid=aa1 rcpt=c@d result=delivered reply=\"K ok 1 qp bb2\"\n" +
+		"@4000000069fe484d00000003 info accepted msg=t1.1 qid=bb2 from=a@b rcpts=1 size=9 prev=gw1.example/aa1\n" +
+		"@4000000069fe484d00000004 info delivery qid=bb2 rcpt=c@d result=deferred\n" +
+		"@4000000069fe484d00000005 info accepted msg=u1.1 qid=cc3 from=a@b rcpts=1 size=9 prev=gw2.example/bb2\n" +
+		"@4000000069fe484d00000006 info accepted msg=u1.2 qid=dd4 from=a@b rcpts=1 size=9 prev=gw2.example/\n" +
+		"@4000000069fe484d00000007 info accepted msg=u1.3 qid=ee5 from=a@b rcpts=1 size=9 prev=gw9.example/ff6\n"
+	var lines []Line
+	for _, s := range strings.SplitAfter(text, "\n") {
+		if l, ok := Parse(strings.TrimSuffix(s, "\n")); ok {
+			lines = append(lines, l)
+		}
+	}
+	for _, id := range []string{"aa1", "bb2", "cc3"} {
+		var got []string
+		for _, l := range Trace(lines, id) {
+			got = append(got, l.Fields["event"]+":"+l.Fields["qid"])
+		}
+		if want := "accepted:aa1 delivery:aa1 accepted:bb2 delivery:bb2 accepted:cc3"; strings.Join(got, " ") != want {
+			t.Errorf("trace %s: %v\nwant %s", id, got, want)
+		}
+	}
+}
+
+func TestAttempts(t *testing.T) {
+	text := "2026-12-02_02:03:17.000000 info delivery qid=aa1 rcpt=b@slow dest=slow host=mx.slow result=deferred reply=\"mx.slow[192.0.2.1]:25 said: 421 later\"\n" +
+		"2026-12-02_02:03:15.000000 info delivery qid=aa1 rcpt=b@slow dest=slow host=mx.slow result=deferred reply=\"connection refused\"\n" +
+		"2026-12-02_02:03:16.000000 info delivery qid=aa1 rcpt=c@fast dest=fast host=mx.fast result=delivered reply=\"250 ok\"\n" +
+		"2026-12-02_02:03:16.000000 info delivery qid=bb2 rcpt=b@slow result=delivered reply=\"250 ok\"\n" +
+		"2026-12-02_02:03:16.000000 info queued qid=aa1 rcpt=b@slow\n"
+	var lines []Line
+	for _, s := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		l, ok := Parse(s)
+		if !ok {
+			t.Fatalf("%q did not parse", s)
+		}
+		lines = append(lines, l)
+	}
+	got := Attempts(lines, "aa1")
+	if len(got) != 2 || len(got["b@slow"]) != 2 || len(got["c@fast"]) != 1 {
+		t.Fatalf("attempts: %+v", got)
+	}
+	if a := got["b@slow"]; a[0].Reply != "connection refused" || a[1].Reply != "mx.slow[192.0.2.1]:25 said: 421 later" || a[1].Host != "mx.slow" || a[1].Result != "deferred" {
+		t.Errorf("b@slow's attempts out of order or wrong: %+v", a)
+	}
+}
+
+// TestTraceScopesQIDsByInstance: sec's queue drew for the message the
+// qid that other's queue drew for another; tracing main's qid, or the
+// Message-ID, follows the hop to sec and shows nothing of other's.
+func TestTraceScopesQIDsByInstance(t *testing.T) {
+	at := func(inst, text string) Line {
+		l, ok := Parse(text)
+		if !ok {
+			t.Fatalf("%q did not parse", text)
+		}
+		l.Instance, l.Source = inst, inst+"/x"
+		return l
+	}
+	lines := []Line{
+		at("main", "@4000000069fe484d00000001 info accepted msg=s1.1 qid=aa1 size=9 msgid=<m@x>"),
+		at("other", "@4000000069fe484d00000002 info accepted msg=s1.1 qid=bb2 size=7 msgid=<other@x>"),
+		at("sec", "@4000000069fe484d00000003 info accepted msg=t1.1 qid=bb2 size=9 msgid=<m@x> prev=gw.example/aa1"),
+		at("other", "@4000000069fe484d00000004 info delivery qid=bb2 rcpt=x@y result=delivered"),
+		at("sec", "@4000000069fe484d00000005 info delivery qid=bb2 rcpt=c@d result=delivered"),
+	}
+	for _, id := range []string{"aa1", "<m@x>"} {
+		var got []string
+		for _, l := range Trace(lines, id) {
+			got = append(got, l.Instance+":"+l.Fields["event"]+":"+l.Fields["qid"])
+		}
+		if want := "main:accepted:aa1 sec:accepted:bb2 sec:delivery:bb2"; strings.Join(got, " ") != want {
+			t.Errorf("trace %s: %v\nwant %s", id, got, want)
+		}
+	}
+}

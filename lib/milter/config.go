@@ -1,9 +1,11 @@
 // Package milter runs a face's list of Sendmail milters (protocol version
-// 6) over one message at its end: the connection, HELO, envelope, header
-// and body are replayed to each milter in turn, its verdict is taken and
-// its modifications are applied to the message and envelope the next
-// milter sees. A milter that cannot be reached, is too slow or answers
-// nonsense gets its default action, as Postfix's milter_default_action.
+// 6) along an SMTP session, as Postfix does: each milter hears MAIL and
+// each RCPT when the client gives them (the connection and HELO replayed
+// at the first MAIL), so it can refuse one recipient alone, and the
+// message at its end, in turn, its modifications applied to the message
+// and envelope the next milter sees. A milter that cannot be reached, is
+// too slow or answers nonsense gets its default action, as Postfix's
+// milter_default_action.
 package milter
 
 import (

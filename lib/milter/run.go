@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -15,94 +14,7 @@ import (
 	"gw/lib/mailbox"
 )
 
-// Transaction is what the milters are told about one message: the
-// client, the envelope and the message in stored form (LF line ends).
-type Transaction struct {
-	// Macros are the values filters ask for by name: j, {daemon_name},
-	// {if_addr}, {client_addr}, {client_name}, {auth_authen}, i, ...
-	// {mail_addr} and {rcpt_addr} are set here from the envelope.
-	Macros     map[string]string
-	ClientAddr string // the client's IP address; "" for a local client
-	ClientPort uint16
-	ClientName string // its host name, or "[addr]" when it has none
-	Helo       string
-	Sender     string // "" for the null sender
-	Rcpts      []string
-	Message    []byte
-}
-
-// Reply is a refusal a milter gave, or a default action's.
-type Reply struct {
-	Code     int
-	Enhanced string
-	Text     string
-}
-
-// Outcome is the list's verdict. When Reply is set the message is
-// refused with it; when Discard is set it is accepted and dropped.
-// Otherwise Sender, Rcpts and Message are what goes to the queue.
-type Outcome struct {
-	Reply      *Reply
-	Discard    bool
-	By         string // the milter whose verdict or failure decided
-	Sender     string
-	Rcpts      []string
-	Message    []byte
-	Quarantine []string // "name: reason" for each milter that asked
-	Failed     []Failed // milters that failed and were passed by (default=accept)
-	Changes    []string // what each milter changed, for the log
-}
-
-// Failed is a milter that failed, and why.
-type Failed struct {
-	Name string
-	Err  error
-}
-
-// The replies for a failed milter's default action (Postfix's words).
-var (
-	replyTempfail = &Reply{451, "4.7.1", "Service unavailable - try again later"}
-	replyReject   = &Reply{550, "5.7.1", "Command rejected"}
-)
-
-// Run passes the transaction through the milters in order. Each milter
-// sees the message as the ones before it left it.
-func Run(list []Milter, tx Transaction) Outcome {
-	out := Outcome{Sender: tx.Sender, Rcpts: append([]string(nil), tx.Rcpts...), Message: tx.Message}
-	for _, m := range list {
-		cur := tx
-		cur.Sender, cur.Rcpts, cur.Message = out.Sender, out.Rcpts, out.Message
-		v, err := check(m, cur)
-		if err != nil {
-			switch m.Default {
-			case FailAccept:
-				out.Failed = append(out.Failed, Failed{m.Name, err})
-				continue
-			case FailReject:
-				out.Reply = replyReject
-			default:
-				out.Reply = replyTempfail
-			}
-			out.By = m.Name
-			out.Failed = append(out.Failed, Failed{m.Name, err})
-			return out
-		}
-		if v.reply != nil || v.discard {
-			out.Reply, out.Discard, out.By = v.reply, v.discard, m.Name
-			return out
-		}
-		out.Sender, out.Rcpts, out.Message = v.sender, v.rcpts, v.message
-		if v.quarantine != "" {
-			out.Quarantine = append(out.Quarantine, m.Name+": "+v.quarantine)
-		}
-		if len(v.changes) > 0 {
-			out.Changes = append(out.Changes, m.Name+": "+strings.Join(v.changes, ", "))
-		}
-	}
-	return out
-}
-
-// verdict is one milter's answer.
+// verdict is one milter's answer to the message.
 type verdict struct {
 	reply      *Reply
 	discard    bool
@@ -113,103 +25,52 @@ type verdict struct {
 	changes    []string
 }
 
-// macroStages are the macros sent at each stage: what Postfix sends by
-// default, and {client_*} at the connection for filters that read them
-// there rather than from the connect call.
-var macroStages = map[gomilter.MacroStage][]string{
-	gomilter.StageConnect: {"j", "v", "{daemon_name}", "{daemon_addr}", "{if_name}", "{if_addr}",
-		"{client_addr}", "{client_port}", "{client_name}", "{client_ptr}", "_"},
-	gomilter.StageHelo: {"{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}"},
-	gomilter.StageMail: {"i", "{auth_type}", "{auth_authen}", "{auth_ssf}", "{auth_author}",
-		"{mail_mailer}", "{mail_host}", "{mail_addr}"},
-	gomilter.StageRcpt: {"{rcpt_mailer}", "{rcpt_host}", "{rcpt_addr}"},
-	gomilter.StageData: {"i"},
-	gomilter.StageEOH:  {"i"},
-	gomilter.StageEOM:  {"i", "{msg_id}"},
-}
+// bodyChunk is the size of the body's pieces: the protocol's smallest
+// limit, which every milter takes.
+const bodyChunk = int(gomilter.DataSize64K)
 
-func client(m Milter) *gomilter.Client {
-	opts := []gomilter.Option{
-		gomilter.WithDialer(&net.Dialer{Timeout: m.Timeout}),
-		gomilter.WithReadTimeout(m.Timeout),
-		gomilter.WithWriteTimeout(m.Timeout),
-		gomilter.WithoutDefaultMacros(),
-	}
-	for st, names := range macroStages {
-		opts = append(opts, gomilter.WithMacroRequest(st, names))
-	}
-	return gomilter.NewClient(m.Network, m.Address, opts...)
-}
-
-// check runs the whole conversation with one milter. An error is the
-// milter's failure: its default action applies.
-func check(m Milter, tx Transaction) (verdict, error) {
-	macros := gomilter.NewMacroBag()
-	for k, v := range tx.Macros {
-		macros.Set(k, v)
-	}
-	macros.Set("{mail_addr}", tx.Sender)
-	macros.Set("{mail_host}", domainOf(tx.Sender))
-	macros.Set("{mail_mailer}", "esmtp")
-	s, err := client(m).Session(macros)
-	if err != nil {
-		return verdict{}, err
-	}
-	defer s.Close()
-	// Stage by stage; a decisive action ends the conversation. An
-	// accept means the milter wants nothing more of this message.
-	act, err := s.Conn(tx.ClientName, family(tx.ClientAddr), tx.ClientPort, tx.ClientAddr)
-	if v, done, err := decide(act, err, tx); done {
-		return v, err
-	}
-	act, err = s.Helo(tx.Helo)
-	if v, done, err := decide(act, err, tx); done {
-		return v, err
-	}
-	act, err = s.Mail("<"+tx.Sender+">", "")
-	if v, done, err := decide(act, err, tx); done {
-		return v, err
-	}
-	for _, r := range tx.Rcpts {
-		macros.Set("{rcpt_addr}", r)
-		macros.Set("{rcpt_host}", domainOf(r))
-		macros.Set("{rcpt_mailer}", "esmtp")
-		act, err = s.Rcpt("<"+r+">", "")
-		// A recipient the milter refuses was accepted at RCPT already;
-		// dropping it alone would lose its mail silently, so the
-		// refusal is the whole message's.
-		if v, done, err := decide(act, err, tx); done {
-			return v, err
-		}
-	}
-	act, err = s.DataStart()
+// message tells one milter the message, from DATA to its end, and
+// carries out what it asks. An error is the milter's failure.
+func (s *Session) message(c *conn, tx Transaction) (verdict, error) {
+	cs := c.cs
+	act, err := cs.DataStart()
 	if v, done, err := decide(act, err, tx); done {
 		return v, err
 	}
 	msg := split(tx.Message)
-	lead := s.ProtocolOption(gomilter.OptHeaderLeadingSpace)
 	for _, f := range msg.fields {
 		v := f.value
-		if !lead {
+		if !c.lead {
 			v = strings.TrimPrefix(v, " ")
 		}
-		act, err = s.HeaderField(f.name, v, nil)
+		act, err = cs.HeaderField(f.name, v, nil)
 		if v, done, err := decide(act, err, tx); done {
 			return v, err
 		}
 	}
-	act, err = s.HeaderEnd()
+	act, err = cs.HeaderEnd()
 	if v, done, err := decide(act, err, tx); done {
 		return v, err
 	}
-	mods, act, err := s.BodyReadFrom(bytes.NewReader(crlf(msg.body)))
+	// At least one chunk, empty for an empty body: the end of the
+	// message follows a body.
+	body := crlf(msg.body)
+	for first := true; (first || len(body) > 0) && !cs.Skip(); first = false {
+		n := min(len(body), bodyChunk)
+		act, err = cs.BodyChunk(body[:n])
+		body = body[n:]
+		if v, done, err := decide(act, err, tx); done {
+			return v, err
+		}
+	}
+	mods, act, err := cs.End()
 	if err != nil {
 		return verdict{}, err
 	}
 	if v, done, err := decide(act, nil, tx); done && (v.reply != nil || v.discard) {
 		return v, err
 	}
-	return apply(tx, msg, mods, lead)
+	return apply(tx, msg, mods, c.lead)
 }
 
 // decide reads a stage's action: done when the conversation ends here,

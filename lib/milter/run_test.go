@@ -20,18 +20,22 @@ type filter struct {
 	mu      *sync.Mutex
 	seen    *seen
 	atEnd   func(m gomilter.Modifier) (*gomilter.Response, error)
-	atRcpt  *gomilter.Response
+	atRcpt  func(rcpt string) *gomilter.Response
+	atMail  *gomilter.Response
 	headers []string
 	body    []byte
 }
 
 type seen struct {
-	macros  map[string]string
-	helo    string
-	from    string
-	rcpts   []string
-	headers []string
-	body    string
+	mu       *sync.Mutex // the filter's
+	connects int
+	aborts   int
+	macros   map[string]string
+	helo     string
+	from     string
+	rcpts    []string
+	headers  []string
+	body     string
 }
 
 func (f *filter) Connect(host, family string, port uint16, addr string, m gomilter.Modifier) (*gomilter.Response, error) {
@@ -41,6 +45,7 @@ func (f *filter) Connect(host, family string, port uint16, addr string, m gomilt
 		f.seen.macros[k] = m.Get(k)
 	}
 	f.seen.macros["connect"] = host + " " + family + " " + addr
+	f.seen.connects++
 	return gomilter.RespContinue, nil
 }
 
@@ -58,6 +63,9 @@ func (f *filter) MailFrom(from, args string, m gomilter.Modifier) (*gomilter.Res
 	f.seen.macros["{mail_addr}"] = m.Get("{mail_addr}")
 	f.seen.macros["{auth_authen}"] = m.Get("{auth_authen}")
 	f.seen.macros["i"] = m.Get("i")
+	if f.atMail != nil {
+		return f.atMail, nil
+	}
 	return gomilter.RespContinue, nil
 }
 
@@ -66,7 +74,9 @@ func (f *filter) RcptTo(rcpt, args string, m gomilter.Modifier) (*gomilter.Respo
 	defer f.mu.Unlock()
 	f.seen.rcpts = append(f.seen.rcpts, rcpt+" "+m.Get("{rcpt_addr}"))
 	if f.atRcpt != nil {
-		return f.atRcpt, nil
+		if r := f.atRcpt(rcpt); r != nil {
+			return r, nil
+		}
 	}
 	return gomilter.RespContinue, nil
 }
@@ -85,6 +95,13 @@ func (f *filter) BodyChunk(chunk []byte, m gomilter.Modifier) (*gomilter.Respons
 	return gomilter.RespContinue, nil
 }
 
+func (f *filter) Abort(m gomilter.Modifier) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen.aborts++
+	return nil
+}
+
 func (f *filter) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) {
 	if f.atEnd == nil {
 		return gomilter.RespAccept, nil
@@ -100,8 +117,8 @@ func serve(t *testing.T, f filter) (Milter, *seen) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &seen{macros: map[string]string{}}
-	f.mu, f.seen = &sync.Mutex{}, s
+	s := &seen{mu: &sync.Mutex{}, macros: map[string]string{}}
+	f.mu, f.seen = s.mu, s
 	srv := gomilter.NewServer(
 		gomilter.WithMilter(func() gomilter.Milter { c := f; return &c }),
 		gomilter.WithActions(gomilter.AllClientSupportedActionMasks),
@@ -114,12 +131,37 @@ func serve(t *testing.T, f filter) (Milter, *seen) {
 	return Milter{Name: "f", Network: "unix", Address: sock, Timeout: 5 * time.Second}, s
 }
 
-var memo = Transaction{
-	Macros: map[string]string{"j": "mx.gw.test", "{daemon_name}": "gw-smtpd", "{client_addr}": "127.0.0.9",
-		"{client_name}": "client.test", "{if_addr}": "127.0.0.1", "{auth_authen}": "ops", "i": "sid.1"},
-	ClientAddr: "127.0.0.9", ClientPort: 4000, ClientName: "client.test", Helo: "client.test",
-	Sender: "ops@gw.test", Rcpts: []string{"a@example.org", "b@example.org"},
-	Message: []byte("Received: from client.test\n\tby mx.gw.test\nSubject: numbers\nX-Drop: me\nTo: a@example.org\n\nline one\nline two\n"),
+var (
+	memoClient = Client{
+		Macros: map[string]string{"j": "mx.gw.test", "{daemon_name}": "gw-smtpd", "{client_addr}": "127.0.0.9",
+			"{client_name}": "client.test", "{if_addr}": "127.0.0.1"},
+		Addr: "127.0.0.9", Port: 4000, Name: "client.test", Helo: "client.test",
+	}
+	memoMail = map[string]string{"{auth_authen}": "ops", "i": "sid.1"}
+	memo     = Transaction{
+		Macros: map[string]string{"i": "sid.1"},
+		Sender: "ops@gw.test", Rcpts: []string{"a@example.org", "b@example.org"},
+		Message: []byte("Received: from client.test\n\tby mx.gw.test\nSubject: numbers\nX-Drop: me\nTo: a@example.org\n\nline one\nline two\n"),
+	}
+)
+
+// Run is one session of one message, as gw-smtpd drives it: MAIL, each
+// RCPT (one a milter refuses is left out of the message's envelope), the
+// message's end.
+func Run(list []Milter, tx Transaction) Outcome {
+	s := Open(list, memoClient)
+	defer s.Close()
+	if st := s.Mail(tx.Sender, memoMail); st.Reply != nil {
+		return Outcome{Reply: st.Reply, By: st.By, Failed: st.Failed}
+	}
+	var kept []string
+	for _, r := range tx.Rcpts {
+		if st := s.Rcpt(r); st.Reply == nil {
+			kept = append(kept, r)
+		}
+	}
+	tx.Rcpts = kept
+	return s.End(tx)
 }
 
 // TestRunTellsAndModifies: the milter hears the transaction as Postfix
@@ -143,12 +185,15 @@ func TestRunTellsAndModifies(t *testing.T) {
 		t.Fatalf("outcome: %+v", out)
 	}
 	want := seen{
+		mu: s.mu,
 		macros: map[string]string{"j": "mx.gw.test", "{daemon_name}": "gw-smtpd", "{client_addr}": "127.0.0.9",
 			"{client_name}": "client.test", "{if_addr}": "127.0.0.1", "connect": "client.test tcp4 127.0.0.9",
 			"{mail_addr}": "ops@gw.test", "{auth_authen}": "ops", "i": "sid.1"},
-		helo:    "client.test",
-		from:    "<ops@gw.test>",
-		rcpts:   []string{"<a@example.org> a@example.org", "<b@example.org> b@example.org"},
+		connects: 1,
+		helo:     "client.test",
+		// the server takes one pair of angle brackets off: the wire had one
+		from:    "ops@gw.test",
+		rcpts:   []string{"a@example.org a@example.org", "b@example.org b@example.org"},
 		headers: []string{"Received:from client.test\n\tby mx.gw.test", "Subject:numbers", "X-Drop:me", "To:a@example.org"},
 		body:    "line one\r\nline two\r\n",
 	}
@@ -167,18 +212,14 @@ func TestRunTellsAndModifies(t *testing.T) {
 	}
 }
 
-// TestRunRefusals: a milter's own reply, at the end or at a recipient,
-// refuses the message with its code and text; a discard drops it.
+// TestRunRefusals: a milter's own reply at the end refuses the message
+// with its code and text; a discard drops it.
 func TestRunRefusals(t *testing.T) {
 	reject, _ := gomilter.RejectWithCodeAndReason(554, "5.7.0 not from here\r\nsecond line")
 	m, _ := serve(t, filter{atEnd: func(gomilter.Modifier) (*gomilter.Response, error) { return reject, nil }})
 	out := Run([]Milter{m}, memo)
 	if out.Reply == nil || *out.Reply != (Reply{554, "5.7.0", "not from here second line"}) || out.By != "f" {
 		t.Errorf("reject with code: %+v %+v", out, out.Reply)
-	}
-	m, _ = serve(t, filter{atRcpt: gomilter.RespTempFail})
-	if out = Run([]Milter{m}, memo); out.Reply == nil || out.Reply.Code != 451 {
-		t.Errorf("tempfail at a recipient: %+v", out)
 	}
 	m, _ = serve(t, filter{atEnd: func(gomilter.Modifier) (*gomilter.Response, error) { return gomilter.RespDiscard, nil }})
 	if out = Run([]Milter{m}, memo); !out.Discard || out.Reply != nil {
@@ -231,5 +272,146 @@ func TestRunInOrder(t *testing.T) {
 	Run([]Milter{first, second}, memo)
 	if last := s.headers[len(s.headers)-1]; last != "X-First:1" {
 		t.Errorf("second milter's last field: %q", last)
+	}
+}
+
+// TestRcptRefusalIsThatRecipients: a milter that refuses one recipient
+// at RCPT refuses that one alone: the others go on, the message's end
+// is told only of them, and its delrcpt and addrcpt change only them.
+func TestRcptRefusalIsThatRecipients(t *testing.T) {
+	refuse, _ := gomilter.RejectWithCodeAndReason(550, "5.1.1 no mailbox here")
+	m, seen := serve(t, filter{
+		atRcpt: func(rcpt string) *gomilter.Response {
+			if rcpt == "b@example.org" {
+				return refuse
+			}
+			return nil
+		},
+		atEnd: func(m gomilter.Modifier) (*gomilter.Response, error) {
+			m.DeleteRecipient("<c@example.org>")
+			m.AddRecipient("<d@example.org>", "")
+			return gomilter.RespAccept, nil
+		},
+	})
+	s := Open([]Milter{m}, memoClient)
+	defer s.Close()
+	if st := s.Mail("ops@gw.test", memoMail); st.Reply != nil {
+		t.Fatalf("MAIL: %+v", st.Reply)
+	}
+	var kept []string
+	for _, r := range []string{"a@example.org", "b@example.org", "c@example.org"} {
+		st := s.Rcpt(r)
+		switch {
+		case r == "b@example.org" && (st.Reply == nil || *st.Reply != Reply{550, "5.1.1", "no mailbox here"} || st.By != "f"):
+			t.Errorf("RCPT %s: %+v, want the milter's 550", r, st)
+		case r != "b@example.org" && st.Reply != nil:
+			t.Errorf("RCPT %s refused: %+v", r, st.Reply)
+		case st.Reply == nil:
+			kept = append(kept, r)
+		}
+	}
+	tx := memo
+	tx.Rcpts = kept
+	out := s.End(tx)
+	if out.Reply != nil || out.Discard || !reflect.DeepEqual(out.Rcpts, []string{"a@example.org", "d@example.org"}) {
+		t.Errorf("the message's end: %+v", out)
+	}
+	if want := []string{"a@example.org a@example.org", "b@example.org b@example.org", "c@example.org c@example.org"}; !reflect.DeepEqual(seen.rcpts, want) {
+		t.Errorf("the milter heard RCPT %q, want %q", seen.rcpts, want)
+	}
+}
+
+// TestSessionKeepsOneConnection: a session's transactions share the
+// milter's connection; each ends with an abort, as behind Postfix,
+// whether the client abandoned it or the message reached its end.
+func TestSessionKeepsOneConnection(t *testing.T) {
+	m, heard := serve(t, filter{})
+	s := Open([]Milter{m}, memoClient)
+	defer s.Close()
+	s.Mail("ops@gw.test", memoMail)
+	s.Rcpt("a@example.org")
+	s.Reset() // RSET
+	for i := 0; i < 2; i++ {
+		s.Mail("ops@gw.test", memoMail)
+		s.Rcpt("a@example.org")
+		if out := s.End(memo); out.Reply != nil || len(out.Failed) > 0 {
+			t.Fatalf("message %d: %+v", i, out)
+		}
+		s.Reset() // after each message, as the core does
+	}
+	// the server counts the abort when it reads it
+	waitSeen(t, heard, func(s *seen) bool { return s.aborts >= 3 })
+	heard.mu.Lock()
+	defer heard.mu.Unlock()
+	if heard.connects != 1 || heard.aborts != 3 {
+		t.Errorf("%d connections, %d aborts; want 1 and 3", heard.connects, heard.aborts)
+	}
+}
+
+// TestFailureHoldsForTheSession: a milter that cannot be reached gets
+// its default action at MAIL, and keeps it for the session, as Postfix's
+// milter_default_action: tempfail refuses each command, accept skips it
+// without another try.
+func TestFailureHoldsForTheSession(t *testing.T) {
+	gone := Milter{Name: "gone", Network: "unix", Address: filepath.Join(t.TempDir(), "none.sock"), Timeout: time.Second}
+	s := Open([]Milter{gone}, memoClient)
+	for i := 0; i < 2; i++ {
+		if st := s.Mail("ops@gw.test", memoMail); st.Reply != replyTempfail || st.By != "gone" {
+			t.Errorf("MAIL %d, milter down, default tempfail: %+v", i, st)
+		}
+	}
+	gone.Default = FailAccept
+	s = Open([]Milter{gone}, memoClient)
+	if st := s.Mail("ops@gw.test", memoMail); st.Reply != nil || len(st.Failed) != 1 {
+		t.Errorf("MAIL, milter down, default accept: %+v", st)
+	}
+	if st := s.Mail("ops@gw.test", memoMail); st.Reply != nil || len(st.Failed) != 0 {
+		t.Errorf("second MAIL: the skipped milter was tried again: %+v", st)
+	}
+	if out := s.End(memo); out.Reply != nil || string(out.Message) != string(memo.Message) {
+		t.Errorf("the message past a skipped milter: %+v", out)
+	}
+}
+
+func waitSeen(t *testing.T, s *seen, ok func(*seen) bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		s.mu.Lock()
+		done := ok(s)
+		s.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// TestMailRefusalAndRcptDiscard: a refusal at MAIL is MAIL's, and the
+// milters after the refusing one are not told; a discard at RCPT takes
+// the recipient and drops the whole message at its end, as Postfix does.
+func TestMailRefusalAndRcptDiscard(t *testing.T) {
+	refuse, _ := gomilter.RejectWithCodeAndReason(550, "5.7.1 not this sender")
+	first, _ := serve(t, filter{atMail: refuse})
+	second, heard := serve(t, filter{})
+	second.Name = "g"
+	s := Open([]Milter{first, second}, memoClient)
+	if st := s.Mail("ops@gw.test", memoMail); st.Reply == nil || *st.Reply != (Reply{550, "5.7.1", "not this sender"}) || st.By != "f" {
+		t.Errorf("MAIL: %+v", st)
+	}
+	s.Close()
+	heard.mu.Lock()
+	if heard.from != "" {
+		t.Errorf("the second milter was told MAIL %q after the first refused it", heard.from)
+	}
+	heard.mu.Unlock()
+
+	m, _ := serve(t, filter{atRcpt: func(string) *gomilter.Response { return gomilter.RespDiscard }})
+	s = Open([]Milter{m}, memoClient)
+	defer s.Close()
+	s.Mail("ops@gw.test", memoMail)
+	if st := s.Rcpt("a@example.org"); st.Reply != nil {
+		t.Errorf("RCPT under a discard: %+v", st)
+	}
+	if out := s.End(memo); !out.Discard || out.By != "f" || out.Reply != nil {
+		t.Errorf("the message's end after a discard at RCPT: %+v", out)
 	}
 }

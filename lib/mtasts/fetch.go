@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Resolver is the part of gw's resolver (lib/dns) the fetcher uses: the
@@ -188,7 +190,7 @@ func (f *Fetcher) readCache(domain string) (cached, *Policy) {
 	if name == "" {
 		return c, nil
 	}
-	b, err := os.ReadFile(name)
+	b, err := readCacheFile(name)
 	if err != nil || len(b) > 2*MaxSize || json.Unmarshal(b, &c) != nil {
 		return c, nil
 	}
@@ -197,6 +199,26 @@ func (f *Fetcher) readCache(domain string) (cached, *Policy) {
 		return c, nil
 	}
 	return c, p
+}
+
+// readCacheFile reads a cache file that this process wrote: not through a
+// link, a regular file with one name, owned by this process's user.
+// Another daemon's user owns state/, above the cache.
+func readCacheFile(name string) ([]byte, error) {
+	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("%s: not a cache file of this user's", name)
+	}
+	return io.ReadAll(io.LimitReader(f, 2*MaxSize+1))
 }
 
 // writeCache replaces domain's cache file whole (write, then rename).
@@ -208,7 +230,18 @@ func (f *Fetcher) writeCache(domain string, c cached) {
 	os.MkdirAll(f.Dir, 0o750)
 	b, _ := json.Marshal(c)
 	tmp := name + ".tmp"
-	if os.WriteFile(tmp, b, 0o640) == nil {
-		os.Rename(tmp, name)
+	// Made anew, never opened where it stands: a link at the temp name
+	// (the cache lies below state/, another daemon's user's) would have
+	// gw-send overwrite whatever it points to, a file of the queue say.
+	os.Remove(tmp)
+	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o640)
+	if err != nil {
+		return
 	}
+	_, err = w.Write(b)
+	if cerr := w.Close(); err == nil && cerr == nil {
+		os.Rename(tmp, name)
+		return
+	}
+	os.Remove(tmp)
 }

@@ -2,6 +2,7 @@ package mtasts
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/netip"
 	"os"
@@ -113,4 +114,34 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted %+v", p)
 		}
 	})
+}
+
+// TestCacheNoLinks: the cache lies below a directory another daemon's
+// user owns. A link at the temp name is not written through (the file it
+// points to, a journal say, keeps its bytes), and a cache file that is a
+// link to a policy elsewhere is not believed.
+func TestCacheNoLinks(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Unix(1_800_000_000, 0)
+	f := &Fetcher{Dir: dir, Now: func() time.Time { return now }}
+	victim := filepath.Join(t.TempDir(), "journal")
+	os.WriteFile(victim, []byte("gwqjnl1\n"), 0o640)
+	os.Symlink(victim, filepath.Join(dir, "example.com.json.tmp"))
+	good := cached{ID: "one", Fetched: now.Unix(), Body: "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 1000\n"}
+	f.writeCache("example.com", good)
+	if b, _ := os.ReadFile(victim); string(b) != "gwqjnl1\n" {
+		t.Errorf("written through the link at the temp name: %q", b)
+	}
+	if _, p := f.readCache("example.com"); p == nil || p.Mode != Enforce {
+		t.Errorf("the cache written anew: %v", p)
+	}
+
+	planted := filepath.Join(t.TempDir(), "policy.json")
+	b, _ := json.Marshal(cached{ID: "one", Fetched: now.Unix(), Body: "version: STSv1\nmode: none\nmax_age: 1000\n"})
+	os.WriteFile(planted, b, 0o640)
+	os.Remove(filepath.Join(dir, "example.com.json"))
+	os.Symlink(planted, filepath.Join(dir, "example.com.json"))
+	if _, p := f.readCache("example.com"); p != nil {
+		t.Errorf("a cache file that is a link was believed: %v", p)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -122,7 +121,7 @@ func Do(dir, action string, sel *Selection, wait time.Duration, warn func(queue.
 	}
 	got, err := direct(q, action, ids)
 	if errors.Is(err, queue.ErrRunnerActive) {
-		got, err = ask(q, dir, action, ids, wait)
+		got, err = ask(q, action, ids, wait)
 	}
 	return append(lines, got...), err
 }
@@ -148,42 +147,45 @@ func direct(q *queue.Queue, action string, ids []queue.ID) ([]string, error) {
 }
 
 // ask hands the request to the running gw-send and waits for its answer;
-// if gw-send goes away meanwhile, it acts itself.
-func ask(q *queue.Queue, dir, action string, ids []queue.ID, wait time.Duration) ([]string, error) {
-	cdir := filepath.Join(dir, Dir)
-	if err := os.MkdirAll(cdir, 0o750); err != nil {
-		return nil, err
+// if gw-send goes away meanwhile, it acts itself. A ctl/ or an answer
+// that the queue's rules refuse ends it with the refusal, nothing done
+// through it.
+func ask(q *queue.Queue, action string, ids []queue.ID, wait time.Duration) ([]string, error) {
+	if err := q.SideDir(Dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", q.Dir, err)
 	}
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	name := fmt.Sprintf("%d.%s", os.Getpid(), hex.EncodeToString(rnd[:]))
-	tmp := filepath.Join(cdir, name+".new")
-	if err := writeNew(tmp, FormatRequest(action, ids)); err != nil {
+	tmp, req, done := rel(name+".new"), rel(name+".req"), rel(name+".done")
+	if err := q.WriteSide(tmp, FormatRequest(action, ids)); err != nil {
 		return nil, err
 	}
-	req := filepath.Join(cdir, name+".req")
-	if err := os.Rename(tmp, req); err != nil {
+	if err := q.RenameSide(tmp, req); err != nil {
 		return nil, err
 	}
-	done := filepath.Join(cdir, name+".done")
-	defer os.Remove(req)
-	defer os.Remove(done)
+	defer q.RemoveSide(req)
+	defer q.RemoveSide(done)
 	q.Pull()
 	end := time.Now().Add(wait)
 	for tick := 0; time.Now().Before(end); tick++ {
-		if b, err := readFile(done); err == nil {
+		b, err := q.ReadSide(done, maxFile)
+		if err == nil {
 			return strings.Split(strings.TrimRight(string(b), "\n"), "\n"), nil
+		}
+		if errors.Is(err, queue.ErrUnsafe) {
+			return nil, fmt.Errorf("%s: %w", q.Dir, err)
 		}
 		if tick%20 == 19 {
 			// gw-send gone? Take over — but only after taking the request
 			// back, so that a gw-send starting now cannot act on it twice.
-			if os.Rename(req, tmp) == nil {
+			if q.RenameSide(req, tmp) == nil {
 				lines, err := direct(q, action, ids)
 				if !errors.Is(err, queue.ErrRunnerActive) {
-					os.Remove(tmp)
+					q.RemoveSide(tmp)
 					return lines, err
 				}
-				os.Rename(tmp, req)
+				q.RenameSide(tmp, req)
 				q.Pull()
 			}
 		}

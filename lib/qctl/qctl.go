@@ -17,8 +17,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -89,30 +87,43 @@ func FormatRequest(action string, ids []queue.ID) []byte {
 	return b.Bytes()
 }
 
-// Pending lists the requests waiting in queueDir's ctl/ directory; a file
-// that does not parse is answered with an error at once.
-func Pending(queueDir string) []Request {
-	dir := filepath.Join(queueDir, Dir)
-	ents, err := os.ReadDir(dir)
+// Pending lists the requests waiting in the queue's ctl/ directory; a file
+// that does not parse is answered with an error at once. It is called by
+// the queue's runner, which sets aside into bad/ what the queue's rules
+// refuse (gw-queue(5)): a ctl/ that is a link, is not the queue owner's
+// or is writable by others, and a request file that is a link, has other
+// names or another owner. Nothing is read through them; the caller logs
+// the moves by name (queue.TakeSetAside).
+func Pending(q *queue.Queue) []Request {
+	names, err := q.SideNames(Dir)
+	var ue *queue.UnsafeError
+	if errors.As(err, &ue) {
+		q.SetAside(Dir, ue.Reason)
+		return nil
+	}
 	if err != nil {
 		return nil
 	}
 	var out []Request
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".req")
+	for _, n := range names {
+		name, ok := strings.CutSuffix(n, ".req")
 		if !ok {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(dir, name+".done")); err == nil {
+		if q.ExistsSide(rel(name + ".done")) {
 			continue // answered, not yet collected by the tool
 		}
-		b, err := readFile(filepath.Join(dir, e.Name()))
+		b, err := q.ReadSide(rel(n), maxFile)
+		if errors.As(err, &ue) {
+			q.SetAside(rel(n), ue.Reason)
+			continue
+		}
 		if err != nil {
 			continue
 		}
 		action, ids, err := ParseRequest(b)
 		if err != nil {
-			Answer(queueDir, name, []string{"- error " + err.Error()})
+			Answer(q, name, []string{"- error " + err.Error()})
 			continue
 		}
 		out = append(out, Request{Name: name, Action: action, IDs: ids})
@@ -120,15 +131,16 @@ func Pending(queueDir string) []Request {
 	return out
 }
 
-// Answer writes the answer to request name (temp file, rename).
-func Answer(queueDir, name string, lines []string) error {
-	dir := filepath.Join(queueDir, Dir)
-	tmp := filepath.Join(dir, name+".tmp")
-	if err := writeNew(tmp, []byte(strings.Join(lines, "\n")+"\n")); err != nil {
+// Answer writes the answer to request name (a new temp file, renamed).
+func Answer(q *queue.Queue, name string, lines []string) error {
+	if err := q.WriteSide(rel(name+".tmp"), []byte(strings.Join(lines, "\n")+"\n")); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, name+".done"))
+	return q.RenameSide(rel(name+".tmp"), rel(name+".done"))
 }
+
+// rel is the name of the file name of ctl/, relative to the queue.
+func rel(name string) string { return Dir + "/" + name }
 
 // Apply carries out action on message id with a runner the caller holds
 // exclusively (no gw-send running). Bounce needs gw-send's bounce logic,

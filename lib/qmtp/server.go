@@ -309,6 +309,7 @@ func (s *session) pkg() (*answer, string) {
 	if err := copyBody(s.br, m, n-1, enc == '\r'); err != nil {
 		return nil, s.drop(msgID, tx, err)
 	}
+	m.End()
 	if err := ReadComma(s.br); err != nil {
 		return nil, s.drop(msgID, tx, err)
 	}
@@ -396,6 +397,7 @@ func (s *session) pkg() (*answer, string) {
 				if id := m.ID.ID(); id != "" {
 					kv = append(kv, "msgid", id)
 				}
+				kv = append(kv, m.TraceFields(s.cl.Peer)...)
 				s.log("info", "accepted", kv...)
 				return
 			}

@@ -37,6 +37,8 @@ type jsonRecipient struct {
 	RemoteHost string `json:"remote_host,omitempty"` // the server's name
 	RemoteAddr string `json:"remote_addr,omitempty"` // its address and port
 	DotSent    bool   `json:"dot_sent,omitempty"`    // the final dot went out
+	// History: every delivery attempt, from the logs (show --json only).
+	History []jsonAttempt `json:"history,omitempty"`
 }
 
 // JSON writes one JSON object a message, one a line, with no enclosing

@@ -9,8 +9,14 @@ import (
 	"strconv"
 	"strings"
 
+	"gw/lib/logtrace"
 	"gw/lib/queue"
 )
+
+// History is each recipient's delivery attempts by address, from the
+// instance's logs (logtrace.Attempts): the journal keeps the latest
+// outcome only. nil when no log was read.
+type History map[string][]logtrace.Attempt
 
 // ErrNoMessage is returned by Find for an id no selected queue holds: it
 // was never queued there, or it has left (delivered, bounced, removed).
@@ -67,6 +73,7 @@ func (p Parts) all() bool { return !p.Envelope && !p.Header && !p.Body }
 //	injected by: uid 107 pid 4242
 //	recipient: <bob@example.net> pending attempts 3 next 22 Nov 2026 04:06:08 GMT
 //	recipient error: 421 4.7.0 try later
+//	recipient attempt: 22 Nov 2026 03:36:09 GMT deferred mx.example.net: 421 4.7.0 try later
 //	*** header ***
 //	Received: ...
 //	*** body ***
@@ -77,10 +84,11 @@ func (p Parts) all() bool { return !p.Envelope && !p.Header && !p.Body }
 // (they come from peers). Content is printed as stored except for control
 // characters other than TAB, CR and LF, shown as '^' and a letter as cat
 // -v does: a message from the Internet must not steer the terminal.
-func Show(w io.Writer, r Report, m *queue.Message, content io.Reader, parts Parts) error {
+// Each attempt hist holds for a recipient follows its lines, oldest first.
+func Show(w io.Writer, r Report, m *queue.Message, hist History, content io.Reader, parts Parts) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	if parts.all() || parts.Envelope {
-		writeEnvelope(bw, r, m)
+		writeEnvelope(bw, r, m, hist)
 	}
 	if parts.all() || parts.Header || parts.Body {
 		header, body, err := splitContent(content)
@@ -105,7 +113,7 @@ func Show(w io.Writer, r Report, m *queue.Message, content io.Reader, parts Part
 	return bw.Flush()
 }
 
-func writeEnvelope(bw *bufio.Writer, r Report, m *queue.Message) {
+func writeEnvelope(bw *bufio.Writer, r Report, m *queue.Message, hist History) {
 	bw.WriteString("*** envelope ***\n")
 	bw.WriteString("queue: " + safe(r.Dir) + "\n")
 	if r.Instance != "" {
@@ -131,6 +139,14 @@ func writeEnvelope(bw *bufio.Writer, r Report, m *queue.Message) {
 		bw.WriteString(line + "\n")
 		if e := rc.LastError(); e != "" {
 			bw.WriteString("recipient error: " + safe(e) + "\n")
+		}
+		for _, a := range hist[rc.Address] {
+			line := "recipient attempt: " + date822(a.Time) + " " + safe(a.Result)
+			// a failure's text names its host already; a reply does not
+			if a.Host != "" && !strings.HasPrefix(a.Reply, a.Host) {
+				line += " " + safe(a.Host) + ":"
+			}
+			bw.WriteString(line + " " + safe(a.Reply) + "\n")
 		}
 	}
 }
@@ -190,6 +206,14 @@ func (v visibleWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// jsonAttempt is one delivery attempt in show --json's "history".
+type jsonAttempt struct {
+	Time   int64  `json:"time"`   // seconds since the epoch
+	Result string `json:"result"` // delivered, deferred, failed
+	Host   string `json:"host,omitempty"`
+	Reply  string `json:"reply"`
+}
+
 // jsonShown is show --json: the listing's object with the content added.
 type jsonShown struct {
 	jsonMessage
@@ -203,8 +227,8 @@ type jsonShown struct {
 // ShowJSON writes the message as one JSON object on one line: the members
 // of the --json listing, plus "queue", "uid", "pid", "header" and "body"
 // (the content as stored; invalid UTF-8 reads as U+FFFD, as JSON cannot
-// carry it).
-func ShowJSON(w io.Writer, r Report, m *queue.Message, content io.Reader) error {
+// carry it), and each recipient's "history" from hist.
+func ShowJSON(w io.Writer, r Report, m *queue.Message, hist History, content io.Reader) error {
 	header, body, err := splitContent(content)
 	var rest strings.Builder
 	if err == nil && body != nil {
@@ -215,6 +239,11 @@ func ShowJSON(w io.Writer, r Report, m *queue.Message, content io.Reader) error 
 	}
 	js := jsonShown{jsonMessage: toJSON(r, m), Queue: r.Dir, PID: m.PID, UID: m.UID,
 		Header: string(header), Body: rest.String()}
+	for i := range js.Recipients {
+		for _, a := range hist[js.Recipients[i].Address] {
+			js.Recipients[i].History = append(js.Recipients[i].History, jsonAttempt{Time: a.Time.Unix(), Result: a.Result, Host: a.Host, Reply: a.Reply})
+		}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(&js)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gw/lib/queue"
 )
@@ -40,7 +41,7 @@ func TestShowGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got bytes.Buffer
-			if err := Show(&got, r, m, strings.NewReader(content), tc.parts); err != nil {
+			if err := Show(&got, r, m, nil, strings.NewReader(content), tc.parts); err != nil {
 				t.Fatal(err)
 			}
 			golden(t, tc.name, got.Bytes())
@@ -83,7 +84,7 @@ func TestShowJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := ShowJSON(&out, r, m, strings.NewReader(content)); err != nil {
+	if err := ShowJSON(&out, r, m, nil, strings.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Count(out.String(), "\n") != 1 {
@@ -112,7 +113,7 @@ func TestShowJSON(t *testing.T) {
 func TestShowCorrupt(t *testing.T) {
 	r, m, _ := Find(several(), 0x669a1b2c3d4e1)
 	var out bytes.Buffer
-	err := Show(&out, r, m, io.MultiReader(strings.NewReader(content), failing{queue.ErrCorrupt}), Parts{})
+	err := Show(&out, r, m, nil, io.MultiReader(strings.NewReader(content), failing{queue.ErrCorrupt}), Parts{})
 	if !errors.Is(err, queue.ErrCorrupt) || strings.Contains(out.String(), "*** end ***") {
 		t.Errorf("corrupt content: err %v, output:\n%s", err, out.String())
 	}
@@ -147,3 +148,47 @@ func FuzzSplitContent(f *testing.F) {
 type failing struct{ err error }
 
 func (f failing) Read([]byte) (int, error) { return 0, f.err }
+
+// TestShowHistory: each attempt the logs hold follows its recipient, in
+// text and in JSON; a log's bytes cannot steer the terminal.
+func TestShowHistory(t *testing.T) {
+	r, m, err := Find(several(), 0x669a1b2c3d4e3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt := m.Recipients[0].Address
+	at := time.Date(2026, 11, 22, 10, 31, 0, 0, time.UTC)
+	hist := History{rcpt: {
+		{Time: at, Result: "deferred", Host: "mx.slow.example", Reply: "connection refused\x1b[2J"},
+		{Time: at.Add(time.Minute), Result: "deferred", Host: "mx.slow.example", Reply: "421 4.7.0 try later"},
+	}}
+	var out bytes.Buffer
+	if err := Show(&out, r, m, hist, strings.NewReader(content), Parts{Envelope: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := "recipient attempt: 22 Nov 2026 10:31:00 GMT deferred mx.slow.example: connection refused_[2J\n" +
+		"recipient attempt: 22 Nov 2026 10:32:00 GMT deferred mx.slow.example: 421 4.7.0 try later\n"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("show with history:\n%s\nwant the lines\n%s", out.String(), want)
+	}
+	out.Reset()
+	if err := ShowJSON(&out, r, m, hist, strings.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Recipients []struct {
+			Address string
+			History []struct {
+				Time                int64
+				Result, Host, Reply string
+			}
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	h := got.Recipients[0].History
+	if len(h) != 2 || h[0].Time != at.Unix() || h[1].Reply != "421 4.7.0 try later" || h[0].Host != "mx.slow.example" {
+		t.Errorf("show --json history: %+v", h)
+	}
+}

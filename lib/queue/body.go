@@ -39,12 +39,18 @@ func (q *Queue) OpenBody(m *Message) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.Seek(m.Offset, io.SeekStart); err != nil {
-		f.Close()
-		return nil, err
+	// The record's bytes and no more: a buffered reader of the file
+	// would read on into the records after it, bytes nobody uses.
+	var src io.Reader = io.NewSectionReader(f, m.Offset, m.Length)
+	if m.Length <= 0 {
+		if _, err := f.Seek(m.Offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+		src = f
 	}
 	br := bodyBufs.Get().(*bufio.Reader)
-	br.Reset(f)
+	br.Reset(src)
 	b := &bodyReader{f: f, r: br}
 	kind, err := b.take(1)
 	if err != nil || kind[0] != kindMessage {

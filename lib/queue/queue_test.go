@@ -760,3 +760,71 @@ func TestIncomingReadChunk(t *testing.T) {
 type iotestHalf struct{ r io.Reader }
 
 func (h iotestHalf) Read(p []byte) (int, error) { return h.r.Read(p[:(len(p)+1)/2]) }
+
+// TestScanCountsHops: the scan that finds a message counts its trace
+// lines, across chunk boundaries and not past the header, for the
+// runner and for a snapshot alike.
+func TestScanCountsHops(t *testing.T) {
+	q := newQueue(t)
+	line := "Received: from a by b; " + string(bytes.Repeat([]byte("x"), 800)) + "\r\n"
+	hdr := bytes.Repeat([]byte(line), 99) // about 80 KiB: over a 64 KiB chunk
+	body := append(append(hdr, "Delivered-To: c@example.org\r\n\r\n"...), bytes.Repeat([]byte("Received: in the body\r\n"), 50)...)
+	id := inject(t, q, body, env("bob@example.org"))
+	plain := inject(t, q, []byte("Subject: none\r\n\r\nReceived: body\r\n"), env("bob@example.org"))
+	snap, err := q.Snapshot()
+	must(t, err)
+	r, err := q.OpenRunner()
+	must(t, err)
+	defer r.Close()
+	for _, c := range []struct {
+		id   ID
+		hops int
+	}{{id, 100}, {plain, 0}} {
+		m, err := r.Message(c.id)
+		must(t, err)
+		if m.Hops != c.hops {
+			t.Errorf("runner: message %s hops %d, want %d", c.id, m.Hops, c.hops)
+		}
+	}
+	for _, m := range snap.Messages {
+		if want := map[ID]int{id: 100, plain: 0}[m.ID]; m.Hops != want {
+			t.Errorf("snapshot: message %s hops %d, want %d", m.ID, m.Hops, want)
+		}
+	}
+}
+
+// TestBodyReadsItsRecordOnly: a body read stops at its record's end as
+// the scan measured it, the next message's record right behind it in the
+// same segment; a body whose record is cut short there is corrupt.
+func TestBodyReadsItsRecordOnly(t *testing.T) {
+	q := newQueue(t)
+	c := q.NewCommitter()
+	defer c.Close()
+	var ids []ID
+	for _, body := range []string{"Subject: one\r\n\r\nfirst\r\n", "Subject: two\r\n\r\nsecond\r\n"} {
+		p := c.NewIncoming(1000, 42)
+		p.Write([]byte(body))
+		must(t, c.Commit(p, env("bob@example.org")))
+		ids = append(ids, p.ID())
+	}
+	snap, err := q.Snapshot()
+	must(t, err)
+	if len(snap.Messages) != 2 || snap.Messages[0].Segment != snap.Messages[1].Segment {
+		t.Fatalf("want two messages in one segment: %+v", snap.Messages)
+	}
+	first := snap.Messages[0]
+	if first.Length <= 0 || first.Offset+first.Length != snap.Messages[1].Offset {
+		t.Fatalf("first record at %d, %d bytes; the second at %d", first.Offset, first.Length, snap.Messages[1].Offset)
+	}
+	if got := readBody(t, q, first); !bytes.HasSuffix(got, []byte("first\r\n")) {
+		t.Errorf("body %q", got)
+	}
+	short := *first
+	short.Length-- // the checksum's last byte left out
+	rc, err := q.OpenBody(&short)
+	must(t, err)
+	defer rc.Close()
+	if _, err := io.ReadAll(rc); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("record cut short: %v, want ErrCorrupt", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gw/lib/envelope"
+	"gw/lib/hops"
 )
 
 // A segment file is a magic line followed by records, appended and never
@@ -148,7 +149,11 @@ type Record struct {
 	ID       ID    // message or cancel
 	Arrival  time.Time
 	UID, PID uint32
-	BodySize int64             // bytes of the message as stored
+	BodySize int64 // bytes of the message as stored
+	// Hops counts the trace lines of the stored header (package hops),
+	// counted as the checksum scan passes over the body, so that a
+	// sender's loop check costs no read of its own.
+	Hops     int
 	Envelope envelope.Envelope // message
 	Count    uint32            // seal
 }
@@ -355,6 +360,7 @@ func (d *decoder) message(rec *Record) error {
 	rec.Arrival = time.Unix(0, int64(binary.BigEndian.Uint64(hb[8:])))
 	rec.UID = binary.BigEndian.Uint32(hb[16:])
 	rec.PID = binary.BigEndian.Uint32(hb[20:])
+	var trace hops.Counter
 	for {
 		n, err := d.uint32()
 		if err != nil {
@@ -366,11 +372,12 @@ func (d *decoder) message(rec *Record) error {
 		if n > maxChunk {
 			return bad("chunk length %d over %d", n, maxChunk)
 		}
-		if err := d.skip(int64(n)); err != nil {
+		if err := d.skip(int64(n), &trace); err != nil {
 			return err
 		}
 		rec.BodySize += int64(n)
 	}
+	rec.Hops = trace.Hops
 	elen, err := d.uint32()
 	if err != nil {
 		return err
@@ -391,8 +398,9 @@ func (d *decoder) message(rec *Record) error {
 }
 
 // skip reads n bytes into the checksum without keeping them, straight
-// from the read buffer.
-func (d *decoder) skip(n int64) error {
+// from the read buffer; until the message's header has ended they also
+// pass through trace, which stops looking at the empty line.
+func (d *decoder) skip(n int64, trace *hops.Counter) error {
 	for n > 0 {
 		step := d.r.Size()
 		if int64(step) > n {
@@ -401,6 +409,9 @@ func (d *decoder) skip(n int64) error {
 		b, err := d.r.Peek(step)
 		if len(b) > 0 {
 			d.crc = crc32.Update(d.crc, castagnoli(), b)
+			if !trace.Done() {
+				trace.Write(b)
+			}
 			d.r.Discard(len(b))
 			d.off += int64(len(b))
 			n -= int64(len(b))

@@ -28,11 +28,16 @@ var ErrUnsafe = errors.New("unsafe queue file")
 
 // UnsafeError names a file below the queue that was refused, and why.
 type UnsafeError struct {
-	File   string // relative to the queue directory
+	File   string // relative to the queue directory; "" for the directory itself
 	Reason string
 }
 
-func (e *UnsafeError) Error() string { return e.File + ": " + e.Reason }
+func (e *UnsafeError) Error() string {
+	if e.File == "" { // the queue directory itself
+		return e.Reason
+	}
+	return e.File + ": " + e.Reason
+}
 
 // Is makes errors.Is(err, ErrUnsafe) hold.
 func (e *UnsafeError) Is(target error) bool { return target == ErrUnsafe }
@@ -138,34 +143,14 @@ func (q *Queue) lstatSafe(rel string) *UnsafeError {
 		return nil
 	}
 	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return &UnsafeError{rel, "a symbolic link"} // as openSafe says it
 	case st.Mode&unix.S_IFMT != regular:
 		return &UnsafeError{rel, "not a regular file but a " + kindName(st.Mode&unix.S_IFMT)}
 	case st.Nlink != 1:
 		return &UnsafeError{rel, fmt.Sprintf("a hard link (%d names for one file)", st.Nlink)}
 	case int(st.Uid) != q.owner:
 		return &UnsafeError{rel, fmt.Sprintf("owned by uid %d, not by the queue's owner (uid %d)", st.Uid, q.owner)}
-	}
-	return nil
-}
-
-// checkDirs refuses a queue whose directories are links or belong to
-// someone else: O_NOFOLLOW guards only the last part of a path.
-func (q *Queue) checkDirs() error {
-	for _, d := range []string{dirSeg, dirJournal, dirBad, dirTmp, dirLock} {
-		var st unix.Stat_t
-		err := unix.Lstat(q.path(d), &st)
-		if errors.Is(err, unix.ENOENT) {
-			continue // an older queue without bad/: made when needed
-		}
-		if err != nil {
-			return &os.PathError{Op: "lstat", Path: q.path(d), Err: err}
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return &UnsafeError{d, "not a directory but a " + kindName(st.Mode&unix.S_IFMT)}
-		}
-		if int(st.Uid) != q.owner {
-			return &UnsafeError{d, fmt.Sprintf("owned by uid %d, not by the queue's owner (uid %d)", st.Uid, q.owner)}
-		}
 	}
 	return nil
 }

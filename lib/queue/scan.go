@@ -45,6 +45,7 @@ type Message struct {
 	ID         ID
 	Arrival    time.Time
 	Size       int64 // bytes of the stored message (trace line included)
+	Hops       int   // its trace lines (package hops), counted by the scan that found it
 	Sender     string
 	Recipients []Recipient
 	DSN        dsn.Mail // RET and ENVID, as the envelope gave them
@@ -55,6 +56,10 @@ type Message struct {
 
 	Segment string // where it is stored
 	Offset  int64
+	// Length is the record's length as the scan found it, so that a
+	// reader of the body reads that record and no read-ahead of the next
+	// ones; 0 (a Message made otherwise): read to the record's end.
+	Length int64
 }
 
 // Done reports whether no recipient is pending any more.
@@ -127,9 +132,9 @@ func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
 		switch r.Kind {
 		case kindMessage:
 			m := &Message{
-				ID: r.ID, Arrival: r.Arrival, Size: r.BodySize,
+				ID: r.ID, Arrival: r.Arrival, Size: r.BodySize, Hops: r.Hops,
 				Sender: r.Envelope.Sender, DSN: r.Envelope.DSN, RequireTLS: r.Envelope.RequireTLS, UID: r.UID, PID: r.PID,
-				Segment: name, Offset: r.Offset,
+				Segment: name, Offset: r.Offset, Length: r.Length,
 			}
 			m.Recipients = make([]Recipient, len(r.Envelope.Recipients))
 			for i, a := range r.Envelope.Recipients {

@@ -264,6 +264,7 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 		return errScanTempfail
 	}
 	w := &Wrapper{Scanner: p.Scanner, TmpDir: p.TmpDir, Quarantine: p.Quarantine}
+	var passed *smtpserver.Reply // the next hop's 250, when it took the message
 	// Relay first, hold after: if the relay fails, the client retries the
 	// whole message and nothing was held twice.
 	if len(deliver.Recipients) > 0 {
@@ -297,6 +298,10 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 			return errNextHop
 		}
 		defer p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "next_hop", p.NextHop, "reply", reply)
+		// The client hears the next hop's own 250, its queue id in it,
+		// so that its transcript leads to the inside queue; a reply not
+		// fit to pass on (PassOn) leaves the proxy's own words.
+		passed = smtpserver.PassOn(250, reply)
 	}
 	if len(held.Recipients) > 0 {
 		if err := w.hold(f, size, rep, held); err != nil {
@@ -310,7 +315,7 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 	if len(deliver.Recipients) == 0 && len(held.Recipients) == 0 {
 		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 250)
 	}
-	return nil
+	return passed
 }
 
 // relay sends the message, as write writes it, to the next hop and

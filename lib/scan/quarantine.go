@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"gw/lib/envelope"
 )
 
@@ -104,7 +106,7 @@ func (q *QuarantineDir) Open(id string) (*Held, io.ReadCloser, error) {
 	if !validID(id) {
 		return nil, nil, fmt.Errorf("%w: %q", ErrNotHeld, id)
 	}
-	f, err := os.Open(filepath.Join(q.Dir, id))
+	f, err := q.openHeld(id)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNotHeld, id)
 	}
@@ -130,6 +132,44 @@ func (q *QuarantineDir) Open(id string) (*Held, io.ReadCloser, error) {
 	head := int64(len(line) + len(env.Wire()))
 	h := &Held{ID: id, Reason: strings.TrimSpace(string(line[len(quarantineMagic):])), Time: st.ModTime(), Size: st.Size() - head, Envelope: env}
 	return h, readCloser{br, f}, nil
+}
+
+// openHeld opens the file id as a held message only if gw-scan could have
+// made it: not through a link, a regular file with one name, owned by the
+// quarantine directory's owner (the user gw-scan runs as). The sysadmin
+// shows and releases held messages as root, and releasing queues what is
+// read for the envelope's recipients: a link to another file there would
+// have root read and send it.
+func (q *QuarantineDir) openHeld(id string) (*os.File, error) {
+	path := filepath.Join(q.Dir, id)
+	var dir unix.Stat_t
+	if err := unix.Stat(q.Dir, &dir); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: q.Dir, Err: err}
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == unix.ELOOP {
+		return nil, fmt.Errorf("quarantine %s: a symbolic link, not a held message", id)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	switch {
+	case err != nil:
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = fmt.Errorf("quarantine %s: not a regular file", id)
+	case st.Nlink != 1:
+		err = fmt.Errorf("quarantine %s: a hard link (%d names for one file)", id, st.Nlink)
+	case st.Uid != dir.Uid:
+		err = fmt.Errorf("quarantine %s: owned by uid %d, not by the quarantine's owner (uid %d)", id, st.Uid, dir.Uid)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	unix.SetNonblock(fd, false)
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 type readCloser struct {

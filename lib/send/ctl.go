@@ -25,7 +25,9 @@ type ctlOp struct {
 // the answer is written only when every action of the request is done, so
 // that no message is delivered after gw-qctl said it was removed.
 func (s *Sender) serveCtl() {
-	for _, rq := range qctl.Pending(s.opt.QueueDir) {
+	rqs := qctl.Pending(s.q)
+	s.logSetAside() // what ctl/ held that the queue's rules refused
+	for _, rq := range rqs {
 		if _, seen := s.ctlReqs[rq.Name]; seen {
 			continue
 		}
@@ -131,7 +133,7 @@ func (s *Sender) answerIfDone(req *ctlReq) {
 		s.log.Alert("sync", "err", err)
 		return // unanswered: the tool times out rather than hear "ok" for something not durable
 	}
-	if err := qctl.Answer(s.opt.QueueDir, req.name, req.lines); err != nil {
+	if err := qctl.Answer(s.q, req.name, req.lines); err != nil {
 		s.log.Warning("ctl", "request", req.name, "err", err)
 	}
 	delete(s.ctlReqs, req.name)

@@ -3,6 +3,8 @@ package send
 import (
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"time"
 
 	"gw/lib/deliver"
@@ -10,6 +12,7 @@ import (
 	"gw/lib/queue"
 	"gw/lib/route"
 	"gw/lib/schedule"
+	"gw/lib/tracehdr"
 )
 
 // job is one message's due recipients of one domain, or (finishing) the
@@ -74,7 +77,7 @@ func (s *Sender) deliver(j *job) {
 		s.record(j, &m, out, true, "", deliver.TLSState{})
 		return
 	}
-	if s.looping(j.id) {
+	if looping(&m) {
 		for k := range out {
 			out[k].err = errLooping
 		}
@@ -251,8 +254,17 @@ func (s *Sender) carry(j *job, m *queue.Message, ps *pooled, out []outcome, pool
 // delivered the message, and it is deferred rather than sent again at
 // once (RFC 5321 6.1: duplicates only in that window).
 func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route.Host, out []outcome) bool {
+	// refused holds, per recipient of j, the server's answer to its RCPT
+	// when that was a refusal. A failure of the whole transaction after
+	// RCPT (a lost connection, a timeout after the dot) is not theirs:
+	// they keep their own answer, and the final dot never went to them.
+	refused := make([]error, len(j.rcpts))
 	setAll := func(err error) {
 		for k := range out {
+			if refused[k] != nil {
+				out[k] = outcome{err: refused[k], at: h}
+				continue
+			}
 			out[k] = outcome{err: err, at: h}
 		}
 	}
@@ -266,7 +278,8 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 			return deliver.StartRequireTLS(sess, sender, size, utf8, d)
 		}
 	}
-	d, err := start(m.Sender, m.Size, needsUTF8(m, j.rcpts), m.DSN)
+	field := s.traceField(j, sess)
+	d, err := start(m.Sender, m.Size+int64(len(field)), needsUTF8(m, j.rcpts), m.DSN)
 	if err != nil {
 		setAll(err)
 		if m.RequireTLS && isRequireTLSRefusal(err) {
@@ -274,10 +287,16 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		}
 		return isAnswer(err)
 	}
-	for _, i := range j.rcpts {
+	var accepted []int // indexes into m.Recipients of those RCPT took
+	for k, i := range j.rcpts {
 		// A refusal here comes out of Commit too (with pipelining it
-		// can only come from there).
-		d.AddRcpt(m.Recipients[i].Address, m.Recipients[i].DSN)
+		// can only come from there, and the recipient counts as
+		// accepted until then).
+		if err := d.AddRcpt(m.Recipients[i].Address, m.Recipients[i].DSN); err != nil {
+			refused[k] = err
+		} else {
+			accepted = append(accepted, i)
+		}
 	}
 	body, err := s.r.Body(j.id)
 	if err != nil {
@@ -285,12 +304,13 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		setAll(&gwError{"4.3.0", "cannot read the queued message: " + err.Error()})
 		return true
 	}
-	err = d.Body(body)
+	err = d.Body(io.MultiReader(strings.NewReader(field), body))
 	body.Close()
 	if err != nil {
 		if errors.Is(err, queue.ErrCorrupt) {
 			// Its segment goes to bad/ once finished, not away.
 			s.r.MarkDamaged(j.id, err.Error())
+			clear(refused) // no recipient can have a message that is gone
 			setAll(&gwError{"5.3.0", "queued message is corrupt: " + err.Error()})
 			return true
 		}
@@ -300,13 +320,13 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 	}
 	dot := dataSent(d)
 	if dot {
-		s.dotSent(j)
+		s.dotSent(j, accepted)
 	}
 	res, err := d.Commit()
 	if err != nil {
 		setAll(afterDot(dot, err))
 		for k := range out {
-			out[k].dot = dot
+			out[k].dot = dot && refused[k] == nil
 		}
 		return isAnswer(err) || dot
 	}
@@ -315,12 +335,31 @@ func (s *Sender) session(j *job, m *queue.Message, sess deliver.Session, h route
 		replies = r.Replies()
 	}
 	for k := range out {
-		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot, dsnTaken: sess.OffersDSN()}
+		out[k] = outcome{err: afterDot(dot, res[k]), at: h, dot: dot && refused[k] == nil, dsnTaken: sess.OffersDSN()}
 		if k < len(replies) && out[k].err == nil {
 			out[k].reply = replies[k]
 		}
 	}
 	return true
+}
+
+// traceField is the X-Gw-Trace line that goes on top of j's message over
+// sess: on a QMTP route, and to an SMTP server that offered XGWTRACE. QMTP
+// routes lead to gw's own instances (qmtproutes: the primary's hand-over
+// to its secondaries); gw-smtpd offers the keyword only to the clients
+// its ACL marks GW_PEER. Each takes the field out and logs it. Other SMTP
+// and LMTP servers, the Internet's or a mail store, get none, so the
+// field leaks nowhere. "" also when me is not a name the field can carry.
+func (s *Sender) traceField(j *job, sess deliver.Session) string {
+	wants, ok := sess.(interface{ WantsTrace() bool })
+	if j.route.Proto != route.QMTP && !(ok && wants.WantsTrace()) {
+		return ""
+	}
+	l := tracehdr.Link{Host: s.config().Me, QID: j.id.String()}
+	if _, ok := tracehdr.Parse("host=" + l.Host + " qid=" + l.QID); !ok {
+		return ""
+	}
+	return tracehdr.Field(l)
 }
 
 // isRequireTLSRefusal reports gw's own 5.7.10: this host cannot carry a

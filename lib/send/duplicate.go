@@ -38,9 +38,12 @@ func afterDot(dot bool, err error) error {
 }
 
 // dotSent records in the journal, before the final dot of job j goes out,
-// that it is going out (queue.Runner.DotSent).
-func (s *Sender) dotSent(j *job) {
-	if err := s.r.DotSent(j.id, j.rcpts); err != nil {
+// that it is going out to the recipients rcpts, those the server accepted
+// at RCPT (queue.Runner.DotSent). The ones it refused never get the
+// message, so a crash before their outcome is recorded makes them no
+// possible duplicates: they are tried again and answered as before.
+func (s *Sender) dotSent(j *job, rcpts []int) {
+	if err := s.r.DotSent(j.id, rcpts); err != nil {
 		s.log.Warning("journal", "qid", j.id, "err", err)
 	}
 }

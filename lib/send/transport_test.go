@@ -34,6 +34,7 @@ type fakeServer struct {
 	mail     error            // answer to MAIL FROM
 	rcpt     map[string]error // answers to RCPT TO by address; absent is 250
 	dot      error            // what follows the final dot: a lost connection, a 4xx for all
+	atDot    func()           // called once the final dot is out, before the reply
 	body     bytes.Buffer     // what it was sent
 }
 
@@ -122,6 +123,9 @@ func (d *fakeDelivery) Body(r io.Reader) error {
 func (d *fakeDelivery) DataSent() bool { return d.dataSent }
 
 func (d *fakeDelivery) Commit() ([]error, error) {
+	if d.dataSent && d.s.srv.atDot != nil {
+		d.s.srv.atDot()
+	}
 	if d.dataSent && d.s.srv.dot != nil {
 		var rp *deliver.Reply
 		if !errors.As(d.s.srv.dot, &rp) {
@@ -367,6 +371,56 @@ func TestFakeLostAfterDot(t *testing.T) {
 	}
 	if !strings.Contains(f.log.String(), "possible_duplicate") || !strings.Contains(f.log.String(), "dot=yes") {
 		t.Errorf("log lacks the possible duplicate:\n%s", f.log)
+	}
+}
+
+// TestFakeLostAfterDotMixedRcpt: of three recipients one is taken at
+// RCPT, one deferred (450), one refused (550); the connection is lost
+// after the final dot. The journal's dot records, read by another reader
+// while the reply is awaited (what a gw-send started after a crash then
+// finds), name only the recipient RCPT took; after the loss only it is a
+// possible duplicate, and the others keep their RCPT answers: 450
+// deferred, 550 failed.
+func TestFakeLostAfterDotMixedRcpt(t *testing.T) {
+	lost := &deliver.ConnError{Host: "relay.test[192.0.2.1]:25", Err: io.EOF, Stage: deliver.StageDot}
+	srv := &fakeServer{dot: lost, rcpt: map[string]error{
+		"later@dest.test": rcptReply(450, "4.2.1", "mailbox busy"),
+		"gone@dest.test":  rcptReply(550, "5.1.1", "no such user"),
+	}}
+	f := newFakeRun(t, map[string]*fakeServer{"192.0.2.1": srv}, "ok@dest.test", "later@dest.test", "gone@dest.test")
+	var dots []bool
+	srv.atDot = func() {
+		q, err := queue.OpenReadOnly(f.s.opt.QueueDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, err := q.Snapshot()
+		if err != nil || len(snap.Messages) != 1 {
+			t.Fatalf("snapshot at the dot: %v, %d messages", err, len(snap.Messages))
+		}
+		for _, rc := range snap.Messages[0].Recipients {
+			dots = append(dots, rc.DotSent)
+		}
+	}
+	f.attempt(f.id)
+	if fmt.Sprint(dots) != "[true false false]" {
+		t.Errorf("dot records at the dot for ok, later, gone: %v, want [true false false]", dots)
+	}
+	rs := f.recipients(f.id)
+	if len(rs) != 3 {
+		t.Fatalf("recipients %+v", rs)
+	}
+	if o := rs[0].Outcome; rs[0].State != queue.Pending || !o.DotSent || !strings.Contains(o.Note, "possible duplicate") {
+		t.Errorf("accepted recipient %+v: want deferred as a possible duplicate", rs[0])
+	}
+	if o := rs[1].Outcome; rs[1].State != queue.Pending || o.DotSent || o.Code != 450 || o.Stage != "RCPT TO" || o.Note != "" {
+		t.Errorf("recipient deferred at RCPT %+v: want its 450, no dot, no duplicate", rs[1])
+	}
+	if o := rs[2].Outcome; rs[2].State != queue.Failed || o.DotSent || o.Code != 550 || o.Status != "5.1.1" {
+		t.Errorf("recipient refused at RCPT %+v: want failed with its 550", rs[2])
+	}
+	if n := strings.Count(f.log.String(), "possible_duplicate"); n != 1 {
+		t.Errorf("%d possible_duplicate lines, want 1 (ok@dest.test):\n%s", n, f.log)
 	}
 }
 

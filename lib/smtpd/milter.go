@@ -14,11 +14,14 @@ import (
 	"gw/lib/smtpserver"
 )
 
-// Milters (gw-milters(5)) and message authentication both need the whole
-// message before it is queued: a refusal is the reply to the dot, and
-// what they add or change goes into the queued message. Such a message
-// is spooled in memory (msgauth.go's spool), judged at its end, and only
-// then handed to the injector.
+// Milters (gw-milters(5)) follow the session: each is told MAIL and
+// every RCPT as the client gives them (milterMail, milterRcpt), so its
+// refusal of a recipient is that RCPT's reply; at the end of the message
+// they, and message authentication, need the whole message before it is
+// queued: a refusal is the reply to the dot, and what they add or change
+// goes into the queued message. Such a message is spooled in memory
+// (msgauth.go's spool), judged at its end, and only then handed to the
+// injector.
 
 var (
 	errTooBigToCheck = reply(552, "5.3.4", "message too big to check")
@@ -71,9 +74,9 @@ func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (ha
 	msg.Write(body)
 	env := s.txEnvelope()
 	data := msg.Bytes()
-	if len(s.milters) > 0 {
+	if s.milt != nil {
 		var r *smtpserver.Reply
-		if env, data, r = s.runMilters(ss, env, data, msgID); r != nil || data == nil {
+		if env, data, r = s.runMilters(env, data, msgID); r != nil || data == nil {
 			return nil, r
 		}
 	}
@@ -86,29 +89,84 @@ func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (ha
 	return tx, nil
 }
 
+// milterMail tells the client's milters of a new sender, opening their
+// side of the session at the first MAIL. A reply refuses the sender.
+func (s *session) milterMail(ss *smtpserver.Session, from string) *smtpserver.Reply {
+	if len(s.milters) == 0 {
+		return nil
+	}
+	if s.milt == nil {
+		port, _ := strconv.ParseUint(s.cl.RemotePort, 10, 16)
+		s.milt = milter.Open(s.milters, milter.Client{
+			Macros: s.milterMacros(ss, s.clientName()),
+			Addr:   s.cl.RemoteIP,
+			Port:   uint16(port),
+			Name:   s.clientName(),
+			Helo:   s.helo,
+		})
+	}
+	// i is the id the message will have in gw's log (Data gives it): the
+	// queue id is not known before the injector has run.
+	macros := map[string]string{"i": s.id + "." + strconv.Itoa(s.msgs+1)}
+	if s.authUser != "" {
+		macros["{auth_authen}"] = s.authUser
+	}
+	st := s.milt.Mail(from, macros)
+	s.logMilterFailed("", st.Failed)
+	if r := st.Reply; r != nil {
+		s.explain("milter %s: refused the sender at MAIL: %d %s", st.By, r.Code, r.Text)
+		s.log("info", "mail", "from", from, "result", "reject", "code", r.Code, "reason", "milter", "milter", st.By, "text", r.Text)
+		return reply(r.Code, r.Enhanced, r.Text)
+	}
+	return nil
+}
+
+// milterRcpt asks the milters about one recipient; a reply is that
+// recipient's refusal alone, the transaction goes on.
+func (s *session) milterRcpt(addr string) *smtpserver.Reply {
+	if s.milt == nil {
+		return nil
+	}
+	st := s.milt.Rcpt(addr)
+	s.logMilterFailed("", st.Failed)
+	if r := st.Reply; r != nil {
+		s.explain("milter %s: refused %s at RCPT, this recipient alone: %d %s", st.By, addr, r.Code, r.Text)
+		return s.refuseRcpt(addr, reply(r.Code, r.Enhanced, r.Text), "milter "+st.By+": "+r.Text)
+	}
+	return nil
+}
+
+func (s *session) logMilterFailed(msgID string, failed []milter.Failed) {
+	for _, f := range failed {
+		kv := []any{"milter", f.Name, "err", f.Err}
+		if msgID != "" {
+			kv = append([]any{"msg", msgID}, kv...)
+		}
+		s.log("warning", "milter_failed", kv...)
+	}
+}
+
+// clientName is the client as milters name it: its host name, or
+// "[addr]" when it has none.
+func (s *session) clientName() string {
+	if s.cl.HasRemoteHost && s.cl.RemoteHost != "" {
+		return s.cl.RemoteHost
+	}
+	return "[" + s.cl.RemoteIP + "]"
+}
+
 // runMilters passes the message through the client's milters. It returns
 // the envelope and message to queue, a nil message for a discard, or the
 // refusal.
-func (s *session) runMilters(ss *smtpserver.Session, env envelope.Envelope, data []byte, msgID string) (envelope.Envelope, []byte, *smtpserver.Reply) {
-	port, _ := strconv.ParseUint(s.cl.RemotePort, 10, 16)
-	name := "[" + s.cl.RemoteIP + "]"
-	if s.cl.HasRemoteHost && s.cl.RemoteHost != "" {
-		name = s.cl.RemoteHost
-	}
-	out := milter.Run(s.milters, milter.Transaction{
-		Macros:     s.milterMacros(ss, msgID, name),
-		ClientAddr: s.cl.RemoteIP,
-		ClientPort: uint16(port),
-		ClientName: name,
-		Helo:       s.helo,
-		Sender:     env.Sender,
-		Rcpts:      env.Recipients,
-		Message:    data,
+func (s *session) runMilters(env envelope.Envelope, data []byte, msgID string) (envelope.Envelope, []byte, *smtpserver.Reply) {
+	out := s.milt.End(milter.Transaction{
+		Macros:  map[string]string{"i": msgID},
+		Sender:  env.Sender,
+		Rcpts:   env.Recipients,
+		Message: data,
 	})
 	s.explainMilters(out)
-	for _, f := range out.Failed {
-		s.log("warning", "milter_failed", "msg", msgID, "milter", f.Name, "err", f.Err)
-	}
+	s.logMilterFailed(msgID, out.Failed)
 	for _, c := range out.Changes {
 		s.log("info", "milter_changed", "msg", msgID, "changes", c)
 	}
@@ -153,15 +211,13 @@ func withDSN(before envelope.Envelope, sender string, rcpts []string) envelope.E
 	return env
 }
 
-// milterMacros are the values milters read, named as Sendmail and
-// Postfix name them. i is the message's id in gw's log: the queue id is
-// not known before the injector has run.
-func (s *session) milterMacros(ss *smtpserver.Session, msgID, clientName string) map[string]string {
+// milterMacros are the connection's values milters read, named as
+// Sendmail and Postfix name them.
+func (s *session) milterMacros(ss *smtpserver.Session, clientName string) map[string]string {
 	m := map[string]string{
 		"j":             s.cfg.Hostname,
 		"v":             "gw",
 		"_":             clientName + " [" + s.cl.RemoteIP + "]",
-		"i":             msgID,
 		"{daemon_name}": "gw-smtpd",
 		"{daemon_addr}": s.cl.LocalIP,
 		"{if_addr}":     s.cl.LocalIP,

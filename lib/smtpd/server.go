@@ -5,25 +5,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gw/lib/handoff"
 	"gw/lib/smtpserver"
 	"gw/lib/tcpserver"
 )
 
-// Listener runs SMTP sessions for the connections of a listening socket,
-// the way tcpserver would run gw-smtpd for each (lib/tcpserver does the
-// environment, the ACL rule and the limits); a client over a limit gets
-// errTooBusy or errTooManyIP.
+// Listener is gw-smtpd's part of a standalone listener (lib/listener
+// does the rest, as for gw-qmtpd): the configuration each new session
+// gets, replaced on reload, and the words for a client turned away
+// before its session (errTooBusy, errTooManyIP).
 type Listener struct {
-	Cfg       *Config               // the configuration at start; see SetConfig
-	ACL       string                // compiled rules (gw-tcprules); "" = every client allowed, no env
-	LocalHost string                // TCPLOCALHOST, as tcpserver -l gives it
-	Hosts     *tcpserver.HostLookup // TCPREMOTEHOST's lookup; nil: none (tcpserver -H)
-	MaxConns  int                   // sessions at once; over it a client gets errTooBusy
-	MaxPerIP  int                   // sessions at once from one address; 0 = no limit
-	// Injectors gives each client its injector: main's choice, or the
-	// one its rule names.
-	Injectors *handoff.Chooser
+	Cfg *Config // the configuration at start; see SetConfig
 
 	cfg atomic.Pointer[Config] // the current one, once SetConfig was called
 }
@@ -47,29 +38,15 @@ var (
 	errACLTrouble = reply(421, "4.3.0", "unable to read controls")
 )
 
-// Serve accepts connections on ln until it is closed, then waits for the
-// sessions under way to end, at most grace.
-func (l *Listener) Serve(ln net.Listener, grace time.Duration) error {
-	tl := &tcpserver.Listener{
-		ACL: l.ACL, LocalHost: l.LocalHost, Hosts: l.Hosts, MaxConns: l.MaxConns, MaxPerIP: l.MaxPerIP,
-		Log: l.Cfg.Log,
-		Session: func(c net.Conn, lookup func(string) (string, bool)) {
-			cl := ClientFromEnv(lookup)
-			cl.Injector, cl.Space = l.Injectors.For(lookup), l.Injectors.SpaceFor(lookup)
-			Serve(c, l.Config(), cl)
-		},
-		Refuse: func(c net.Conn, why tcpserver.Refusal) {
-			r := []*smtpserver.Reply{errTooBusy, errTooManyIP, errACLTrouble}[why]
-			if why != tcpserver.ACLTrouble {
-				l.Config().Log.Info("busy", "ip", tcpserver.AddrPort(c.RemoteAddr()).Addr().Unmap(), "code", r.Code)
-			}
-			writeAndClose(c, r)
-		},
-	}
-	return tl.Serve(ln, grace)
-}
+// Session serves one SMTP session on c with the configuration in force.
+func (l *Listener) Session(c net.Conn, cl Client) { Serve(c, l.Config(), cl) }
 
-func writeAndClose(c net.Conn, r *smtpserver.Reply) {
+// Refuse answers a client turned away (tcpserver.Listener's Refuse).
+func (l *Listener) Refuse(c net.Conn, why tcpserver.Refusal) {
+	r := []*smtpserver.Reply{errTooBusy, errTooManyIP, errACLTrouble}[why]
+	if why != tcpserver.ACLTrouble {
+		l.Config().Log.Info("busy", "ip", tcpserver.AddrPort(c.RemoteAddr()).Addr().Unmap(), "code", r.Code)
+	}
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	c.Write([]byte(r.Line() + "\r\n"))
 	c.Close()

@@ -20,6 +20,7 @@ import (
 	"gw/lib/relay"
 	"gw/lib/smtpserver"
 	"gw/lib/tcpserver"
+	"gw/lib/tracehdr"
 )
 
 // MaxCommandLine is the longest command line gw-smtpd answers, CRLF
@@ -65,6 +66,7 @@ type session struct {
 	spool    *spool
 
 	milters []milter.Milter // this client's (milter.go)
+	milt    *milter.Session // their side of the session, from the first MAIL
 }
 
 // Serve runs one SMTP session on conn for client cl and closes conn. It is
@@ -94,7 +96,15 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 		Closing: func() bool { return tcpserver.Closing(conn) },
 		Log:     s.log,
 	}
+	if cl.Peer {
+		// a gw instance's gw-send, seeing it, puts its qid on top of
+		// the message (X-Gw-Trace); no one else is asked for it
+		core.Keywords = []string{tracehdr.Keyword}
+	}
 	reason := smtpserver.Serve(conn, core, cl, s.id, s)
+	if s.milt != nil {
+		s.milt.Close()
+	}
 	if s.tx != nil { // a message a panic cut off
 		s.tx.Abort()
 	}
@@ -124,7 +134,12 @@ func (s *session) Helo(ss *smtpserver.Session) *smtpserver.Reply {
 }
 
 // Reset ends the transaction.
-func (s *session) Reset(*smtpserver.Session) { s.reset() }
+func (s *session) Reset(*smtpserver.Session) {
+	s.reset()
+	if s.milt != nil {
+		s.milt.Reset()
+	}
+}
 
 func (s *session) reset() {
 	s.badFrom, s.rcpts, s.rcptDSN = false, s.rcpts[:0], s.rcptDSN[:0]
@@ -192,6 +207,10 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 		s.from = mailbox.Address{}
 		return r
 	}
+	if r := s.milterMail(ss, from.String()); r != nil {
+		s.from = mailbox.Address{}
+		return r
+	}
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom, "utf8", m.UTF8)
 	return nil
 }
@@ -223,6 +242,9 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 			rep = errBadRcpt
 		}
 		return s.refuseRcpt(addr, rep, err.Error())
+	}
+	if rep := s.milterRcpt(addr); rep != nil {
+		return rep
 	}
 	r.Addr, r.Stored = to, addr
 	s.rcpts = append(s.rcpts, addr)
@@ -264,6 +286,9 @@ func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpserver.Reply {
 	tx, msgID := s.tx, s.msgID
 	s.tx = nil
+	if s.mw != nil {
+		s.mw.End()
+	}
 	abort := func() {
 		if tx != nil {
 			tx.Abort()
@@ -311,11 +336,21 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 	// queue's log (qmail's "qp"); else the message's id in this log.
 	qid := handoff.QID(tx)
 	if qid == "" {
-		s.log("info", "accepted", withMsgID([]any{"msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked}, s.mw)...)
+		s.log("info", "accepted", s.acceptedFields([]any{"msg", msgID, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked})...)
 		return reply(250, "2.0.0", "ok "+msgID)
 	}
-	s.log("info", "accepted", withMsgID([]any{"msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked}, s.mw)...)
+	s.log("info", "accepted", s.acceptedFields([]any{"msg", msgID, "qid", qid, "from", s.from.String(), "rcpts", len(s.rcpts), "size", m.Size, "chunked", m.Chunked})...)
 	return reply(250, "2.0.0", "ok "+qid)
+}
+
+// acceptedFields are kv and what the message itself tells the log: its
+// Message-ID, and the link to the instance that handed it on.
+func (s *session) acceptedFields(kv []any) []any {
+	kv = withMsgID(kv, s.mw)
+	if s.mw != nil {
+		kv = append(kv, s.mw.TraceFields(s.cl.Peer)...)
+	}
+	return kv
 }
 
 // withMsgID adds the message's Message-ID, when it has one, to an

@@ -54,6 +54,7 @@ type Config struct {
 	TLS         *tls.Config   // nil: no STARTTLS
 	ImplicitTLS bool          // TLS from the first byte (port 465)
 	Auth        bool          // AUTH PLAIN LOGIN offered, over TLS only
+	Keywords    []string      // more EHLO keywords, offered as given
 	// Idle tells the listener whether the session now waits for the
 	// client's next command; it reports whether the session must end
 	// (shutdown). Closing reports, after a failed read, whether the

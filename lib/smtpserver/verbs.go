@@ -76,6 +76,7 @@ func (c *conn) hello(arg string, ehlo bool) {
 	if c.cfg.Auth && c.s.TLS != nil {
 		ext = append(ext, "AUTH PLAIN LOGIN")
 	}
+	ext = append(ext, c.cfg.Keywords...)
 	size := "SIZE"
 	if c.cfg.MaxMessage > 0 {
 		size += " " + strconv.FormatInt(c.cfg.MaxMessage, 10)

@@ -37,6 +37,7 @@ type Client struct {
 	Databytes    int64 // DATABYTES, when HasDatabytes
 	HasDatabytes bool
 	NoGreylist   bool            // GW_NOGREYLIST is set
+	Peer         bool            // GW_PEER is set: a gw instance, whose X-Gw-Trace is believed
 	Rates        ratelimit.Rules // RATE_CONN, RATE_MSG, RATE_RCPT, RATE_BY, RATE_BAN
 	RatesErr     error           // a malformed RATE_ variable, for the log
 
@@ -81,6 +82,7 @@ func ClientFromEnv(lookup func(string) (string, bool)) Client {
 		}
 	}
 	_, c.NoGreylist = lookup("GW_NOGREYLIST")
+	_, c.Peer = lookup("GW_PEER")
 	c.Rates, c.RatesErr = ratelimit.FromEnv(lookup)
 	c.SPFPolicy, c.HasSPFPolicy = lookup("SPFPOLICY")
 	c.DMARCPolicy, c.HasDMARCPolicy = lookup("DMARCPOLICY")

@@ -7,10 +7,14 @@ package tlsrpt
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Policy types (RFC 8460 4.3).
@@ -71,7 +75,7 @@ func (rc *Recorder) Record(r Result) error {
 	if err := os.MkdirAll(rc.Dir, 0o750); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(rc.Dir, Day(time.Unix(r.Time, 0))+".jsonl"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openDay(filepath.Join(rc.Dir, Day(time.Unix(r.Time, 0))+".jsonl"))
 	if err != nil {
 		return err
 	}
@@ -80,4 +84,33 @@ func (rc *Recorder) Record(r Result) error {
 		err = cerr
 	}
 	return err
+}
+
+// openDay opens the day's file for appending, made if missing, but never
+// through a link, nor a file with other names or of another owner: the
+// directory is below state/, which another daemon's user owns, and a
+// link there to a file of the queue would have gw-send append to its own
+// journal or a message.
+func openDay(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	switch {
+	case err != nil:
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = errors.New("not a regular file")
+	case st.Nlink != 1:
+		err = fmt.Errorf("a hard link (%d names for one file)", st.Nlink)
+	case int(st.Uid) != os.Geteuid():
+		err = fmt.Errorf("owned by uid %d, not by this process's uid %d", st.Uid, os.Geteuid())
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	unix.SetNonblock(fd, false)
+	return os.NewFile(uintptr(fd), path), nil
 }

@@ -107,3 +107,21 @@ func FuzzRead(f *testing.F) {
 		Build(time.Unix(0, 0), "o", "c", res)
 	})
 }
+
+// TestRecordNoLinks: a link in place of the day's file, to a file of the
+// queue's (its journal, say), makes the record fail; nothing is appended
+// to what the link points to.
+func TestRecordNoLinks(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "journal")
+	os.WriteFile(victim, []byte("gwqjnl1\n"), 0o640)
+	at := time.Unix(1_800_000_000, 0)
+	os.Symlink(victim, filepath.Join(dir, Day(at)+".jsonl"))
+	rc := &Recorder{Dir: dir}
+	if err := rc.Record(Result{Time: at.Unix(), PolicyType: PolicySTS, PolicyDomain: "example.com", Success: true}); err == nil {
+		t.Error("a result recorded through a link")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "gwqjnl1\n" {
+		t.Errorf("appended through the link: %q", b)
+	}
+}

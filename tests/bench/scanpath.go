@@ -219,9 +219,14 @@ func scanPathBench(work string) {
 		cl := map[string]string{"clamd": clamd.Sock + "\n"}
 		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (clamd)", cl, true, false, 0, ""}, path{"gw-scan proxy (clamd) + gw-smtpd", cl, false, true, 0, ""})
 	}
+	var rspamdPaths []path
 	if rsp != nil {
 		rc := map[string]string{"rspamd": rsp.Addr + "\n"}
-		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (rspamd)", rc, true, false, 0, ""}, path{"gw-scan proxy (rspamd) + gw-smtpd", rc, false, true, 0, ""})
+		_, port, _ := strings.Cut(rsp.Milter, ":")
+		mc := map[string]string{"milters": "rspamd inet:" + port + "@127.0.0.1 timeout=30s\n"}
+		rspamdPaths = []path{{"gw-smtpd + gw-scan wrapper (rspamd)", rc, true, false, 0, ""}, {"gw-scan proxy (rspamd) + gw-smtpd", rc, false, true, 0, ""},
+			{"gw-smtpd + rspamd milter (proxy worker)", mc, false, false, 0, ""}}
+		paths = append(paths, rspamdPaths...)
 	}
 	if sa != nil {
 		sc := map[string]string{"spamd": sa.Addr + "\n", "scantimeout": "120\n"}
@@ -231,6 +236,17 @@ func scanPathBench(work string) {
 		paths = append(paths, path{"gw-smtpd + gw-scan wrapper (clamd+spamd)", sc, true, false, *scanPathSpamd, ""},
 			path{"gw-scan proxy (clamd+spamd) + gw-smtpd", sc, false, true, *scanPathSpamd, ""},
 			path{pacedName, nil, false, false, *scanPathSpamd, "gw-scan proxy (clamd+spamd) + gw-smtpd"})
+	}
+	startGWPath := func(p path, pdir, sink string) (*side, error) {
+		var env []string
+		if p.wrapper {
+			env = []string{"QMAILQUEUE=" + filepath.Join(*binDir, "gw-scan"), "GW_CONTROL_DIR=" + filepath.Join(pdir, "control")}
+		}
+		s, err := startGWWith(pdir, sink, p.control, env)
+		if err == nil && p.proxy {
+			s, err = scanProxySide(pdir, s, p.control)
+		}
+		return s, err
 	}
 	for i, p := range paths {
 		if !scanPathWanted(p.name) {
@@ -250,14 +266,7 @@ func scanPathBench(work string) {
 			row(p.name, pathFigure{}, err)
 			continue
 		}
-		var env []string
-		if p.wrapper {
-			env = []string{"QMAILQUEUE=" + filepath.Join(*binDir, "gw-scan"), "GW_CONTROL_DIR=" + filepath.Join(pdir, "control")}
-		}
-		s, err := startGWWith(pdir, sink, p.control, env)
-		if err == nil && p.proxy {
-			s, err = scanProxySide(pdir, s, p.control)
-		}
+		s, err := startGWPath(p, pdir, sink)
 		if err != nil {
 			stopSink()
 			row(p.name, pathFigure{}, err)
@@ -267,6 +276,20 @@ func scanPathBench(work string) {
 		row(p.name, f, err)
 		s.stop()
 		stopSink()
+	}
+	var probes []rspamdProbe
+	for i, p := range rspamdPaths {
+		if !scanPathWanted(p.name) {
+			continue
+		}
+		probes = append(probes, rspamdProbe{p.name, func(sink string) (*side, func(), error) {
+			pdir := filepath.Join(dir, fmt.Sprintf("probe%d", i))
+			s, err := startGWPath(p, pdir, sink)
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, s.stop, nil
+		}})
 	}
 
 	if sa != nil && scanPathWanted("spamd alone") {
@@ -292,6 +315,18 @@ func scanPathBench(work string) {
 			name  string
 			extra []string
 		}{"Postfix + rspamd milter (proxy worker)", []string{"smtpd_milters = inet:" + rsp.Milter, "milter_protocol = 6", "milter_default_action = tempfail"}})
+	}
+	if rsp != nil && scanPathWanted(pf[1].name) {
+		probes = append(probes, rspamdProbe{pf[1].name, func(sink string) (*side, func(), error) {
+			pdir, _ := os.MkdirTemp("", "gw-bench-postfix-")
+			os.Chmod(pdir, 0o755)
+			s, err := startPostfix(pdir, sink, pf[1].extra...)
+			if err != nil {
+				os.RemoveAll(pdir)
+				return nil, nil, err
+			}
+			return s, func() { s.stop(); os.RemoveAll(pdir) }, nil
+		}})
 	}
 	for i, p := range pf {
 		if !scanPathWanted(p.name) {
@@ -319,6 +354,9 @@ func scanPathBench(work string) {
 	fmt.Println("  (own CPU a message: gw-scan, gw-smtpd, gw-queued and gw-send, the wrapper's gw-scan counted in gw-smtpd's reaped children;")
 	fmt.Println("   or Postfix's daemons and amavisd. scanner: clamd, spamd and rspamd a message)")
 	scanPathGoals(got)
+	if len(probes) > 0 {
+		rspamdDecisions(probes)
+	}
 }
 
 // amavisBench runs the seeds' pipeline, Postfix → amavisd-new → Postfix,
@@ -395,9 +433,12 @@ func scanPathGoals(got map[string]pathFigure) {
 		done("gw-smtpd + gw-scan wrapper (clamd)", am), done("gw-scan proxy (clamd) + gw-smtpd", am))
 	fmt.Printf("  clamd+SpamAssassin, gw over the amavis pipeline, delivered: wrapper %s, proxy %s\n",
 		done("gw-smtpd + gw-scan wrapper (clamd+spamd)", am+"+SA"), done("gw-scan proxy (clamd+spamd) + gw-smtpd", am+"+SA"))
-	fmt.Printf("  rspamd, gw over the SpamAssassin pipeline, delivered (goal ≥ 5×): wrapper %s, proxy %s; gw-scan proxy + rspamd over Postfix + rspamd's milter (goal ≥ 1×): %s\n",
+	pr := "Postfix + rspamd milter (proxy worker)"
+	fmt.Printf("  rspamd, gw over Postfix + rspamd's milter, same run (goal ≥ 1×): wrapper %s, proxy %s, gw-smtpd + the same milter %s\n",
+		ratio("gw-smtpd + gw-scan wrapper (rspamd)", pr), ratio("gw-scan proxy (rspamd) + gw-smtpd", pr), ratio("gw-smtpd + rspamd milter (proxy worker)", pr))
+	fmt.Printf("  rspamd, delivered, over the SpamAssassin pipeline (amavisd-new+SA) (goal ≥ 5×): wrapper %s, proxy %s, gw-smtpd + milter %s, Postfix + milter %s\n",
 		done("gw-smtpd + gw-scan wrapper (rspamd)", am+"+SA"), done("gw-scan proxy (rspamd) + gw-smtpd", am+"+SA"),
-		ratio("gw-scan proxy (rspamd) + gw-smtpd", "Postfix + rspamd milter (proxy worker)"))
+		done("gw-smtpd + rspamd milter (proxy worker)", am+"+SA"), done(pr, am+"+SA"))
 
 	// spamd's ceiling: spamd asked directly by as many clients as the
 	// paths have sessions, with all its children (spamdtest starts them

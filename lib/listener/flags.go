@@ -1,14 +1,12 @@
-package main
+package listener
 
-import (
-	"github.com/urfave/cli/v2"
+import "github.com/urfave/cli/v2"
 
-	"gw/lib/tcpserver"
-)
-
-// listenFlags declares the options gw-smtpd shares with gw-qmtpd (tcpserver.Options);
+// Flags declares o's flags for a listener's main, which adds its own:
+// tcpserver's options, and -h, -H and -p under tcpserver's letters, so
+// that a run script moving from tcpserver to --listen keeps its options.
 // concurrency is --concurrency's default.
-func listenFlags(o *tcpserver.Options, concurrency int) []cli.Flag {
+func (o *Options) Flags(concurrency int) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR`", Value: "/var/gw/main/control", Destination: &o.ControlDir},
 		&cli.StringSliceFlag{Name: "listen", Usage: "listen on `HOST:PORT` (repeatable); without it, serve one session on fds 0 and 1",
@@ -18,5 +16,11 @@ func listenFlags(o *tcpserver.Options, concurrency int) []cli.Flag {
 		&cli.IntFlag{Name: "per-ip", Usage: "at most `N` sessions at once from one address (standalone)", Value: 20, Destination: &o.PerIP},
 		&cli.StringFlag{Name: "local-host", Usage: "TCPLOCALHOST for standalone sessions (default: control/me)", Destination: &o.LocalHost},
 		&cli.StringFlag{Name: "user", Usage: "after binding, run as `USER` (standalone, started as root)", Destination: &o.User},
+		&cli.BoolFlag{Name: "remote-host", Aliases: []string{"h"}, Value: true, Destination: &o.RemoteHost,
+			Usage: "look up each client's name (PTR) for TCPREMOTEHOST and the host rules (standalone)"},
+		&cli.BoolFlag{Name: "no-remote-host", Aliases: []string{"H"}, Destination: &o.NoRemoteHost,
+			Usage: "look up no client names: TCPREMOTEHOST unset, host rules never match (standalone; wins over -h)"},
+		&cli.BoolFlag{Name: "paranoid", Aliases: []string{"p"}, Destination: &o.Paranoid,
+			Usage: "keep a client's name only if it resolves back to the client's address (standalone)"},
 	}
 }
