@@ -24,6 +24,7 @@ type config struct {
 	checkpw, greylistDB, calloutCache string
 	ratesDB                           string
 	dmarcReports                      string
+	quarantine                        string
 	implicitTLS                       bool
 	metrics                           string
 	test                              sessionTest
@@ -40,6 +41,7 @@ func main() {
 		&cli.StringFlag{Name: "rates", Usage: "keep rate counts and bans in the bbolt `FILE`", Destination: &c.ratesDB},
 		&cli.StringFlag{Name: "callout-cache", Usage: "cache recipient callout answers in the bbolt `FILE`", Destination: &c.calloutCache},
 		&cli.StringFlag{Name: "dmarc-reports", Usage: "record DMARC results for gw-dmarc's reports in the bbolt `FILE`", Destination: &c.dmarcReports},
+		&cli.StringFlag{Name: "quarantine", Usage: "hold what DMARC quarantines in `DIR`, gw-scan's quarantine (default: quarantine beside the control directory)", EnvVars: []string{"GW_QUARANTINE"}, Destination: &c.quarantine},
 		metrics.Flag(&c.metrics),
 	}...)
 	app.Flags = append(app.Flags, c.test.flags()...)

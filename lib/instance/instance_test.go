@@ -436,6 +436,68 @@ func TestAccessOfTheQueueAndTheSocket(t *testing.T) {
 	}
 }
 
+// TestDMARCReportService: an SMTP listener that records DMARC results
+// gets the instance a service mailing the reports once a day, as the
+// smtpd user through gw-queued; none without, and it goes when the
+// listener stops recording.
+func TestDMARCReportService(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	for _, p := range []string{"gw-queued", "gw-send", "gw-smtpd", "gw-dmarc"} {
+		os.WriteFile(bin+"/"+p, nil, 0o755)
+	}
+	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin, Flavour: "runit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(in.Path("service", DMARCDaemon)); err == nil {
+		t.Fatal("a report service without a listener that records")
+	}
+	face := Listener{Face: "smtpd", Proto: "smtp", Addr: "127.0.0.1:2525", ACL: "tcp.smtp", Args: []string{"--dmarc-reports", "state/dmarc.db"}}
+	if err := in.AddListener(face); err != nil {
+		t.Fatal(err)
+	}
+	run := read(t, in.Path("service", DMARCDaemon, "run"))
+	want := bin + "/gw-dmarc --control-dir " + in.Control() + " --db state/dmarc.db report --every 24h"
+	if !strings.Contains(run, want) || !strings.Contains(run, "cd "+in.Dir()) {
+		t.Errorf("dmarc/run:\n%s\nwant %q", run, want)
+	}
+	if env := read(t, in.Path("service", DMARCDaemon, "env", "GW_QUEUED")); env != in.InjectSocket()+"\n" {
+		t.Errorf("dmarc/env/GW_QUEUED = %q", env)
+	}
+	if p := in.Check(); len(p) > 0 {
+		t.Errorf("check: %q", p)
+	}
+	// A second face recording into the same file shares the service; one
+	// recording elsewhere gets its own.
+	in.AddListener(Listener{Face: "submission", Proto: "smtp", Addr: "127.0.0.1:2587", ACL: "tcp.smtp", Args: []string{"--dmarc-reports=state/dmarc.db"}})
+	in.AddListener(Listener{Face: "backup", Proto: "smtp", Addr: "127.0.0.1:2526", ACL: "tcp.smtp", Args: []string{"-dmarc-reports", "state/backup.db"}})
+	s, _ := in.Settings()
+	var names []string
+	for _, d := range in.Daemons(s) {
+		names = append(names, d.Name)
+	}
+	if got := strings.Join(names, " "); got != "queued send smtpd submission backup dmarc dmarc-backup" {
+		t.Errorf("daemons: %s", got)
+	}
+	// Recording stops: the services go with it.
+	for _, f := range []string{"smtpd", "submission", "backup"} {
+		if err := in.RemoveListener(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.AddListener(Listener{Face: "smtpd", Proto: "smtp", Addr: "127.0.0.1:2525", ACL: "tcp.smtp"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{DMARCDaemon, DMARCDaemon + "-backup"} {
+		if _, err := os.Stat(in.Path("service", n)); err == nil {
+			t.Errorf("service/%s left after the listeners stopped recording", n)
+		}
+	}
+	if err := in.AddListener(Listener{Face: DMARCDaemon, Proto: "smtp", Addr: "127.0.0.1:2588", ACL: "tcp.smtp"}); !errors.Is(err, ErrUsage) {
+		t.Errorf("a face named %s: %v, want a usage error", DMARCDaemon, err)
+	}
+}
+
 // TestListenersKeepRatesInState: each listener's run script names a
 // rates file of its own in state/, made by create, owned by the user the
 // listener runs as and private to it; a listener whose own arguments

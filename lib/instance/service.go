@@ -68,7 +68,59 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 		}
 		ds = append(ds, Daemon{Name: l.Face, Argv: argv, Env: env})
 	}
+	return append(ds, in.dmarcReporters(s, prog)...)
+}
+
+// DMARCDaemon is the name of the service that mails DMARC aggregate
+// reports; a face may not take it.
+const DMARCDaemon = "dmarc"
+
+// dmarcReporters are the services that mail the DMARC aggregate reports
+// of the instance: one gw-dmarc report --every 24h for each database an
+// SMTP listener records results into (its --dmarc-reports), none when no
+// listener records any. It runs as the smtpd user, who owns state/ and
+// writes the database, and queues through gw-queued as the listeners do.
+func (in *Instance) dmarcReporters(s *Settings, prog func(string) string) []Daemon {
+	var ds []Daemon
+	seen := map[string]bool{}
+	for _, l := range s.Listeners {
+		db := dmarcReports(l)
+		if l.Proto != "smtp" || db == "" || seen[db] {
+			continue
+		}
+		seen[db] = true
+		name := DMARCDaemon
+		if len(ds) > 0 {
+			name += "-" + l.Face
+		}
+		ds = append(ds, Daemon{Name: name, User: s.Users.SMTPD,
+			Argv: []string{prog("gw-dmarc"), "--control-dir", in.Control(), "--db", db, "report", "--every", "24h"},
+			Env:  map[string]string{"GW_QUEUED": in.InjectSocket()}})
+	}
 	return ds
+}
+
+// dropDMARCServices removes the report services no listener asks for any
+// more (its --dmarc-reports gone, or the listener): left in place, a
+// supervisor would go on mailing reports of a database nothing fills.
+func (in *Instance) dropDMARCServices(s *Settings) error {
+	want := map[string]bool{}
+	for _, d := range in.dmarcReporters(s, func(p string) string { return p }) {
+		want[d.Name] = true
+	}
+	ents, err := os.ReadDir(in.Path("service"))
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if (n == DMARCDaemon || strings.HasPrefix(n, DMARCDaemon+"-")) && !want[n] {
+			if err := os.RemoveAll(in.Path("service", n)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // RatesFile is the bbolt file where listener face keeps its rate counts
@@ -122,6 +174,24 @@ func (in *Instance) ratesFiles(s *Settings) error {
 		}
 	}
 	return nil
+}
+
+// dmarcReports is the database a listener's arguments record DMARC
+// results into, "" when they record none. A relative path is the
+// instance directory's, where the run scripts start.
+func dmarcReports(l Listener) string {
+	for i, a := range l.Args {
+		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") {
+			a = "-" + a // the flag parser takes one dash as well as two
+		}
+		if v, ok := strings.CutPrefix(a, "--dmarc-reports="); ok {
+			return v
+		}
+		if a == "--dmarc-reports" && i+1 < len(l.Args) {
+			return l.Args[i+1]
+		}
+	}
+	return ""
 }
 
 // ratesFile makes path an empty file if missing and gives it to user
@@ -258,6 +328,9 @@ func (in *Instance) WriteServices() error {
 		if err := in.CompileACL(l.ACL, false); err != nil {
 			return err
 		}
+	}
+	if err := in.dropDMARCServices(s); err != nil {
+		return err
 	}
 	for _, d := range in.Daemons(s) {
 		dir := in.Path("service", d.Name)

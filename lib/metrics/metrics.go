@@ -17,49 +17,49 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/logline"
 	"gw/lib/queue"
 )
 
-// Metrics is one daemon's counters.
+// Metrics is one daemon's counters, served in Prometheus' text format
+// (exposition.go). gw writes the format itself, as gw-qstat does: the
+// client library registered collectors and built its tables at the start
+// of every program that linked it, gw-scan's wrapper among them, which
+// starts once a message, while only the daemons started with --metrics
+// serve anything.
 type Metrics struct {
-	Registry   *prometheus.Registry
-	messages   *prometheus.CounterVec
-	recipients *prometheus.CounterVec
-	deliveries *prometheus.CounterVec
-	delay      prometheus.Histogram
-	tls        *prometheus.CounterVec
-	verdicts   *prometheus.CounterVec
+	program    string
+	messages   *counterVec
+	recipients *counterVec
+	deliveries *counterVec
+	delay      *histogram
+	tls        *counterVec
+	verdicts   *counterVec
 	now        func() time.Time
 }
 
 // New returns the counters of program (gw-smtpd, gw-send, …), every
 // series labelled with it.
 func New(program string) *Metrics {
-	c := prometheus.Labels{"program": program}
-	m := &Metrics{
-		Registry: prometheus.NewRegistry(),
-		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gw_messages_total", ConstLabels: c,
-			Help: "Messages at the end of DATA, by result (accepted, refused) and reason."}, []string{"result", "reason"}),
-		recipients: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gw_recipients_total", ConstLabels: c,
-			Help: "Recipients at RCPT, by result (accept, reject) and reason."}, []string{"result", "reason"}),
-		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gw_deliveries_total", ConstLabels: c,
-			Help: "Delivery attempts to a recipient, by result and whether TLS carried them."}, []string{"result", "tls"}),
-		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gw_queue_delay_seconds", ConstLabels: c,
-			Help:    "From queueing to the delivery or the failure that ended a recipient's stay.",
-			Buckets: []float64{1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 5 * 86400}}),
-		tls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gw_tls_sessions_total", ConstLabels: c,
-			Help: "STARTTLS handshakes of the listener, by result."}, []string{"result"}),
-		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gw_scan_verdicts_total", ConstLabels: c,
-			Help: "Scanned messages, by the action taken."}, []string{"action"}),
+	return &Metrics{
+		program: program,
+		messages: newCounterVec("gw_messages_total",
+			"Messages at the end of DATA, by result (accepted, refused) and reason.", "result", "reason"),
+		recipients: newCounterVec("gw_recipients_total",
+			"Recipients at RCPT, by result (accept, reject) and reason.", "result", "reason"),
+		deliveries: newCounterVec("gw_deliveries_total",
+			"Delivery attempts to a recipient, by result and whether TLS carried them.", "result", "tls"),
+		delay: newHistogram("gw_queue_delay_seconds",
+			"From queueing to the delivery or the failure that ended a recipient's stay.",
+			[]float64{1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 5 * 86400}),
+		tls: newCounterVec("gw_tls_sessions_total",
+			"STARTTLS handshakes of the listener, by result.", "result"),
+		verdicts: newCounterVec("gw_scan_verdicts_total",
+			"Scanned messages, by the action taken.", "action"),
 		now: time.Now,
 	}
-	m.Registry.MustRegister(m.messages, m.recipients, m.deliveries, m.delay, m.tls, m.verdicts)
-	return m
 }
 
 // word bounds a label to the identifier-like words the daemons log as
@@ -90,27 +90,27 @@ func (m *Metrics) Observe(severity, event string, kv []any) {
 	}
 	switch event {
 	case "accepted":
-		m.messages.WithLabelValues("accepted", "none").Inc()
+		m.messages.inc("accepted", "none")
 	case "refused":
-		m.messages.WithLabelValues("refused", label(f("reason"))).Inc()
+		m.messages.inc("refused", label(f("reason")))
 	case "rcpt":
-		m.recipients.WithLabelValues(label(f("result")), label(f("reason"))).Inc()
+		m.recipients.inc(label(f("result")), label(f("reason")))
 	case "delivery":
 		result := label(f("result"))
-		m.deliveries.WithLabelValues(result, label(f("tls"))).Inc()
+		m.deliveries.inc(result, label(f("tls")))
 		if result == "delivered" || result == "failed" {
 			if id, err := queue.ParseID(fmt.Sprint(f("qid"))); err == nil {
-				m.delay.Observe(max(m.now().Sub(id.Time()).Seconds(), 0))
+				m.delay.observe(max(m.now().Sub(id.Time()).Seconds(), 0))
 			}
 		}
 	case "tls":
 		if r := f("result"); r != nil {
-			m.tls.WithLabelValues(label(r)).Inc()
+			m.tls.inc(label(r))
 		} else {
-			m.tls.WithLabelValues("ok").Inc()
+			m.tls.inc("ok")
 		}
 	case "verdict":
-		m.verdicts.WithLabelValues(label(f("action"))).Inc()
+		m.verdicts.inc(label(f("action")))
 	}
 }
 
@@ -139,7 +139,10 @@ func Listen(addr string) (net.Listener, error) {
 // Serve answers GET /metrics on l until l is closed.
 func (m *Metrics) Serve(l net.Listener) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		m.WriteTo(w)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return srv.Serve(l)
 }

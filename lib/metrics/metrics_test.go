@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"gw/lib/logline"
 	"gw/lib/queue"
 )
@@ -36,26 +34,43 @@ func TestCountsWhatIsLogged(t *testing.T) {
 	log.Warning("verdict", "scan", "x", "action", "reject")
 
 	for _, c := range []struct {
-		got  float64
-		want float64
+		got  uint64
+		want uint64
 		what string
 	}{
-		{testutil.ToFloat64(m.messages.WithLabelValues("accepted", "none")), 1, "accepted"},
-		{testutil.ToFloat64(m.messages.WithLabelValues("refused", "databytes")), 1, "refused databytes"},
-		{testutil.ToFloat64(m.messages.WithLabelValues("refused", "other")), 1, "refused with an error text as reason"},
-		{testutil.ToFloat64(m.recipients.WithLabelValues("reject", "relay")), 1, "rcpt reject relay"},
-		{testutil.ToFloat64(m.tls.WithLabelValues("ok")), 1, "tls ok"},
-		{testutil.ToFloat64(m.tls.WithLabelValues("failed")), 1, "tls failed"},
-		{testutil.ToFloat64(m.deliveries.WithLabelValues("delivered", "yes")), 1, "delivered over TLS"},
-		{testutil.ToFloat64(m.deliveries.WithLabelValues("deferred", "no")), 1, "deferred in the clear"},
-		{testutil.ToFloat64(m.verdicts.WithLabelValues("reject")), 1, "verdict reject"},
+		{m.messages.get("accepted", "none"), 1, "accepted"},
+		{m.messages.get("refused", "databytes"), 1, "refused databytes"},
+		{m.messages.get("refused", "other"), 1, "refused with an error text as reason"},
+		{m.recipients.get("reject", "relay"), 1, "rcpt reject relay"},
+		{m.tls.get("ok"), 1, "tls ok"},
+		{m.tls.get("failed"), 1, "tls failed"},
+		{m.deliveries.get("delivered", "yes"), 1, "delivered over TLS"},
+		{m.deliveries.get("deferred", "no"), 1, "deferred in the clear"},
+		{m.verdicts.get("reject"), 1, "verdict reject"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
 		}
 	}
-	if n := testutil.CollectAndCount(m.delay); n != 1 {
-		t.Errorf("queue delay: %d series", n)
+	var page strings.Builder
+	m.WriteTo(&page)
+	for _, want := range []string{
+		"# TYPE gw_messages_total counter\n",
+		`gw_messages_total{program="gw-test",reason="databytes",result="refused"} 1` + "\n",
+		`gw_deliveries_total{program="gw-test",result="delivered",tls="yes"} 1` + "\n",
+		"# TYPE gw_queue_delay_seconds histogram\n",
+		// 90 seconds: over the 60 s bound, under the 300 s one; the
+		// buckets are cumulative.
+		`gw_queue_delay_seconds_bucket{program="gw-test",le="60"} 0` + "\n",
+		`gw_queue_delay_seconds_bucket{program="gw-test",le="300"} 1` + "\n",
+		`gw_queue_delay_seconds_bucket{program="gw-test",le="432000"} 1` + "\n",
+		`gw_queue_delay_seconds_bucket{program="gw-test",le="+Inf"} 1` + "\n",
+		`gw_queue_delay_seconds_sum{program="gw-test"} 90` + "\n",
+		`gw_queue_delay_seconds_count{program="gw-test"} 1` + "\n",
+	} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("the page lacks %q:\n%s", want, page.String())
+		}
 	}
 	if !strings.Contains(out.String(), "info accepted msg=s1.1 size=10\n") {
 		t.Errorf("the tap changed what is logged:\n%s", out.String())
@@ -85,7 +100,22 @@ func TestListenLoopbackOnly(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); ct != "text/plain; version=0.0.4; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if strings.Contains(string(body), "gw_recipients_total") {
+		t.Errorf("a family with no series is written:\n%s", body)
+	}
 	if want := `gw_messages_total{program="gw-test",reason="none",result="accepted"} 1`; !strings.Contains(string(body), want) {
 		t.Errorf("/metrics lacks %s:\n%s", want, body)
+	}
+}
+
+// TestLabelSetEscapes: a value is quoted as the text format asks, and
+// le goes last.
+func TestLabelSetEscapes(t *testing.T) {
+	got := labelSet([][2]string{{"le", "1"}, {"program", "a\"b\\c\nd"}, {"action", "x"}})
+	if want := `{action="x",program="a\"b\\c\nd",le="1"}`; got != want {
+		t.Errorf("labelSet = %s, want %s", got, want)
 	}
 }
