@@ -203,3 +203,58 @@ func TestScanProxyKeepsNextHop(t *testing.T) {
 		t.Errorf("%d sessions from the proxy, want 2 (the stale one replaced):\n%s", n, log)
 	}
 }
+
+// TestScanProxySessionOfMessages: one client session carries a long
+// message, a short one with a forged scan field, a refused one and a
+// short one again. The proxy spools a session's messages in one file,
+// emptied each time: every message reaches the next hop whole, as its
+// own, with nothing of the one before.
+func TestScanProxySessionOfMessages(t *testing.T) {
+	inside := newSMTPDInstance(t, nil)
+	addr, _, _ := scanProxy(t, inside.standalone(t, nil), map[string]string{})
+
+	long := plainMessage("long", strings.Repeat("a long line of the first message, which is the longest\n", 200))
+	short := "X-Spam-Flag: YES\n" + plainMessage("short", "short\n")
+	banned := attachmentMessage("x.exe", "application/octet-stream", []byte("MZ"))
+	last := plainMessage("last", "last\n")
+	var script strings.Builder
+	script.WriteString("EHLO client.example\r\n")
+	for _, m := range []string{long, short, banned, last} {
+		script.WriteString("MAIL FROM:<a@sender.example>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n")
+		script.WriteString(strings.ReplaceAll(m, "\n", "\r\n") + ".\r\n")
+	}
+	script.WriteString("QUIT\r\n")
+	replies := smtpdDialogue(t, addr, script.String())
+	// 220, EHLO, then MAIL, RCPT, DATA and the end of each message, QUIT.
+	if len(replies) != 2+4*4+1 {
+		t.Fatalf("replies: %q", replies)
+	}
+	for i, want := range []string{"250", "250", "554 5.7.1", "250"} {
+		if r := replies[2+4*i+3]; !strings.HasPrefix(r, want) {
+			t.Errorf("message %d: %q, want %s", i, r, want)
+		}
+	}
+
+	ms := inside.messages(t)
+	if len(ms) != 3 {
+		t.Fatalf("%d relayed, want 3", len(ms))
+	}
+	got := map[string]string{}
+	for _, m := range ms {
+		b := inside.body(t, m)
+		for _, s := range []string{"long", "short", "last"} {
+			if strings.Contains(b, "\nSubject: "+s+"\n") {
+				got[s] = b
+			}
+		}
+	}
+	for s, want := range map[string]string{"long": long, "short": plainMessage("short", "short\n"), "last": last} {
+		b := got[s]
+		if !strings.HasSuffix(b, "\n"+want) || !strings.Contains(b, "X-Virus-Scanned: ") || strings.Contains(b, "X-Spam-Flag") {
+			t.Errorf("message %q as relayed:\n%s", s, b)
+		}
+		if strings.Count(b, "Subject: ") != 1 {
+			t.Errorf("message %q holds another's fields:\n%s", s, b)
+		}
+	}
+}

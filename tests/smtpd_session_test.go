@@ -359,3 +359,21 @@ func TestSMTPDSessionTestGreylist(t *testing.T) {
 	}
 	sameFiles(t, before, instanceFiles(t, in.dir))
 }
+
+// TestSMTPDSessionTestDMARCHold: a spoof of a p=quarantine domain, on a
+// face enforcing DMARC, is said to be held in the quarantine and
+// answered 250; the session test holds nothing.
+func TestSMTPDSessionTestDMARCHold(t *testing.T) {
+	srv := dnstest.Start(t)
+	srv.Add(t, `shop.test. TXT "v=spf1 ip4:192.0.2.11 -all"`, `_dmarc.shop.test. TXT "v=DMARC1; p=quarantine"`)
+	in := newSessionInstance(t, map[string]string{"dmarcpolicy": "enforce\n", "authservid": "mx.gw.test\n"})
+	in.dns = srv.Addr
+	before := instanceFiles(t, in.dir)
+	out := in.session(t, "203.0.113.5", "HELO me\nMAIL FROM:<sales@shop.test>\nRCPT TO:<u@example.com>\nDATA\n"+
+		"From: <sales@shop.test>\nSubject: your order\n\nhi\n.\nQUIT\n")
+	transcript(t, out, "220 ", "250 ", "250 2.0.0 ok", "250 2.0.0 ok", "354 ",
+		">>> dmarc: would be held in the quarantine for 1 recipient(s) (not held: session test)",
+		"250 2.0.0 ok",
+		"221 ")
+	sameFiles(t, before, instanceFiles(t, in.dir))
+}

@@ -1,5 +1,5 @@
 // Command gw-dmarc sends DMARC aggregate reports (RFC 7489 §7.2): run
-// daily, it turns the results gw-smtpd recorded in state/dmarc.db for the
+// daily, it turns the results gw-smtpd recorded in state/smtpd/dmarc.db for the
 // days before today into one gzip XML report a domain and mails it
 // through the instance's own queue to the domain's rua addresses. See
 // gw-dmarc(8).
@@ -24,21 +24,55 @@ import (
 	"gw/lib/qq"
 )
 
+// minEvery bounds --every from below: a report run asks DNS for every
+// destination, and a typing slip (1s for 1d) must not make that a loop.
+const minEvery = time.Minute
+
 func main() {
-	var controlDir, stateDir string
+	var controlDir, stateDir, db string
+	var every time.Duration
 	app := program.New("gw-dmarc", "send DMARC aggregate reports")
 	app.Flags = []cli.Flag{
 		&cli.StringFlag{Name: "control-dir", Usage: "the instance's control `DIR`", Value: "/var/gw/main/control", Destination: &controlDir},
-		&cli.StringFlag{Name: "state-dir", Usage: "the instance's state `DIR`, where dmarc.db is", Value: "/var/gw/main/state", Destination: &stateDir},
+		&cli.StringFlag{Name: "state-dir", Usage: "the instance's state `DIR`, where dmarc.db is", Value: "/var/gw/main/state/smtpd", Destination: &stateDir},
+		&cli.StringFlag{Name: "db", Usage: "the bbolt `FILE` gw-smtpd records into (default: dmarc.db in the state directory)", Destination: &db},
 	}
 	app.Commands = []*cli.Command{
 		{Name: "report", Usage: "mail the reports of the days before today",
-			Action: func(c *cli.Context) error { return report(controlDir, stateDir) }},
+			Flags: []cli.Flag{
+				&cli.DurationFlag{Name: "every", Usage: "stay running, a supervised service: report now and again each `DURATION` (24h)", Destination: &every},
+			},
+			Action: func(c *cli.Context) error {
+				if db == "" {
+					db = filepath.Join(stateDir, "dmarc.db")
+				}
+				if c.IsSet("every") {
+					if every < minEvery {
+						return program.Fail(program.ExitPermanent, "usage: --every %v: at least %v", every, minEvery)
+					}
+					repeat(every, func() error { return report(controlDir, db) })
+				}
+				return report(controlDir, db)
+			}},
 	}
 	program.Run(app)
 }
 
-func report(controlDir, stateDir string) error {
+// repeat runs a report now and then once each interval, for ever: the
+// service gw-instance(8) writes runs it so, as qmail's tools sleep in a
+// supervised loop rather than ask cron. A run that fails is logged; what
+// it could not send stays in the database for the next.
+func repeat(interval time.Duration, run func() error) {
+	for {
+		if err := run(); err != nil {
+			logline.Stderr.Log("warning", "report", "err", err)
+		}
+		logline.Stderr.Log("info", "sleeping", "next", time.Now().Add(interval).UTC().Format(time.RFC3339))
+		time.Sleep(interval)
+	}
+}
+
+func report(controlDir, db string) error {
 	d := control.Dir(controlDir)
 	me, err := d.LineOrMe("me", "")
 	if err != nil || me == "" {
@@ -51,7 +85,7 @@ func report(controlDir, stateDir string) error {
 	if from == "" {
 		from = "postmaster@" + me
 	}
-	store, err := dmarcreport.Open(filepath.Join(stateDir, "dmarc.db"))
+	store, err := dmarcreport.Open(db)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}

@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -123,7 +122,12 @@ func wrap(c *config) int {
 	if sock := os.Getenv("GW_QUEUED"); sock != "" && c.queueProgram == "" {
 		return viaSocket(sock, d)
 	}
-	err = scan.ExecQueue(c.queue(), d, os.Environ())
+	msg, env, err := d.Files()
+	if err != nil {
+		log.Warning("refused", "code", qq.WriteError, "err", err)
+		return qq.WriteError
+	}
+	err = scan.ExecQueue(c.queue(), msg, env, os.Environ())
 	log.Warning("refused", "code", qq.InternalBug, "err", err)
 	return qq.InternalBug
 }
@@ -136,7 +140,8 @@ func viaSocket(sock string, d *scan.Delivery) int {
 		log.Warning("refused", "code", qq.NetworkError, "err", err)
 		return qq.NetworkError
 	}
-	if _, err := io.Copy(tx, d.Message); err != nil {
+	// Straight from the spool, rewritten on the way: no copy of it.
+	if err := d.WriteMessage(tx); err != nil {
 		tx.Abort()
 		log.Warning("refused", "code", qq.ReadError, "err", err)
 		return qq.ReadError

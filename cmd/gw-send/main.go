@@ -91,6 +91,12 @@ func run(c config) error {
 	if err := trustpath.Dir("control directory", c.control); err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}
+	// The MTA-STS policies and TLS-RPT results decide how mail leaves: a
+	// listener's user who could swap their directory could turn MTA-STS
+	// off.
+	if err := trustpath.Own("state directory", filepath.Clean(send.StateDir(c.control))); err != nil {
+		return program.Fail(program.ExitTemporary, "%v (gw-instance services puts the layout right)", err)
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGALRM, syscall.SIGTERM, syscall.SIGINT)
 	out := make(chan send.Signal, 4)

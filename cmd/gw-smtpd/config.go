@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 
 	"gw/lib/callout"
@@ -12,6 +13,7 @@ import (
 	"gw/lib/logline"
 	"gw/lib/ratelimit"
 	"gw/lib/rbl"
+	"gw/lib/scan"
 	"gw/lib/smtpd"
 	"gw/lib/state"
 )
@@ -88,6 +90,9 @@ func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 	if cfg.MsgAuth != nil && c.dmarcReports != "" {
 		cfg.MsgAuth.Reports = dmarcreport.File{Path: c.dmarcReports}
 	}
+	if cfg.MsgAuth != nil {
+		cfg.Quarantine = c.quarantineDir()
+	}
 	v, err := callout.Load(dir, c.calloutCache, standalone)
 	if err != nil {
 		return nil, err
@@ -114,4 +119,14 @@ func configure(c *config, keep *lasting) (*smtpd.Config, error) {
 		cfg.AuthLimit = keep.authLimit
 	}
 	return cfg, nil
+}
+
+// quarantineDir is where DMARC's quarantine holds messages: --quarantine,
+// else quarantine/ beside the control directory, as gw-scan finds it, so
+// that gw-scan quarantine lists both the same way.
+func (c *config) quarantineDir() *scan.QuarantineDir {
+	if c.quarantine != "" {
+		return &scan.QuarantineDir{Dir: c.quarantine}
+	}
+	return &scan.QuarantineDir{Dir: filepath.Join(filepath.Dir(filepath.Clean(c.ControlDir)), "quarantine")}
 }

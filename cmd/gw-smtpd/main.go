@@ -16,6 +16,7 @@ import (
 	"gw/lib/metrics"
 	"gw/lib/program"
 	"gw/lib/smtpd"
+	"gw/lib/sysmon"
 )
 
 type config struct {
@@ -23,6 +24,7 @@ type config struct {
 	checkpw, greylistDB, calloutCache string
 	ratesDB                           string
 	dmarcReports                      string
+	quarantine                        string
 	implicitTLS                       bool
 	metrics                           string
 	test                              sessionTest
@@ -39,6 +41,7 @@ func main() {
 		&cli.StringFlag{Name: "rates", Usage: "keep rate counts and bans in the bbolt `FILE`", Destination: &c.ratesDB},
 		&cli.StringFlag{Name: "callout-cache", Usage: "cache recipient callout answers in the bbolt `FILE`", Destination: &c.calloutCache},
 		&cli.StringFlag{Name: "dmarc-reports", Usage: "record DMARC results for gw-dmarc's reports in the bbolt `FILE`", Destination: &c.dmarcReports},
+		&cli.StringFlag{Name: "quarantine", Usage: "hold what DMARC quarantines in `DIR`, gw-scan's quarantine (default: quarantine beside the control directory)", EnvVars: []string{"GW_QUARANTINE"}, Destination: &c.quarantine},
 		metrics.Flag(&c.metrics),
 	}...)
 	app.Flags = append(app.Flags, c.test.flags()...)
@@ -56,6 +59,13 @@ func main() {
 
 func run(c *config) error {
 	log := logline.Stderr
+	if standalone, _ := c.Standalone(); standalone {
+		// A listener lives long and waits on many clients: see lib/sysmon.
+		// Under tcpserver a process lives one session, not worth an exec.
+		if err := sysmon.StayAwake(); err != nil {
+			log.Warning("sysmon", "err", err)
+		}
+	}
 	keep := &lasting{}
 	if err := c.Trusted(); err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)

@@ -202,7 +202,8 @@ func absUnder(dir, p string) string {
 // config reads the control files as the listener does, with the state
 // it would write left alone: rate counts kept for this session only,
 // callouts asked without their cache, the greylist only read, no DMARC
-// report records, no AUTH failures counted across sessions.
+// report records, nothing held in the quarantine, no AUTH failures
+// counted across sessions.
 func (t *sessionTest) config(c *config, log *logline.Logger, ex *sessiontest.Explainer) (*smtpd.Config, error) {
 	dir := control.Dir(c.ControlDir)
 	cfg, err := smtpd.Load(dir, log)
@@ -254,6 +255,9 @@ func (t *sessionTest) config(c *config, log *logline.Logger, ex *sessiontest.Exp
 	}
 	if cfg.MsgAuth != nil {
 		cfg.MsgAuth.Reports = nil
+		// named so that DMARC's hold is told as the listener would do
+		// it; a session test holds nothing there
+		cfg.Quarantine = c.quarantineDir()
 	}
 	return cfg, nil
 }

@@ -57,6 +57,13 @@ type Result struct {
 	Instances int    // the highest instance
 	Sealer    string // d= of the highest ARC-Seal: who passed the message on last
 	RemoteIP  string // not filled here: the listener knows it
+	// OldestPass is, for a chain that passes, the lowest instance whose
+	// ARC-Message-Signature still verifies, counting down from the newest
+	// and stopping at the first that does not; 0 when all of them do
+	// (RFC 8617 §5.2 step 5, the arc method's header.oldest-pass). An
+	// intermediary after it changed the message: a receiver learns how
+	// far back the message is as its first sealer saw it.
+	OldestPass int
 }
 
 // sets collects the ARC sets of a header, in instance order 1..N. Missing
@@ -175,7 +182,23 @@ func (v *Verifier) Verify(ctx context.Context, msg []byte) Result {
 		}
 	}
 	r.Value = Pass
+	r.OldestPass = v.oldestPass(ctx, fields, body, chain)
 	return r
+}
+
+// oldestPass checks the older message signatures of a chain whose newest
+// one verified, newest first (RFC 8617 §5.2 step 5). It stops at the first
+// that fails: what an older sealer signed was changed after it, and the
+// signatures before that one say nothing of the message as it now is.
+func (v *Verifier) oldestPass(ctx context.Context, fields []dkim.Field, body []byte, chain []Set) int {
+	oldest := len(chain)
+	for i := len(chain) - 1; i >= 1; i-- {
+		if v.verifyAMS(ctx, fields, body, chain[i-1]) != nil {
+			return oldest
+		}
+		oldest = i
+	}
+	return 0
 }
 
 // verifyAMS checks one ARC-Message-Signature as DKIM checks a signature.

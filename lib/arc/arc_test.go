@@ -156,3 +156,73 @@ func TestBrokenChains(t *testing.T) {
 		t.Error("cv=none on instance 2 sealed")
 	}
 }
+
+// TestOldestPass: a list that changes the message after a first sealer
+// signed it, and seals what it sends, leaves a chain that passes with
+// header.oldest-pass naming the list's instance; dkimpy's own check of
+// each message signature agrees. An untouched chain's oldest pass is 0.
+func TestOldestPass(t *testing.T) {
+	srv := dnstest.Start(t)
+	pyKey := dkimpytest.KeyFile(t, publish(t, srv, dkim.AlgRSA, "py", "origin.test"))
+	list := &Sealer{Domain: "lists.test", Selector: "arc", Key: publish(t, srv, dkim.AlgRSA, "arc", "lists.test"), AuthservID: "lists.test"}
+	relay := &Sealer{Domain: "relay.test", Selector: "arc", Key: publish(t, srv, dkim.AlgEd25519, "arc", "relay.test"), AuthservID: "relay.test"}
+	v := &Verifier{Resolver: dns.New(srv.Addr)}
+	ctx := context.Background()
+	msg := append([]byte("Authentication-Results: origin.test; spf=pass smtp.mailfrom=example.test\r\n"), corpus(t)["plain.eml"]...)
+
+	// instance 1: dkimpy, the first hop
+	pySet := dkimpytest.Run(t, srv.Addr, msg, "arcsign", "py", "origin.test", pyKey, "origin.test")
+	one := dkim.ToCRLF([]byte(pySet + "\n" + string(msg)))
+	if r := v.Verify(ctx, one); r.Value != Pass || r.OldestPass != 0 {
+		t.Fatalf("dkimpy's first set: %+v", r)
+	}
+
+	// instance 2: the list found the chain passing, added its footer and
+	// a subject tag, and sealed the message it sends
+	changed := bytes.Replace(one, []byte("Subject: "), []byte("Subject: [list] "), 1)
+	changed = append(changed, []byte("-- \r\nlist footer\r\n")...)
+	set2, err := list.Seal(changed, Pass, "arc=pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := append(set2, changed...)
+	r := v.Verify(ctx, two)
+	if r.Value != Pass || r.Instances != 2 || r.OldestPass != 2 {
+		t.Errorf("list changed the message after instance 1: %+v, want pass with oldest-pass 2", r)
+	}
+	if got := dkimpytest.Run(t, srv.Addr, two, "arcverify"); !strings.HasPrefix(got, "cv=pass") {
+		t.Errorf("dkimpy on the list's chain: %s", got)
+	}
+	if got := dkimpytest.Run(t, srv.Addr, two, "arcams"); got != "i=2 ams=pass\ni=1 ams=fail" {
+		t.Errorf("dkimpy's message signatures of the list's chain:\n%s", got)
+	}
+
+	// instance 3: a relay passes it on unchanged; the oldest pass stays
+	set3, err := relay.Seal(two, Pass, "arc=pass header.oldest-pass=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	three := append(set3, two...)
+	if r := v.Verify(ctx, three); r.Value != Pass || r.Instances != 3 || r.OldestPass != 2 {
+		t.Errorf("relayed unchanged: %+v, want pass with oldest-pass 2", r)
+	}
+
+	// the list on the untouched chain: every signature holds
+	set2b, err := list.Seal(one, Pass, "arc=pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	untouched := append(set2b, one...)
+	if r := v.Verify(ctx, untouched); r.Value != Pass || r.OldestPass != 0 {
+		t.Errorf("untouched chain of two: %+v, want oldest-pass 0", r)
+	}
+	if got := dkimpytest.Run(t, srv.Addr, untouched, "arcams"); got != "i=2 ams=pass\ni=1 ams=pass" {
+		t.Errorf("dkimpy's message signatures of the untouched chain:\n%s", got)
+	}
+
+	// a failing chain has no oldest pass to tell
+	tampered := append(append([]byte{}, three...), []byte("added by mallory\r\n")...)
+	if r := v.Verify(ctx, tampered); r.Value != Fail || r.OldestPass != 0 {
+		t.Errorf("body changed after the last seal: %+v", r)
+	}
+}

@@ -181,6 +181,10 @@ func TestInboundVerdicts(t *testing.T) {
 	if out.Refuse != nil || out.ARC == nil || out.ARC.Value != "pass" || out.DMARC.Value != "fail" || !strings.Contains(out.Reason, "trusted forwarder lists.test") {
 		t.Errorf("forwarded by a trusted sealer: refuse=%+v arc=%+v dmarc=%+v reason=%s", out.Refuse, out.ARC, out.DMARC, out.Reason)
 	}
+	// the list's own signature holds: nothing changed after its seal
+	if ar := strings.Join(out.Prepend, ""); !strings.Contains(ar, "arc=pass header.oldest-pass=0") {
+		t.Errorf("forwarded: Authentication-Results lacks arc=pass header.oldest-pass=0:\n%s", ar)
+	}
 	untrusted := newWorld(t, map[string]string{"dmarcpolicy": "enforce"})
 	untrusted.srv = w.srv
 	c2 := New(mustLoad(t, untrusted.control), dns.New(w.srv.Addr))
@@ -254,7 +258,7 @@ func TestFaces(t *testing.T) {
 }
 
 func TestLoadRefusesBadSettings(t *testing.T) {
-	for name, v := range map[string]string{"spfpolicy": "maybe", "dmarcpolicy": "strict", "dmarcforwarders": "not a host", "arcseal": "gw.test nokey"} {
+	for name, v := range map[string]string{"spfpolicy": "maybe", "dmarcpolicy": "strict", "dmarcforwarders": "not a host", "arcseal": "gw.test nokey", "dmarcquarantine": "junk"} {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "me"), []byte("mx.gw.test\n"), 0o644)
 		os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o644)
@@ -267,8 +271,16 @@ func TestLoadRefusesBadSettings(t *testing.T) {
 	if _, err := Load(dir); err == nil {
 		t.Error("no authserv-id and no me: loaded")
 	}
-	if cfg, err := Load(t.TempDir()); err != nil || cfg.Verify || cfg.Signer != nil || cfg.Sealer != nil {
+	if cfg, err := Load(t.TempDir()); err != nil || cfg.Verify || cfg.Signer != nil || cfg.Sealer != nil || cfg.TagOnly {
 		t.Errorf("empty control: %+v, %v", cfg, err)
+	}
+	// DMARC's quarantine holds unless told to tag only.
+	for v, tagOnly := range map[string]bool{"hold": false, "tag": true, " TAG ": true} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "dmarcquarantine"), []byte(v+"\n"), 0o644)
+		if cfg, err := Load(dir); err != nil || cfg.TagOnly != tagOnly {
+			t.Errorf("control/dmarcquarantine %q: %+v, %v", v, cfg, err)
+		}
 	}
 }
 

@@ -25,14 +25,19 @@ import (
 // Config is an instance's authentication settings, read once at start
 // (and again at reload) from its control files.
 type Config struct {
-	AuthservID    string            // control/authservid, else control/me
-	SPF           spf.Policy        // control/spfpolicy (SPFPOLICY)
-	DMARC         dmarc.Enforcement // control/dmarcpolicy (DMARCPOLICY)
-	Verify        bool              // control/dmarcpolicy exists: DKIM, DMARC and ARC are checked
-	Forwarders    dmarc.Forwarders  // control/dmarcforwarders
-	MaxSignatures int               // control/dkimmaxsignatures, default dkim.MaxSignatures
-	Signer        *dkim.Signer      // control/dkim/DOMAIN/SELECTOR.key; nil without keys
-	Sealer        *arc.Sealer       // control/arcseal "DOMAIN SELECTOR"; nil when absent
+	AuthservID string            // control/authservid, else control/me
+	SPF        spf.Policy        // control/spfpolicy (SPFPOLICY)
+	DMARC      dmarc.Enforcement // control/dmarcpolicy (DMARCPOLICY)
+	Verify     bool              // control/dmarcpolicy exists: DKIM, DMARC and ARC are checked
+	Forwarders dmarc.Forwarders  // control/dmarcforwarders
+	// TagOnly is control/dmarcquarantine "tag": a message DMARC
+	// quarantines is queued with the X-Gw-Quarantine mark for the inside
+	// to act on. The default, "hold", keeps it in the instance's
+	// quarantine, where gw-scan quarantine lists and releases it.
+	TagOnly       bool
+	MaxSignatures int          // control/dkimmaxsignatures, default dkim.MaxSignatures
+	Signer        *dkim.Signer // control/dkim/DOMAIN/SELECTOR.key; nil without keys
+	Sealer        *arc.Sealer  // control/arcseal "DOMAIN SELECTOR"; nil when absent
 }
 
 // Load reads the settings from the control directory dir. A setting
@@ -58,6 +63,13 @@ func Load(dir string) (*Config, error) {
 		c.Verify = true
 		if c.DMARC, err = dmarc.ParseEnforcement(line); err != nil {
 			return nil, fmt.Errorf("control/dmarcpolicy: %v", err)
+		}
+	}
+	if line, ok, err := d.Line("dmarcquarantine"); err != nil {
+		return nil, err
+	} else if ok {
+		if c.TagOnly, err = parseQuarantine(line); err != nil {
+			return nil, err
 		}
 	}
 	lines, _, err := d.List("dmarcforwarders")
@@ -86,6 +98,17 @@ func Load(dir string) (*Config, error) {
 		return nil, fmt.Errorf("control/authservid and control/me are missing: Authentication-Results needs a name")
 	}
 	return c, nil
+}
+
+// parseQuarantine reads control/dmarcquarantine: hold or tag.
+func parseQuarantine(line string) (tagOnly bool, err error) {
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "hold":
+		return false, nil
+	case "tag":
+		return true, nil
+	}
+	return false, fmt.Errorf("control/dmarcquarantine: %q: want hold or tag", line)
 }
 
 // loadSealer reads control/arcseal: the domain and selector whose key

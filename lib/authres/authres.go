@@ -10,6 +10,7 @@
 package authres
 
 import (
+	"strconv"
 	"strings"
 
 	msgauthres "github.com/emersion/go-msgauth/authres"
@@ -73,9 +74,12 @@ func Results(r Report) string {
 		add(&msgauthres.GenericResult{Method: "dmarc", Value: msgauthres.ResultValue(r.DMARC.Value), Params: params})
 	}
 	if r.ARC != nil {
-		// header.oldest-pass is left out: gw checks the newest message
-		// signature only, as RFC 8617 §5.2 requires, not the older ones.
 		params := map[string]string{"smtp.remote-ip": r.RemoteIP, "reason": r.ARC.Reason}
+		if r.ARC.Value == arc.Pass {
+			// how far back the message is as its sealers signed it: 0
+			// when every message signature still verifies (RFC 8617 §5.2)
+			params["header.oldest-pass"] = strconv.Itoa(r.ARC.OldestPass)
+		}
 		add(&msgauthres.GenericResult{Method: "arc", Value: msgauthres.ResultValue(r.ARC.Value), Params: params})
 	}
 	if len(parts) == 0 {

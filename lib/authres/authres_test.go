@@ -24,7 +24,7 @@ func report() Report {
 				Reason: "body hash did not verify\r\nX-Injected: yes \"quoted\" \\"},
 		},
 		DMARC:    &dmarc.Result{Value: dmarc.Pass, From: "example.test", Policy: dmarc.PolicyReject},
-		ARC:      &arc.Result{Value: arc.Pass, Instances: 2, Sealer: "lists.test"},
+		ARC:      &arc.Result{Value: arc.Pass, Instances: 2, Sealer: "lists.test", OldestPass: 2},
 		RemoteIP: "192.0.2.1",
 	}
 }
@@ -57,7 +57,7 @@ for r in h.results:
 		"dkim pass header.a=rsa-sha256 header.b=AbCd+/12 header.d=example.test header.i=@example.test header.s=s1",
 		"dkim fail header.a=ed25519-sha256 header.b=zzzzzzzz header.d=esp.test header.i=@esp.test header.s=x",
 		"dmarc pass header.from=example.test policy.dmarc=reject",
-		"arc pass smtp.remote-ip=192.0.2.1",
+		"arc pass header.oldest-pass=2 smtp.remote-ip=192.0.2.1",
 	}
 	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("authres read:\n%s\nwant:\n%s\nfield:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), field)

@@ -87,6 +87,7 @@ var Registry = sorted([]File{
 	{"dmarcforwarders", KindList, "none", []string{smtpd}, "forwarders whose mail DMARC does not judge when it fails"},
 	{"dmarcreportfrom", KindLine, "postmaster@me", []string{dmarc}, "the From address of DMARC aggregate reports (gw-dmarc(8))"},
 	{"dmarcpolicy", KindLine, "none: DMARC, DKIM and ARC not checked", []string{smtpd}, "enforce, quarantine or none (gw-auth(5))"},
+	{"dmarcquarantine", KindLine, "hold", []string{smtpd}, "hold (in quarantine/, released by gw-scan) or tag what DMARC quarantines (gw-auth(5))"},
 	{"dnsserver", KindLine, "the system's resolvers", []string{send}, "the DNS server for MX and address lookups, host:port"},
 	{"doublebouncehost", KindLine, "me", []string{send}, "the domain of the double-bounce recipient"},
 	{"doublebounceto", KindLine, "postmaster", []string{send}, "the local part of the double-bounce recipient"},

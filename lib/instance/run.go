@@ -38,8 +38,13 @@ func (in *Instance) Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if pid := in.runPID(); pid != 0 && pid != os.Getpid() {
+	w := &prefixWriter{out: out}
+	pid, distrust := in.readRunPID()
+	if pid != 0 && pid != os.Getpid() {
 		return usagef("instance %s runs already (gw-instance run, pid %d)", in.Name, pid)
+	}
+	if distrust != "" {
+		w.line("gw-instance", "warning: ignoring "+distrust)
 	}
 	for _, svc := range in.Status().Services {
 		if svc.Supervised {
@@ -58,7 +63,6 @@ func (in *Instance) Run(ctx context.Context, out io.Writer) error {
 	// Each daemon has its own context so that they stop in the reverse of
 	// start order: listeners first, so that nothing new arrives, then the
 	// runner, the injector last, once nobody can hand it a message.
-	w := &prefixWriter{out: out}
 	if os.Geteuid() == 0 && s.Users == (Users{}) {
 		w.line("gw-instance", "warning: running as root and control/users names no user: every daemon runs as root"+
 			" (gw-instance create --user ROLE:USER separates them)")

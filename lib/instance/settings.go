@@ -25,7 +25,7 @@ func (l Listener) valid() error {
 	if !validName.MatchString(l.Face) {
 		return usagef("bad face name %q", l.Face)
 	}
-	if l.Face == "queued" || l.Face == "send" {
+	if l.Face == "queued" || l.Face == "send" || l.Face == DMARCDaemon || strings.HasPrefix(l.Face, DMARCDaemon+"-") {
 		return usagef("face name %q is a daemon's name", l.Face)
 	}
 	if l.Proto != "smtp" && l.Proto != "qmtp" && l.Proto != "scan" {

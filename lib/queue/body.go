@@ -86,7 +86,7 @@ func (b *bodyReader) take(n int) ([]byte, error) {
 		}
 		return nil, err
 	}
-	b.crc = crc32.Update(b.crc, castagnoli, p)
+	b.crc = crc32.Update(b.crc, castagnoli(), p)
 	return p, nil
 }
 
@@ -114,7 +114,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		p = p[:b.left]
 	}
 	n, err := b.r.Read(p)
-	b.crc = crc32.Update(b.crc, castagnoli, p[:n])
+	b.crc = crc32.Update(b.crc, castagnoli(), p[:n])
 	b.left -= uint32(n)
 	if err == io.EOF {
 		err = ErrCorrupt

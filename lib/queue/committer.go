@@ -234,11 +234,11 @@ func (p *Incoming) finish(env envelope.Envelope) [][]byte {
 	e := env.Stored()
 	tail = binary.BigEndian.AppendUint32(tail, uint32(len(e)))
 	tail = append(tail, e...)
-	crc := crc32.Update(0, castagnoli, p.head)
+	crc := crc32.Update(0, castagnoli(), p.head)
 	for _, blk := range p.blocks {
-		crc = crc32.Update(crc, castagnoli, blk)
+		crc = crc32.Update(crc, castagnoli(), blk)
 	}
-	crc = crc32.Update(crc, castagnoli, tail)
+	crc = crc32.Update(crc, castagnoli(), tail)
 	tail = binary.BigEndian.AppendUint32(tail, crc)
 	rec := make([][]byte, 0, len(p.blocks)+2)
 	rec = append(rec, p.head)

@@ -106,7 +106,7 @@ func (r jrec) encode(b []byte) []byte {
 		b = binary.BigEndian.AppendUint32(b, r.Index)
 	}
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-p))
-	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[p:], castagnoli))
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[p:], castagnoli()))
 }
 
 func decodeJrec(p []byte) (jrec, error) {
@@ -203,7 +203,7 @@ func readJournal(r io.Reader, fn func(jrec)) (*Problem, error) {
 			}
 			return nil, err
 		}
-		if crc32.Checksum(b[:n], castagnoli) != binary.BigEndian.Uint32(b[n:]) {
+		if crc32.Checksum(b[:n], castagnoli()) != binary.BigEndian.Uint32(b[n:]) {
 			return &Problem{off, false, "checksum mismatch"}, nil
 		}
 		rec, err := decodeJrec(b[:n])

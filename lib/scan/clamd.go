@@ -71,7 +71,7 @@ func (c *Clamd) Scan(ctx context.Context, r io.Reader, size int64) (ClamdResult,
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	res, err := instream(conn, r)
+	res, err := instream(conn, r, size)
 	if err != nil {
 		return res, fmt.Errorf("clamd %s: %w", c.Addr, err)
 	}
@@ -80,11 +80,14 @@ func (c *Clamd) Scan(ctx context.Context, r io.Reader, size int64) (ClamdResult,
 
 // instream runs one zINSTREAM exchange on conn: the command, chunks of at
 // most chunkSize bytes each behind a 4-byte big-endian length, a zero
-// length, then one NUL-terminated reply.
-func instream(conn net.Conn, r io.Reader) (ClamdResult, error) {
-	w := bufio.NewWriterSize(conn, chunkSize+4)
+// length, then one NUL-terminated reply. The buffers fit a message of
+// size bytes smaller than a chunk: what a message allocates is what the
+// collector has to sweep, and 10 KiB of mail does not need 128.
+func instream(conn net.Conn, r io.Reader, size int64) (ClamdResult, error) {
+	chunk := int(min(max(size, 0)+1, chunkSize))
+	w := bufio.NewWriterSize(conn, len("zINSTREAM\x00")+4+chunk+4)
 	w.WriteString("zINSTREAM\x00")
-	buf := make([]byte, 4+chunkSize)
+	buf := make([]byte, 4+chunk)
 	for {
 		n, err := io.ReadFull(r, buf[4:])
 		if n > 0 {

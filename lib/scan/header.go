@@ -95,7 +95,7 @@ func fieldName(br *bufio.Reader) (string, bool) {
 // Rewrite copies the stored message in r to w: the lines in add first,
 // then r's header without Forged fields, then the rest byte for byte.
 func Rewrite(w io.Writer, r io.Reader, add []string) error {
-	return rewrite(w, r, add, nil, nil)
+	return rewrite(w, r, add, nil, nil, 64<<10)
 }
 
 // RewriteDrop is Rewrite that also leaves out the fields in drop (a
@@ -108,7 +108,7 @@ func RewriteDrop(w io.Writer, r io.ReaderAt, add []string, drop map[string]int, 
 		if i < 0 {
 			total = map[string]int{}
 			lastLF := true
-			err := walkHeader(bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 64<<10), func(name string, chunk []byte) error {
+			err := walkHeader(bufio.NewReaderSize(io.NewSectionReader(r, 0, size), bufferFor(size)), func(name string, chunk []byte) error {
 				if lastLF && name != "" && isFieldStart(chunk) {
 					total[name]++
 				}
@@ -121,7 +121,14 @@ func RewriteDrop(w io.Writer, r io.ReaderAt, add []string, drop map[string]int, 
 			break
 		}
 	}
-	return rewrite(w, io.NewSectionReader(r, 0, size), add, drop, total)
+	return rewrite(w, io.NewSectionReader(r, 0, size), add, drop, total, bufferFor(size))
+}
+
+// bufferFor is the size of a buffer for n bytes: n, between 4 KiB and
+// 64 KiB. A message's buffers are garbage when it is done; sized to a
+// small message they make the collector run less often.
+func bufferFor(n int64) int {
+	return int(min(max(n, 4<<10), 64<<10))
 }
 
 // isFieldStart tells a field's first chunk from its continuations and
@@ -131,12 +138,12 @@ func isFieldStart(chunk []byte) bool {
 	return len(chunk) > 0 && chunk[0] != ' ' && chunk[0] != '\t'
 }
 
-func rewrite(w io.Writer, r io.Reader, add []string, drop, total map[string]int) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
+func rewrite(w io.Writer, r io.Reader, add []string, drop, total map[string]int, bufSize int) error {
+	bw := bufio.NewWriterSize(w, bufSize)
 	for _, l := range add {
 		bw.WriteString(l)
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, bufSize)
 	seen := map[string]int{}
 	dropping := false
 	lastLF := true // whether the previous chunk ended a line

@@ -94,8 +94,11 @@ type proxySession struct {
 	rcpts  []string
 	// rcptDSN is each recipient's NOTIFY and ORCPT, by index into rcpts.
 	rcptDSN []dsn.Rcpt
-	spool   *os.File // the message under way, in stored form
-	sink    *spoolWriter
+	// spool is the session's spool file, the message under way in stored
+	// form; created at the session's first DATA, emptied at each later
+	// one (openSpool).
+	spool *os.File
+	sink  *spoolWriter
 }
 
 func (s *proxySession) Connect(*smtpserver.Session) *smtpserver.Reply { return nil }
@@ -161,28 +164,56 @@ func (s *proxySession) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpser
 // Data spools the message in stored form (LF line ends), below the
 // fields the checks at MAIL and RCPT added.
 func (s *proxySession) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
-	f, _, err := spool(s.p.TmpDir, nil)
-	if err != nil {
+	if err := s.openSpool(); err != nil {
 		s.p.Scanner.Log.Warning("refused", "remote", s.remote, "code", 451, "err", err)
 		return nil, errLocal
 	}
-	s.spool, s.sink = f, &spoolWriter{f: f}
+	s.sink = &spoolWriter{f: s.spool}
 	for _, field := range ss.Mail.Prepend {
 		s.sink.Write([]byte(field))
 	}
 	return s.sink, nil
 }
 
+// openSpool readies the session's spool file for a message: an unlinked
+// file made at the session's first message and emptied before each later
+// one. A file made and unlinked a message costs the filesystem an inode
+// each time, which on a small message was a tenth of the proxy's own
+// CPU; emptying one costs a truncate. A spool that cannot be emptied is
+// dropped for a fresh one.
+func (s *proxySession) openSpool() error {
+	if s.spool != nil {
+		err := s.spool.Truncate(0)
+		if err == nil {
+			_, err = s.spool.Seek(0, io.SeekStart)
+		}
+		if err == nil {
+			return nil
+		}
+		s.spool.Close()
+		s.spool = nil
+	}
+	f, _, err := spool(s.p.TmpDir, nil)
+	if err != nil {
+		return err
+	}
+	s.spool = f
+	return nil
+}
+
 // spoolWriter writes the spool, remembering its first error: the core's
-// sink must take every byte, the failure is answered at the end.
+// sink must take every byte, the failure is answered at the end. n is
+// the bytes written, the fields the policy put on top included.
 type spoolWriter struct {
 	f   *os.File
+	n   int64
 	err error
 }
 
 func (w *spoolWriter) Write(p []byte) (int, error) {
 	if w.err == nil {
 		_, w.err = w.f.Write(p)
+		w.n += int64(len(p))
 	}
 	return len(p), nil
 }
@@ -192,9 +223,7 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpserver.Reply {
 	p := s.p
 	log := p.Scanner.Log
-	f := s.spool
-	s.spool = nil
-	defer f.Close()
+	f := s.spool // the session's: serve closes it
 	if m.Refused != nil {
 		log.Info("refused", "remote", s.remote, "code", m.Refused.Code, "reason", m.Reason)
 		return nil
@@ -203,21 +232,26 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 		log.Warning("refused", "remote", s.remote, "code", 451, "err", err)
 		return errLocal
 	}
-	size := m.Size
+	// The spool holds the fields put on top as well as the m.Size bytes
+	// the client sent: every scanner and the relay read all of it.
+	size := s.sink.n
+	// What follows the message in the spool is not its own: the fields of
+	// the first Received line are read within it.
+	msg := io.NewSectionReader(f, 0, size)
 	// DSN's parameters go on to the next hop with the message (relay):
 	// a NOTIFY=NEVER must not turn into a bounce one hop further in.
 	env := envelope.Envelope{Sender: s.from, Recipients: s.rcpts, DSN: ss.Mail.DSN, RcptDSN: s.rcptDSN, RequireTLS: ss.Mail.RequireTLS}
 	id := NewID()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.Timeout)
 	defer cancel()
-	meta := Meta{From: env.Sender, Rcpts: env.Recipients, QueueID: msgID(f)}
+	mid := msgID(msg)
+	meta := Meta{From: env.Sender, Rcpts: env.Recipients, QueueID: mid}
 	// The proxy's client is the front listener: the Internet client is
 	// the one gw-smtpd's Received names.
-	meta.IP, meta.Hostname, meta.Helo = clientFromReceived(f)
+	meta.IP, meta.Hostname, meta.Helo = clientFromReceived(msg)
 	rep := p.Scanner.Scan(ctx, f, size, id, meta)
 	plan := p.Scanner.Plan(rep, env)
 	acts, deliver, held := plan.Acts, plan.Deliver, plan.Held
-	mid := msgID(f)
 	switch plan.Refuse {
 	case Reject:
 		p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "code", 554)
@@ -235,17 +269,22 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 	// whole message and nothing was held twice.
 	if len(deliver.Recipients) > 0 {
 		// A trusted message goes on byte for byte: its token covers it.
-		var msg io.Reader = io.NewSectionReader(f, 0, size)
+		// Another is rewritten as it is sent, straight from the spool: a
+		// copy of it would be written and read once more for nothing.
+		write := func(dst io.Writer) error {
+			_, err := io.Copy(dst, io.NewSectionReader(f, 0, size))
+			return err
+		}
 		if !rep.Trusted {
-			out, err := w.rewrite(f, size, rep, plan.Tag)
+			add, err := w.additions(f, size, rep, plan.Tag)
 			if err != nil {
 				log.Warning("refused", "scan", id, "code", 451, "err", err)
 				return errLocal
 			}
-			defer out.Close()
-			msg = out
+			drop := p.Scanner.Drops(rep, plan.Tag)
+			write = func(dst io.Writer) error { return RewriteDrop(dst, f, add, drop, size) }
 		}
-		reply, err := p.relay(deliver, msg, ss.Mail.UTF8)
+		reply, err := p.relay(deliver, write, ss.Mail.UTF8)
 		if err != nil {
 			p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "next_hop", p.NextHop, "err", err)
 			var se *smtp.SMTPError
@@ -279,11 +318,12 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 	return passed
 }
 
-// relay sends the message to the next hop and returns its final reply.
+// relay sends the message, as write writes it, to the next hop and
+// returns its final reply.
 // It reuses a connection an earlier message left idle; one that fails at
 // MAIL (the next hop closed it meanwhile) is replaced by a fresh one, which
 // is safe: nothing of the message was sent on it.
-func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, error) {
+func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 bool) (string, error) {
 	// go-smtp's client writes the path between angle brackets as given:
 	// the local part must go quoted when it is no dot-atom, or the next
 	// hop reads another address, and what follows a '>' or a blank in it
@@ -299,7 +339,7 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, 
 		}
 	}
 	if h := p.hops.get(); h != nil {
-		reply, err, mailed := p.relayOn(h, env, from, to, msg, utf8)
+		reply, err, mailed := p.relayOn(h, env, from, to, write, utf8)
 		if err == nil {
 			p.hops.put(h)
 			return reply, nil
@@ -313,7 +353,7 @@ func (p *Proxy) relay(env envelope.Envelope, msg io.Reader, utf8 bool) (string, 
 	if err != nil {
 		return "", err
 	}
-	reply, err, _ := p.relayOn(h, env, from, to, msg, utf8)
+	reply, err, _ := p.relayOn(h, env, from, to, write, utf8)
 	if err != nil {
 		h.c.Close()
 		return "", err
@@ -339,7 +379,7 @@ func (p *Proxy) dialHop() (*hopConn, error) {
 
 // relayOn runs one transaction on h; mailed reports whether MAIL was
 // accepted, after which a failure is the message's, not the connection's.
-func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, msg io.Reader, utf8 bool) (reply string, err error, mailed bool) {
+func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, write func(io.Writer) error, utf8 bool) (reply string, err error, mailed bool) {
 	h.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
 	c := h.c
 	// go-smtp's client writes DSN's parameters only to a next hop that
@@ -361,7 +401,9 @@ func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []str
 	if err != nil {
 		return "", fmt.Errorf("DATA: %w", err), true
 	}
-	if _, err := io.Copy(wc, msg); err != nil {
+	// A failure here leaves the DATA unended: the caller closes the
+	// connection, and the next hop drops what it had of the message.
+	if err := write(wc); err != nil {
 		return "", fmt.Errorf("DATA: %w", err), true
 	}
 	resp, err := wc.CloseWithResponse()

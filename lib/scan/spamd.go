@@ -48,7 +48,7 @@ func (s *Spamd) Check(ctx context.Context, r io.Reader, size int64) (SpamResult,
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	w := bufio.NewWriterSize(conn, 64<<10)
+	w := bufio.NewWriterSize(conn, bufferFor(size+256))
 	fmt.Fprintf(w, "SYMBOLS SPAMC/1.5\r\nContent-length: %d\r\n", size)
 	if s.User != "" {
 		fmt.Fprintf(w, "User: %s\r\n", s.User)

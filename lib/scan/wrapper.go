@@ -30,18 +30,77 @@ type Wrapper struct {
 	Plain bool
 }
 
-// Delivery is what is left to queue after a scan: the message and its
-// envelope (wire form, with the final NUL), each an unlinked file at
-// offset 0, ready to become gw-queue's fds 0 and 1.
+// Delivery is what is left to queue after a scan: the envelope, and the
+// message as it goes on, the spool with the scan's header on top.
+// WriteMessage writes it straight from the spool to gw-queued's socket;
+// Files writes it and the envelope into the two files gw-queue takes as
+// fds 0 and 1. A wrapper runs once a message: the copy and the two files
+// made for a gw-queue that is not run were a third of its own work.
 type Delivery struct {
-	Message, Envelope *os.File
-	Env               envelope.Envelope // what Envelope holds
+	Env      envelope.Envelope // who it goes to
+	spool    *os.File
+	size     int64
+	add      []string       // header lines put on top
+	drop     map[string]int // fields left out (RewriteDrop)
+	verbatim bool           // byte for byte: a trusted message's token covers it
+	plain    bool           // the envelope file without DSN's parameters
+	tmpDir   string
 }
 
-// Close closes both files.
-func (d *Delivery) Close() {
-	d.Message.Close()
-	d.Envelope.Close()
+// Close closes the spool.
+func (d *Delivery) Close() { d.spool.Close() }
+
+// WriteMessage writes the message as it is delivered to dst.
+func (d *Delivery) WriteMessage(dst io.Writer) error {
+	if d.verbatim {
+		_, err := io.Copy(dst, io.NewSectionReader(d.spool, 0, d.size))
+		return err
+	}
+	return RewriteDrop(dst, d.spool, d.add, d.drop, d.size)
+}
+
+// Files returns the message and its envelope (wire form, with the final
+// NUL), each an unlinked file at offset 0, ready to become gw-queue's fds
+// 0 and 1.
+func (d *Delivery) Files() (msg, env *os.File, err error) {
+	if d.verbatim {
+		msg = d.spool
+		if _, err := msg.Seek(0, io.SeekStart); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		if msg, _, err = spool(d.tmpDir, nil); err != nil {
+			return nil, nil, err
+		}
+		err = d.WriteMessage(msg)
+		if err == nil {
+			_, err = msg.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			msg.Close()
+			return nil, nil, err
+		}
+	}
+	e := d.Env
+	if d.plain {
+		e = e.WithoutDSN()
+	}
+	if env, _, err = spool(d.tmpDir, nil); err == nil {
+		_, err = env.Write(e.Wire())
+		if err == nil {
+			_, err = env.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			env.Close()
+		}
+	}
+	if err != nil {
+		if msg != d.spool {
+			msg.Close()
+		}
+		return nil, nil, err
+	}
+	return msg, env, nil
 }
 
 // spool copies r into a new unlinked file in dir and returns it and the
@@ -104,7 +163,7 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 		log.Warning("refused", "code", qq.WriteError, "err", err)
 		return qq.WriteError, nil
 	}
-	keep := false // f becomes the Delivery of a trusted message
+	keep := false // f goes on in the Delivery
 	defer func() {
 		if !keep {
 			f.Close()
@@ -145,47 +204,32 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts, "code", qq.OK)
 		return qq.OK, nil
 	}
-	if rep.Trusted {
-		// Byte for byte: the token covers what the first scanner wrote.
-		ef, err := w.envFile(deliver)
-		if err == nil {
-			_, err = f.Seek(0, io.SeekStart)
-		}
-		if err != nil {
-			code := envFileCode(err)
-			log.Warning("refused", "scan", id, "code", code, "err", err)
-			return code, nil
-		}
-		w.Scanner.LogVerdict(rep, mid, e.Recipients, acts)
-		keep = true
-		return qq.OK, &Delivery{Message: f, Envelope: ef, Env: deliver}
+	if w.Plain && deliver.RequireTLS {
+		log.Warning("refused", "scan", id, "code", qq.Refused, "err", errPlainRequireTLS)
+		return qq.Refused, nil
 	}
-	out, err := w.rewrite(f, size, rep, plan.Tag)
-	if err != nil {
-		log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
-		return qq.WriteError, nil
-	}
-	ef, err := w.envFile(deliver)
-	if err != nil {
-		out.Close()
-		code := envFileCode(err)
-		log.Warning("refused", "scan", id, "code", code, "err", err)
-		return code, nil
+	d = &Delivery{Env: deliver, spool: f, size: size, plain: w.Plain, tmpDir: w.TmpDir}
+	// Byte for byte, a trusted message: the token covers what the first
+	// scanner wrote.
+	d.verbatim = rep.Trusted
+	if !rep.Trusted {
+		if d.add, err = w.additions(f, size, rep, plan.Tag); err != nil {
+			log.Warning("refused", "scan", id, "code", qq.WriteError, "err", err)
+			return qq.WriteError, nil
+		}
+		d.drop = w.Scanner.Drops(rep, plan.Tag)
 	}
 	w.Scanner.LogVerdict(rep, mid, e.Recipients, acts)
-	return qq.OK, &Delivery{Message: out, Envelope: ef, Env: deliver}
+	keep = true
+	return qq.OK, d
 }
 
 // rewrite writes the message as act delivers it into a new spool file:
 // the scan's headers (and the trust token) on top, forged ones stripped.
 func (w *Wrapper) rewrite(f *os.File, size int64, rep *Report, act Action) (*os.File, error) {
-	add := w.Scanner.Headers(rep, act)
-	if t := w.Scanner.Trust; t != nil && !Forgeable(rep) {
-		h, err := t.Header(io.NewSectionReader(f, 0, size))
-		if err != nil {
-			return nil, err
-		}
-		add = append(add, h)
+	add, err := w.additions(f, size, rep, act)
+	if err != nil {
+		return nil, err
 	}
 	out, _, err := spool(w.TmpDir, nil)
 	if err != nil {
@@ -201,6 +245,21 @@ func (w *Wrapper) rewrite(f *os.File, size int64, rep *Report, act Action) (*os.
 		return nil, err
 	}
 	return out, nil
+}
+
+// additions is the header lines the scan puts on top of the message
+// for action act: the scan's fields, and the trust token when the
+// message was scanned in full.
+func (w *Wrapper) additions(f io.ReaderAt, size int64, rep *Report, act Action) ([]string, error) {
+	add := w.Scanner.Headers(rep, act)
+	if t := w.Scanner.Trust; t != nil && !Forgeable(rep) {
+		h, err := t.Header(io.NewSectionReader(f, 0, size))
+		if err != nil {
+			return nil, err
+		}
+		add = append(add, h)
+	}
+	return add, nil
 }
 
 // hold puts the message, tagged as quarantined, in the quarantine for the
@@ -221,41 +280,10 @@ func Forgeable(rep *Report) bool {
 		rep.ClamdErr == ErrTooBig || rep.SpamErr == ErrTooBig || rep.RspamdErr == ErrTooBig
 }
 
-// envFileCode is the exit code for envFile's error: permanent for
-// errPlainRequireTLS, else a write error, temporary.
-func envFileCode(err error) int {
-	if errors.Is(err, errPlainRequireTLS) {
-		return qq.Refused
-	}
-	return qq.WriteError
-}
-
 // errPlainRequireTLS: a REQUIRETLS message (RFC 8689) cannot go to a
 // plain qmail-queue, which has no way to keep the flag; dropping it would
 // let the message go on in the clear, so it is refused for good.
 var errPlainRequireTLS = errors.New("REQUIRETLS message, and the next queue is a plain qmail-queue that cannot keep REQUIRETLS")
-
-func (w *Wrapper) envFile(e envelope.Envelope) (*os.File, error) {
-	if w.Plain {
-		if e.RequireTLS {
-			return nil, errPlainRequireTLS
-		}
-		e = e.WithoutDSN()
-	}
-	f, _, err := spool(w.TmpDir, nil)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Write(e.Wire()); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
 
 // reason is the text a quarantine file and its listing give.
 func reason(rep *Report) string {
@@ -281,11 +309,11 @@ func reason(rep *Report) string {
 // ExecQueue replaces the process with the queue program, its fd 0 the
 // message and its fd 1 the envelope, as qmail-queue wrappers end. It
 // returns only on failure.
-func ExecQueue(path string, d *Delivery, environ []string) error {
-	if err := unix.Dup2(int(d.Message.Fd()), 0); err != nil {
+func ExecQueue(path string, msg, env *os.File, environ []string) error {
+	if err := unix.Dup2(int(msg.Fd()), 0); err != nil {
 		return fmt.Errorf("dup2 message: %w", err)
 	}
-	if err := unix.Dup2(int(d.Envelope.Fd()), 1); err != nil {
+	if err := unix.Dup2(int(env.Fd()), 1); err != nil {
 		return fmt.Errorf("dup2 envelope: %w", err)
 	}
 	if err := syscall.Exec(path, []string{path}, environ); err != nil {

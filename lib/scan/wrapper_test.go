@@ -54,13 +54,28 @@ func TestWrap(t *testing.T) {
 			}
 			if d != nil {
 				defer d.Close()
-				env, err := envelope.Read(bufioReader(d.Envelope))
+				msgFile, envFile, err := d.Files()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer msgFile.Close()
+				defer envFile.Close()
+				var sent strings.Builder
+				if err := d.WriteMessage(&sent); err != nil {
+					t.Fatal(err)
+				}
+				env, err := envelope.Read(bufioReader(envFile))
 				if err != nil || strings.Join(env.Recipients, ",") != strings.Join(c.deliver, ",") {
 					t.Errorf("delivered to %v (%v), want %v", env.Recipients, err, c.deliver)
 				}
-				b, _ := io.ReadAll(d.Message)
+				// The file gw-queue would read and the bytes written to
+				// gw-queued's socket are one message.
+				b, _ := io.ReadAll(msgFile)
 				if !strings.HasPrefix(string(b), "X-Virus-Scanned: no (no clamd; MIME rules only) gw-scan at gw.test\n") || !strings.HasSuffix(string(b), c.msg) {
 					t.Errorf("delivered message:\n%s", b)
+				}
+				if sent.String() != string(b) {
+					t.Errorf("written to the socket:\n%s\nin the file:\n%s", sent.String(), b)
 				}
 			}
 			held, _, _ := w.Quarantine.List()
@@ -97,7 +112,13 @@ func TestWrapKeepsDSN(t *testing.T) {
 		if code != qq.OK || d == nil {
 			t.Fatalf("Wrap = %d\n%s", code, log)
 		}
-		b, _ := io.ReadAll(d.Envelope)
+		msgFile, envFile, err := d.Files()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(envFile)
+		msgFile.Close()
+		envFile.Close()
 		d.Close()
 		want := "Fa@x\x00DRET=HDRS ENVID=e1\x00Tv@example.org\x00NNOTIFY=SUCCESS ORCPT=rfc822;v@old.example\x00\x00"
 		if plain {

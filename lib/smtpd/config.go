@@ -10,6 +10,7 @@ import (
 	"gw/lib/ratelimit"
 	"gw/lib/rbl"
 	"gw/lib/relay"
+	"gw/lib/scan"
 	"gw/lib/tcpserver"
 )
 
@@ -41,6 +42,10 @@ type Config struct {
 	Limits      *ratelimit.Limiter // counts the client's RATE_ limits; nil: none counted
 	MsgAuth     *authcheck.Checker // nil: no SPF, DKIM, DMARC, ARC (gw-auth(5))
 	Milters     []milter.Milter    // control/milters, in order; MILTERS picks among them
+	// Quarantine is where a message DMARC quarantines is held (the
+	// instance's quarantine/, gw-scan's); nil: such a message is queued
+	// with its X-Gw-Quarantine mark, as control/dmarcquarantine "tag".
+	Quarantine *scan.QuarantineDir
 
 	TLS         *tls.Config // nil: no STARTTLS
 	ImplicitTLS bool        // TLS from the first byte (port 465)

@@ -50,6 +50,7 @@ func (s *session) spooling() bool {
 // commit, nil with a nil reply for a message a milter discarded, or the
 // reply that refuses it.
 func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (handoff.Tx, *smtpserver.Reply) {
+	s.hold = "" // an earlier message's, whose milters refused it
 	if p.over {
 		s.log("info", "refused", "msg", msgID, "code", 552, "reason", "too big to check")
 		return nil, errTooBigToCheck
@@ -63,6 +64,12 @@ func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (ha
 		}
 	}
 	body := p.buf.Bytes()
+	if !s.cl.Peer {
+		var n int
+		if body, n = removeMarks(body); n > 0 {
+			s.log("info", "mark_removed", "msg", msgID, "field", markField, "count", n)
+		}
+	}
 	if s.authing() {
 		head, out, r := s.authEnd(body, msgID)
 		if r != nil {
@@ -79,6 +86,9 @@ func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (ha
 		if env, data, r = s.runMilters(env, data, msgID); r != nil || data == nil {
 			return nil, r
 		}
+	}
+	if s.hold != "" {
+		return nil, s.holdMessage(env, data, msgID)
 	}
 	tx, err := begin(s.cl.Injector, env)
 	if err != nil {

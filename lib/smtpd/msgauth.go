@@ -121,10 +121,15 @@ func (s *session) authEnd(msg []byte, msgID string) (string, []byte, *smtpserver
 		return "", nil, reply(out.Refuse.Code, out.Refuse.Enhanced, out.Refuse.Text)
 	}
 	var head strings.Builder
+	s.hold = ""
 	if out.Quarantine {
-		// DMARC asked for quarantine: the mark gw-scan and the inside
-		// servers' filters act on (gw-auth(5)).
+		// DMARC asked for quarantine: the mark the inside servers'
+		// filters act on (gw-auth(5)), kept on a held message too, so
+		// that one released still says what DMARC found.
 		head.WriteString("X-Gw-Quarantine: dmarc; " + sanitize(out.Reason) + "\n")
+		if !s.cfg.MsgAuth.Config().TagOnly && s.cfg.Quarantine != nil {
+			s.hold = "dmarc: " + out.Reason
+		}
 	}
 	for _, f := range out.Prepend {
 		head.WriteString(f)

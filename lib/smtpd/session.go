@@ -66,6 +66,9 @@ type session struct {
 	atx      *authcheck.Transaction
 	heloSPF  *authcheck.HeloResult // the HELO name's SPF result, once a session
 	spool    *spool
+	// hold is why DMARC quarantines the message at hand, when it is to
+	// be held rather than queued (hold.go); "" otherwise.
+	hold string
 
 	milters []milter.Milter // this client's (milter.go)
 	milt    *milter.Session // their side of the session, from the first MAIL

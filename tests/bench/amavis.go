@@ -72,6 +72,6 @@ func amavisPath(clamdSock, sink string, n, sess, servers int, spam bool, msg []b
 	// amavisd too; amavisd's share is returned apart).
 	own := func() time.Duration { return sideCPU(s) + amavisCPU() }
 	a0 := amavisCPU()
-	f, err = measureCPU(s, own, true, msg, n, sess, scannerCPU)
+	f, err = measureCPU(s, own, true, msg, n, sess, 0, scannerCPU)
 	return f, float64((amavisCPU() - a0).Microseconds()) / 1000 / float64(n), err
 }

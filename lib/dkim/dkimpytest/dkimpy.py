@@ -4,6 +4,8 @@
 #
 #   dkimpy.py verify           message on stdin; one line a signature: pass|fail
 #   dkimpy.py arcverify        message on stdin; "cv=<pass|fail|none> <reason>"
+#   dkimpy.py arcams           message on stdin; one line an instance,
+#                              newest first: "i=<n> ams=<pass|fail>"
 #   dkimpy.py sign SEL DOM KEY ALG    prints the DKIM-Signature field
 #   dkimpy.py arcsign SEL DOM KEY AUTHSERV   prints the ARC set's fields
 import os
@@ -43,6 +45,10 @@ if cmd == "verify":
 elif cmd == "arcverify":
     cv, results, reason = dkim.arc_verify(msg, dnsfunc=txt)
     print("cv=" + cv.decode(), reason)
+elif cmd == "arcams":
+    cv, results, reason = dkim.arc_verify(msg, dnsfunc=txt)
+    for r in results:
+        print("i=%d ams=%s" % (r["instance"], "pass" if r["ams-valid"] else "fail"))
 elif cmd == "sign":
     sel, dom, keyfile, alg = sys.argv[2:6]
     key = open(keyfile, "rb").read()

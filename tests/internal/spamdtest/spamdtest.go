@@ -23,7 +23,7 @@ type Spamd struct {
 	Cmd  *exec.Cmd
 }
 
-// Start runs spamd with at most children child processes (at least 1) and waits
+// Start runs spamd with children child processes (at least 1) and waits
 // up to 90 seconds for it to answer PING. attr is the process's
 // attributes (nil: its own process group).
 func Start(dir string, children int, attr *syscall.SysProcAttr) (*Spamd, error) {
@@ -39,7 +39,10 @@ func Start(dir string, children int, attr *syscall.SysProcAttr) (*Spamd, error) 
 	}
 	os.Chmod(home, 0o777)
 	n := strconv.Itoa(max(children, 1))
-	argv := []string{"-x", "-L", "--listen=" + s.Addr, "--max-children=" + n, "--min-children=1",
+	// All the children from the start: spamd grows from its
+	// min-children as clients queue, and a ceiling measured while it
+	// grows is lower than the one the next figure meets.
+	argv := []string{"-x", "-L", "--listen=" + s.Addr, "--max-children=" + n, "--min-children=" + n,
 		"--helper-home-dir=" + home, "-s", filepath.Join(dir, "spamd.log")}
 	if os.Geteuid() == 0 {
 		argv = append(argv, "-u", "debian-spamd")
