@@ -256,7 +256,10 @@ func FuzzParse(f *testing.F) {
 			if r.Port < 0 || r.Port > 65535 {
 				t.Fatalf("%q: port %d", line, r.Port)
 			}
-			tb.Lookup(k)
+			// a key finds its own route, in whatever spelling it was read
+			if got, ok := tb.Lookup(k); !ok || got != r {
+				t.Fatalf("%q: Lookup(%q) = %+v, %v; want %+v", line, k, got, ok, r)
+			}
 			if r.Relay != "" {
 				if _, _, err := parseRelay(r.Relay); err != nil && r.Port == 0 {
 					// a relay that was bracketed is an address: reparse it bracketed
