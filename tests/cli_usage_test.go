@@ -1,7 +1,11 @@
 package tests
 
 import (
+	"bufio"
+	"bytes"
+	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,6 +129,98 @@ func TestQueueToolsTakeInstance(t *testing.T) {
 		}
 		if i == 200 {
 			t.Fatalf("gw-queued --instance main made no socket %s", sock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// The listeners serve an instance too, not only test a session in
+	// one: its control files, its rules and its gw-queued's socket.
+	// $ gw-queued --root R --instance main --socket R/main/inject/inject.sock
+	isock := root + "/main/inject/inject.sock"
+	startQueuedFlags(t, qdir, isock, nil)
+	env := instanceFreeEnv()
+
+	// $ gw-smtpd --root R --instance main --listen ADDR
+	addr := freeAddr(t)
+	smtpd := exec.Command(bin("gw-smtpd"), "--root", root, "--instance", "main", "--listen", addr)
+	smtpd.Env = env
+	startListening(t, smtpd, addr)
+	replies := smtpdDialogue(t, addr, "EHLO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@gw.test>\r\nDATA\r\n"+
+		"Subject: by the instance's smtpd\r\n\r\nx\r\n.\r\nQUIT\r\n")
+	if len(replies) != 7 || !strings.HasPrefix(replies[5], "250 2.0.0 ok ") {
+		t.Errorf("gw-smtpd --instance main: the message was not taken: %q", replies)
+	}
+
+	// $ gw-qmtpd --root R --instance main --listen ADDR
+	qaddr := freeAddr(t)
+	qmtpd := exec.Command(bin("gw-qmtpd"), "--root", root, "--instance", "main", "--listen", qaddr)
+	qmtpd.Env = env
+	startListening(t, qmtpd, qaddr)
+	c, err := net.Dial("tcp", qaddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, qmtpPackage("Subject: by the instance's qmtpd\n\nx\n", "a@example.org", "b@gw.test"))
+	answer, _ := bufio.NewReader(c).ReadString(',')
+	c.Close()
+	if !strings.Contains(answer, ":K") {
+		t.Errorf("gw-qmtpd --instance main: the package was not taken: %q", answer)
+	}
+	if n := len(snapshot(t, qdir).Messages); n != 3 {
+		t.Errorf("the instance's queue holds %d messages, want 3 (injected, by smtpd, by qmtpd)", n)
+	}
+
+	// $ gw-smtpd --root R --instance main --control-dir DIR: which
+	// control files? Bad usage, as gw-scan says.
+	for _, p := range []string{"gw-smtpd", "gw-qmtpd"} {
+		out, err = exec.Command(bin(p), "--root", root, "--instance", "main", "--control-dir", root+"/main/control", "--listen", freeAddr(t)).CombinedOutput()
+		if exitCode(err) != 100 || !strings.Contains(string(out), "--instance and --control-dir exclude each other") {
+			t.Errorf("%s --instance --control-dir: %v: %s", p, err, out)
+		}
+		out, err = exec.Command(bin(p), "--root", root, "--instance", "../main", "--listen", freeAddr(t)).CombinedOutput()
+		if exitCode(err) != 100 || !strings.Contains(string(out), "bad instance name") {
+			t.Errorf("%s --instance ../main: %v: %s", p, err, out)
+		}
+	}
+}
+
+// instanceFreeEnv is the test's environment without an injector of its
+// own, so a listener given --instance finds its instance's.
+func instanceFreeEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "QMAILQUEUE" && k != "GW_QUEUED" && k != "GW_QUEUE" && k != "GW_CONTROL_DIR" {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// startListening starts a listener, stops it with the test, and waits
+// until addr answers.
+func startListening(t *testing.T, cmd *exec.Cmd, addr string) {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd.Stderr = &lockedWriter{w: &stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s:\n%s", cmd.Path, stderr.String())
+		}
+	})
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		if i == 500 {
+			t.Fatalf("%s does not listen on %s", cmd.Path, addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"gw/lib/instdir"
 	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/qctl"
@@ -47,10 +47,11 @@ func main() {
 			if c.IsSet("queue") && os.Getenv("GW_QUEUE") != dir {
 				return program.Fail(program.ExitPermanent, "usage: --queue and --instance exclude each other")
 			}
-			if inst == "." || inst == ".." || filepath.Base(inst) != inst {
-				return program.Fail(program.ExitPermanent, "usage: bad instance name %q", inst)
+			d, err := instdir.Choose(root, inst)
+			if err != nil {
+				return program.Fail(program.ExitPermanent, "usage: %v", err)
 			}
-			dir = filepath.Join(root, inst, "queue")
+			dir = d.Queue()
 		}
 		if dir == "" {
 			return program.Fail(program.ExitPermanent, "usage: no queue (--queue, --instance or $GW_QUEUE)")

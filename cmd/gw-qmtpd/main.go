@@ -12,6 +12,7 @@ import (
 
 	"gw/lib/control"
 	"gw/lib/handoff"
+	"gw/lib/instdir"
 	"gw/lib/listener"
 	"gw/lib/logline"
 	"gw/lib/program"
@@ -23,7 +24,9 @@ import (
 
 type config struct {
 	listener.Options
-	rates string // --rates: the host's bbolt file of rate counts
+	rates          string // --rates: the host's bbolt file of rate counts
+	root, instance string
+	getenv         func(string) string // the environment, with the instance's injector
 }
 
 func main() {
@@ -34,7 +37,20 @@ func main() {
 		&cli.StringFlag{Name: "rates", Destination: &c.rates,
 			Usage: "keep rate counts and bans in the bbolt `FILE` (see gw-smtpd(8))"},
 	)
-	app.Action = func(*cli.Context) error { return run(&c) }
+	app.Flags = append(app.Flags, listener.InstanceFlags(&c.root, &c.instance)...)
+	app.Action = func(x *cli.Context) error {
+		c.getenv = os.Getenv
+		if c.instance != "" {
+			d, err := instdir.Choose(c.root, c.instance)
+			if err == nil {
+				c.getenv, err = c.UseInstance(x, d, "tcp.qmtp", os.Getenv)
+			}
+			if err != nil {
+				return program.Fail(program.ExitPermanent, "usage: %v", err)
+			}
+		}
+		return run(&c)
+	}
 	program.Run(app)
 }
 
@@ -67,7 +83,7 @@ func run(c *config) error {
 	// once at start, and a supervisor restart reads them again.
 	return listener.Run(&c.Options, listener.Program{
 		Log:       log,
-		Injectors: handoff.NewChooser(os.Getenv), // chosen here, once
+		Injectors: handoff.NewChooser(c.getenv), // chosen here, once
 		Me:        cfg.Hostname,
 		Session:   func(conn net.Conn, cl tcpserver.Client) { qmtp.Serve(conn, cfg, cl) },
 		// QMTP has no greeting to refuse with: a closed connection is a

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/inject"
+	"gw/lib/instdir"
 	"gw/lib/logline"
 	"gw/lib/privilege"
 	"gw/lib/program"
@@ -39,13 +40,14 @@ func main() {
 	}
 	app.Action = func(c *cli.Context) error {
 		if inst != "" {
-			if inst == "." || inst == ".." || filepath.Base(inst) != inst {
-				return program.Fail(program.ExitPermanent, "usage: bad instance name %q", inst)
+			d, err := instdir.Choose(root, inst)
+			if err != nil {
+				return program.Fail(program.ExitPermanent, "usage: %v", err)
 			}
 			if c.IsSet("queue") && os.Getenv("GW_QUEUE") != queueDir {
 				return program.Fail(program.ExitPermanent, "usage: --queue and --instance exclude each other")
 			}
-			queueDir = filepath.Join(root, inst, "queue")
+			queueDir = d.Queue()
 		}
 		if socket == "" {
 			socket = filepath.Join(queueDir, "lock", "inject.sock")

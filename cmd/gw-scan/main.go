@@ -16,6 +16,7 @@ import (
 	"gw/lib/control"
 	"gw/lib/handoff"
 	"gw/lib/inject"
+	"gw/lib/instdir"
 	"gw/lib/logline"
 	"gw/lib/metrics"
 	"gw/lib/program"
@@ -76,10 +77,11 @@ func (c *config) chooseInstance(x *cli.Context) error {
 	if x.IsSet("control-dir") && c.controlDir != os.Getenv("GW_CONTROL_DIR") {
 		return program.Fail(program.ExitPermanent, "usage: --instance and --control-dir exclude each other")
 	}
-	if c.instance == "." || c.instance == ".." || filepath.Base(c.instance) != c.instance {
-		return program.Fail(program.ExitPermanent, "usage: bad instance name %q", c.instance)
+	d, err := instdir.Choose(c.root, c.instance)
+	if err != nil {
+		return program.Fail(program.ExitPermanent, "usage: %v", err)
 	}
-	c.controlDir = filepath.Join(c.root, c.instance, "control")
+	c.controlDir = d.Control()
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"gw/lib/instdir"
 	"gw/lib/logline"
 	"gw/lib/metrics"
 	"gw/lib/privilege"
@@ -46,7 +47,9 @@ func main() {
 			Destination: &c.explain},
 	}
 	app.Action = func(ctx *cli.Context) error {
-		c.paths()
+		if err := c.paths(); err != nil {
+			return program.Fail(program.ExitPermanent, "usage: %v", err)
+		}
 		if c.explain {
 			return explain(os.Stdout, c, ctx.Args().Slice())
 		}
@@ -61,10 +64,14 @@ func main() {
 // paths fills in the queue and control directories: those given, else
 // the instance's, else ./queue and ./control as a service's run script,
 // started in the instance's directory, finds them.
-func (c *config) paths() {
+func (c *config) paths() error {
 	base := "."
 	if c.instance != "" {
-		base = filepath.Join(c.root, c.instance)
+		d, err := instdir.Choose(c.root, c.instance)
+		if err != nil {
+			return err
+		}
+		base = d.Path()
 	}
 	if c.queue == "" {
 		c.queue = filepath.Join(base, "queue")
@@ -72,6 +79,7 @@ func (c *config) paths() {
 	if c.control == "" {
 		c.control = filepath.Join(base, "control")
 	}
+	return nil
 }
 
 func run(c config) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gw/lib/handoff"
+	"gw/lib/instdir"
 	"gw/lib/listener"
 	"gw/lib/logline"
 	"gw/lib/metrics"
@@ -28,6 +29,7 @@ type config struct {
 	implicitTLS                       bool
 	metrics                           string
 	test                              sessionTest
+	getenv                            func(string) string // the environment, with the instance's injector
 }
 
 func main() {
@@ -49,8 +51,18 @@ func main() {
 		if c.test.on {
 			return testSession(x, &c, &c.test, os.Stdin, os.Stdout)
 		}
-		if x.IsSet("client") || x.IsSet("client-host") || x.IsSet("env") || x.IsSet("instance") || x.IsSet("face") {
-			return program.Fail(program.ExitPermanent, "usage: --client, --client-host, --env, --instance and --face go with --test-session")
+		if x.IsSet("client") || x.IsSet("client-host") || x.IsSet("env") || x.IsSet("face") {
+			return program.Fail(program.ExitPermanent, "usage: --client, --client-host, --env and --face go with --test-session")
+		}
+		c.getenv = os.Getenv
+		if c.test.instance != "" {
+			d, err := instdir.Choose(c.test.root, c.test.instance)
+			if err == nil {
+				c.getenv, err = c.UseInstance(x, d, "tcp.smtp", os.Getenv)
+			}
+			if err != nil {
+				return program.Fail(program.ExitPermanent, "usage: %v", err)
+			}
 		}
 		return run(&c)
 	}
@@ -83,7 +95,7 @@ func run(c *config) error {
 	l := &smtpd.Listener{Cfg: cfg}
 	return listener.Run(&c.Options, listener.Program{
 		Log:       log,
-		Injectors: handoff.NewChooser(os.Getenv), // chosen here, once
+		Injectors: handoff.NewChooser(c.getenv), // chosen here, once
 		Me:        cfg.Hostname,
 		Session:   l.Session,
 		Refuse:    l.Refuse,

@@ -17,9 +17,9 @@ import (
 	"gw/lib/greylist"
 	"gw/lib/handoff"
 	"gw/lib/instance"
+	"gw/lib/instdir"
 	"gw/lib/logline"
 	"gw/lib/program"
-	"gw/lib/qstat"
 	"gw/lib/ratelimit"
 	"gw/lib/rbl"
 	"gw/lib/scan"
@@ -48,8 +48,8 @@ func (t *sessionTest) flags() []cli.Flag {
 		&cli.StringFlag{Name: "client-host", Usage: "the session test's client name `NAME` (TCPREMOTEHOST; default: unset)", Destination: &t.clientHost},
 		&cli.StringSliceFlag{Name: "env", Usage: "set `NAME=VALUE` in the session test's environment after the ACL rule's (repeatable)",
 			Action: func(_ *cli.Context, v []string) error { t.env = v; return nil }},
-		&cli.StringFlag{Name: "root", Usage: "the session test's instances live under `DIR`", Value: qstat.DefaultRoot, Destination: &t.root},
-		&cli.StringFlag{Name: "instance", Usage: "test a session with the instance `NAME`: its control files, ACL and scan", Destination: &t.instance},
+		&cli.StringFlag{Name: "root", Usage: "instances live under `DIR`", Value: instdir.DefaultRoot, Destination: &t.root},
+		&cli.StringFlag{Name: "instance", Usage: "serve the instance `NAME` under the root: its control files, ACL and injector socket; with --test-session, its face's settings and scan", Destination: &t.instance},
 		&cli.StringFlag{Name: "face", Usage: "test a session on the instance's SMTP listener `FACE` (default: its first)", Destination: &t.face},
 	}
 }

@@ -1,6 +1,12 @@
 package listener
 
-import "github.com/urfave/cli/v2"
+import (
+	"errors"
+
+	"github.com/urfave/cli/v2"
+
+	"gw/lib/instdir"
+)
 
 // Flags declares o's flags for a listener's main, which adds its own:
 // tcpserver's options, and -h, -H and -p under tcpserver's letters, so
@@ -23,4 +29,41 @@ func (o *Options) Flags(concurrency int) []cli.Flag {
 		&cli.BoolFlag{Name: "paranoid", Aliases: []string{"p"}, Destination: &o.Paranoid,
 			Usage: "keep a client's name only if it resolves back to the client's address (standalone)"},
 	}
+}
+
+// InstanceFlags declares --root and --instance for a listener: serve the
+// instance NAME under DIR as its service would, without spelling out
+// each of its paths.
+func InstanceFlags(root, name *string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "root", Usage: "instances live under `DIR`", Value: instdir.DefaultRoot, Destination: root},
+		&cli.StringFlag{Name: "instance", Usage: "serve the instance `NAME` under the root: its control files, ACL and injector socket", Destination: name},
+	}
+}
+
+// UseInstance points o at the instance d: its control directory, and,
+// listening itself, its compiled rules table (tcp.smtp, tcp.qmtp) unless
+// --acl names others. --control-dir beside an instance is bad usage, as
+// in gw-scan: two answers to "which control files" is one too many. The
+// getenv it returns gives the instance's gw-queued socket as GW_QUEUED
+// when the environment chooses no injector of its own, so the listener
+// hands mail to its instance's queue, not to whatever gw-queue is on PATH.
+func (o *Options) UseInstance(x *cli.Context, d instdir.Dir, table string, getenv func(string) string) (func(string) string, error) {
+	if x.IsSet("control-dir") {
+		return nil, errors.New("--instance and --control-dir exclude each other")
+	}
+	o.ControlDir = d.Control()
+	if standalone, _ := o.Standalone(); standalone && !x.IsSet("acl") {
+		o.ACL = d.ACL(table)
+	}
+	if getenv("QMAILQUEUE") != "" || getenv("GW_QUEUED") != "" || getenv("GW_QUEUE") != "" {
+		return getenv, nil
+	}
+	sock := d.InjectSocket()
+	return func(k string) string {
+		if k == "GW_QUEUED" {
+			return sock
+		}
+		return getenv(k)
+	}, nil
 }
