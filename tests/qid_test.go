@@ -44,8 +44,13 @@ func TestQIDInSMTPReplyThroughQueued(t *testing.T) {
 		return strings.Contains(qd.stderr.String(), "info queued qid="+qid+" ")
 	})
 	log, _ := os.ReadFile(in.log)
-	if !regexp.MustCompile(`(?m)^info accepted sid=\S+ msg=\S+ qid=` + qid + ` from=alice@sender\.example `).Match(log) {
-		t.Errorf("gw-smtpd's log has no accepted line with sid= and qid=%s:\n%s", qid, log)
+	acc := regexp.MustCompile(`(?m)^info accepted sid=(\S+) msg=\S+ qid=` + qid + ` from=alice@sender\.example `).FindSubmatch(log)
+	if acc == nil {
+		t.Fatalf("gw-smtpd's log has no accepted line with sid= and qid=%s:\n%s", qid, log)
+	}
+	// gw-queued's line names the session too: the one link both ways.
+	if want := "info queued qid=" + qid + " sid=" + string(acc[1]) + " "; !strings.Contains(qd.stderr.String(), want) {
+		t.Errorf("gw-queued's log has no %q:\n%s", want, qd.stderr.String())
 	}
 }
 
@@ -65,8 +70,9 @@ func TestQIDInSMTPReplyThroughGwQueue(t *testing.T) {
 		t.Errorf("the reply names %s, the queue holds %v", m[1], msgs)
 	}
 	log, _ := os.ReadFile(in.log)
-	if !strings.Contains(string(log), "info queued qid="+m[1]+" ") || !strings.Contains(string(log), " qid="+m[1]+" from=") {
-		t.Errorf("gw-queue's and gw-smtpd's lines do not both name %s:\n%s", m[1], log)
+	acc := regexp.MustCompile(`(?m)^info accepted sid=(\S+) msg=\S+ qid=` + m[1] + ` from=`).FindSubmatch(log)
+	if acc == nil || !strings.Contains(string(log), "info queued qid="+m[1]+" sid="+string(acc[1])+" ") {
+		t.Errorf("gw-queue's and gw-smtpd's lines do not both name %s and the session:\n%s", m[1], log)
 	}
 }
 

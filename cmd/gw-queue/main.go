@@ -119,7 +119,14 @@ func run() int {
 		log.Warning("refused", "code", code, "reply", qq.Reply(code), "err", err)
 		return code
 	}
-	log.Info("queued", "qid", id, "uid", uid)
+	// The listener's session, when it named one: its accepted line has
+	// the sid and the qid, this line the qid and the sid. Checked, as
+	// everything another program says (inject.SessionFromEnv).
+	if sid := inject.SessionFromEnv(os.Getenv); sid != "" {
+		log.Info("queued", "qid", id, "sid", sid, "uid", uid)
+	} else {
+		log.Info("queued", "qid", id, "uid", uid)
+	}
 	inject.TellQID(os.Getenv, id.String())
 	return qq.OK
 }

@@ -137,7 +137,9 @@ func wrap(c *config) int {
 // viaSocket hands d to gw-queued and returns its qmail-queue code.
 func viaSocket(sock string, d *scan.Delivery) int {
 	log := logline.Stderr
-	tx, err := handoff.PoolFor(sock).Begin(d.Env)
+	// The listener's session goes on to gw-queued's log, as it would
+	// have without gw-scan between them.
+	tx, err := handoff.PoolFor(sock).BeginSession(inject.SessionFromEnv(os.Getenv), d.Env)
 	if err != nil {
 		log.Warning("refused", "code", qq.NetworkError, "err", err)
 		return qq.NetworkError

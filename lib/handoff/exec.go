@@ -39,7 +39,12 @@ const qidWait = 100 * time.Millisecond
 // Begin starts the program with a pipe on its fd 0 (the message), one on
 // its fd 1 (the envelope) and one on fd 3 for the queue id (QIDFD). Its
 // stderr is the listener's, for the log.
-func (e *Exec) Begin(env envelope.Envelope) (Tx, error) {
+func (e *Exec) Begin(env envelope.Envelope) (Tx, error) { return e.BeginSession("", env) }
+
+// BeginSession is Begin with the session sid told to the program in its
+// environment (inject.SessionEnv), in place of any value the listener's
+// own environment had; a sid that is not plain is not told.
+func (e *Exec) BeginSession(sid string, env envelope.Envelope) (Tx, error) {
 	var pipes [6]*os.File // message, envelope, queue id: read and write ends
 	closeAll := func() {
 		for _, f := range pipes {
@@ -60,7 +65,7 @@ func (e *Exec) Begin(env envelope.Envelope) (Tx, error) {
 	cmd := exec.Command(e.Path)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = msgR, envR, os.Stderr
 	cmd.ExtraFiles = []*os.File{qidW} // fd 3
-	cmd.Env = withQIDFD(e.Env)
+	cmd.Env = withSession(withQIDFD(e.Env), sid)
 	err := cmd.Start()
 	msgR.Close()
 	envR.Close()
@@ -88,6 +93,22 @@ func withQIDFD(environ []string) []string {
 		}
 	}
 	return append(out, inject.QIDFD+"="+strconv.Itoa(inject.QIDFDNumber))
+}
+
+// withSession returns environ with inject.SessionEnv naming sid, or
+// without it when sid is "" or not plain: a session id a wrapper inherited
+// is not the one of the message at hand.
+func withSession(environ []string, sid string) []string {
+	out := environ[:0:0]
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, inject.SessionEnv+"=") {
+			out = append(out, kv)
+		}
+	}
+	if inject.PlainQID(sid) {
+		out = append(out, inject.SessionEnv+"="+sid)
+	}
+	return out
 }
 
 type execTx struct {

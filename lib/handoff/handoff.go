@@ -30,6 +30,23 @@ type Injector interface {
 	Begin(env envelope.Envelope) (Tx, error)
 }
 
+// SessionInjector is an Injector that can tell its injector the listener
+// session a message comes from, so that the injector's queued line
+// carries the sid beside the qid: gw-queued by its socket (protocol
+// version 3), gw-queue by the environment (inject.SessionEnv).
+type SessionInjector interface {
+	BeginSession(sid string, env envelope.Envelope) (Tx, error)
+}
+
+// BeginSession begins a message from the session sid: with the sid when
+// inj can pass it on, as Begin otherwise (an injector that is not gw's).
+func BeginSession(inj Injector, sid string, env envelope.Envelope) (Tx, error) {
+	if s, ok := inj.(SessionInjector); ok {
+		return s.BeginSession(sid, env)
+	}
+	return inj.Begin(env)
+}
+
 // Tx is one message on its way to the injector.
 type Tx interface {
 	// Write passes message bytes (stored form: LF line ends). After the

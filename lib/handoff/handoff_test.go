@@ -632,3 +632,19 @@ func TestExecPlainRequireTLS(t *testing.T) {
 		t.Errorf("gw injector's envelope %q, want the R item", b)
 	}
 }
+
+// TestWithSession: the injector's environment names the message's
+// session, never one the listener inherited, and never a bad one.
+func TestWithSession(t *testing.T) {
+	env := []string{"PATH=/bin", "GW_SID=inherited"}
+	got := strings.Join(withSession(env, "s1"), " ")
+	if got != "PATH=/bin GW_SID=s1" {
+		t.Errorf("withSession(s1) = %s", got)
+	}
+	if got := strings.Join(withSession(env, "a b"), " "); got != "PATH=/bin" {
+		t.Errorf("withSession(bad) = %s", got)
+	}
+	if env[1] != "GW_SID=inherited" {
+		t.Errorf("the listener's environment was changed: %q", env)
+	}
+}

@@ -114,14 +114,19 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // Begin takes a connection — a pooled one that still looks alive (Stale),
 // else a new one, so a gw-queued that is down is known before DATA's 354 —
 // and holds the message until it is over replayLimit or committed.
-func (p *Pool) Begin(env envelope.Envelope) (Tx, error) {
+func (p *Pool) Begin(env envelope.Envelope) (Tx, error) { return p.BeginSession("", env) }
+
+// BeginSession is Begin with the session sid named to gw-queued for its
+// queued line (inject.Client.Session).
+func (p *Pool) BeginSession(sid string, env envelope.Envelope) (Tx, error) {
 	c, err := p.get()
 	if err != nil {
 		return nil, fmt.Errorf("%w: gw-queued at %s: %v", errStarted, p.sock, err)
 	}
+	c.Session(sid)
 	b := bufPool.Get().(*bytes.Buffer)
 	b.Reset()
-	return &poolTx{pool: p, c: c, buf: b, env: env}, nil
+	return &poolTx{pool: p, c: c, buf: b, env: env, sid: sid}, nil
 }
 
 type result struct {
@@ -137,6 +142,7 @@ type poolTx struct {
 	pool      *Pool
 	c         *inject.Client
 	env       envelope.Envelope
+	sid       string        // the listener session, for gw-queued's log
 	buf       *bytes.Buffer // what is not sent yet
 	streaming bool          // chunks went out: the message cannot be sent again
 	werr      error         // the first failure to send: gw-queued went away
@@ -189,6 +195,7 @@ func (t *poolTx) Commit() (int, error) {
 				r.err = fmt.Errorf("%w; again: %v", r.err, err)
 			} else {
 				t.c = c
+				c.Session(t.sid)
 				r.Reply, r.err = c.InjectBytes(msg, t.env)
 			}
 		}

@@ -27,6 +27,25 @@ type Client struct {
 	// carries no further message (Stale).
 	outOfStep bool
 	replyBuf  [maxReply]byte
+	session   []byte // the session frame to send before the next message
+}
+
+// Session names the listener session the next message comes from, for
+// gw-queued's log (version 3). A server of an older version is not told,
+// nor is a sid that is not plain (PlainQID): the label is dropped, the
+// message goes all the same.
+func (c *Client) Session(sid string) {
+	c.session = nil
+	if c.version >= Version3 {
+		c.session = sessionFrame(sid)
+	}
+}
+
+// takeSession returns the pending session frame, once.
+func (c *Client) takeSession() []byte {
+	f := c.session
+	c.session = nil
+	return f
 }
 
 // helloWait bounds the wait for the server's answer to a hello: a server
@@ -109,6 +128,9 @@ func (c *Client) Send(msg io.Reader, env func() envelope.Envelope) (Reply, error
 	if c.w == nil { // made on first use: the pool's clients send from memory
 		c.w, c.buf = bufio.NewWriterSize(c.conn, 64<<10), make([]byte, 64<<10)
 	}
+	if f := c.takeSession(); f != nil {
+		c.w.Write(f)
+	}
 	var hdr [4]byte
 	for {
 		n, rerr := msg.Read(c.buf)
@@ -152,7 +174,10 @@ func (c *Client) WriteChunk(p []byte) error {
 	if len(p) == 0 {
 		return nil
 	}
-	bufs := make(net.Buffers, 0, 2*(len(p)/MaxChunk+1))
+	bufs := make(net.Buffers, 0, 2*(len(p)/MaxChunk+1)+1)
+	if f := c.takeSession(); f != nil {
+		bufs = append(bufs, f)
+	}
 	bufs = appendChunks(bufs, p)
 	_, err := bufs.WriteTo(c.conn)
 	return err
@@ -162,7 +187,10 @@ func (c *Client) WriteChunk(p []byte) error {
 // and env's wire form, in one writev, and returns the server's reply, as
 // Send does (see Inject for an error).
 func (c *Client) End(last []byte, env envelope.Envelope) (Reply, error) {
-	bufs := make(net.Buffers, 0, 2*(len(last)/MaxChunk+1)+2)
+	bufs := make(net.Buffers, 0, 2*(len(last)/MaxChunk+1)+3)
+	if f := c.takeSession(); f != nil {
+		bufs = append(bufs, f)
+	}
 	bufs = appendChunks(bufs, last)
 	bufs = append(bufs, []byte{0, 0, 0, 0}, env.Wire())
 	if _, err := bufs.WriteTo(c.conn); err != nil {

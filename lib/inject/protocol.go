@@ -16,11 +16,17 @@ import (
 // can name it to its client (250 ok <qid>) and one key links its log to
 // gw-queued's. A connection speaks version 1 until its client asks for
 // more with a hello; an old client never does, so it is served as before.
+// Version 3 lets a client name the listener session a message comes from
+// (a session frame before the message), so that gw-queued's queued line
+// carries the sid as the listener's accepted line does: one trace from
+// the client's transcript to the queue. A server of version 2 answers a
+// hello for 3 with 2, and its client then sends no session frame.
 const (
 	Version1 = 1
 	Version2 = 2
+	Version3 = 3
 	// Newest is the version this build speaks.
-	Newest = Version2
+	Newest = Version3
 )
 
 // helloMark is the top of a hello frame header: a length no chunk can have
@@ -44,6 +50,31 @@ func helloVersion(n uint32) (byte, bool) {
 		return 0, false
 	}
 	return byte(n), true
+}
+
+// sessionMark is the top of a session frame's header, another length no
+// chunk can have; its low byte is the length of the session id that
+// follows, 1 to maxQIDLen bytes. Only a connection of version 3 may send
+// one, and only before a message's first chunk.
+const sessionMark = 0xFFFFFE00
+
+// sessionFrame returns the frame that names the session sid, or nil for a
+// sid that PlainQID would not take: a label is dropped, never sent bad.
+func sessionFrame(sid string) []byte {
+	if !PlainQID(sid) {
+		return nil
+	}
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(sid)), sessionMark|uint32(len(sid)))
+	return append(b, sid...)
+}
+
+// sessionLen reports whether the frame header n starts a session frame,
+// and the length of the id it announces.
+func sessionLen(n uint32) (int, bool) {
+	if n&0xFFFFFF00 != sessionMark {
+		return 0, false
+	}
+	return int(n & 0xFF), true
 }
 
 // maxQIDLen bounds the queue id in a reply: 13 hex digits today, room for
@@ -116,8 +147,8 @@ func readReply(r io.Reader, v byte, buf []byte) (code int, qid string, extra boo
 	return code, string(id), extra, nil
 }
 
-// PlainQID reports whether s may stand as a queue id in a reply and a
-// log line: 1 to 64 letters and digits. Whatever the injector says is
+// PlainQID reports whether s may stand as a queue id (or a session id)
+// in a reply and a log line: 1 to 64 letters and digits. Whatever the injector says is
 // checked, as everything one gw program hears from another.
 func PlainQID(s string) bool {
 	if len(s) == 0 || len(s) > maxQIDLen {
@@ -130,6 +161,22 @@ func PlainQID(s string) bool {
 		}
 	}
 	return true
+}
+
+// SessionEnv names the environment variable in which a listener tells an
+// injector with qmail-queue's interface (gw-queue) the session a message
+// comes from, for its log: version 3's session frame by other means. The
+// injector checks it as anything another program says (SessionFromEnv).
+const SessionEnv = "GW_SID"
+
+// SessionFromEnv returns the session id SessionEnv names in getenv's
+// environment, or "" when it is unset or not a plain id (PlainQID): a
+// bad label is dropped, the message is not refused for it.
+func SessionFromEnv(getenv func(string) string) string {
+	if sid := getenv(SessionEnv); PlainQID(sid) {
+		return sid
+	}
+	return ""
 }
 
 // QIDFD names the descriptor on which an injector with qmail-queue's

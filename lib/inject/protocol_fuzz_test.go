@@ -90,6 +90,11 @@ func FuzzServerStream(f *testing.F) {
 	f.Add(append(msg("a"), msg("b")...))
 	f.Add([]byte{0, 0x10, 0, 1, 'x'})
 	f.Add([]byte{0, 0, 0, 0, 'X', 0, 0})
+	// version 3: a session frame before a message, good and bad
+	f.Add(append([]byte{0xff, 0xff, 0xff, 3, 0xff, 0xff, 0xfe, 2, 's', '1'}, msg("x")...))
+	f.Add(append([]byte{0xff, 0xff, 0xff, 3, 0xff, 0xff, 0xfe, 2, 's', '\n'}, msg("x")...))
+	f.Add(append([]byte{0xff, 0xff, 0xff, 2, 0xff, 0xff, 0xfe, 2, 's', '1'}, msg("x")...))
+	f.Add([]byte{0xff, 0xff, 0xff, 3, 0xff, 0xff, 0xfe, 0xff})
 	q := newQueue(f)
 	sock := filepath.Join(f.TempDir(), "inject.sock")
 	l, err := Listen(sock, 0o600)

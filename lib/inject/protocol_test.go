@@ -17,7 +17,7 @@ import (
 	"gw/lib/queue"
 )
 
-// TestClientLearnsQID: a client of this build asks for version 2 and
+// TestClientLearnsQID: a client of this build asks for its newest version and
 // hears the queue id of each message, the id the queue lists it under.
 func TestClientLearnsQID(t *testing.T) {
 	q := newQueue(t)
@@ -27,8 +27,8 @@ func TestClientLearnsQID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if cl.Version() != Version2 {
-		t.Fatalf("version %d agreed, want 2", cl.Version())
+	if cl.Version() != Newest {
+		t.Fatalf("version %d agreed, want %d", cl.Version(), Newest)
 	}
 	var ids []string
 	for _, size := range []int{10, queue.MaxIncoming + 10} { // committed together, and alone

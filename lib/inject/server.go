@@ -161,6 +161,14 @@ func (s *Server) session(c *net.UnixConn) {
 			}
 			continue
 		}
+		sid, err := s.sessionID(r, version)
+		if err != nil {
+			// A label that is not one: the client is not a gw listener of
+			// this build, or is out of step; nothing of its message is read.
+			s.Log.Warning("refused", "code", qq.BadEnvelope, "uid", uid, "pid", pid, "reply", qq.Reply(qq.BadEnvelope), "err", err)
+			c.Write([]byte{qq.BadEnvelope})
+			return
+		}
 		id, size, rcpts, err := s.message(r, dr, uid, pid)
 		code := Code(err)
 		if err != nil && errors.Is(err, errClientGone) {
@@ -182,8 +190,11 @@ func (s *Server) session(c *net.UnixConn) {
 			}
 			continue
 		}
-		s.Log.Info("queued", "qid", id, "size", size, "rcpts", rcpts, "uid", uid, "pid", pid,
-			"ms", time.Since(start).Milliseconds())
+		kv := []any{"qid", id, "size", size, "rcpts", rcpts, "uid", uid, "pid", pid, "ms", time.Since(start).Milliseconds()}
+		if sid != "" {
+			kv = append(kv[:2:2], append([]any{"sid", sid}, kv[2:]...)...)
+		}
+		s.Log.Info("queued", kv...)
 	}
 }
 
@@ -202,6 +213,37 @@ func (s *Server) hello(r *bufio.Reader) (byte, bool) {
 	}
 	r.Discard(4)
 	return v, true
+}
+
+// sessionID consumes a session frame if one is next, on a connection of
+// version 3 (on an older one the frame is an oversized chunk, refused by
+// message), and returns the session id it names: "" when there is none.
+// An id that is not plain (PlainQID) is an error: whatever a client
+// sends is checked before it reaches a log line.
+func (s *Server) sessionID(r *bufio.Reader, version byte) (string, error) {
+	if version < Version3 {
+		return "", nil
+	}
+	b, err := r.Peek(4)
+	if err != nil {
+		return "", nil
+	}
+	n, ok := sessionLen(binary.BigEndian.Uint32(b))
+	if !ok {
+		return "", nil
+	}
+	r.Discard(4)
+	if n == 0 || n > maxQIDLen {
+		return "", fmt.Errorf("session frame of %d bytes", n)
+	}
+	id := make([]byte, n)
+	if _, err := io.ReadFull(r, id); err != nil {
+		return "", fmt.Errorf("session frame cut short: %w", err)
+	}
+	if !PlainQID(string(id)) {
+		return "", fmt.Errorf("session id %q is not letters and digits", string(id))
+	}
+	return string(id), nil
 }
 
 // errClientGone is a connection closed inside a message: an abort.

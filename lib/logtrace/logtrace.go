@@ -216,6 +216,12 @@ func bySession(lines []Line, id string, qids, msgs map[scoped]bool) {
 				qids[scoped{l.Instance, q}] = true
 			}
 		}
+		if l.Fields["sid"] == id && l.Fields["qid"] != "" && l.Fields["event"] == "queued" {
+			// the injector's line, which names the session since
+			// gw-queued and gw-queue are told it
+			qids[scoped{l.Instance, l.Fields["qid"]}] = true
+			continue
+		}
 		if l.Fields["sid"] == id && l.Fields["msg"] == "" {
 			// a session that ended before any DATA: its own lines
 			msgs[scoped{l.Instance, id + ".0"}] = true
@@ -275,6 +281,12 @@ func transactionLines(lines []Line, msgs map[scoped]bool) map[int]bool {
 					next[k] = n + 1
 				}
 			}
+			continue
+		}
+		if l.Fields["qid"] != "" {
+			// The injector's queued line, which names its session too, is
+			// its message's by that qid, wherever its log is read among
+			// the session's lines.
 			continue
 		}
 		if sessionWide[l.Fields["event"]] || ns[next[k]] || ns[0] {

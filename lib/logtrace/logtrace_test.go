@@ -211,3 +211,51 @@ func TestTraceTakesTheSessionsLinesAndTheBounce(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceQueuedLinesNameTheirSession: gw-queued's queued lines carry
+// the sid; read from its own log before the listener's, each stays with
+// its own qid, not with the session's first message, and the session's
+// id finds them all.
+func TestTraceQueuedLinesNameTheirSession(t *testing.T) {
+	var all []Line
+	for _, x := range []struct {
+		stamp int
+		text  string
+	}{
+		{2, "info queued qid=aa1 sid=s1 size=10 rcpts=1"}, // gw-queued's log
+		{5, "info queued qid=aa2 sid=s1 size=10 rcpts=1"},
+		{0, "info connect sid=s1 ip=127.0.0.1"}, // gw-smtpd's
+		{1, "info mail sid=s1 from=a@b result=accept"},
+		{3, "info accepted sid=s1 msg=s1.1 qid=aa1 from=a@b rcpts=1"},
+		{4, "info mail sid=s1 from=x@y result=accept"},
+		{6, "info accepted sid=s1 msg=s1.2 qid=aa2 from=x@y rcpts=1"},
+		{7, "info end sid=s1 msgs=2 reason=quit"},
+	} {
+		i, text := x.stamp, x.text
+		l, ok := Parse(fmt.Sprintf("@4000000069fe484d%08x %s", i, text))
+		if !ok {
+			t.Fatalf("%q does not parse", text)
+		}
+		all = append(all, l)
+	}
+	for _, c := range []struct{ id, want string }{
+		{"aa1", "connect mail:a@b queued:aa1 accepted:aa1 end"},
+		{"aa2", "connect mail:x@y queued:aa2 accepted:aa2 end"},
+		{"s1", "connect mail:a@b queued:aa1 accepted:aa1 mail:x@y queued:aa2 accepted:aa2 end"},
+	} {
+		var ev []string
+		for _, l := range Trace(all, c.id) {
+			e := l.Fields["event"]
+			switch e {
+			case "mail":
+				e += ":" + l.Fields["from"]
+			case "accepted", "queued":
+				e += ":" + l.Fields["qid"]
+			}
+			ev = append(ev, e)
+		}
+		if got := strings.Join(ev, " "); got != c.want {
+			t.Errorf("trace %s:\n got %s\nwant %s", c.id, got, c.want)
+		}
+	}
+}

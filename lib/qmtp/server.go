@@ -291,7 +291,7 @@ func (s *session) pkg() (*answer, string) {
 	case s.cl.Injector == nil:
 		txErr = errors.New("no injector chosen for this client")
 	default:
-		tx, txErr = s.cl.Injector.Begin(envelope.Envelope{})
+		tx, txErr = handoff.BeginSession(s.cl.Injector, s.id, envelope.Envelope{})
 	}
 	if txErr == nil {
 		if _, ok := tx.(handoff.Late); !ok {

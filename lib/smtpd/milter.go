@@ -90,7 +90,7 @@ func (s *session) spooledEnd(ss *smtpserver.Session, p *spool, msgID string) (ha
 	if s.hold != "" {
 		return nil, s.holdMessage(env, data, msgID)
 	}
-	tx, err := begin(s.cl.Injector, env)
+	tx, err := begin(s.cl.Injector, s.id, env)
 	if err != nil {
 		s.log("warning", "refused", "msg", msgID, "code", 451, "err", err)
 		return nil, errNoInjector

@@ -280,7 +280,7 @@ func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 		return s.mw, nil
 	}
 	env := s.txEnvelope()
-	s.tx, s.beginErr = begin(s.cl.Injector, env)
+	s.tx, s.beginErr = begin(s.cl.Injector, s.id, env)
 	s.mw = &handoff.MessageWriter{Tx: s.tx}
 	if s.beginErr != nil {
 		s.tx, s.mw.Tx = nil, nil
@@ -406,11 +406,11 @@ func hasKey(kv []any, key string) bool {
 
 // begin starts the message with the injector main chose for the client;
 // with none, the message is refused as when no injector could start.
-func begin(inj handoff.Injector, env envelope.Envelope) (handoff.Tx, error) {
+func begin(inj handoff.Injector, sid string, env envelope.Envelope) (handoff.Tx, error) {
 	if inj == nil {
 		return nil, errors.New("no injector chosen for this client")
 	}
-	return inj.Begin(env)
+	return handoff.BeginSession(inj, sid, env)
 }
 
 // commit is the one place a message is handed to the injector for good.
