@@ -199,11 +199,14 @@ func instanceFreeEnv() []string {
 }
 
 // startListening starts a listener, stops it with the test, and waits
-// until addr answers.
+// until addr answers; its stderr is logged if the test fails, unless the
+// caller took it.
 func startListening(t *testing.T, cmd *exec.Cmd, addr string) {
 	t.Helper()
 	var stderr bytes.Buffer
-	cmd.Stderr = &lockedWriter{w: &stderr}
+	if cmd.Stderr == nil { // else the caller reads it
+		cmd.Stderr = &lockedWriter{w: &stderr}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

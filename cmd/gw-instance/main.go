@@ -222,6 +222,11 @@ func check(c *cli.Context) error {
 			fmt.Fprintf(c.App.ErrWriter, "gw-instance: %s: %s\n", n, p)
 			bad++
 		}
+		// What the daemons run degraded with is said, not counted: it
+		// must not keep run and make run from starting the instance.
+		for _, w := range in.Warnings() {
+			fmt.Fprintf(c.App.ErrWriter, "gw-instance: %s: warning: %s\n", n, w)
+		}
 	}
 	if bad > 0 {
 		return program.Fail(program.ExitPermanent, "%s", plural(bad, "problem"))
@@ -284,6 +289,9 @@ func run(c *cli.Context) error {
 	in, err := open(c, c.Args().First())
 	if err != nil {
 		return err
+	}
+	for _, w := range in.Warnings() {
+		fmt.Fprintf(c.App.ErrWriter, "gw-instance: %s: warning: %s\n", in.Name, w)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

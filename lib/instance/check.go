@@ -125,8 +125,8 @@ func (in *Instance) Check() []string {
 	if dup := duplicateAddrs(s.Listeners); dup != "" {
 		add("control/listeners: address %s is used twice", dup)
 	}
-	if err := checkCert(in.Path("control", "servercert.pem")); err != "" {
-		add("control/servercert.pem: %s", err)
+	if why, loads := checkCert(in.Path("control", "servercert.pem")); why != "" && !loads && implicitTLS(s) != "" {
+		add("control/servercert.pem: %s (listener %s speaks TLS from the first byte and will not start)", why, implicitTLS(s))
 	}
 	p = append(p, in.checkKeys()...)
 	p = append(p, in.checkPermissions(s)...)
@@ -158,26 +158,60 @@ func numericControls() []string {
 	return names
 }
 
-// checkCert returns what is wrong with the certificate file, or "".
-func checkCert(path string) string {
+// Warnings lints what the daemons live with, degraded, rather than
+// refuse to start over: a certificate that does not load (gw-smtpd turns
+// STARTTLS off with an alert tls_off line), or that has expired or
+// expires within 14 days (served as it is). An admin must hear of it,
+// but run and make run must still start the instance; Check names the
+// certificate instead where a listener cannot start without it.
+func (in *Instance) Warnings() []string {
+	s, err := in.Settings()
+	if err != nil {
+		return nil // Check names it
+	}
+	why, loads := checkCert(in.Path("control", "servercert.pem"))
+	if why == "" || (!loads && implicitTLS(s) != "") {
+		return nil
+	}
+	if !loads {
+		return []string{fmt.Sprintf("control/servercert.pem: %s: the SMTP listeners run without STARTTLS", why)}
+	}
+	return []string{"control/servercert.pem: " + why}
+}
+
+// implicitTLS returns the first SMTP listener that speaks TLS from the
+// first byte (--tls, port 465), which exits without a certificate that
+// loads, or "".
+func implicitTLS(s *Settings) string {
+	for _, l := range s.Listeners {
+		if l.Proto == "smtp" && (slices.Contains(l.Args, "--tls") || slices.Contains(l.Args, "--tls=true")) {
+			return l.Face
+		}
+	}
+	return ""
+}
+
+// checkCert returns what is wrong with the certificate file, or "", and
+// whether it loads at all.
+func checkCert(path string) (why string, loads bool) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return ""
+		return "", false
 	}
 	pair, err := tls.LoadX509KeyPair(path, path)
 	if err != nil {
-		return err.Error()
+		return err.Error(), false
 	}
 	c, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
-		return err.Error()
+		return err.Error(), false
 	}
 	switch now := time.Now(); {
 	case now.After(c.NotAfter):
-		return fmt.Sprintf("expired on %s", c.NotAfter.UTC().Format(time.DateOnly))
+		return fmt.Sprintf("expired on %s", c.NotAfter.UTC().Format(time.DateOnly)), true
 	case now.Add(14 * 24 * time.Hour).After(c.NotAfter):
-		return fmt.Sprintf("expires on %s, in less than 14 days", c.NotAfter.UTC().Format(time.DateOnly))
+		return fmt.Sprintf("expires on %s, in less than 14 days", c.NotAfter.UTC().Format(time.DateOnly)), true
 	}
-	return ""
+	return "", true
 }
 
 func (in *Instance) checkPermissions(s *Settings) []string {
