@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"gw/lib/logline"
 	"gw/lib/logtrace"
 	"gw/lib/queue"
 )
@@ -73,6 +74,7 @@ func (p Parts) all() bool { return !p.Envelope && !p.Header && !p.Body }
 //	injected by: uid 107 pid 4242
 //	recipient: <bob@example.net> pending attempts 3 next 22 Nov 2026 04:06:08 GMT
 //	recipient error: 421 4.7.0 try later
+//	recipient outcome: status=4.7.0 reply_code=421 stage="RCPT TO" remote_host=mx.example.net remote_addr=192.0.2.25:25
 //	recipient attempt: 22 Nov 2026 03:36:09 GMT deferred mx.example.net: 421 4.7.0 try later
 //	*** header ***
 //	Received: ...
@@ -139,6 +141,9 @@ func writeEnvelope(bw *bufio.Writer, r Report, m *queue.Message, hist History) {
 		bw.WriteString(line + "\n")
 		if e := rc.LastError(); e != "" {
 			bw.WriteString("recipient error: " + safe(e) + "\n")
+		}
+		if o := outcome(rc.Outcome); o != "" {
+			bw.WriteString("recipient outcome:" + o + "\n")
 		}
 		for _, a := range hist[rc.Address] {
 			line := "recipient attempt: " + date822(a.Time) + " " + safe(a.Result)
@@ -247,4 +252,26 @@ func ShowJSON(w io.Writer, r Report, m *queue.Message, hist History, content io.
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(&js)
+}
+
+// outcome is the last outcome's fields as --json names them (status,
+// reply_code, stage, remote_host, remote_addr), each " name=value" with
+// the log's quoting (a stage such as "RCPT TO" has a space; a host name
+// comes from a peer), those that do not apply left out: the text shows
+// what the JSON shows.
+func outcome(o queue.Outcome) string {
+	var b strings.Builder
+	add := func(name, v string) {
+		if v != "" {
+			b.WriteString(" " + name + "=" + logline.Quote(v))
+		}
+	}
+	add("status", o.Status)
+	if o.Code != 0 {
+		add("reply_code", strconv.Itoa(o.Code))
+	}
+	add("stage", o.Stage)
+	add("remote_host", o.Host)
+	add("remote_addr", o.Addr)
+	return b.String()
 }

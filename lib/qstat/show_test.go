@@ -192,3 +192,20 @@ func TestShowHistory(t *testing.T) {
 		t.Errorf("show --json history: %+v", h)
 	}
 }
+
+// TestShowOutcomeFields: the text names the last outcome's status,
+// reply code, stage and remote host as --json does; a host name from a
+// peer cannot start a line of its own.
+func TestShowOutcomeFields(t *testing.T) {
+	m := &queue.Message{ID: 0x669a1b2c3d4e9, Recipients: []queue.Recipient{{Address: "a@example.net", Attempts: 1,
+		Outcome: queue.Outcome{Source: queue.FromReply, Code: 550, Status: "5.1.1", Text: "no such user", Stage: "RCPT TO",
+			Host: "mx.example.net\nrecipient: <forged@x>", Addr: "192.0.2.1:25"}}}}
+	var got bytes.Buffer
+	if err := Show(&got, Report{Source: Source{Dir: "/q"}}, m, nil, nil, Parts{Envelope: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := `recipient outcome: status=5.1.1 reply_code=550 stage="RCPT TO" remote_host="mx.example.net\nrecipient: <forged@x>" remote_addr=192.0.2.1:25` + "\n"
+	if !strings.Contains(got.String(), want) || strings.Contains(got.String(), "\nrecipient: <forged") {
+		t.Errorf("got:\n%s\nwant the line:\n%s", got.String(), want)
+	}
+}
