@@ -208,7 +208,10 @@ func (rs Routes) Lookup(domain string) Route {
 // backoff: the relay for an artificial route, else the domain.
 func (r Route) Destination(domain string) string {
 	if r.Relay == "" {
-		return strings.ToLower(domain)
+		// By A-labels, as routes are looked up: recipients at either
+		// spelling of one IDN domain share its transaction, its
+		// concurrency and its backoff.
+		return domainKey(domain)
 	}
 	port := r.Port
 	if port == 0 {

@@ -305,3 +305,13 @@ func TestLookupIDNEitherSpelling(t *testing.T) {
 		}
 	}
 }
+
+// TestDestinationByALabels: gw-send's per-destination state (one
+// transaction, concurrencydest, backoff) is keyed by Destination: both
+// spellings of an IDN domain delivered by MX are one destination.
+func TestDestinationByALabels(t *testing.T) {
+	var mx Route
+	if a, b := mx.Destination("München.de"), mx.Destination("xn--mnchen-3ya.de"); a != b || a != "xn--mnchen-3ya.de" {
+		t.Errorf("Destination: %q and %q, want both xn--mnchen-3ya.de", a, b)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"gw/lib/alabel"
 )
 
 // Level is how much TLS a destination gets. The order matters: a level
@@ -154,7 +156,7 @@ func parseLine(line string) (*Entry, error) {
 
 // parseDest checks a destination and puts its names in lower case.
 func parseDest(d string) (string, error) {
-	d = strings.ToLower(d)
+	d = domainKey(d)
 	if strings.HasPrefix(d, "[") {
 		host, rest, ok := strings.Cut(d[1:], "]")
 		if !ok || !validName(host) {
@@ -173,6 +175,22 @@ func parseDest(d string) (string, error) {
 		return "", fmt.Errorf("%q is not a domain", d)
 	}
 	return d, nil
+}
+
+// domainKey is the form a policy's destination and a looked-up domain
+// are compared in, as routes compare theirs: lower case, an
+// internationalized name by its A-labels, so that an entry written
+// "xn--mnchen-3ya.de" or "münchen.de" holds for mail to either spelling
+// of the address (an SMTPUTF8 client sends U-labels). Without this, a
+// secure entry for an IDN domain would let U-label mail out at the
+// default level. A name with no A-label stays as written (and a
+// destination that is one fails validName).
+func domainKey(d string) string {
+	d = strings.ToLower(d)
+	if a, err := alabel.Domain(d); err == nil {
+		return a
+	}
+	return d
 }
 
 // validName accepts a host name or an IP address literal's inside: labels
@@ -200,7 +218,7 @@ func (p *Policy) Lookup(domain, relay string, port int) *Entry {
 	if p == nil {
 		return &Entry{Level: May}
 	}
-	relay = strings.ToLower(relay)
+	relay = domainKey(relay)
 	if relay != "" {
 		for _, k := range []string{"[" + relay + "]:" + strconv.Itoa(port), "[" + relay + "]"} {
 			if e, ok := p.entries[k]; ok {
@@ -208,7 +226,7 @@ func (p *Policy) Lookup(domain, relay string, port int) *Entry {
 			}
 		}
 	}
-	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	d := domainKey(strings.TrimSuffix(domain, "."))
 	if e, ok := p.entries[d]; ok {
 		return e
 	}
@@ -247,12 +265,13 @@ func (e *Entry) Names(nexthop, host string) []string {
 	var out []string
 	for _, n := range m {
 		switch n {
+		// A certificate names a host by its A-labels.
 		case "hostname":
-			out = append(out, strings.ToLower(host))
+			out = append(out, domainKey(host))
 		case "nexthop":
-			out = append(out, strings.ToLower(nexthop))
+			out = append(out, domainKey(nexthop))
 		case "dot-nexthop":
-			out = append(out, "."+strings.ToLower(nexthop))
+			out = append(out, "."+domainKey(nexthop))
 		default:
 			out = append(out, n)
 		}

@@ -145,3 +145,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestLookupByALabels: an entry and a looked-up domain compare by
+// A-labels, as routes do, so a secure entry for an IDN domain holds for
+// mail to either spelling of the address, and a certificate is asked for
+// the name it can hold.
+func TestLookupByALabels(t *testing.T) {
+	p, err := Parse("xn--mnchen-3ya.de secure\n.bücher.example encrypt\n[relais.müller.example]:2525 verify\n", May)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		domain, relay string
+		want          Level
+	}{
+		{"münchen.de", "", Secure},
+		{"MÜNCHEN.de", "", Secure},
+		{"xn--mnchen-3ya.de", "", Secure},
+		{"mx.bücher.example", "", Encrypt},
+		{"mx.xn--bcher-kva.example", "", Encrypt},
+		{"example.org", "relais.xn--mller-kva.example", Verify},
+		{"example.org", "relais.müller.example", Verify},
+		{"other.de", "", May},
+	} {
+		if e := p.Lookup(c.domain, c.relay, 2525); e.Level != c.want {
+			t.Errorf("Lookup(%q, %q) = %s, want %s", c.domain, c.relay, e.Level, c.want)
+		}
+	}
+	e := p.Lookup("münchen.de", "", 25)
+	if got := strings.Join(e.Names("münchen.de", "mx.münchen.de"), " "); got != "xn--mnchen-3ya.de .xn--mnchen-3ya.de" {
+		t.Errorf("names to match: %s", got)
+	}
+}
