@@ -237,8 +237,9 @@ var sessionWide = map[string]bool{"connect": true, "helo": true, "auth": true, "
 // belong to one of msgs (SID.N): the session-wide lines, and those of the
 // transaction that led to message N (MAIL, RCPT and their checks: the
 // lines after the end of message N-1). A line is given to the message
-// whose DATA followed it, as the listener numbers messages at DATA; a
-// transaction reset before DATA goes with the next message's.
+// whose DATA followed it, as the listener numbers messages at DATA; the
+// lines of a transaction reset before DATA (gw-smtpd's reset line) go
+// with no message, only with the whole session's trace.
 func transactionLines(lines []Line, msgs map[scoped]bool) map[int]bool {
 	want := map[scoped]map[int]bool{} // session: the message numbers traced
 	for m := range msgs {
@@ -260,7 +261,8 @@ func transactionLines(lines []Line, msgs map[scoped]bool) map[int]bool {
 	if len(want) == 0 {
 		return marked
 	}
-	next := map[scoped]int{} // session: the number its next DATA gets
+	next := map[scoped]int{}      // session: the number its next DATA gets
+	pending := map[scoped][]int{} // session: lines of its open transaction
 	for i, l := range lines {
 		sid := l.Fields["sid"]
 		if sid == "" {
@@ -281,6 +283,7 @@ func transactionLines(lines []Line, msgs map[scoped]bool) map[int]bool {
 					next[k] = n + 1
 				}
 			}
+			pending[k] = pending[k][:0]
 			continue
 		}
 		if l.Fields["qid"] != "" {
@@ -289,8 +292,25 @@ func transactionLines(lines []Line, msgs map[scoped]bool) map[int]bool {
 			// the session's lines.
 			continue
 		}
+		if l.Fields["event"] == "reset" {
+			// The transaction was abandoned before DATA: its lines are
+			// no message's (a whole session's trace keeps them).
+			for _, j := range pending[k] {
+				if !ns[0] {
+					delete(marked, j)
+				}
+			}
+			pending[k] = pending[k][:0]
+			if ns[0] {
+				marked[i] = true
+			}
+			continue
+		}
 		if sessionWide[l.Fields["event"]] || ns[next[k]] || ns[0] {
 			marked[i] = true
+		}
+		if !sessionWide[l.Fields["event"]] {
+			pending[k] = append(pending[k], i)
 		}
 	}
 	return marked

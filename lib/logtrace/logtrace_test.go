@@ -259,3 +259,47 @@ func TestTraceQueuedLinesNameTheirSession(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceLeavesAResetTransactionOut: a transaction the client reset
+// before DATA (RSET) is no message's: its MAIL and RCPT lines do not
+// join the trace of the session's next message; the session's own
+// trace keeps them, and the reset line.
+func TestTraceLeavesAResetTransactionOut(t *testing.T) {
+	var all []Line
+	for i, text := range []string{
+		"info connect sid=s1 ip=127.0.0.1",
+		"info mail sid=s1 from=abandoned@b result=accept",
+		"info rcpt sid=s1 to=c@d result=accept",
+		"info reset sid=s1 rcpts=1",
+		"info mail sid=s1 from=sent@b result=accept",
+		"info rcpt sid=s1 to=e@d result=accept",
+		"info accepted sid=s1 msg=s1.1 qid=aa1 from=sent@b rcpts=1",
+		"info end sid=s1 msgs=1 reason=quit",
+	} {
+		l, ok := Parse(fmt.Sprintf("@4000000069fe484d%08x %s", i, text))
+		if !ok {
+			t.Fatalf("%q does not parse", text)
+		}
+		all = append(all, l)
+	}
+	for _, c := range []struct{ id, want string }{
+		{"aa1", "connect mail:sent@b rcpt:e@d accepted end"},
+		{"s1.1", "connect mail:sent@b rcpt:e@d accepted end"},
+		{"s1", "connect mail:abandoned@b rcpt:c@d reset mail:sent@b rcpt:e@d accepted end"},
+	} {
+		var ev []string
+		for _, l := range Trace(all, c.id) {
+			e := l.Fields["event"]
+			switch e {
+			case "mail":
+				e += ":" + l.Fields["from"]
+			case "rcpt":
+				e += ":" + l.Fields["to"]
+			}
+			ev = append(ev, e)
+		}
+		if got := strings.Join(ev, " "); got != c.want {
+			t.Errorf("trace %s:\n got %s\nwant %s", c.id, got, c.want)
+		}
+	}
+}

@@ -43,6 +43,7 @@ type session struct {
 	badRcpts int // refused recipients (MaxBadRcpt)
 	authFail int
 	msgs     int
+	txOpen   bool // a MAIL was accepted and no DATA followed yet
 
 	// the transaction
 	from    mailbox.Address
@@ -146,6 +147,13 @@ func (s *session) Helo(ss *smtpserver.Session) *smtpserver.Reply {
 
 // Reset ends the transaction.
 func (s *session) Reset(*smtpserver.Session) {
+	if s.txOpen {
+		// A transaction abandoned before DATA (RSET, HELO, STARTTLS):
+		// its MAIL and RCPT lines belong to no message, and gw-qstat
+		// trace must not give them to the session's next one.
+		s.log("info", "reset", "rcpts", len(s.rcpts))
+		s.txOpen = false
+	}
 	s.reset()
 	if s.milt != nil {
 		s.milt.Reset()
@@ -223,6 +231,7 @@ func (s *session) Mail(ss *smtpserver.Session, m *smtpserver.Mail) *smtpserver.R
 		return r
 	}
 	s.log("info", "mail", "from", from.String(), "result", "accept", "badmailfrom", s.badFrom, "utf8", m.UTF8)
+	s.txOpen = true
 	return nil
 }
 
@@ -270,6 +279,7 @@ func (s *session) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpserver.R
 // injector cannot start, the body is read all the same, to answer
 // after it.
 func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
+	s.txOpen = false
 	s.msgs++
 	s.msgID = s.id + "." + strconv.Itoa(s.msgs)
 	if s.spooling() {
