@@ -39,7 +39,7 @@ func main() {
 		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR` (default ./control)", Destination: &c.control},
 		&cli.StringFlag{Name: "root", Usage: "instances live under `DIR`", Value: qstat.DefaultRoot, Destination: &c.root},
 		&cli.StringFlag{Name: "instance", Usage: "run the instance `NAME` under the root", Destination: &c.instance},
-		&cli.DurationFlag{Name: "stop-grace", Usage: "on SIGTERM, let deliveries run this long before aborting them",
+		&cli.DurationFlag{Name: "stop-grace", Usage: "on SIGTERM, let deliveries run `DURATION` before aborting them",
 			Value: 30 * time.Second, Destination: &c.grace},
 		metrics.Flag(&c.metrics),
 		&cli.BoolFlag{Name: "explain", Usage: "print where mail to each ADDRESS would go: route, MX hosts, TLS; deliver nothing",
