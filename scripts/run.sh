@@ -45,10 +45,11 @@ Send a test message:
   swaks --server $listen --from you@example.org --to test@example.com
 Receive it (optional; until then it waits in the queue, deferred):
   smtp-sink $sinkuser-c ${route%:*}:${route##*:} 100
-  $bin/gw-qctl --queue $root/main/queue --domain example.com retry   # now, not at the next retry
+  $bin/gw-qctl --root $root --instance main --domain example.com retry   # now, not at the next retry
 Watch the queue, follow a message, see the settings:
   $bin/gw-qstat --root $root --instance main list
   $bin/gw-qstat --root $root --instance main show QID
+  $bin/gw-qstat --root $root --instance main trace QID   # its log lines, also by Message-ID
   $bin/gw-send --root $root --instance main --explain test@example.com
   $bin/gw-instance --root $root config main -n
   $bin/gw-instance --root $root list

@@ -1,11 +1,17 @@
 package tests
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"gw/lib/envelope"
+	"gw/lib/scan"
 )
 
 // TestUsageErrorsAsTyped: every program names an unknown option as it was
@@ -64,7 +70,8 @@ func TestQueuedModeOctal(t *testing.T) {
 }
 
 // TestQueueToolsTakeInstance: the queue tools an admin types take
-// --root and --instance as gw-qstat and gw-send do, not only --queue.
+// --root and --instance as gw-qstat and gw-send do, not only --queue;
+// gw-scan's quarantine commands too, not only --control-dir.
 func TestQueueToolsTakeInstance(t *testing.T) {
 	root := workDir(t)
 	if _, errs, code := gwInstanceRun(t, root, "create", "main", "--me", "gw.test"); code != 0 {
@@ -89,6 +96,22 @@ func TestQueueToolsTakeInstance(t *testing.T) {
 		t.Errorf("gw-qctl --queue --instance: %v: %s", err, out)
 	}
 
+	// $ gw-scan --root R --instance main quarantine list: the instance's
+	// quarantine/, beside its control/.
+	held := scan.NewID()
+	q := &scan.QuarantineDir{Dir: root + "/main/quarantine"}
+	if err := q.Put(held, "virus", envelope.Envelope{Sender: "a@example.org", Recipients: []string{"b@example.net"}}, strings.NewReader("Subject: x\n\nx\n")); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin("gw-scan"), "--root", root, "--instance", "main", "quarantine", "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), held) {
+		t.Errorf("gw-scan --instance main quarantine list: %v: no %s in:\n%s", err, held, out)
+	}
+	out, err = exec.Command(bin("gw-scan"), "--root", root, "--instance", "main", "--control-dir", root+"/main/control", "quarantine", "list").CombinedOutput()
+	if exitCode(err) != 100 || !strings.Contains(string(out), "--instance and --control-dir exclude each other") {
+		t.Errorf("gw-scan --instance --control-dir: %v: %s", err, out)
+	}
+
 	// $ gw-queued --root R --instance main: the instance's queue.
 	sock := root + "/main/queue/lock/t.sock"
 	cmd := exec.Command(bin("gw-queued"), "--root", root, "--instance", "main", "--socket", sock)
@@ -104,5 +127,34 @@ func TestQueueToolsTakeInstance(t *testing.T) {
 			t.Fatalf("gw-queued --instance main made no socket %s", sock)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logErrorKey finds a log call that names its error "error=": gw's log
+// lines say err=, and a reader's grep for one should find them all.
+var logErrorKey = regexp.MustCompile(`\b(?:Info|Warning|Error|Alert|Log|LogWith|log)\(.*"error", `)
+
+// TestLogLinesSayErr: every log line of every program names an error
+// err=, never error=.
+func TestLogLinesSayErr(t *testing.T) {
+	for _, top := range []string{"../lib", "../cmd"} {
+		err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for i, line := range strings.Split(string(b), "\n") {
+				if logErrorKey.MatchString(line) {
+					t.Errorf("%s:%d logs error=, not err=: %s", path, i+1, strings.TrimSpace(line))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

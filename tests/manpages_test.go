@@ -46,11 +46,14 @@ func TestManPagesMatchFlags(t *testing.T) {
 			have := map[string]bool{}
 			help := programHelp(t, prog)
 			collectFlags(help, have)
+			namesArguments(t, prog, help)
 			if _, cmds, ok := strings.Cut(help, "COMMANDS:"); ok {
 				cmds, _, _ = strings.Cut(cmds, "OPTIONS:")
 				for _, m := range helpCommand.FindAllStringSubmatch(cmds, -1) {
 					if m[1] != "help" {
-						collectFlags(programHelp(t, prog, m[1]), have)
+						sub := programHelp(t, prog, m[1])
+						collectFlags(sub, have)
+						namesArguments(t, prog+" "+m[1], sub)
 					}
 				}
 			}
@@ -85,6 +88,19 @@ func programHelp(t *testing.T, prog string, command ...string) string {
 		t.Fatalf("%s %v --help: %v\n%s", prog, command, err, out)
 	}
 	return string(out)
+}
+
+// barePlaceholder is a flag whose argument --help calls "value", as
+// urfave/cli does when the usage text names none in backquotes.
+var barePlaceholder = regexp.MustCompile(`(?m)^\s+(?:-\w(?: \S+)?, )?--([a-z][a-z0-9-]*) value\b`)
+
+// namesArguments fails on a flag whose argument --help shows as "value":
+// the man page names it (DIR, DURATION, NAME), so --help does too.
+func namesArguments(t *testing.T, prog, help string) {
+	t.Helper()
+	for _, m := range barePlaceholder.FindAllStringSubmatch(help, -1) {
+		t.Errorf("%s --help: --%s shows its argument as \"value\"; name it in the usage text (`NAME`)", prog, m[1])
+	}
 }
 
 func collectFlags(help string, into map[string]bool) {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -476,5 +477,48 @@ func TestQstatExitCodes(t *testing.T) {
 				t.Errorf("gw-qstat %v: a total for a queue it could not read:\n%s", tc.args, out)
 			}
 		})
+	}
+}
+
+// TestQstatRootWithAQueueItMayNotRead: a monitor run as a user who may
+// not search an instance's queue, asking for every instance under the
+// root (the default without --instance), is told so and exits 111; the
+// instance is not left out as if there were none, which would print
+// "messages in queue: 0" and exit 0.
+func TestQstatRootWithAQueueItMayNotRead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run gw-qstat as another user")
+	}
+	root := workDir(t)
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	qdir := filepath.Join(root, "main", "queue")
+	if out, err := exec.Command(bin("gw-queue"), "--init", qdir).CombinedOutput(); err != nil {
+		t.Fatalf("gw-queue --init: %v: %s", err, out)
+	}
+	if err := os.Chmod(filepath.Join(root, "main"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(qdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--root", root}, {"--root", root, "metrics"}, {"--root", root, "--all", "list"}} {
+		// $ su nobody -c 'gw-qstat --root R …'
+		cmd := exec.Command(bin("gw-qstat"), args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 111 {
+			t.Errorf("gw-qstat %v as nobody: %v, want exit 111\nstdout: %s\nstderr: %s", args, err, o.String(), e.String())
+		}
+		if want := "fatal: unable to read queue: " + qdir; !strings.Contains(e.String(), want) {
+			t.Errorf("gw-qstat %v as nobody: stderr %q does not say %q", args, e.String(), want)
+		}
+		if strings.Contains(e.String(), "no instances under") || strings.Contains(o.String(), "messages in queue: 0") {
+			t.Errorf("gw-qstat %v as nobody reads the unreadable queue as empty:\n%s%s", args, o.String(), e.String())
+		}
 	}
 }

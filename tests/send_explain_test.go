@@ -30,8 +30,9 @@ func TestSendExplain(t *testing.T) {
 		}
 	}
 	for name, text := range map[string]string{
-		"dnsserver": d.Addr + "\n",
-		"tlspolicy": "# partners\npartner.test verify match=mx.partner.test\n",
+		"dnsserver":  d.Addr + "\n",
+		"tlspolicy":  "# partners\npartner.test verify match=mx.partner.test\n",
+		"smtproutes": "xn--mnchen-3ya.test:127.0.0.1:2526\n",
 	} {
 		if err := os.WriteFile(filepath.Join(root, "main", "control", name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -44,8 +45,11 @@ func TestSendExplain(t *testing.T) {
 	var errs strings.Builder
 	cmd.Stderr = &errs
 	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("gw-send --explain: %v: %s", err, errs.String())
+	// nobody@nowhere.test and eve@partner.test have no mail host: exit
+	// 100, as sendmail -bv says an address would bounce, each named on
+	// stderr.
+	if exitCode(err) != 100 || !strings.Contains(errs.String(), "fatal: mail to nobody@nowhere.test, eve@partner.test would bounce") {
+		t.Fatalf("gw-send --explain with an address that would bounce: %v: %s", err, errs.String())
 	}
 	blocks := strings.Split(string(out), "\n\n")
 	if len(blocks) != 4 {
@@ -89,6 +93,25 @@ func TestSendExplain(t *testing.T) {
 	}
 	if i, j := strings.Index(blocks[0], "try: mx1.example.test[::1]:25"), strings.Index(blocks[0], "try: mx2."); i < 0 || i > j {
 		t.Errorf("the IPv6 address of mx1 is not tried before mx2:\n%s", blocks[0])
+	}
+
+	// Every address with somewhere to go: exit 0.
+	cmd = exec.Command(bin("gw-send"), "--root", root, "--instance", "main", "--explain", "bob@example.test", "ann@lists.example.test")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("gw-send --explain with deliverable addresses: %v: %s", err, out)
+	}
+
+	// An SMTPUTF8 address whose domain the route file names in A-labels:
+	// the route takes it, shown as written with its A-labels beside it.
+	cmd = exec.Command(bin("gw-send"), "--root", root, "--instance", "main", "--explain", "anna@münchen.test")
+	out, err = cmd.CombinedOutput()
+	for _, line := range []string{
+		"domain: münchen.test (in DNS xn--mnchen-3ya.test)",
+		"route: 127.0.0.1 port 2526 over SMTP (smtproutes; no MX lookup)",
+	} {
+		if err != nil || !hasLine(string(out), line) {
+			t.Errorf("gw-send --explain anna@münchen.test: %v: no line %q in:\n%s", err, line, out)
+		}
 	}
 
 	// Not an address: bad usage, nothing looked up.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gw/lib/queue"
+	"gw/lib/sysmon"
 )
 
 // smtpdInstance is an instance directory for gw-smtpd: control/ with the
@@ -534,5 +535,47 @@ func TestSMTPDManPageOptions(t *testing.T) {
 		if !have[f] {
 			t.Errorf("gw-smtpd.8 documents --%s, which the program lacks", f)
 		}
+	}
+}
+
+// TestSMTPDListenerKeepsMonitorAwake: a listening gw-smtpd has started
+// itself again, in the process its supervisor started, with the Go
+// runtime's monitor kept from its deep sleep (lib/sysmon), and serves as
+// before; a schedtrace the sysadmin set in GODEBUG is kept as given.
+func TestSMTPDListenerKeepsMonitorAwake(t *testing.T) {
+	godebug := func(in *smtpdInstance) string {
+		t.Helper()
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", in.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+
+	in := newSMTPDInstance(t, nil)
+	addr := in.standalone(t, []string{"GODEBUG=madvdontneed=1"})
+	if got, want := godebug(in), "madvdontneed=1,"+sysmon.Setting; got != want {
+		t.Errorf("the listener runs with GODEBUG=%q, want %q", got, want)
+	}
+	out := swaks(t, addr, "--from", "s@sender.example", "--to", "bob@example.com")
+	if r := replyTo(out, "."); !strings.HasPrefix(r, "250 2.0.0") {
+		t.Fatalf("message after the second start answered %q\n%s", r, out)
+	}
+	if n := len(in.messages(t)); n != 1 {
+		t.Errorf("%d messages queued, want 1", n)
+	}
+
+	own := newSMTPDInstance(t, nil)
+	addr = own.standalone(t, []string{"GODEBUG=schedtrace=0"})
+	if got := godebug(own); got != "schedtrace=0" {
+		t.Errorf("the sysadmin's GODEBUG=schedtrace=0 became %q", got)
+	}
+	if r := replyTo(swaks(t, addr, "--from", "s@sender.example", "--to", "bob@example.com"), "."); !strings.HasPrefix(r, "250 2.0.0") {
+		t.Errorf("message answered %q", r)
 	}
 }

@@ -213,3 +213,60 @@ func TestTraceSMTPHopToPeer(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceRefusedAtData: a message refused at the dot has no qid. Its
+// Message-ID, on gw-smtpd's refused line, finds it with gw-qstat trace,
+// with the lines of its own transaction and not those of the message
+// accepted before it in the same session; the session's id finds both.
+// gw-queue, behind gw-smtpd, logs the abandoned injection as aborted.
+func TestTraceRefusedAtData(t *testing.T) {
+	need(t, "tai64n")
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "inside.test\n", "databytes": "400\n"})
+	addr := in.standalone(t, nil)
+	talk(t, addr,
+		"", "220 ",
+		"EHLO client.example", "250 ",
+		"MAIL FROM:<a@sender.test>", "250 ",
+		"RCPT TO:<small@inside.test>", "250 ",
+		"DATA", "354 ",
+		"Message-ID: <small.1@sender.test>\nSubject: small\n\nbody\n.", "250 2.0.0 ok ",
+		"MAIL FROM:<b@sender.test>", "250 ",
+		"RCPT TO:<big@inside.test>", "250 ",
+		"DATA", "354 ",
+		"Message-ID: <big.1@sender.test>\nSubject: big\n\n"+strings.Repeat("too much to take\n", 40)+".", "552 ",
+		"QUIT", "221 ")
+	// The session's end line and gw-queue's come after the replies.
+	var log []byte
+	waitFor(t, "the session's end and gw-queue's line in the log", 30*time.Second, func() bool {
+		log, _ = os.ReadFile(in.log)
+		return regexp.MustCompile(`info end sid=\S+ msgs=2 `).Match(log) && regexp.MustCompile(`info aborted uid=|warning refused code=`).Match(log)
+	})
+	m := regexp.MustCompile(`info refused sid=(\S+) msg=\S+ code=552 reason=databytes .*msgid=<big\.1@sender\.test>`).FindStringSubmatch(string(log))
+	if m == nil {
+		t.Fatalf("gw-smtpd's refused line does not name the Message-ID:\n%s", log)
+	}
+	// gw-queue, whose message gw-smtpd abandoned at the refusal, says so
+	// as gw-queued would: no warning of a read error.
+	if !strings.Contains(string(log), "info aborted uid=") || strings.Contains(string(log), "code=54") {
+		t.Errorf("gw-queue does not log the abandoned message as aborted:\n%s", log)
+	}
+	logs := filepath.Join(workDir(t), "logs")
+	stamp(t, filepath.Join(logs, "smtpd"), string(log))
+
+	// $ gw-qstat trace '<big.1@sender.test>' logs/smtpd
+	out, err := exec.Command(bin("gw-qstat"), "trace", "<big.1@sender.test>", filepath.Join(logs, "smtpd")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gw-qstat trace <big.1@sender.test>: %v\n%s", err, out)
+	}
+	want := regexp.MustCompile(`(?s)^\S+ \S+ \S+ info connect sid=` + m[1] + ` .*info helo .*` +
+		`info mail sid=\S+ from=b@sender\.test .*info rcpt sid=\S+ to=big@inside\.test .*` +
+		`info refused .*reason=databytes .*info end sid=` + m[1] + ` `)
+	if !want.Match(out) || strings.Contains(string(out), "small") {
+		t.Errorf("gw-qstat trace <big.1@sender.test>: not the refused message's life alone:\n%s", out)
+	}
+	// $ gw-qstat trace SID logs/smtpd: the whole session.
+	out, err = exec.Command(bin("gw-qstat"), "trace", m[1], filepath.Join(logs, "smtpd")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "to=small@inside.test") || !strings.Contains(string(out), "reason=databytes") {
+		t.Errorf("gw-qstat trace %s: %v: not the whole session:\n%s", m[1], err, out)
+	}
+}

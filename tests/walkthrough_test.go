@@ -125,6 +125,31 @@ func shell(t *testing.T, command string) string {
 	return string(out)
 }
 
+// waitShell runs a banner command until its output matches every one
+// of res: what the daemons log reaches their logs a moment after the
+// client has its reply.
+func waitShell(t *testing.T, command string, res ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := exec.Command("sh", "-c", command).CombinedOutput()
+		missing := ""
+		for _, re := range res {
+			if !regexp.MustCompile(re).Match(out) {
+				missing = re
+				break
+			}
+		}
+		if missing == "" {
+			return string(out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("$ %s\n%s\n%v\nno line matches %q", command, out, err, missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -137,7 +162,8 @@ func freePort(t *testing.T) int {
 
 // TestNewAdminWalkThrough is a new admin's first hour, by the banner of
 // make run: start it on chosen ports, send a message with the banner's
-// swaks line, find it in the queue and show it, ask where its recipient
+// swaks line, find it in the queue, show it and trace it through the
+// logs, ask where its recipient
 // goes, read the settings in effect, test a session from a stranger's
 // address (nothing queued); then run again on another port, and
 // once more on a port another process holds.
@@ -171,6 +197,22 @@ func TestNewAdminWalkThrough(t *testing.T) {
 		if !strings.Contains(show, want) {
 			t.Errorf("gw-qstat show: no %q in:\n%s", want, show)
 		}
+	}
+	// $ gw-qstat … trace QID: make run keeps the daemons' logs where a
+	// supervisor's multilog would, so the message's life is there: its
+	// session's RCPT, its acceptance and its queueing, then, once gw-send
+	// has tried the sink that does not run, the deferral.
+	traceCmd := strings.Replace(bannerCommand(t, banner, "gw-qstat", " trace QID"), "QID", m[1], 1)
+	trace := waitShell(t, traceCmd,
+		`main/smtpd info rcpt sid=\S+ to=test@example.com result=accept`,
+		`main/smtpd info accepted sid=\S+ msg=\S+ qid=`+m[1]+` `,
+		`main/queued info queued qid=`+m[1]+` `,
+		`main/send info delivery qid=`+m[1]+` rcpt=test@example.com .*result=deferred`)
+	t.Logf("$ %s\n%s", traceCmd, trace)
+	// $ gw-qctl … --domain example.com retry: the banner names the
+	// instance as every other command does.
+	if out := shell(t, bannerCommand(t, banner, "gw-qctl", "--instance main", " retry")); !hasLine(out, m[1]+" ok") {
+		t.Errorf("gw-qctl retry: no line %q in:\n%s", m[1]+" ok", out)
 	}
 	// $ gw-send … --explain test@example.com
 	explain := shell(t, bannerCommand(t, banner, "gw-send", "--explain"))

@@ -31,7 +31,7 @@ func main() {
 	var alg string
 	app.Commands = []*cli.Command{
 		{Name: "keygen", Usage: "make a key for DOMAIN and SELECTOR and print its TXT record", ArgsUsage: "DOMAIN SELECTOR",
-			Flags:  []cli.Flag{&cli.StringFlag{Name: "algorithm", Usage: "rsa (2048 bits) or ed25519", Value: dkim.AlgRSA, Destination: &alg}},
+			Flags:  []cli.Flag{&cli.StringFlag{Name: "algorithm", Usage: "the key's `ALG`: rsa (2048 bits) or ed25519", Value: dkim.AlgRSA, Destination: &alg}},
 			Action: func(c *cli.Context) error { return keygen(c, control, alg) }},
 		{Name: "check", Usage: "compare DOMAIN's published records with its keys", ArgsUsage: "DOMAIN",
 			Action: func(c *cli.Context) error { return check(c, control) }},

@@ -1,5 +1,5 @@
 // Command gw-dmarc sends DMARC aggregate reports (RFC 7489 §7.2): run
-// daily, it turns the results gw-smtpd recorded in state/dmarc.db for the
+// daily, it turns the results gw-smtpd recorded in state/smtpd/dmarc.db for the
 // days before today into one gzip XML report a domain and mails it
 // through the instance's own queue to the domain's rua addresses. See
 // gw-dmarc(8).
@@ -34,7 +34,7 @@ func main() {
 	app := program.New("gw-dmarc", "send DMARC aggregate reports")
 	app.Flags = []cli.Flag{
 		&cli.StringFlag{Name: "control-dir", Usage: "the instance's control `DIR`", Value: "/var/gw/main/control", Destination: &controlDir},
-		&cli.StringFlag{Name: "state-dir", Usage: "the instance's state `DIR`, where dmarc.db is", Value: "/var/gw/main/state", Destination: &stateDir},
+		&cli.StringFlag{Name: "state-dir", Usage: "the instance's state `DIR`, where dmarc.db is", Value: "/var/gw/main/state/smtpd", Destination: &stateDir},
 		&cli.StringFlag{Name: "db", Usage: "the bbolt `FILE` gw-smtpd records into (default: dmarc.db in the state directory)", Destination: &db},
 	}
 	app.Commands = []*cli.Command{

@@ -36,7 +36,7 @@ func main() {
 		&cli.StringFlag{Name: "domain", Usage: "messages with a pending recipient at `DOMAIN`", Destination: &sel.Domain},
 		&cli.DurationFlag{Name: "older", Usage: "messages queued longer than `AGE` ago", Destination: &sel.Older},
 		&cli.StringFlag{Name: "error", Usage: "messages whose last error contains `TEXT`", Destination: &sel.Error},
-		&cli.DurationFlag{Name: "wait", Usage: "wait this long for gw-send to answer", Value: 30 * time.Second, Destination: &wait},
+		&cli.DurationFlag{Name: "wait", Usage: "wait `DURATION` for gw-send to answer", Value: 30 * time.Second, Destination: &wait},
 	}
 	app.Action = func(c *cli.Context) error {
 		args := c.Args().Slice()

@@ -16,8 +16,8 @@ import (
 func traceCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "trace",
-		Usage:     "a message's life from the daemons' logs, in time order, by queue id or Message-ID",
-		ArgsUsage: "QID|MESSAGE-ID [LOGDIR...]",
+		Usage:     "a message's life from the daemons' logs, in time order, by queue id, Message-ID or session",
+		ArgsUsage: "QID|MESSAGE-ID|SESSION [LOGDIR...]",
 		Flags:     flags(logsFlag()),
 		Action:    traceMessage,
 	}
@@ -29,7 +29,7 @@ func traceCommand() *cli.Command {
 // a log directory could not be read (the lines may be there).
 func traceMessage(c *cli.Context) error {
 	if c.NArg() == 0 {
-		return program.Fail(program.ExitPermanent, "usage: trace needs a queue id or a Message-ID")
+		return program.Fail(program.ExitPermanent, "usage: trace needs a queue id, a Message-ID or a session")
 	}
 	id := c.Args().First()
 	dirs, err := logDirs(c, c.Args().Slice()[1:])

@@ -110,6 +110,12 @@ func run() int {
 	id, err := inject.Stream(q, uid, pid, inject.Trace("gw-queue", pid, uid, time.Now()), os.Stdin, os.Stdout)
 	if err != nil {
 		code := inject.Code(err)
+		if inject.Abandoned(err) {
+			// gw-smtpd does this to a message it refuses at the dot:
+			// the same event gw-queued logs as aborted, not a warning.
+			log.Info("aborted", "uid", uid, "reason", err)
+			return code
+		}
 		log.Warning("refused", "code", code, "reply", qq.Reply(code), "err", err)
 		return code
 	}

@@ -26,6 +26,7 @@ import (
 
 type config struct {
 	controlDir, quarantine, queueProgram string
+	root, instance                       string
 	listen, nextHop, metrics             string
 }
 
@@ -36,7 +37,10 @@ func main() {
 		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR`", EnvVars: []string{"GW_CONTROL_DIR"}, Value: "/var/gw/main/control", Destination: &c.controlDir},
 		&cli.StringFlag{Name: "quarantine", Usage: "hold messages in `DIR` (default: quarantine beside the control directory)", EnvVars: []string{"GW_QUARANTINE"}, Destination: &c.quarantine},
 		&cli.StringFlag{Name: "queue-program", Usage: "hand scanned mail to `PROGRAM` (default: gw-queue beside gw-scan, or on PATH)", EnvVars: []string{"GW_SCAN_QUEUE"}, Destination: &c.queueProgram},
+		&cli.StringFlag{Name: "root", Usage: "instances live under `DIR`", Value: "/var/gw", Destination: &c.root},
+		&cli.StringFlag{Name: "instance", Usage: "use the control files and quarantine of the instance `NAME` under the root", Destination: &c.instance},
 	}
+	app.Before = c.chooseInstance
 	app.Action = func(*cli.Context) error { os.Exit(wrap(&c)); return nil }
 	app.Commands = []*cli.Command{
 		{
@@ -52,13 +56,31 @@ func main() {
 			Name: "quarantine", Usage: "list, show, release or remove held messages",
 			Subcommands: []*cli.Command{
 				{Name: "list", Usage: "list held messages", Action: func(*cli.Context) error { return qlist(&c) }},
-				{Name: "show", Usage: "print held message `ID`", ArgsUsage: "ID", Action: func(x *cli.Context) error { return qshow(&c, x.Args().Slice()) }},
+				{Name: "show", Usage: "print a held message", ArgsUsage: "ID", Action: func(x *cli.Context) error { return qshow(&c, x.Args().Slice()) }},
 				{Name: "release", Usage: "queue held messages for their recipients", ArgsUsage: "ID...", Action: func(x *cli.Context) error { return qrelease(&c, x.Args().Slice()) }},
 				{Name: "remove", Usage: "delete held messages", ArgsUsage: "ID...", Action: func(x *cli.Context) error { return qremove(&c, x.Args().Slice()) }},
 			},
 		},
 	}
 	program.Run(app)
+}
+
+// chooseInstance makes --instance NAME the control directory
+// ROOT/NAME/control (and so its quarantine/ beside it), as gw-qstat,
+// gw-qctl and gw-send take an instance. It wins over GW_CONTROL_DIR; a
+// --control-dir on the command line beside it is bad usage.
+func (c *config) chooseInstance(x *cli.Context) error {
+	if c.instance == "" {
+		return nil
+	}
+	if x.IsSet("control-dir") && c.controlDir != os.Getenv("GW_CONTROL_DIR") {
+		return program.Fail(program.ExitPermanent, "usage: --instance and --control-dir exclude each other")
+	}
+	if c.instance == "." || c.instance == ".." || filepath.Base(c.instance) != c.instance {
+		return program.Fail(program.ExitPermanent, "usage: bad instance name %q", c.instance)
+	}
+	c.controlDir = filepath.Join(c.root, c.instance, "control")
+	return nil
 }
 
 func (c *config) quarantineDir() *scan.QuarantineDir {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gw/lib/envelope"
@@ -34,6 +35,7 @@ func explain(w io.Writer, c config, addrs []string) error {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
 	}
 	res := cfg.Resolver()
+	var bounce, wait []string // the addresses a delivery would fail or defer
 	for i, a := range addrs {
 		if i > 0 {
 			fmt.Fprintln(w)
@@ -50,6 +52,21 @@ func explain(w io.Writer, c config, addrs []string) error {
 				fmt.Fprintf(w, "next instance: %s (its QMTP listener)\n", name)
 			}
 		}
+		switch {
+		case e.HostsErr == nil:
+		case route.Permanent(e.HostsErr):
+			bounce = append(bounce, a)
+		default:
+			wait = append(wait, a)
+		}
+	}
+	// As sendmail -bv and exim -bt, the exit says whether every address
+	// has somewhere to go, so that a script need not read the text.
+	if len(bounce) > 0 {
+		return program.Fail(program.ExitPermanent, "mail to %s would bounce: nowhere to deliver it", strings.Join(bounce, ", "))
+	}
+	if len(wait) > 0 {
+		return program.Fail(program.ExitTemporary, "mail to %s would wait in the queue: its hosts cannot be found now", strings.Join(wait, ", "))
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ func main() {
 		&cli.StringFlag{Name: "control-dir", Usage: "read control files from `DIR` (default ./control)", Destination: &c.control},
 		&cli.StringFlag{Name: "root", Usage: "instances live under `DIR`", Value: qstat.DefaultRoot, Destination: &c.root},
 		&cli.StringFlag{Name: "instance", Usage: "run the instance `NAME` under the root", Destination: &c.instance},
-		&cli.DurationFlag{Name: "stop-grace", Usage: "on SIGTERM, let deliveries run this long before aborting them",
+		&cli.DurationFlag{Name: "stop-grace", Usage: "on SIGTERM, let deliveries run `DURATION` before aborting them",
 			Value: 30 * time.Second, Destination: &c.grace},
 		metrics.Flag(&c.metrics),
 		&cli.BoolFlag{Name: "explain", Usage: "print where mail to each ADDRESS would go: route, MX hosts, TLS; deliver nothing",
@@ -90,6 +90,12 @@ func run(c config) error {
 	}
 	if err := trustpath.Dir("control directory", c.control); err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
+	}
+	// The MTA-STS policies and TLS-RPT results decide how mail leaves: a
+	// listener's user who could swap their directory could turn MTA-STS
+	// off.
+	if err := trustpath.Own("state directory", filepath.Clean(send.StateDir(c.control))); err != nil {
+		return program.Fail(program.ExitTemporary, "%v (gw-instance services puts the layout right)", err)
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGALRM, syscall.SIGTERM, syscall.SIGINT)

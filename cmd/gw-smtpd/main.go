@@ -16,6 +16,7 @@ import (
 	"gw/lib/metrics"
 	"gw/lib/program"
 	"gw/lib/smtpd"
+	"gw/lib/sysmon"
 )
 
 type config struct {
@@ -58,6 +59,13 @@ func main() {
 
 func run(c *config) error {
 	log := logline.Stderr
+	if standalone, _ := c.Standalone(); standalone {
+		// A listener lives long and waits on many clients: see lib/sysmon.
+		// Under tcpserver a process lives one session, not worth an exec.
+		if err := sysmon.StayAwake(); err != nil {
+			log.Warning("sysmon", "err", err)
+		}
+	}
 	keep := &lasting{}
 	if err := c.Trusted(); err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)

@@ -86,7 +86,11 @@ func run(c config) error {
 	if server != "" {
 		res = dns.New(server)
 	}
-	dir := filepath.Join(c.control, "..", "state", "send", "tlsrpt")
+	state := filepath.Join(c.control, "..", "state", "send") // gw-send's, as send.StateDir
+	if err := trustpath.Own("state directory", state); err != nil {
+		return program.Fail(program.ExitTemporary, "%v", err)
+	}
+	dir := filepath.Join(state, "tlsrpt")
 	return report(logline.Stderr, res, me, c.queue, dir, day)
 }
 

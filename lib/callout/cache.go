@@ -13,9 +13,10 @@ import (
 
 	"gw/lib/smtpd"
 	"gw/lib/state"
+	"gw/lib/trustpath"
 )
 
-// Cache keeps callout answers in a bbolt file (state/callout.db by
+// Cache keeps callout answers in a bbolt file (state/smtpd/callout.db by
 // convention): key "domain\0local", value one verdict byte (storedExists,
 // storedUnknown) and the expiry in Unix seconds.
 //
@@ -133,7 +134,7 @@ func (c *Cache) with(readOnly bool, fn func(*bolt.DB) error) error {
 	defer c.mu.Unlock()
 	if c.Keep {
 		if c.db == nil {
-			db, err := bolt.Open(c.Path, 0o600, &bolt.Options{Timeout: lockTimeout})
+			db, err := bolt.Open(c.Path, 0o600, &bolt.Options{OpenFile: trustpath.OpenOwned, Timeout: lockTimeout})
 			if err != nil {
 				return fmt.Errorf("callout cache %s: %w", c.Path, err)
 			}
@@ -146,7 +147,7 @@ func (c *Cache) with(readOnly bool, fn func(*bolt.DB) error) error {
 			return nil
 		}
 	}
-	db, err := bolt.Open(c.Path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly})
+	db, err := bolt.Open(c.Path, 0o600, &bolt.Options{OpenFile: trustpath.OpenOwned, Timeout: lockTimeout, ReadOnly: readOnly})
 	if err != nil {
 		return fmt.Errorf("callout cache %s: %w", c.Path, err)
 	}

@@ -20,6 +20,7 @@ import (
 	"gw/lib/dkim"
 	"gw/lib/dmarc"
 	"gw/lib/spf"
+	"gw/lib/trustpath"
 )
 
 // Row is what a report says of a group of messages: the source, the
@@ -106,12 +107,12 @@ func orR(s string) string {
 	return s
 }
 
-// Store is the results file, state/dmarc.db.
+// Store is the results file, state/smtpd/dmarc.db by convention.
 type Store struct{ db *bbolt.DB }
 
 // Open opens (or creates) the results file.
 func Open(path string) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{OpenFile: trustpath.OpenOwned, Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, err
 	}

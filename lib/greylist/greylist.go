@@ -6,7 +6,7 @@
 // postgrey does). Networks are the client's /24 (IPv4) or /64 (IPv6), so
 // senders that retry from another host of their pool still pass.
 //
-// The triplets live in a bbolt file (state/greylist.db by convention).
+// The triplets live in a bbolt file (state/smtpd/greylist.db by convention).
 // bbolt allows one writing process: every check opens the file with a
 // lock Timeout and, unless Keep is set (a long-running listener, which is
 // then that one writer), closes it again, so tcpserver's one process a
@@ -28,6 +28,7 @@ import (
 
 	"gw/lib/control"
 	"gw/lib/state"
+	"gw/lib/trustpath"
 )
 
 // Defaults of the control files (seconds), documented in gw-smtpd(8).
@@ -112,7 +113,7 @@ func (l *List) Check(ip, from, rcpt string) (bool, error) {
 		return l.Shared.Greylist(net, net+"\x00"+strings.ToLower(from)+"\x00"+strings.ToLower(rcpt), l.Delay, l.Expiry, l.Whitelist)
 	}
 	if l.db == nil {
-		db, err := bolt.Open(l.Path, 0o600, &bolt.Options{Timeout: lockTimeout})
+		db, err := bolt.Open(l.Path, 0o600, &bolt.Options{OpenFile: trustpath.OpenOwned, Timeout: lockTimeout})
 		if err != nil {
 			return false, fmt.Errorf("greylist %s: %w", l.Path, err)
 		}
@@ -215,7 +216,7 @@ func (l *List) Peek(ip, from, rcpt string) (pass bool, why string, err error) {
 	if _, err := os.Stat(l.Path); errors.Is(err, os.ErrNotExist) {
 		return false, "no triplet recorded yet: new, deferred", nil
 	}
-	db, err := bolt.Open(l.Path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	db, err := bolt.Open(l.Path, 0o600, &bolt.Options{OpenFile: trustpath.OpenOwned, Timeout: lockTimeout, ReadOnly: true})
 	if err != nil {
 		return false, "", fmt.Errorf("greylist %s: %w (a running listener keeps it locked)", l.Path, err)
 	}

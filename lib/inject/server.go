@@ -367,6 +367,11 @@ func (b *refusingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Abandoned reports a message its client abandoned, as qmail-queue's
+// interface lets it: the envelope closed before its final NUL. Nothing
+// is queued; it is no trouble of the queue's.
+func Abandoned(err error) bool { return isTruncated(err) }
+
 // isTruncated reports an envelope cut before its final NUL.
 func isTruncated(err error) bool {
 	var envErr *envelope.Error

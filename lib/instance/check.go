@@ -128,6 +128,7 @@ func (in *Instance) Check() []string {
 	if err := checkCert(in.Path("control", "servercert.pem")); err != "" {
 		add("control/servercert.pem: %s", err)
 	}
+	p = append(p, in.checkKeys()...)
 	p = append(p, in.checkPermissions(s)...)
 	p = append(p, in.checkServices(s)...)
 	return p
@@ -219,6 +220,7 @@ func (in *Instance) checkPermissions(s *Settings) []string {
 		}
 	}
 	p = append(p, in.checkAccess(s)...)
+	p = append(p, in.checkState(s)...)
 	for _, u := range []string{s.Users.SMTPD, s.Users.QMTPD, s.Users.Log} {
 		if u == "" {
 			continue
@@ -370,4 +372,33 @@ func Describe(in *Instance) string {
 		fmt.Fprintf(&b, " run=%d", st.Running)
 	}
 	return b.String()
+}
+
+// checkKeys names private keys (the TLS certificate's, the DKIM signing
+// keys) that a user beyond root and the listeners' group can read or
+// change: the daemons check control/ one level deep, and a key readable
+// by any local user lets that user impersonate the gateway.
+func (in *Instance) checkKeys() []string {
+	var p []string
+	keys := []string{in.Path("control", "servercert.pem")}
+	filepath.WalkDir(in.Path("control", "dkim"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".key") {
+			keys = append(keys, path)
+		}
+		return nil
+	})
+	for _, k := range keys {
+		fi, err := os.Stat(k)
+		if err != nil {
+			continue
+		}
+		rel, _ := filepath.Rel(in.Dir(), k)
+		switch m := fi.Mode().Perm(); {
+		case m&0o022 != 0:
+			p = append(p, fmt.Sprintf("%s is writable by group or others (mode %04o): anyone there can put their own key in (chmod 0640)", rel, m))
+		case m&0o004 != 0:
+			p = append(p, fmt.Sprintf("%s, a private key, is readable by every local user (mode %04o): chmod 0640, group of the listeners", rel, m))
+		}
+	}
+	return p
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -284,32 +285,125 @@ func TestSetScanOnAnExistingInstance(t *testing.T) {
 	}
 }
 
-// TestStateBelongsToTheSMTPDUser: with an smtpd user, state/ (greylisting,
-// callout cache) and quarantine/ (gw-scan) are that user's, who writes
-// them after gw-smtpd dropped root. Needs root to chown, as CI runs.
-func TestStateBelongsToTheSMTPDUser(t *testing.T) {
+// TestStateIsEachDaemonsOwn: state/ is root's, and each daemon's
+// directory in it its user's alone: the smtpd user keeps its databases in
+// state/smtpd/ and cannot swap gw-send's state/send/. quarantine/ (gw-scan)
+// is the smtpd user's. Needs root to chown, as CI runs.
+func TestStateIsEachDaemonsOwn(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root (make test runs as root in CI)")
 	}
 	root, bin := t.TempDir(), t.TempDir()
 	in, err := Create(root, "main", Options{Me: "gw.test", SMTP: []string{"127.0.0.1:2525"}, BinDir: bin,
-		Users: Users{SMTPD: "nobody"}})
+		Users: Users{SMTPD: "nobody", Queue: "daemon"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	uid, _, err := lookupIDs("nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []string{"state", "quarantine"} {
-		fi, err := os.Stat(in.Path(d))
+	nobody, _, _ := lookupIDs("nobody")
+	daemon, _, _ := lookupIDs("daemon")
+	for d, want := range map[string]struct {
+		uid  int
+		mode os.FileMode
+	}{"state": {0, 0o755}, "state/send": {daemon, 0o750}, "state/smtpd": {nobody, 0o750}, "state/qmtpd": {0, 0o750}, "quarantine": {nobody, 0o750}} {
+		fi, err := os.Lstat(in.Path(d))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := int(fi.Sys().(*syscall.Stat_t).Uid); got != uid {
-			t.Errorf("%s/ belongs to uid %d, want nobody's %d", d, got, uid)
+		if got := fileUID(fi); got != want.uid || fi.Mode().Perm() != want.mode || !fi.IsDir() {
+			t.Errorf("%s/: uid %d mode %v, want a directory of uid %d mode %04o", d, got, fi.Mode(), want.uid, want.mode)
 		}
 	}
+	if p := in.checkState(mustSettings(t, in)); len(p) > 0 {
+		t.Errorf("check of the layout just made: %q", p)
+	}
+
+	// The older layout: state/ the smtpd user's, a database in it.
+	os.Chown(in.Path("state"), nobody, -1)
+	os.WriteFile(in.Path("state", "greylist.db"), nil, 0o600)
+	p := strings.Join(in.checkState(mustSettings(t, in)), "\n")
+	for _, want := range []string{"state/ is owned by uid " + strconv.Itoa(nobody), "state/greylist.db: a database in the older layout's place"} {
+		if !strings.Contains(p, want) {
+			t.Errorf("check of the older layout: %q, want %q", p, want)
+		}
+	}
+	// A listener that names it keeps it: services moves it into
+	// state/smtpd/ and the argument with it; the rates file a gw of the
+	// older layout made in state/ moves too.
+	os.Remove(in.Path("state", "smtpd", "rates-smtpd.db"))
+	os.WriteFile(in.Path("state", "rates-smtpd.db"), []byte("counts"), 0o600)
+	ls := mustSettings(t, in).Listeners
+	ls[0].Args = []string{"--greylist=state/greylist.db", "--callout-cache=" + in.Path("state", "callout.db")}
+	if err := in.SetListeners(ls); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.WriteServices(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(in.Path("state")); fileUID(fi) != 0 {
+		t.Errorf("after services, state/ is uid %d's, want root's", fileUID(fi))
+	}
+	if fi, err := os.Lstat(in.Path("state", "smtpd", "greylist.db")); err != nil || fileUID(fi) != nobody {
+		t.Errorf("after services, state/smtpd/greylist.db: %v (uid %d)", err, fileUID(fi))
+	}
+	if b, err := os.ReadFile(in.Path("state", "smtpd", "rates-smtpd.db")); string(b) != "counts" {
+		t.Errorf("after services, state/smtpd/rates-smtpd.db holds %q (%v), want the older state/rates-smtpd.db", b, err)
+	}
+	got := mustSettings(t, in).Listeners[0].Args
+	if want := []string{"--greylist=state/smtpd/greylist.db", "--callout-cache=" + in.Path("state", "smtpd", "callout.db")}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("after services, the listener's arguments are %q, want %q", got, want)
+	}
+	if p := in.checkState(mustSettings(t, in)); len(p) > 0 {
+		t.Errorf("check after services: %q", p)
+	}
+
+	// What the smtpd user made in gw-send's place is refused, not given
+	// to the queue user with its content.
+	os.RemoveAll(in.Path("state", "send"))
+	os.Mkdir(in.Path("state", "send"), 0o750)
+	os.Chown(in.Path("state", "send"), nobody, -1)
+	if err := in.WriteServices(); err == nil || !strings.Contains(err.Error(), "state/send is owned by uid "+strconv.Itoa(nobody)+", neither root nor its user daemon") {
+		t.Errorf("services over a state/send the smtpd user made: %v", err)
+	}
+	os.RemoveAll(in.Path("state", "send"))
+	os.Symlink(in.Path("state", "smtpd"), in.Path("state", "send"))
+	if err := in.WriteServices(); err == nil || !strings.Contains(err.Error(), "state/send is a symbolic link") {
+		t.Errorf("services over a link at state/send: %v", err)
+	}
+}
+
+// TestGiveTreeFollowsNoLink: a link below a tree handed to a daemon's user
+// is given away itself, never its target.
+func TestGiveTreeFollowsNoLink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (make test runs as root in CI)")
+	}
+	dir := t.TempDir()
+	target := filepath.Join(dir, "root-file")
+	os.WriteFile(target, nil, 0o600)
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(tree, "sub"), 0o750)
+	os.Symlink(target, filepath.Join(tree, "sub", "link"))
+	os.Symlink(dir, filepath.Join(tree, "dirlink"))
+	if err := giveTree(tree, 65534, 65534, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{target, dir} {
+		if fi, _ := os.Stat(p); fileUID(fi) != 0 {
+			t.Errorf("%s, a link's target, was given to uid %d", p, fileUID(fi))
+		}
+	}
+	if fi, _ := os.Lstat(filepath.Join(tree, "sub", "link")); fileUID(fi) != 65534 {
+		t.Errorf("the link itself stayed uid %d's", fileUID(fi))
+	}
+}
+
+func mustSettings(t *testing.T, in *Instance) *Settings {
+	t.Helper()
+	s, err := in.Settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestOldACLDatabaseIsRecompiled: a listener's database that this gw
@@ -436,6 +530,31 @@ func TestAccessOfTheQueueAndTheSocket(t *testing.T) {
 	}
 }
 
+// TestCheckNamesOpenKeys: a private key any local user may read or write
+// is named by check.
+func TestCheckNamesOpenKeys(t *testing.T) {
+	root, bin := t.TempDir(), t.TempDir()
+	in, err := Create(root, "main", Options{Me: "gw.test", BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := in.Path("control", "dkim", "gw.test", "s1.key")
+	os.MkdirAll(filepath.Dir(key), 0o750)
+	os.WriteFile(key, []byte("key"), 0o644)
+	p := strings.Join(in.Check(), "\n")
+	if !strings.Contains(p, "control/dkim/gw.test/s1.key, a private key, is readable by every local user (mode 0644)") {
+		t.Errorf("check of a 0644 DKIM key: %q", p)
+	}
+	os.Chmod(key, 0o666)
+	if p := strings.Join(in.Check(), "\n"); !strings.Contains(p, "control/dkim/gw.test/s1.key is writable by group or others (mode 0666)") {
+		t.Errorf("check of a 0666 DKIM key: %q", p)
+	}
+	os.Chmod(key, 0o640)
+	if p := strings.Join(in.Check(), "\n"); strings.Contains(p, "s1.key") {
+		t.Errorf("check of a 0640 DKIM key: %q", p)
+	}
+}
+
 // TestDMARCReportService: an SMTP listener that records DMARC results
 // gets the instance a service mailing the reports once a day, as the
 // smtpd user through gw-queued; none without, and it goes when the
@@ -516,9 +635,10 @@ func TestListenersKeepRatesInState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for face, user := range map[string]string{"smtpd": "nobody", "qmtpd": "daemon"} {
-		file := in.RatesFile(face)
-		if want := filepath.Join(in.Dir(), "state", "rates-"+face+".db"); file != want {
+	for _, l := range mustSettings(t, in).Listeners {
+		face, user := l.Face, map[string]string{"smtpd": "nobody", "qmtpd": "daemon"}[l.Face]
+		file := in.RatesFile(l)
+		if want := filepath.Join(in.Dir(), "state", face, "rates-"+face+".db"); file != want {
 			t.Fatalf("RatesFile(%s) = %s, want %s", face, file, want)
 		}
 		if run := read(t, in.Path("service", face, "run")); !strings.Contains(run, " --rates "+file+" ") && !strings.HasSuffix(run, " --rates "+file+"\n") {
@@ -533,8 +653,8 @@ func TestListenersKeepRatesInState(t *testing.T) {
 			t.Errorf("%s: uid %d mode %04o, want %s's (%d), 0600", file, got, fi.Mode().Perm(), user, uid)
 		}
 	}
-	if fi, _ := os.Stat(in.Path("state")); fi.Mode().Perm() != 0o751 {
-		t.Errorf("state/ mode %04o, want 0751: the qmtpd user passes through it to its file", fi.Mode().Perm())
+	if fi, _ := os.Stat(in.Path("state")); fi.Mode().Perm() != 0o755 || fileUID(fi) != 0 {
+		t.Errorf("state/ uid %d mode %04o, want root's, 0755: each listener's user passes through it to its own directory", fileUID(fi), fi.Mode().Perm())
 	}
 	if p := in.Check(); len(p) > 0 {
 		t.Errorf("check of a fresh instance: %q", p)
@@ -565,13 +685,14 @@ func TestListenersKeepRatesInState(t *testing.T) {
 	if run := read(t, in.Path("service", "submission", "run")); strings.Count(run, " --rates") != 1 {
 		t.Errorf("submission/run:\n%s\nwant only the listener's own --rates", run)
 	}
-	if _, err := os.Stat(in.RatesFile("submission")); err == nil {
-		t.Errorf("%s made for a listener with its own --rates", in.RatesFile("submission"))
+	sub := Listener{Face: "submission", Proto: "smtp"}
+	if _, err := os.Stat(in.RatesFile(sub)); err == nil {
+		t.Errorf("%s made for a listener with its own --rates", in.RatesFile(sub))
 	}
 }
 
-// TestRatesFileIsNotALink: the smtpd user owns state/ and puts a link at
-// a listener's rates file to a file of root's; gw-instance services, as
+// TestRatesFileIsNotALink: the smtpd user owns state/smtpd/ and puts a
+// link at a listener's rates file to a file of root's; gw-instance services, as
 // root, refuses the link and leaves the file behind it as it was, its
 // owner and mode too.
 func TestRatesFileIsNotALink(t *testing.T) {
@@ -588,8 +709,9 @@ func TestRatesFileIsNotALink(t *testing.T) {
 	if err := os.WriteFile(victim, []byte("root:secret\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(in.RatesFile("smtpd"))
-	if err := os.Symlink(victim, in.RatesFile("smtpd")); err != nil {
+	rates := in.RatesFile(mustSettings(t, in).Listeners[0])
+	os.Remove(rates)
+	if err := os.Symlink(victim, rates); err != nil {
 		t.Fatal(err)
 	}
 	if err := in.WriteServices(); err == nil {

@@ -27,7 +27,8 @@ const (
 
 // Run runs every daemon of the instance in the foreground until ctx ends,
 // restarting each one a second after it exits, with each line of its output
-// written to out behind the daemon's name. It is the embedded supervisor
+// written to out behind the daemon's name and, stamped, to the service's
+// log directory (runlog.go). It is the embedded supervisor
 // for a first try and for make run; production uses svscan or runsvdir on
 // the service directories. The daemons run the commands the run scripts
 // exec, minus envdir and setuidgid: Run sets the environment itself and,
@@ -37,8 +38,13 @@ func (in *Instance) Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if pid := in.runPID(); pid != 0 && pid != os.Getpid() {
+	w := &prefixWriter{out: out}
+	pid, distrust := in.readRunPID()
+	if pid != 0 && pid != os.Getpid() {
 		return usagef("instance %s runs already (gw-instance run, pid %d)", in.Name, pid)
+	}
+	if distrust != "" {
+		w.line("gw-instance", "warning: ignoring "+distrust)
 	}
 	for _, svc := range in.Status().Services {
 		if svc.Supervised {
@@ -57,7 +63,6 @@ func (in *Instance) Run(ctx context.Context, out io.Writer) error {
 	// Each daemon has its own context so that they stop in the reverse of
 	// start order: listeners first, so that nothing new arrives, then the
 	// runner, the injector last, once nobody can hand it a message.
-	w := &prefixWriter{out: out}
 	if os.Geteuid() == 0 && s.Users == (Users{}) {
 		w.line("gw-instance", "warning: running as root and control/users names no user: every daemon runs as root"+
 			" (gw-instance create --user ROLE:USER separates them)")
@@ -68,6 +73,10 @@ func (in *Instance) Run(ctx context.Context, out io.Writer) error {
 			return err
 		}
 	}
+	// No multilog or svlogd runs here: Run keeps each daemon's log
+	// directory itself, so that gw-qstat trace and show find the lines.
+	w.logs = in.daemonLogs(ds, s.Flavour, w)
+	defer w.close()
 	cancels := make([]context.CancelFunc, len(ds))
 	dones := make([]chan struct{}, len(ds))
 	for i, d := range ds {
@@ -130,7 +139,7 @@ func (in *Instance) supervise(ctx context.Context, d Daemon, s *Settings, w *pre
 			sc := bufio.NewScanner(pr)
 			sc.Buffer(make([]byte, 64*1024), 1024*1024)
 			for sc.Scan() {
-				w.line(d.Name, sc.Text())
+				w.daemon(d.Name, sc.Text())
 			}
 			io.Copy(io.Discard, pr)
 		}()
@@ -210,10 +219,38 @@ func waitForFile(ctx context.Context, path string, max time.Duration) {
 	}
 }
 
-// prefixWriter writes whole lines behind a daemon's name, one write each.
+// prefixWriter writes whole lines behind a daemon's name, one write each,
+// and a daemon's own lines to its log directory too.
 type prefixWriter struct {
-	mu  sync.Mutex
-	out io.Writer
+	mu   sync.Mutex
+	out  io.Writer
+	logs map[string]*serviceLog // by daemon name
+}
+
+// daemon writes a line a daemon wrote: to out behind its name, and to
+// its log. A log that fails is closed and named once; the terminal keeps
+// the lines.
+func (p *prefixWriter) daemon(name, text string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, "%s: %s\n", name, text)
+	l := p.logs[name]
+	if l == nil {
+		return
+	}
+	if err := l.line(time.Now(), text); err != nil {
+		l.close()
+		delete(p.logs, name)
+		fmt.Fprintf(p.out, "gw-instance: warning: service=%s: its lines go to this terminal only: %v\n", name, err)
+	}
+}
+
+func (p *prefixWriter) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.logs {
+		l.close()
+	}
 }
 
 func (p *prefixWriter) line(name, text string) {

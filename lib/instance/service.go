@@ -2,7 +2,6 @@ package instance
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -12,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Daemon is one long-running program of an instance: one service
@@ -56,7 +57,7 @@ func (in *Instance) Daemons(s *Settings) []Daemon {
 			// Rate counts and bans outlive a restart in a file of the
 			// listener's own: standalone it keeps the file open as its
 			// one writer, so two listeners cannot share one.
-			argv = append(argv, "--rates", in.RatesFile(l.Face))
+			argv = append(argv, "--rates", in.RatesFile(l))
 		}
 		argv = append(argv, l.Args...)
 		env := map[string]string{"GW_QUEUED": in.InjectSocket()}
@@ -100,6 +101,21 @@ func (in *Instance) dmarcReporters(s *Settings, prog func(string) string) []Daem
 	return ds
 }
 
+// RatesFile is the bbolt file where listener l keeps its rate counts and
+// bans (gw-state(5)): state/smtpd/rates-FACE.db, or state/qmtpd/ for a
+// QMTP face, in the directory of the user it runs as.
+func (in *Instance) RatesFile(l Listener) string {
+	return in.Path("state", stateRole(l), "rates-"+l.Face+".db")
+}
+
+// stateRole is the directory below state/ of listener l's user.
+func stateRole(l Listener) string {
+	if l.Proto == "qmtp" {
+		return "qmtpd"
+	}
+	return "smtpd"
+}
+
 // dropDMARCServices removes the report services no listener asks for any
 // more (its --dmarc-reports gone, or the listener): left in place, a
 // supervisor would go on mailing reports of a database nothing fills.
@@ -121,12 +137,6 @@ func (in *Instance) dropDMARCServices(s *Settings) error {
 		}
 	}
 	return nil
-}
-
-// RatesFile is the bbolt file where listener face keeps its rate counts
-// and bans (gw-state(5)): state/rates-FACE.db.
-func (in *Instance) RatesFile(face string) string {
-	return in.Path("state", "rates-"+face+".db")
 }
 
 // hasFlag reports whether args, a listener's own arguments from
@@ -151,9 +161,7 @@ func (s *Settings) listenerUser(l Listener) string {
 
 // ratesFiles makes each listener's rates file, empty (bbolt lays one
 // out on first open), its user's own and private (0600): the listener
-// opens it after it dropped root, in state/, which another listener's
-// user owns. A user other than state/'s owner passes through state/
-// (0751) to reach its file, without listing it.
+// opens it after it dropped root, in its user's directory below state/.
 func (in *Instance) ratesFiles(s *Settings) error {
 	root := os.Geteuid() == 0
 	for _, l := range s.Listeners {
@@ -164,13 +172,8 @@ func (in *Instance) ratesFiles(s *Settings) error {
 		if !root {
 			u = ""
 		}
-		if err := ratesFile(in.RatesFile(l.Face), u); err != nil {
+		if err := ratesFile(in.RatesFile(l), u); err != nil {
 			return err
-		}
-		if u != "" && u != s.Users.SMTPD {
-			if err := os.Chmod(in.Path("state"), 0o751); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
@@ -195,8 +198,8 @@ func dmarcReports(l Listener) string {
 }
 
 // ratesFile makes path an empty file if missing and gives it to user
-// ("" leaves the owner) with mode 0600. state/ belongs to a daemon's
-// user, who may have put a link or a special file at path: it is opened
+// ("" leaves the owner) with mode 0600. Its directory belongs to a
+// daemon's user, who may have put a link or a special file at path: it is opened
 // without following a link, must be a regular file of one name, and is
 // changed through its descriptor, so that gw-instance, run as root, never
 // hands another file to that user.
@@ -319,6 +322,16 @@ func (in *Instance) WriteServices() error {
 	if err != nil {
 		return err
 	}
+	// state/ first: the listeners' arguments may move with their
+	// databases into the new layout before the run scripts name them.
+	if err := in.setState(s); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 && s.Users != (Users{}) {
+		if err := in.migrateState(s); err != nil {
+			return err
+		}
+	}
 	// The listeners' rules: compiled again when older than their source
 	// or unreadable by this gw (a layout of an older version).
 	for _, l := range s.Listeners {
@@ -361,40 +374,16 @@ func (in *Instance) WriteServices() error {
 		}
 	}
 	if s.Users.SMTPD != "" && os.Geteuid() == 0 {
-		// gw-smtpd keeps its databases (greylisting, callout answers) in
-		// state/, and gw-scan, its QMAILQUEUE, holds messages in
-		// quarantine/: both run as the smtpd user once it dropped root.
-		for _, d := range []string{"state", "quarantine"} {
-			if err := chownTree(in.Path(d), s.Users.SMTPD); err != nil {
-				return err
-			}
+		// gw-scan, the smtpd face's QMAILQUEUE or proxy, holds messages
+		// in quarantine/ as the smtpd user.
+		if err := chownTree(in.Path("quarantine"), s.Users.SMTPD); err != nil {
+			return err
 		}
-	}
-	if err := in.sendState(s); err != nil {
-		return err
 	}
 	if err := in.ratesFiles(s); err != nil {
 		return err
 	}
 	return in.setAccess(s)
-}
-
-// sendState makes state/send/, where gw-send keeps MTA-STS policies and
-// TLS-RPT results, the queue user's own: gw-send runs as that user, and
-// state/ is the smtpd user's. Others may pass through state/ to reach
-// it (0751), not list it.
-func (in *Instance) sendState(s *Settings) error {
-	dir := in.Path("state", "send")
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	if s.Users.Queue == "" || os.Geteuid() != 0 {
-		return nil
-	}
-	if err := chownTree(dir, s.Users.Queue); err != nil {
-		return err
-	}
-	return os.Chmod(in.Path("state"), 0o751)
 }
 
 // writeEnvDir makes dir hold exactly env, one file a variable, as envdir
@@ -437,17 +426,22 @@ func chownTo(path, name string) error {
 	return os.Chown(path, uid, gid)
 }
 
+// chownTree gives root and everything below it to the user name, by
+// descriptors (giveTree): the user may be changing the tree meanwhile.
 func chownTree(root, name string) error {
 	uid, gid, err := lookupIDs(name)
 	if err != nil {
 		return err
 	}
-	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		unix.Close(fd)
+		return &os.PathError{Op: "chown", Path: root, Err: err}
+	}
+	return chownBelow(fd, root, uid, gid)
 }
 
 // LinkName is the name of daemon's link in a supervisor's scan directory.
@@ -559,18 +553,10 @@ func (in *Instance) Status() Status {
 	return st
 }
 
-// runPID returns the pid in state/run.pid when that process lives.
+// runPID returns the pid in state/run.pid when that process lives and is
+// gw-instance run of this instance, 0 otherwise, with why a file there
+// was not believed.
 func (in *Instance) runPID() int {
-	b, err := os.ReadFile(in.Path("state", "run.pid"))
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return 0
-	}
+	pid, _ := in.readRunPID()
 	return pid
 }

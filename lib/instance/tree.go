@@ -183,7 +183,7 @@ func Create(root, name string, opts Options) (*Instance, error) {
 			return nil, err
 		}
 	}
-	for _, d := range []string{"queue", "inject", "state", "quarantine"} {
+	for _, d := range []string{"queue", "inject", "quarantine"} {
 		if err := os.Chmod(in.Path(d), 0o750); err != nil {
 			return nil, err
 		}

@@ -14,7 +14,7 @@ func (o *Options) Flags(concurrency int) []cli.Flag {
 		&cli.StringFlag{Name: "acl", Aliases: []string{"x"}, Usage: "apply the compiled tcprules `FILE` to each client (standalone)", Destination: &o.ACL},
 		&cli.IntFlag{Name: "concurrency", Usage: "at most `N` sessions at once (standalone)", Value: concurrency, Destination: &o.Concurrency},
 		&cli.IntFlag{Name: "per-ip", Usage: "at most `N` sessions at once from one address (standalone)", Value: 20, Destination: &o.PerIP},
-		&cli.StringFlag{Name: "local-host", Usage: "TCPLOCALHOST for standalone sessions (default: control/me)", Destination: &o.LocalHost},
+		&cli.StringFlag{Name: "local-host", Usage: "TCPLOCALHOST `NAME` for standalone sessions (default: control/me)", Destination: &o.LocalHost},
 		&cli.StringFlag{Name: "user", Usage: "after binding, run as `USER` (standalone, started as root)", Destination: &o.User},
 		&cli.BoolFlag{Name: "remote-host", Aliases: []string{"h"}, Value: true, Destination: &o.RemoteHost,
 			Usage: "look up each client's name (PTR) for TCPREMOTEHOST and the host rules (standalone)"},

@@ -142,10 +142,14 @@ func fields(text string) map[string]string {
 
 // Trace picks out of lines those about the message id names: a qid, or a
 // Message-ID (with or without its angle brackets), which stands for the
-// qids of the accepted lines that name it. Hops between instances are
+// qids of the accepted lines that name it, and for the messages the
+// refused and discarded lines that name it (msgid=) are about. Hops between instances are
 // followed both ways: an accepted line's prev=HOST/QID joins its qid to
-// the one it came from. The lines of the sessions that accepted it (msg=)
-// come too. They are returned in time order, lines of one stamp in the
+// the one it came from. The lines of the sessions that accepted it come
+// too: its own (msg=), the session's connect, helo and end, and the MAIL
+// and RCPT lines of its transaction. A session id (sid=) or a message's
+// id in its session (msg=) stands for the messages of that session: a
+// message refused at DATA has no qid but is found so. They are returned in time order, lines of one stamp in the
 // order read.
 //
 // A qid or session is taken within its line's Instance: each queue draws
@@ -154,17 +158,22 @@ func fields(text string) map[string]string {
 func Trace(lines []Line, id string) []Line {
 	qids := map[scoped]bool{}
 	msgs := map[scoped]bool{}
+	if !isMessageID(id) {
+		bySession(lines, id, qids, msgs)
+	}
 	for _, l := range lines {
 		q := l.Fields["qid"]
-		if q == "" {
-			continue
-		}
 		if isMessageID(id) {
 			want := strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
 			if v, ok := l.Fields["msgid"]; ok && strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">") == want {
-				qids[scoped{l.Instance, q}] = true
+				if q != "" {
+					qids[scoped{l.Instance, q}] = true
+				} else if m := l.Fields["msg"]; m != "" {
+					// refused or discarded: no qid, its session's id
+					msgs[scoped{l.Instance, m}] = true
+				}
 			}
-		} else if q == id {
+		} else if q != "" && q == id {
 			qids[scoped{l.Instance, q}] = true
 		}
 	}
@@ -174,14 +183,105 @@ func Trace(lines []Line, id string) []Line {
 			msgs[scoped{l.Instance, l.Fields["msg"]}] = true
 		}
 	}
+	bounced := map[string]bool{}
+	for k := range qids {
+		bounced[k.id] = true
+	}
+	inSession := transactionLines(lines, msgs)
 	var out []Line
-	for _, l := range lines {
-		if qids[scoped{l.Instance, l.Fields["qid"]}] || msgs[scoped{l.Instance, l.Fields["msg"]}] {
+	for i, l := range lines {
+		// A bounce's qid is in another queue when a bounce instance
+		// sends it: the line naming it (bounce=) is taken by value.
+		if qids[scoped{l.Instance, l.Fields["qid"]}] || msgs[scoped{l.Instance, l.Fields["msg"]}] ||
+			inSession[i] || (l.Fields["bounce"] != "" && bounced[l.Fields["bounce"]]) {
 			out = append(out, l)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out
+}
+
+// bySession adds to qids and msgs what a session id (sid=) or a
+// message's id within its session (msg=, SID.N) names: the messages of
+// the session, and the qids its accepted lines gave them. A refused
+// message has no qid; its session is how it is found.
+func bySession(lines []Line, id string, qids, msgs map[scoped]bool) {
+	for _, l := range lines {
+		if l.Fields["sid"] != id && l.Fields["msg"] != id {
+			continue
+		}
+		if l.Fields["msg"] != "" && (l.Fields["msg"] == id || l.Fields["sid"] == id) {
+			msgs[scoped{l.Instance, l.Fields["msg"]}] = true
+			if q := l.Fields["qid"]; q != "" && l.Fields["event"] == "accepted" {
+				qids[scoped{l.Instance, q}] = true
+			}
+		}
+		if l.Fields["sid"] == id && l.Fields["msg"] == "" {
+			// a session that ended before any DATA: its own lines
+			msgs[scoped{l.Instance, id + ".0"}] = true
+		}
+	}
+}
+
+// sessionWide are the events of a listener's session that concern every
+// message of it: how the client came, who it said it was, how it left.
+var sessionWide = map[string]bool{"connect": true, "helo": true, "auth": true, "pregreet": true, "end": true}
+
+// transactionLines marks, in lines, the session lines without msg= that
+// belong to one of msgs (SID.N): the session-wide lines, and those of the
+// transaction that led to message N (MAIL, RCPT and their checks: the
+// lines after the end of message N-1). A line is given to the message
+// whose DATA followed it, as the listener numbers messages at DATA; a
+// transaction reset before DATA goes with the next message's.
+func transactionLines(lines []Line, msgs map[scoped]bool) map[int]bool {
+	want := map[scoped]map[int]bool{} // session: the message numbers traced
+	for m := range msgs {
+		i := strings.LastIndexByte(m.id, '.')
+		if i <= 0 {
+			continue
+		}
+		n, err := strconv.Atoi(m.id[i+1:])
+		if err != nil {
+			continue
+		}
+		k := scoped{m.instance, m.id[:i]}
+		if want[k] == nil {
+			want[k] = map[int]bool{}
+		}
+		want[k][n] = true
+	}
+	marked := map[int]bool{}
+	if len(want) == 0 {
+		return marked
+	}
+	next := map[scoped]int{} // session: the number its next DATA gets
+	for i, l := range lines {
+		sid := l.Fields["sid"]
+		if sid == "" {
+			continue
+		}
+		k := scoped{l.Instance, sid}
+		ns, ok := want[k]
+		if !ok {
+			continue
+		}
+		if next[k] == 0 {
+			next[k] = 1
+		}
+		if msg := l.Fields["msg"]; msg != "" {
+			// a message's own line: later lines go with the next one
+			if j := strings.LastIndexByte(msg, '.'); j >= 0 {
+				if n, err := strconv.Atoi(msg[j+1:]); err == nil && n+1 > next[k] {
+					next[k] = n + 1
+				}
+			}
+			continue
+		}
+		if sessionWide[l.Fields["event"]] || ns[next[k]] || ns[0] {
+			marked[i] = true
+		}
+	}
+	return marked
 }
 
 // scoped is a qid or session id within its instance.

@@ -1,6 +1,7 @@
 package logtrace
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,6 +156,58 @@ func TestTraceScopesQIDsByInstance(t *testing.T) {
 		}
 		if want := "main:accepted:aa1 sec:accepted:bb2 sec:delivery:bb2"; strings.Join(got, " ") != want {
 			t.Errorf("trace %s: %v\nwant %s", id, got, want)
+		}
+	}
+}
+
+// A qid brings the lines of the session that accepted it: connect, helo
+// and end, and the MAIL and RCPT lines of its own transaction, not
+// another message's. A message refused by a milter has no qid: its id in
+// the session (msg=), its Message-ID or the session's id finds it. A bounce's qid brings
+// the line of the message it reports on.
+func TestTraceTakesTheSessionsLinesAndTheBounce(t *testing.T) {
+	var all []Line
+	for i, text := range []string{
+		"info connect sid=s1 ip=127.0.0.1",
+		"info helo sid=s1 helo=client",
+		"info mail sid=s1 from=a@b result=accept",
+		"info rcpt sid=s1 to=c@d result=accept",
+		"info accepted sid=s1 msg=s1.1 qid=aa1 from=a@b rcpts=1",
+		"info mail sid=s1 from=x@y result=accept",
+		"info rcpt sid=s1 to=z@d result=accept",
+		"info refused sid=s1 msg=s1.2 code=550 reason=milter milter=m1 msgid=<r@x>",
+		"info end sid=s1 msgs=2 reason=quit",
+		"info connect sid=s2 ip=127.0.0.2",
+		"info delivery qid=aa1 rcpt=c@d result=failed status=5.1.1",
+		"info bounce qid=aa1 bounce=bb2 to=a@b rcpts=1",
+		"info new qid=bb2 from=\"\" rcpts=1",
+	} {
+		l, ok := Parse(fmt.Sprintf("@4000000069fe484d%08x %s", i, text))
+		if !ok {
+			t.Fatalf("%q does not parse", text)
+		}
+		all = append(all, l)
+	}
+	for _, c := range []struct{ id, want string }{
+		{"aa1", "connect helo mail:a@b rcpt:c@d accepted end delivery bounce"},
+		{"s1.2", "connect helo mail:x@y rcpt:z@d refused end"},
+		{"<r@x>", "connect helo mail:x@y rcpt:z@d refused end"},
+		{"s1", "connect helo mail:a@b rcpt:c@d accepted mail:x@y rcpt:z@d refused end delivery bounce"},
+		{"bb2", "bounce new"},
+	} {
+		var ev []string
+		for _, l := range Trace(all, c.id) {
+			e := l.Fields["event"]
+			if e == "mail" {
+				e += ":" + l.Fields["from"]
+			}
+			if e == "rcpt" {
+				e += ":" + l.Fields["to"]
+			}
+			ev = append(ev, e)
+		}
+		if got := strings.Join(ev, " "); got != c.want {
+			t.Errorf("trace %s:\n got %s\nwant %s", c.id, got, c.want)
 		}
 	}
 }

@@ -3,9 +3,11 @@ package qstat
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 
 	"gw/lib/queue"
 )
@@ -86,7 +88,8 @@ func validInstance(name string) bool {
 }
 
 // Instances lists the instances under root: the directories that hold a
-// queue/format file, in name order.
+// queue/format file, or whose queue this user may not search (its
+// reading then fails, loudly), in name order.
 func Instances(root string) ([]Source, error) {
 	ents, err := os.ReadDir(root)
 	if err != nil {
@@ -95,7 +98,11 @@ func Instances(root string) ([]Source, error) {
 	var srcs []Source
 	for _, e := range ents {
 		dir := filepath.Join(root, e.Name(), "queue")
-		if _, err := os.Stat(filepath.Join(dir, "format")); err == nil {
+		// A queue this user may not search is an instance all the
+		// same: left out, it would read as no messages, and a monitor
+		// run as the wrong user would say all is well.
+		if _, err := os.Stat(filepath.Join(dir, "format")); err == nil ||
+			!errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			srcs = append(srcs, Source{Instance: e.Name(), Dir: dir})
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"gw/lib/alabel"
 )
 
 // Proto is the protocol a route speaks.
@@ -69,6 +71,7 @@ func Parse(proto Proto, lines []string) (*Table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", n+1, err)
 		}
+		key = domainKey(key)
 		if _, dup := t.routes[key]; dup {
 			continue // qmail's constmap: the first entry wins
 		}
@@ -137,13 +140,26 @@ func parseRelay(v string) (string, int, error) {
 	return strings.ToLower(host), p, nil
 }
 
+// domainKey is the form a route file's key and a looked-up domain are
+// compared in: lower case, an internationalized domain by its A-labels,
+// so that a route written "xn--mnchen-3ya.de" or "münchen.de" takes mail
+// for either spelling of the address (an SMTPUTF8 client sends U-labels,
+// an older one A-labels). A name with no A-label stays as written.
+func domainKey(d string) string {
+	d = strings.ToLower(d)
+	if a, err := alabel.Domain(d); err == nil {
+		return a
+	}
+	return d
+}
+
 // Lookup finds the route for domain: the domain itself, then each
 // ".suffix", then the default "" entry; ok is false when nothing matched.
 func (t *Table) Lookup(domain string) (Route, bool) {
 	if t == nil {
 		return Route{}, false
 	}
-	d := strings.ToLower(domain)
+	d := domainKey(domain)
 	if r, ok := t.routes[d]; ok {
 		return r, true
 	}
@@ -167,7 +183,7 @@ type Routes []*Table
 // the tables, and at equal specificity the earlier table. No match is MX
 // delivery over SMTP.
 func (rs Routes) Lookup(domain string) Route {
-	d := strings.ToLower(domain)
+	d := domainKey(domain)
 	keys := []string{d}
 	for i := 0; i < len(d); i++ {
 		if d[i] == '.' {

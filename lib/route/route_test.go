@@ -256,7 +256,10 @@ func FuzzParse(f *testing.F) {
 			if r.Port < 0 || r.Port > 65535 {
 				t.Fatalf("%q: port %d", line, r.Port)
 			}
-			tb.Lookup(k)
+			// a key finds its own route, in whatever spelling it was read
+			if got, ok := tb.Lookup(k); !ok || got != r {
+				t.Fatalf("%q: Lookup(%q) = %+v, %v; want %+v", line, k, got, ok, r)
+			}
 			if r.Relay != "" {
 				if _, _, err := parseRelay(r.Relay); err != nil && r.Port == 0 {
 					// a relay that was bracketed is an address: reparse it bracketed
@@ -267,4 +270,38 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A route to an internationalized domain takes mail for it however the
+// route file and the address spell it: U-labels (an SMTPUTF8 client) or
+// A-labels (an older one, or the admin who wrote the file). Before, a
+// route in A-labels let a UTF-8 address go out by MX.
+func TestLookupIDNEitherSpelling(t *testing.T) {
+	smtp, err := Parse(SMTP, []string{
+		"xn--mnchen-3ya.de:[127.0.0.7]:2525",
+		".köln.de:inside.example",
+		"münchen.de:ignored.second.entry",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := Routes{smtp}
+	for _, c := range []struct {
+		domain string
+		want   Route
+	}{
+		{"münchen.de", Route{SMTP, "127.0.0.7", 2525}},
+		{"MÜNCHEN.de", Route{SMTP, "127.0.0.7", 2525}},
+		{"xn--mnchen-3ya.de", Route{SMTP, "127.0.0.7", 2525}},
+		{"mail.köln.de", Route{SMTP, "inside.example", 0}},
+		{"mail.xn--kln-sna.de", Route{SMTP, "inside.example", 0}},
+		{"berlin.de", Route{SMTP, "", 0}},
+	} {
+		if got := rs.Lookup(c.domain); got != c.want {
+			t.Errorf("Lookup(%q) = %+v, want %+v", c.domain, got, c.want)
+		}
+		if got, _ := smtp.Lookup(c.domain); got != c.want && c.want.Relay != "" {
+			t.Errorf("Table.Lookup(%q) = %+v, want %+v", c.domain, got, c.want)
+		}
+	}
 }

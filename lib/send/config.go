@@ -135,8 +135,8 @@ func ReadConfig(dir string) (*Config, error) {
 	if c.TLSPolicy, err = tlspolicy.Load(dir, c.TLS); err != nil {
 		return nil, err
 	}
-	c.STSCache = filepath.Join(dir, "..", "state", "send", "mta-sts")
-	c.TLSRPT = &tlsrpt.Recorder{Dir: filepath.Join(dir, "..", "state", "send", "tlsrpt")}
+	c.STSCache = filepath.Join(StateDir(dir), "mta-sts")
+	c.TLSRPT = &tlsrpt.Recorder{Dir: filepath.Join(StateDir(dir), "tlsrpt")}
 	trusted, _, err := d.List("danetrusted")
 	if err != nil {
 		return nil, err
@@ -185,4 +185,13 @@ func ReadConfig(dir string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// StateDir is gw-send's own directory of the instance whose control
+// directory is controlDir: state/send, beside control/. What is in it
+// decides how mail leaves (an MTA-STS policy of mode none ends
+// enforcement for its domain), so it is the queue user's alone, below
+// directories only root writes (gw-instance(8), Layout).
+func StateDir(controlDir string) string {
+	return filepath.Join(controlDir, "..", "state", "send")
 }

@@ -8,7 +8,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
+	"gw/lib/alabel"
 	"gw/lib/dns"
 	"gw/lib/route"
 	"gw/lib/tlspolicy"
@@ -118,13 +121,17 @@ func tlsText(c *Config, e *Explanation) string {
 //	try: mx2.example.net[192.0.2.2]:25
 //	tls: STARTTLS when the host offers it, …
 //
-// Names and texts from DNS are printed with bytes outside printable
-// ASCII as '_'.
+// Names and texts from DNS are printed with control characters and
+// invalid UTF-8 as '_'; an IDN domain is followed by its A-labels.
 func (e *Explanation) Write(w io.Writer) error {
 	var b strings.Builder
 	line := func(k, v string) { b.WriteString(k + ": " + printable(v) + "\n") }
 	line("address", e.Address)
-	line("domain", e.Domain)
+	domain := e.Domain
+	if a, err := alabel.Domain(e.Domain); err == nil && a != e.Domain {
+		domain += " (in DNS " + a + ")"
+	}
+	line("domain", domain)
 	line("route", e.routeText())
 	if e.MXErr != nil {
 		line("mx", "lookup failed: "+e.MXErr.Error())
@@ -175,14 +182,24 @@ func (e *Explanation) routeText() string {
 	return fmt.Sprintf("%s port %d over %s (%sroutes; no MX lookup)", r.Relay, port, proto, r.Proto)
 }
 
-// printable replaces bytes outside printable ASCII with '_': DNS names
-// and error texts come from the network.
+// printable replaces control characters and invalid UTF-8 with '_': DNS
+// names and error texts come from the network. A printable character
+// beyond ASCII stays: an SMTPUTF8 address's domain (U-labels) is shown as
+// the admin typed it, not as a '_' a byte.
 func printable(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c < 32 || c > 126 {
-			b[i] = '_'
+	var b strings.Builder
+	for i, r := range s {
+		if r == utf8.RuneError && len(s[i:]) > 0 {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
+				b.WriteByte('_')
+				continue
+			}
 		}
+		if !unicode.IsPrint(r) {
+			b.WriteByte('_')
+			continue
+		}
+		b.WriteRune(r)
 	}
-	return string(b)
+	return b.String()
 }

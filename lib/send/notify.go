@@ -38,7 +38,7 @@ func (s *Sender) notifySuccess(j *job, m *queue.Message, out []outcome) {
 	rep := bounce.Report{ReportingMTA: cfg.Me, From: cfg.BounceFrom, To: m.Sender, QueueID: m.ID.String(),
 		Arrival: m.Arrival, Date: s.now(), EnvID: m.DSN.EnvID, Recipients: rcpts}
 	if err := s.report(m, &rep, "", "success_notice", len(rcpts), false); err != nil {
-		s.log.Warning("success_notice", "qid", m.ID, "error", err)
+		s.log.Warning("success_notice", "qid", m.ID, "err", err)
 	}
 }
 

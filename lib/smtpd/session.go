@@ -17,6 +17,7 @@ import (
 	"gw/lib/logline"
 	"gw/lib/mailbox"
 	"gw/lib/milter"
+	"gw/lib/msgid"
 	"gw/lib/qq"
 	"gw/lib/relay"
 	"gw/lib/smtpserver"
@@ -79,7 +80,14 @@ type session struct {
 func Serve(conn net.Conn, cfg *Config, cl Client) {
 	s := &session{cfg: cfg, cl: cl, id: smtpserver.NewID()}
 	sid := logline.With("sid", s.id)
-	s.log = func(sev, event string, kv ...any) { cfg.Log.LogWith(sid, sev, event, kv...) }
+	s.log = func(sev, event string, kv ...any) {
+		// A message refused or discarded after DATA has no qid: its
+		// Message-ID is how the sender's copy finds it (gw-qstat trace).
+		if (event == "refused" || event == "discarded") && len(kv) > 0 && kv[0] == "msg" && !hasKey(kv, "msgid") {
+			kv = withMsgID(kv, s.mw)
+		}
+		cfg.Log.LogWith(sid, sev, event, kv...)
+	}
 	kv := []any{"ip", cl.RemoteIP, "port", cl.RemotePort}
 	if cl.HasRemoteHost {
 		kv = append(kv, "host", cl.RemoteHost)
@@ -304,6 +312,9 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 		if m.Reason == "databytes" {
 			kv = append(kv, "size", m.Size)
 		}
+		if id := refusedMsgID(s.mw, m.Header); id != "" {
+			kv = append(kv, "msgid", id)
+		}
 		sev := "info"
 		if m.Refused.Temporary() {
 			sev = "warning"
@@ -367,6 +378,30 @@ func withMsgID(kv []any, mw *handoff.MessageWriter) []any {
 		kv = append(kv, "msgid", id)
 	}
 	return kv
+}
+
+// refusedMsgID is the Message-ID of a message refused at its end: as the
+// injector's copy saw it, else from the header the core kept, which it
+// keeps also when the message went over databytes and none of it was
+// passed on.
+func refusedMsgID(mw *handoff.MessageWriter, header []byte) string {
+	if mw != nil {
+		if id := mw.ID.ID(); id != "" {
+			return id
+		}
+	}
+	var f msgid.Finder
+	f.Write(header)
+	return f.ID()
+}
+
+func hasKey(kv []any, key string) bool {
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i] == key {
+			return true
+		}
+	}
+	return false
 }
 
 // begin starts the message with the injector main chose for the client;

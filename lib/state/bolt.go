@@ -8,9 +8,11 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"gw/lib/trustpath"
 )
 
-// Bolt is a Store in a bbolt file of the host (state/rates.db by
+// Bolt is a Store in a bbolt file of the host (state/smtpd/rates-FACE.db by
 // convention): the rate counts and bans of a listener that names no
 // shared server, and what limits fall back to when that server is down.
 // Unlike Memory it outlives the process, so under tcpserver, one process
@@ -54,7 +56,7 @@ func (b *Bolt) update(fn func(tx *bolt.Tx) error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.db == nil {
-		db, err := bolt.Open(b.Path, 0o600, &bolt.Options{Timeout: BoltLockTimeout})
+		db, err := bolt.Open(b.Path, 0o600, &bolt.Options{OpenFile: trustpath.OpenOwned, Timeout: BoltLockTimeout})
 		if err != nil {
 			return fmt.Errorf("state %s: %w", b.Path, err)
 		}

@@ -103,3 +103,114 @@ func untrusted(fi os.FileInfo) string {
 	}
 	return ""
 }
+
+// Own checks a directory a daemon keeps its own state in (gw-send's
+// MTA-STS policies, say) and every directory above it. Mode and owner of
+// the directory alone prove little: whoever may write a directory above
+// it can rename it away and put one of their own, with their own
+// content, in its place. So the directory must be a directory (not a
+// link) of root or this process's user that no one else may write, and
+// each directory above it, as named and as links resolve, root's or this
+// user's and writable by no one else unless sticky (/tmp: there no one
+// renames what is not theirs). A directory that does not exist yet
+// passes when the directories above it do: the daemon makes it.
+func Own(what, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return &Error{what, path, err.Error()}
+	}
+	parents := []string{filepath.Dir(abs)}
+	if real, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil && real != parents[0] {
+		parents = append(parents, real)
+	}
+	for _, p := range parents {
+		for d := p; ; d = filepath.Dir(d) {
+			if reason := above(d); reason != "" {
+				return &Error{what, path, d + ", a directory above it, is " + reason}
+			}
+			if d == "/" || d == "." {
+				break
+			}
+		}
+	}
+	// The directory itself last: a swapped one is named by the directory
+	// above that let it be swapped.
+	fi, err := os.Lstat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return &Error{what, path, err.Error()}
+	case !fi.IsDir():
+		return &Error{what, path, "not a directory but " + fi.Mode().Type().String()}
+	default:
+		if reason := untrusted(fi); reason != "" {
+			return &Error{what, path, reason}
+		}
+	}
+	return nil
+}
+
+// above says why the directory d, above a daemon's own, lets someone
+// else replace what is below it, or "" when it does not.
+func above(d string) string {
+	fi, err := os.Stat(d)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "" // made with the directory below, by the daemon
+	}
+	if err != nil {
+		return err.Error()
+	}
+	if fi.Mode()&fs.ModeSticky != 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
+			return "" // /tmp and its kind
+		}
+	}
+	return untrusted(fi)
+}
+
+// OpenOwned opens name as os.OpenFile does, for a database in a directory
+// a daemon's user owns (state/smtpd/greylist.db): that user may have put
+// a link there, or a second name of another file, for a process of more
+// privilege (root's gw-dmarc or session test, say) to open and write. So
+// it never follows a link, and takes only a regular file of one name
+// owned by root, this process's user or the directory's owner. It has
+// the signature of bbolt's Options.OpenFile.
+func OpenOwned(name string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(name, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, perm)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	reason := ""
+	switch {
+	case !fi.Mode().IsRegular():
+		reason = "not a regular file"
+	case st.Nlink != 1:
+		reason = fmt.Sprintf("a hard link (%d names for one file)", st.Nlink)
+	case st.Uid != 0 && int(st.Uid) != os.Geteuid() && int(st.Uid) != dirOwner(filepath.Dir(name)):
+		reason = fmt.Sprintf("owned by uid %d, neither root, this process's user nor its directory's owner", st.Uid)
+	}
+	if reason != "" {
+		f.Close()
+		return nil, &os.PathError{Op: "open", Path: name, Err: errors.New(reason)}
+	}
+	if err := syscall.SetNonblock(int(f.Fd()), false); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func dirOwner(dir string) int {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return -1
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Uid)
+}

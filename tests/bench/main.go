@@ -54,6 +54,7 @@ var sections = []struct {
 	}},
 	{"tcprules", tcprulesBench},
 	{"smtpd", smtpdBench},
+	{"smtpdold", smtpdOldBench},
 	{"scan", scanBench},
 	{"scanpath", scanPathBench},
 	{"qmtp", qmtpBench},

@@ -8,6 +8,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -60,6 +61,35 @@ func oldAgainstNew(dir string, gw *side) {
 			100*newCPU.Seconds()/oldCPU.Seconds(), oldRate)
 	}
 	fmt.Println("  (gw-smtpd's user + system time only; new/old below 67% is a third less)")
+}
+
+// smtpdOldBench is the old-against-new figure alone (section smtpdold):
+// what a change to gw-smtpd saves, without the Postfix figures around it.
+func smtpdOldBench(work string) {
+	if *oldBin == "" {
+		fmt.Println("\nsmtpdold: no -old-bin given: skipped")
+		return
+	}
+	if _, err := exec.LookPath("smtp-source"); err != nil {
+		fmt.Println("\nsmtpdold: smtp-source is not installed (make peers): skipped")
+		return
+	}
+	dir := filepath.Join(work, "smtpdold")
+	check(os.MkdirAll(dir, 0o755))
+	defer os.RemoveAll(dir)
+	sink, stopSink, err := startSink(dir, "gw")
+	if err != nil {
+		fmt.Println("  smtp-sink:", err)
+		return
+	}
+	defer stopSink()
+	gw, err := startGW(filepath.Join(dir, "gw"), sink)
+	if err != nil {
+		fmt.Println("  gw:", err)
+		return
+	}
+	defer gw.stop()
+	oldAgainstNew(dir, gw)
 }
 
 // smtpdCPU measures a figure on s and returns gw-smtpd's CPU in it.

@@ -37,11 +37,11 @@ func TestDMARCQuarantineAndReports(t *testing.T) {
 		"control/dmarcpolicy": "enforce\n",
 		"control/smtproutes":  "example.test:" + mailhost.addr + "\nshop.test:" + shop.addr + "\n",
 	})
-	gwInstance(t, root, "listen", "mx", "smtpd", "smtp", mxAddr, "--", "--dmarc-reports", "state/dmarc.db")
+	gwInstance(t, root, "listen", "mx", "smtpd", "smtp", mxAddr, "--", "--dmarc-reports", "state/smtpd/dmarc.db")
 	gwInstance(t, root, "check", "mx")
 
 	// Yesterday's results, as the listener would have recorded them.
-	store, err := dmarcreport.Open(filepath.Join(d, "state", "dmarc.db"))
+	store, err := dmarcreport.Open(filepath.Join(d, "state", "smtpd", "dmarc.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

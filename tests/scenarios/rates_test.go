@@ -12,7 +12,7 @@ import (
 
 // TestRatesOutliveRestart: an instance made by gw-instance, its listener
 // under runsvdir running as nobody, keeps its rate counts in
-// state/rates-smtpd.db. The client may send two messages an hour
+// state/smtpd/rates-smtpd.db. The client may send two messages an hour
 // (RATE_MSG in the listener's rules); after two, the listener is
 // restarted, and the third is still refused: the counts were on disk, not
 // in the process that ended.
@@ -35,7 +35,7 @@ func TestRatesOutliveRestart(t *testing.T) {
 
 	run := filepath.Join(d, "service", "smtpd", "run")
 	script := readFile(t, run)
-	rates := filepath.Join(d, "state", "rates-smtpd.db")
+	rates := filepath.Join(d, "state", "smtpd", "rates-smtpd.db")
 	if !strings.Contains(script, "--rates "+rates) {
 		t.Fatalf("smtpd/run names no --rates %s:\n%s", rates, script)
 	}
