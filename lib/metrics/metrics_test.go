@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +88,17 @@ func TestListenLoopbackOnly(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if want := `gw_messages_total{program="gw-test",reason="none",result="accepted"} 1`; !strings.Contains(string(body), want) {
 		t.Errorf("/metrics lacks %s:\n%s", want, body)
+	}
+}
+
+// TestIsWord: the words a label keeps are the ones the expression
+// ^[a-z][a-z0-9_]{0,31}$ matches, and only those.
+func TestIsWord(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	for _, s := range []string{"", "a", "not_in_rcpthosts", "dsn_notify", "A", "_x", "9x", "x-y", "x y", "rejected\n", "\xffa",
+		"a234567890123456789012345678901", "a2345678901234567890123456789012", "a23456789012345678901234567890123", "é"} {
+		if got, want := isWord(s), re.MatchString(s); got != want {
+			t.Errorf("isWord(%q) = %v, the expression says %v", s, got, want)
+		}
 	}
 }

@@ -32,6 +32,11 @@ type Committer struct {
 	// after Ossified, so MaxSegmentAge must stay far below Ossified.
 	MaxSegmentSize int64
 	MaxSegmentAge  time.Duration
+	// SealIdle seals a segment that took no message for that long. While
+	// a segment is open gw-queued repeats its flushed notice (see
+	// announceEvery); once sealed there is nothing to repeat, and an idle
+	// gw-queued, with no timer armed, does not wake at all.
+	SealIdle time.Duration
 
 	// owned by the loop goroutine
 	seg      *os.File
@@ -39,7 +44,8 @@ type Committer struct {
 	segSize  int64
 	segCount uint32
 	segBorn  time.Time
-	trigger  *os.File // write end of lock/trigger, nil while no runner reads it
+	lastNew  time.Time // when the segment last took a batch
+	trigger  *os.File  // write end of lock/trigger, nil while no runner reads it
 }
 
 type commitReq struct {
@@ -56,16 +62,23 @@ const maxBatchBytes = 16 << 20
 // NewCommitter starts a committer on q. Close it to seal its segment.
 // It first raises q's clock above every ID the queue may hold (seedClock).
 func (q *Queue) NewCommitter() *Committer {
+	c := q.newCommitter()
+	go c.loop()
+	return c
+}
+
+// newCommitter makes a committer whose loop is not started yet, so that
+// a test may set its bounds first.
+func (q *Queue) newCommitter() *Committer {
 	q.seedClock()
-	c := &Committer{
+	return &Committer{
 		q:              q,
 		reqs:           make(chan *commitReq, 1024),
 		done:           make(chan struct{}),
 		MaxSegmentSize: 64 << 20,
 		MaxSegmentAge:  5 * time.Minute,
+		SealIdle:       10 * announceEvery,
 	}
-	go c.loop()
-	return c
 }
 
 // seedHorizon bounds how long before the newest segment's name a shared
@@ -283,8 +296,12 @@ func (c *Committer) loop() {
 			c.trigger.Close()
 		}
 	}()
-	idle := time.NewTicker(announceEvery)
-	defer idle.Stop()
+	// One timer, armed only while a segment is open and then for
+	// announceEvery after the last notice: a notice a batch sent makes the
+	// repeat unneeded, and with no open segment nothing is to be told.
+	repeat := time.NewTimer(announceEvery)
+	repeat.Stop()
+	defer repeat.Stop()
 	for {
 		var first *commitReq
 		select {
@@ -294,12 +311,13 @@ func (c *Committer) loop() {
 				return
 			}
 			first = r
-		case <-idle.C:
-			if c.seg != nil && time.Since(c.segBorn) > c.MaxSegmentAge {
+		case <-repeat.C:
+			if c.seg != nil && (time.Since(c.segBorn) > c.MaxSegmentAge || time.Since(c.lastNew) >= c.SealIdle) {
 				c.seal()
 			}
 			if c.seg != nil {
 				c.announce() // for a runner that started since
+				repeat.Reset(announceEvery)
 			}
 			continue
 		}
@@ -320,7 +338,13 @@ func (c *Committer) loop() {
 		}
 		err := c.write(batch)
 		if err == nil {
+			c.lastNew = time.Now()
 			c.announce()
+		}
+		if c.seg != nil {
+			repeat.Reset(announceEvery)
+		} else {
+			repeat.Stop()
 		}
 		for _, r := range batch {
 			r.done <- err

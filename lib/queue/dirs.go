@@ -77,21 +77,65 @@ func (q *Queue) checkTop() error {
 	if err != nil {
 		return err
 	}
-	real, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return err
-	}
-	for _, p := range []string{abs, real} {
-		for d := filepath.Dir(p); ; d = filepath.Dir(d) {
-			if err := q.checkAbove(d); err != nil {
-				return err
-			}
-			if d == "/" || d == "." {
-				break
-			}
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		if err := q.checkAbove(d); err != nil {
+			return err
+		}
+		if d == "/" || d == "." {
+			break
 		}
 	}
+	return q.checkAboveResolved()
+}
+
+// checkAboveResolved checks the directories above the queue as the
+// kernel resolves them: from the queue directory up by "..", each one
+// held open, until the root. Reading the links' targets instead would
+// name paths of another mount namespace where a link such as
+// /proc/PID/root leads (the disk-full test's tmpfs), or race a rename.
+func (q *Queue) checkAboveResolved() error {
+	fd, err := unix.Open(q.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: q.Dir, Err: err}
+	}
+	var here unix.Stat_t
+	if err := unix.Fstat(fd, &here); err != nil {
+		unix.Close(fd)
+		return &os.PathError{Op: "fstat", Path: q.Dir, Err: err}
+	}
+	for depth := 0; depth < 4096; depth++ {
+		up, err := unix.Openat(fd, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return &os.PathError{Op: "open", Path: q.Dir + "/..", Err: err}
+		}
+		fd = up
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return &os.PathError{Op: "fstat", Path: q.Dir + "/..", Err: err}
+		}
+		if st.Dev == here.Dev && st.Ino == here.Ino {
+			break // the root: its ".." is itself
+		}
+		here = st
+		if err := q.checkAboveStat(fdName(fd), &st); err != nil {
+			unix.Close(fd)
+			return err
+		}
+	}
+	unix.Close(fd)
 	return nil
+}
+
+// fdName is the path the kernel gives the directory open as fd, for
+// messages only.
+func fdName(fd int) string {
+	name, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return "a directory"
+	}
+	return name
 }
 
 // checkAbove checks one directory above the queue.
@@ -100,6 +144,11 @@ func (q *Queue) checkAbove(dir string) error {
 	if err := unix.Stat(dir, &st); err != nil {
 		return &os.PathError{Op: "stat", Path: dir, Err: err}
 	}
+	return q.checkAboveStat(dir, &st)
+}
+
+// checkAboveStat checks one directory above the queue, st its status.
+func (q *Queue) checkAboveStat(dir string, st *unix.Stat_t) error {
 	if st.Uid != 0 && int(st.Uid) != q.owner {
 		return &UnsafeError{"", fmt.Sprintf("%s, a directory above it, is owned by uid %d, neither root nor the queue's owner (uid %d)", dir, st.Uid, q.owner)}
 	}

@@ -41,7 +41,8 @@ func writerAlive(path string) bool {
 // PIPE_BUF bytes so that writers never interleave: "!" wakes the runner,
 // and "F name length\n" says that shared segment name is flushed up to
 // length. Lengths only grow, so a notice lost to a full FIFO is made good
-// by the next one; gw-queued repeats its last every announceEvery.
+// by the next one; gw-queued repeats its last announceEvery after it
+// while the segment is open.
 const noticeFlushed = 'F'
 
 func flushedNotice(name string, length int64) []byte {

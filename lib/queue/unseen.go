@@ -2,8 +2,8 @@ package queue
 
 import "time"
 
-// announceEvery is how often gw-queued repeats its last flushed notice
-// while a segment is open. A runner that starts leaves the messages of
+// announceEvery is how long after its last flushed notice gw-queued
+// repeats it while a segment is open (Committer.SealIdle ends that). A runner that starts leaves the messages of
 // an open segment that no runner has seen until it hears one (cutUnseen),
 // so this is about how long its start may wait for them.
 const announceEvery = time.Second

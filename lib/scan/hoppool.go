@@ -1,11 +1,8 @@
 package scan
 
 import (
-	"net"
 	"sync"
 	"time"
-
-	"github.com/emersion/go-smtp"
 )
 
 // A connection to the next hop costs the next hop a whole session (accept,
@@ -20,8 +17,7 @@ const (
 
 // hopConn is one SMTP client connection to the next hop.
 type hopConn struct {
-	c     *smtp.Client
-	conn  net.Conn
+	c     *hopClient
 	since time.Time // idle since
 }
 
@@ -43,7 +39,7 @@ func (p *hopPool) get() *hopConn {
 		if time.Since(h.since) < hopIdleFor {
 			return h
 		}
-		h.c.Close()
+		h.c.close()
 	}
 	return nil
 }
@@ -58,6 +54,6 @@ func (p *hopPool) put(h *hopConn) {
 	}
 	p.mu.Unlock()
 	if h != nil {
-		h.c.Quit()
+		h.c.quit()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // MIMERules are gw-scan's built-in content rules: banned attachment names
@@ -213,12 +214,21 @@ func (w *walker) archive(body io.Reader, pos string) *Finding {
 	return nil
 }
 
+// blockSize is scanBlocks' block; blockBufs keeps its buffers from one
+// part to the next (a fresh one a part is zeroed and collected for
+// nothing).
+const blockSize = 32 << 10
+
+var blockBufs = sync.Pool{New: func() any { return new([blockSize]byte) }}
+
 // scanBlocks passes r to see in blocks that overlap by keep bytes (at
 // least 1 KiB, so a line cut between blocks is whole in one of them),
 // until see returns false or r ends.
 func scanBlocks(r io.Reader, keep int, see func([]byte) bool) {
 	keep = max(keep, 1<<10)
-	buf := make([]byte, 32<<10)
+	bp := blockBufs.Get().(*[blockSize]byte)
+	defer blockBufs.Put(bp)
+	buf := bp[:]
 	held := 0
 	for {
 		n, err := io.ReadFull(r, buf[held:])

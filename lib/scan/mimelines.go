@@ -3,6 +3,7 @@ package scan
 import (
 	"bytes"
 	"io"
+	"sync"
 )
 
 // maxMIMELine is the longest line the MIME walk holds whole. Longer lines
@@ -38,8 +39,26 @@ type partEnd struct {
 	blank bool
 }
 
+// lineBufSize is a line source's buffer as it starts; it grows for a
+// longer line, up to maxMIMELine.
+const lineBufSize = 64 << 10
+
+// lineBufs keeps line sources' buffers from one message to the next: a
+// fresh one a message, zeroed by the allocator and then collected, was
+// a few percent of the proxy's CPU on a 10 KiB message.
+var lineBufs = sync.Pool{New: func() any { return new([lineBufSize]byte) }}
+
 func newLineSource(r io.Reader) *lineSource {
-	return &lineSource{r: r, buf: make([]byte, 64<<10)}
+	return &lineSource{r: r, buf: lineBufs.Get().(*[lineBufSize]byte)[:]}
+}
+
+// release gives the buffer back for another message; s is not used
+// again. A buffer grown for a long line is left to the collector.
+func (s *lineSource) release() {
+	if len(s.buf) == lineBufSize {
+		lineBufs.Put((*[lineBufSize]byte)(s.buf))
+	}
+	s.buf = nil
 }
 
 // raw returns the next line with its terminator, or a piece of an

@@ -59,6 +59,7 @@ func walkMIME(r io.Reader, maxDepth, maxParts int, visit func(*mimePart) *Findin
 		maxDepth = hardMaxDepth // each level is a frame on the stack
 	}
 	w := &mimeWalk{src: newLineSource(r), visit: visit, maxDepth: maxDepth, maxParts: maxParts}
+	defer w.src.release() // nothing found keeps a slice of its buffer
 	if f := w.entity("", 0, "text/plain"); f != nil {
 		return f
 	}

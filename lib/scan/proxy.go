@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -324,7 +323,7 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 // MAIL (the next hop closed it meanwhile) is replaced by a fresh one, which
 // is safe: nothing of the message was sent on it.
 func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 bool) (string, error) {
-	// go-smtp's client writes the path between angle brackets as given:
+	// The client writes the path between angle brackets as given:
 	// the local part must go quoted when it is no dot-atom, or the next
 	// hop reads another address, and what follows a '>' or a blank in it
 	// as parameters.
@@ -344,7 +343,7 @@ func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 b
 			p.hops.put(h)
 			return reply, nil
 		}
-		h.c.Close()
+		h.c.close()
 		if mailed {
 			return "", err
 		}
@@ -355,7 +354,7 @@ func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 b
 	}
 	reply, err, _ := p.relayOn(h, env, from, to, write, utf8)
 	if err != nil {
-		h.c.Close()
+		h.c.close()
 		return "", err
 	}
 	p.hops.put(h)
@@ -363,52 +362,20 @@ func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 b
 }
 
 func (p *Proxy) dialHop() (*hopConn, error) {
-	d := net.Dialer{Timeout: p.Timeout}
-	conn, err := d.Dial("tcp", p.NextHop)
+	c, err := dialHopClient(p.NextHop, p.Scanner.Hostname, p.Timeout)
 	if err != nil {
 		return nil, err
 	}
-	conn.SetDeadline(time.Now().Add(p.Timeout))
-	c := smtp.NewClient(conn)
-	if err := c.Hello(p.Scanner.Hostname); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("EHLO: %w", err)
-	}
-	return &hopConn{c: c, conn: conn}, nil
+	return &hopConn{c: c}, nil
 }
 
 // relayOn runs one transaction on h; mailed reports whether MAIL was
 // accepted, after which a failure is the message's, not the connection's.
+// DSN's parameters go only to a next hop that offers DSN (gw-smtpd
+// does); one that does not gets none, and the request ends there
+// (gw-scan.8). REQUIRETLS, unlike DSN, is never dropped: a next hop that
+// does not offer it refuses the message here (RFC 8689 5, no downgrade).
 func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, write func(io.Writer) error, utf8 bool) (reply string, err error, mailed bool) {
-	h.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
-	c := h.c
-	// go-smtp's client writes DSN's parameters only to a next hop that
-	// offers DSN (gw-smtpd does); one that does not gets none, and the
-	// request ends there (gw-scan.8).
-	// REQUIRETLS, unlike DSN, is never dropped: a next hop that does not
-	// offer it refuses the message here (RFC 8689 5, no downgrade).
-	opts := &smtp.MailOptions{UTF8: utf8, RequireTLS: env.RequireTLS}
-	env.DSN.MailOptions(opts)
-	if err := c.Mail(from, opts); err != nil {
-		return "", fmt.Errorf("MAIL: %w", err), false
-	}
-	for i, r := range to {
-		if err := c.Rcpt(r, env.RcptDSNOf(i).RcptOptions()); err != nil {
-			return "", fmt.Errorf("RCPT %s: %w", r, err), true
-		}
-	}
-	wc, err := c.Data()
-	if err != nil {
-		return "", fmt.Errorf("DATA: %w", err), true
-	}
-	// A failure here leaves the DATA unended: the caller closes the
-	// connection, and the next hop drops what it had of the message.
-	if err := write(wc); err != nil {
-		return "", fmt.Errorf("DATA: %w", err), true
-	}
-	resp, err := wc.CloseWithResponse()
-	if err != nil {
-		return "", fmt.Errorf("end of DATA: %w", err), true
-	}
-	return strings.TrimSpace(resp.StatusText), nil, true
+	h.c.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
+	return h.c.send(env, from, to, write, utf8)
 }

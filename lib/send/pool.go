@@ -116,6 +116,24 @@ func (p *pool) expire(now time.Time) {
 	}
 }
 
+// nextExpiry returns when the first idle session reaches IdleLimit, and
+// false when none is idle: the runner's loop sleeps until then rather than
+// look at the pool on a short tick.
+func (p *pool) nextExpiry() (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var first time.Time
+	found := false
+	for _, line := range p.idle {
+		for _, ps := range line {
+			if at := ps.idle.Add(IdleLimit); !found || at.Before(first) {
+				first, found = at, true
+			}
+		}
+	}
+	return first, found
+}
+
 // closeAll closes every idle session, waiting for the QUITs at most
 // wait: the process is about to exit, which drops what is left.
 func (p *pool) closeAll(wait time.Duration) {

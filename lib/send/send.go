@@ -145,6 +145,11 @@ func (s *Sender) applyConfig(c *Config) {
 	}
 }
 
+// collectEvery is how often gw-send removes finished segments and looks
+// at the queue and ctl/ without being woken: the bound on what a lost
+// trigger byte costs.
+const collectEvery = 5 * time.Minute
+
 func (s *Sender) loop() error {
 	msgs := s.r.Messages()
 	s.log.Info("start", "queue", s.opt.QueueDir, "messages", len(msgs))
@@ -161,7 +166,7 @@ func (s *Sender) loop() error {
 	s.refresh()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	collect := time.NewTicker(5 * time.Minute)
+	collect := time.NewTicker(collectEvery)
 	defer collect.Stop()
 	stopping := false
 	var stopTimer <-chan time.Time
@@ -188,6 +193,7 @@ func (s *Sender) loop() error {
 			s.serveCtl()
 		case <-collect.C:
 			s.refresh() // a lost trigger byte costs at most this long (qmail: 25 min)
+			s.serveCtl()
 			s.collect()
 		case sig := <-s.opt.Signals:
 			switch sig {
@@ -269,21 +275,28 @@ func (s *Sender) logSetAside() {
 	}
 }
 
-// nextWake is how long the loop may sleep: until the next message is due
-// or a backoff ends, at most a second (control requests are also read
-// then, for tools whose trigger byte was lost).
+// nextWake is how long the loop may sleep: until the next message is due,
+// a backoff ends or an idle session is to be closed, and otherwise until
+// the periodic collect. Nothing else changes with time alone: new
+// messages and gw-qctl's requests come with a trigger byte (gw-qctl
+// pulls the trigger again each second it waits), so an idle gw-send does
+// not wake on a tick.
 func (s *Sender) nextWake() time.Duration {
 	t := s.now()
-	d := time.Second
-	if len(s.due) > 0 {
-		if w := s.due[0].at.Sub(t); w < d {
+	d := collectEvery
+	soonest := func(at time.Time) {
+		if w := at.Sub(t); w < d {
 			d = w
 		}
 	}
+	if len(s.due) > 0 {
+		soonest(s.due[0].at)
+	}
 	if e, ok := s.dests.Earliest(t); ok {
-		if w := e.Sub(t); w < d {
-			d = w
-		}
+		soonest(e)
+	}
+	if e, ok := s.pool.nextExpiry(); ok {
+		soonest(e)
 	}
 	if d < time.Millisecond {
 		d = time.Millisecond

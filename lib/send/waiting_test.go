@@ -190,3 +190,36 @@ func TestNextTryBehindAClockStep(t *testing.T) {
 	}
 	s.jobDone(<-s.done)
 }
+
+// TestIdleSenderSleepsUntilSomethingIsDue: with nothing to do, gw-send's
+// loop sleeps until the periodic collect, not a second; a backoff's end,
+// a message's next try and an idle session's expiry each bring the wake
+// forward to exactly when it is due.
+func TestIdleSenderSleepsUntilSomethingIsDue(t *testing.T) {
+	rt, dest := deadRoute(t)
+	s, id, clock := newTestSender(t, []string{rt}, schedule.Limits{Overall: 10, PerDest: 5, BackoffMin: time.Minute, BackoffMax: time.Hour},
+		"a@src.test", "u@dead.test")
+	if d := s.nextWake(); d != collectEvery {
+		t.Fatalf("idle, the loop sleeps %v; want until the collect, %v", d, collectEvery)
+	}
+	s.makeDue(id, clock.Add(10*time.Minute))
+	if d := s.nextWake(); d != collectEvery {
+		t.Fatalf("a message due in 10 min: the loop sleeps %v; want %v", d, collectEvery)
+	}
+	s.makeDue(id, clock.Add(3*time.Minute))
+	if d := s.nextWake(); d != 3*time.Minute {
+		t.Fatalf("a message due in 3 min: the loop sleeps %v; want 3m", d)
+	}
+	backOff(t, s, dest, *clock)
+	if d := s.nextWake(); d != time.Minute {
+		t.Fatalf("a destination backed off for a minute: the loop sleeps %v; want 1m", d)
+	}
+	s.pool.put(dest, &pooled{opened: *clock}, *clock, 5, 10)
+	if d := s.nextWake(); d != IdleLimit {
+		t.Fatalf("a session idle since now: the loop sleeps %v; want its expiry, %v", d, IdleLimit)
+	}
+	*clock = clock.Add(IdleLimit + time.Second)
+	if d := s.nextWake(); d != time.Millisecond {
+		t.Fatalf("a session past its idle limit: the loop sleeps %v; want at once (1ms)", d)
+	}
+}

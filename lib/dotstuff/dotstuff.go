@@ -1,11 +1,14 @@
-package deliver
+// Package dotstuff writes a stored message (LF line ends) in the wire
+// form of SMTP's DATA: gw-send's transport and gw-scan's proxy send
+// their messages through it.
+package dotstuff
 
 import (
 	"bytes"
 	"io"
 )
 
-// dataWriter writes a stored message in DATA's wire form: every line end
+// Writer writes a stored message in DATA's wire form: every line end
 // CRLF (a stored CRLF or LF alike), a lone CR sent as a space (Postfix's
 // choice: a receiver that took it for a line break could be made to see
 // an end of data — SMTP smuggling), and a line that begins with '.' given
@@ -14,12 +17,13 @@ import (
 //
 // It works a line at a time (IndexByte finds the line ends), not a byte at
 // a time as net/textproto's DotWriter does, and writes to w in blocks of
-// flushAt bytes: a 100 KiB message costs two writes, not twenty-five.
+// FlushAt bytes: a 100 KiB message costs two writes, not twenty-five.
 //
 // The last line end of what it was given is held back, not written: the
-// caller ends the data with it (Close says whether it owed one). That is
-// how gw's bytes join go-smtp's DotWriter, which writes the end of data.
-type dataWriter struct {
+// caller ends the data with it, after Close (that is how gw-send's bytes
+// join go-smtp's DotWriter, which writes the end of data), or End writes
+// it and the final dot with the last block.
+type Writer struct {
 	w      io.Writer
 	buf    []byte
 	cr     bool // the previous byte was a CR not yet decided on
@@ -28,18 +32,25 @@ type dataWriter struct {
 	err    error
 }
 
-// flushAt is the block size written to the connection; dataWriterSize
+// FlushAt is the block size written to the connection; BufSize
 // is the buffer's, room for a block and what one line adds past it.
 const (
-	flushAt        = 64 << 10
-	dataWriterSize = flushAt + flushAt/2
+	FlushAt = 64 << 10
+	BufSize = FlushAt + FlushAt/2
 )
 
-func newDataWriter(w io.Writer) *dataWriter {
-	return &dataWriter{w: w, buf: make([]byte, 0, dataWriterSize)}
+// NewWriter writes to w through a buffer of its own.
+func NewWriter(w io.Writer) *Writer {
+	return NewWriterBuf(w, make([]byte, 0, BufSize))
 }
 
-func (d *dataWriter) Write(p []byte) (int, error) {
+// NewWriterBuf writes to w through buf, of capacity BufSize, which a
+// caller keeps from one message to the next.
+func NewWriterBuf(w io.Writer, buf []byte) *Writer {
+	return &Writer{w: w, buf: buf[:0]}
+}
+
+func (d *Writer) Write(p []byte) (int, error) {
 	n := len(p)
 	// Stored messages have LF line ends and seldom a CR: one search for a
 	// CR over all of p, and one a line for its LF.
@@ -94,7 +105,7 @@ func (d *dataWriter) Write(p []byte) (int, error) {
 var space = []byte{' '}
 
 // text adds bytes of a line without line ends.
-func (d *dataWriter) text(s []byte) {
+func (d *Writer) text(s []byte) {
 	if len(s) == 0 {
 		return
 	}
@@ -111,7 +122,7 @@ func (d *dataWriter) text(s []byte) {
 		k := min(room, len(s))
 		d.buf = append(d.buf, s[:k]...)
 		s = s[k:]
-		if len(d.buf) >= flushAt {
+		if len(d.buf) >= FlushAt {
 			d.flush()
 		}
 	}
@@ -119,10 +130,10 @@ func (d *dataWriter) text(s []byte) {
 
 // lineEnd ends the current line: the line end held back before it goes
 // out, this one is held back in turn.
-func (d *dataWriter) lineEnd() {
+func (d *Writer) lineEnd() {
 	if d.held {
 		d.buf = append(d.buf, '\r', '\n')
-		if len(d.buf) >= flushAt {
+		if len(d.buf) >= FlushAt {
 			d.flush()
 		}
 	}
@@ -130,7 +141,7 @@ func (d *dataWriter) lineEnd() {
 	d.inLine = false
 }
 
-func (d *dataWriter) flush() {
+func (d *Writer) flush() {
 	if len(d.buf) > 0 && d.err == nil {
 		_, d.err = d.w.Write(d.buf)
 	}
@@ -140,11 +151,25 @@ func (d *dataWriter) flush() {
 // Close writes what is buffered (a CR that ended the message as a space),
 // but not the held line end: the caller ends the data with one line end,
 // whether the message ended in one or not. It does not close w.
-func (d *dataWriter) Close() error {
+func (d *Writer) Close() error {
 	if d.cr {
 		d.cr = false
 		d.text(space)
 	}
+	d.flush()
+	return d.err
+}
+
+// End is Close followed by the end of data: the line end held back (or
+// the one owed, when the message did not end in one) and the final dot,
+// in the same write as the last block.
+func (d *Writer) End() error {
+	if d.cr {
+		d.cr = false
+		d.text(space)
+	}
+	d.held = false
+	d.buf = append(d.buf, "\r\n.\r\n"...)
 	d.flush()
 	return d.err
 }

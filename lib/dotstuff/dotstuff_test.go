@@ -1,4 +1,4 @@
-package deliver
+package dotstuff
 
 import (
 	"bufio"
@@ -9,13 +9,13 @@ import (
 )
 
 // wire is what goes out for a stored message written in chunks: gw's
-// dataWriter straight to the connection, then the last line end and the
+// Writer straight to the connection, then the last line end and the
 // final dot through the DotWriter go-smtp's client writes DATA with, as
 // smtpDelivery.Body and Commit do.
 func wire(chunks ...string) string {
 	var b bytes.Buffer
 	dot := textproto.NewWriter(bufio.NewWriter(&b)).DotWriter()
-	d := newDataWriter(&b)
+	d := NewWriter(&b)
 	for _, c := range chunks {
 		d.Write([]byte(c))
 	}
@@ -75,25 +75,40 @@ func TestDotWriter(t *testing.T) {
 		if got := wire(c.in...); got != c.want {
 			t.Errorf("%s: %q gives %q, want %q", c.name, c.in, got, c.want)
 		}
+		if got := ended(c.in...); got != c.want {
+			t.Errorf("%s: %q ended by End gives %q, want %q", c.name, c.in, got, c.want)
+		}
 	}
+}
+
+// ended is the wire form written by a Writer that ends the data itself
+// (End), as gw-scan's proxy does.
+func ended(chunks ...string) string {
+	var w writes
+	d := NewWriter(&w)
+	for _, c := range chunks {
+		d.Write([]byte(c))
+	}
+	d.End()
+	return string(bytes.Join(w.blocks, nil))
 }
 
 // TestDataWriterBlocks: a body far over the block size, with lines of
 // every length up to a line longer than a block, comes out as the
-// reference makes it, in blocks of flushAt bytes or more.
+// reference makes it, in blocks of FlushAt bytes or more.
 func TestDataWriterBlocks(t *testing.T) {
 	var in strings.Builder
-	for i := 0; in.Len() < 5*flushAt; i++ {
+	for i := 0; in.Len() < 5*FlushAt; i++ {
 		if i%7 == 0 {
 			in.WriteByte('.')
 		}
 		in.WriteString(strings.Repeat("x", i*37%300))
 		in.WriteString([]string{"\n", "\r\n", "\r"}[i%3])
 	}
-	in.WriteString(strings.Repeat("y", 3*flushAt) + "\n.\n")
+	in.WriteString(strings.Repeat("y", 3*FlushAt) + "\n.\n")
 	msg := in.String()
 	var w writes
-	d := newDataWriter(&w)
+	d := NewWriter(&w)
 	for rest := msg; len(rest) > 0; { // in odd pieces, as a reader returns them
 		k := min(len(rest), 12345)
 		d.Write([]byte(rest[:k]))
@@ -105,11 +120,11 @@ func TestDataWriterBlocks(t *testing.T) {
 		t.Fatalf("wire form differs from the reference (%d bytes, want %d)", len(got), len(want))
 	}
 	for i, b := range w.blocks[:len(w.blocks)-1] {
-		if len(b) < flushAt {
-			t.Errorf("block %d of %d is %d bytes, under %d", i, len(w.blocks), len(b), flushAt)
+		if len(b) < FlushAt {
+			t.Errorf("block %d of %d is %d bytes, under %d", i, len(w.blocks), len(b), FlushAt)
 		}
 	}
-	if max := len(msg)/flushAt + 2; len(w.blocks) > max {
+	if max := len(msg)/FlushAt + 2; len(w.blocks) > max {
 		t.Errorf("%d writes for %d bytes, want at most %d", len(w.blocks), len(msg), max)
 	}
 }
@@ -140,6 +155,9 @@ func FuzzDotWriter(f *testing.F) {
 		if want := reference(in); out != want {
 			t.Fatalf("%q in %d chunks: %q, the reference gives %q", in, len(chunks), out, want)
 		}
+		if e := ended(chunks...); e != out {
+			t.Fatalf("%q in %d chunks: End gives %q, Close and the DotWriter %q", in, len(chunks), e, out)
+		}
 		body := strings.TrimSuffix(out, ".\r\n")
 		if body == out {
 			t.Fatalf("%q: no end of data in %q", in, out)
@@ -163,7 +181,7 @@ func FuzzDotWriter(f *testing.F) {
 }
 
 // BenchmarkDataWriter: a 100 KiB stored message in DATA's wire form, as
-// gw-send writes it (dataWriter), and as net/textproto's DotWriter alone
+// gw-send writes it (Writer), and as net/textproto's DotWriter alone
 // writes it through a 4 KiB bufio.Writer, go-smtp's client's way; the
 // writes each makes to the connection are reported.
 func BenchmarkDataWriter(b *testing.B) {
@@ -176,12 +194,12 @@ func BenchmarkDataWriter(b *testing.B) {
 		msg.WriteByte('\n')
 	}
 	body := msg.Bytes()
-	b.Run("dataWriter", func(b *testing.B) {
+	b.Run("Writer", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		var cw countingWriter
-		buf := make([]byte, 0, dataWriterSize) // Body's comes from a pool
+		buf := make([]byte, 0, BufSize) // Body's comes from a pool
 		for b.Loop() {
-			d := &dataWriter{w: &cw, buf: buf}
+			d := &Writer{w: &cw, buf: buf}
 			for rest := body; len(rest) > 0; rest = rest[min(len(rest), 64<<10):] {
 				d.Write(rest[:min(len(rest), 64<<10)])
 			}
