@@ -270,3 +270,50 @@ func TestTraceRefusedAtData(t *testing.T) {
 		t.Errorf("gw-qstat trace %s: %v: not the whole session:\n%s", m[1], err, out)
 	}
 }
+
+// TestTraceLeavesResetTransactionOut: a client that gives up a
+// transaction with RSET and starts another: gw-smtpd logs the reset, and
+// gw-qstat trace of the message sent shows only its own MAIL and RCPT,
+// not the abandoned ones; the session's trace keeps everything.
+func TestTraceLeavesResetTransactionOut(t *testing.T) {
+	need(t, "tai64n")
+	in := newSMTPDInstance(t, map[string]string{"rcpthosts": "inside.test\n"})
+	addr := in.standalone(t, nil)
+	talk(t, addr,
+		"", "220 ",
+		"EHLO client.example", "250 ",
+		"MAIL FROM:<abandoned@sender.test>", "250 ",
+		"RCPT TO:<never@inside.test>", "250 ",
+		"RSET", "250 ",
+		"MAIL FROM:<sent@sender.test>", "250 ",
+		"RCPT TO:<rcpt@inside.test>", "250 ",
+		"DATA", "354 ",
+		"Subject: after a reset\n\nbody\n.", "250 2.0.0 ok ",
+		"QUIT", "221 ")
+	var log []byte
+	waitFor(t, "the session's end in the log", 30*time.Second, func() bool {
+		log, _ = os.ReadFile(in.log)
+		return regexp.MustCompile(`info end sid=\S+ msgs=1 `).Match(log)
+	})
+	if !regexp.MustCompile(`info reset sid=\S+ rcpts=1`).Match(log) {
+		t.Fatalf("gw-smtpd logs no reset line:\n%s", log)
+	}
+	m := regexp.MustCompile(`info accepted sid=(\S+) msg=\S+ qid=(\S+) from=sent@sender\.test`).FindStringSubmatch(string(log))
+	if m == nil {
+		t.Fatalf("no accepted line:\n%s", log)
+	}
+	logs := filepath.Join(workDir(t), "logs")
+	stamp(t, filepath.Join(logs, "smtpd"), string(log))
+
+	// $ gw-qstat trace QID logs/smtpd
+	out, err := exec.Command(bin("gw-qstat"), "trace", m[2], filepath.Join(logs, "smtpd")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "from=sent@sender.test") || strings.Contains(string(out), "abandoned") ||
+		strings.Contains(string(out), "never@") {
+		t.Errorf("gw-qstat trace %s: %v: not the message's own transaction:\n%s", m[2], err, out)
+	}
+	// $ gw-qstat trace SID logs/smtpd: the whole session, reset included.
+	out, err = exec.Command(bin("gw-qstat"), "trace", m[1], filepath.Join(logs, "smtpd")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "from=abandoned@sender.test") || !strings.Contains(string(out), "info reset ") {
+		t.Errorf("gw-qstat trace %s: %v: not the whole session:\n%s", m[1], err, out)
+	}
+}
