@@ -2,6 +2,7 @@ package instance
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"gw/lib/trustpath"
 )
 
 // state/run.pid says that gw-instance run runs the instance, and run
@@ -25,28 +28,17 @@ import (
 // instance, or 0 and, when a run.pid was there and not believed, why.
 func (in *Instance) readRunPID() (int, string) {
 	name := in.Path("state", "run.pid")
-	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		if err == unix.ENOENT {
-			return 0, ""
-		}
-		return 0, fmt.Sprintf("%s: %v", name, err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, fmt.Sprintf("%s: %v", name, err)
-	}
 	owner := in.ownerUID()
-	switch {
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return 0, name + ": not a regular file"
-	case st.Nlink != 1:
-		return 0, fmt.Sprintf("%s: a hard link (%d names)", name, st.Nlink)
-	case st.Uid != 0 && int(st.Uid) != owner:
-		return 0, fmt.Sprintf("%s: owned by uid %d, neither root nor the instance's owner (uid %d)", name, st.Uid, owner)
+	f, err := trustpath.OpenFile(name, os.O_RDONLY, 0, fmt.Sprintf("neither root nor the instance's owner (uid %d)", owner), 0, owner)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, ""
 	}
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+		return 0, name + ": " + pe.Err.Error()
+	} else if err != nil {
+		return 0, fmt.Sprintf("%s: %v", name, err)
+	}
+	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, 32))
 	if err != nil {
 		return 0, fmt.Sprintf("%s: %v", name, err)

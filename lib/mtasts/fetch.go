@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"gw/lib/trustpath"
 )
 
 // Resolver is the part of gw's resolver (lib/dns) the fetcher uses: the
@@ -205,19 +207,11 @@ func (f *Fetcher) readCache(domain string) (cached, *Policy) {
 // link, a regular file with one name, owned by this process's user.
 // Another daemon's user owns state/, above the cache.
 func readCacheFile(name string) ([]byte, error) {
-	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	f, err := trustpath.OpenFile(name, os.O_RDONLY, 0, "not this user's", os.Geteuid())
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || int(st.Uid) != os.Geteuid() {
-		return nil, fmt.Errorf("%s: not a cache file of this user's", name)
-	}
 	return io.ReadAll(io.LimitReader(f, 2*MaxSize+1))
 }
 

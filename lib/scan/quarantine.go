@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"gw/lib/envelope"
+
+	"gw/lib/trustpath"
 )
 
 // QuarantineDir is an instance's quarantine directory. Each held message is
@@ -146,30 +148,14 @@ func (q *QuarantineDir) openHeld(id string) (*os.File, error) {
 	if err := unix.Stat(q.Dir, &dir); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: q.Dir, Err: err}
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err == unix.ELOOP {
+	f, err := trustpath.OpenFile(path, os.O_RDONLY, 0, fmt.Sprintf("not by the quarantine's owner (uid %d)", dir.Uid), int(dir.Uid))
+	if errors.Is(err, unix.ELOOP) {
 		return nil, fmt.Errorf("quarantine %s: a symbolic link, not a held message", id)
 	}
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("quarantine %s: %w", id, pe.Err)
 	}
-	var st unix.Stat_t
-	err = unix.Fstat(fd, &st)
-	switch {
-	case err != nil:
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		err = fmt.Errorf("quarantine %s: not a regular file", id)
-	case st.Nlink != 1:
-		err = fmt.Errorf("quarantine %s: a hard link (%d names for one file)", id, st.Nlink)
-	case st.Uid != dir.Uid:
-		err = fmt.Errorf("quarantine %s: owned by uid %d, not by the quarantine's owner (uid %d)", id, st.Uid, dir.Uid)
-	}
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	unix.SetNonblock(fd, false)
-	return os.NewFile(uintptr(fd), path), nil
+	return f, err
 }
 
 type readCloser struct {

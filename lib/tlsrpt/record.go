@@ -7,14 +7,13 @@ package tlsrpt
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"gw/lib/trustpath"
 )
 
 // Policy types (RFC 8460 4.3).
@@ -92,25 +91,6 @@ func (rc *Recorder) Record(r Result) error {
 // link there to a file of the queue would have gw-send append to its own
 // journal or a message.
 func openDay(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o640)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	var st unix.Stat_t
-	err = unix.Fstat(fd, &st)
-	switch {
-	case err != nil:
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		err = errors.New("not a regular file")
-	case st.Nlink != 1:
-		err = fmt.Errorf("a hard link (%d names for one file)", st.Nlink)
-	case int(st.Uid) != os.Geteuid():
-		err = fmt.Errorf("owned by uid %d, not by this process's uid %d", st.Uid, os.Geteuid())
-	}
-	if err != nil {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	unix.SetNonblock(fd, false)
-	return os.NewFile(uintptr(fd), path), nil
+	euid := os.Geteuid()
+	return trustpath.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640, fmt.Sprintf("not by this process's uid %d", euid), euid)
 }

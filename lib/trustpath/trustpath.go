@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 )
 
@@ -177,6 +178,17 @@ func above(d string) string {
 // owned by root, this process's user or the directory's owner. It has
 // the signature of bbolt's Options.OpenFile.
 func OpenOwned(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return OpenFile(name, flag, perm, "neither root, this process's user nor its directory's owner",
+		0, os.Geteuid(), dirOwner(filepath.Dir(name)))
+}
+
+// OpenFile opens name as os.OpenFile does, never through a link, and
+// keeps it only when it is a regular file of one name owned by one of
+// owners: the rule for every file gw reads or writes in a directory
+// another user may write (a database, a cache, a held message, a pid
+// file). whose words the owners for the error: "owned by uid N, whose".
+// The error is an *os.PathError whose Err says which rule failed.
+func OpenFile(name string, flag int, perm os.FileMode, whose string, owners ...int) (*os.File, error) {
 	f, err := os.OpenFile(name, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, perm)
 	if err != nil {
 		return nil, err
@@ -193,8 +205,8 @@ func OpenOwned(name string, flag int, perm os.FileMode) (*os.File, error) {
 		reason = "not a regular file"
 	case st.Nlink != 1:
 		reason = fmt.Sprintf("a hard link (%d names for one file)", st.Nlink)
-	case st.Uid != 0 && int(st.Uid) != os.Geteuid() && int(st.Uid) != dirOwner(filepath.Dir(name)):
-		reason = fmt.Sprintf("owned by uid %d, neither root, this process's user nor its directory's owner", st.Uid)
+	case !slices.Contains(owners, int(st.Uid)):
+		reason = fmt.Sprintf("owned by uid %d, %s", st.Uid, whose)
 	}
 	if reason != "" {
 		f.Close()
