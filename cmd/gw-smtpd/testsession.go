@@ -166,14 +166,7 @@ func (t *sessionTest) resolve(c *config) error {
 	if v := argValue(d.Argv, "greylist"); v != "" && !t.greylistSet {
 		c.greylistDB = absUnder(in.Dir(), v) // the run script starts in the instance's directory
 	}
-	env := map[string]string{}
-	for _, kv := range s.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
-	for k, v := range d.Env {
-		env[k] = v
-	}
+	env := d.Environment(s) // what the run script's listener gets
 	t.getenv = func(k string) string { return env[k] }
 	t.scanned = filepath.Base(env["QMAILQUEUE"]) == "gw-scan"
 	return nil

@@ -193,7 +193,7 @@ func (in *Instance) command(d Daemon, s *Settings) (*exec.Cmd, error) {
 	cmd := exec.Command(d.Argv[0], d.Argv[1:]...)
 	cmd.Dir = in.Dir()
 	cmd.Env = os.Environ()
-	for k, v := range d.environment(s) {
+	for k, v := range d.Environment(s) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	// Own process group: a Ctrl-C on the terminal reaches Run, which

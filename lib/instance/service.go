@@ -239,9 +239,9 @@ func (in *Instance) scanProxy(l Listener, s *Settings, prog func(string) string)
 	return Daemon{Name: l.Face, Argv: append(argv, l.Args...), User: s.Users.SMTPD}
 }
 
-// environment is what a daemon gets besides the supervisor's environment:
+// Environment is what a daemon gets besides the supervisor's environment:
 // control/environment, then the daemon's own.
-func (d Daemon) environment(s *Settings) map[string]string {
+func (d Daemon) Environment(s *Settings) map[string]string {
 	env := map[string]string{}
 	for _, kv := range s.Env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -353,7 +353,7 @@ func (in *Instance) WriteServices() error {
 		if err := os.MkdirAll(filepath.Join(dir, "env"), 0o755); err != nil {
 			return err
 		}
-		if err := writeEnvDir(filepath.Join(dir, "env"), d.environment(s)); err != nil {
+		if err := writeEnvDir(filepath.Join(dir, "env"), d.Environment(s)); err != nil {
 			return err
 		}
 		if err := writeFile(filepath.Join(dir, "run"), in.runScript(d, s.Flavour), 0o755); err != nil {
