@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"gw/lib/trustpath"
 )
 
 // O_NOFOLLOW and the owner check of openSafe guard the last part of a
@@ -57,7 +59,7 @@ func (q *Queue) CheckDir(rel string) error {
 	if int(st.Uid) != q.owner {
 		return &UnsafeError{rel, fmt.Sprintf("owned by uid %d, not by the queue's owner (uid %d)", st.Uid, q.owner)}
 	}
-	if w := writableBy(st.Mode); w != "" {
+	if w := trustpath.WritableBy(st.Mode); w != "" {
 		return &UnsafeError{rel, w}
 	}
 	return nil
@@ -70,7 +72,7 @@ func (q *Queue) checkTop() error {
 	if err := unix.Stat(q.Dir, &st); err != nil {
 		return &os.PathError{Op: "stat", Path: q.Dir, Err: err}
 	}
-	if w := writableBy(st.Mode); w != "" {
+	if w := trustpath.WritableBy(st.Mode); w != "" {
 		return &UnsafeError{"", w}
 	}
 	abs, err := filepath.Abs(q.Dir)
@@ -152,25 +154,8 @@ func (q *Queue) checkAboveStat(dir string, st *unix.Stat_t) error {
 	if st.Uid != 0 && int(st.Uid) != q.owner {
 		return &UnsafeError{"", fmt.Sprintf("%s, a directory above it, is owned by uid %d, neither root nor the queue's owner (uid %d)", dir, st.Uid, q.owner)}
 	}
-	if w := writableBy(st.Mode); w != "" && st.Mode&unix.S_ISVTX == 0 {
+	if w := trustpath.WritableBy(st.Mode); w != "" && st.Mode&unix.S_ISVTX == 0 {
 		return &UnsafeError{"", dir + ", a directory above it, is " + w}
 	}
 	return nil
-}
-
-// writableBy says who besides the owner may write a file of mode m, ""
-// when no one may.
-func writableBy(m uint32) string {
-	who := ""
-	switch m & 0o022 {
-	case 0:
-		return ""
-	case 0o020:
-		who = "its group"
-	case 0o002:
-		who = "others"
-	default:
-		who = "group and others"
-	}
-	return fmt.Sprintf("writable by %s (mode %04o)", who, m&0o7777)
 }

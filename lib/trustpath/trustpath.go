@@ -82,18 +82,28 @@ func check(what, path string, entries bool) error {
 	return nil
 }
 
+// WritableBy says who besides the owner may write a file of mode m (its
+// permission bits, as stat gives them), "" when no one may.
+func WritableBy(m uint32) string {
+	who := ""
+	switch m & 0o022 {
+	case 0:
+		return ""
+	case 0o020:
+		who = "its group"
+	case 0o002:
+		who = "others"
+	default:
+		who = "group and others"
+	}
+	return fmt.Sprintf("writable by %s (mode %04o)", who, m&0o7777)
+}
+
 // untrusted says why fi could have been changed by someone who is neither
 // root nor this process's user, or "" when it could not.
 func untrusted(fi os.FileInfo) string {
-	if m := fi.Mode().Perm(); m&0o022 != 0 {
-		who := "group and others"
-		switch m & 0o022 {
-		case 0o020:
-			who = "its group"
-		case 0o002:
-			who = "others"
-		}
-		return fmt.Sprintf("writable by %s (mode %04o)", who, m)
+	if w := WritableBy(uint32(fi.Mode().Perm())); w != "" {
+		return w
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
