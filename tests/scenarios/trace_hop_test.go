@@ -115,7 +115,10 @@ func TestTraceAcrossQMTPHop(t *testing.T) {
 	mainDelivered := at(`main/send info delivery qid=` + q1 + ` rcpt=bob@hop\.test .*result=delivered reply="K ok \d+ qp ` + q2 + `"`)
 	secAccepted := at(`sec/qmtpd info accepted .*qid=` + q2 + ` .*prev=gw\.test/` + q1)
 	secDelivered := at(`sec/send info delivery qid=` + q2 + ` rcpt=bob@hop\.test .*result=delivered`)
-	if !(mainAccepted < mainDelivered && mainAccepted < secAccepted && secAccepted < secDelivered) {
+	// Only what causes what is ordered: sec's gw-send may deliver before
+	// sec's listener has written its accepted line (both follow gw-queued's
+	// commit), so secAccepted and secDelivered may come either way.
+	if !(mainAccepted < mainDelivered && mainAccepted < secAccepted && mainAccepted < secDelivered) {
 		t.Errorf("gw-qstat trace %s is out of order", q1)
 	}
 	// The forged qid leads nowhere.
