@@ -41,6 +41,7 @@ var (
 	scanPathMessages = flag.Int("scanpath-messages", 600, "messages a figure of the scanned-path bench (0: skip it)")
 	scanPathSessions = flag.Int("scanpath-sessions", 10, "parallel sessions of the scanned-path bench")
 	scanPathSpamd    = flag.Int("scanpath-spamd", 100, "messages a figure through SpamAssassin's spamd, about 10 a second here (0: skip spamd)")
+	scanPathPace     = flag.Float64("scanpath-pace", 0, "send every gw path's messages at this rate, messages a second (0: as fast as answered): gw's own cost a message at a scanner's pace, without the scanner")
 	scanPathOnly     = flag.String("scanpath-only", "", "run only the scanned-path figures whose name holds one of these comma-separated words (clamd, spamd, proxy, wrapper, Postfix, amavis, ...)")
 )
 
@@ -169,7 +170,11 @@ func scanPathBench(work string) {
 		if len(f.progs) > 0 {
 			var parts []string
 			for _, p := range f.progs {
-				parts = append(parts, fmt.Sprintf("%s %.2f", p.name, p.ms))
+				part := fmt.Sprintf("%s %.2f", p.name, p.ms)
+				if p.switches > 0 {
+					part += fmt.Sprintf(" (%.0f switches)", p.switches)
+				}
+				parts = append(parts, part)
 			}
 			fmt.Printf("  %-38s own CPU ms a message: %s\n", "", strings.Join(parts, ", "))
 		}
@@ -259,6 +264,8 @@ func scanPathBench(work string) {
 				continue
 			}
 			pace = f.rate
+		} else if *scanPathPace > 0 && !strings.Contains(p.name, "spamd") {
+			pace = *scanPathPace
 		}
 		pdir := filepath.Join(dir, fmt.Sprintf("gw%d", i))
 		sink, stopSink, err := startSink(dir, fmt.Sprintf("gw%d", i))
@@ -546,8 +553,9 @@ type pathFigure struct {
 
 // progMs is one program's CPU milliseconds a message.
 type progMs struct {
-	name string
-	ms   float64
+	name     string
+	ms       float64
+	switches float64 // the program's threads' context switches a message
 }
 
 // measurePath sends n messages over sess sessions to s with go-smtp's
@@ -630,10 +638,10 @@ func measureCPU(s *side, own func() time.Duration, delivered bool, msg []byte, n
 		ownMs:  float64((own() - own0).Microseconds()) / 1000 / float64(n),
 		scanMs: float64((scannerCPU() - scan0).Microseconds()) / 1000 / float64(n)}
 	for i, p := range progCPUs(s) {
-		f.progs = append(f.progs, progMs{p.name, float64((p.cpu - progs0[i].cpu).Microseconds()) / 1000 / float64(n)})
+		f.progs = append(f.progs, progMs{p.name, float64((p.cpu - progs0[i].cpu).Microseconds()) / 1000 / float64(n), float64(p.switches-progs0[i].switches) / float64(n)})
 	}
 	if r := reapedCPU(s) - reaped0; r > 0 && f.progs != nil {
-		f.progs = append(f.progs, progMs{"gw-smtpd's children (wrapper)", float64(r.Microseconds()) / 1000 / float64(n)})
+		f.progs = append(f.progs, progMs{"gw-smtpd's children (wrapper)", float64(r.Microseconds()) / 1000 / float64(n), 0})
 	}
 	f.p50, f.p99 = percentiles(lat)
 	return f, nil

@@ -132,7 +132,7 @@ func measureRelaySize(dir, name string, size int, start func(sink string) (*side
 	res.rate = float64(n) / took.Seconds()
 	res.cpuPerMsg = (sideCPU(s) - cpu0) / time.Duration(n)
 	for i, p := range progCPUs(s) {
-		res.perProg = append(res.perProg, progCPU{p.name, (p.cpu - prog0[i].cpu) / time.Duration(n)})
+		res.perProg = append(res.perProg, progCPU{p.name, (p.cpu - prog0[i].cpu) / time.Duration(n), (p.switches - prog0[i].switches) / int64(n)})
 	}
 
 	sk.stop()

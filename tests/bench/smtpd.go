@@ -251,8 +251,9 @@ type namedPid struct {
 
 // progCPU is the CPU time of one program of a side.
 type progCPU struct {
-	name string
-	cpu  time.Duration
+	name     string
+	cpu      time.Duration
+	switches int64
 }
 
 // progCPUs is the CPU time of each of the side's named programs.
@@ -263,9 +264,29 @@ func progCPUs(s *side) []progCPU {
 	var out []progCPU
 	for _, p := range s.progs() {
 		u, st, _, _ := procTimes(p.pid)
-		out = append(out, progCPU{p.name, u + st})
+		out = append(out, progCPU{p.name, u + st, procSwitches(p.pid)})
 	}
 	return out
+}
+
+// procSwitches is the context switches, voluntary or not, of pid's
+// live threads: each is a wake-up the program paid for.
+func procSwitches(pid int) int64 {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var n int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				x, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += x
+			}
+		}
+	}
+	return n
 }
 
 // procTimes returns utime, stime, cutime and cstime of pid.
