@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"gw/lib/queue"
-	"gw/lib/sysmon"
+	"gw/lib/runtimetune"
 )
 
 // smtpdInstance is an instance directory for gw-smtpd: control/ with the
@@ -540,7 +540,7 @@ func TestSMTPDManPageOptions(t *testing.T) {
 
 // TestSMTPDListenerKeepsMonitorAwake: a listening gw-smtpd has started
 // itself again, in the process its supervisor started, with the Go
-// runtime's monitor kept from its deep sleep (lib/sysmon), and serves as
+// runtime's monitor kept from its deep sleep (lib/runtimetune), and serves as
 // before; a schedtrace the sysadmin set in GODEBUG is kept as given.
 func TestSMTPDListenerKeepsMonitorAwake(t *testing.T) {
 	godebug := func(in *smtpdInstance) string {
@@ -559,7 +559,7 @@ func TestSMTPDListenerKeepsMonitorAwake(t *testing.T) {
 
 	in := newSMTPDInstance(t, nil)
 	addr := in.standalone(t, []string{"GODEBUG=madvdontneed=1"})
-	if got, want := godebug(in), "madvdontneed=1,"+sysmon.Setting; got != want {
+	if got, want := godebug(in), "madvdontneed=1,"+runtimetune.Setting; got != want {
 		t.Errorf("the listener runs with GODEBUG=%q, want %q", got, want)
 	}
 	out := swaks(t, addr, "--from", "s@sender.example", "--to", "bob@example.com")

@@ -18,6 +18,7 @@ import (
 	"gw/lib/program"
 	"gw/lib/qmtp"
 	"gw/lib/ratelimit"
+	"gw/lib/runtimetune"
 	"gw/lib/state"
 	"gw/lib/tcpserver"
 )
@@ -56,6 +57,11 @@ func main() {
 
 func run(c *config) error {
 	log := logline.Stderr
+	if standalone, _ := c.Standalone(); standalone {
+		// A listener lives long: see lib/runtimetune. Under tcpserver a
+		// process lives one session, not worth an exec.
+		runtimetune.Daemon(log)
+	}
 	if err := c.Trusted(); err != nil {
 		return program.Fail(program.ExitTemporary, "%v", err)
 	}

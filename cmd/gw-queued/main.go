@@ -19,6 +19,7 @@ import (
 	"gw/lib/privilege"
 	"gw/lib/program"
 	"gw/lib/queue"
+	"gw/lib/runtimetune"
 	"gw/lib/trustpath"
 )
 
@@ -66,6 +67,7 @@ func main() {
 
 func serve(dir, socket string, mode os.FileMode, budget int64) error {
 	log := logline.Stderr
+	runtimetune.Daemon(log) // a daemon: see lib/runtimetune
 	// The budget bounds the message bytes the sessions hold; a soft limit
 	// of the budget and 64 MiB makes the collector give back what they let
 	// go before the heap doubles, as GOGC's default alone would let it.

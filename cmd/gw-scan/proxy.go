@@ -11,6 +11,7 @@ import (
 	"gw/lib/logline"
 	"gw/lib/metrics"
 	"gw/lib/program"
+	"gw/lib/runtimetune"
 	"gw/lib/scan"
 	"gw/lib/trustpath"
 )
@@ -18,6 +19,7 @@ import (
 // proxy serves SMTP on --listen and relays scanned mail to --next-hop.
 func proxy(c *config) error {
 	log := logline.Stderr
+	runtimetune.Daemon(log) // a daemon: see lib/runtimetune
 	// The proxy is a daemon: its scanning policy must be root's or its
 	// own user's alone (trustpath), as the listeners' is.
 	if err := trustpath.Dir("control directory", c.controlDir); err != nil {

@@ -19,6 +19,7 @@ import (
 	"gw/lib/program"
 	"gw/lib/qstat"
 	"gw/lib/queue"
+	"gw/lib/runtimetune"
 	"gw/lib/send"
 	"gw/lib/trustpath"
 )
@@ -83,6 +84,7 @@ func (c *config) paths() error {
 }
 
 func run(c config) error {
+	runtimetune.Daemon(logline.Stderr) // a daemon: see lib/runtimetune
 	if err := metrics.Start("gw-send", c.metrics, logline.Stderr); err != nil {
 		return program.Fail(program.ExitPermanent, "%v", err)
 	}

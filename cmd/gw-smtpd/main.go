@@ -16,8 +16,8 @@ import (
 	"gw/lib/logline"
 	"gw/lib/metrics"
 	"gw/lib/program"
+	"gw/lib/runtimetune"
 	"gw/lib/smtpd"
-	"gw/lib/sysmon"
 )
 
 type config struct {
@@ -72,11 +72,9 @@ func main() {
 func run(c *config) error {
 	log := logline.Stderr
 	if standalone, _ := c.Standalone(); standalone {
-		// A listener lives long and waits on many clients: see lib/sysmon.
-		// Under tcpserver a process lives one session, not worth an exec.
-		if err := sysmon.StayAwake(); err != nil {
-			log.Warning("sysmon", "err", err)
-		}
+		// A listener lives long: see lib/runtimetune. Under tcpserver a
+		// process lives one session, not worth an exec.
+		runtimetune.Daemon(log)
 	}
 	keep := &lasting{}
 	if err := c.Trusted(); err != nil {

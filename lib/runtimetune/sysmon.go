@@ -1,25 +1,21 @@
-// Package sysmon keeps the Go runtime's system monitor of a long-lived
-// listener out of its deep sleep, which costs a busy server that waits
-// on its clients a quarter of its CPU.
-//
-// The monitor (a thread of every Go program) goes into a deep sleep
-// whenever all of the program's processors are idle, and the next
-// system call wakes it, after which it polls every 20 µs for a
-// millisecond before it slows down. A server whose sessions each wait
-// for their client between commands goes idle and busy again hundreds
-// of times a second: its monitor never slows down, and the wake-ups,
-// its polling and the thread switches they bring were a quarter of
-// gw-smtpd's CPU for each message (make bench, section smtpdold).
+// The runtime's system monitor (a thread of every Go program) goes into
+// a deep sleep whenever all of the program's processors are idle, and
+// the next system call wakes it, after which it polls every 20 µs for a
+// millisecond before it slows down. A daemon that waits on its clients,
+// its socket or its queue goes idle and busy again at every message: at
+// 10 messages a second each of them paid 12 to 44 of those polls a
+// message, with the thread switches they bring.
 //
 // The runtime skips the deep sleep only while a scheduler trace is on
 // (GODEBUG schedtrace), and it reads GODEBUG once, at start. So the
-// listener starts itself again, as the same process, with the trace set
+// daemon starts itself again, as the same process, with the trace set
 // to its longest interval: the monitor then backs off to one wake-up in
 // 10 ms when there is nothing for it to do, as it does in a busy
 // program. The trace prints one line of scheduler figures to stderr
 // (the log) once the machine has been up 24.8 days, and every 24.8 days
 // after.
-package sysmon
+
+package runtimetune
 
 import (
 	"os"
@@ -31,12 +27,12 @@ import (
 // longest interval the runtime accepts (a 32-bit count of milliseconds).
 const Setting = "schedtrace=2147483647"
 
-// StayAwake starts the program again, in the same process, with Setting
+// stayAwake starts the program again, in the same process, with Setting
 // added to GODEBUG, unless GODEBUG already names schedtrace (then it is
 // this start, or the sysadmin's choice, and is kept). It returns only
 // when nothing was to be done or the program could not be started
 // again: the program then runs on as it is.
-func StayAwake() error {
+func stayAwake() error {
 	env, ok := withSetting(os.Environ())
 	if !ok {
 		return nil
