@@ -12,6 +12,15 @@
 //     it needs more (procs.go): with two, every goroutine readied at
 //     a few messages a second woke a second, spinning thread.
 //
+// Measured on the scanned path (gw-scan proxy, gw-smtpd, gw-queued,
+// gw-send; go run ./tests/bench -only scanpath -scanpath-pace N), their
+// CPU a message: at 10 messages a second 4.20 ms before, 3.47 with both
+// (4.20 with one processor alone); at 100 a second 2.27 before, 1.58
+// with both. The monitor kept awake costs an idle daemon 100 wake-ups
+// and about 1 ms of CPU a second, which at one message a second is most
+// of its cost (9.8 ms a message against 4.0 without it): spent while
+// the machine has CPU to spare, to save it when the messages come.
+//
 // A GOMAXPROCS or a GODEBUG schedtrace in the environment is the
 // sysadmin's and wins: the daemon then runs as it says.
 package runtimetune
