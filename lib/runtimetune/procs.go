@@ -1,7 +1,9 @@
 package runtimetune
 
 import (
+	"math"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"syscall"
 	"time"
@@ -9,17 +11,22 @@ import (
 	"gw/lib/logline"
 )
 
-// The governor's marks, as shares of one CPU over an interval. A daemon
-// at one processor that used busyShare of a CPU is held back by it:
-// it goes to all of the processors the runtime gives it. One that used
-// less than quietShare for quietSpell on end fits in one processor
-// again with room to spare (spinning threads inflate the figure at
-// several): it goes back. The gap between the two keeps it from
-// switching to and fro.
+// The governor's marks. At one processor a daemon is held back by it
+// when it used busyShare of a CPU over an interval, or when its
+// goroutines, ready to run, waited for the processor waitShare of the
+// interval between them (summed): the one thread that runs Go code was
+// in a system call (an fsync, a write) or descheduled by a loaded
+// machine while the others had work. It then goes to all of the
+// processors the runtime gives it, and back to one once it used less
+// than quietShare of a CPU for quietSpell on end. activeShare keeps
+// waits of a daemon that does next to nothing (a few messages a second
+// on a loaded machine) from raising it, to fall back 5 s later.
 const (
-	busyShare  = 0.7
-	quietShare = 0.4
-	quietSpell = 5 * time.Second
+	busyShare   = 0.7
+	waitShare   = 0.05
+	activeShare = 0.05
+	quietShare  = 0.03
+	quietSpell  = 5 * time.Second
 )
 
 // How often the governor looks: every busyTick while the daemon works,
@@ -33,9 +40,10 @@ const (
 	idleShare = 0.01
 )
 
-// governor sets GOMAXPROCS from the CPU the process used. Changing it
-// stops the world for a few microseconds (4 µs here, median of 200), a
-// cost paid at most once in quietSpell.
+// governor sets GOMAXPROCS from the CPU the process used and the time
+// its goroutines waited for a processor. Changing it stops the world
+// for a few microseconds (4 µs here, median of 200), paid at most once
+// in quietSpell.
 type governor struct {
 	most  int           // the processors the runtime gave the program at start
 	procs int           // in force
@@ -62,26 +70,36 @@ func newGovernor(getenv func(string) string) *governor {
 	return &governor{most: most, procs: 1}
 }
 
-// step takes the CPU the process used over the last interval, elapsed
-// long, and returns the processors for the next one and how long that
-// interval is to be.
-func (g *governor) step(used, elapsed time.Duration) (procs int, next time.Duration) {
-	share := 0.0
-	if elapsed > 0 {
-		share = float64(used) / float64(elapsed)
+// load is what the process did over an interval elapsed long: the CPU
+// it used and the time its goroutines spent ready to run, waiting for a
+// processor (summed over goroutines).
+type load struct {
+	used, waited, elapsed time.Duration
+}
+
+func (l load) share(d time.Duration) float64 {
+	if l.elapsed <= 0 {
+		return 0
 	}
+	return float64(d) / float64(l.elapsed)
+}
+
+// step takes the load of the last interval and returns the processors
+// for the next one and how long that interval is to be.
+func (g *governor) step(l load) (procs int, next time.Duration) {
+	cpu, wait := l.share(l.used), l.share(l.waited)
 	switch {
-	case g.procs == 1 && share >= busyShare:
+	case g.procs == 1 && (cpu >= busyShare || cpu >= activeShare && wait >= waitShare):
 		g.procs, g.quiet = g.most, 0
-	case g.procs > 1 && share < quietShare:
-		g.quiet += elapsed
+	case g.procs > 1 && cpu < quietShare:
+		g.quiet += l.elapsed
 		if g.quiet >= quietSpell {
 			g.procs, g.quiet = 1, 0
 		}
 	default:
 		g.quiet = 0
 	}
-	if g.procs == 1 && share < idleShare {
+	if g.procs == 1 && cpu < idleShare {
 		return g.procs, idleTick
 	}
 	return g.procs, busyTick
@@ -89,21 +107,65 @@ func (g *governor) step(used, elapsed time.Duration) (procs int, next time.Durat
 
 // run governs for the life of the program.
 func (g *governor) run(log *logline.Logger) {
-	last, lastAt := cpuUsed(), time.Now()
+	m := newMeter()
+	last := m.read()
 	next := idleTick
 	for {
 		time.Sleep(next)
-		used, at := cpuUsed(), time.Now()
+		now := m.read()
+		l := now.since(last)
 		was := g.procs
 		var procs int
-		procs, next = g.step(used-last, at.Sub(lastAt))
+		procs, next = g.step(l)
 		if procs != was {
 			runtime.GOMAXPROCS(procs)
-			share := float64(used-last) / float64(at.Sub(lastAt))
-			log.Info("procs", "from", was, "to", procs, "cpu", strconv.FormatFloat(share, 'f', 2, 64))
+			log.Info("procs", "from", was, "to", procs,
+				"cpu", strconv.FormatFloat(l.share(l.used), 'f', 2, 64),
+				"wait", strconv.FormatFloat(l.share(l.waited), 'f', 2, 64))
 		}
-		last, lastAt = used, at
+		last = now
 	}
+}
+
+// reading is the process's totals at one moment.
+type reading struct {
+	at           time.Time
+	used, waited time.Duration
+}
+
+func (r reading) since(before reading) load {
+	return load{used: r.used - before.used, waited: r.waited - before.waited, elapsed: r.at.Sub(before.at)}
+}
+
+// meter reads the totals.
+type meter struct {
+	sample []metrics.Sample
+}
+
+func newMeter() *meter {
+	return &meter{sample: []metrics.Sample{{Name: "/sched/latencies:seconds"}}}
+}
+
+func (m *meter) read() reading {
+	metrics.Read(m.sample)
+	r := reading{at: time.Now(), used: cpuUsed()}
+	if v := m.sample[0].Value; v.Kind() == metrics.KindFloat64Histogram {
+		r.waited = waited(v.Float64Histogram())
+	}
+	return r
+}
+
+// waited sums the runtime's histogram of the time goroutines spent
+// ready to run before they ran, each at its bucket's lower bound (an
+// underestimate by at most the buckets' width, an eighth here).
+func waited(h *metrics.Float64Histogram) time.Duration {
+	var sum float64
+	for i, n := range h.Counts {
+		if low := h.Buckets[i]; n > 0 && low > 0 && !math.IsInf(low, 0) {
+			sum += float64(n) * low
+		}
+	}
+	return time.Duration(sum * float64(time.Second))
 }
 
 // cpuUsed is the CPU time the process has used, all of its threads, in
