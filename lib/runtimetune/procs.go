@@ -21,6 +21,13 @@ import (
 // than quietShare of a CPU for quietSpell on end. activeShare keeps
 // waits of a daemon that does next to nothing (a few messages a second
 // on a loaded machine) from raising it, to fall back 5 s later.
+//
+// The marks are far from both ends: at 100 messages a second on the
+// scanned path each daemon used 2 to 6 % of a CPU and its goroutines
+// waited under 0.1 % of the time; at the relay bench's full rate, at
+// one processor, gw-queued, gw-smtpd and gw-send used 6 to 12 % of a
+// CPU and waited 10 to 65 % of the time, and ran at half the rate of
+// two processors: they wait on one another and on fsync, not on a CPU.
 const (
 	busyShare   = 0.7
 	waitShare   = 0.05
