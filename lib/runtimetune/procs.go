@@ -20,7 +20,7 @@ import (
 // processors the runtime gives it, and back to one once it used less
 // than quietShare of a CPU for quietSpell on end. activeShare keeps
 // waits of a daemon that does next to nothing (a few messages a second
-// on a loaded machine) from raising it, to fall back 5 s later.
+// on a loaded machine) from raising it, to fall back later.
 //
 // The marks are far from both ends: at 100 messages a second on the
 // scanned path each daemon used 2 to 6 % of a CPU and its goroutines
@@ -33,17 +33,20 @@ const (
 	waitShare   = 0.05
 	activeShare = 0.05
 	quietShare  = 0.03
-	quietSpell  = 5 * time.Second
+	quietSpell  = 30 * time.Second
 )
 
 // How often the governor looks: every busyTick while the daemon works,
 // every idleTick while it used less than idleShare, so that an idle
-// daemon wakes once a second for it (the monitor kept awake wakes it
+// daemon wakes twice a second for it (the monitor kept awake wakes it
 // 100 times) and one that starts to work is at all of its processors
-// within idleTick and busyTick.
+// within idleTick and busyTick. A burst of the smtpd bench (2000
+// messages in under a second) ran at one processor all through with a
+// look a second, and lost a third of its rate; a quiet spell of 5 s
+// went back to one between bursts a few seconds apart.
 const (
 	busyTick  = 250 * time.Millisecond
-	idleTick  = time.Second
+	idleTick  = 500 * time.Millisecond
 	idleShare = 0.01
 )
 

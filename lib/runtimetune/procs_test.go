@@ -21,18 +21,18 @@ func TestGovernorStep(t *testing.T) {
 		procs                 int
 		next                  time.Duration
 	}{
-		{"idle: looked at once a second", 2 * ms, 0, time.Second, 1, idleTick},
+		{"idle: looked at less often", 2 * ms, 0, time.Second, 1, idleTick},
 		{"10 msg/s at 2 ms each: one processor, looked at more often", 20 * ms, 0, time.Second, 1, busyTick},
 		{"100 msg/s at 0.6 ms each, nothing waiting", 15 * ms, 250 * time.Microsecond, q, 1, busyTick},
 		{"little work, but waiting on a loaded machine: not worth a switch", 10 * ms, 50 * ms, q, 1, busyTick},
 		{"a relay at full rate: goroutines wait on the one processor", 30 * ms, 40 * ms, q, 4, busyTick},
 		{"at four: busy", 100 * ms, 10 * ms, q, 4, busyTick},
-		{"a lull of 4 s", 20 * ms, 0, 4 * time.Second, 4, busyTick},
+		{"a lull nearly a quiet spell long", 20 * ms, 0, quietSpell - q, 4, busyTick},
 		{"busy again: the lull's count starts over", 200 * ms, 0, q, 4, busyTick},
-		{"quiet 4.75 s", 0, 0, 4750 * ms, 4, busyTick},
+		{"quiet a spell but a look", 0, 0, quietSpell - q, 4, busyTick},
 		{"between the marks: not quiet", 10 * ms, 0, q, 4, busyTick},
-		{"quiet 4.75 s again", 0, 0, 4750 * ms, 4, busyTick},
-		{"quiet 5 s on end: back to one", 0, 0, q, 1, idleTick},
+		{"quiet a spell but a look again", 0, 0, quietSpell - q, 4, busyTick},
+		{"quiet a whole spell on end: back to one", 0, 0, q, 1, idleTick},
 		{"just under a busy CPU, nothing waiting", 174 * ms, 0, q, 1, busyTick},
 		{"a CPU's worth at one processor: all of them", 180 * ms, 0, q, 4, busyTick},
 		{"a clock that did not move: nothing to divide by", 5 * ms, 5 * ms, 0, 4, busyTick},
