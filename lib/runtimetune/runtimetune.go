@@ -17,7 +17,7 @@
 // CPU a message: at 10 messages a second 4.20 ms before, 3.47 with both
 // (4.20 with one processor alone); at 100 a second 2.27 before, 1.58
 // with both. The monitor kept awake costs an idle daemon 100 wake-ups
-// and about 1 ms of CPU a second, which at one message a second is most
+// and 1 to 1.5 ms of CPU a second, which at one message a second is most
 // of its cost (9.8 ms a message against 4.0 without it): spent while
 // the machine has CPU to spare, to save it when the messages come.
 //
