@@ -482,5 +482,8 @@ func foldList(syms []string) string {
 // NewID returns a scan id: the time in nanoseconds and the pid, in hex,
 // unique on this host and a safe file name.
 func NewID() string {
-	return strconv.FormatInt(time.Now().UnixNano(), 16) + "." + strconv.FormatInt(int64(os.Getpid()), 16)
+	return strconv.FormatInt(time.Now().UnixNano(), 16) + "." + pidHex
 }
+
+// pidHex is the process's id once: os.Getpid is a system call each time.
+var pidHex = strconv.FormatInt(int64(os.Getpid()), 16)
