@@ -296,6 +296,44 @@ func TestScanProxyInsideRefusesRecipient(t *testing.T) {
 	}
 }
 
+// TestScanProxyChunksToInside: a message for one recipient goes to the
+// inside listener as one BDAT chunk, pipelined behind MAIL and RCPT (the
+// inside logs it chunked), byte for byte what DATA would have carried:
+// lines that begin with a dot keep one dot, none is taken for the end.
+// The inside refusing the only recipient refuses the message to the
+// client, reads the chunk and drops it; the next message still goes.
+func TestScanProxyChunksToInside(t *testing.T) {
+	inside := newSMTPDInstance(t, nil)
+	addr, _, logPath := scanProxy(t, inside.standalone(t, nil), map[string]string{})
+	talk(t, addr,
+		"", "220 ",
+		"EHLO client.example", "250-PIPELINING",
+		"MAIL FROM:<a@sender.example>", "250 ",
+		"RCPT TO:<x@elsewhere.test>", "250 ",
+		"DATA", "354 ",
+		"Subject: refused\n\nbody\n.", "554 5.7.1 next hop refused the message",
+		"MAIL FROM:<a@sender.example>", "250 ",
+		"RCPT TO:<u@example.com>", "250 ",
+		"DATA", "354 ",
+		"Subject: chunked\n\n..dot line\n..\nQUIT\nend\n.", "250 2.0.0 ok ",
+		"QUIT", "221 ")
+	msgs := inside.messages(t)
+	if len(msgs) != 1 {
+		t.Fatalf("inside queue holds %d messages, want the second alone", len(msgs))
+	}
+	if body := inside.body(t, msgs[0]); !strings.HasSuffix(body, "\nSubject: chunked\n\n.dot line\n.\nQUIT\nend\n") {
+		t.Errorf("inside queue holds:\n%s", body)
+	}
+	insideLog, _ := os.ReadFile(inside.log)
+	if !bytes.Contains(insideLog, []byte("chunked=true")) {
+		t.Errorf("the inside did not take the message by BDAT:\n%s", insideLog)
+	}
+	log, _ := os.ReadFile(logPath)
+	if !bytes.Contains(log, []byte("RCPT x@elsewhere.test: SMTP error 553: 5.7.1")) {
+		t.Errorf("proxy log does not name the refused recipient:\n%s", log)
+	}
+}
+
 // TestScanProxyClamdRestarted: the proxy keeps its clamd connection open
 // from one message to the next (clamd's IDSESSION). clamd restarted
 // between two messages leaves the proxy a dead session: the next message

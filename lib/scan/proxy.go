@@ -231,7 +231,7 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 			drop := p.Scanner.Drops(rep, plan.Tag)
 			write = func(dst io.Writer) error { return RewriteDrop(dst, f, add, drop, size) }
 		}
-		reply, err := p.relay(deliver, write, ss.Mail.UTF8)
+		reply, err := p.relay(deliver, write, ss.Mail.UTF8, size)
 		if err != nil {
 			p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "next_hop", p.NextHop, "err", err)
 			var se *smtp.SMTPError
@@ -270,7 +270,7 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 // It reuses a connection an earlier message left idle; one that fails at
 // MAIL (the next hop closed it meanwhile) is replaced by a fresh one, which
 // is safe: nothing of the message was sent on it.
-func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 bool) (string, error) {
+func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 bool, size int64) (string, error) {
 	// The client writes the path between angle brackets as given:
 	// the local part must go quoted when it is no dot-atom, or the next
 	// hop reads another address, and what follows a '>' or a blank in it
@@ -286,7 +286,7 @@ func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 b
 		}
 	}
 	if h := p.hops.get(); h != nil {
-		reply, err, mailed := p.relayOn(h, env, from, to, write, utf8)
+		reply, err, mailed := p.relayOn(h, env, from, to, write, utf8, size)
 		if err == nil {
 			p.hops.put(h)
 			return reply, nil
@@ -300,7 +300,7 @@ func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 b
 	if err != nil {
 		return "", err
 	}
-	reply, err, _ := p.relayOn(h, env, from, to, write, utf8)
+	reply, err, _ := p.relayOn(h, env, from, to, write, utf8, size)
 	if err != nil {
 		h.c.close()
 		return "", err
@@ -323,7 +323,7 @@ func (p *Proxy) dialHop() (*hopConn, error) {
 // does); one that does not gets none, and the request ends there
 // (gw-scan.8). REQUIRETLS, unlike DSN, is never dropped: a next hop that
 // does not offer it refuses the message here (RFC 8689 5, no downgrade).
-func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, write func(io.Writer) error, utf8 bool) (reply string, err error, mailed bool) {
+func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, write func(io.Writer) error, utf8 bool, size int64) (reply string, err error, mailed bool) {
 	h.c.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
-	return h.c.send(env, from, to, write, utf8)
+	return h.c.send(env, from, to, write, utf8, size)
 }
