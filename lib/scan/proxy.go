@@ -194,8 +194,10 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 	mid := msgID(msg)
 	meta := Meta{From: env.Sender, Rcpts: env.Recipients, QueueID: mid}
 	// The proxy's client is the front listener: the Internet client is
-	// the one gw-smtpd's Received names.
-	meta.IP, meta.Hostname, meta.Helo = clientFromReceived(msg)
+	// the one gw-smtpd's Received names. rspamd alone is told.
+	if p.Scanner.Rspamd != nil {
+		meta.IP, meta.Hostname, meta.Helo = clientFromReceived(msg)
+	}
 	rep := p.Scanner.Scan(ctx, f, size, id, meta)
 	plan := p.Scanner.Plan(rep, env)
 	acts, deliver, held := plan.Acts, plan.Deliver, plan.Held
