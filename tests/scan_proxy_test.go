@@ -397,3 +397,18 @@ func TestScanProxyClamdRestarted(t *testing.T) {
 		t.Errorf("%d clamd errors logged, want 1 (clamd gone):\n%s", n, log)
 	}
 }
+
+// TestScanProxySpamdOverUnixSocket: spamd named by its unix socket, as
+// "unix:PATH" or as a bare path, is asked as over TCP: GTUBE comes out
+// tagged by the default policy, with spamd's score.
+func TestScanProxySpamdOverUnixSocket(t *testing.T) {
+	p := scanners(t)
+	for _, spamd := range []string{"unix:" + p.spamdSock, p.spamdSock} {
+		inside := newSMTPDInstance(t, nil)
+		addr, _, _ := scanProxy(t, inside.standalone(t, nil), map[string]string{"spamd": spamd + "\n"})
+		body := sendOnly(t, addr, inside, plainMessage("gtube", gtube+"\n"))
+		if !strings.Contains(body, "X-Spam-Flag: YES\n") || !strings.Contains(body, "X-Spam-Status: Yes, score=") {
+			t.Errorf("spamd at %s: GTUBE relayed as:\n%s", spamd, body)
+		}
+	}
+}
