@@ -587,6 +587,35 @@ func (r *Runner) Remove(id ID) error {
 	if r.claimed[id] {
 		return ErrClaimed
 	}
+	r.removeLocked(m)
+	return nil
+}
+
+// RemoveDelivered takes message id out of the queue if every recipient of
+// it is delivered, and reports whether it did. Unlike Remove it acts on a
+// claimed message: the caller is the delivery that holds the claim, and
+// appends the removal beside its outcomes so that one Sync makes both
+// durable. Nothing is owed to anyone (no bounce), so nothing waits for
+// the outcomes to be durable first.
+func (r *Runner) RemoveDelivered(id ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.msgs[id]
+	if m == nil {
+		return false
+	}
+	for _, rc := range m.Recipients {
+		if rc.State != Delivered {
+			return false
+		}
+	}
+	r.removeLocked(m)
+	return true
+}
+
+// removeLocked forgets m and journals its removal. Call with r.mu held.
+func (r *Runner) removeLocked(m *Message) {
+	id := m.ID
 	delete(r.msgs, id)
 	r.jw.append(jrec{Kind: jRemoved, ID: id})
 	if rs := r.segs[m.Segment]; rs != nil {
@@ -598,7 +627,6 @@ func (r *Runner) Remove(id ID) error {
 			}
 		}
 	}
-	return nil
 }
 
 // Sync makes every journal record made so far durable. Concurrent calls
