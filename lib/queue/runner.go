@@ -378,51 +378,102 @@ func (r *Runner) Refresh() ([]Message, error) {
 	defer r.mu.Unlock()
 	var fresh []Message
 	for _, name := range names {
-		rs := r.segs[name]
-		if rs != nil && rs.sealed {
+		if rs := r.segs[name]; rs != nil && rs.sealed {
 			continue
 		}
-		limit := r.readLimit(name)
-		from := int64(0)
-		if rs != nil {
-			from = rs.end
-			if limit >= 0 && limit <= rs.end {
-				continue // nothing more announced
-			}
-			if limit < 0 && rs.eof {
-				st, err := os.Stat(r.q.path(dirSeg, name))
-				if err != nil || st.Size() == rs.size {
-					continue // read to its end, and it did not grow
-				}
-			}
-		}
-		s, err := r.q.scanSegment(name, from, limit)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if skip, err := r.refuse(name, err); skip || err != nil {
-			if err != nil {
-				return fresh, err
-			}
-			continue
-		}
-		if err != nil {
+		if fresh, err = r.readSegment(name, r.readLimit(name), fresh); err != nil {
 			return fresh, err
 		}
-		rs = r.addSegment(s, limit)
-		for _, m := range s.messages {
-			if _, dup := r.msgs[m.ID]; dup || rs.removed[m.ID] {
-				continue
-			}
-			m.Picked = true
-			r.jw.append(jrec{Kind: jPicked, ID: m.ID})
-			r.msgs[m.ID] = m
-			rs.ids = append(rs.ids, m.ID)
-			fresh = append(fresh, cloneMessage(m))
+	}
+	sortMessages(fresh)
+	return fresh, nil
+}
+
+// RefreshNoticed is Refresh for a wake-up (Wake). When the trigger carried
+// only gw-queued's flushed-length notices for segments the runner already
+// reads, it reads each of those from where it stopped up to the length
+// announced, and lists no directory and asks no writer's lock: at a low
+// rate every message comes with such a wake-up, and a listing of seg/ and
+// a lock probe a segment for each would cost more than reading the
+// message. Otherwise (a "!": gw-queue's new segment, a seal, an abandoned
+// batch, gw-qctl; or a segment new to the runner, as after gw-queued
+// restarted and left its old one to be read to its end) it is Refresh.
+// pulled reports a "!", after which gw-qctl's requests are to be looked
+// for.
+func (r *Runner) RefreshNoticed() (fresh []Message, pulled bool, err error) {
+	grown, pulled := r.notices.take()
+	r.mu.Lock()
+	known := !pulled
+	for _, name := range grown {
+		if r.segs[name] == nil {
+			known = false
 		}
 	}
-	sort.Slice(fresh, func(i, j int) bool { return fresh[i].ID < fresh[j].ID })
+	if !known {
+		r.mu.Unlock()
+		fresh, err = r.Refresh()
+		return fresh, pulled, err
+	}
+	defer r.mu.Unlock()
+	sort.Strings(grown)
+	for _, name := range grown {
+		if rs := r.segs[name]; rs.sealed {
+			continue
+		}
+		// The announced length is flushed and acknowledged whether or not
+		// its writer still lives: reading up to it needs no lock probe.
+		if fresh, err = r.readSegment(name, r.notices.flushed(name), fresh); err != nil {
+			return fresh, pulled, err
+		}
+	}
+	sortMessages(fresh)
+	return fresh, pulled, nil
+}
+
+// readSegment reads unsealed segment name on from where the runner
+// stopped, up to limit (-1: its end; see readLimit), appends its new
+// messages to fresh and marks them picked up. Call with r.mu held.
+func (r *Runner) readSegment(name string, limit int64, fresh []Message) ([]Message, error) {
+	rs := r.segs[name]
+	from := int64(0)
+	if rs != nil {
+		from = rs.end
+		if limit >= 0 && limit <= rs.end {
+			return fresh, nil // nothing more announced
+		}
+		if limit < 0 && rs.eof {
+			st, err := os.Stat(r.q.path(dirSeg, name))
+			if err != nil || st.Size() == rs.size {
+				return fresh, nil // read to its end, and it did not grow
+			}
+		}
+	}
+	s, err := r.q.scanSegment(name, from, limit)
+	if errors.Is(err, os.ErrNotExist) {
+		return fresh, nil
+	}
+	if skip, err := r.refuse(name, err); skip || err != nil {
+		return fresh, err
+	}
+	if err != nil {
+		return fresh, err
+	}
+	rs = r.addSegment(s, limit)
+	for _, m := range s.messages {
+		if _, dup := r.msgs[m.ID]; dup || rs.removed[m.ID] {
+			continue
+		}
+		m.Picked = true
+		r.jw.append(jrec{Kind: jPicked, ID: m.ID})
+		r.msgs[m.ID] = m
+		rs.ids = append(rs.ids, m.ID)
+		fresh = append(fresh, cloneMessage(m))
+	}
 	return fresh, nil
+}
+
+func sortMessages(ms []Message) {
+	sort.Slice(ms, func(i, j int) bool { return ms[i].ID < ms[j].ID })
 }
 
 func cloneMessage(m *Message) Message {

@@ -185,8 +185,12 @@ func (s *Sender) loop() error {
 		timer.Reset(s.nextWake())
 		select {
 		case <-s.r.Wake():
-			s.refresh()
-			s.serveCtl()
+			// gw-qctl pulls the trigger ("!") with each request; a wake-up
+			// that only says how far gw-queued flushed brings none, and
+			// ctl/ is not listed for it.
+			if s.refreshNoticed() {
+				s.serveCtl()
+			}
 		case j := <-s.done:
 			s.jobDone(j)
 		case <-timer.C:
@@ -246,6 +250,18 @@ func (s *Sender) abandonWaiting() int {
 // refresh schedules the messages committed since the last look.
 func (s *Sender) refresh() {
 	fresh, err := s.r.Refresh()
+	s.scheduleFresh(fresh, err)
+}
+
+// refreshNoticed is refresh for a wake-up (Runner.RefreshNoticed); it
+// reports whether the trigger was pulled for more than a flushed length.
+func (s *Sender) refreshNoticed() (pulled bool) {
+	fresh, pulled, err := s.r.RefreshNoticed()
+	s.scheduleFresh(fresh, err)
+	return pulled
+}
+
+func (s *Sender) scheduleFresh(fresh []queue.Message, err error) {
 	s.logSetAside()
 	if err != nil {
 		s.log.Warning("refresh", "err", err)

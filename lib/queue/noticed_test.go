@@ -1,0 +1,66 @@
+package queue
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// waitNoticed waits for r's trigger and reads what it announced, until
+// RefreshNoticed has taken n new messages.
+func waitNoticed(t *testing.T, r *Runner, n int) (got []Message, pulled bool) {
+	t.Helper()
+	deadline := time.After(10 * announceEvery)
+	for len(got) < n {
+		select {
+		case <-r.Wake():
+		case <-deadline:
+			t.Fatalf("the runner took %d new messages on its wake-ups, want %d", len(got), n)
+		}
+		fresh, p, err := r.RefreshNoticed()
+		must(t, err)
+		got, pulled = append(got, fresh...), pulled || p
+	}
+	return got, pulled
+}
+
+// TestRefreshNoticedReadsTheAnnouncedSegment: a wake-up that only says how
+// far gw-queued flushed its segment reads that segment on, and nothing
+// else: a segment that appeared without a pull of the trigger is found at
+// the next pull ("!"), which RefreshNoticed reports.
+func TestRefreshNoticedReadsTheAnnouncedSegment(t *testing.T) {
+	q := newQueue(t)
+	r, err := q.OpenRunner()
+	must(t, err)
+	defer r.Close()
+	c := q.NewCommitter()
+	defer c.Close()
+	commit := func(rcpt string) {
+		in := c.NewIncoming(0, 0)
+		in.Write([]byte("Subject: " + rcpt + "\n\nhi\n"))
+		must(t, c.Commit(in, env(rcpt)))
+	}
+	commit("a@example.net")
+	if got, _ := waitNoticed(t, r, 1); got[0].Recipients[0].Address != "a@example.net" {
+		t.Fatalf("first wake-up took %v", got)
+	}
+
+	// A segment made elsewhere and moved in, no trigger pulled.
+	other := newQueue(t)
+	id := inject(t, other, []byte("Subject: quiet\n\n"), env("quiet@example.net"))
+	b, err := os.ReadFile(other.path(dirSeg, id.String()))
+	must(t, err)
+	must(t, os.WriteFile(q.path(dirSeg, id.String()), b, 0o640))
+
+	commit("b@example.net")
+	got, pulled := waitNoticed(t, r, 1)
+	if len(got) != 1 || got[0].Recipients[0].Address != "b@example.net" || pulled {
+		t.Fatalf("a flushed-length notice took %v (pulled %v); want b@example.net alone, no pull", got, pulled)
+	}
+
+	q.Pull()
+	got, pulled = waitNoticed(t, r, 1)
+	if len(got) != 1 || got[0].ID != id || !pulled {
+		t.Fatalf("a pull took %v (pulled %v); want the quiet segment's message, pulled", got, pulled)
+	}
+}
