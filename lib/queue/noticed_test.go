@@ -1,7 +1,10 @@
 package queue
 
 import (
+	"bytes"
+	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,5 +65,47 @@ func TestRefreshNoticedReadsTheAnnouncedSegment(t *testing.T) {
 	got, pulled = waitNoticed(t, r, 1)
 	if len(got) != 1 || got[0].ID != id || !pulled {
 		t.Fatalf("a pull took %v (pulled %v); want the quiet segment's message, pulled", got, pulled)
+	}
+}
+
+// TestBodyOutlivesTheRunnersHold: a body read from the segment the runner
+// holds open stays whole when the runner lets the file go meanwhile (the
+// segment sealed, then removed), and reads the same from a runner that
+// holds no file.
+func TestBodyOutlivesTheRunnersHold(t *testing.T) {
+	q := newQueue(t)
+	r, err := q.OpenRunner()
+	must(t, err)
+	defer r.Close()
+	c := q.NewCommitter()
+	in := c.NewIncoming(0, 0)
+	want := []byte("Subject: held\n\n" + strings.Repeat("line of the body\n", 5000))
+	in.Write(want)
+	must(t, c.Commit(in, env("a@example.net")))
+	got, _ := waitNoticed(t, r, 1)
+	id := got[0].ID
+	body, err := r.Body(id)
+	must(t, err)
+	head := make([]byte, 100)
+	if _, err := io.ReadFull(body, head); err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // sealed: the runner reads the seal and lets its file go
+	_, err = r.Refresh()
+	must(t, err)
+	must(t, r.Remove(id))
+	if st, err := r.Collect(); err != nil || st.Segments != 1 {
+		t.Fatalf("Collect: %+v, %v; want the finished segment removed", st, err)
+	}
+	rest, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatalf("reading on after the runner let the file go: %v", err)
+	}
+	must(t, body.Close())
+	if b := append(head, rest...); !bytes.Equal(b, want) {
+		t.Fatalf("body read %d bytes, want the %d stored", len(b), len(want))
+	}
+	if err := body.Close(); err == nil {
+		t.Error("a second Close of a body succeeded")
 	}
 }

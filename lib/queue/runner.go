@@ -45,6 +45,15 @@ type runSeg struct {
 	modTime time.Time
 	ids     []ID        // messages still live
 	removed map[ID]bool // messages removed whose record is still in the file
+	file    *segFile    // held open while it is read on (readSegment)
+}
+
+// letGo closes rs's file, once no body read from it is open.
+func (rs *runSeg) letGo() {
+	if rs.file != nil {
+		rs.file.release()
+		rs.file = nil
+	}
 }
 
 // Errors of the runner API.
@@ -448,17 +457,38 @@ func (r *Runner) readSegment(name string, limit int64, fresh []Message) ([]Messa
 			}
 		}
 	}
-	s, err := r.q.scanSegment(name, from, limit)
-	if errors.Is(err, os.ErrNotExist) {
-		return fresh, nil
+	var opened *segFile
+	if rs == nil || rs.file == nil {
+		f, err := r.q.openSafe(dirSeg+"/"+name, unix.O_RDONLY, 0, regular)
+		if errors.Is(err, os.ErrNotExist) {
+			return fresh, nil
+		}
+		if skip, err := r.refuse(name, err); skip || err != nil {
+			return fresh, err
+		}
+		if err != nil {
+			return fresh, err
+		}
+		opened = newSegFile(f)
 	}
-	if skip, err := r.refuse(name, err); skip || err != nil {
-		return fresh, err
+	sf := opened
+	if sf == nil {
+		sf = rs.file
 	}
+	s, err := scanOpenSegment(sf.f, name, from, limit)
 	if err != nil {
+		if opened != nil {
+			opened.release()
+		}
 		return fresh, err
 	}
 	rs = r.addSegment(s, limit)
+	if opened != nil {
+		rs.file = opened
+	}
+	if rs.sealed || rs.eof {
+		rs.letGo() // nothing more will be read from it
+	}
 	for _, m := range s.messages {
 		if _, dup := r.msgs[m.ID]; dup || rs.removed[m.ID] {
 			continue
@@ -707,13 +737,27 @@ func (r *Runner) Sync() error {
 	return nil
 }
 
-// Body opens the stored message id for reading (see Queue.OpenBody).
+// Body opens the stored message id for reading (see Queue.OpenBody), from
+// its segment's open file when the runner holds one.
 func (r *Runner) Body(id ID) (io.ReadCloser, error) {
-	m, err := r.Message(id)
-	if err != nil {
-		return nil, err
+	r.mu.Lock()
+	m := r.msgs[id]
+	if m == nil {
+		r.mu.Unlock()
+		return nil, ErrNoMessage
 	}
-	return r.q.OpenBody(&m)
+	c := *m // the record's place is all a body needs
+	var sf *segFile
+	if rs := r.segs[m.Segment]; rs != nil && rs.file != nil && m.Length > 0 {
+		sf = rs.file
+		sf.hold()
+	}
+	r.mu.Unlock()
+	if sf == nil {
+		return r.q.OpenBody(&c)
+	}
+	// On an error openBodyIn has closed its reader, and so let the file go.
+	return openBodyIn(io.NewSectionReader(sf.f, c.Offset, c.Length), &c, sf.release)
 }
 
 // CollectStats counts what one Collect removed.
@@ -766,6 +810,7 @@ func (r *Runner) Collect() (CollectStats, error) {
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return st, err
 		}
+		rs.letGo()
 		delete(r.segs, name)
 		r.notices.forget(name)
 		changed = true
@@ -827,6 +872,11 @@ func (r *Runner) Close() error {
 		err = r.Sync()
 		r.jw.close()
 	}
+	r.mu.Lock()
+	for _, rs := range r.segs {
+		rs.letGo()
+	}
+	r.mu.Unlock()
 	if r.fifo != nil {
 		r.fifo.Close()
 	}
