@@ -76,6 +76,7 @@ type Sender struct {
 	// transports reach the servers, one a protocol (transport.go).
 	transports map[route.Proto]Transport
 	done       chan *job
+	work       chan func() // to a worker waiting for a job (worker.go)
 	ctlReqs    map[string]*ctlReq
 }
 
@@ -118,7 +119,7 @@ func Run(opt Options) error {
 func newSender(opt Options, q *queue.Queue, r *queue.Runner, log *logline.Logger, cfg *Config) *Sender {
 	return &Sender{opt: opt, q: q, r: r, log: log, cfg: cfg, now: now, pool: newPool(),
 		dueAt: map[queue.ID]time.Time{}, flight: map[queue.ID]*inflight{}, waiting: map[string][]*job{},
-		forced: map[queue.ID]bool{}, destOut: map[string]queue.Outcome{}, done: make(chan *job, 64),
+		forced: map[queue.ID]bool{}, destOut: map[string]queue.Outcome{}, done: make(chan *job, 64), work: make(chan func()),
 		ctlReqs: map[string]*ctlReq{}, transports: realTransports()}
 }
 
@@ -468,10 +469,10 @@ func (s *Sender) claimJob(j *job) {
 func (s *Sender) start(j *job) {
 	s.dests.Start(j.dest, j.kind())
 	j.started = true
-	go func() {
+	s.run(func() {
 		s.deliver(j)
 		s.done <- j
-	}()
+	})
 }
 
 func (s *Sender) jobDone(j *job) {
