@@ -109,3 +109,42 @@ func TestBodyOutlivesTheRunnersHold(t *testing.T) {
 		t.Error("a second Close of a body succeeded")
 	}
 }
+
+// TestRemoveDelivered: the delivery that holds a message's claim removes
+// it with its last outcome only when every recipient is delivered (a
+// failed one is owed a bounce first), and the removal is durable with
+// the one Sync that follows.
+func TestRemoveDelivered(t *testing.T) {
+	q := newQueue(t)
+	a := inject(t, q, []byte("Subject: a\n\nA\n"), env("one@example.net", "two@example.net"))
+	b := inject(t, q, []byte("Subject: b\n\nB\n"), env("three@example.net"))
+	r, err := q.OpenRunner()
+	must(t, err)
+	for _, id := range []ID{a, b} {
+		if _, err := r.Claim(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, r.Delivered(a, 0))
+	if r.RemoveDelivered(a) {
+		t.Fatal("removed a message with a recipient pending")
+	}
+	must(t, r.Delivered(a, 1))
+	must(t, r.Failed(b, 0, Outcome{Source: FromGW, Status: "5.1.1", Text: "no such user"}))
+	if r.RemoveDelivered(b) {
+		t.Fatal("removed a message whose failed recipient is owed a bounce")
+	}
+	if !r.RemoveDelivered(a) {
+		t.Fatal("a claimed message, every recipient delivered, was not removed")
+	}
+	if r.RemoveDelivered(a) {
+		t.Fatal("removed twice")
+	}
+	must(t, r.Sync())
+	defer r.Close()
+	snap, err := q.Snapshot() // what the journal file says, as gw-qstat reads it
+	must(t, err)
+	if len(snap.Messages) != 1 || snap.Messages[0].ID != b || snap.Messages[0].Recipients[0].State != Failed {
+		t.Fatalf("after the Sync the queue holds %v; want %s alone, failed", snap.Messages, b)
+	}
+}
