@@ -6,9 +6,9 @@
 // Implementation summary: one goroutine (the loop) owns all scheduling
 // state — a heap of messages by due time, the destinations table
 // (lib/schedule) and the jobs in flight. A job is one message's due
-// recipients of one domain; it runs in a goroutine of its own, records its
-// outcomes through the runner (which is safe for concurrent use) and
-// reports back to the loop. A job that finds its destination unreachable
+// recipients of one domain; it runs on a worker goroutine (worker.go),
+// records its outcomes through the runner (which is safe for concurrent
+// use) and reports back to the loop. A job that finds its destination unreachable
 // backs the destination off as a whole; jobs for a backed-off or busy
 // destination wait in that destination's line, so they cost nothing until
 // it opens. Queue control requests (lib/qctl) are served by the loop;
