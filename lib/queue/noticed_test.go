@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"io"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -147,4 +148,40 @@ func TestRemoveDelivered(t *testing.T) {
 	if len(snap.Messages) != 1 || snap.Messages[0].ID != b || snap.Messages[0].Recipients[0].State != Failed {
 		t.Fatalf("after the Sync the queue holds %v; want %s alone, failed", snap.Messages, b)
 	}
+}
+
+// FuzzFlushedNotices: whatever bytes come through the trigger, and however
+// the reads cut them, the runner learns the same lengths, names only
+// segments it has a length for as grown, and never sees a length shrink.
+func FuzzFlushedNotices(f *testing.F) {
+	f.Add([]byte("F 0669a1b2c3d4e 4096\n!"), 5)
+	f.Add([]byte("!F 0669a1b2c3d4e 10\nF 0669a1b2c3d4e 9\n"), 21)
+	f.Add([]byte("F ../../etc 12\nF 0669a1b2c3d4e -1\nF 0669a1b2c3d4e\n"), 3)
+	f.Fuzz(func(t *testing.T, b []byte, cut int) {
+		var whole, split flushedNotices
+		whole.feed(b)
+		if cut < 0 || cut > len(b) {
+			cut = len(b) / 2
+		}
+		split.feed(b[:cut])
+		before := maps.Clone(split.lengths)
+		split.feed(b[cut:])
+		if !maps.Equal(whole.lengths, split.lengths) {
+			t.Fatalf("lengths %v read whole, %v read in two", whole.lengths, split.lengths)
+		}
+		for name, l := range before {
+			if split.lengths[name] < l {
+				t.Fatalf("%s shrank from %d to %d", name, l, split.lengths[name])
+			}
+		}
+		grown, _ := split.take()
+		for _, name := range grown {
+			if _, err := ParseID(name); err != nil || split.lengths[name] <= 0 {
+				t.Fatalf("%q named as grown with length %d", name, split.lengths[name])
+			}
+		}
+		if grown, pulled := split.take(); len(grown) != 0 || pulled {
+			t.Fatalf("a second take found %v, %v", grown, pulled)
+		}
+	})
 }
