@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -184,4 +185,39 @@ func FuzzFlushedNotices(f *testing.F) {
 			t.Fatalf("a second take found %v, %v", grown, pulled)
 		}
 	})
+}
+
+// TestRunnerLetsSealedSegmentsGo: as gw-queued seals one segment after
+// another, the runner reading them on keeps open only the one still
+// written, and every message is taken once.
+func TestRunnerLetsSealedSegmentsGo(t *testing.T) {
+	q := newQueue(t)
+	r, err := q.OpenRunner()
+	must(t, err)
+	defer r.Close()
+	c := q.NewCommitter()
+	c.MaxSegmentSize = 300 // a few messages a segment
+	defer c.Close()
+	const n = 12
+	for i := range n {
+		in := c.NewIncoming(0, 0)
+		in.Write([]byte(fmt.Sprintf("Subject: %d\n\nbody\n", i)))
+		must(t, c.Commit(in, env("a@example.net")))
+		waitNoticed(t, r, 1)
+	}
+	r.mu.Lock()
+	open := 0
+	for _, rs := range r.segs {
+		if rs.file != nil {
+			open++
+		}
+	}
+	segs := len(r.segs)
+	r.mu.Unlock()
+	if segs < 3 || open != 1 {
+		t.Fatalf("after %d messages over %d segments the runner holds %d open, want 1", n, segs, open)
+	}
+	if got := len(r.Messages()); got != n {
+		t.Fatalf("the runner took %d messages, want %d", got, n)
+	}
 }
