@@ -110,19 +110,27 @@ func (l *Logger) LogWith(f Fields, severity, event string, kv ...any) {
 type Held struct {
 	l   *Logger
 	f   Fields
-	buf []byte // the lines held, in the order logged
+	buf []byte  // the lines held, in the order logged
+	bp  *[]byte // where buf came from (heldBuffers)
 }
 
 // Hold returns a Held whose lines carry f after the event name, as
-// LogWith's do.
-func (l *Logger) Hold(f Fields) *Held { return &Held{l: l, f: f} }
+// LogWith's do. It is a value, to be kept in the session's own state:
+// a listener starts a session a message at times, and each allocation
+// is the collector's work later.
+func (l *Logger) Hold(f Fields) Held { return Held{l: l, f: f} }
+
+// heldBuffers are the Helds' buffers, reused from one session to the
+// next (Release).
+var heldBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // Log formats a line of the given severity and holds it until Flush.
 // The tap sees the event at once: what it counts is in the log by the
 // session's next wait.
 func (h *Held) Log(severity, event string, kv ...any) {
-	if h.buf == nil {
-		h.buf = make([]byte, 0, 512)
+	if h.bp == nil {
+		h.bp = heldBuffers.Get().(*[]byte)
+		h.buf = (*h.bp)[:0]
 	}
 	h.buf = appendLine(h.buf, severity, event, h.f.text, kv)
 	h.l.mu.Lock()
@@ -148,6 +156,20 @@ func (h *Held) Flush() {
 	h.l.mu.Unlock()
 	h.buf = h.buf[:0]
 	h.l.write()
+}
+
+// Release writes the lines held and gives the buffer back for another
+// session; h may hold lines again after it.
+func (h *Held) Release() {
+	h.Flush()
+	if h == nil || h.bp == nil {
+		return
+	}
+	if cap(h.buf) <= 16<<10 { // one a session's lines grew huge is left to the collector
+		*h.bp = h.buf[:0]
+		heldBuffers.Put(h.bp)
+	}
+	h.buf, h.bp = nil, nil
 }
 
 // write writes what is pending, once the write under way (which may

@@ -163,6 +163,14 @@ func TestHeld(t *testing.T) {
 	if got := w.all(); len(got) != 2 || got[1] != "info end sid=s1\n" {
 		t.Errorf("writes %q, want the end line alone in a second", got)
 	}
+	h.Log("info", "connect", "ip", "192.0.2.1")
+	h.Release() // writes what is held, then gives the buffer back
+	h.Log("info", "reused")
+	h.Release()
+	if got := w.all(); len(got) != 4 || got[2] != "info connect sid=s1 ip=192.0.2.1\n" || got[3] != "info reused sid=s1\n" {
+		t.Errorf("writes %q, want the lines held at each Release", got)
+	}
 	var none *Held
 	none.Flush()
+	none.Release()
 }

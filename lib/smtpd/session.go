@@ -40,7 +40,7 @@ type session struct {
 	// held gathers the session's lines until it next waits (waiting,
 	// and the core's Config.Waiting): a pipelined transaction's lines
 	// go to the log in one write.
-	held *logline.Held
+	held logline.Held
 
 	helo     string // sanitized HELO/EHLO argument; "" before one
 	authUser string
@@ -85,7 +85,7 @@ type session struct {
 func Serve(conn net.Conn, cfg *Config, cl Client) {
 	s := &session{cfg: cfg, cl: cl, id: smtpserver.NewID()}
 	s.held = cfg.Log.Hold(logline.With("sid", s.id))
-	defer s.held.Flush() // the end line, and whatever a panic left
+	defer s.held.Release() // the end line, and whatever a panic left
 	s.log = func(sev, event string, kv ...any) {
 		// A message refused or discarded after DATA has no qid: its
 		// Message-ID is how the sender's copy finds it (gw-qstat trace).
