@@ -21,7 +21,7 @@ var ErrCorrupt = errors.New("message record is corrupt")
 // bodyReader streams the body of a message record and checks the record's
 // checksum before it reports the end of the body.
 type bodyReader struct {
-	f     *os.File
+	done  func() error // lets the file go
 	r     *bufio.Reader
 	crc   uint32
 	left  uint32 // bytes left in the current chunk
@@ -49,9 +49,16 @@ func (q *Queue) OpenBody(m *Message) (io.ReadCloser, error) {
 		}
 		src = f
 	}
+	return openBodyIn(src, m, f.Close)
+}
+
+// openBodyIn is OpenBody on src, the bytes of m's record on: the runner
+// hands out bodies from the segments it holds open. done lets the file go
+// when the reader is closed.
+func openBodyIn(src io.Reader, m *Message, done func() error) (io.ReadCloser, error) {
 	br := bodyBufs.Get().(*bufio.Reader)
 	br.Reset(src)
-	b := &bodyReader{f: f, r: br}
+	b := &bodyReader{done: done, r: br}
 	kind, err := b.take(1)
 	if err != nil || kind[0] != kindMessage {
 		b.Close()
@@ -154,5 +161,10 @@ func (b *bodyReader) Close() error {
 		bodyBufs.Put(b.r)
 		b.r = nil
 	}
-	return b.f.Close()
+	if b.done == nil {
+		return os.ErrClosed
+	}
+	done := b.done
+	b.done = nil // a second Close must not let the file go twice
+	return done()
 }

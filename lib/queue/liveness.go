@@ -54,6 +54,11 @@ type flushedNotices struct {
 	mu      sync.Mutex
 	lengths map[string]int64
 	partial []byte // a notice split across two reads
+	// What came since the last take: the segments whose announced length
+	// grew, and whether anything else pulled the trigger ("!": a new
+	// segment of gw-queue's, a seal, a gw-qctl request).
+	grown  map[string]bool
+	pulled bool
 }
 
 // feed takes what was read from the FIFO and reports whether it held a
@@ -68,6 +73,7 @@ func (n *flushedNotices) feed(b []byte) bool {
 	for _, c := range b {
 		if len(n.partial) == 0 && c != noticeFlushed {
 			woke = true // "!" or a byte from a writer gw does not know
+			n.pulled = true
 			continue
 		}
 		n.partial = append(n.partial, c)
@@ -84,10 +90,27 @@ func (n *flushedNotices) feed(b []byte) bool {
 		}
 		if l, err := strconv.ParseInt(f[2], 10, 64); err == nil && l > n.lengths[f[1]] {
 			n.lengths[f[1]] = l
+			if n.grown == nil {
+				n.grown = make(map[string]bool)
+			}
+			n.grown[f[1]] = true
 			woke = true // a repeated notice is no news: no refresh for it
 		}
 	}
 	return woke
+}
+
+// take returns what came since the last take: the segments whose
+// announced length grew, and whether the trigger was pulled otherwise.
+func (n *flushedNotices) take() (grown []string, pulled bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for name := range n.grown {
+		grown = append(grown, name)
+	}
+	clear(n.grown)
+	pulled, n.pulled = n.pulled, false
+	return grown, pulled
 }
 
 // flushed returns the announced length of segment name, 0 if none.

@@ -45,6 +45,15 @@ type runSeg struct {
 	modTime time.Time
 	ids     []ID        // messages still live
 	removed map[ID]bool // messages removed whose record is still in the file
+	file    *segFile    // held open while it is read on (readSegment)
+}
+
+// letGo closes rs's file, once no body read from it is open.
+func (rs *runSeg) letGo() {
+	if rs.file != nil {
+		rs.file.release()
+		rs.file = nil
+	}
 }
 
 // Errors of the runner API.
@@ -378,51 +387,123 @@ func (r *Runner) Refresh() ([]Message, error) {
 	defer r.mu.Unlock()
 	var fresh []Message
 	for _, name := range names {
-		rs := r.segs[name]
-		if rs != nil && rs.sealed {
+		if rs := r.segs[name]; rs != nil && rs.sealed {
 			continue
 		}
-		limit := r.readLimit(name)
-		from := int64(0)
-		if rs != nil {
-			from = rs.end
-			if limit >= 0 && limit <= rs.end {
-				continue // nothing more announced
-			}
-			if limit < 0 && rs.eof {
-				st, err := os.Stat(r.q.path(dirSeg, name))
-				if err != nil || st.Size() == rs.size {
-					continue // read to its end, and it did not grow
-				}
+		if fresh, err = r.readSegment(name, r.readLimit(name), fresh); err != nil {
+			return fresh, err
+		}
+	}
+	sortMessages(fresh)
+	return fresh, nil
+}
+
+// RefreshNoticed is Refresh for a wake-up (Wake). When the trigger carried
+// only gw-queued's flushed-length notices for segments the runner already
+// reads, it reads each of those from where it stopped up to the length
+// announced, and lists no directory and asks no writer's lock: at a low
+// rate every message comes with such a wake-up, and a listing of seg/ and
+// a lock probe a segment for each would cost more than reading the
+// message. Otherwise (a "!": gw-queue's new segment, a seal, an abandoned
+// batch, gw-qctl; or a segment new to the runner, as after gw-queued
+// restarted and left its old one to be read to its end) it is Refresh.
+// pulled reports a "!", after which gw-qctl's requests are to be looked
+// for.
+func (r *Runner) RefreshNoticed() (fresh []Message, pulled bool, err error) {
+	grown, pulled := r.notices.take()
+	r.mu.Lock()
+	known := !pulled
+	for _, name := range grown {
+		if r.segs[name] == nil {
+			known = false
+		}
+	}
+	if !known {
+		r.mu.Unlock()
+		fresh, err = r.Refresh()
+		return fresh, pulled, err
+	}
+	defer r.mu.Unlock()
+	sort.Strings(grown)
+	for _, name := range grown {
+		if rs := r.segs[name]; rs.sealed {
+			continue
+		}
+		// The announced length is flushed and acknowledged whether or not
+		// its writer still lives: reading up to it needs no lock probe.
+		if fresh, err = r.readSegment(name, r.notices.flushed(name), fresh); err != nil {
+			return fresh, pulled, err
+		}
+	}
+	sortMessages(fresh)
+	return fresh, pulled, nil
+}
+
+// readSegment reads unsealed segment name on from where the runner
+// stopped, up to limit (-1: its end; see readLimit), appends its new
+// messages to fresh and marks them picked up. Call with r.mu held.
+func (r *Runner) readSegment(name string, limit int64, fresh []Message) ([]Message, error) {
+	rs := r.segs[name]
+	from := int64(0)
+	if rs != nil {
+		from = rs.end
+		if limit >= 0 && limit <= rs.end {
+			return fresh, nil // nothing more announced
+		}
+		if limit < 0 && rs.eof {
+			st, err := os.Stat(r.q.path(dirSeg, name))
+			if err != nil || st.Size() == rs.size {
+				return fresh, nil // read to its end, and it did not grow
 			}
 		}
-		s, err := r.q.scanSegment(name, from, limit)
+	}
+	var opened *segFile
+	if rs == nil || rs.file == nil {
+		f, err := r.q.openSafe(dirSeg+"/"+name, unix.O_RDONLY, 0, regular)
 		if errors.Is(err, os.ErrNotExist) {
-			continue
+			return fresh, nil
 		}
 		if skip, err := r.refuse(name, err); skip || err != nil {
-			if err != nil {
-				return fresh, err
-			}
-			continue
+			return fresh, err
 		}
 		if err != nil {
 			return fresh, err
 		}
-		rs = r.addSegment(s, limit)
-		for _, m := range s.messages {
-			if _, dup := r.msgs[m.ID]; dup || rs.removed[m.ID] {
-				continue
-			}
-			m.Picked = true
-			r.jw.append(jrec{Kind: jPicked, ID: m.ID})
-			r.msgs[m.ID] = m
-			rs.ids = append(rs.ids, m.ID)
-			fresh = append(fresh, cloneMessage(m))
-		}
+		opened = newSegFile(f)
 	}
-	sort.Slice(fresh, func(i, j int) bool { return fresh[i].ID < fresh[j].ID })
+	sf := opened
+	if sf == nil {
+		sf = rs.file
+	}
+	s, err := scanOpenSegment(sf.f, name, from, limit)
+	if err != nil {
+		if opened != nil {
+			opened.release()
+		}
+		return fresh, err
+	}
+	rs = r.addSegment(s, limit)
+	if opened != nil {
+		rs.file = opened
+	}
+	if rs.sealed || rs.eof {
+		rs.letGo() // nothing more will be read from it
+	}
+	for _, m := range s.messages {
+		if _, dup := r.msgs[m.ID]; dup || rs.removed[m.ID] {
+			continue
+		}
+		m.Picked = true
+		r.jw.append(jrec{Kind: jPicked, ID: m.ID})
+		r.msgs[m.ID] = m
+		rs.ids = append(rs.ids, m.ID)
+		fresh = append(fresh, cloneMessage(m))
+	}
 	return fresh, nil
+}
+
+func sortMessages(ms []Message) {
+	sort.Slice(ms, func(i, j int) bool { return ms[i].ID < ms[j].ID })
 }
 
 func cloneMessage(m *Message) Message {
@@ -587,6 +668,35 @@ func (r *Runner) Remove(id ID) error {
 	if r.claimed[id] {
 		return ErrClaimed
 	}
+	r.removeLocked(m)
+	return nil
+}
+
+// RemoveDelivered takes message id out of the queue if every recipient of
+// it is delivered, and reports whether it did. Unlike Remove it acts on a
+// claimed message: the caller is the delivery that holds the claim, and
+// appends the removal beside its outcomes so that one Sync makes both
+// durable. Nothing is owed to anyone (no bounce), so nothing waits for
+// the outcomes to be durable first.
+func (r *Runner) RemoveDelivered(id ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.msgs[id]
+	if m == nil {
+		return false
+	}
+	for _, rc := range m.Recipients {
+		if rc.State != Delivered {
+			return false
+		}
+	}
+	r.removeLocked(m)
+	return true
+}
+
+// removeLocked forgets m and journals its removal. Call with r.mu held.
+func (r *Runner) removeLocked(m *Message) {
+	id := m.ID
 	delete(r.msgs, id)
 	r.jw.append(jrec{Kind: jRemoved, ID: id})
 	if rs := r.segs[m.Segment]; rs != nil {
@@ -598,7 +708,6 @@ func (r *Runner) Remove(id ID) error {
 			}
 		}
 	}
-	return nil
 }
 
 // Sync makes every journal record made so far durable. Concurrent calls
@@ -628,13 +737,27 @@ func (r *Runner) Sync() error {
 	return nil
 }
 
-// Body opens the stored message id for reading (see Queue.OpenBody).
+// Body opens the stored message id for reading (see Queue.OpenBody), from
+// its segment's open file when the runner holds one.
 func (r *Runner) Body(id ID) (io.ReadCloser, error) {
-	m, err := r.Message(id)
-	if err != nil {
-		return nil, err
+	r.mu.Lock()
+	m := r.msgs[id]
+	if m == nil {
+		r.mu.Unlock()
+		return nil, ErrNoMessage
 	}
-	return r.q.OpenBody(&m)
+	c := *m // the record's place is all a body needs
+	var sf *segFile
+	if rs := r.segs[m.Segment]; rs != nil && rs.file != nil && m.Length > 0 {
+		sf = rs.file
+		sf.hold()
+	}
+	r.mu.Unlock()
+	if sf == nil {
+		return r.q.OpenBody(&c)
+	}
+	// On an error openBodyIn has closed its reader, and so let the file go.
+	return openBodyIn(io.NewSectionReader(sf.f, c.Offset, c.Length), &c, sf.release)
 }
 
 // CollectStats counts what one Collect removed.
@@ -687,6 +810,7 @@ func (r *Runner) Collect() (CollectStats, error) {
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return st, err
 		}
+		rs.letGo()
 		delete(r.segs, name)
 		r.notices.forget(name)
 		changed = true
@@ -748,6 +872,11 @@ func (r *Runner) Close() error {
 		err = r.Sync()
 		r.jw.close()
 	}
+	r.mu.Lock()
+	for _, rs := range r.segs {
+		rs.letGo()
+	}
+	r.mu.Unlock()
 	if r.fifo != nil {
 		r.fifo.Close()
 	}

@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -115,19 +116,31 @@ func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	s := &segScan{name: name, modTime: st.ModTime(), size: st.Size()}
-	var r io.Reader = f
-	if limit >= 0 {
-		if limit < int64(len(segMagic)) || limit <= from {
-			s.end = from
-			return s, nil // nothing announced beyond what was read
+	return scanOpenSegment(f, name, from, limit)
+}
+
+// scanOpenSegment is scanSegment on segment name open as f. It reads at
+// offsets (pread), never moving f's own, so that bodies read from the
+// same file meanwhile (the runner's open segments) are undisturbed; and
+// asks the file's size and time only of a read to its end, the one that
+// needs them (size: did it grow since; time: its age).
+func scanOpenSegment(f *os.File, name string, from, limit int64) (*segScan, error) {
+	s := &segScan{name: name}
+	if limit < 0 {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, err
 		}
-		r = io.LimitReader(f, limit)
+		s.modTime, s.size = st.ModTime(), st.Size()
+	} else if limit < int64(len(segMagic)) || limit <= from {
+		s.end = from
+		return s, nil // nothing announced beyond what was read
 	}
+	n := int64(math.MaxInt64) - from // to the end
+	if limit >= 0 {
+		n = limit - from
+	}
+	r := io.NewSectionReader(f, from, n)
 	fn := func(r Record) error {
 		switch r.Kind {
 		case kindMessage:
@@ -154,15 +167,10 @@ func (q *Queue) scanSegment(name string, from, limit int64) (*segScan, error) {
 		}
 		return nil
 	}
+	var err error
 	if from == 0 {
 		s.end, s.problem, err = ReadSegment(r, fn)
 	} else {
-		if _, err := f.Seek(from, io.SeekStart); err != nil {
-			return nil, err
-		}
-		if limit >= 0 {
-			r = io.LimitReader(f, limit-from)
-		}
 		s.end, s.problem, err = readRecords(r, from, fn)
 	}
 	return s, err

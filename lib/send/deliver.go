@@ -475,9 +475,24 @@ func (s *Sender) record(j *job, m *queue.Message, out []outcome, dying bool, hos
 		}
 		s.logDelivery(j, rc, result, oc, o.reply, firstNonEmpty(o.hostName(), host), tlsOn)
 	}
+	// A message this job leaves wholly delivered is removed in the same
+	// Sync as its outcomes: one flush a message, not a second one for
+	// the removal after a hop through the loop. Nothing is owed once
+	// every recipient is delivered (no bounce is to be injected before
+	// the removal). A crash before the Sync keeps at most a prefix of
+	// the records (a reader stops at the first torn one): the outcomes
+	// without the removal, which the next start makes again, as after a
+	// crash between two Syncs; or neither, and the message is delivered
+	// again as it would have been anyway (its dot record says it may be
+	// a duplicate). A removal never outlives the outcomes it follows. A
+	// job cancelled for gw-qctl or a stop leaves the message to the loop.
+	removed := (j.ctx == nil || j.ctx.Err() == nil) && s.r.RemoveDelivered(j.id)
 	if err := s.r.Sync(); err != nil {
 		s.log.Alert("sync", "qid", j.id, "err", err)
 		return
+	}
+	if removed {
+		s.log.Info("end", "qid", j.id, "delivered", len(m.Recipients), "failed", 0)
 	}
 	if len(delayed) > 0 {
 		if err := s.warn(m, delayed); err != nil {

@@ -26,13 +26,13 @@ func (s *Sender) finish(id queue.ID) {
 	}
 	j := &job{id: id, finishing: true}
 	s.claimJob(j)
-	go func() {
+	s.run(func() {
 		if err := s.bounceAndRemove(id); err != nil {
 			j.lastErr = err.Error()
 			s.log.Warning("finish", "qid", id, "err", err)
 		}
 		s.done <- j
-	}()
+	})
 }
 
 // bounceAndRemove injects the bounce (durably) before it removes the

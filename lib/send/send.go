@@ -6,9 +6,9 @@
 // Implementation summary: one goroutine (the loop) owns all scheduling
 // state — a heap of messages by due time, the destinations table
 // (lib/schedule) and the jobs in flight. A job is one message's due
-// recipients of one domain; it runs in a goroutine of its own, records its
-// outcomes through the runner (which is safe for concurrent use) and
-// reports back to the loop. A job that finds its destination unreachable
+// recipients of one domain; it runs on a worker goroutine (worker.go),
+// records its outcomes through the runner (which is safe for concurrent
+// use) and reports back to the loop. A job that finds its destination unreachable
 // backs the destination off as a whole; jobs for a backed-off or busy
 // destination wait in that destination's line, so they cost nothing until
 // it opens. Queue control requests (lib/qctl) are served by the loop;
@@ -76,6 +76,7 @@ type Sender struct {
 	// transports reach the servers, one a protocol (transport.go).
 	transports map[route.Proto]Transport
 	done       chan *job
+	work       chan func() // to a worker waiting for a job (worker.go)
 	ctlReqs    map[string]*ctlReq
 }
 
@@ -118,7 +119,7 @@ func Run(opt Options) error {
 func newSender(opt Options, q *queue.Queue, r *queue.Runner, log *logline.Logger, cfg *Config) *Sender {
 	return &Sender{opt: opt, q: q, r: r, log: log, cfg: cfg, now: now, pool: newPool(),
 		dueAt: map[queue.ID]time.Time{}, flight: map[queue.ID]*inflight{}, waiting: map[string][]*job{},
-		forced: map[queue.ID]bool{}, destOut: map[string]queue.Outcome{}, done: make(chan *job, 64),
+		forced: map[queue.ID]bool{}, destOut: map[string]queue.Outcome{}, done: make(chan *job, 64), work: make(chan func()),
 		ctlReqs: map[string]*ctlReq{}, transports: realTransports()}
 }
 
@@ -185,8 +186,12 @@ func (s *Sender) loop() error {
 		timer.Reset(s.nextWake())
 		select {
 		case <-s.r.Wake():
-			s.refresh()
-			s.serveCtl()
+			// gw-qctl pulls the trigger ("!") with each request; a wake-up
+			// that only says how far gw-queued flushed brings none, and
+			// ctl/ is not listed for it.
+			if s.refreshNoticed() {
+				s.serveCtl()
+			}
 		case j := <-s.done:
 			s.jobDone(j)
 		case <-timer.C:
@@ -246,6 +251,18 @@ func (s *Sender) abandonWaiting() int {
 // refresh schedules the messages committed since the last look.
 func (s *Sender) refresh() {
 	fresh, err := s.r.Refresh()
+	s.scheduleFresh(fresh, err)
+}
+
+// refreshNoticed is refresh for a wake-up (Runner.RefreshNoticed); it
+// reports whether the trigger was pulled for more than a flushed length.
+func (s *Sender) refreshNoticed() (pulled bool) {
+	fresh, pulled, err := s.r.RefreshNoticed()
+	s.scheduleFresh(fresh, err)
+	return pulled
+}
+
+func (s *Sender) scheduleFresh(fresh []queue.Message, err error) {
 	s.logSetAside()
 	if err != nil {
 		s.log.Warning("refresh", "err", err)
@@ -452,10 +469,10 @@ func (s *Sender) claimJob(j *job) {
 func (s *Sender) start(j *job) {
 	s.dests.Start(j.dest, j.kind())
 	j.started = true
-	go func() {
+	s.run(func() {
 		s.deliver(j)
 		s.done <- j
-	}()
+	})
 }
 
 func (s *Sender) jobDone(j *job) {

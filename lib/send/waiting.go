@@ -25,7 +25,7 @@ func (s *Sender) expireWaiting(dest string) {
 		m, err := s.r.Message(j.id)
 		if err == nil && t.Sub(m.Arrival) > s.config().Lifetime && triedAll(&m, j.rcpts) {
 			j.expired = true
-			go func() { s.deliver(j); s.done <- j }() // no network: see deliver
+			s.run(func() { s.deliver(j); s.done <- j }) // no network: see deliver
 			continue
 		}
 		keep = append(keep, j)
