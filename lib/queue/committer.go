@@ -300,8 +300,9 @@ func (c *Committer) Commit(p *Incoming, env envelope.Envelope) error {
 	c.busy = true
 	c.mu.Unlock()
 	if !lead {
-		// In line behind a flush: its leader either covers this message
-		// with the next flush's outcome or passes the lead here.
+		// In line behind a flush. When it ends, this message is either
+		// covered by the next flush, whose leader tells its outcome, or
+		// first in line, and passed the lead.
 		if err := <-req.done; err != errLead {
 			return err
 		}
