@@ -648,3 +648,80 @@ func TestWithSession(t *testing.T) {
 		t.Errorf("the listener's environment was changed: %q", env)
 	}
 }
+
+// TestPoolStreamsAfterRestart: gw-queued restarts while connections sit
+// in the pool, and Begin takes one without asking the kernel about it. A
+// message too big to be held cannot go twice, so its dead connection is
+// found and replaced before its first chunk goes: every message is
+// accepted, each once.
+func TestPoolStreamsAfterRestart(t *testing.T) {
+	f := startQueued(t)
+	p := &Pool{sock: f.path}
+	big := strings.Repeat("s", 3*replayLimit)
+	var txs []Tx
+	for i := 0; i < 3; i++ { // three connections in the pool
+		tx, err := p.Begin(testEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	for _, tx := range txs {
+		io.WriteString(tx, big)
+		if code, err := tx.Commit(); code != 0 {
+			t.Fatalf("before the restart: %d %v", code, err)
+		}
+	}
+	f.stop()
+	f.listen(t)
+	for i := 0; i < 3; i++ {
+		if code, err := send(t, p, big); code != 0 {
+			t.Errorf("message %d after the restart: %d %v", i, code, err)
+		}
+	}
+	q := f.queued()
+	if len(q) != 6 {
+		t.Fatalf("%d messages queued, want 6", len(q))
+	}
+	for i, m := range q {
+		if m != big {
+			t.Errorf("message %d queued with %d bytes, want %d", i, len(m), len(big))
+		}
+	}
+}
+
+// TestPoolStreamingWhileDown: gw-queued is gone and the pooled connection
+// with it; a message too big to be held finds no replacement. It is a
+// temporary failure at Commit, and an Abort after it is safe.
+func TestPoolStreamingWhileDown(t *testing.T) {
+	f := startQueued(t)
+	p := &Pool{sock: f.path, waitUp: time.Millisecond}
+	var txs []Tx
+	for i := 0; i < 2; i++ { // two connections in the pool
+		tx, err := p.Begin(testEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	for _, tx := range txs {
+		io.WriteString(tx, "x\n")
+		if code, err := tx.Commit(); code != 0 {
+			t.Fatalf("before the stop: %d %v", code, err)
+		}
+	}
+	f.stop()
+	big := strings.Repeat("d", 2*replayLimit)
+	if code, err := send(t, p, big); code != qq.ReadError || err == nil {
+		t.Errorf("Commit with gw-queued down = %d, %v; want %d", code, err, qq.ReadError)
+	}
+	tx, err := p.Begin(testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tx, big)
+	tx.Abort()
+	if n := len(f.queued()); n != 2 {
+		t.Errorf("%d messages queued, want the 2 sent before the stop", n)
+	}
+}

@@ -56,18 +56,30 @@ func PoolFor(sock string) *Pool {
 	return p
 }
 
+// get takes the connection put back last, when it is young enough and
+// in step, else a new one. The kernel is not asked whether gw-queued
+// closed it meanwhile (Stale): that was a system call a message, and a
+// dead connection shows itself when the message goes: a held message is
+// sent again on a fresh one (Commit), a streaming one is checked before
+// its first chunk (Write).
 func (p *Pool) get() (*inject.Client, error) {
 	p.mu.Lock()
 	for len(p.idle) > 0 {
 		ic := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if time.Since(ic.since) < maxIdle && !ic.c.Stale() {
+		if time.Since(ic.since) < maxIdle && !ic.c.OutOfStep() {
 			p.mu.Unlock()
 			return ic.c, nil
 		}
 		ic.c.Close()
 	}
 	p.mu.Unlock()
+	return p.dial()
+}
+
+// dial connects to gw-queued, waiting up to waitUp for one that is not
+// listening (a supervised restart) to come back.
+func (p *Pool) dial() (*inject.Client, error) {
 	wait := p.waitUp
 	if wait == 0 {
 		wait = upWait
@@ -160,6 +172,16 @@ func (t *poolTx) SetEnvelope(env envelope.Envelope) { t.env = env }
 func (t *poolTx) Write(p []byte) (int, error) {
 	t.buf.Write(p)
 	if t.buf.Len() > replayLimit {
+		if !t.streaming && t.c.Stale() {
+			// Once a chunk is out the message cannot go again: the
+			// connection gw-queued may have closed while it sat in the
+			// pool is replaced first, while nothing is sent.
+			t.c.Close()
+			t.c, t.werr = t.pool.dial()
+			if t.werr == nil {
+				t.c.Session(t.sid)
+			}
+		}
 		t.streaming = true
 		if t.werr == nil {
 			t.werr = t.c.WriteChunk(t.buf.Bytes())
@@ -189,7 +211,7 @@ func (t *poolTx) Commit() (int, error) {
 			// XXX one retry only: a second dead connection in a row means
 			// gw-queued is going away, and the client's retry is right.
 			t.c.Close()
-			c, err := inject.Dial(t.pool.sock)
+			c, err := t.pool.dial() // a restarting gw-queued is waited for, as Begin would
 			if err != nil {
 				t.c = nil
 				r.err = fmt.Errorf("%w; again: %v", r.err, err)
@@ -234,5 +256,7 @@ func (t *poolTx) Abort() {
 		t.pool.put(t.c)
 		return
 	}
-	t.c.Close()
+	if t.c != nil { // nil: its replacement could not be dialled (Write)
+		t.c.Close()
+	}
 }

@@ -246,5 +246,10 @@ func (c *Client) Stale() bool {
 	return stale
 }
 
+// OutOfStep reports, with no system call, whether the server sent bytes
+// past a reply: the connection must carry no further message. Stale
+// says the same and more, at the cost of a peek at the socket.
+func (c *Client) OutOfStep() bool { return c.outOfStep }
+
 // Close closes the connection; a message under way is aborted.
 func (c *Client) Close() error { return c.conn.Close() }

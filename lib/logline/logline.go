@@ -1,5 +1,5 @@
-// Package logline writes gw's log lines: one event a line, one write each,
-// for multilog or svlogd to stamp.
+// Package logline writes gw's log lines: one event a line, for multilog or
+// svlogd to stamp; a line is written whole, never split across writes.
 //
 // A line is the severity, the event name, then key=value fields in the order
 // given:
@@ -95,6 +95,81 @@ func (l *Logger) LogWith(f Fields, severity, event string, kv ...any) {
 		}
 		tap(severity, event, kv)
 	}
+}
+
+// Held gathers the lines one session logs while it works through what
+// its client sent, and writes them in one write when the session is
+// about to wait (Flush): a pipelined MAIL, RCPT and DATA cost one write
+// for their lines, not one each. The session flushes before every wait
+// (its client's next bytes, a reply the client must read, the injector,
+// a milter, a DNS or callout answer) and at its end, so a line is never
+// held while the session waits: it is no later in the log than the
+// reply it goes with, and not lost when the program exits between two
+// sessions' waits. A Held belongs to its session's goroutine: it is not
+// for concurrent use.
+type Held struct {
+	l   *Logger
+	f   Fields
+	buf []byte  // the lines held, in the order logged
+	bp  *[]byte // where buf came from (heldBuffers)
+}
+
+// Hold returns a Held whose lines carry f after the event name, as
+// LogWith's do. It is a value, to be kept in the session's own state:
+// a listener starts a session a message at times, and each allocation
+// is the collector's work later.
+func (l *Logger) Hold(f Fields) Held { return Held{l: l, f: f} }
+
+// heldBuffers are the Helds' buffers, reused from one session to the
+// next (Release).
+var heldBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// Log formats a line of the given severity and holds it until Flush.
+// The tap sees the event at once: what it counts is in the log by the
+// session's next wait.
+func (h *Held) Log(severity, event string, kv ...any) {
+	if h.bp == nil {
+		h.bp = heldBuffers.Get().(*[]byte)
+		h.buf = (*h.bp)[:0]
+	}
+	h.buf = appendLine(h.buf, severity, event, h.f.text, kv)
+	h.l.mu.Lock()
+	tap := h.l.tap
+	h.l.mu.Unlock()
+	if tap != nil {
+		if len(h.f.kv) > 0 {
+			kv = append(append(make([]any, 0, len(h.f.kv)+len(kv)), h.f.kv...), kv...)
+		}
+		tap(severity, event, kv)
+	}
+}
+
+// Flush writes the lines held, in one write with whatever other
+// sessions have pending, and returns once they are written. A nil Held
+// holds nothing.
+func (h *Held) Flush() {
+	if h == nil || len(h.buf) == 0 {
+		return
+	}
+	h.l.mu.Lock()
+	h.l.pending = append(h.l.pending, h.buf...)
+	h.l.mu.Unlock()
+	h.buf = h.buf[:0]
+	h.l.write()
+}
+
+// Release writes the lines held and gives the buffer back for another
+// session; h may hold lines again after it.
+func (h *Held) Release() {
+	h.Flush()
+	if h == nil || h.bp == nil {
+		return
+	}
+	if cap(h.buf) <= 16<<10 { // one a session's lines grew huge is left to the collector
+		*h.bp = h.buf[:0]
+		heldBuffers.Put(h.bp)
+	}
+	h.buf, h.bp = nil, nil
 }
 
 // write writes what is pending, once the write under way (which may

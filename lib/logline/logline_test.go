@@ -113,3 +113,64 @@ func TestLogConcurrent(t *testing.T) {
 	}
 	t.Logf("%d lines in %d writes", n*each, w.writes)
 }
+
+// writes records each write it is given, as one string.
+type writes struct {
+	mu sync.Mutex
+	w  []string
+}
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.w = append(w.w, string(p))
+	return len(p), nil
+}
+
+func (w *writes) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.w...)
+}
+
+// A session's held lines reach the writer only at Flush, all in one
+// write and in the order logged; the tap hears each as it is logged.
+func TestHeld(t *testing.T) {
+	var w writes
+	l := New(&w)
+	var tapped []string
+	l.Tap(func(severity, event string, kv []any) { tapped = append(tapped, Format(severity, event, kv...)) })
+	h := l.Hold(With("sid", "s1"))
+	h.Log("info", "mail", "from", "a@example.org")
+	h.Log("info", "rcpt", "to", "b c@example.net")
+	if got := w.all(); len(got) != 0 {
+		t.Fatalf("written before Flush: %q", got)
+	}
+	if len(tapped) != 2 {
+		t.Errorf("the tap heard %d events before Flush, want 2", len(tapped))
+	}
+	h.Flush()
+	want := "info mail sid=s1 from=a@example.org\ninfo rcpt sid=s1 to=\"b c@example.net\"\n"
+	if got := w.all(); len(got) != 1 || got[0] != want {
+		t.Fatalf("writes %q, want one: %q", got, want)
+	}
+	if strings.Join(tapped, "") != want {
+		t.Errorf("the tap heard %q, want %q", strings.Join(tapped, ""), want)
+	}
+	h.Flush() // nothing held: no write
+	h.Log("info", "end")
+	h.Flush()
+	if got := w.all(); len(got) != 2 || got[1] != "info end sid=s1\n" {
+		t.Errorf("writes %q, want the end line alone in a second", got)
+	}
+	h.Log("info", "connect", "ip", "192.0.2.1")
+	h.Release() // writes what is held, then gives the buffer back
+	h.Log("info", "reused")
+	h.Release()
+	if got := w.all(); len(got) != 4 || got[2] != "info connect sid=s1 ip=192.0.2.1\n" || got[3] != "info reused sid=s1\n" {
+		t.Errorf("writes %q, want the lines held at each Release", got)
+	}
+	var none *Held
+	none.Flush()
+	none.Release()
+}

@@ -180,6 +180,7 @@ func (s *session) authCheck(user, pass string) error {
 	if user == "" || strings.ContainsAny(user, "\x00\r\n") || strings.ContainsRune(pass, 0) {
 		return s.authFailed(user, "bad_input")
 	}
+	s.waiting()
 	good, err := s.cfg.Auth.Check(user, pass)
 	if err != nil {
 		s.log("warning", "auth", "user", user, "result", "tempfail", "err", err)
@@ -201,6 +202,7 @@ func (s *session) authFailed(user, reason string) error {
 		s.cfg.AuthLimit.Failed(s.cl.RemoteIP)
 	}
 	s.log("info", "auth", "user", user, "result", "failed", "reason", reason, "failures", s.authFail)
+	s.waiting()
 	time.Sleep(time.Duration(s.authFail) * authDelay) // slows down guessing on one connection
 	if s.authFail >= MaxAuthFailures {
 		return errTooManyAuth

@@ -34,6 +34,7 @@ func (s *session) holdMessage(env envelope.Envelope, data []byte, msgID string) 
 	// The session's message id is unique in this process; the pid makes
 	// it unique among the processes tcpserver runs side by side.
 	id := msgID + "." + strconv.Itoa(os.Getpid())
+	s.waiting() // Put fsyncs
 	if err := s.cfg.Quarantine.Put(id, reason, env, bytes.NewReader(data)); err != nil {
 		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", "quarantine", "err", err)
 		return errHoldFailed

@@ -62,6 +62,7 @@ func (s *session) rateWho() string {
 // over takes one event and returns the refusal when it is over the
 // limit; a refusal counts towards the client's ban.
 func (s *session) over(kind, who string, r ratelimit.Rate, code int) *smtpserver.Reply {
+	s.waiting() // the counter may be shared, over the network
 	v := s.cfg.Limits.Take(kind, who, r)
 	if !v.Over {
 		return nil

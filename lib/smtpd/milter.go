@@ -105,6 +105,7 @@ func (s *session) milterMail(ss *smtpserver.Session, from string) *smtpserver.Re
 	if len(s.milters) == 0 {
 		return nil
 	}
+	s.waiting()
 	if s.milt == nil {
 		port, _ := strconv.ParseUint(s.cl.RemotePort, 10, 16)
 		s.milt = milter.Open(s.milters, milter.Client{
@@ -137,6 +138,7 @@ func (s *session) milterRcpt(addr string) *smtpserver.Reply {
 	if s.milt == nil {
 		return nil
 	}
+	s.waiting()
 	st := s.milt.Rcpt(addr)
 	s.logMilterFailed("", st.Failed)
 	if r := st.Reply; r != nil {
@@ -169,6 +171,7 @@ func (s *session) clientName() string {
 // the envelope and message to queue, a nil message for a discard, or the
 // refusal.
 func (s *session) runMilters(env envelope.Envelope, data []byte, msgID string) (envelope.Envelope, []byte, *smtpserver.Reply) {
+	s.waiting()
 	out := s.milt.End(milter.Transaction{
 		Macros:  map[string]string{"i": msgID},
 		Sender:  env.Sender,

@@ -62,6 +62,7 @@ func (s *session) spfAtMail(ss *smtpserver.Session) *smtpserver.Reply {
 	if s.from.Null {
 		s.atx.Sender = ""
 	}
+	s.waiting()
 	r := s.cfg.MsgAuth.Mail(context.Background(), s.atx)
 	s.heloSPF = s.atx.HeloSPF
 	for _, res := range s.atx.SPF() {
@@ -107,6 +108,7 @@ func (s *session) authEnd(msg []byte, msgID string) (string, []byte, *smtpserver
 	// the client waits for the reply to its dot: DNS gets half a minute
 	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
 	defer cancel()
+	s.waiting()
 	out, err := s.cfg.MsgAuth.End(ctx, s.atx, msg)
 	if err != nil {
 		s.log("warning", "refused", "msg", msgID, "code", 451, "reason", "auth", "err", err)

@@ -37,6 +37,10 @@ type session struct {
 	ss  *smtpserver.Session
 	id  string
 	log func(severity, event string, kv ...any)
+	// held gathers the session's lines until it next waits (waiting,
+	// and the core's Config.Waiting): a pipelined transaction's lines
+	// go to the log in one write.
+	held logline.Held
 
 	helo     string // sanitized HELO/EHLO argument; "" before one
 	authUser string
@@ -80,14 +84,15 @@ type session struct {
 // and under tcpserver on fds 0 and 1.
 func Serve(conn net.Conn, cfg *Config, cl Client) {
 	s := &session{cfg: cfg, cl: cl, id: smtpserver.NewID()}
-	sid := logline.With("sid", s.id)
+	s.held = cfg.Log.Hold(logline.With("sid", s.id))
+	defer s.held.Release() // the end line, and whatever a panic left
 	s.log = func(sev, event string, kv ...any) {
 		// A message refused or discarded after DATA has no qid: its
 		// Message-ID is how the sender's copy finds it (gw-qstat trace).
 		if (event == "refused" || event == "discarded") && len(kv) > 0 && kv[0] == "msg" && !hasKey(kv, "msgid") {
 			kv = withMsgID(kv, s.mw)
 		}
-		cfg.Log.LogWith(sid, sev, event, kv...)
+		s.held.Log(sev, event, kv...)
 	}
 	kv := []any{"ip", cl.RemoteIP, "port", cl.RemotePort}
 	if cl.HasRemoteHost {
@@ -107,6 +112,7 @@ func Serve(conn net.Conn, cfg *Config, cl Client) {
 		Idle:    func(idle bool) bool { return tcpserver.Idle(conn, idle) },
 		Closing: func() bool { return tcpserver.Closing(conn) },
 		Log:     s.log,
+		Waiting: s.held.Flush,
 	}
 	if cl.Peer {
 		// a gw instance's gw-send, seeing it, puts its qid on top of
@@ -290,6 +296,7 @@ func (s *session) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
 		return s.mw, nil
 	}
 	env := s.txEnvelope()
+	s.waiting() // a gw-queued restarting is waited for
 	s.tx, s.beginErr = begin(s.cl.Injector, s.id, env)
 	s.mw = &handoff.MessageWriter{Tx: s.tx}
 	if s.beginErr != nil {
@@ -350,6 +357,7 @@ func (s *session) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpse
 			return reply(250, "2.0.0", "ok "+msgID)
 		}
 	}
+	s.waiting() // the injector's fsync
 	code, err := commit(tx)
 	if code != qq.OK {
 		r := queueReply(qq.Permanent(code), qq.Reply(code))
@@ -447,6 +455,12 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 	return s[len(prefix):], true
 }
 
+// waiting writes the lines held before the session waits on another
+// program (the injector, a milter, a DNS or callout answer, a shared
+// rate counter): a line is never held while the session waits, whoever
+// for. The core calls the same before it waits for the client.
+func (s *session) waiting() { s.held.Flush() }
+
 // explain tells the session test (Config.Explain) a decision in words.
 func (s *session) explain(format string, a ...any) {
 	if s.cfg.Explain != nil {
@@ -520,6 +534,7 @@ func (s *session) decide(a *mailbox.Address) (*smtpserver.Reply, string) {
 		return r, why
 	}
 	if !s.relays() && s.cfg.Greylist != nil && !s.cl.NoGreylist {
+		s.waiting()
 		pass, err := s.cfg.Greylist.Check(s.cl.RemoteIP, s.from.String(), a.String())
 		if err != nil { // fail open: greylisting is a delay, not a defence to keep at any cost
 			s.log("warning", "greylist", "err", err)
@@ -555,6 +570,7 @@ func (s *session) knownRcpt(a *mailbox.Address) (*smtpserver.Reply, string) {
 		s.explain("recipients: %s is known", a)
 	}
 	if s.cfg.Verifier != nil && s.cfg.Domains.Accepts(a.Domain) && !strings.EqualFold(a.Local, "postmaster") {
+		s.waiting()
 		v, detail := s.cfg.Verifier.Verify(a.Local, a.Domain)
 		switch v {
 		case Unknown:
@@ -596,6 +612,7 @@ func (s *session) rbl() *smtpserver.Reply {
 		s.explain("dnsbl: no zones (control/rblzones)")
 		return nil
 	}
+	s.waiting()
 	hit, err := s.cfg.RBL.Lookup(s.cl.RemoteIP)
 	if err != nil {
 		s.log("warning", "dnsbl", "err", err)

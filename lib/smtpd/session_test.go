@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,7 +407,9 @@ func TestTimeoutRefreshesOnProgress(t *testing.T) {
 
 // FuzzSession throws command lines at a session: every reply must be a
 // well-formed reply line with an enhanced code (greeting and 354/334
-// aside), and nothing may panic or hang.
+// aside), nothing may panic or hang, and every line the session logged
+// (the tap heard) is in the log once it has ended, the end line last:
+// none is left held.
 func FuzzSession(f *testing.F) {
 	for _, s := range []string{
 		"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.com>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n",
@@ -420,11 +423,19 @@ func FuzzSession(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		cfg := testConfig()
 		cfg.Timeout = time.Second
+		var log syncBuffer
+		var heard atomic.Int64
+		cfg.Log = logline.New(&log)
+		cfg.Log.Tap(func(string, string, []any) { heard.Add(1) })
 		r, _ := converse(t, cfg, Client{}, in)
 		for _, line := range r {
 			if !re.MatchString(line) {
 				t.Fatalf("input %q: malformed reply %q", in, line)
 			}
+		}
+		lines := strings.Split(strings.TrimSuffix(log.String(), "\n"), "\n")
+		if int64(len(lines)) != heard.Load() || !strings.HasPrefix(lines[len(lines)-1], "info end ") {
+			t.Fatalf("input %q: %d events logged, %d lines written, the last %q", in, heard.Load(), len(lines), lines[len(lines)-1])
 		}
 	})
 }

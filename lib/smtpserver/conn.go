@@ -63,6 +63,13 @@ type Config struct {
 	Closing func() bool
 	// Log writes a log line; the session's id is added first.
 	Log func(severity, event string, kv ...any)
+	// Waiting is called before the session waits for its client: before
+	// a read of the client's bytes, a write of replies and the TLS
+	// handshake. A listener that holds the lines it logs while the
+	// session answers a pipelined batch (logline.Held) writes them here,
+	// so a line is never held while the session waits, and is in the log
+	// before the client has the reply it goes with. nil: nothing held.
+	Waiting func()
 }
 
 // state is where a session is in RFC 5321's sequence.
@@ -151,6 +158,14 @@ func (c *conn) log(severity, event string, kv ...any) {
 	c.cfg.Log(severity, event, kv...)
 }
 
+// waiting tells the listener the session is about to wait for its client
+// (Config.Waiting).
+func (c *conn) waiting() {
+	if c.cfg.Waiting != nil {
+		c.cfg.Waiting()
+	}
+}
+
 // The sessions' buffers are reused from one session to the next: a
 // fresh 20 KiB a connection was most of what a short session allocated,
 // and so most of the garbage collector's work.
@@ -186,6 +201,7 @@ func (c *conn) release() {
 // and a session's replies share one timer update instead of making one
 // each.
 func (c *conn) write(p []byte) (int, error) {
+	c.waiting() // a client that does not read its replies makes this wait
 	if now := time.Now(); c.wset.IsZero() || now.Sub(c.wset) > c.cfg.Timeout/16 {
 		c.nc.SetWriteDeadline(now.Add(c.cfg.Timeout))
 		c.wset = now
@@ -430,6 +446,7 @@ func (c *conn) reset() {
 // handshake runs the TLS server handshake on the client's connection and
 // puts the session on it.
 func (c *conn) handshake() bool {
+	c.waiting()
 	tc := tls.Server(c.raw, c.cfg.TLS)
 	tc.SetDeadline(time.Now().Add(c.cfg.Timeout))
 	if err := tc.Handshake(); err != nil {
@@ -469,6 +486,7 @@ func (f *feed) dataDeadline() {
 }
 
 func (f *feed) Read(p []byte) (int, error) {
+	f.c.waiting() // the lines first: they are in the log before the replies are out
 	f.c.flush()
 	d := f.deadline
 	if end := f.c.end; !end.IsZero() && end.Before(d) {

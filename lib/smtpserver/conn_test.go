@@ -490,3 +490,68 @@ func TestRefusedLogsCodeSent(t *testing.T) {
 		t.Errorf("refused lines:\n%s\nwant:\n%s", strings.Join(refused, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// logWrites records each write of the log, as one string.
+type logWrites struct {
+	mu sync.Mutex
+	w  []string
+}
+
+func (l *logWrites) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.w = append(l.w, string(p))
+	return len(p), nil
+}
+
+func (l *logWrites) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.w...)
+}
+
+// TestHeldLinesBeforeReplies: a listener holding its lines
+// (Config.Waiting) writes a pipelined batch's lines in one write, and a
+// line is in the log before the client has its reply: a command sent
+// alone has its line written before the session waits for the next.
+func TestHeldLinesBeforeReplies(t *testing.T) {
+	var log logWrites
+	held := logline.New(&log).Hold(logline.With("sid", "t1"))
+	cfg := testConfig()
+	cfg.Log, cfg.Waiting = held.Log, held.Flush
+	server, client := pair(t)
+	defer client.Close()
+	reason := make(chan string, 1)
+	go func() { reason <- Serve(server, cfg, tcpserver.Client{}, "t1", &testPolicy{}) }()
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(client)
+	expect := func(code string) {
+		t.Helper()
+		l, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, code) {
+			t.Fatalf("read %q, %v; want %s", l, err, code)
+		}
+	}
+	expect("220")
+
+	io.WriteString(client, "FOO\r\n")
+	expect("502")
+	if got, want := log.all(), []string{"info refused sid=t1 cmd=FOO code=502 reason=unknown_command\n"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("the client has its reply; the log has %q, want %q", got, want)
+	}
+
+	io.WriteString(client, "BAR\r\nBAZ\r\n") // one batch
+	expect("502")
+	expect("502")
+	want := "info refused sid=t1 cmd=BAR code=502 reason=unknown_command\n" +
+		"info refused sid=t1 cmd=BAZ code=502 reason=unknown_command\n"
+	if got := log.all(); len(got) != 2 || got[1] != want {
+		t.Fatalf("the log's writes %q; want the batch's lines in one second write %q", got, want)
+	}
+
+	io.WriteString(client, "QUIT\r\n")
+	expect("221")
+	if r := <-reason; r != "quit" {
+		t.Errorf("session ended %q", r)
+	}
+}
