@@ -28,6 +28,7 @@ type scanPeers struct {
 	pids      []int  // process groups of clamd and spamd
 	clamdSock string // unix socket
 	spamdAddr string // 127.0.0.1:port
+	spamdSock string // the unix socket spamd also listens on
 	err       error
 }
 
@@ -113,7 +114,7 @@ func (p *scanPeers) startSpamd() error {
 	if err != nil {
 		return err
 	}
-	p.spamdAddr = sp.Addr
+	p.spamdAddr, p.spamdSock = sp.Addr, sp.Sock
 	p.pids = append(p.pids, sp.Cmd.Process.Pid)
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gw/tests/internal/clamdtest"
 )
 
 // scanProxy runs "gw-scan proxy" on a free loopback port in front of
@@ -291,5 +293,122 @@ func TestScanProxyInsideRefusesRecipient(t *testing.T) {
 	log, _ := os.ReadFile(logPath)
 	if !bytes.Contains(log, []byte("RCPT x@elsewhere.test: SMTP error 553: 5.7.1")) {
 		t.Errorf("proxy log does not name the refused recipient:\n%s", log)
+	}
+}
+
+// TestScanProxyChunksToInside: a message for one recipient goes to the
+// inside listener as one BDAT chunk, pipelined behind MAIL and RCPT (the
+// inside logs it chunked), byte for byte what DATA would have carried:
+// lines that begin with a dot keep one dot, none is taken for the end.
+// The inside refusing the only recipient refuses the message to the
+// client, reads the chunk and drops it; the next message still goes.
+func TestScanProxyChunksToInside(t *testing.T) {
+	inside := newSMTPDInstance(t, nil)
+	addr, _, logPath := scanProxy(t, inside.standalone(t, nil), map[string]string{})
+	talk(t, addr,
+		"", "220 ",
+		"EHLO client.example", "250-PIPELINING",
+		"MAIL FROM:<a@sender.example>", "250 ",
+		"RCPT TO:<x@elsewhere.test>", "250 ",
+		"DATA", "354 ",
+		"Subject: refused\n\nbody\n.", "554 5.7.1 next hop refused the message",
+		"MAIL FROM:<a@sender.example>", "250 ",
+		"RCPT TO:<u@example.com>", "250 ",
+		"DATA", "354 ",
+		"Subject: chunked\n\n..dot line\n..\nQUIT\nend\n.", "250 2.0.0 ok ",
+		"QUIT", "221 ")
+	msgs := inside.messages(t)
+	if len(msgs) != 1 {
+		t.Fatalf("inside queue holds %d messages, want the second alone", len(msgs))
+	}
+	if body := inside.body(t, msgs[0]); !strings.HasSuffix(body, "\nSubject: chunked\n\n.dot line\n.\nQUIT\nend\n") {
+		t.Errorf("inside queue holds:\n%s", body)
+	}
+	insideLog, _ := os.ReadFile(inside.log)
+	if !bytes.Contains(insideLog, []byte("chunked=true")) {
+		t.Errorf("the inside did not take the message by BDAT:\n%s", insideLog)
+	}
+	log, _ := os.ReadFile(logPath)
+	if !bytes.Contains(log, []byte("RCPT x@elsewhere.test: SMTP error 553: 5.7.1")) {
+		t.Errorf("proxy log does not name the refused recipient:\n%s", log)
+	}
+}
+
+// TestScanProxyClamdRestarted: the proxy keeps its clamd connection open
+// from one message to the next (clamd's IDSESSION). clamd restarted
+// between two messages leaves the proxy a dead session: the next message
+// is scanned all the same, on a new one (the virus is found), and the
+// one after it too. A message over the proxy's in-memory spool goes
+// through its file whole. clamd gone, a message gets the fail policy's
+// 451, and none reaches the inside queue unscanned.
+func TestScanProxyClamdRestarted(t *testing.T) {
+	need(t, "clamd")
+	dir := workDir(t)
+	var stop func()
+	start := func() {
+		t.Helper()
+		c, err := clamdtest.Start(dir, markerVirus, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Stop)
+		stop = c.Stop
+	}
+	start()
+	inside := newSMTPDInstance(t, nil)
+	addr, _, logPath := scanProxy(t, inside.standalone(t, nil), map[string]string{"clamd": filepath.Join(dir, "clamd.sock") + "\n"})
+	send := func(subject, body, want string) {
+		t.Helper()
+		if r := sendMessage(t, addr, "a@sender.example", []string{"u@example.com"}, plainMessage(subject, body)); !strings.HasPrefix(r, want) {
+			t.Fatalf("message %q: %q, want %s", subject, r, want)
+		}
+	}
+
+	send("first", "clean\n", "250")
+	stop()
+	start()
+	send("virus after the restart", markerVirus+"\n", "554 5.7.1")
+	send("clean after the restart", "clean\n", "250")
+	big := strings.Repeat("a line of a message larger than the in-memory spool\n", 6000)
+	send("large", big, "250")
+	stop()
+	send("clamd gone", "clean\n", "451 4.7.1")
+
+	ms := inside.messages(t)
+	if len(ms) != 3 {
+		t.Fatalf("the inside queue holds %d messages, want 3", len(ms))
+	}
+	for _, m := range ms {
+		b := inside.body(t, m)
+		if !strings.Contains(b, "X-Virus-Scanned: gw-scan at scanner.example.net\n") {
+			t.Errorf("relayed without clamd's verdict:\n%.400s", b)
+		}
+		if strings.Contains(b, "Subject: large\n") && !strings.HasSuffix(b, "\n\n"+big) {
+			t.Errorf("the large message arrived changed (%d bytes)", len(b))
+		}
+	}
+	log, _ := os.ReadFile(logPath)
+	for _, w := range []string{"clamd=" + markerSig, "clamd=error"} {
+		if !bytes.Contains(log, []byte(w)) {
+			t.Errorf("proxy log lacks %q:\n%s", w, log)
+		}
+	}
+	if n := bytes.Count(log, []byte("clamd=error")); n != 1 {
+		t.Errorf("%d clamd errors logged, want 1 (clamd gone):\n%s", n, log)
+	}
+}
+
+// TestScanProxySpamdOverUnixSocket: spamd named by its unix socket, as
+// "unix:PATH" or as a bare path, is asked as over TCP: GTUBE comes out
+// tagged by the default policy, with spamd's score.
+func TestScanProxySpamdOverUnixSocket(t *testing.T) {
+	p := scanners(t)
+	for _, spamd := range []string{"unix:" + p.spamdSock, p.spamdSock} {
+		inside := newSMTPDInstance(t, nil)
+		addr, _, _ := scanProxy(t, inside.standalone(t, nil), map[string]string{"spamd": spamd + "\n"})
+		body := sendOnly(t, addr, inside, plainMessage("gtube", gtube+"\n"))
+		if !strings.Contains(body, "X-Spam-Flag: YES\n") || !strings.Contains(body, "X-Spam-Status: Yes, score=") {
+			t.Errorf("spamd at %s: GTUBE relayed as:\n%s", spamd, body)
+		}
 	}
 }

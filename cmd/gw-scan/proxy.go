@@ -28,6 +28,11 @@ func proxy(c *config) error {
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)
 	}
+	// A daemon scans message after message: clamd's connections stay
+	// open between them (the wrapper, one message a process, opens one).
+	if s.Clamd != nil {
+		s.Clamd.Sessions = true
+	}
 	databytes, err := dir.Int("databytes", 0)
 	if err != nil {
 		return program.Fail(program.ExitTemporary, "unable to read controls: %v", err)

@@ -12,15 +12,21 @@ import (
 )
 
 // Clamd is a clamd reached over TCP ("host:port") or a unix socket (a path
-// beginning with '/', or "unix:PATH"). Every exchange opens one connection
-// and sends one zINSTREAM (clamd(8)); the deadline covers the whole
-// exchange.
+// beginning with '/', or "unix:PATH"). Each scan is one zINSTREAM
+// (clamd(8)), on a connection of its own or, with Sessions, on one kept
+// open in clamd's session mode; the deadline covers the whole exchange.
 type Clamd struct {
 	Addr    string
 	Timeout time.Duration
 	// MaxStream is the most bytes sent; clamd's StreamMaxLength must not be
 	// lower, or clamd answers "size limit exceeded" (an error here).
 	MaxStream int64
+	// Sessions keeps connections open between scans (IDSESSION): a
+	// long-running proxy saves a connect, clamd's accept and a close a
+	// message. A process that scans once (the wrapper) leaves it off.
+	Sessions bool
+
+	idle clamdPool
 }
 
 // ClamdResult is clamd's answer about one stream.
@@ -43,8 +49,11 @@ type errTooBig struct{}
 func (errTooBig) Error() string { return "message larger than the scanner's limit" }
 
 // dial connects to a scanner address: a unix socket path or host:port.
+// TCP keep-alive is off: an exchange is bounded by its deadline, and
+// turning it on costs four setsockopt calls a connection (spamd's is one
+// a message).
 func dial(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
+	d := net.Dialer{KeepAlive: -1}
 	network := "tcp"
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
 		network, addr = "unix", p
@@ -63,6 +72,9 @@ func (c *Clamd) Scan(ctx context.Context, r io.Reader, size int64) (ClamdResult,
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
+	if c.Sessions {
+		return c.scanInSession(ctx, r, size)
+	}
 	conn, err := dial(ctx, c.Addr)
 	if err != nil {
 		return ClamdResult{}, fmt.Errorf("clamd %s: %w", c.Addr, err)
@@ -78,37 +90,45 @@ func (c *Clamd) Scan(ctx context.Context, r io.Reader, size int64) (ClamdResult,
 	return res, nil
 }
 
-// instream runs one zINSTREAM exchange on conn: the command, chunks of at
-// most chunkSize bytes each behind a 4-byte big-endian length, a zero
-// length, then one NUL-terminated reply. The buffers fit a message of
-// size bytes smaller than a chunk: what a message allocates is what the
-// collector has to sweep, and 10 KiB of mail does not need 128.
+// instream runs one zINSTREAM exchange on conn and reads its reply.
 func instream(conn net.Conn, r io.Reader, size int64) (ClamdResult, error) {
+	werr, err := writeInstream(conn, "zINSTREAM\x00", r, size)
+	if err != nil {
+		return ClamdResult{}, err
+	}
+	return readClamdReply(conn, werr)
+}
+
+// writeInstream writes head (zINSTREAM, after zIDSESSION on a session's
+// first request), then the message in chunks of at most chunkSize bytes,
+// each behind a 4-byte big-endian length, then a zero length. A write
+// error comes back as werr (clamd closes early on its size limit, and
+// its reply says why), an error reading the message as err. The buffers
+// fit a message of size bytes smaller than a chunk: what a message
+// allocates is what the collector has to sweep, and 10 KiB of mail does
+// not need 128.
+func writeInstream(conn net.Conn, head string, r io.Reader, size int64) (werr, err error) {
 	chunk := int(min(max(size, 0)+1, chunkSize))
-	w := bufio.NewWriterSize(conn, len("zINSTREAM\x00")+4+chunk+4)
-	w.WriteString("zINSTREAM\x00")
+	w := bufio.NewWriterSize(conn, len(head)+4+chunk+4)
+	w.WriteString(head)
 	buf := make([]byte, 4+chunk)
 	for {
 		n, err := io.ReadFull(r, buf[4:])
 		if n > 0 {
 			binary.BigEndian.PutUint32(buf[:4], uint32(n))
 			if _, werr := w.Write(buf[:4+n]); werr != nil {
-				// clamd closes early on its size limit: read its reason.
-				return readClamdReply(conn, werr)
+				return werr, nil
 			}
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
 		}
 		if err != nil {
-			return ClamdResult{}, fmt.Errorf("reading the message: %w", err)
+			return nil, fmt.Errorf("reading the message: %w", err)
 		}
 	}
 	w.Write([]byte{0, 0, 0, 0})
-	if err := w.Flush(); err != nil {
-		return readClamdReply(conn, err)
-	}
-	return readClamdReply(conn, nil)
+	return w.Flush(), nil
 }
 
 func readClamdReply(conn net.Conn, werr error) (ClamdResult, error) {

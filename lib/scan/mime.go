@@ -138,7 +138,7 @@ func (w *walker) part(p *mimePart) *Finding {
 		// The expression steps through every byte; the search for its
 		// literal start does not, and most text has no "begin".
 		if p.Text && bytes.Contains(b, uuBeginWord) {
-			for _, m := range uuBegin.FindAllSubmatch(b, -1) {
+			for _, m := range uuBegin().FindAllSubmatch(b, -1) {
 				if ext := w.bannedName(string(m[1])); ext != "" {
 					found = &Finding{Class: ClassBanned, Rule: "uu-ext=" + ext, Part: p.Pos}
 					return false
@@ -152,7 +152,9 @@ func (w *walker) part(p *mimePart) *Finding {
 
 // uuBegin finds the "begin MODE NAME" line of a uuencoded file, which
 // mail readers show as an attachment even in a text/plain part.
-var uuBegin = regexp.MustCompile(`(?m)^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)`)
+var uuBegin = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)`)
+})
 
 // uuBeginWord is what every match of uuBegin holds.
 var uuBeginWord = []byte("begin")

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -160,7 +161,7 @@ func paramEnd(v string) int {
 
 // rfc2231Name matches the name of an RFC 2231 parameter section:
 // "filename*", "filename*0", "filename*1*".
-var rfc2231Name = regexp.MustCompile(`^([A-Za-z0-9_]+)\*(([0-9]+)\*?)?$`)
+var rfc2231Name = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([A-Za-z0-9_]+)\*(([0-9]+)\*?)?$`) })
 
 type section struct {
 	num     int
@@ -201,7 +202,7 @@ func paramValues(vs []string, want string) []string {
 				}
 				continue
 			}
-			m := rfc2231Name.FindStringSubmatch(p.name)
+			m := rfc2231Name().FindStringSubmatch(p.name)
 			if m == nil || strings.ToLower(m[1]) != want {
 				continue
 			}
@@ -326,7 +327,7 @@ func latin1(s string) string {
 
 // encodedWord matches an RFC 2047 encoded word, loosely: Python's email
 // package decodes words with blanks or bad octets in them too.
-var encodedWord = regexp.MustCompile(`=\?([^?\s]*)\?([bBqQ])\?([^?]*)\?=`)
+var encodedWord = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`=\?([^?\s]*)\?([bBqQ])\?([^?]*)\?=`) })
 
 // decodeWords decodes RFC 2047 encoded words wherever they are, as
 // leniently as Python's email package: a bad =XX is kept as it is, base64
@@ -340,7 +341,7 @@ func decodeWords(s string) string {
 	var b strings.Builder
 	last := 0
 	prevWord := false
-	for _, m := range encodedWord.FindAllStringSubmatchIndex(s, -1) {
+	for _, m := range encodedWord().FindAllStringSubmatchIndex(s, -1) {
 		gap := s[last:m[0]]
 		if !prevWord || strings.TrimSpace(gap) != "" {
 			b.WriteString(gap)
@@ -410,7 +411,7 @@ func (h mimeHeader) boundary() (b string, ok bool, doubt string) {
 	for _, p := range splitParams(v) {
 		if p.name == "boundary" {
 			plain = append(plain, p.value)
-		} else if m := rfc2231Name.FindStringSubmatch(p.name); m != nil && strings.ToLower(m[1]) == "boundary" {
+		} else if m := rfc2231Name().FindStringSubmatch(p.name); m != nil && strings.ToLower(m[1]) == "boundary" {
 			n, _ := strconv.Atoi(m[3])
 			secs = append(secs, section{n, p.value, strings.HasSuffix(p.name, "*")})
 		}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"time"
 
@@ -70,7 +69,7 @@ func (p *Proxy) Serve(l net.Listener) error {
 func (p *Proxy) serve(c net.Conn) {
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	cl := tcpserver.Client{RemoteIP: ap.Addr().Unmap().String(), RemotePort: strconv.Itoa(int(ap.Port()))}
-	s := &proxySession{p: p, remote: c.RemoteAddr().String()}
+	s := &proxySession{p: p, remote: c.RemoteAddr().String(), spool: sessionSpool{dir: p.TmpDir}}
 	cfg := smtpserver.Config{
 		Hostname: p.Scanner.Hostname, Timeout: p.Timeout,
 		MinDataRate: smtpserver.DefaultMinDataRate, MaxJunk: smtpserver.DefaultMaxJunk,
@@ -80,9 +79,7 @@ func (p *Proxy) serve(c net.Conn) {
 		},
 	}
 	smtpserver.Serve(c, cfg, cl, smtpserver.NewID(), s)
-	if s.spool != nil {
-		s.spool.Close()
-	}
+	s.spool.close()
 }
 
 // proxySession is the proxy's policy for one client.
@@ -93,11 +90,9 @@ type proxySession struct {
 	rcpts  []string
 	// rcptDSN is each recipient's NOTIFY and ORCPT, by index into rcpts.
 	rcptDSN []dsn.Rcpt
-	// spool is the session's spool file, the message under way in stored
-	// form; created at the session's first DATA, emptied at each later
-	// one (openSpool).
-	spool *os.File
-	sink  *spoolWriter
+	// spool is the message under way in stored form, emptied at each
+	// DATA.
+	spool sessionSpool
 }
 
 func (s *proxySession) Connect(*smtpserver.Session) *smtpserver.Reply { return nil }
@@ -163,58 +158,11 @@ func (s *proxySession) Rcpt(ss *smtpserver.Session, r *smtpserver.Rcpt) *smtpser
 // Data spools the message in stored form (LF line ends), below the
 // fields the checks at MAIL and RCPT added.
 func (s *proxySession) Data(ss *smtpserver.Session) (io.Writer, *smtpserver.Reply) {
-	if err := s.openSpool(); err != nil {
-		s.p.Scanner.Log.Warning("refused", "remote", s.remote, "code", 451, "err", err)
-		return nil, errLocal
-	}
-	s.sink = &spoolWriter{f: s.spool}
+	s.spool.reset()
 	for _, field := range ss.Mail.Prepend {
-		s.sink.Write([]byte(field))
+		s.spool.Write([]byte(field))
 	}
-	return s.sink, nil
-}
-
-// openSpool readies the session's spool file for a message: an unlinked
-// file made at the session's first message and emptied before each later
-// one. A file made and unlinked a message costs the filesystem an inode
-// each time, which on a small message was a tenth of the proxy's own
-// CPU; emptying one costs a truncate. A spool that cannot be emptied is
-// dropped for a fresh one.
-func (s *proxySession) openSpool() error {
-	if s.spool != nil {
-		err := s.spool.Truncate(0)
-		if err == nil {
-			_, err = s.spool.Seek(0, io.SeekStart)
-		}
-		if err == nil {
-			return nil
-		}
-		s.spool.Close()
-		s.spool = nil
-	}
-	f, _, err := spool(s.p.TmpDir, nil)
-	if err != nil {
-		return err
-	}
-	s.spool = f
-	return nil
-}
-
-// spoolWriter writes the spool, remembering its first error: the core's
-// sink must take every byte, the failure is answered at the end. n is
-// the bytes written, the fields the policy put on top included.
-type spoolWriter struct {
-	f   *os.File
-	n   int64
-	err error
-}
-
-func (w *spoolWriter) Write(p []byte) (int, error) {
-	if w.err == nil {
-		_, w.err = w.f.Write(p)
-		w.n += int64(len(p))
-	}
-	return len(p), nil
+	return &s.spool, nil
 }
 
 // DataEnd scans the spooled message and either refuses it, holds it, or
@@ -222,18 +170,18 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *smtpserver.Reply {
 	p := s.p
 	log := p.Scanner.Log
-	f := s.spool // the session's: serve closes it
+	f := &s.spool // the session's: serve closes it
 	if m.Refused != nil {
 		log.Info("refused", "remote", s.remote, "code", m.Refused.Code, "reason", m.Reason)
 		return nil
 	}
-	if err := s.sink.err; err != nil {
+	if err := s.spool.err; err != nil {
 		log.Warning("refused", "remote", s.remote, "code", 451, "err", err)
 		return errLocal
 	}
 	// The spool holds the fields put on top as well as the m.Size bytes
 	// the client sent: every scanner and the relay read all of it.
-	size := s.sink.n
+	size := s.spool.n
 	// What follows the message in the spool is not its own: the fields of
 	// the first Received line are read within it.
 	msg := io.NewSectionReader(f, 0, size)
@@ -246,8 +194,10 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 	mid := msgID(msg)
 	meta := Meta{From: env.Sender, Rcpts: env.Recipients, QueueID: mid}
 	// The proxy's client is the front listener: the Internet client is
-	// the one gw-smtpd's Received names.
-	meta.IP, meta.Hostname, meta.Helo = clientFromReceived(msg)
+	// the one gw-smtpd's Received names. rspamd alone is told.
+	if p.Scanner.Rspamd != nil {
+		meta.IP, meta.Hostname, meta.Helo = clientFromReceived(msg)
+	}
 	rep := p.Scanner.Scan(ctx, f, size, id, meta)
 	plan := p.Scanner.Plan(rep, env)
 	acts, deliver, held := plan.Acts, plan.Deliver, plan.Held
@@ -283,7 +233,7 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 			drop := p.Scanner.Drops(rep, plan.Tag)
 			write = func(dst io.Writer) error { return RewriteDrop(dst, f, add, drop, size) }
 		}
-		reply, err := p.relay(deliver, write, ss.Mail.UTF8)
+		reply, err := p.relay(deliver, write, ss.Mail.UTF8, size)
 		if err != nil {
 			p.Scanner.LogVerdict(rep, mid, env.Recipients, acts, "next_hop", p.NextHop, "err", err)
 			var se *smtp.SMTPError
@@ -322,7 +272,7 @@ func (s *proxySession) DataEnd(ss *smtpserver.Session, m *smtpserver.Message) *s
 // It reuses a connection an earlier message left idle; one that fails at
 // MAIL (the next hop closed it meanwhile) is replaced by a fresh one, which
 // is safe: nothing of the message was sent on it.
-func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 bool) (string, error) {
+func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 bool, size int64) (string, error) {
 	// The client writes the path between angle brackets as given:
 	// the local part must go quoted when it is no dot-atom, or the next
 	// hop reads another address, and what follows a '>' or a blank in it
@@ -338,7 +288,7 @@ func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 b
 		}
 	}
 	if h := p.hops.get(); h != nil {
-		reply, err, mailed := p.relayOn(h, env, from, to, write, utf8)
+		reply, err, mailed := p.relayOn(h, env, from, to, write, utf8, size)
 		if err == nil {
 			p.hops.put(h)
 			return reply, nil
@@ -352,7 +302,7 @@ func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 b
 	if err != nil {
 		return "", err
 	}
-	reply, err, _ := p.relayOn(h, env, from, to, write, utf8)
+	reply, err, _ := p.relayOn(h, env, from, to, write, utf8, size)
 	if err != nil {
 		h.c.close()
 		return "", err
@@ -375,7 +325,7 @@ func (p *Proxy) dialHop() (*hopConn, error) {
 // does); one that does not gets none, and the request ends there
 // (gw-scan.8). REQUIRETLS, unlike DSN, is never dropped: a next hop that
 // does not offer it refuses the message here (RFC 8689 5, no downgrade).
-func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, write func(io.Writer) error, utf8 bool) (reply string, err error, mailed bool) {
+func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, write func(io.Writer) error, utf8 bool, size int64) (reply string, err error, mailed bool) {
 	h.c.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
-	return h.c.send(env, from, to, write, utf8)
+	return h.c.send(env, from, to, write, utf8, size)
 }

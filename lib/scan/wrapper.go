@@ -226,7 +226,7 @@ func (w *Wrapper) Wrap(ctx context.Context, msg, env io.Reader) (code int, d *De
 
 // rewrite writes the message as act delivers it into a new spool file:
 // the scan's headers (and the trust token) on top, forged ones stripped.
-func (w *Wrapper) rewrite(f *os.File, size int64, rep *Report, act Action) (*os.File, error) {
+func (w *Wrapper) rewrite(f io.ReaderAt, size int64, rep *Report, act Action) (*os.File, error) {
 	add, err := w.additions(f, size, rep, act)
 	if err != nil {
 		return nil, err
@@ -264,7 +264,7 @@ func (w *Wrapper) additions(f io.ReaderAt, size int64, rep *Report, act Action) 
 
 // hold puts the message, tagged as quarantined, in the quarantine for the
 // recipients of held, under the scan's id.
-func (w *Wrapper) hold(f *os.File, size int64, rep *Report, held envelope.Envelope) error {
+func (w *Wrapper) hold(f io.ReaderAt, size int64, rep *Report, held envelope.Envelope) error {
 	out, err := w.rewrite(f, size, rep, Quarantine)
 	if err != nil {
 		return err

@@ -38,11 +38,12 @@ import (
 )
 
 var (
-	scanPathMessages = flag.Int("scanpath-messages", 600, "messages a figure of the scanned-path bench (0: skip it)")
-	scanPathSessions = flag.Int("scanpath-sessions", 10, "parallel sessions of the scanned-path bench")
-	scanPathSpamd    = flag.Int("scanpath-spamd", 100, "messages a figure through SpamAssassin's spamd, about 10 a second here (0: skip spamd)")
-	scanPathPace     = flag.Float64("scanpath-pace", 0, "send every gw path's messages at this rate, messages a second (0: as fast as answered): gw's own cost a message at a scanner's pace, without the scanner")
-	scanPathOnly     = flag.String("scanpath-only", "", "run only the scanned-path figures whose name holds one of these comma-separated words (clamd, spamd, proxy, wrapper, Postfix, amavis, ...)")
+	scanPathMessages  = flag.Int("scanpath-messages", 600, "messages a figure of the scanned-path bench (0: skip it)")
+	scanPathSessions  = flag.Int("scanpath-sessions", 10, "parallel sessions of the scanned-path bench")
+	scanPathSpamd     = flag.Int("scanpath-spamd", 100, "messages a figure through SpamAssassin's spamd, about 10 a second here (0: skip spamd)")
+	scanPathPace      = flag.Float64("scanpath-pace", 0, "send every gw path's messages at this rate, messages a second (0: as fast as answered): gw's own cost a message at a scanner's pace, without the scanner")
+	scanPathSpamdSock = flag.Bool("scanpath-spamd-unix", false, "gw's paths reach spamd on its unix socket, not on its loopback port")
+	scanPathOnly      = flag.String("scanpath-only", "", "run only the scanned-path figures whose name holds one of these comma-separated words (clamd, spamd, proxy, wrapper, Postfix, amavis, ...)")
 )
 
 // scanPathWanted reports whether the figure named name is to be run.
@@ -234,7 +235,11 @@ func scanPathBench(work string) {
 		paths = append(paths, rspamdPaths...)
 	}
 	if sa != nil {
-		sc := map[string]string{"spamd": sa.Addr + "\n", "scantimeout": "120\n"}
+		spamdAt := sa.Addr
+		if *scanPathSpamdSock {
+			spamdAt = sa.Sock
+		}
+		sc := map[string]string{"spamd": spamdAt + "\n", "scantimeout": "120\n"}
 		if clamd != nil {
 			sc["clamd"] = clamd.Sock + "\n"
 		}

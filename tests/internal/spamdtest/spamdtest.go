@@ -1,7 +1,7 @@
 // Package spamdtest starts a real spamd for the end-to-end tests and make
 // bench: Debian's shipped rules (GTUBE among them, no sa-update), no
-// network tests (-L), a loopback port, its files in a directory of the
-// caller's.
+// network tests (-L), a loopback port and a unix socket, its files in a
+// directory of the caller's.
 package spamdtest
 
 import (
@@ -20,6 +20,7 @@ import (
 // Spamd is a running spamd.
 type Spamd struct {
 	Addr string // 127.0.0.1:port
+	Sock string // the unix socket it also listens on
 	Cmd  *exec.Cmd
 }
 
@@ -31,7 +32,7 @@ func Start(dir string, children int, attr *syscall.SysProcAttr) (*Spamd, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Spamd{Addr: l.Addr().String()}
+	s := &Spamd{Addr: l.Addr().String(), Sock: filepath.Join(dir, "spamd.sock")}
 	l.Close()
 	home := filepath.Join(dir, "sa")
 	if err := os.MkdirAll(home, 0o777); err != nil {
@@ -42,7 +43,7 @@ func Start(dir string, children int, attr *syscall.SysProcAttr) (*Spamd, error) 
 	// All the children from the start: spamd grows from its
 	// min-children as clients queue, and a ceiling measured while it
 	// grows is lower than the one the next figure meets.
-	argv := []string{"-x", "-L", "--listen=" + s.Addr, "--max-children=" + n, "--min-children=" + n,
+	argv := []string{"-x", "-L", "--listen=" + s.Addr, "--listen=" + s.Sock, "--max-children=" + n, "--min-children=" + n,
 		"--helper-home-dir=" + home, "-s", filepath.Join(dir, "spamd.log")}
 	if os.Geteuid() == 0 {
 		argv = append(argv, "-u", "debian-spamd")
