@@ -119,7 +119,7 @@ func (s *Server) session(c *net.UnixConn) {
 	defer c.Close()
 	defer s.setIdle(c, false)
 	uid, pid := peer(c)
-	dr := &deadlineReader{c: c}
+	dr := &deadlineReader{c: c, fd: -1}
 	// The read buffer is the session's only while it has bytes to read:
 	// a listener keeps connections open between messages, and hundreds
 	// of idle ones must not each hold one.
@@ -132,6 +132,9 @@ func (s *Server) session(c *net.UnixConn) {
 	version := byte(Version1) // until the client asks for more
 	var out []byte
 	for {
+		// The wait's deadline is set before the session counts as idle,
+		// so that Shutdown's, set on idle sessions, is the one that holds.
+		c.SetReadDeadline(time.Now().Add(idleTimeout))
 		if !s.setIdle(c, true) {
 			return
 		}
@@ -141,16 +144,14 @@ func (s *Server) session(c *net.UnixConn) {
 			readerPool.Put(r)
 			r = nil
 		}
-		err := dr.waitReadable(r)
+		var err error
+		if r == nil {
+			r, err = dr.awaitMessage()
+		} else {
+			_, err = r.Peek(1) // the next message is there already
+		}
 		if !s.setIdle(c, false) || err != nil {
 			return // shutting down, or the client is done (or gone)
-		}
-		if r == nil {
-			r = readerPool.Get().(*bufio.Reader)
-			r.Reset(dr)
-		}
-		if _, err := r.Peek(1); err != nil {
-			return // the client is done (or gone)
 		}
 		start := time.Now()
 		dr.giveUp = start.Add(queue.DeathAfter)
@@ -427,9 +428,24 @@ func isTruncated(err error) bool {
 type deadlineReader struct {
 	c      *net.UnixConn
 	giveUp time.Time
+	// fd, while awaitMessage tries a read, is the socket to read at once,
+	// without waiting: the wait is awaitMessage's.
+	fd int
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.fd >= 0 {
+		n, err := unix.Read(d.fd, p)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			return 0, errNothingYet
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 	dl := time.Now().Add(idleTimeout)
 	if !d.giveUp.IsZero() && d.giveUp.Before(dl) {
 		dl = d.giveUp
@@ -441,25 +457,41 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 // readerPool holds the read buffers of the sessions between messages.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
-// waitReadable waits, with the reads' deadline, until the client sends
-// something or closes: without reading when r is nil (no buffer taken
-// yet), else with r.Peek.
-func (d *deadlineReader) waitReadable(r *bufio.Reader) error {
-	if r != nil {
-		_, err := r.Peek(1)
-		return err
-	}
+// errNothingYet is a read of a client that has sent nothing yet.
+var errNothingYet = errors.New("nothing to read yet")
+
+// awaitMessage waits, until the read deadline the session set, for the
+// client to send something or close, and returns a read buffer holding
+// what it sent; the end, or an error, it returns as the error. A session
+// holds no buffer while it waits: a listener keeps connections open
+// between messages, and hundreds of idle ones must not each hold one. The
+// buffer is taken only to try a read, and given back when there is
+// nothing yet; the read that finds the message is the one that fills the
+// buffer, with no peek before it (one system call a message fewer).
+func (d *deadlineReader) awaitMessage() (*bufio.Reader, error) {
 	raw, err := d.c.SyscallConn()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d.c.SetReadDeadline(time.Now().Add(idleTimeout))
-	var b [1]byte
+	var r *bufio.Reader
+	var rerr error
 	werr := raw.Read(func(fd uintptr) bool {
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return err != unix.EAGAIN // bytes, the end, or an error: the reader will tell
+		r = readerPool.Get().(*bufio.Reader)
+		d.fd = int(fd)
+		r.Reset(d)
+		_, rerr = r.Peek(1)
+		d.fd = -1
+		if rerr != nil {
+			r.Reset(nil)
+			readerPool.Put(r)
+			r = nil
+		}
+		return rerr != errNothingYet // else wait until the socket is readable
 	})
-	return werr
+	if werr != nil {
+		return nil, werr
+	}
+	return r, rerr // bytes; or the end, or an error
 }
 
 // peer returns the uid and pid of the process at the other end of c, for

@@ -172,3 +172,60 @@ func TestSessionFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionMessageInDribbles: a client that sends its message a few
+// bytes at a time, pausing between them (a listener on a loaded machine),
+// and its next one after a pause between messages, gets both queued
+// whole: the session's wait for a message ends with a read of what came,
+// and the rest is read as it arrives. A client that then closes while
+// idle ends its session.
+func TestSessionMessageInDribbles(t *testing.T) {
+	q := newQueue(t)
+	sock := serve(t, q)
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	bodies := []string{"Subject: one\n\nfirst\n", "Subject: two\n\nsecond\n"}
+	for _, body := range bodies {
+		var msg []byte
+		msg = binary.BigEndian.AppendUint32(msg, uint32(len(body)))
+		msg = append(msg, body...)
+		msg = append(msg, 0, 0, 0, 0)
+		msg = append(msg, sessionEnv.Wire()...)
+		for len(msg) > 0 {
+			n := min(3, len(msg))
+			if _, err := c.Write(msg[:n]); err != nil {
+				t.Fatal(err)
+			}
+			msg = msg[n:]
+			time.Sleep(2 * time.Millisecond)
+		}
+		var reply [1]byte
+		if _, err := io.ReadFull(c, reply[:]); err != nil || reply[0] != 0 {
+			t.Fatalf("reply %v, %v; want 0", reply[0], err)
+		}
+		time.Sleep(20 * time.Millisecond) // idle between messages
+	}
+	snap, err := q.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != len(bodies) {
+		t.Fatalf("%d messages queued, want %d", len(snap.Messages), len(bodies))
+	}
+	for i, m := range snap.Messages {
+		r, err := q.OpenBody(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !strings.HasSuffix(string(got), "\n"+bodies[i]) || !strings.HasPrefix(string(got), "Received: (gw-queued ") {
+			t.Errorf("message %d reads %q (%v), want the trace line and %q", i, got, err, bodies[i])
+		}
+	}
+	c.Close() // the session ends; serve's cleanup waits for it
+}

@@ -21,10 +21,16 @@ import (
 // only after the flush that covers its message (group commit, as a
 // database's write-ahead log does). This is the path of gw-queued; see
 // gw-queue.5 for why it beats a file per message on this kind of disk.
+//
+// There is no committer goroutine: the caller that finds no flush under
+// way writes and flushes its message itself, on its own goroutine, and
+// callers that arrive meanwhile wait in line; when its flush returns, the
+// first of them leads the next flush, for all of them. A lone message
+// (a quiet gateway's every message) thus costs no hand-off between
+// goroutines, each a wake-up of a thread, and a busy gateway still
+// batches everything that arrived during one flush into the next.
 type Committer struct {
-	q    *Queue
-	reqs chan *commitReq
-	done chan struct{}
+	q *Queue
 
 	// MaxSegmentSize and MaxSegmentAge bound a segment: past either, it is
 	// sealed and a new one begins. A sealed segment can be removed by the
@@ -38,7 +44,14 @@ type Committer struct {
 	// gw-queued, with no timer armed, does not wake at all.
 	SealIdle time.Duration
 
-	// owned by the loop goroutine
+	mu      sync.Mutex
+	pending []*commitReq // waiting for a flush, in arrival order
+	busy    bool         // someone holds the segment: a leader, tick or Close
+	closed  bool
+	idle    sync.Cond // busy went false (Close waits for it)
+	repeat  *time.Timer
+
+	// owned by whoever set busy
 	seg      *os.File
 	segName  string
 	segSize  int64
@@ -52,33 +65,36 @@ type commitReq struct {
 	rec  [][]byte // the record, in pieces (Incoming.finish)
 	size int      // its length
 	id   ID
+	// done carries the flush's outcome, or errLead: the caller is first in
+	// line and flushes the line itself.
 	done chan error
 }
+
+// errLead tells a waiting caller that the flush before it is over and the
+// next one is its to make.
+var errLead = errors.New("lead the next flush")
 
 // maxBatchBytes bounds the bytes one flush covers, so that one flush never
 // waits on an unbounded write.
 const maxBatchBytes = 16 << 20
 
-// NewCommitter starts a committer on q. Close it to seal its segment.
+// NewCommitter makes a committer on q. Close it to seal its segment.
 // It first raises q's clock above every ID the queue may hold (seedClock).
 func (q *Queue) NewCommitter() *Committer {
-	c := q.newCommitter()
-	go c.loop()
-	return c
-}
-
-// newCommitter makes a committer whose loop is not started yet, so that
-// a test may set its bounds first.
-func (q *Queue) newCommitter() *Committer {
 	q.seedClock()
-	return &Committer{
+	c := &Committer{
 		q:              q,
-		reqs:           make(chan *commitReq, 1024),
-		done:           make(chan struct{}),
 		MaxSegmentSize: 64 << 20,
 		MaxSegmentAge:  5 * time.Minute,
 		SealIdle:       10 * announceEvery,
 	}
+	c.idle.L = &c.mu
+	// Armed only while a segment is open, for announceEvery after its
+	// last flush: a notice each flush sends makes the repeat unneeded, and
+	// with no open segment nothing is to be told.
+	c.repeat = time.AfterFunc(time.Hour, c.tick)
+	c.repeat.Stop()
+	return c
 }
 
 // seedHorizon bounds how long before the newest segment's name a shared
@@ -274,82 +290,118 @@ func (c *Committer) Commit(p *Incoming, env envelope.Envelope) error {
 	for _, b := range req.rec {
 		req.size += len(b)
 	}
-	select {
-	case c.reqs <- req:
-	case <-c.done:
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return ErrCommitterClosed
 	}
-	return <-req.done
-}
-
-// Close seals the current segment after the messages already handed in.
-func (c *Committer) Close() error {
-	close(c.reqs)
-	<-c.done
-	return nil
-}
-
-func (c *Committer) loop() {
-	defer close(c.done)
-	defer func() {
-		if c.trigger != nil {
-			c.trigger.Close()
-		}
-	}()
-	// One timer, armed only while a segment is open and then for
-	// announceEvery after the last notice: a notice a batch sent makes the
-	// repeat unneeded, and with no open segment nothing is to be told.
-	repeat := time.NewTimer(announceEvery)
-	repeat.Stop()
-	defer repeat.Stop()
-	for {
-		var first *commitReq
-		select {
-		case r, ok := <-c.reqs:
-			if !ok {
-				c.seal()
-				return
-			}
-			first = r
-		case <-repeat.C:
-			if c.seg != nil && (time.Since(c.segBorn) > c.MaxSegmentAge || time.Since(c.lastNew) >= c.SealIdle) {
-				c.seal()
-			}
-			if c.seg != nil {
-				c.announce() // for a runner that started since
-				repeat.Reset(announceEvery)
-			}
-			continue
-		}
-		batch := []*commitReq{first}
-		size := first.size
-	drain:
-		for size < maxBatchBytes {
-			select {
-			case r, ok := <-c.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-				size += r.size
-			default:
-				break drain
-			}
-		}
-		err := c.write(batch)
-		if err == nil {
-			c.lastNew = time.Now()
-			c.announce()
-		}
-		if c.seg != nil {
-			repeat.Reset(announceEvery)
-		} else {
-			repeat.Stop()
-		}
-		for _, r := range batch {
-			r.done <- err
+	c.pending = append(c.pending, req)
+	lead := !c.busy
+	c.busy = true
+	c.mu.Unlock()
+	if !lead {
+		// In line behind a flush. When it ends, this message is either
+		// covered by the next flush, whose leader tells its outcome, or
+		// first in line, and passed the lead.
+		if err := <-req.done; err != errLead {
+			return err
 		}
 	}
+	return c.lead()
+}
+
+// lead flushes the line of waiting messages, the caller's first among them
+// (it is first in line: it found no flush under way, or was passed the
+// lead), then passes the lead on and tells the others their outcome.
+func (c *Committer) lead() error {
+	c.mu.Lock()
+	n, size := 1, c.pending[0].size
+	for n < len(c.pending) && size+c.pending[n].size <= maxBatchBytes {
+		size += c.pending[n].size
+		n++
+	}
+	batch := c.pending[:n:n]
+	c.pending = c.pending[n:]
+	c.mu.Unlock()
+
+	err := c.write(batch)
+	if err == nil {
+		c.lastNew = time.Now()
+		c.announce()
+	}
+	// The next flush begins before the waiters of this one are told:
+	// under load a flush is always under way.
+	c.release()
+	for _, r := range batch[1:] {
+		r.done <- err
+	}
+	return err
+}
+
+// release ends the caller's hold on the segment: the lead goes to the
+// first caller in line, or, with none, the committer falls idle with its
+// repeat timer armed while a segment is open.
+func (c *Committer) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) > 0 {
+		c.pending[0].done <- errLead
+		return
+	}
+	c.busy = false
+	c.idle.Broadcast()
+	if c.closed {
+		return
+	}
+	if c.seg != nil {
+		c.repeat.Reset(announceEvery)
+	} else {
+		c.repeat.Stop()
+	}
+}
+
+// tick runs announceEvery after the last flush while a segment is open:
+// it seals a segment that is idle or old, or repeats the flushed notice
+// for a runner that started since. A flush under way makes it
+// unneeded: its leader arms the timer again when it is done.
+func (c *Committer) tick() {
+	c.mu.Lock()
+	if c.busy || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.busy = true
+	c.mu.Unlock()
+	if c.seg != nil && (time.Since(c.segBorn) > c.MaxSegmentAge || time.Since(c.lastNew) >= c.SealIdle) {
+		c.seal()
+	}
+	if c.seg != nil {
+		c.announce()
+	}
+	c.release()
+}
+
+// Close seals the current segment after the messages already handed in;
+// a message committed afterwards gets ErrCommitterClosed.
+func (c *Committer) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	for c.busy {
+		c.idle.Wait()
+	}
+	c.busy = true
+	c.mu.Unlock()
+	c.repeat.Stop()
+	c.seal()
+	if c.trigger != nil {
+		c.trigger.Close()
+		c.trigger = nil
+	}
+	return nil
 }
 
 // write appends batch to the current segment with one write and one flush.
@@ -366,9 +418,12 @@ func (c *Committer) write(batch []*commitReq) error {
 			return err
 		}
 	}
-	var bufs [][]byte
-	for _, r := range batch {
-		bufs = append(bufs, r.rec...)
+	bufs := batch[0].rec // a lone message's pieces as they are
+	if len(batch) > 1 {
+		bufs = nil
+		for _, r := range batch {
+			bufs = append(bufs, r.rec...)
+		}
 	}
 	before := c.segSize
 	n, err := writev(c.seg, bufs)

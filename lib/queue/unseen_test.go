@@ -99,9 +99,8 @@ func TestIdleCommitterSealsAndFallsSilent(t *testing.T) {
 	trig, err := os.OpenFile(q.path(fileTrig, ""), os.O_RDONLY|unix.O_NONBLOCK, 0)
 	must(t, err)
 	defer trig.Close()
-	c := q.newCommitter()
+	c := q.NewCommitter()
 	c.SealIdle = 3 * announceEvery
-	go c.loop()
 	defer c.Close()
 
 	in := c.NewIncoming(0, 0)

@@ -24,12 +24,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"golang.org/x/sys/unix"
 
 	"gw/lib/scan"
 	"gw/tests/internal/clamdtest"
@@ -62,6 +65,11 @@ func scanPathWanted(name string) bool {
 // pacedName is the unscanned path sent at the rate of the proxy with
 // SpamAssassin: gw's own programs at that rate, scanning aside.
 const pacedName = "gw-smtpd, no scan, paced as spamd's proxy"
+
+// postfixPacedName is Postfix's unscanned path sent at the rate of gw's
+// proxy with spamd: a multi-process MTA's own cost a message at that
+// pace, on the same machine.
+const postfixPacedName = "Postfix, no scan, paced as spamd's proxy"
 
 // spamdAfter is spamd's ceiling measured again after gw's paths through
 // it: the neighbours' load moves between the two, and the ratio to the
@@ -321,24 +329,40 @@ func scanPathBench(work string) {
 	pf := []struct {
 		name  string
 		extra []string
-	}{{"Postfix, no scan", nil}}
-	if rsp != nil {
+		pace  float64
+		n     int
+	}{{"Postfix, no scan", nil, *scanPathPace, n}}
+	// Postfix's own chain at the rate spamd let gw's proxy go: what a
+	// message costs a multi-process MTA at that pace on this machine,
+	// beside gw's own cost at the same pace.
+	if f, ok := got["gw-scan proxy (clamd+spamd) + gw-smtpd"]; ok {
 		pf = append(pf, struct {
 			name  string
 			extra []string
-		}{"Postfix + rspamd milter (proxy worker)", []string{"smtpd_milters = inet:" + rsp.Milter, "milter_protocol = 6", "milter_default_action = tempfail"}})
+			pace  float64
+			n     int
+		}{postfixPacedName, nil, f.rate, *scanPathSpamd})
 	}
-	if rsp != nil && scanPathWanted(pf[1].name) {
-		probes = append(probes, rspamdProbe{pf[1].name, func(sink string) (*side, func(), error) {
-			pdir, _ := os.MkdirTemp("", "gw-bench-postfix-")
-			os.Chmod(pdir, 0o755)
-			s, err := startPostfix(pdir, sink, pf[1].extra...)
-			if err != nil {
-				os.RemoveAll(pdir)
-				return nil, nil, err
-			}
-			return s, func() { s.stop(); os.RemoveAll(pdir) }, nil
-		}})
+	if rsp != nil {
+		milter := struct {
+			name  string
+			extra []string
+			pace  float64
+			n     int
+		}{"Postfix + rspamd milter (proxy worker)", []string{"smtpd_milters = inet:" + rsp.Milter, "milter_protocol = 6", "milter_default_action = tempfail"}, 0, n}
+		pf = append(pf, milter)
+		if scanPathWanted(milter.name) {
+			probes = append(probes, rspamdProbe{milter.name, func(sink string) (*side, func(), error) {
+				pdir, _ := os.MkdirTemp("", "gw-bench-postfix-")
+				os.Chmod(pdir, 0o755)
+				s, err := startPostfix(pdir, sink, milter.extra...)
+				if err != nil {
+					os.RemoveAll(pdir)
+					return nil, nil, err
+				}
+				return s, func() { s.stop(); os.RemoveAll(pdir) }, nil
+			}})
+		}
 	}
 	for i, p := range pf {
 		if !scanPathWanted(p.name) {
@@ -355,7 +379,7 @@ func scanPathBench(work string) {
 		if err != nil {
 			row(p.name, pathFigure{}, err)
 		} else {
-			f, err := measurePath(s, msg, n, sess, scannerCPU)
+			f, err := measureCPU(s, func() time.Duration { return sideCPU(s) }, false, msg, p.n, sess, p.pace, scannerCPU)
 			row(p.name, f, err)
 			s.stop()
 		}
@@ -499,9 +523,34 @@ func scanPathGoals(got map[string]pathFigure) {
 		if hasPaced {
 			fmt.Printf("; unscanned at the same rate %.2f ms, so scanning adds %.2f ms", paced.ownMs, f.ownMs-paced.ownMs)
 		}
+		if pf, ok := got[postfixPacedName]; ok {
+			fmt.Printf("; Postfix unscanned at the same rate %.2f ms", pf.ownMs)
+		}
 		fmt.Println()
 	}
+	fmt.Printf("  this machine: a thread asleep 50 ms and woken costs %.0f µs of CPU a wake-up (the floor under every wait of every program)\n", wakeCost())
 	fmt.Printf("  load at the end: %s\n", loadAvg())
+}
+
+// wakeCost is the CPU, in µs, one thread spends a sleep and wake-up of
+// 50 ms: the price of every wait a program makes at a low rate, whatever
+// it is written in.
+func wakeCost() float64 {
+	const n = 20
+	ch := make(chan float64)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var r0, r1 syscall.Rusage
+		syscall.Getrusage(unix.RUSAGE_THREAD, &r0)
+		for i := 0; i < n; i++ {
+			syscall.Nanosleep(&syscall.Timespec{Nsec: 50e6}, nil)
+		}
+		syscall.Getrusage(unix.RUSAGE_THREAD, &r1)
+		used := r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano()
+		ch <- float64(used) / 1e3 / n
+	}()
+	return <-ch
 }
 
 // scanPathMessage is a plain text message of about size bytes, in lines
