@@ -26,7 +26,7 @@ type Clamd struct {
 	// message. A process that scans once (the wrapper) leaves it off.
 	Sessions bool
 
-	idle clamdPool
+	idle idlePool[*clamdSession]
 }
 
 // ClamdResult is clamd's answer about one stream.

@@ -9,7 +9,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -25,10 +24,9 @@ const (
 
 // clamdSession is one connection in session mode.
 type clamdSession struct {
-	conn  net.Conn
-	r     *bufio.Reader
-	n     int       // requests sent
-	since time.Time // idle since
+	conn net.Conn
+	r    *bufio.Reader
+	n    int // requests sent
 }
 
 // scanInSession scans on an idle session, or on a new one. A session
@@ -36,10 +34,10 @@ type clamdSession struct {
 // fails before any reply: the message then goes again, from its start,
 // on a fresh connection. Any failure closes the session it happened on.
 func (c *Clamd) scanInSession(ctx context.Context, r io.Reader, size int64) (ClamdResult, error) {
-	if s := c.idle.get(); s != nil {
+	if s, ok := c.idle.get(clamdIdleFor, (*clamdSession).end); ok {
 		res, err, retry := s.scan(ctx, r, size)
 		if err == nil {
-			c.idle.put(s)
+			c.idle.put(s, maxIdleClamd, (*clamdSession).end)
 			return res, nil
 		}
 		s.conn.Close()
@@ -61,7 +59,7 @@ func (c *Clamd) scanInSession(ctx context.Context, r io.Reader, size int64) (Cla
 		conn.Close()
 		return res, fmt.Errorf("clamd %s: %w", c.Addr, err)
 	}
-	c.idle.put(s)
+	c.idle.put(s, maxIdleClamd, (*clamdSession).end)
 	return res, nil
 }
 
@@ -105,39 +103,4 @@ func (s *clamdSession) end() {
 	s.conn.SetDeadline(time.Now().Add(time.Second))
 	s.conn.Write([]byte("zEND\x00"))
 	s.conn.Close()
-}
-
-// clamdPool holds idle sessions, newest last; its zero value is empty.
-type clamdPool struct {
-	mu   sync.Mutex
-	idle []*clamdSession
-}
-
-// get returns the newest session not idle too long, ending the stale.
-func (p *clamdPool) get() *clamdSession {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for len(p.idle) > 0 {
-		s := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		if time.Since(s.since) < clamdIdleFor {
-			return s
-		}
-		s.end()
-	}
-	return nil
-}
-
-// put keeps s for a later scan, or ends it when the pool is full.
-func (p *clamdPool) put(s *clamdSession) {
-	s.since = time.Now()
-	p.mu.Lock()
-	if len(p.idle) < maxIdleClamd {
-		p.idle = append(p.idle, s)
-		s = nil
-	}
-	p.mu.Unlock()
-	if s != nil {
-		s.end()
-	}
 }

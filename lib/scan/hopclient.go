@@ -48,6 +48,16 @@ const (
 // CRLF: the session cannot be trusted to stay in step.
 var errHopReplyLine = errors.New("next hop's reply line too long or malformed")
 
+// A connection to the next hop costs the next hop a whole session (accept,
+// its client checks, greeting, EHLO): the proxy keeps a few idle between
+// messages, as Postfix's smtp client keeps its connection cache. Few and
+// short-lived, so the next hop's per-client limits are not held by idle
+// sessions.
+const (
+	maxIdleHops = 8
+	hopIdleFor  = 10 * time.Second
+)
+
 // dialHopClient connects to addr, reads the greeting and says EHLO (HELO
 // if EHLO is refused).
 func dialHopClient(addr, helo string, timeout time.Duration) (*hopClient, error) {

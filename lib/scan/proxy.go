@@ -33,7 +33,7 @@ type Proxy struct {
 	Timeout    time.Duration // each exchange with the next hop, and idle clients
 	MaxBytes   int64         // 0: no limit of our own
 
-	hops hopPool // idle connections to the next hop
+	hops idlePool[*hopClient] // idle connections to the next hop
 }
 
 // Replies a proxy gives for its own verdicts.
@@ -287,13 +287,13 @@ func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 b
 			return "", fmt.Errorf("RCPT %q: %w", r, err)
 		}
 	}
-	if h := p.hops.get(); h != nil {
+	if h, ok := p.hops.get(hopIdleFor, (*hopClient).close); ok {
 		reply, err, mailed := p.relayOn(h, env, from, to, write, utf8, size)
 		if err == nil {
-			p.hops.put(h)
+			p.hops.put(h, maxIdleHops, (*hopClient).quit)
 			return reply, nil
 		}
-		h.c.close()
+		h.close()
 		if mailed {
 			return "", err
 		}
@@ -304,19 +304,15 @@ func (p *Proxy) relay(env envelope.Envelope, write func(io.Writer) error, utf8 b
 	}
 	reply, err, _ := p.relayOn(h, env, from, to, write, utf8, size)
 	if err != nil {
-		h.c.close()
+		h.close()
 		return "", err
 	}
-	p.hops.put(h)
+	p.hops.put(h, maxIdleHops, (*hopClient).quit)
 	return reply, nil
 }
 
-func (p *Proxy) dialHop() (*hopConn, error) {
-	c, err := dialHopClient(p.NextHop, p.Scanner.Hostname, p.Timeout)
-	if err != nil {
-		return nil, err
-	}
-	return &hopConn{c: c}, nil
+func (p *Proxy) dialHop() (*hopClient, error) {
+	return dialHopClient(p.NextHop, p.Scanner.Hostname, p.Timeout)
 }
 
 // relayOn runs one transaction on h; mailed reports whether MAIL was
@@ -325,7 +321,7 @@ func (p *Proxy) dialHop() (*hopConn, error) {
 // does); one that does not gets none, and the request ends there
 // (gw-scan.8). REQUIRETLS, unlike DSN, is never dropped: a next hop that
 // does not offer it refuses the message here (RFC 8689 5, no downgrade).
-func (p *Proxy) relayOn(h *hopConn, env envelope.Envelope, from string, to []string, write func(io.Writer) error, utf8 bool, size int64) (reply string, err error, mailed bool) {
-	h.c.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
-	return h.c.send(env, from, to, write, utf8, size)
+func (p *Proxy) relayOn(h *hopClient, env envelope.Envelope, from string, to []string, write func(io.Writer) error, utf8 bool, size int64) (reply string, err error, mailed bool) {
+	h.conn.SetDeadline(time.Now().Add(4 * p.Timeout))
+	return h.send(env, from, to, write, utf8, size)
 }
